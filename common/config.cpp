@@ -1,0 +1,211 @@
+#include "config.hpp"
+
+#include <arpa/inet.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace kv {
+namespace {
+
+[[noreturn]] void fail(std::string_view source, std::string_view field, std::string_view reason) {
+  std::string msg;
+  msg.append(source).append(": ").append(field).append(": ").append(reason);
+  throw ConfigError(msg);
+}
+
+bool valid_hostname(std::string_view h) {
+  if (h.empty() || h.size() > 253) return false;
+  std::size_t label = 0;
+  for (char c : h) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok || ++label > 63) return false;
+  }
+  return label != 0;
+}
+
+bool all_digits_or_dots(std::string_view h) {
+  for (char c : h)
+    if (!((c >= '0' && c <= '9') || c == '.')) return false;
+  return true;
+}
+
+std::optional<std::uint64_t> parse_uint(std::string_view s) {
+  if (s.empty() || s.size() > 19) return std::nullopt;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string kind_of(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Null: return "empty";
+    default: return "undefined";
+  }
+}
+
+std::string scalar(const YAML::Node& n, std::string_view source, const std::string& field) {
+  if (!n.IsScalar()) fail(source, field, "expected a value, got " + kind_of(n));
+  return n.Scalar();
+}
+
+std::uint32_t bounded_uint(const YAML::Node& n, std::string_view source, const std::string& field,
+                           std::uint64_t lo, std::uint64_t hi) {
+  const std::string s = scalar(n, source, field);
+  auto v = parse_uint(s);
+  if (!v) fail(source, field, "expected a whole number, got '" + s + "'");
+  if (*v < lo || *v > hi)
+    fail(source, field, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + s);
+  return static_cast<std::uint32_t>(*v);
+}
+
+// Refuses keys of `map` that are not in `allowed`; field prefix names where the map is.
+void only_fields(const YAML::Node& map, std::string_view source, const std::string& prefix,
+                 std::initializer_list<std::string_view> allowed) {
+  for (const auto& kv : map) {
+    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string("?");
+    bool ok = false;
+    for (auto a : allowed) ok = ok || key == a;
+    if (!ok) {
+      std::string list;
+      for (auto a : allowed) list.append(list.empty() ? "" : ", ").append(a);
+      fail(source, prefix + key, "unknown field (expected one of: " + list + ")");
+    }
+  }
+}
+
+HostPort host_port_field(const YAML::Node& n, std::string_view source, const std::string& field, bool allow_zero) {
+  const std::string s = scalar(n, source, field);
+  auto hp = parse_host_port(s, allow_zero);
+  if (!hp) fail(source, field, "expected host:port (port 1-65535), got '" + s + "'");
+  return *hp;
+}
+
+}  // namespace
+
+std::string HostPort::str() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::optional<HostPort> parse_host_port(std::string_view s, bool allow_port_zero) {
+  std::string_view host, port;
+  if (!s.empty() && s.front() == '[') {
+    const auto close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') return std::nullopt;
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, std::string(host).c_str(), &a6) != 1) return std::nullopt;
+  } else {
+    const auto colon = s.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return std::nullopt;  // bare IPv6 needs brackets
+    if (all_digits_or_dots(host)) {
+      in_addr a4{};
+      if (inet_pton(AF_INET, std::string(host).c_str(), &a4) != 1) return std::nullopt;
+    } else if (!valid_hostname(host)) {
+      return std::nullopt;
+    }
+  }
+  auto p = parse_uint(port);
+  if (!p || *p > 65535 || (*p == 0 && !allow_port_zero)) return std::nullopt;
+  return HostPort{std::string(host), static_cast<std::uint16_t>(*p)};
+}
+
+void validate_ring_config(const RingConfig& c, std::string_view source) {
+  if (c.vnodes < 1 || c.vnodes > kMaxVnodes)
+    fail(source, "vnodes", "must be between 1 and " + std::to_string(kMaxVnodes));
+  if (c.nodes.empty()) fail(source, "nodes", "at least one node is required");
+  if (c.nodes.size() > kMaxNodes) fail(source, "nodes", "at most " + std::to_string(kMaxNodes) + " nodes");
+  std::map<std::string, std::size_t> ids, addrs;
+  std::uint64_t points = 0;
+  for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+    const auto& n = c.nodes[i];
+    const std::string at = "nodes[" + std::to_string(i) + "]";
+    if (n.id.empty()) fail(source, at + ".id", "must not be empty");
+    if (n.id.size() > kMaxIdLength) fail(source, at + ".id", "longer than " + std::to_string(kMaxIdLength) + " bytes");
+    for (char ch : n.id) {
+      const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                      ch == '-' || ch == '_' || ch == '.';
+      if (!ok) fail(source, at + ".id", "'" + n.id + "' may contain only letters, digits, '-', '_' and '.'");
+    }
+    if (n.weight < 1 || n.weight > kMaxWeight)
+      fail(source, at + ".weight", "must be between 1 and " + std::to_string(kMaxWeight));
+    if (auto [it, fresh] = ids.emplace(n.id, i); !fresh)
+      fail(source, at + ".id", "duplicate id '" + n.id + "' (also nodes[" + std::to_string(it->second) + "])");
+    const std::string addr = n.address.str();
+    if (auto [it, fresh] = addrs.emplace(addr, i); !fresh)
+      fail(source, at + ".address", "duplicate address " + addr + " (also nodes[" + std::to_string(it->second) + "])");
+    points += std::uint64_t{n.weight} * c.vnodes;
+  }
+  if (points > kMaxRingPoints)
+    fail(source, "vnodes", "vnodes x total weight is " + std::to_string(points) + " ring points, more than the limit of " +
+                               std::to_string(kMaxRingPoints) + "; lower vnodes");
+}
+
+RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    fail(source, "line " + std::to_string(e.mark.line + 1) + ", column " + std::to_string(e.mark.column + 1),
+         e.msg.empty() ? "invalid YAML" : e.msg);
+  }
+  if (!root.IsMap()) fail(source, "(top level)", "expected a mapping with 'nodes', got " + kind_of(root));
+  only_fields(root, source, "", {"vnodes", "nodes", "proxy"});
+
+  RingConfig c;
+  if (root["vnodes"]) c.vnodes = bounded_uint(root["vnodes"], source, "vnodes", 1, kMaxVnodes);
+
+  const YAML::Node nodes = root["nodes"];
+  if (!nodes) fail(source, "nodes", "missing (a list of {id, address, weight})");
+  if (!nodes.IsSequence()) fail(source, "nodes", "expected a list, got " + kind_of(nodes));
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const std::string at = "nodes[" + std::to_string(i) + "]";
+    const YAML::Node n = nodes[i];
+    if (!n.IsMap()) fail(source, at, "expected a mapping with id and address, got " + kind_of(n));
+    only_fields(n, source, at + ".", {"id", "address", "weight"});
+    NodeConfig nc;
+    if (!n["id"]) fail(source, at + ".id", "missing");
+    nc.id = scalar(n["id"], source, at + ".id");
+    if (!n["address"]) fail(source, at + ".address", "missing");
+    nc.address = host_port_field(n["address"], source, at + ".address", false);
+    if (n["weight"]) nc.weight = bounded_uint(n["weight"], source, at + ".weight", 1, kMaxWeight);
+    c.nodes.push_back(std::move(nc));
+  }
+
+  if (const YAML::Node p = root["proxy"]) {
+    if (!p.IsMap()) fail(source, "proxy", "expected a mapping, got " + kind_of(p));
+    only_fields(p, source, "proxy.", {"listen", "admin"});
+    if (p["listen"]) c.proxy.listen = host_port_field(p["listen"], source, "proxy.listen", true);
+    if (p["admin"]) c.proxy.admin = host_port_field(p["admin"], source, "proxy.admin", true);
+  }
+  validate_ring_config(c, source);
+  return c;
+}
+
+RingConfig load_ring_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "(file)", "cannot open for reading");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_ring_config(ss.str(), path);
+}
+
+}  // namespace kv

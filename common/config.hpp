@@ -1,0 +1,60 @@
+// ring.yaml: parsed into plain structs and validated before anything is built from it.
+// Every refusal is a ConfigError whose message names the file, the field and the reason:
+//   "ring.yaml: nodes[2].address: duplicate address 127.0.0.1:8081 (also nodes[0])"
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kv {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct HostPort {
+  std::string host;  // IPv4 literal, IPv6 literal without brackets, or a host name
+  std::uint16_t port = 0;
+  std::string str() const;  // "host:port", IPv6 in brackets
+  friend bool operator==(const HostPort&, const HostPort&) = default;
+};
+
+// Parses "host:port" / "[v6]:port". allow_port_zero lets a listener ask the kernel for a port.
+std::optional<HostPort> parse_host_port(std::string_view s, bool allow_port_zero = false);
+
+struct NodeConfig {
+  std::string id;       // stable identity, hashed onto the ring
+  HostPort address;
+  std::uint32_t weight = 1;
+};
+
+struct ProxySection {
+  std::optional<HostPort> listen;
+  std::optional<HostPort> admin;
+};
+
+inline constexpr std::uint32_t kDefaultVnodes = 32768;
+inline constexpr std::uint32_t kMaxVnodes = 1u << 20;
+inline constexpr std::uint32_t kMaxWeight = 256;
+inline constexpr std::size_t kMaxNodes = 4096;
+inline constexpr std::uint64_t kMaxRingPoints = 1ull << 24;  // 128 MiB of ring at most
+inline constexpr std::size_t kMaxIdLength = 64;
+
+struct RingConfig {
+  std::uint32_t vnodes = kDefaultVnodes;  // ring points per unit of weight
+  std::vector<NodeConfig> nodes;          // in file order; the ring does not depend on it
+  ProxySection proxy;
+};
+
+// `source` names the input in messages (a file path, or "<admin body>").
+RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source);
+RingConfig load_ring_config(const std::string& path);
+
+// The checks on an already-built struct (parse_ring_config calls it).
+void validate_ring_config(const RingConfig& config, std::string_view source);
+
+}  // namespace kv

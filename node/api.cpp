@@ -1,0 +1,178 @@
+#include "api.hpp"
+
+#include <boost/beast/http/field.hpp>
+
+#include "json.hpp"
+#include "key.hpp"
+#include "storage_key.hpp"
+
+namespace kv {
+namespace {
+
+void json_response(Response& res, http::status status, std::string body) {
+  res.result(status);
+  res.set(http::field::content_type, "application/json");
+  res.body() = std::move(body);
+}
+
+bool method_allowed(Response& res, http::verb got, http::verb want, std::string_view allow) {
+  if (got == want) return true;
+  error_response(res, http::status::method_not_allowed, "Method not allowed");
+  res.set(http::field::allow, allow);
+  return false;
+}
+
+}  // namespace
+
+void error_response(Response& res, http::status status, std::string_view detail) {
+  json_response(res, status, json_error(detail));
+}
+
+Route Api::route_of(std::string_view target) noexcept {
+  const auto path = target_path(target);
+  if (path == "/get") return Route::get;
+  if (path == "/put") return Route::put;
+  if (path == "/del") return Route::del;
+  if (path == "/health") return Route::health;
+  if (path == "/metrics") return Route::metrics;
+  return Route::other;
+}
+
+std::string_view Api::route_name(Route r) noexcept {
+  switch (r) {
+    case Route::put: return "put";
+    case Route::get: return "get";
+    case Route::del: return "del";
+    case Route::health: return "health";
+    case Route::metrics: return "metrics";
+    default: return "other";
+  }
+}
+
+Route Api::handle(const Request& req, Response& res) {
+  const Route route = route_of(req.target());
+  res.version(req.version());
+  switch (route) {
+    case Route::other:
+      error_response(res, http::status::not_found, "Not found");
+      return route;
+    case Route::health:
+      if (method_allowed(res, req.method(), http::verb::get, "GET"))
+        json_response(res, http::status::ok, R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\"}");
+      return route;
+    case Route::metrics:
+      if (method_allowed(res, req.method(), http::verb::get, "GET")) {
+        res.result(http::status::ok);
+        res.set(http::field::content_type, "text/plain; version=0.0.4");
+        res.body() = metrics_.render(store_);
+      }
+      return route;
+    case Route::put:
+      if (!method_allowed(res, req.method(), http::verb::post, "POST")) return route;
+      break;
+    case Route::get:
+      if (!method_allowed(res, req.method(), http::verb::get, "GET")) return route;
+      break;
+    case Route::del:
+      if (!method_allowed(res, req.method(), http::verb::delete_, "DELETE")) return route;
+      break;
+    default: break;
+  }
+
+  KeyResult key = extract_key(req.target(), limits_.max_key_bytes);
+  if (key.error != KeyError::none) {
+    error_response(res, key.error == KeyError::too_long ? http::status::payload_too_large : http::status::bad_request,
+                   key_error_detail(key.error));
+    return route;
+  }
+  const std::string skey = storage_key(key.key);
+  std::string err;
+
+  if (route == Route::put) {
+    std::string value, detail;
+    if (!parse_put_body(req.body(), value, detail)) {
+      error_response(res, http::status::bad_request, detail);
+      return route;
+    }
+    if (value.size() > limits_.max_value_bytes) {
+      error_response(res, http::status::payload_too_large,
+                     "Value too large (limit " + std::to_string(limits_.max_value_bytes) + " bytes)");
+      return route;
+    }
+    if (store_.put(skey, value, err) != StoreStatus::ok) {
+      metrics_.store_error();
+      error_response(res, http::status::internal_server_error, "Storage write failed: " + err);
+      return route;
+    }
+    json_response(res, http::status::ok, json_success());
+    return route;
+  }
+
+  if (route == Route::get) {
+    std::string value;
+    switch (store_.get(skey, value, err)) {
+      case StoreStatus::ok: json_response(res, http::status::ok, json_value(value)); break;
+      case StoreStatus::not_found: error_response(res, http::status::not_found, "Key not found"); break;
+      case StoreStatus::error:
+        metrics_.store_error();
+        error_response(res, http::status::internal_server_error, "Storage read failed: " + err);
+        break;
+    }
+    return route;
+  }
+
+  switch (store_.del(skey, err)) {
+    case StoreStatus::ok: json_response(res, http::status::ok, json_success()); break;
+    case StoreStatus::not_found: error_response(res, http::status::not_found, "Key not found"); break;
+    case StoreStatus::error:
+      metrics_.store_error();
+      error_response(res, http::status::internal_server_error, "Storage delete failed: " + err);
+      break;
+  }
+  return route;
+}
+
+void NodeMetrics::count(Route r, unsigned status, std::uint64_t ns) noexcept {
+  std::size_t slot = kCodes.size() - 1;
+  for (std::size_t i = 0; i + 1 < kCodes.size(); ++i)
+    if (kCodes[i] == status) slot = i;
+  const auto ri = static_cast<std::size_t>(r);
+  requests_[ri][slot].fetch_add(1, std::memory_order_relaxed);
+  latency_[ri].observe_ns(ns);
+}
+
+std::string NodeMetrics::render(Store& store) const {
+  std::string out;
+  out.reserve(8192);
+  metrics::header(out, "kvnode_build_info", "Build information.", "gauge");
+  metrics::sample(out, "kvnode_build_info", "version=\"" KVRING_VERSION "\",engine=\"" + std::string(store.engine()) + "\"",
+                  std::uint64_t{1});
+  metrics::header(out, "kvnode_requests_total", "HTTP requests answered, by route and status code.", "counter");
+  for (std::size_t r = 0; r < kRoutes; ++r) {
+    for (std::size_t c = 0; c < kCodes.size(); ++c) {
+      const auto v = requests_[r][c].load(std::memory_order_relaxed);
+      if (v == 0) continue;
+      const std::string labels = "route=\"" + std::string(Api::route_name(static_cast<Route>(r))) + "\",code=\"" +
+                                 (kCodes[c] ? std::to_string(kCodes[c]) : std::string("other")) + "\"";
+      metrics::sample(out, "kvnode_requests_total", labels, v);
+    }
+  }
+  metrics::header(out, "kvnode_request_duration_seconds", "Time from a parsed request to its response written.", "histogram");
+  for (std::size_t r = 0; r < kRoutes; ++r)
+    latency_[r].render(out, "kvnode_request_duration_seconds",
+                       "route=\"" + std::string(Api::route_name(static_cast<Route>(r))) + "\"");
+  metrics::header(out, "kvnode_keys", "Keys stored (RocksDB: its estimate; memory: exact).", "gauge");
+  metrics::sample(out, "kvnode_keys", "", store.key_count());
+  metrics::header(out, "kvnode_store_errors_total", "Storage engine errors.", "counter");
+  metrics::sample(out, "kvnode_store_errors_total", "", store_errors_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_connections_open", "Client connections open now.", "gauge");
+  metrics::sample(out, "kvnode_connections_open", "", static_cast<std::uint64_t>(std::max<std::int64_t>(0, open_.load())));
+  metrics::header(out, "kvnode_connections_total", "Client connections accepted.", "counter");
+  metrics::sample(out, "kvnode_connections_total", "", accepted_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_uptime_seconds", "Seconds since start.", "gauge");
+  metrics::sample(out, "kvnode_uptime_seconds", "",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  return out;
+}
+
+}  // namespace kv

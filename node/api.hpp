@@ -1,0 +1,71 @@
+// kvnode's client API: one parsed HTTP request in, one response out. No sockets here, so the fuzzer
+// (and anything else) can drive it directly. Thread-safe: the store and counters are.
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "metrics.hpp"
+#include "store.hpp"
+
+namespace kv {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+enum class Route : std::uint8_t { put, get, del, health, metrics, other, count_ };
+
+struct ApiLimits {
+  std::size_t max_key_bytes = 1024;
+  std::size_t max_value_bytes = 1 << 20;
+};
+
+class NodeMetrics {
+ public:
+  static constexpr std::array<unsigned, 10> kCodes = {200, 400, 404, 405, 408, 413, 431, 500, 503, 0};  // 0: other
+
+  void count(Route r, unsigned status, std::uint64_t ns) noexcept;
+  void connection_opened() noexcept { open_.fetch_add(1, std::memory_order_relaxed); accepted_.fetch_add(1, std::memory_order_relaxed); }
+  void connection_closed() noexcept { open_.fetch_sub(1, std::memory_order_relaxed); }
+  void store_error() noexcept { store_errors_.fetch_add(1, std::memory_order_relaxed); }
+  std::string render(Store& store) const;
+
+ private:
+  static constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::count_);
+  std::array<std::array<std::atomic<std::uint64_t>, kCodes.size()>, kRoutes> requests_{};
+  std::array<metrics::Histogram, kRoutes> latency_{};
+  std::atomic<std::int64_t> open_{0};
+  std::atomic<std::uint64_t> accepted_{0};
+  std::atomic<std::uint64_t> store_errors_{0};
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+class Api {
+ public:
+  Api(Store& store, NodeMetrics& metrics, ApiLimits limits) : store_(store), metrics_(metrics), limits_(limits) {}
+
+  // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
+  Route handle(const Request& req, Response& res);
+
+  static Route route_of(std::string_view target) noexcept;
+  static std::string_view route_name(Route r) noexcept;
+
+  const ApiLimits& limits() const noexcept { return limits_; }
+
+ private:
+  Store& store_;
+  NodeMetrics& metrics_;
+  ApiLimits limits_;
+};
+
+// An error response: {"status":"error","detail":...} with the given status.
+void error_response(Response& res, http::status status, std::string_view detail);
+
+}  // namespace kv
