@@ -2,7 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
-#include <system_error>
+#include <stdexcept>
 
 #include "api.hpp"
 #include "config.hpp"
@@ -89,8 +89,8 @@ int main(int argc, char** argv) {
   std::uint16_t bound = 0;
   try {
     bound = server.listen();
-  } catch (const std::system_error& e) {
-    std::cerr << "kvnode: cannot listen on " << so.bind.str() << ": " << e.code().message() << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;
   }
   std::cerr << "kvnode " KVRING_VERSION " listening on " << kv::HostPort{so.bind.host, bound}.str() << " (engine "

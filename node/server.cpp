@@ -228,10 +228,12 @@ std::uint16_t Server::listen() {
   const auto addr = asio::ip::make_address(impl_->opt.bind.host);
   const tcp::endpoint ep(addr, impl_->opt.bind.port);
   auto acc = std::make_unique<tcp::acceptor>(ioc);
-  acc->open(ep.protocol());
-  acc->set_option(asio::socket_base::reuse_address(true));
-  acc->bind(ep);
-  acc->listen(asio::socket_base::max_listen_connections);
+  beast::error_code ec;
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + impl_->opt.bind.str() + ": " + ec.message());
   impl_->acceptor = std::move(acc);
   return impl_->acceptor->local_endpoint().port();
 }

@@ -30,7 +30,7 @@ class Server {
   Server(ServerOptions options, Api& api, NodeMetrics& metrics);
   ~Server();
 
-  // Binds the listening socket; throws std::system_error (e.g. address in use). Returns the port.
+  // Binds the listening socket; throws std::runtime_error "cannot listen on H:P: reason". Returns the port.
   std::uint16_t listen();
   // Serves until SIGTERM/SIGINT (or stop()), then drains and returns.
   void run();
