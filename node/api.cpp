@@ -52,6 +52,7 @@ std::string_view Api::route_name(Route r) noexcept {
 Route Api::handle(const Request& req, Response& res) {
   const Route route = route_of(req.target());
   res.version(req.version());
+  if (!node_id_.empty()) res.set("X-KV-Node", node_id_);
   switch (route) {
     case Route::other:
       error_response(res, http::status::not_found, "Not found");

@@ -49,7 +49,8 @@ class NodeMetrics {
 
 class Api {
  public:
-  Api(Store& store, NodeMetrics& metrics, ApiLimits limits) : store_(store), metrics_(metrics), limits_(limits) {}
+  Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {})
+      : store_(store), metrics_(metrics), limits_(limits), node_id_(std::move(node_id)) {}
 
   // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
   Route handle(const Request& req, Response& res);
@@ -63,6 +64,7 @@ class Api {
   Store& store_;
   NodeMetrics& metrics_;
   ApiLimits limits_;
+  std::string node_id_;  // empty: no X-KV-Node header
 };
 
 // An error response: {"status":"error","detail":...} with the given status.

@@ -1,6 +1,7 @@
 // kvnode: a kvring storage node. Exit codes: 0 ok (also after SIGTERM), 2 bad usage, 1 runtime failure.
 #include <CLI/CLI.hpp>
 
+#include <cctype>
 #include <iostream>
 #include <stdexcept>
 
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   std::string bind_host = "127.0.0.1";
   int port = 8081;
   std::string data_dir;
+  std::string node_id;
   std::string engine = "rocksdb";
   unsigned threads = 1;
   bool sync = false;
@@ -28,6 +30,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_option("--bind", bind_host, "Address to listen on")->capture_default_str();
   app.add_option("--data-dir", data_dir, "RocksDB directory (created if missing); required with --engine rocksdb");
+  app.add_option("--id", node_id, "This node's id in ring.yaml; when set, every response carries X-KV-Node: ID");
   app.add_option("--engine", engine, "Storage engine: rocksdb (durable) or memory (a cache: lost on exit)")
       ->capture_default_str()->check(CLI::IsMember({"rocksdb", "memory"}));
   app.add_option("--threads", threads, "Worker threads")->capture_default_str()->check(CLI::Range(1, 256));
@@ -72,7 +75,13 @@ int main(int argc, char** argv) {
   }
 
   kv::NodeMetrics metrics;
-  kv::Api api(*store, metrics, kv::ApiLimits{max_key, max_value});
+  for (char ch : node_id) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') {
+      std::cerr << "kvnode: --id: '" << node_id << "' may contain only letters, digits, '-', '_' and '.'" << std::endl;
+      return 2;
+    }
+  }
+  kv::Api api(*store, metrics, kv::ApiLimits{max_key, max_value}, node_id);
   kv::ServerOptions so;
   so.bind = *bind;
   so.threads = threads;
@@ -97,7 +106,7 @@ int main(int argc, char** argv) {
             << store->engine() << (data_dir.empty() ? "" : ", data dir " + data_dir) << ", threads " << threads
             << ", sync " << (sync ? "on" : "off") << ")" << std::endl;
   server.run();
-  store->flush();
+  store.reset();  // flush and close while `server` still holds SIGTERM/SIGINT
   std::cerr << "kvnode: stopped" << std::endl;
   return 0;
 }

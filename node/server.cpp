@@ -61,6 +61,9 @@ struct Server::Impl {
   std::unique_ptr<tcp::acceptor> acceptor;
   std::atomic<bool> stop_requested{false};
   std::size_t next_worker = 0;
+  // Lives as long as the server: while it exists, SIGTERM/SIGINT are ours. Destroying it restores
+  // the default action, so a second signal during the final flush would kill the process.
+  std::unique_ptr<asio::signal_set> signals;
 
   Impl(ServerOptions o, Api& a, NodeMetrics& m) : opt(std::move(o)), api(a), metrics(m) {
     if (opt.threads == 0) opt.threads = 1;
@@ -238,6 +241,20 @@ std::uint16_t Server::listen() {
   return impl_->acceptor->local_endpoint().port();
 }
 
+void Server::wait_for_signal() {
+  impl_->signals->async_wait([this](const beast::error_code& ec, int sig) {
+    if (ec) return;
+    const char* name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (impl_->stop_requested.load()) {
+      std::cerr << "kvnode: " << name << ": already draining" << std::endl;
+    } else {
+      std::cerr << "kvnode: " << name << ": draining" << std::endl;
+      stop();
+    }
+    wait_for_signal();
+  });
+}
+
 void Server::stop() {
   if (impl_->stop_requested.exchange(true)) return;
   asio::post(impl_->workers[0]->ioc, [this] { impl_->begin_drain(); });
@@ -245,12 +262,8 @@ void Server::stop() {
 
 void Server::run() {
   auto& ioc0 = impl_->workers[0]->ioc;
-  asio::signal_set signals(ioc0, SIGTERM, SIGINT);
-  signals.async_wait([this](const beast::error_code& ec, int sig) {
-    if (ec) return;
-    std::cerr << "kvnode: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining" << std::endl;
-    stop();
-  });
+  impl_->signals = std::make_unique<asio::signal_set>(ioc0, SIGTERM, SIGINT);
+  wait_for_signal();
   asio::co_spawn(ioc0, impl_->accept_loop(), asio::detached);
 
   std::vector<std::thread> threads;

@@ -32,12 +32,15 @@ class Server {
 
   // Binds the listening socket; throws std::runtime_error "cannot listen on H:P: reason". Returns the port.
   std::uint16_t listen();
-  // Serves until SIGTERM/SIGINT (or stop()), then drains and returns.
+  // Serves until SIGTERM/SIGINT (or stop()), then drains and returns. The signals stay caught (and
+  // ignored) until the Server is destroyed, so the caller can flush storage safely after run().
   void run();
   // Thread-safe: stop accepting, finish in-flight requests, close idle connections.
   void stop();
 
  private:
+  void wait_for_signal();
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -356,6 +356,23 @@ class DurabilityTest(unittest.TestCase):
         c.close()
         self.assertEqual(node.terminate(), 0)
 
+    def test_second_signal_during_shutdown_is_harmless(self):
+        # Operators send SIGTERM after Ctrl-C; the second signal must not cut the final flush short.
+        node = start_node(self.db)
+        c = Client(node.port)
+        self.assertEqual(c.put("twice", "v")[0], 200)
+        c.close()
+        node.proc.send_signal(2)
+        node.proc.send_signal(15)
+        self.assertEqual(node.proc.wait(20), 0)
+        node.terminate()
+        self.assertIn("kvnode: stopped", node.output())
+        node = start_node(self.db)
+        c = Client(node.port)
+        self.assertEqual(c.get("twice")[0], 200)
+        c.close()
+        self.assertEqual(node.terminate(), 0)
+
     def test_memory_engine_serves_and_forgets(self):
         node = start_node(engine="memory")
         c = Client(node.port)

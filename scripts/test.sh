@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: install what is missing, configure, build, and run every test (ctest), first in
+# an optimized build, then under AddressSanitizer + UndefinedBehaviorSanitizer.
+#   scripts/test.sh              release and asan
+#   scripts/test.sh release      one preset (release, debug or asan)
+# Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+presets=("$@")
+[ ${#presets[@]} -eq 0 ] && presets=(release asan)
+jobs=$(nproc)
+
+for preset in "${presets[@]}"; do
+  echo "=== ${preset}: configure and build"
+  cmake --preset "$preset" > /dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  echo "=== ${preset}: test"
+  ctest --preset "$preset" -j "$jobs"
+done

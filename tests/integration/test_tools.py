@@ -1,0 +1,129 @@
+"""ring-rebalance's read-only commands and scripts/demo.sh, run as a user would."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import unittest
+
+from kvtest import TempDir, wait_until
+
+RING_REBALANCE = os.environ.get("RING_REBALANCE", "ring-rebalance")
+SOURCE = os.environ.get("KVRING_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
+SHIPPED_RING = os.path.join(SOURCE, "configs", "ring.yaml")
+
+
+def run(*args):
+    return subprocess.run([RING_REBALANCE, *args], capture_output=True, text=True, timeout=60)
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class RingRebalanceTest(unittest.TestCase):
+    def test_show_lists_every_node_with_its_share(self):
+        r = run("show", "--ring", SHIPPED_RING)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [line.split() for line in r.stdout.splitlines()[1:4]]
+        self.assertEqual([row[0] for row in rows], ["n1", "n2", "n3"])
+        shares = [float(row[4].rstrip("%")) for row in rows]
+        self.assertAlmostEqual(sum(shares), 100.0, places=2)
+        for s in shares:
+            self.assertLess(abs(s - 100 / 3), 100 / 3 * 0.02)  # within 2% of ideal
+        self.assertIn("3 nodes, 98304 ring points (vnodes 32768)", r.stdout)
+
+    def test_owner_is_the_same_whatever_the_list_order(self):
+        tmp = TempDir()
+        try:
+            reordered = os.path.join(tmp.path, "ring.yaml")
+            with open(reordered, "w") as f:
+                f.write("nodes:\n"
+                        "  - {id: n3, address: 127.0.0.1:8083}\n"
+                        "  - {id: n1, address: 127.0.0.1:8081}\n"
+                        "  - {id: n2, address: 127.0.0.1:8082}\n")
+            keys = [f"key{i}" for i in range(300)] + ["a b", "ключ", "x/y"]
+            a = run("owner", "--ring", SHIPPED_RING, *keys)
+            b = run("owner", "--ring", reordered, *keys)
+            self.assertEqual(a.returncode, 0, a.stderr)
+            self.assertEqual(a.stdout, b.stdout)
+            owners = [line.split("\t")[1] for line in a.stdout.splitlines()]
+            self.assertEqual(len(owners), len(keys))
+            self.assertEqual(set(owners), {"n1", "n2", "n3"})  # 300 keys reach every node
+        finally:
+            tmp.cleanup()
+
+    def test_bad_config_exits_2_with_the_exact_message(self):
+        tmp = TempDir()
+        try:
+            bad = os.path.join(tmp.path, "bad.yaml")
+            with open(bad, "w") as f:
+                f.write("nodes:\n  - {id: n1, address: 127.0.0.1:8081}\n  - {id: n1, address: 127.0.0.1:8082}\n")
+            r = run("show", "--ring", bad)
+            self.assertEqual(r.returncode, 2)
+            self.assertEqual(r.stderr.strip(), f"ring-rebalance: {bad}: nodes[1].id: duplicate id 'n1' (also nodes[0])")
+            r = run("show", "--ring", os.path.join(tmp.path, "absent.yaml"))
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("absent.yaml: (file): cannot open for reading", r.stderr)
+        finally:
+            tmp.cleanup()
+
+    def test_usage(self):
+        self.assertEqual(run("--help").returncode, 0)
+        r = run("--version")
+        self.assertRegex(r.stdout.strip(), r"^ring-rebalance \d+\.\d+\.\d+$")
+        r = run()
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.splitlines()[0], "ring-rebalance: A subcommand is required")
+        self.assertEqual(run("owner", "--ring", SHIPPED_RING).returncode, 2)  # no keys
+
+
+class DemoTest(unittest.TestCase):
+    def test_demo_brings_up_the_nodes_and_stops_cleanly(self):
+        tmp = TempDir()
+        try:
+            ports = free_ports(3)
+            ring = os.path.join(tmp.path, "ring.yaml")
+            with open(ring, "w") as f:
+                f.write("nodes:\n" + "".join(f"  - id: n{i + 1}\n    address: 127.0.0.1:{p}\n"
+                                             for i, p in enumerate(ports)))
+            env = dict(os.environ, KVRING_DEMO_DIR=tmp.path)
+            demo = subprocess.Popen(["bash", os.path.join(SOURCE, "scripts", "demo.sh"), ring], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+            lines = []
+            for line in demo.stdout:
+                lines.append(line)
+                if "cluster running" in line:
+                    break
+            out = "".join(lines)
+            self.assertIn("cluster running", out, out)
+            for i in range(3):
+                self.assertIn(f"demo: n{i + 1} is up at 127.0.0.1:{ports[i]}", out)
+            self.assertIn('{"status":"success","value":"hello alice"}', out)
+            self.assertIn("X-KV-Node: n", out)
+            self.assertIn('{"status":"error","detail":"Key not found"}', out)  # carol, after delete
+            os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
+            rest = demo.stdout.read()
+            demo.stdout.close()
+            self.assertEqual(demo.wait(30), 0, out + rest)
+            self.assertIn("demo: stopped", rest)
+            for i in range(3):  # every node exited cleanly and released its port
+                with socket.socket() as s:
+                    self.assertTrue(wait_until(lambda: s.connect_ex(("127.0.0.1", ports[i])) != 0, 10))
+            for i in range(3):
+                log = open(os.path.join(tmp.path, "logs", f"n{i + 1}.log")).read()
+                self.assertIn("kvnode: stopped", log)
+        finally:
+            tmp.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
