@@ -49,7 +49,7 @@ std::string_view Api::route_name(Route r) noexcept {
   }
 }
 
-Route Api::handle(const Request& req, Response& res) {
+Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* deferred) {
   const Route route = route_of(req.target());
   res.version(req.version());
   if (!node_id_.empty()) res.set("X-KV-Node", node_id_);
@@ -86,7 +86,7 @@ Route Api::handle(const Request& req, Response& res) {
                    key_error_detail(key.error));
     return route;
   }
-  const std::string skey = storage_key(key.key);
+  std::string skey = storage_key(key.key);
   std::string err;
 
   if (route == Route::put) {
@@ -100,12 +100,14 @@ Route Api::handle(const Request& req, Response& res) {
                      "Value too large (limit " + std::to_string(limits_.max_value_bytes) + " bytes)");
       return route;
     }
-    if (store_.put(skey, value, err) != StoreStatus::ok) {
-      metrics_.store_error();
-      error_response(res, http::status::internal_server_error, "Storage write failed: " + err);
+    WriteOp op{WriteOp::Kind::put, std::move(skey), std::move(value)};
+    if (deferred && store_.group_commit()) {
+      *deferred = std::move(op);
       return route;
     }
-    json_response(res, http::status::ok, json_success());
+    WriteResult r;
+    r.status = store_.put(op.key, op.value, r.err);
+    finish_write(op.kind, r, res);
     return route;
   }
 
@@ -122,15 +124,28 @@ Route Api::handle(const Request& req, Response& res) {
     return route;
   }
 
-  switch (store_.del(skey, err)) {
+  WriteOp op{WriteOp::Kind::del, std::move(skey), {}};
+  if (deferred && store_.group_commit()) {
+    *deferred = std::move(op);
+    return route;
+  }
+  WriteResult r;
+  r.status = store_.del(op.key, r.err);
+  finish_write(op.kind, r, res);
+  return route;
+}
+
+void Api::finish_write(WriteOp::Kind kind, const WriteResult& result, Response& res) {
+  const bool put = kind == WriteOp::Kind::put;
+  switch (result.status) {
     case StoreStatus::ok: json_response(res, http::status::ok, json_success()); break;
     case StoreStatus::not_found: error_response(res, http::status::not_found, "Key not found"); break;
     case StoreStatus::error:
       metrics_.store_error();
-      error_response(res, http::status::internal_server_error, "Storage delete failed: " + err);
+      error_response(res, http::status::internal_server_error,
+                     std::string(put ? "Storage write failed: " : "Storage delete failed: ") + result.err);
       break;
   }
-  return route;
 }
 
 void NodeMetrics::count(Route r, unsigned status, std::uint64_t ns) noexcept {
@@ -166,6 +181,8 @@ std::string NodeMetrics::render(Store& store) const {
   metrics::sample(out, "kvnode_keys", "", store.key_count());
   metrics::header(out, "kvnode_store_errors_total", "Storage engine errors.", "counter");
   metrics::sample(out, "kvnode_store_errors_total", "", store_errors_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_group_commits_total", "Group commits (one batch, one fsync each) with --sync.", "counter");
+  metrics::sample(out, "kvnode_group_commits_total", "", store.commits());
   metrics::header(out, "kvnode_connections_open", "Client connections open now.", "gauge");
   metrics::sample(out, "kvnode_connections_open", "", static_cast<std::uint64_t>(std::max<std::int64_t>(0, open_.load())));
   metrics::header(out, "kvnode_connections_total", "Client connections accepted.", "counter");

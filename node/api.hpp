@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "metrics.hpp"
@@ -53,7 +54,13 @@ class Api {
       : store_(store), metrics_(metrics), limits_(limits), node_id_(std::move(node_id)) {}
 
   // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
-  Route handle(const Request& req, Response& res);
+  // With `deferred` given and a group-commit store, a valid put or delete is not applied: it is
+  // moved to *deferred, and the caller submits it to the store, then calls finish_write(). Without
+  // `deferred`, every write is applied before handle() returns.
+  Route handle(const Request& req, Response& res, std::optional<WriteOp>* deferred = nullptr);
+  void finish_write(WriteOp::Kind kind, const WriteResult& result, Response& res);
+
+  Store& store() noexcept { return store_; }
 
   static Route route_of(std::string_view target) noexcept;
   static std::string_view route_name(Route r) noexcept;

@@ -17,6 +17,7 @@
 #include <boost/beast/http/parser.hpp>
 
 #include <atomic>
+#include <optional>
 #include <iostream>
 #include <list>
 #include <thread>
@@ -50,6 +51,30 @@ struct Worker {
 };
 
 bool is_timeout(const beast::error_code& ec) { return ec == beast::error::timeout; }
+
+// Hands `op` to the store's group committer and completes on the caller's executor once the batch
+// holding it is durable. The pending work keeps the caller's io_context running meanwhile.
+template <class Token>
+auto async_commit(Store& store, WriteOp op, Token&& token) {
+  return asio::async_initiate<Token, void(WriteResult)>(
+      [&store](auto handler, WriteOp w) {
+        using Handler = decltype(handler);
+        struct State {
+          Handler handler;
+          asio::executor_work_guard<asio::associated_executor_t<Handler>> work;
+        };
+        auto ex = asio::get_associated_executor(handler);
+        auto state = std::make_shared<State>(State{std::move(handler), asio::make_work_guard(ex)});
+        store.submit(std::move(w), [state](WriteResult r) {
+          auto exec = state->work.get_executor();
+          asio::post(exec, [state, r = std::move(r)]() mutable {
+            state->work.reset();
+            std::move(state->handler)(std::move(r));
+          });
+        });
+      },
+      token, std::move(op));
+}
 
 }  // namespace
 
@@ -181,7 +206,13 @@ struct Server::Impl {
       }
 
       Response res;
-      api.handle(parser.get(), res);
+      std::optional<WriteOp> deferred;
+      api.handle(parser.get(), res, &deferred);
+      if (deferred) {  // --sync: wait for the group commit without blocking this worker
+        const auto kind = deferred->kind;
+        WriteResult result = co_await async_commit(api.store(), std::move(*deferred), asio::use_awaitable);
+        api.finish_write(kind, result, res);
+      }
       // Finish this request, but close afterwards when the server is draining.
       res.keep_alive(parser.get().keep_alive() && !w.stopping);
       res.prepare_payload();

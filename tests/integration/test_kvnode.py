@@ -356,6 +356,35 @@ class DurabilityTest(unittest.TestCase):
         c.close()
         self.assertEqual(node.terminate(), 0)
 
+    def test_sync_mode_group_commits_concurrent_writes(self):
+        node = start_node(self.db, extra=["--sync"])
+        conns, each = 16, 50
+        socks = [socket.create_connection(("127.0.0.1", node.port), timeout=20) for _ in range(conns)]
+        # Every connection's requests are pipelined in one send, so while one batch is being fsynced
+        # the next requests are already queued behind it.
+        for c, s in enumerate(socks):
+            s.sendall(b"".join(
+                f"POST /put?key=g{c}-{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n".encode()
+                + b'{"value":"v"}' for i in range(each)))
+        for s in socks:
+            data = b""
+            while data.count(b"HTTP/1.1 200") < each:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "connection closed early")
+                data += chunk
+            s.close()
+        c = Client(node.port)
+        for conn in range(conns):
+            for i in range(each):
+                self.assertEqual(c.get(f"g{conn}-{i}")[0], 200)
+        metrics = c.request("GET", "/metrics")[2].decode()
+        c.close()
+        commits = int(next(l.split()[1] for l in metrics.splitlines() if l.startswith("kvnode_group_commits_total")))
+        writes = conns * each
+        self.assertGreaterEqual(commits, 1)
+        self.assertLess(commits, writes, "no fsync was shared between writes")
+        self.assertEqual(node.terminate(), 0)
+
     def test_second_signal_during_shutdown_is_harmless(self):
         # Operators send SIGTERM after Ctrl-C; the second signal must not cut the final flush short.
         node = start_node(self.db)
