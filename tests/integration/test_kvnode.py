@@ -3,6 +3,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import unittest
 
 from kvtest import (KVNODE, Client, Process, TempDir, parse_responses, q, raw_exchange, start_node,
@@ -410,6 +411,45 @@ class DurabilityTest(unittest.TestCase):
         self.assertIn(b'"engine":"memory"', c.request("GET", "/health")[2])
         c.close()
         self.assertEqual(node.terminate(), 0)
+
+
+class MultiThreadedTest(unittest.TestCase):
+    def test_four_workers_serve_concurrent_clients_consistently(self):
+        tmp = TempDir()
+        node = start_node(os.path.join(tmp.path, "db"), extra=["--threads", "4"])
+        errors = []
+
+        def worker(w):
+            c = Client(node.port)
+            try:
+                for i in range(150):
+                    key = f"mt{w}-{i}"
+                    if c.put(key, f"{w}:{i}")[0] != 200:
+                        errors.append(("put", key))
+                    status, _, body = c.get(key)
+                    if status != 200 or json.loads(body)["value"] != f"{w}:{i}":
+                        errors.append(("get", key, status))
+                    if i % 3 == 0 and c.delete(key)[0] != 200:
+                        errors.append(("del", key))
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        c = Client(node.port)
+        for w in range(12):
+            for i in range(150):
+                self.assertEqual(c.get(f"mt{w}-{i}")[0], 404 if i % 3 == 0 else 200)
+        opened = [l for l in c.request("GET", "/metrics")[2].decode().splitlines()
+                  if l.startswith("kvnode_connections_total")]
+        c.close()
+        self.assertGreaterEqual(int(opened[0].split()[1]), 13)
+        self.assertEqual(node.terminate(), 0, node.output())
+        tmp.cleanup()
 
 
 class CommandLineTest(unittest.TestCase):
