@@ -1,11 +1,11 @@
 // kvnode: a kvring storage node. Exit codes: 0 ok (also after SIGTERM), 2 bad usage, 1 runtime failure.
-#include <CLI/CLI.hpp>
 
 #include <cctype>
 #include <iostream>
 #include <stdexcept>
 
 #include "api.hpp"
+#include "cli.hpp"
 #include "config.hpp"
 #include "server.hpp"
 #include "store.hpp"
@@ -45,16 +45,7 @@ int main(int argc, char** argv) {
   app.add_option("--write-timeout-ms", write_ms, "Deadline for writing a response")->capture_default_str();
   app.add_option("--shutdown-timeout-ms", shutdown_ms, "SIGTERM: longest wait for in-flight requests")->capture_default_str();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "kvnode: " << e.what() << "\nRun with --help for usage." << std::endl;
-    return 2;
-  }
+  if (auto code = kv::parse_command_line(app, argc, argv)) return *code;
 
   auto bind = kv::parse_host_port(bind_host + ":" + std::to_string(port), true);
   if (!bind || bind->host.find_first_not_of("0123456789.:abcdefABCDEF") != std::string::npos) {

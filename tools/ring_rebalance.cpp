@@ -3,11 +3,11 @@
 //   ring-rebalance owner --ring ring.yaml KEY...    which node owns each key
 // (plan and apply, which move data between nodes, are being built: see the project's issues.)
 // Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
-#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <iostream>
 
+#include "cli.hpp"
 #include "config.hpp"
 #include "hash.hpp"
 #include "ring.hpp"
@@ -61,18 +61,7 @@ int main(int argc, char** argv) {
   owner_cmd->add_option("--ring", ring_path, "ring.yaml")->required();
   owner_cmd->add_option("keys", keys, "Keys (raw, not percent-encoded)")->required();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "ring-rebalance: " << e.what() << "\nRun with --help for usage." << std::endl;
-    return 2;
-  }
+  if (auto code = kv::parse_command_line(app, argc, argv)) return *code;
 
   try {
     if (*show_cmd) return show(ring_path);
