@@ -7,7 +7,8 @@
 #include "api.hpp"
 #include "cli.hpp"
 #include "config.hpp"
-#include "server.hpp"
+#include "http_server.hpp"
+#include "session.hpp"
 #include "store.hpp"
 
 int main(int argc, char** argv) {
@@ -73,27 +74,24 @@ int main(int argc, char** argv) {
     }
   }
   kv::Api api(*store, metrics, kv::ApiLimits{max_key, max_value}, node_id);
-  kv::ServerOptions so;
-  so.bind = *bind;
-  so.threads = threads;
-  so.idle_timeout = std::chrono::milliseconds(idle_ms);
-  so.header_timeout = std::chrono::milliseconds(header_ms);
-  so.body_timeout = std::chrono::milliseconds(body_ms);
-  so.write_timeout = std::chrono::milliseconds(write_ms);
-  so.shutdown_timeout = std::chrono::milliseconds(shutdown_ms);
-  so.header_limit = max_header;
+  kv::net::ReadLimits limits;
+  limits.idle_timeout = std::chrono::milliseconds(idle_ms);
+  limits.header_timeout = std::chrono::milliseconds(header_ms);
+  limits.body_timeout = std::chrono::milliseconds(body_ms);
+  limits.write_timeout = std::chrono::milliseconds(write_ms);
+  limits.header_limit = max_header;
   // The body is JSON: a value of max_value bytes may take up to 6x that escaped ("\u0001").
-  so.body_limit = std::uint64_t{max_value} * 6 + 4096;
+  limits.body_limit = std::uint64_t{max_value} * 6 + 4096;
 
-  kv::Server server(so, api, metrics);
+  kv::net::Server server("kvnode", threads, std::chrono::milliseconds(shutdown_ms));
   std::uint16_t bound = 0;
   try {
-    bound = server.listen();
+    bound = server.listen(*bind, kv::node_session_handler(api, metrics, limits));
   } catch (const std::exception& e) {
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;
   }
-  std::cerr << "kvnode " KVRING_VERSION " listening on " << kv::HostPort{so.bind.host, bound}.str() << " (engine "
+  std::cerr << "kvnode " KVRING_VERSION " listening on " << kv::HostPort{bind->host, bound}.str() << " (engine "
             << store->engine() << (data_dir.empty() ? "" : ", data dir " + data_dir) << ", threads " << threads
             << ", sync " << (sync ? "on" : "off") << ")" << std::endl;
   server.run();

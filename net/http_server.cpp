@@ -1,0 +1,255 @@
+#include "http_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <atomic>
+#include <iostream>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "json.hpp"
+
+namespace kv::net {
+
+namespace {
+
+auto use_ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+bool quiet_error(const beast::error_code& ec) {
+  return ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == asio::error::eof ||
+         ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::broken_pipe;
+}
+
+}  // namespace
+
+asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection) {
+  beast::error_code ec;
+  // Keep-alive wait: only the idle budget applies until the next request's first byte arrives.
+  if (buffer.size() == 0) {
+    scope.set_idle(true);
+    if (scope.draining()) co_return ReadStatus::closed;
+    stream.expires_after(limits.idle_timeout);
+    const std::size_t n = co_await stream.async_read_some(buffer.prepare(4096), use_ec(ec));
+    if (ec) co_return ReadStatus::closed;  // timeout, EOF, reset, or cancelled by the drain
+    buffer.commit(n);
+  }
+  scope.set_idle(false);
+
+  parser.header_limit(limits.header_limit);
+  parser.body_limit(limits.body_limit);
+  stream.expires_after(limits.header_timeout);
+  co_await http::async_read_header(stream, buffer, parser, use_ec(ec));
+  if (ec) {
+    if (ec == http::error::header_limit) {
+      rejection = {http::status::request_header_fields_too_large, "Request headers too large"};
+    } else if (ec == http::error::body_limit) {
+      rejection = {http::status::payload_too_large, "Request body too large"};
+    } else if (ec == beast::error::timeout) {
+      rejection = {http::status::request_timeout, "Timed out reading request headers"};
+    } else if (quiet_error(ec)) {
+      co_return ReadStatus::closed;
+    } else {
+      rejection = {http::status::bad_request, "Malformed request: " + ec.message()};
+    }
+    co_return ReadStatus::rejected;
+  }
+
+  if (!parser.is_done()) {
+    // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      stream.expires_after(limits.write_timeout);
+      co_await asio::async_write(stream, asio::buffer(kContinue.data(), kContinue.size()), use_ec(ec));
+      if (ec) co_return ReadStatus::closed;
+    }
+    stream.expires_after(limits.body_timeout);
+    co_await http::async_read(stream, buffer, parser, use_ec(ec));
+    if (ec) {
+      if (ec == http::error::body_limit) {
+        rejection = {http::status::payload_too_large, "Request body too large"};
+      } else if (ec == beast::error::timeout) {
+        rejection = {http::status::request_timeout, "Timed out reading request body"};
+      } else if (quiet_error(ec)) {
+        co_return ReadStatus::closed;
+      } else {
+        rejection = {http::status::bad_request, "Malformed request body: " + ec.message()};
+      }
+      co_return ReadStatus::rejected;
+    }
+  }
+  co_return ReadStatus::ok;
+}
+
+asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const Rejection& rejection,
+                                     const ReadLimits& limits, std::string_view extra_name, std::string_view extra_value) {
+  http::response<http::string_body> res{rejection.status, version ? version : 11};
+  res.set(http::field::content_type, "application/json");
+  if (!extra_name.empty()) res.set(extra_name, extra_value);
+  res.body() = json_error(rejection.detail);
+  res.keep_alive(false);
+  res.prepare_payload();
+  beast::error_code ec;
+  stream.expires_after(limits.write_timeout);
+  co_await http::async_write(stream, res, use_ec(ec));
+  if (ec) co_return;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  char sink[16384];
+  std::size_t drained = 0;
+  while (drained < (8u << 20)) {
+    stream.expires_after(std::chrono::seconds(1));
+    const std::size_t n = co_await stream.async_read_some(asio::buffer(sink), use_ec(ec));
+    if (ec) break;
+    drained += n;
+  }
+}
+
+void close_stream(beast::tcp_stream& stream) {
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.close();
+}
+
+struct Server::Impl {
+  struct Listener {
+    std::unique_ptr<tcp::acceptor> acceptor;
+    SessionHandler handler;
+    bool spread = true;
+    std::size_t next = 0;
+  };
+
+  std::string name;
+  std::chrono::milliseconds shutdown_timeout;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  std::map<int, std::function<void()>> signal_handlers;
+  std::atomic<bool> stop_requested{false};
+  // Lives as long as the server: while it exists, the signals are ours. Destroying it restores the
+  // default action, so a second SIGTERM during the caller's final flush would kill the process.
+  std::unique_ptr<asio::signal_set> signals;
+
+  asio::awaitable<void> accept_loop(Listener& l) {
+    for (;;) {
+      Worker& w = *workers[l.spread ? l.next : 0];
+      l.next = (l.next + 1) % workers.size();
+      beast::error_code ec;
+      tcp::socket sock = co_await l.acceptor->async_accept(w.ioc, use_ec(ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !l.acceptor->is_open()) co_return;
+        // EMFILE and friends: back off instead of spinning; the backlog holds the clients meanwhile.
+        std::cerr << name << ": accept: " << ec.message() << std::endl;
+        asio::steady_timer t(workers[0]->ioc, std::chrono::milliseconds(50));
+        co_await t.async_wait(use_ec(ec));
+        continue;
+      }
+      sock.set_option(tcp::no_delay(true), ec);
+      asio::co_spawn(w.ioc, l.handler(w, std::move(sock)), asio::detached);
+    }
+  }
+
+  void begin_drain() {  // on worker 0's thread, where the acceptors live
+    beast::error_code ec;
+    for (auto& l : listeners) l->acceptor->close(ec);
+    for (auto& wp : workers) {
+      Worker* w = wp.get();
+      asio::post(w->ioc, [this, w] {
+        w->stopping = true;
+        // Whatever is still in flight at the deadline is cut off.
+        w->drain_deadline.expires_after(shutdown_timeout);
+        w->drain_deadline.async_wait([this, w](const beast::error_code& timer_ec) {
+          if (timer_ec) return;
+          std::cerr << name << ": drain deadline passed; closing " << w->connections.size() << " connection(s)"
+                    << std::endl;
+          w->ioc.stop();
+        });
+        for (auto& c : w->connections)
+          if (c.idle) c.stream->socket().cancel();  // busy ones close after their response
+        w->finish_if_drained();
+      });
+    }
+  }
+
+  void stop() {
+    if (stop_requested.exchange(true)) return;
+    asio::post(workers[0]->ioc, [this] { begin_drain(); });
+  }
+
+  void wait_for_signal() {
+    signals->async_wait([this](const beast::error_code& ec, int sig) {
+      if (ec) return;
+      if (auto it = signal_handlers.find(sig); it != signal_handlers.end()) {
+        it->second();
+      } else {
+        const char* sname = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+        if (stop_requested.load()) {
+          std::cerr << name << ": " << sname << ": already draining" << std::endl;
+        } else {
+          std::cerr << name << ": " << sname << ": draining" << std::endl;
+          stop();
+        }
+      }
+      wait_for_signal();
+    });
+  }
+};
+
+Server::Server(std::string name, unsigned threads, std::chrono::milliseconds shutdown_timeout)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->name = std::move(name);
+  impl_->shutdown_timeout = shutdown_timeout;
+  for (unsigned i = 0; i < std::max(1u, threads); ++i) impl_->workers.push_back(std::make_unique<Worker>(i));
+}
+
+Server::~Server() = default;
+
+std::uint16_t Server::listen(const HostPort& address, SessionHandler handler, bool spread) {
+  beast::error_code ec;
+  const auto ip = asio::ip::make_address(address.host, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + address.str() + ": not an IP address");
+  const tcp::endpoint ep(ip, address.port);
+  auto acc = std::make_unique<tcp::acceptor>(impl_->workers[0]->ioc);
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + address.str() + ": " + ec.message());
+  const auto port = acc->local_endpoint().port();
+  auto l = std::make_unique<Impl::Listener>();
+  l->acceptor = std::move(acc);
+  l->handler = std::move(handler);
+  l->spread = spread;
+  impl_->listeners.push_back(std::move(l));
+  return port;
+}
+
+void Server::on_signal(int signal, std::function<void()> fn) { impl_->signal_handlers[signal] = std::move(fn); }
+
+void Server::stop() { impl_->stop(); }
+
+std::size_t Server::worker_count() const { return impl_->workers.size(); }
+
+Worker& Server::worker(std::size_t i) { return *impl_->workers[i]; }
+
+void Server::run() {
+  auto& ioc0 = impl_->workers[0]->ioc;
+  impl_->signals = std::make_unique<asio::signal_set>(ioc0, SIGTERM, SIGINT);
+  for (const auto& [sig, fn] : impl_->signal_handlers) impl_->signals->add(sig);
+  impl_->wait_for_signal();
+  for (auto& l : impl_->listeners) asio::co_spawn(ioc0, impl_->accept_loop(*l), asio::detached);
+
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < impl_->workers.size(); ++i)
+    threads.emplace_back([w = impl_->workers[i].get()] { w->ioc.run(); });
+  ioc0.run();
+  for (auto& t : threads) t.join();
+}
+
+}  // namespace kv::net

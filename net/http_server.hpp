@@ -1,0 +1,143 @@
+// The HTTP/1.1 server machinery kvnode and kvproxy share: worker threads (one io_context each),
+// listeners that hand connections to workers, reading a request with deadlines and limits, the
+// rejections that go with them, signal handling and the SIGTERM drain.
+//
+// A session is a coroutine that owns its stream, buffer and parser; it registers with its worker
+// (ConnectionScope) so that a drain can close it when idle and let it finish when busy.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config.hpp"
+
+namespace kv::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+struct Connection {
+  beast::tcp_stream* stream = nullptr;
+  bool idle = true;  // waiting for a request's first byte, nothing buffered
+};
+
+// One event loop and the connections it serves. Touched only on its own thread, except ioc.
+struct Worker {
+  explicit Worker(unsigned i) : index(i) {}
+  const unsigned index;
+  asio::io_context ioc{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard = asio::make_work_guard(ioc);
+  std::list<Connection> connections;
+  bool stopping = false;
+  asio::steady_timer drain_deadline{ioc};
+
+  void finish_if_drained() {
+    if (stopping && connections.empty()) ioc.stop();
+  }
+};
+
+// Registers a session's stream with its worker for the lifetime of the session.
+class ConnectionScope {
+ public:
+  ConnectionScope(Worker& w, beast::tcp_stream& s) : worker_(w) {
+    worker_.connections.push_back(Connection{&s, true});
+    it_ = std::prev(worker_.connections.end());
+  }
+  ~ConnectionScope() {
+    worker_.connections.erase(it_);
+    worker_.finish_if_drained();
+  }
+  ConnectionScope(const ConnectionScope&) = delete;
+  ConnectionScope& operator=(const ConnectionScope&) = delete;
+  void set_idle(bool idle) { it_->idle = idle; }
+  bool draining() const { return worker_.stopping; }
+
+ private:
+  Worker& worker_;
+  std::list<Connection>::iterator it_;
+};
+
+struct ReadLimits {
+  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: waiting for a request's first byte
+  std::chrono::milliseconds header_timeout{10'000};  // first byte to end of headers
+  std::chrono::milliseconds body_timeout{30'000};    // reading the body
+  std::chrono::milliseconds write_timeout{30'000};   // writing a response
+  std::uint32_t header_limit = 8192;                 // request line + headers (431 above)
+  std::uint64_t body_limit = 1 << 20;                // body (413 above)
+};
+
+using RequestParser = http::request_parser<http::string_body>;
+
+enum class ReadStatus {
+  ok,        // a whole request is in the parser
+  closed,    // the client went away or idled out, or the drain closed an idle connection: just close
+  rejected,  // a bad or slow request was answered with an error (see Rejection) and must be closed
+};
+
+struct Rejection {
+  http::status status = http::status::bad_request;
+  std::string detail;
+};
+
+// Reads one request into `parser` (fresh per request, limits set here), answering
+// "Expect: 100-continue". Marks the connection idle while waiting for a first byte. On `rejected`,
+// `rejection` says what to answer: call send_rejection().
+asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection);
+
+// Writes `rejection` as a JSON error with Connection: close, then half-closes and discards what the
+// client still sends for a moment, so it reads the answer instead of a reset.
+asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const Rejection& rejection,
+                                     const ReadLimits& limits, std::string_view extra_header_name = {},
+                                     std::string_view extra_header_value = {});
+
+// Closes a session's stream the polite way (FIN after the last answer).
+void close_stream(beast::tcp_stream& stream);
+
+using SessionHandler = std::function<asio::awaitable<void>(Worker&, tcp::socket)>;
+
+class Server {
+ public:
+  // `name` prefixes log lines ("kvnode: SIGTERM: draining").
+  Server(std::string name, unsigned threads, std::chrono::milliseconds shutdown_timeout);
+  ~Server();
+
+  // Binds a listener. With `spread`, connections go round-robin to every worker; otherwise all to
+  // worker 0. Returns the bound port; throws std::runtime_error("cannot listen on H:P: reason").
+  std::uint16_t listen(const HostPort& address, SessionHandler handler, bool spread = true);
+
+  // Runs `fn` on worker 0 when `signal` arrives (e.g. SIGHUP for a reload). Before run().
+  void on_signal(int signal, std::function<void()> fn);
+
+  // Serves until SIGTERM/SIGINT or stop(), then drains and returns. Signals stay caught until the
+  // Server is destroyed, so the caller can flush safely after run() returns.
+  void run();
+  // Thread-safe: stop accepting, close idle connections, let busy ones finish their request.
+  void stop();
+
+  std::size_t worker_count() const;
+  Worker& worker(std::size_t i);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kv::net
