@@ -192,9 +192,29 @@ RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source
 
   if (const YAML::Node p = root["proxy"]) {
     if (!p.IsMap()) fail(source, "proxy", "expected a mapping, got " + kind_of(p));
-    only_fields(p, source, "proxy.", {"listen", "admin"});
-    if (p["listen"]) c.proxy.listen = host_port_field(p["listen"], source, "proxy.listen", true);
-    if (p["admin"]) c.proxy.admin = host_port_field(p["admin"], source, "proxy.admin", true);
+    only_fields(p, source, "proxy.", {"listen", "admin", "threads", "maxconn", "timeouts", "check"});
+    auto& px = c.proxy;
+    if (p["listen"]) px.listen = host_port_field(p["listen"], source, "proxy.listen", true);
+    if (p["admin"]) px.admin = host_port_field(p["admin"], source, "proxy.admin", true);
+    if (p["threads"]) px.threads = bounded_uint(p["threads"], source, "proxy.threads", 1, 256);
+    if (p["maxconn"]) px.maxconn = bounded_uint(p["maxconn"], source, "proxy.maxconn", 1, 1000000);
+    constexpr std::uint64_t kHour = 3'600'000;
+    if (const YAML::Node t = p["timeouts"]) {
+      if (!t.IsMap()) fail(source, "proxy.timeouts", "expected a mapping, got " + kind_of(t));
+      only_fields(t, source, "proxy.timeouts.", {"client_header", "client_idle", "connect", "response"});
+      if (t["client_header"]) px.client_header_ms = bounded_uint(t["client_header"], source, "proxy.timeouts.client_header", 1, kHour);
+      if (t["client_idle"]) px.client_idle_ms = bounded_uint(t["client_idle"], source, "proxy.timeouts.client_idle", 1, kHour);
+      if (t["connect"]) px.connect_ms = bounded_uint(t["connect"], source, "proxy.timeouts.connect", 1, kHour);
+      if (t["response"]) px.response_ms = bounded_uint(t["response"], source, "proxy.timeouts.response", 1, kHour);
+    }
+    if (const YAML::Node k = p["check"]) {
+      if (!k.IsMap()) fail(source, "proxy.check", "expected a mapping, got " + kind_of(k));
+      only_fields(k, source, "proxy.check.", {"interval", "timeout", "fall", "rise"});
+      if (k["interval"]) px.check_interval_ms = bounded_uint(k["interval"], source, "proxy.check.interval", 10, kHour);
+      if (k["timeout"]) px.check_timeout_ms = bounded_uint(k["timeout"], source, "proxy.check.timeout", 1, kHour);
+      if (k["fall"]) px.check_fall = bounded_uint(k["fall"], source, "proxy.check.fall", 1, 100);
+      if (k["rise"]) px.check_rise = bounded_uint(k["rise"], source, "proxy.check.rise", 1, 100);
+    }
   }
   validate_ring_config(c, source);
   return c;

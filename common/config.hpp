@@ -32,9 +32,22 @@ struct NodeConfig {
   std::uint32_t weight = 1;
 };
 
+// The proxy: section. Every field is optional; kvproxy's flags override the file. Times in ms.
 struct ProxySection {
   std::optional<HostPort> listen;
   std::optional<HostPort> admin;
+  std::optional<std::uint32_t> threads;
+  std::optional<std::uint32_t> maxconn;             // client connections at once; more wait in the backlog
+  // timeouts:
+  std::optional<std::uint32_t> client_header_ms;    // first byte of a request to its last header
+  std::optional<std::uint32_t> client_idle_ms;      // keep-alive between requests
+  std::optional<std::uint32_t> connect_ms;          // connecting to a node
+  std::optional<std::uint32_t> response_ms;         // request sent to whole response received
+  // check: (active health checks, GET /health on each node)
+  std::optional<std::uint32_t> check_interval_ms;
+  std::optional<std::uint32_t> check_timeout_ms;
+  std::optional<std::uint32_t> check_fall;          // consecutive failures that mark a node down
+  std::optional<std::uint32_t> check_rise;          // consecutive successes that mark it up again
 };
 
 inline constexpr std::uint32_t kDefaultVnodes = 32768;

@@ -31,7 +31,8 @@ bool quiet_error(const beast::error_code& ec) {
 }  // namespace
 
 asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection) {
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
+                                         Clock::time_point* first_byte) {
   beast::error_code ec;
   // Keep-alive wait: only the idle budget applies until the next request's first byte arrives.
   if (buffer.size() == 0) {
@@ -43,6 +44,7 @@ asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_
     buffer.commit(n);
   }
   scope.set_idle(false);
+  if (first_byte) *first_byte = Clock::now();
 
   parser.header_limit(limits.header_limit);
   parser.body_limit(limits.body_limit);
@@ -124,6 +126,8 @@ struct Server::Impl {
     SessionHandler handler;
     bool spread = true;
     std::size_t next = 0;
+    std::size_t maxconn = 0;                     // 0: no limit
+    std::atomic<std::size_t> open{0};
   };
 
   std::string name;
@@ -136,11 +140,25 @@ struct Server::Impl {
   // default action, so a second SIGTERM during the caller's final flush would kill the process.
   std::unique_ptr<asio::signal_set> signals;
 
+  static asio::awaitable<void> counted(Listener& l, asio::awaitable<void> session) {
+    struct Release {
+      Listener& l;
+      ~Release() { l.open.fetch_sub(1, std::memory_order_relaxed); }
+    } release{l};
+    co_await std::move(session);
+  }
+
   asio::awaitable<void> accept_loop(Listener& l) {
+    asio::steady_timer pause(workers[0]->ioc);
     for (;;) {
+      beast::error_code ec;
+      // At maxconn, stop accepting: new clients wait in the kernel's backlog, not in our memory.
+      while (l.maxconn && l.open.load(std::memory_order_relaxed) >= l.maxconn && l.acceptor->is_open()) {
+        pause.expires_after(std::chrono::milliseconds(5));
+        co_await pause.async_wait(use_ec(ec));
+      }
       Worker& w = *workers[l.spread ? l.next : 0];
       l.next = (l.next + 1) % workers.size();
-      beast::error_code ec;
       tcp::socket sock = co_await l.acceptor->async_accept(w.ioc, use_ec(ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !l.acceptor->is_open()) co_return;
@@ -151,7 +169,8 @@ struct Server::Impl {
         continue;
       }
       sock.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(w.ioc, l.handler(w, std::move(sock)), asio::detached);
+      l.open.fetch_add(1, std::memory_order_relaxed);
+      asio::co_spawn(w.ioc, counted(l, l.handler(w, std::move(sock))), asio::detached);
     }
   }
 
@@ -210,7 +229,7 @@ Server::Server(std::string name, unsigned threads, std::chrono::milliseconds shu
 
 Server::~Server() = default;
 
-std::uint16_t Server::listen(const HostPort& address, SessionHandler handler, bool spread) {
+std::uint16_t Server::listen(const HostPort& address, SessionHandler handler, bool spread, std::size_t maxconn) {
   beast::error_code ec;
   const auto ip = asio::ip::make_address(address.host, ec);
   if (ec) throw std::runtime_error("cannot listen on " + address.str() + ": not an IP address");
@@ -226,6 +245,7 @@ std::uint16_t Server::listen(const HostPort& address, SessionHandler handler, bo
   l->acceptor = std::move(acc);
   l->handler = std::move(handler);
   l->spread = spread;
+  l->maxconn = maxconn;
   impl_->listeners.push_back(std::move(l));
   return port;
 }

@@ -10,6 +10,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -17,6 +19,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <list>
 #include <memory>
@@ -99,8 +102,10 @@ struct Rejection {
 // Reads one request into `parser` (fresh per request, limits set here), answering
 // "Expect: 100-continue". Marks the connection idle while waiting for a first byte. On `rejected`,
 // `rejection` says what to answer: call send_rejection().
+// `first_byte`, when given, is set to when the request's first byte was seen.
 asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection);
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
+                                         Clock::time_point* first_byte = nullptr);
 
 // Writes `rejection` as a JSON error with Connection: close, then half-closes and discards what the
 // client still sends for a moment, so it reads the answer instead of a reset.
@@ -113,6 +118,36 @@ void close_stream(beast::tcp_stream& stream);
 
 using SessionHandler = std::function<asio::awaitable<void>(Worker&, tcp::socket)>;
 
+// Runs fn() on `pool` and completes with its result (or its exception) on the caller's executor:
+// for work too slow for an event loop, such as building a large ring.
+template <class R, class Token>
+auto async_run(asio::thread_pool& pool, std::function<R()> fn, Token&& token) {
+  return asio::async_initiate<Token, void(std::exception_ptr, R)>(
+      [&pool](auto handler, std::function<R()> f) {
+        using Handler = decltype(handler);
+        struct State {
+          Handler handler;
+          asio::executor_work_guard<asio::associated_executor_t<Handler>> work;
+        };
+        auto ex = asio::get_associated_executor(handler);
+        auto state = std::make_shared<State>(State{std::move(handler), asio::make_work_guard(ex)});
+        asio::post(pool, [state, f = std::move(f)]() {
+          std::exception_ptr error;
+          R result{};
+          try {
+            result = f();
+          } catch (...) {
+            error = std::current_exception();
+          }
+          asio::post(state->work.get_executor(), [state, error, result = std::move(result)]() mutable {
+            state->work.reset();
+            std::move(state->handler)(error, std::move(result));
+          });
+        });
+      },
+      token, std::move(fn));
+}
+
 class Server {
  public:
   // `name` prefixes log lines ("kvnode: SIGTERM: draining").
@@ -120,8 +155,10 @@ class Server {
   ~Server();
 
   // Binds a listener. With `spread`, connections go round-robin to every worker; otherwise all to
-  // worker 0. Returns the bound port; throws std::runtime_error("cannot listen on H:P: reason").
-  std::uint16_t listen(const HostPort& address, SessionHandler handler, bool spread = true);
+  // worker 0. With `maxconn`, at most that many of its connections are open at once: the rest wait
+  // in the kernel's accept backlog. Returns the bound port; throws std::runtime_error("cannot listen
+  // on H:P: reason").
+  std::uint16_t listen(const HostPort& address, SessionHandler handler, bool spread = true, std::size_t maxconn = 0);
 
   // Runs `fn` on worker 0 when `signal` arrives (e.g. SIGHUP for a reload). Before run().
   void on_signal(int signal, std::function<void()> fn);

@@ -116,10 +116,42 @@ TEST_CASE("numbers: vnodes, weight and the total ring size", "[config]") {
         "ring.yaml: vnodes: vnodes x total weight is 17825792 ring points, more than the limit of 16777216; lower vnodes");
 }
 
+TEST_CASE("a full proxy section parses", "[config]") {
+  const auto c = parse_ring_config(kTwo + R"(proxy:
+  listen: 127.0.0.1:8080
+  admin: 127.0.0.1:8404
+  threads: 2
+  maxconn: 5000
+  timeouts: {client_header: 5000, client_idle: 30000, connect: 500, response: 2000}
+  check: {interval: 1000, timeout: 300, fall: 2, rise: 3}
+)",
+                                   "ring.yaml");
+  CHECK(*c.proxy.threads == 2);
+  CHECK(*c.proxy.maxconn == 5000);
+  CHECK(*c.proxy.client_header_ms == 5000);
+  CHECK(*c.proxy.client_idle_ms == 30000);
+  CHECK(*c.proxy.connect_ms == 500);
+  CHECK(*c.proxy.response_ms == 2000);
+  CHECK(*c.proxy.check_interval_ms == 1000);
+  CHECK(*c.proxy.check_timeout_ms == 300);
+  CHECK(*c.proxy.check_fall == 2);
+  CHECK(*c.proxy.check_rise == 3);
+}
+
 TEST_CASE("proxy section", "[config]") {
   CHECK(error_of(kTwo + "proxy:\n  listen: nowhere\n") ==
         "ring.yaml: proxy.listen: expected host:port (port 1-65535), got 'nowhere'");
-  CHECK(error_of(kTwo + "proxy:\n  threads: 4\n") == "ring.yaml: proxy.threads: unknown field (expected one of: listen, admin)");
+  CHECK(error_of(kTwo + "proxy:\n  workers: 4\n") ==
+        "ring.yaml: proxy.workers: unknown field (expected one of: listen, admin, threads, maxconn, timeouts, check)");
+  CHECK(error_of(kTwo + "proxy:\n  threads: 0\n") == "ring.yaml: proxy.threads: must be between 1 and 256, got 0");
+  CHECK(error_of(kTwo + "proxy:\n  timeouts:\n    read: 5\n") ==
+        "ring.yaml: proxy.timeouts.read: unknown field (expected one of: client_header, client_idle, connect, response)");
+  CHECK(error_of(kTwo + "proxy:\n  timeouts:\n    connect: 0\n") ==
+        "ring.yaml: proxy.timeouts.connect: must be between 1 and 3600000, got 0");
+  CHECK(error_of(kTwo + "proxy:\n  check:\n    interval: 5\n") ==
+        "ring.yaml: proxy.check.interval: must be between 10 and 3600000, got 5");
+  CHECK(error_of(kTwo + "proxy:\n  check:\n    fall: x\n") == "ring.yaml: proxy.check.fall: expected a whole number, got 'x'");
+  CHECK(error_of(kTwo + "proxy:\n  check: 3\n") == "ring.yaml: proxy.check: expected a mapping, got a scalar");
   CHECK(error_of(kTwo + "proxy: 3\n") == "ring.yaml: proxy: expected a mapping, got a scalar");
   CHECK(error_of(kTwo + "proxy:\n  listen: 127.0.0.1:0\n") == "(accepted)");  // a listener may ask for any port
 }

@@ -1,0 +1,286 @@
+#include "admin.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "json.hpp"
+#include "key.hpp"
+
+namespace kv::proxy {
+
+namespace asio = net::asio;
+namespace beast = net::beast;
+namespace http = net::http;
+using net::Clock;
+using net::tcp;
+
+namespace {
+
+using Response = http::response<http::string_body>;
+
+std::string iso_time(std::chrono::system_clock::time_point t) {
+  if (t.time_since_epoch().count() == 0) return "";
+  const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+void json_answer(Response& res, http::status status, std::string body) {
+  res.result(status);
+  res.set(http::field::content_type, "application/json");
+  res.body() = std::move(body);
+}
+
+std::string ring_json(const Topology& t) {
+  std::string out = "{\"version\":" + std::to_string(t.version) + ",\"vnodes\":" + std::to_string(t.ring->vnodes()) +
+                    ",\"points\":" + std::to_string(t.ring->point_count()) + ",\"nodes\":[";
+  for (std::size_t i = 0; i < t.backends.size(); ++i) {
+    const auto& b = *t.backends[i];
+    if (i) out += ',';
+    out += "{\"id\":" + json_quote(b.id) + ",\"address\":" + json_quote(b.address.str()) +
+           ",\"weight\":" + std::to_string(b.weight) + ",\"ownership\":" + fmt("%.6f", t.ownership[i]) +
+           ",\"state\":\"" + (b.up.load() ? "UP" : "DOWN") + "\"}";
+  }
+  return out + "]}";
+}
+
+}  // namespace
+
+Admin::Admin(State& state, DataPath& data, asio::thread_pool& control, net::ReadLimits limits, std::string ring_path)
+    : state_(state), data_(data), control_(control), limits_(limits), ring_path_(std::move(ring_path)) {}
+
+net::SessionHandler Admin::handler() {
+  return [this](net::Worker& w, tcp::socket s) { return session(w, std::move(s)); };
+}
+
+asio::awaitable<ReloadResult> Admin::reload(std::string yaml, std::string source) {
+  ReloadResult r;
+  try {
+    // Parse, validate, resolve and build off the event loop; only the swap happens here.
+    std::function<std::shared_ptr<Topology>()> build = [this, yaml = std::move(yaml), source]() {
+      return state_.prepare(parse_ring_config(yaml, source), source);
+    };
+    auto next = co_await net::async_run(control_, std::move(build), asio::use_awaitable);
+    r.version = state_.publish(std::move(next));
+    r.ok = true;
+    state_.reloads_ok.fetch_add(1);
+    std::cerr << "kvproxy: ring reloaded from " << source << ": version " << r.version << std::endl;
+  } catch (const std::exception& e) {
+    r.detail = e.what();
+    state_.reloads_failed.fetch_add(1);
+    std::cerr << "kvproxy: reload refused, keeping version " << state_.version() << ": " << r.detail << std::endl;
+  }
+  co_return r;
+}
+
+void Admin::reload_from_file(asio::io_context& ioc) {
+  std::ifstream in(ring_path_, std::ios::binary);
+  if (!in) {
+    state_.reloads_failed.fetch_add(1);
+    std::cerr << "kvproxy: reload refused, keeping version " << state_.version() << ": " << ring_path_
+              << ": (file): cannot open for reading" << std::endl;
+    return;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  asio::co_spawn(ioc, [this, text = ss.str()]() -> asio::awaitable<void> { co_await reload(text, ring_path_); },
+                 asio::detached);
+}
+
+std::string Admin::stats_json() const {
+  const auto t = state_.topology();
+  std::string out = "{\"version\":" + std::to_string(t->version) + ",\"uptime_seconds\":" +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - state_.started).count()) +
+                    ",\"nodes\":[";
+  for (std::size_t i = 0; i < t->backends.size(); ++i) {
+    const auto& b = *t->backends[i];
+    const auto& s = b.stats;
+    std::string last_check, since;
+    {
+      std::lock_guard lock(b.mutex);
+      last_check = b.last_check;
+      since = iso_time(b.last_change_at);
+    }
+    if (i) out += ',';
+    out += "{\"id\":" + json_quote(b.id) + ",\"address\":" + json_quote(b.address.str()) +
+           ",\"state\":\"" + (b.up.load() ? "UP" : "DOWN") + "\",\"since\":\"" + since + "\"" +
+           ",\"weight\":" + std::to_string(b.weight) + ",\"ownership\":" + fmt("%.6f", t->ownership[i]) +
+           ",\"requests\":" + std::to_string(s.requests()) + ",\"responses\":{";
+    for (int c = 0; c < 5; ++c)
+      out += (c ? ",\"" : "\"") + std::to_string(c + 1) + "xx\":" + std::to_string(s.responses[c].load());
+    out += "},\"errors\":{";
+    for (std::size_t c = 0; c < static_cast<std::size_t>(ErrorClass::count_); ++c)
+      out += (c ? ",\"" : "\"") + std::string(error_class_name(static_cast<ErrorClass>(c))) + "\":" + std::to_string(s.errors[c].load());
+    out += "},\"latency_ms\":{\"p50\":" + fmt("%.3f", s.latency.quantile(0.5) * 1000) +
+           ",\"p99\":" + fmt("%.3f", s.latency.quantile(0.99) * 1000) + "}" +
+           ",\"pool\":{\"active\":" + std::to_string(std::max<std::int64_t>(0, s.pool_active.load())) +
+           ",\"idle\":" + std::to_string(std::max<std::int64_t>(0, s.pool_idle.load())) + "}" +
+           ",\"last_check\":" + json_quote(last_check) + "}";
+  }
+  const auto& c = data_.counters();
+  out += "],\"clients\":{\"open\":" + std::to_string(std::max<std::int64_t>(0, c.client_open.load())) +
+         ",\"total\":" + std::to_string(c.client_total.load()) + "},\"retries\":" + std::to_string(c.retries.load()) + "}";
+  return out;
+}
+
+std::string Admin::stats_html() const {
+  const auto t = state_.topology();
+  std::string rows;
+  for (std::size_t i = 0; i < t->backends.size(); ++i) {
+    const auto& b = *t->backends[i];
+    const auto& s = b.stats;
+    const bool up = b.up.load();
+    std::string last_check, since;
+    {
+      std::lock_guard lock(b.mutex);
+      last_check = b.last_check;
+      since = iso_time(b.last_change_at);
+    }
+    std::uint64_t errors = 0;
+    for (const auto& e : s.errors) errors += e.load();
+    rows += "<tr class=\"node " + std::string(up ? "up" : "down") + "\" data-node=\"" + html_escape(b.id) +
+            "\" data-state=\"" + (up ? "UP" : "DOWN") + "\">";
+    rows += "<td class=\"id\">" + html_escape(b.id) + "</td><td>" + html_escape(b.address.str()) + "</td>";
+    rows += "<td class=\"state\">" + std::string(up ? "UP" : "DOWN") + "</td><td>" + html_escape(since) + "</td>";
+    rows += "<td>" + std::to_string(b.weight) + "</td><td>" + fmt("%.2f%%", t->ownership[i] * 100) + "</td>";
+    rows += "<td>" + std::to_string(s.requests()) + "</td>";
+    for (int c : {1, 3, 4}) rows += "<td>" + std::to_string(s.responses[c].load()) + "</td>";
+    rows += "<td>" + std::to_string(errors) + "</td>";
+    for (std::size_t c = 0; c < static_cast<std::size_t>(ErrorClass::count_); ++c)
+      rows += "<td>" + std::to_string(s.errors[c].load()) + "</td>";
+    rows += "<td>" + fmt("%.2f", s.latency.quantile(0.5) * 1000) + "</td><td>" + fmt("%.2f", s.latency.quantile(0.99) * 1000) + "</td>";
+    rows += "<td>" + std::to_string(std::max<std::int64_t>(0, s.pool_active.load())) + "</td><td>" +
+            std::to_string(std::max<std::int64_t>(0, s.pool_idle.load())) + "</td>";
+    rows += "<td class=\"check\">" + html_escape(last_check) + "</td></tr>\n";
+  }
+  const auto& c = data_.counters();
+  return R"(<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<title>kvproxy stats</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.3em;margin:0 0 .3em}
+p.meta{color:#555;margin:.2em 0 1em}
+table{border-collapse:collapse;font-size:.9em}
+th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}
+th{background:#e8e8f0} td.id,td.check,td:nth-child(2){text-align:left}
+tr.up td.state{background:#b8e6b8;font-weight:bold;text-align:center}
+tr.down td.state{background:#f2a6a6;font-weight:bold;text-align:center}
+tr.down{background:#fbe9e9}
+</style></head><body>
+<h1>kvproxy )" KVRING_VERSION R"(</h1>
+<p class="meta">ring version )" + std::to_string(t->version) + " &middot; " + std::to_string(t->backends.size()) +
+         " nodes &middot; " + std::to_string(t->ring->point_count()) + " ring points &middot; clients open " +
+         std::to_string(std::max<std::int64_t>(0, c.client_open.load())) + " &middot; retries " +
+         std::to_string(c.retries.load()) + R"( &middot; refreshes every 2 s &middot; <a href="/stats.json">json</a> &middot; <a href="/metrics">metrics</a></p>
+<table id="nodes">
+<thead><tr><th rowspan="2">node</th><th rowspan="2">address</th><th colspan="2">status</th><th rowspan="2">weight</th><th rowspan="2">ownership</th>
+<th colspan="4">responses</th><th colspan="5">proxy errors</th><th colspan="2">latency ms</th><th colspan="2">pool</th><th rowspan="2">last check</th></tr>
+<tr><th>state</th><th>since</th><th>total</th><th>2xx</th><th>4xx</th><th>5xx</th><th>all</th><th>connect</th><th>timeout</th><th>bad</th><th>down</th><th>p50</th><th>p99</th><th>active</th><th>idle</th></tr></thead>
+<tbody>
+)" + rows + R"(</tbody></table>
+</body></html>
+)";
+}
+
+asio::awaitable<void> Admin::session(net::Worker& worker, tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  net::ConnectionScope scope(worker, stream);
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  for (;;) {
+    net::RequestParser parser;
+    parser.body_limit(16 << 20);
+    net::Rejection rejection;
+    auto limits = limits_;
+    limits.body_limit = 16 << 20;  // a ring YAML for thousands of nodes
+    const auto status = co_await net::read_request(stream, buffer, parser, limits, scope, rejection);
+    if (status == net::ReadStatus::closed) break;
+    if (status == net::ReadStatus::rejected) {
+      co_await net::send_rejection(stream, parser.is_header_done() ? parser.get().version() : 11, rejection, limits);
+      break;
+    }
+    auto& req = parser.get();
+    Response res;
+    res.version(req.version());
+    const auto path = target_path(req.target());
+    auto allow = [&](http::verb v, std::string_view allowed) {
+      if (req.method() == v) return true;
+      json_answer(res, http::status::method_not_allowed, json_error("Method not allowed"));
+      res.set(http::field::allow, allowed);
+      return false;
+    };
+    if (path == "/stats" || path == "/") {
+      if (allow(http::verb::get, "GET")) {
+        res.result(http::status::ok);
+        res.set(http::field::content_type, "text/html; charset=utf-8");
+        res.body() = stats_html();
+      }
+    } else if (path == "/stats.json") {
+      if (allow(http::verb::get, "GET")) json_answer(res, http::status::ok, stats_json());
+    } else if (path == "/metrics") {
+      if (allow(http::verb::get, "GET")) {
+        res.result(http::status::ok);
+        res.set(http::field::content_type, "text/plain; version=0.0.4");
+        res.body() = data_.render_metrics();
+      }
+    } else if (path == "/health") {
+      if (allow(http::verb::get, "GET")) json_answer(res, http::status::ok, R"({"status":"ok"})");
+    } else if (path == "/admin/ring") {
+      if (req.method() == http::verb::get) {
+        json_answer(res, http::status::ok, ring_json(*state_.topology()));
+      } else if (req.method() == http::verb::post) {
+        const ReloadResult r = co_await reload(std::move(req.body()), "<admin body>");
+        if (r.ok)
+          json_answer(res, http::status::ok, "{\"status\":\"success\",\"version\":" + std::to_string(r.version) + "}");
+        else
+          json_answer(res, http::status::bad_request, json_error(r.detail));
+      } else {
+        json_answer(res, http::status::method_not_allowed, json_error("Method not allowed"));
+        res.set(http::field::allow, "GET, POST");
+      }
+    } else {
+      json_answer(res, http::status::not_found, json_error("Not found"));
+    }
+    res.keep_alive(req.keep_alive() && !scope.draining());
+    res.prepare_payload();
+    stream.expires_after(limits_.write_timeout);
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || !res.keep_alive()) break;
+  }
+  net::close_stream(stream);
+}
+
+}  // namespace kv::proxy

@@ -1,0 +1,431 @@
+#include "data_path.hpp"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <unordered_map>
+
+#include "json.hpp"
+#include "key.hpp"
+
+namespace kv::proxy {
+
+namespace asio = net::asio;
+namespace beast = net::beast;
+namespace http = net::http;
+using net::Clock;
+using net::tcp;
+
+namespace {
+
+auto use_ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+// RFC 9110 7.6.1: Connection and the fields it names are for one hop only, as are these.
+template <class Fields>
+void strip_hop_by_hop(Fields& f) {
+  const auto connection = f[http::field::connection];
+  std::string_view list(connection.data(), connection.size());
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    std::string_view token = list.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty() && !beast::iequals(token, "close") && !beast::iequals(token, "keep-alive"))
+      f.erase(beast::string_view(token.data(), token.size()));
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  f.erase(http::field::connection);
+  f.erase(http::field::keep_alive);
+  f.erase(http::field::proxy_connection);
+  f.erase(http::field::te);
+  f.erase(http::field::trailer);
+  f.erase(http::field::transfer_encoding);
+  f.erase(http::field::upgrade);
+}
+
+void local_error(Response& res, http::status status, std::string_view detail) {
+  res.result(status);
+  res.set(http::field::content_type, "application/json");
+  res.body() = json_error(detail);
+}
+
+struct UpstreamConnection {
+  explicit UpstreamConnection(asio::io_context& ioc) : stream(ioc) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  Clock::time_point idle_since;
+};
+
+struct Pool {
+  std::shared_ptr<Backend> backend;
+  std::vector<std::unique_ptr<UpstreamConnection>> idle;  // LIFO: the warmest connection first
+};
+
+enum class Outcome { relayed, connect_failed, timeout, bad_response };
+
+struct Forwarded {
+  Outcome outcome = Outcome::relayed;
+  std::string detail;
+  double connect_ms = -1;      // -1: a pooled connection was used
+  double first_byte_ms = -1;   // request sent -> answer's headers read
+};
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+tcp::endpoint endpoint_of(const std::string& resolved) {
+  const auto hp = parse_host_port(resolved);
+  return {asio::ip::make_address(hp->host), hp->port};
+}
+
+}  // namespace
+
+struct DataPath::WorkerContext {
+  explicit WorkerContext(asio::io_context& i) : ioc(i) {}
+  asio::io_context& ioc;
+  std::shared_ptr<const Topology> topology;
+  std::uint64_t version = 0;
+  // shared_ptr: a request in flight keeps its pool even if a reload drops the node meanwhile.
+  std::unordered_map<const Backend*, std::shared_ptr<Pool>> pools;
+
+  // The topology to use for the next request; refreshed only when a reload published a new one.
+  std::shared_ptr<const Topology> current(const State& state) {
+    if (state.version() != version || !topology) {
+      topology = state.topology();
+      version = topology->version;
+      for (auto it = pools.begin(); it != pools.end();) {  // drop pools of nodes that left
+        if (it->second->backend->retired.load()) {
+          it->second->backend->stats.pool_idle.fetch_sub(static_cast<std::int64_t>(it->second->idle.size()));
+          it->second->idle.clear();
+          it = pools.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    return topology;
+  }
+
+  std::shared_ptr<Pool> pool(const std::shared_ptr<Backend>& b) {
+    auto& p = pools[b.get()];
+    if (!p) {
+      p = std::make_shared<Pool>();
+      p->backend = b;
+    }
+    return p;
+  }
+};
+
+DataPath::DataPath(State& state, ProxyOptions options, net::Server& server, AccessLog* log)
+    : state_(state), opt_(std::move(options)), log_(log) {
+  for (std::size_t i = 0; i < server.worker_count(); ++i)
+    workers_.push_back(std::make_unique<WorkerContext>(server.worker(i).ioc));
+}
+
+DataPath::~DataPath() = default;
+
+net::SessionHandler DataPath::handler() {
+  return [this](net::Worker& w, tcp::socket s) { return session(w, std::move(s)); };
+}
+
+namespace {
+
+// Sends `req` to `backend` over a pooled connection (or a new one) and reads the answer into `res`.
+// A pooled connection that the node had already closed, before any byte of an answer, is retried
+// once on a fresh connection; nothing else is retried.
+asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> pool_ptr, Backend& backend,
+                                   State& state, const ProxyOptions& opt, Request& req, Response& res,
+                                   ProxyCounters& counters) {
+  Pool& pool = *pool_ptr;
+  Forwarded f;
+  auto& stats = backend.stats;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::unique_ptr<UpstreamConnection> conn;
+    // Attempt 0 takes the warmest pooled connection that has not idled too long; a retry never does.
+    while (attempt == 0 && !pool.idle.empty()) {
+      auto c = std::move(pool.idle.back());
+      pool.idle.pop_back();
+      stats.pool_idle.fetch_sub(1, std::memory_order_relaxed);
+      if (Clock::now() - c->idle_since < opt.pool_idle_timeout) {
+        conn = std::move(c);
+        break;
+      }
+    }
+    const bool reused = conn != nullptr;
+    beast::error_code ec;
+    if (!conn) {
+      conn = std::make_unique<UpstreamConnection>(ioc);
+      const auto t = Clock::now();
+      conn->stream.expires_after(opt.connect_timeout);
+      co_await conn->stream.async_connect(endpoint_of(backend.resolved), use_ec(ec));
+      stats.connects.fetch_add(1, std::memory_order_relaxed);
+      if (ec) {
+        f.outcome = Outcome::connect_failed;
+        f.detail = ec == beast::error::timeout ? "connect timed out after " + std::to_string(opt.connect_timeout.count()) + " ms"
+                                               : "connect: " + ec.message();
+        state.passive_down(backend, f.detail);
+        co_return f;
+      }
+      conn->stream.socket().set_option(tcp::no_delay(true), ec);
+      f.connect_ms = ms_since(t);
+    }
+
+    stats.pool_active.fetch_add(1, std::memory_order_relaxed);
+    struct ActiveGuard {
+      BackendStats& s;
+      ~ActiveGuard() { s.pool_active.fetch_sub(1, std::memory_order_relaxed); }
+    } active{stats};
+
+    const auto sent = Clock::now();
+    conn->stream.expires_after(opt.response_timeout);  // one budget for sending and the whole answer
+    co_await http::async_write(conn->stream, req, use_ec(ec));
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(opt.max_response_bytes);
+    parser.header_limit(64 * 1024);
+    if (!ec) co_await http::async_read_header(conn->stream, conn->buffer, parser, use_ec(ec));
+    if (!ec) {
+      f.first_byte_ms = ms_since(sent);
+      co_await http::async_read(conn->stream, conn->buffer, parser, use_ec(ec));
+    }
+    if (ec) {
+      const bool closed_before_answer = !parser.got_some() &&
+          (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe);
+      if (reused && attempt == 0 && closed_before_answer) {
+        counters.retries.fetch_add(1, std::memory_order_relaxed);
+        continue;  // the node had closed this idle connection: once more, on a fresh one
+      }
+      if (ec == beast::error::timeout) {
+        f.outcome = Outcome::timeout;
+        f.detail = "no answer within " + std::to_string(opt.response_timeout.count()) + " ms";
+      } else {
+        f.outcome = Outcome::bad_response;
+        f.detail = closed_before_answer ? "closed the connection without answering" : "bad answer: " + ec.message();
+      }
+      co_return f;
+    }
+    res = parser.release();
+    if (res.keep_alive() && pool.idle.size() < opt.max_idle_per_node && !backend.retired.load()) {
+      conn->idle_since = Clock::now();
+      pool.idle.push_back(std::move(conn));
+      stats.pool_idle.fetch_add(1, std::memory_order_relaxed);
+    }
+    co_return f;
+  }
+  co_return f;  // not reached: attempt 1 always returns
+}
+
+std::string clf_time() {
+  char buf[64];
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const auto n = std::strftime(buf, sizeof buf, "%d/%b/%Y:%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03d", static_cast<int>(ms));
+  return buf;
+}
+
+}  // namespace
+
+asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket) {
+  std::string client;
+  if (log_) {
+    beast::error_code ec;
+    const auto ep = socket.remote_endpoint(ec);
+    if (!ec) client = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  beast::tcp_stream stream(std::move(socket));
+  net::ConnectionScope scope(worker, stream);
+  WorkerContext& ctx = *workers_[worker.index];
+  counters_.client_open.fetch_add(1, std::memory_order_relaxed);
+  counters_.client_total.fetch_add(1, std::memory_order_relaxed);
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+
+  for (;;) {
+    net::RequestParser parser;
+    net::Rejection rejection;
+    Clock::time_point first_byte = Clock::now();
+    const auto status = co_await net::read_request(stream, buffer, parser, opt_.client, scope, rejection, &first_byte);
+    if (status == net::ReadStatus::closed) break;
+    if (status == net::ReadStatus::rejected) {
+      counters_.local_4xx.fetch_add(1, std::memory_order_relaxed);
+      co_await net::send_rejection(stream, parser.is_header_done() ? parser.get().version() : 11, rejection, opt_.client);
+      break;
+    }
+    const auto read_done = Clock::now();
+    Request& req = parser.get();
+    const bool client_keep_alive = req.keep_alive();
+    const unsigned version = req.version();
+    const std::string method = log_ ? std::string(req.method_string()) : std::string();
+    const std::string target = log_ ? std::string(req.target()) : std::string();
+
+    Response res;
+    std::shared_ptr<Backend> backend;  // set when a node is behind the answer
+    Forwarded fwd;
+    const auto path = target_path(req.target());
+    if (path == "/health" || path == "/metrics") {
+      res.result(http::status::ok);
+      if (path == "/health") {
+        res.set(http::field::content_type, "application/json");
+        res.body() = R"({"status":"ok"})";
+      } else {
+        res.set(http::field::content_type, "text/plain; version=0.0.4");
+        res.body() = render_metrics();
+      }
+      counters_.local_2xx.fetch_add(1, std::memory_order_relaxed);
+    } else if (KeyResult key = extract_key(req.target(), opt_.max_key_bytes); key.error != KeyError::none) {
+      // HAProxy would fall back to round robin here; a store must not scatter a key.
+      local_error(res, key.error == KeyError::too_long ? http::status::payload_too_large : http::status::bad_request,
+                  key_error_detail(key.error));
+      counters_.local_4xx.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      const auto topology = ctx.current(state_);  // held for the whole request: a reload cannot pull it away
+      backend = topology->backends[topology->ring->owner_of_key(key.key)];
+      if (!backend->up.load(std::memory_order_relaxed)) {
+        // Never another node: its keys live on this one.
+        local_error(res, http::status::service_unavailable, "Node " + backend->label() + " is down");
+        backend->stats.error(ErrorClass::down);
+      } else {
+        strip_hop_by_hop(req);
+        req.version(11);
+        req.keep_alive(true);
+        req.prepare_payload();
+        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, req, res, counters_);
+        switch (fwd.outcome) {
+          case Outcome::relayed:
+            strip_hop_by_hop(res);
+            res.set("X-KV-Node", backend->id);
+            backend->stats.response(res.result_int());
+            backend->stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done).count()));
+            break;
+          case Outcome::connect_failed:
+            local_error(res, http::status::service_unavailable, "Node " + backend->label() + " is unreachable: " + fwd.detail);
+            backend->stats.error(ErrorClass::connect);
+            break;
+          case Outcome::timeout:
+            local_error(res, http::status::gateway_timeout, "Node " + backend->label() + ": " + fwd.detail);
+            backend->stats.error(ErrorClass::timeout);
+            break;
+          case Outcome::bad_response:
+            local_error(res, http::status::bad_gateway, "Node " + backend->label() + ": " + fwd.detail);
+            backend->stats.error(ErrorClass::bad_response);
+            break;
+        }
+      }
+    }
+
+    res.version(version);
+    res.keep_alive(client_keep_alive && !scope.draining());
+    res.prepare_payload();
+    stream.expires_after(opt_.client.write_timeout);
+    co_await http::async_write(stream, res, use_ec(ec));
+
+    if (log_) {
+      // client [time] method target node status bytes Tr Tc Tf Tt (ms; Tc -1: pooled connection)
+      char times[128];
+      std::snprintf(times, sizeof times, " Tr=%.3f Tc=%.3f Tf=%.3f Tt=%.3f\n",
+                    std::chrono::duration<double, std::milli>(read_done - first_byte).count(), fwd.connect_ms,
+                    fwd.first_byte_ms, ms_since(first_byte));
+      std::string line;
+      line.reserve(160 + target.size());
+      line.append(client).append(" [").append(clf_time()).append("] ").append(method).append(" ").append(target);
+      line.append(" ").append(backend ? backend->id : "-").append(" ").append(std::to_string(res.result_int()));
+      line.append(" ").append(std::to_string(res.body().size())).append(times);
+      log_->write(line);
+    }
+    if (ec || !res.keep_alive()) break;
+  }
+  net::close_stream(stream);
+  counters_.client_open.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::string DataPath::render_metrics() const {
+  const auto topology = state_.topology();
+  std::string out;
+  out.reserve(16384);
+  using metrics::header;
+  using metrics::sample;
+  header(out, "kvproxy_build_info", "Build information.", "gauge");
+  sample(out, "kvproxy_build_info", "version=\"" KVRING_VERSION "\"", std::uint64_t{1});
+  header(out, "kvproxy_ring_version", "Version of the ring in use (1 at start, +1 per reload).", "gauge");
+  sample(out, "kvproxy_ring_version", "", topology->version);
+  header(out, "kvproxy_reloads_total", "Ring reloads, by result.", "counter");
+  sample(out, "kvproxy_reloads_total", "result=\"ok\"", state_.reloads_ok.load());
+  sample(out, "kvproxy_reloads_total", "result=\"refused\"", state_.reloads_failed.load());
+
+  header(out, "kvproxy_node_up", "1 when the node is up, 0 when down.", "gauge");
+  for (const auto& b : topology->backends)
+    sample(out, "kvproxy_node_up", "node=\"" + b->id + "\"", std::uint64_t{b->up.load() ? 1u : 0u});
+  header(out, "kvproxy_node_ownership_ratio", "Share of the key space the node owns.", "gauge");
+  for (std::size_t i = 0; i < topology->backends.size(); ++i)
+    sample(out, "kvproxy_node_ownership_ratio", "node=\"" + topology->backends[i]->id + "\"", topology->ownership[i]);
+  header(out, "kvproxy_responses_total", "Answers relayed from nodes, by node and status class.", "counter");
+  for (const auto& b : topology->backends)
+    for (std::size_t c = 0; c < 5; ++c)
+      sample(out, "kvproxy_responses_total", "node=\"" + b->id + "\",code=\"" + std::to_string(c + 1) + "xx\"",
+             b->stats.responses[c].load());
+  header(out, "kvproxy_errors_total", "Answers the proxy made because of a node (502/503/504), by node and cause.",
+         "counter");
+  for (const auto& b : topology->backends)
+    for (std::size_t c = 0; c < static_cast<std::size_t>(ErrorClass::count_); ++c)
+      sample(out, "kvproxy_errors_total",
+             "node=\"" + b->id + "\",cause=\"" + std::string(error_class_name(static_cast<ErrorClass>(c))) + "\"",
+             b->stats.errors[c].load());
+  header(out, "kvproxy_request_duration_seconds", "Request read to answer relayed, by node.", "histogram");
+  for (const auto& b : topology->backends) b->stats.latency.render(out, "kvproxy_request_duration_seconds", "node=\"" + b->id + "\"");
+  header(out, "kvproxy_pool_connections", "Pooled connections to nodes, by state.", "gauge");
+  for (const auto& b : topology->backends) {
+    sample(out, "kvproxy_pool_connections", "node=\"" + b->id + "\",state=\"active\"",
+           static_cast<std::uint64_t>(std::max<std::int64_t>(0, b->stats.pool_active.load())));
+    sample(out, "kvproxy_pool_connections", "node=\"" + b->id + "\",state=\"idle\"",
+           static_cast<std::uint64_t>(std::max<std::int64_t>(0, b->stats.pool_idle.load())));
+  }
+  header(out, "kvproxy_node_connects_total", "New connections opened to nodes.", "counter");
+  for (const auto& b : topology->backends) sample(out, "kvproxy_node_connects_total", "node=\"" + b->id + "\"", b->stats.connects.load());
+  header(out, "kvproxy_retries_total", "Requests retried once because a pooled connection had been closed.", "counter");
+  sample(out, "kvproxy_retries_total", "", counters_.retries.load());
+  header(out, "kvproxy_local_responses_total", "Answers without a node behind them (no key, /health, /metrics).",
+         "counter");
+  sample(out, "kvproxy_local_responses_total", "code=\"2xx\"", counters_.local_2xx.load());
+  sample(out, "kvproxy_local_responses_total", "code=\"4xx\"", counters_.local_4xx.load());
+  header(out, "kvproxy_client_connections_open", "Client connections open now.", "gauge");
+  sample(out, "kvproxy_client_connections_open", "", static_cast<std::uint64_t>(std::max<std::int64_t>(0, counters_.client_open.load())));
+  header(out, "kvproxy_client_connections_total", "Client connections accepted.", "counter");
+  sample(out, "kvproxy_client_connections_total", "", counters_.client_total.load());
+  return out;
+}
+
+AccessLog::AccessLog(const std::string& path) {
+  if (path == "-") {
+    fd_ = 2;
+    return;
+  }
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw std::runtime_error("cannot open access log " + path + ": " + std::strerror(errno));
+  owned_ = true;
+}
+
+AccessLog::~AccessLog() {
+  if (owned_) ::close(fd_);
+}
+
+void AccessLog::write(std::string_view line) noexcept {
+  // O_APPEND and one write() per line: concurrent workers never interleave within a line.
+  [[maybe_unused]] const auto n = ::write(fd_, line.data(), line.size());
+}
+
+}  // namespace kv::proxy

@@ -1,0 +1,114 @@
+// The proxy's shared state: the backends (one per node, with health and statistics) and the
+// topology (ring + backends) in use. A topology is immutable once published; workers keep their own
+// shared_ptr to it and look at version() on each request, so the hot path takes no lock. A reload
+// builds a new topology off to the side and swaps it in whole; requests in flight keep the old one.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "metrics.hpp"
+#include "ring.hpp"
+
+namespace kv::proxy {
+
+enum class ErrorClass : std::uint8_t { connect, timeout, bad_response, down, count_ };
+std::string_view error_class_name(ErrorClass c) noexcept;
+
+struct BackendStats {
+  // Answers relayed from the node, by status class: 1xx..5xx.
+  std::array<std::atomic<std::uint64_t>, 5> responses{};
+  // Answers the proxy made itself because of this node (502, 503, 504), by cause.
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(ErrorClass::count_)> errors{};
+  metrics::Histogram latency;  // request read to response relayed, for relayed answers
+  std::atomic<std::int64_t> pool_active{0};
+  std::atomic<std::int64_t> pool_idle{0};
+  std::atomic<std::uint64_t> connects{0};
+
+  void response(unsigned status) noexcept {
+    const unsigned c = status / 100;
+    if (c >= 1 && c <= 5) responses[c - 1].fetch_add(1, std::memory_order_relaxed);
+  }
+  void error(ErrorClass c) noexcept { errors[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed); }
+  std::uint64_t requests() const noexcept;
+};
+
+struct Backend {
+  Backend(std::string i, HostPort a, std::uint32_t w) : id(std::move(i)), address(std::move(a)), weight(w) {}
+  const std::string id;
+  const HostPort address;
+  const std::uint32_t weight;
+  std::string resolved;  // "ip:port" to connect to; set before publication, read-only after
+
+  std::atomic<bool> up{true};
+  std::atomic<bool> retired{false};  // no longer in the topology: checks stop, pools drain
+  BackendStats stats;
+
+  // Health-check bookkeeping: written by the checker and by passive marks (any worker), under mutex.
+  mutable std::mutex mutex;
+  std::uint32_t consecutive_ok = 0;
+  std::uint32_t consecutive_fail = 0;
+  std::string last_check = "none yet";
+  std::chrono::system_clock::time_point last_check_at{};
+  std::chrono::system_clock::time_point last_change_at = std::chrono::system_clock::now();
+
+  std::string label() const { return id + " (" + address.str() + ")"; }
+};
+
+struct Topology {
+  std::uint64_t version = 0;
+  RingConfig config;
+  std::shared_ptr<const Ring> ring;
+  std::vector<std::shared_ptr<Backend>> backends;  // index = ring node index
+  std::vector<double> ownership;                   // index = ring node index
+};
+
+struct HealthSettings {
+  std::chrono::milliseconds interval{2000};
+  std::chrono::milliseconds timeout{1000};
+  std::uint32_t fall = 3;
+  std::uint32_t rise = 2;
+};
+
+class State {
+ public:
+  explicit State(HealthSettings health) : health_(health) {}
+
+  std::shared_ptr<const Topology> topology() const { return topology_.load(std::memory_order_acquire); }
+  std::uint64_t version() const noexcept { return version_.load(std::memory_order_acquire); }
+  const HealthSettings& health() const noexcept { return health_; }
+
+  // Builds a topology from `config` (addresses resolved, ring built) without publishing it. Backends
+  // whose id and address are unchanged are carried over, with their health and statistics.
+  // Throws ConfigError when an address does not resolve.
+  std::shared_ptr<Topology> prepare(RingConfig config, std::string_view source) const;
+  // Publishes a prepared topology; backends no longer in it are retired. Returns the new version.
+  std::uint64_t publish(std::shared_ptr<Topology> next);
+
+  // Health transitions. Return true when the state changed (and log it).
+  bool check_result(Backend& b, bool ok, const std::string& what);
+  void passive_down(Backend& b, const std::string& why);
+
+  // Called for each backend that a publish adds (to start its health checks).
+  std::function<void(std::shared_ptr<Backend>)> on_new_backend;
+
+  std::atomic<std::uint64_t> reloads_ok{0};
+  std::atomic<std::uint64_t> reloads_failed{0};
+  const std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+
+ private:
+  HealthSettings health_;
+  mutable std::mutex publish_mutex_;
+  std::atomic<std::shared_ptr<const Topology>> topology_;
+  std::atomic<std::uint64_t> version_{0};
+};
+
+}  // namespace kv::proxy
