@@ -17,8 +17,11 @@ import time
 import urllib.parse
 
 KVNODE = os.environ.get("KVNODE", "kvnode")
+KVPROXY = os.environ.get("KVPROXY", "kvproxy")
+RING_REBALANCE = os.environ.get("RING_REBALANCE", "ring-rebalance")
 READY_TIMEOUT = 20.0
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+ADMIN_RE = re.compile(r"admin on (\S+):(\d+)")
 
 
 class Process:
@@ -31,6 +34,7 @@ class Process:
         self.lines = []
         self._ready = threading.Event()
         self.port = None
+        self.admin_port = None
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if not self._ready.wait(ready_timeout) or self.port is None:
@@ -43,6 +47,9 @@ class Process:
             m = LISTEN_RE.search(line)
             if m and self.port is None:
                 self.port = int(m.group(2))
+                a = ADMIN_RE.search(line)
+                if a:
+                    self.admin_port = int(a.group(2))
                 self._ready.set()
         self._ready.set()  # exited before ready
 
@@ -167,3 +174,192 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
             return True
         time.sleep(interval)
     return predicate()
+
+
+def free_ports(n):
+    """Ports free right now (for configs that must name a node's port before it starts)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def write_ring(path, nodes, proxy=None, vnodes=None):
+    """nodes: [(id, port)] or [(id, port, weight)]; proxy: dict for the proxy: section."""
+    lines = []
+    if vnodes:
+        lines.append(f"vnodes: {vnodes}")
+    lines.append("nodes:")
+    for n in nodes:
+        lines.append(f"  - id: {n[0]}\n    address: 127.0.0.1:{n[1]}")
+        if len(n) > 2:
+            lines.append(f"    weight: {n[2]}")
+    if proxy:
+        lines.append("proxy:")
+        for k, v in proxy.items():
+            if isinstance(v, dict):
+                lines.append(f"  {k}:")
+                for k2, v2 in v.items():
+                    lines.append(f"    {k2}: {v2}")
+            else:
+                lines.append(f"  {k}: {v}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def start_proxy(ring, extra=()):
+    return Process([KVPROXY, "--ring", ring, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra])
+
+
+def owners(ring, keys):
+    """{key: node id} as ring-rebalance computes it: the reference the proxy must agree with."""
+    out = subprocess.run([RING_REBALANCE, "owner", "--ring", ring, *keys], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    return {line.split("\t")[0]: line.split("\t")[1] for line in out.splitlines()}
+
+
+class Cluster:
+    """N real kvnodes and one kvproxy on run-time ports. Fast health checks, so tests are short."""
+
+    CHECKS = {"interval": 200, "timeout": 300, "fall": 2, "rise": 1}
+
+    def __init__(self, n=3, engine="rocksdb", proxy_extra=(), checks=None):
+        self.tmp = TempDir()
+        self.engine = engine
+        self.nodes = {}
+        for i in range(1, n + 1):
+            self.start_node(f"n{i}")
+        self.ring = os.path.join(self.tmp.path, "ring.yaml")
+        self.write_ring()
+        self.proxy = start_proxy(self.ring, ["--check-interval-ms", str((checks or self.CHECKS)["interval"]),
+                                             "--check-timeout-ms", str((checks or self.CHECKS)["timeout"]),
+                                             "--check-fall", str((checks or self.CHECKS)["fall"]),
+                                             "--check-rise", str((checks or self.CHECKS)["rise"]), *proxy_extra])
+        self.port = self.proxy.port
+        self.admin = self.proxy.admin_port
+
+    def start_node(self, node_id, port=None):
+        argv = [KVNODE, "--port", str(port or 0), "--id", node_id]
+        if self.engine == "rocksdb":
+            argv += ["--data-dir", os.path.join(self.tmp.path, node_id)]
+        else:
+            argv += ["--engine", self.engine]
+        self.nodes[node_id] = Process(argv)
+        return self.nodes[node_id]
+
+    def write_ring(self, order=None):
+        ids = order or sorted(self.nodes)
+        write_ring(self.ring, [(i, self.nodes[i].port) for i in ids])
+
+    def node_client(self, node_id):
+        return Client(self.nodes[node_id].port)
+
+    def stats(self):
+        c = Client(self.admin)
+        try:
+            return json.loads(c.request("GET", "/stats.json")[2])
+        finally:
+            c.close()
+
+    def node_state(self, node_id):
+        return next(n["state"] for n in self.stats()["nodes"] if n["id"] == node_id)
+
+    def close(self):
+        codes = {}
+        if self.proxy.alive():
+            codes["proxy"] = self.proxy.terminate()
+        else:
+            self.proxy.kill()
+        for node_id, p in self.nodes.items():
+            if p.alive():
+                codes[node_id] = p.terminate()
+            else:
+                p.kill()
+        self.tmp.cleanup()
+        return codes
+
+
+def metric(text, name):
+    """The value of one sample line (name including labels) in Prometheus text."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(name)
+
+
+class FakeNode:
+    """A scriptable HTTP peer standing in for a node, for answers a real kvnode never gives.
+
+    behaviour(request_bytes, headers) returns bytes to send, or None to send nothing; `close_after`
+    closes the connection after answering. Every request's headers are kept in `seen`.
+    """
+
+    def __init__(self, behaviour, close_after=False):
+        self.behaviour = behaviour
+        self.close_after = close_after
+        self.seen = []
+        self.closed = threading.Event()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self._stop = False
+        self._conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {}
+                for line in lines[1:]:
+                    k, _, v = line.partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                n = int(headers.get("content-length", "0"))
+                while len(buf) < n:
+                    buf += conn.recv(65536)
+                body, buf = buf[:n], buf[n:]
+                self.seen.append((lines[0], headers, body))
+                if lines[0].split()[1].startswith("/health"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}")
+                    continue
+                answer = self.behaviour(lines[0], headers)
+                if answer is None:
+                    continue  # say nothing: the proxy must time out
+                conn.sendall(answer)
+                if self.close_after:
+                    conn.close()
+                    self.closed.set()
+                    return
+        except OSError:
+            return
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+        for c in self._conns:
+            try:
+                c.close()
+            except OSError:
+                pass

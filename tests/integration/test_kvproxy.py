@@ -1,0 +1,460 @@
+"""kvproxy from the outside: real kvnodes and a real kvproxy on run-time ports, real HTTP."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+from kvtest import (KVPROXY, Client, Cluster, FakeNode, TempDir, metric, owners, parse_responses, q, raw_exchange,
+                    start_proxy, wait_until, write_ring)
+
+
+class RoutingTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster(3, proxy_extra=["--threads", "2"])  # two workers, two sets of pools
+        cls.port = cls.cluster.port
+
+    @classmethod
+    def tearDownClass(cls):
+        codes = cls.cluster.close()
+        assert set(codes.values()) == {0}, codes
+
+    def setUp(self):
+        self.c = Client(self.port)
+
+    def tearDown(self):
+        self.c.close()
+        self.assertTrue(self.cluster.proxy.alive(), self.cluster.proxy.output())
+
+    def test_every_key_lives_on_exactly_its_owner(self):
+        keys = [f"route-{i}" for i in range(300)] + ["a b", "ключ", "x/y?z", "100%"]
+        want = owners(self.cluster.ring, keys)
+        for k in keys:
+            status, headers, _ = self.c.put(k, "v:" + k)
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["X-KV-Node"], want[k], k)
+        self.assertEqual(set(want.values()), {"n1", "n2", "n3"})
+        direct = {n: self.cluster.node_client(n) for n in self.cluster.nodes}
+        for k in keys:
+            for node_id, c in direct.items():
+                status = c.get(k)[0]
+                self.assertEqual(status, 200 if node_id == want[k] else 404, f"{k} on {node_id}")
+        for c in direct.values():
+            c.close()
+        for k in keys[:50]:
+            status, headers, body = self.c.get(k)
+            self.assertEqual((status, headers["X-KV-Node"], json.loads(body)["value"]), (200, want[k], "v:" + k))
+
+    def test_two_proxies_with_the_list_in_another_order_route_alike(self):
+        tmp = TempDir()
+        try:
+            ring = write_ring(os.path.join(tmp.path, "ring.yaml"),
+                              [(i, self.cluster.nodes[i].port) for i in ("n3", "n1", "n2")])
+            other = start_proxy(ring)
+            c2 = Client(other.port)
+            for i in range(200):
+                k = f"order-{i}"
+                a = self.c.get(k)[1]["X-KV-Node"]
+                b = c2.get(k)[1]["X-KV-Node"]
+                self.assertEqual(a, b, k)
+            c2.close()
+            self.assertEqual(other.terminate(), 0)
+        finally:
+            tmp.cleanup()
+
+    def test_api_rows_through_the_proxy(self):
+        self.assertEqual(self.c.put("api-k", "one")[::2], (200, b'{"status":"success"}'))
+        self.assertEqual(self.c.get("api-k")[::2], (200, b'{"status":"success","value":"one"}'))
+        self.assertEqual(self.c.delete("api-k")[0], 200)
+        self.assertEqual(self.c.get("api-k")[::2], (404, b'{"status":"error","detail":"Key not found"}'))
+        self.assertEqual(self.c.delete("api-k")[0], 404)
+        # The node's own 4xx answers are relayed, with the node named.
+        status, headers, body = self.c.request("POST", "/put?key=api-bad", b"not json")
+        self.assertEqual(status, 400)
+        self.assertIn("X-KV-Node", headers)
+        self.assertTrue(json.loads(body)["detail"].startswith("Invalid JSON body"))
+        status, headers, _ = self.c.request("GET", "/put?key=api-bad")
+        self.assertEqual((status, headers["Allow"]), (405, "POST"))
+
+    def test_errors_the_proxy_answers_itself(self):
+        for target, want_status, want_detail in [("/get", 400, "Missing key parameter"),
+                                                 ("/get?key=", 400, "Empty key"),
+                                                 ("/get?key=%zz", 400, "Invalid percent-encoding in key"),
+                                                 ("/get?key=" + "k" * 1025, 413, "Key too long")]:
+            with self.subTest(target=target):
+                status, headers, body = self.c.request("GET", target)
+                self.assertEqual((status, json.loads(body)["detail"]), (want_status, want_detail))
+                self.assertNotIn("X-KV-Node", headers)  # no node was asked
+        (status, _, body), = parse_responses(raw_exchange(
+            self.port, b"GET /get?key=a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n"))
+        self.assertEqual((status, json.loads(body)["detail"]), (431, "Request headers too large"))
+        (status, _, _), = parse_responses(raw_exchange(self.port, b"NOT HTTP AT ALL\r\n\r\n"))
+        self.assertEqual(status, 400)
+
+    def test_pipelined_requests_to_different_nodes_answer_in_order(self):
+        keys = [f"pipe-{i}" for i in range(12)]
+        want = owners(self.cluster.ring, keys)
+        reqs = b""
+        for k in keys:
+            body = json.dumps({"value": k}).encode()
+            reqs += (f"POST /put?key={k} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        for k in keys:
+            reqs += f"GET /get?key={k} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        reqs += b"GET /get?key=pipe-absent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        responses = parse_responses(raw_exchange(self.port, reqs))
+        self.assertEqual(len(responses), 2 * len(keys) + 1)
+        for i, k in enumerate(keys):
+            status, headers, body = responses[len(keys) + i]
+            self.assertEqual((status, headers["x-kv-node"], json.loads(body)["value"]), (200, want[k], k))
+        self.assertEqual(responses[-1][0], 404)
+
+    def test_chunked_body_and_a_mebibyte_value(self):
+        body = json.dumps({"value": "chunked through"}).encode()
+        payload = (b"POST /put?key=px-chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+                   + b"GET /get?key=px-chunk HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        responses = parse_responses(raw_exchange(self.port, payload))
+        self.assertEqual([r[0] for r in responses], [200, 200])
+        self.assertEqual(json.loads(responses[1][2])["value"], "chunked through")
+        value = "".join(chr(0x30 + i % 40) for i in range(1 << 20))
+        self.assertEqual(self.c.put("px-mib", value)[0], 200)
+        self.assertEqual(json.loads(self.c.get("px-mib")[2])["value"], value)
+
+    def test_health_metrics_and_stats(self):
+        self.assertEqual(self.c.request("GET", "/health")[0], 200)
+        self.c.put("m-key", "v")
+        text = self.c.request("GET", "/metrics")[2].decode()
+        for n in ("n1", "n2", "n3"):
+            self.assertEqual(metric(text, f'kvproxy_node_up{{node="{n}"}}'), 1)
+        self.assertGreaterEqual(sum(metric(text, f'kvproxy_responses_total{{node="{n}",code="2xx"}}')
+                                    for n in ("n1", "n2", "n3")), 1)
+        self.assertIn('kvproxy_request_duration_seconds_bucket{node="n1",le="+Inf"}', text)
+        stats = self.cluster.stats()
+        self.assertEqual([n["id"] for n in stats["nodes"]], ["n1", "n2", "n3"])
+        self.assertAlmostEqual(sum(n["ownership"] for n in stats["nodes"]), 1.0, places=5)
+        for n in stats["nodes"]:
+            self.assertEqual(n["state"], "UP")
+        admin = Client(self.cluster.admin)
+        ring = json.loads(admin.request("GET", "/admin/ring")[2])
+        admin.close()
+        self.assertEqual(ring["points"], 3 * 32768)
+
+
+class UpstreamBehaviourTest(unittest.TestCase):
+    """A fake node stands in where a real kvnode never misbehaves."""
+
+    def proxy_for(self, fake, extra=()):
+        self.tmp = TempDir()
+        ring = write_ring(os.path.join(self.tmp.path, "ring.yaml"), [("f1", fake.port)])
+        return start_proxy(ring, ["--check-interval-ms", "60000", *extra])
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_hop_by_hop_headers_are_not_forwarded_either_way(self):
+        answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive, X-Node-Private\r\n"
+                  b"X-Node-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Node-Public: yes\r\nContent-Length: 20\r\n\r\n"
+                  b'{"status":"success"}')
+        fake = FakeNode(lambda line, headers: answer)
+        proxy = self.proxy_for(fake)
+        try:
+            data = raw_exchange(proxy.port, b"GET /get?key=h HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Client-Private\r\n"
+                                            b"X-Client-Private: 1\r\nX-Client-Public: 2\r\nKeep-Alive: 300\r\nTE: trailers\r\n"
+                                            b"Proxy-Connection: keep-alive\r\n\r\n"
+                                            b"GET /get?key=h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            (status, headers, _), _ = parse_responses(data)
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["x-kv-node"], "f1")
+            self.assertEqual(headers["x-node-public"], "yes")
+            for h in ("x-node-private", "keep-alive"):
+                self.assertNotIn(h, headers)
+            _, got, _ = next(s for s in fake.seen if "/get" in s[0])
+            self.assertEqual(got["x-client-public"], "2")
+            self.assertEqual(got["host"], "x")
+            for h in ("x-client-private", "keep-alive", "te", "proxy-connection", "connection"):
+                self.assertNotIn(h, got)
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
+    def test_no_answer_in_time_is_504(self):
+        fake = FakeNode(lambda line, headers: None)
+        proxy = self.proxy_for(fake, ["--response-timeout-ms", "300"])
+        try:
+            c = Client(proxy.port)
+            status, _, body = c.get("slow")
+            self.assertEqual(status, 504)
+            self.assertEqual(json.loads(body)["detail"], "Node f1 (127.0.0.1:%d): no answer within 300 ms" % fake.port)
+            c.close()
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
+    def test_malformed_answer_is_502(self):
+        fake = FakeNode(lambda line, headers: b"NONSENSE\r\n\r\n", close_after=True)
+        proxy = self.proxy_for(fake)
+        try:
+            c = Client(proxy.port)
+            status, _, body = c.get("garbage")
+            self.assertEqual(status, 502)
+            self.assertTrue(json.loads(body)["detail"].startswith("Node f1"))
+            c.close()
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
+    def test_closed_pooled_connection_is_retried_once_on_a_fresh_one(self):
+        ok = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
+        # Answers as if the connection stays open, then closes it: the pooled connection is stale.
+        fake = FakeNode(lambda line, headers: ok, close_after=True)
+        proxy = self.proxy_for(fake)
+        try:
+            c = Client(proxy.port)
+            self.assertEqual(c.get("r")[0], 200)
+            self.assertTrue(fake.closed.wait(5))
+            for _ in range(3):
+                fake.closed.clear()
+                self.assertEqual(c.get("r")[0], 200)  # stale pooled connection: retried, not an error
+                self.assertTrue(fake.closed.wait(5))
+            text = c.request("GET", "/metrics")[2].decode()
+            self.assertGreaterEqual(metric(text, "kvproxy_retries_total"), 1)
+            c.close()
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
+
+class LoadThread(threading.Thread):
+    """Reads and writes keys through the proxy until stopped; records (time, key, status) per request."""
+
+    def __init__(self, port, keys, values):
+        super().__init__(daemon=True)
+        self.port, self.keys, self.values = port, keys, values
+        self.results = []
+        self.stop = threading.Event()
+
+    def run(self):
+        c = Client(self.port)
+        i = 0
+        while not self.stop.is_set():
+            k = self.keys[i % len(self.keys)]
+            try:
+                if i % 5 == 0:
+                    status = c.put(k, self.values[k])[0]
+                else:
+                    status, _, body = c.get(k)
+                    if status == 200 and json.loads(body)["value"] != self.values[k]:
+                        status = -2  # wrong data
+            except OSError:
+                status = -1
+                c.close()
+                c = Client(self.port)
+            self.results.append((time.monotonic(), k, status))
+            i += 1
+        c.close()
+
+
+class FailureTest(unittest.TestCase):
+    def setUp(self):
+        self.cluster = Cluster(3)
+
+    def tearDown(self):
+        self.cluster.close()
+
+    def test_kill_9_a_node_under_load(self):
+        keys = [f"load-{i}" for i in range(120)]
+        own = owners(self.cluster.ring, keys)
+        values = {k: "value of " + k for k in keys}
+        c = Client(self.cluster.port)
+        for k in keys:
+            self.assertEqual(c.put(k, values[k])[0], 200)
+        c.close()
+        load = [LoadThread(self.cluster.port, keys[i::4], values) for i in range(4)]
+        for t in load:
+            t.start()
+        self.assertTrue(wait_until(lambda: all(len(t.results) > 50 for t in load), 20))
+        killed_at = time.monotonic()
+        self.cluster.nodes["n3"].kill()
+        interval = Cluster.CHECKS["interval"] / 1000
+        # Within one check interval, n3's keys answer 503; then keep the load on for a while.
+        self.assertTrue(wait_until(lambda: self.cluster.node_state("n3") == "DOWN", 10))
+        deadline = time.monotonic() + 1.0
+        wait_until(lambda: time.monotonic() > deadline, 2)
+        for t in load:
+            t.stop.set()
+            t.join()
+        results = [r for t in load for r in t.results]
+        others = [r for r in results if own[r[1]] != "n3"]
+        mine = [r for r in results if own[r[1]] == "n3"]
+        self.assertTrue(others and mine)
+        self.assertEqual([r for r in others if r[2] != 200], [], "keys of live nodes must never fail")
+        late = [r for r in mine if r[0] > killed_at + interval]
+        self.assertTrue(late)
+        self.assertEqual({r[2] for r in late}, {503}, "n3's keys answer 503, never another node")
+        self.assertTrue({r[2] for r in mine} <= {200, 404, 502, 503}, {r[2] for r in mine})
+
+        # Back again with its data: served as soon as a check sees it.
+        self.cluster.start_node("n3", port=self.cluster.nodes["n3"].port)
+        self.assertTrue(wait_until(lambda: self.cluster.node_state("n3") == "UP", 10))
+        c = Client(self.cluster.port)
+        for k in keys:
+            status, headers, body = c.get(k)
+            self.assertEqual((status, json.loads(body)["value"]), (200, values[k]), k)
+            self.assertEqual(headers["X-KV-Node"], own[k])
+        c.close()
+        self.assertIn("kvproxy: node n3", self.cluster.proxy.output())
+
+    def test_reload_under_load_fails_no_request(self):
+        keys = [f"reload-{i}" for i in range(60)]
+        values = {k: "v" + k for k in keys}
+        c = Client(self.cluster.port)
+        for k in keys:
+            self.assertEqual(c.put(k, values[k])[0], 200)
+        load = [LoadThread(self.cluster.port, keys[i::3], values) for i in range(3)]
+        for t in load:
+            t.start()
+        admin = Client(self.cluster.admin)
+        versions = []
+        for i in range(6):
+            # The same nodes in another order: a new ring version, the same owners.
+            order = ["n3", "n2", "n1"] if i % 2 else ["n2", "n1", "n3"]
+            self.cluster.write_ring(order)
+            if i % 2:
+                os.kill(self.cluster.proxy.proc.pid, signal.SIGHUP)
+                want = len(versions) + 2
+                self.assertTrue(wait_until(lambda: json.loads(admin.request("GET", "/admin/ring")[2])["version"] == want, 10))
+            else:
+                with open(self.cluster.ring) as f:
+                    status, _, body = admin.request("POST", "/admin/ring", f.read())
+                self.assertEqual(status, 200, body)
+            versions.append(json.loads(admin.request("GET", "/admin/ring")[2])["version"])
+        # A bad config is refused with its reason, and the ring in use stays.
+        status, _, body = admin.request("POST", "/admin/ring", "nodes:\n  - {id: n1, address: nowhere}\n")
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(body)["detail"],
+                         "<admin body>: nodes[0].address: expected host:port (port 1-65535), got 'nowhere'")
+        with open(self.cluster.ring, "w") as f:
+            f.write("nodes: [\n")
+        os.kill(self.cluster.proxy.proc.pid, signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: "reload refused" in self.cluster.proxy.output().split("version 6")[-1], 10))
+        for t in load:
+            t.stop.set()
+            t.join()
+        self.assertEqual(versions, [2, 3, 4, 5, 6, 7])
+        self.assertEqual(json.loads(admin.request("GET", "/admin/ring")[2])["version"], 7)
+        results = [r for t in load for r in t.results]
+        self.assertGreater(len(results), 100)
+        self.assertEqual([r for r in results if r[2] != 200], [])
+        admin.close()
+        c.close()
+
+
+class ProcessTest(unittest.TestCase):
+    def run_proxy(self, *args):
+        return subprocess.run([KVPROXY, *args], capture_output=True, text=True, timeout=30)
+
+    def test_check_mode_and_config_errors(self):
+        tmp = TempDir()
+        try:
+            good = write_ring(os.path.join(tmp.path, "good.yaml"), [("n1", 18081), ("n2", 18082)])
+            r = self.run_proxy("--ring", good, "--check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.strip(), f"kvproxy: {good} is valid: 2 nodes, 65536 ring points")
+            bad = os.path.join(tmp.path, "bad.yaml")
+            with open(bad, "w") as f:
+                f.write("nodes:\n  - {id: n1, address: 127.0.0.1:1, weight: 0}\n")
+            for args in (["--check"], []):
+                r = self.run_proxy("--ring", bad, *args)
+                self.assertEqual(r.returncode, 2)
+                self.assertEqual(r.stderr.strip(), f"kvproxy: {bad}: nodes[0].weight: must be between 1 and 256, got 0")
+            unresolvable = os.path.join(tmp.path, "dns.yaml")
+            with open(unresolvable, "w") as f:
+                f.write("nodes:\n  - {id: n1, address: no-such-host.invalid:8081}\n")
+            r = self.run_proxy("--ring", unresolvable, "--check")
+            self.assertEqual(r.returncode, 2)
+            self.assertTrue(r.stderr.startswith(f"kvproxy: {unresolvable}: nodes[0].address: cannot resolve 'no-such-host.invalid'"),
+                            r.stderr)
+            r = self.run_proxy("--ring", os.path.join(tmp.path, "absent.yaml"))
+            self.assertEqual(r.returncode, 2)
+            r = self.run_proxy()
+            self.assertEqual(r.returncode, 2)
+            self.assertEqual(r.stderr.splitlines()[0], "kvproxy: --ring is required")
+            r = self.run_proxy("--ring", good, "--listen", "nowhere")
+            self.assertEqual((r.returncode, r.stderr.strip()), (2, "kvproxy: --listen: expected host:port, got 'nowhere'"))
+            self.assertEqual(self.run_proxy("--help").returncode, 0)
+            self.assertRegex(self.run_proxy("--version").stdout.strip(), r"^kvproxy \d+\.\d+\.\d+$")
+        finally:
+            tmp.cleanup()
+
+    def test_access_log_has_a_line_per_request(self):
+        tmp = TempDir()
+        try:
+            cluster = Cluster(2, engine="memory",
+                              proxy_extra=["--access-log", os.path.join(tmp.path, "access.log")])
+            c = Client(cluster.port)
+            c.put("logged", "v")
+            c.get("logged")
+            c.get("")
+            c.close()
+            self.assertEqual(cluster.close()["proxy"], 0)
+            with open(os.path.join(tmp.path, "access.log")) as f:
+                lines = f.read().splitlines()
+            self.assertEqual(len(lines), 3)
+            self.assertRegex(lines[0], r"^127\.0\.0\.1:\d+ \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\] POST /put\?key=logged "
+                                       r"n\d 200 20 Tr=[\d.]+ Tc=[\d.]+ Tf=[\d.]+ Tt=[\d.]+$")
+            self.assertRegex(lines[1], r" GET /get\?key=logged n\d 200 \d+ Tr=[\d.]+ Tc=-1\.000 ")  # pooled
+            self.assertRegex(lines[2], r" GET /get\?key= - 400 \d+ ")
+        finally:
+            tmp.cleanup()
+
+    def test_sigterm_lets_the_request_in_flight_finish(self):
+        fake = FakeNode(lambda line, headers: None)  # never answers: the request stays in flight
+        tmp = TempDir()
+        try:
+            ring = write_ring(os.path.join(tmp.path, "ring.yaml"), [("f1", fake.port)])
+            proxy = start_proxy(ring, ["--response-timeout-ms", "1500", "--check-interval-ms", "60000"])
+            idle = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            busy = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            busy.sendall(b"GET /get?key=k HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(wait_until(lambda: any("/get" in s[0] for s in fake.seen), 10))
+            proxy.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(idle.recv(100), b"")  # idle: closed by the drain
+            data = b""
+            while chunk := busy.recv(65536):
+                data += chunk
+            (status, headers, _), = parse_responses(data)
+            self.assertEqual((status, headers["connection"]), (504, "close"))  # answered, then closed
+            self.assertEqual(proxy.proc.wait(20), 0)
+            proxy.terminate()
+            idle.close()
+            busy.close()
+        finally:
+            fake.close()
+            tmp.cleanup()
+
+    def test_maxconn_holds_extra_clients_in_the_backlog(self):
+        cluster = Cluster(1, engine="memory", proxy_extra=["--maxconn", "2"])
+        try:
+            first = [Client(cluster.port) for _ in range(2)]
+            for c in first:
+                self.assertEqual(c.get("mc")[0], 404)
+            third = socket.create_connection(("127.0.0.1", cluster.port), timeout=10)
+            third.sendall(b"GET /get?key=mc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            third.settimeout(0.5)
+            with self.assertRaises(socket.timeout):
+                third.recv(100)  # held in the backlog while two connections are open
+            first[0].close()
+            third.settimeout(10)
+            self.assertTrue(third.recv(100).startswith(b"HTTP/1.1 404"))
+            third.close()
+            first[1].close()
+        finally:
+            self.assertEqual(cluster.close()["proxy"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
