@@ -194,7 +194,7 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.3em;margin:0 0 .3em}
 p.meta{color:#555;margin:.2em 0 1em}
 table{border-collapse:collapse;font-size:.9em}
-th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}
+th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right;white-space:nowrap}
 th{background:#e8e8f0} td.id,td.check,td:nth-child(2){text-align:left}
 tr.up td.state{background:#b8e6b8;font-weight:bold;text-align:center}
 tr.down td.state{background:#f2a6a6;font-weight:bold;text-align:center}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Brings up a local kvring cluster from configs/ring.yaml and shows it working:
-# builds, starts one kvnode per node of the ring, runs a few requests, then stays in the foreground
-# until Ctrl-C and stops every node cleanly (SIGTERM: in-flight requests finish, data is flushed).
+# Brings up a local kvring cluster from configs/ring.yaml and shows it working: builds, starts one
+# kvnode per node of the ring and kvproxy in front of them, sends requests through the proxy, then
+# stays in the foreground until Ctrl-C and stops everything cleanly (SIGTERM: requests in flight
+# finish, data is flushed).
 #   scripts/demo.sh [RING_YAML]
 # Environment (for tests): KVRING_BUILD=DIR uses binaries already built there, without setup or
 # build; KVRING_DEMO_DIR=DIR keeps data and logs there instead of build/demo.
@@ -14,7 +15,7 @@ if [ -n "${KVRING_BUILD:-}" ]; then
 else
   scripts/setup.sh
   cmake --preset release > /dev/null
-  cmake --build --preset release -j "$(nproc)" --target kvnode ring-rebalance
+  cmake --build --preset release -j "$(nproc)" --target kvnode kvproxy ring-rebalance
   BIN=build/release
 fi
 DATA=${KVRING_DEMO_DIR:-build/demo}/data
@@ -28,49 +29,78 @@ pids=()
 stop() {
   trap - INT TERM EXIT
   echo
-  echo "demo: stopping ${#pids[@]} node(s)"
+  echo "demo: stopping ${#pids[@]} process(es)"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "demo: stopped; data kept in $DATA"
 }
 trap 'stop; exit 0' INT TERM   # Ctrl-C is the normal way out
-trap stop EXIT                  # on an error, stop the nodes but keep the error's exit code
+trap stop EXIT                  # on an error, stop everything but keep the error's exit code
 
-for line in "${NODES[@]}"; do
-  read -r id addr <<<"$line"
-  host=${addr%:*}
-  port=${addr##*:}
-  "$BIN/node/kvnode" --id "$id" --bind "$host" --port "$port" --data-dir "$DATA/$id" > "$LOGS/$id.log" 2>&1 &
-  pids+=($!)
-done
-
-for line in "${NODES[@]}"; do
-  read -r id addr <<<"$line"
+wait_healthy() {  # name address log
   for _ in $(seq 1 100); do
-    curl -fs "http://$addr/health" > /dev/null && break
+    curl -fs "http://$2/health" > /dev/null && { echo "demo: $1 is up at $2"; return 0; }
     sleep 0.1
   done
-  curl -fs "http://$addr/health" > /dev/null || { echo "demo: $id at $addr did not start; see $LOGS/$id.log" >&2; exit 1; }
-  echo "demo: $id is up at $addr"
+  echo "demo: $1 at $2 did not start; see $3" >&2
+  exit 1
+}
+
+declare -A NODE_PID
+start_node() {  # id address
+  "$BIN/node/kvnode" --id "$1" --bind "${2%:*}" --port "${2##*:}" --data-dir "$DATA/$1" >> "$LOGS/$1.log" 2>&1 &
+  pids+=($!)
+  NODE_PID[$1]=$!
+}
+for line in "${NODES[@]}"; do
+  read -r id addr <<<"$line"
+  start_node "$id" "$addr"
 done
+for line in "${NODES[@]}"; do
+  read -r id addr <<<"$line"
+  wait_healthy "$id" "$addr" "$LOGS/$id.log"
+done
+
+# The proxy, with checks every 500 ms so the demo shows a node going down and up quickly.
+"$BIN/proxy/kvproxy" --ring "$RING" --check-interval-ms 500 --check-fall 2 --check-rise 2 > "$LOGS/kvproxy.log" 2>&1 &
+pids+=($!)
+LISTEN=$(for _ in $(seq 1 100); do grep -o 'listening on [^,]*' "$LOGS/kvproxy.log" && break; sleep 0.1; done | head -1 | awk '{print $3}')
+ADMIN=$(grep -o 'admin on [^ ]*' "$LOGS/kvproxy.log" | awk '{print $3}')
+[ -n "$LISTEN" ] || { echo "demo: kvproxy did not start; see $LOGS/kvproxy.log" >&2; exit 1; }
+wait_healthy kvproxy "$LISTEN" "$LOGS/kvproxy.log"
+P="http://$LISTEN"
 
 show() { echo "+ $*"; "$@"; echo; }
 
 echo
-echo "== Which node owns which key (the ring from $RING):"
-"$BIN/tools/ring-rebalance" owner --ring "$RING" alice bob carol dave | awk '{printf "   %-6s -> %s (%s)\n", $1, $2, $3}'
-echo
-echo "== Each key written to, read from and deleted on its owner:"
-while read -r key id addr _; do
-  show curl -s -X POST "http://$addr/put?key=$key" -H 'Content-Type: application/json' -d "{\"value\": \"hello $key\"}"
-  show curl -s -i "http://$addr/get?key=$key"
-done < <("$BIN/tools/ring-rebalance" owner --ring "$RING" alice bob carol)
-read -r _ _ addr _ < <("$BIN/tools/ring-rebalance" owner --ring "$RING" carol)
-show curl -s -X DELETE "http://$addr/del?key=carol"
-show curl -s "http://$addr/get?key=carol"
-echo "== Errors are JSON with a detail:"
-show curl -s "http://$addr/get"
-show curl -s -X POST "http://$addr/put?key=x" -d 'not json'
+echo "== Through the proxy at $LISTEN: put, get, delete; X-KV-Node names the node that answered"
+show curl -s -X POST "$P/put?key=alice" -H 'Content-Type: application/json' -d '{"value": "hello alice"}'
+show curl -s -i "$P/get?key=alice"
+show curl -s -X DELETE "$P/del?key=alice"
+show curl -s "$P/get?key=alice"
+show curl -s "$P/get"
 
-echo "demo: cluster running (logs in $LOGS). Press Ctrl-C to stop."
+echo "== 30 keys spread over the nodes (each key always on its owner):"
+for i in $(seq 1 30); do
+  curl -s -o /dev/null -D - -X POST "$P/put?key=user:$i" -d "{\"value\": \"profile $i\"}" | tr -d '\r' | awk '/^X-KV-Node/ {print $2}'
+done | sort | uniq -c | awk '{printf "   %s keys on %s\n", $1, $2}'
+echo
+
+read -r victim victim_addr <<<"${NODES[0]}"
+probe=$("$BIN/tools/ring-rebalance" owner --ring "$RING" $(seq -f 'user:%g' 1 30) | awk -v n="$victim" '$2 == n {print $1; exit}')
+echo "== Stopping $victim: its keys answer 503 (never another node), the others keep answering"
+{ kill -9 "${NODE_PID[$victim]}"; wait "${NODE_PID[$victim]}"; } 2>/dev/null || true  # reap it quietly
+show curl -s "$P/get?key=$probe"
+other=$("$BIN/tools/ring-rebalance" owner --ring "$RING" $(seq -f 'user:%g' 1 30) | awk -v n="$victim" '$2 != n {print $1; exit}')
+show curl -s "$P/get?key=$other"
+echo "== Restarting $victim: served again once two checks pass, data intact"
+start_node "$victim" "$victim_addr"
+for _ in $(seq 1 50); do
+  curl -s "http://$ADMIN/stats.json" | grep -q "\"id\":\"$victim\",[^}]*\"state\":\"UP\"" && break
+  sleep 0.2
+done
+show curl -s "$P/get?key=$probe"
+
+echo "demo: cluster running. Proxy $P, stats page http://$ADMIN/stats, logs in $LOGS."
+echo "demo: press Ctrl-C to stop."
 wait

@@ -6,8 +6,7 @@ import subprocess
 import threading
 import unittest
 
-from kvtest import (KVNODE, Client, Process, TempDir, parse_responses, q, raw_exchange, start_node,
-                    wait_until)
+from kvtest import KVNODE, Client, TempDir, parse_responses, raw_exchange, start_node
 
 NOT_FOUND = b'{"status":"error","detail":"Key not found"}'
 SUCCESS = b'{"status":"success"}'

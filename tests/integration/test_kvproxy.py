@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from kvtest import (KVPROXY, Client, Cluster, FakeNode, TempDir, metric, owners, parse_responses, q, raw_exchange,
+from kvtest import (KVPROXY, Client, Cluster, FakeNode, TempDir, metric, owners, parse_responses, raw_exchange,
                     start_proxy, wait_until, write_ring)
 
 

@@ -1,13 +1,11 @@
 """ring-rebalance's read-only commands and scripts/demo.sh, run as a user would."""
-import json
 import os
 import signal
 import socket
 import subprocess
-import tempfile
 import unittest
 
-from kvtest import TempDir, wait_until
+from kvtest import TempDir, free_ports, wait_until
 
 RING_REBALANCE = os.environ.get("RING_REBALANCE", "ring-rebalance")
 SOURCE = os.environ.get("KVRING_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -16,16 +14,6 @@ SHIPPED_RING = os.path.join(SOURCE, "configs", "ring.yaml")
 
 def run(*args):
     return subprocess.run([RING_REBALANCE, *args], capture_output=True, text=True, timeout=60)
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class RingRebalanceTest(unittest.TestCase):
@@ -89,11 +77,12 @@ class DemoTest(unittest.TestCase):
     def test_demo_brings_up_the_nodes_and_stops_cleanly(self):
         tmp = TempDir()
         try:
-            ports = free_ports(3)
+            ports = free_ports(5)
             ring = os.path.join(tmp.path, "ring.yaml")
             with open(ring, "w") as f:
                 f.write("nodes:\n" + "".join(f"  - id: n{i + 1}\n    address: 127.0.0.1:{p}\n"
-                                             for i, p in enumerate(ports)))
+                                             for i, p in enumerate(ports[:3])))
+                f.write(f"proxy:\n  listen: 127.0.0.1:{ports[3]}\n  admin: 127.0.0.1:{ports[4]}\n")
             env = dict(os.environ, KVRING_DEMO_DIR=tmp.path)
             demo = subprocess.Popen(["bash", os.path.join(SOURCE, "scripts", "demo.sh"), ring], env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -107,20 +96,25 @@ class DemoTest(unittest.TestCase):
             self.assertIn("cluster running", out, out)
             for i in range(3):
                 self.assertIn(f"demo: n{i + 1} is up at 127.0.0.1:{ports[i]}", out)
+            self.assertIn(f"demo: kvproxy is up at 127.0.0.1:{ports[3]}", out)
             self.assertIn('{"status":"success","value":"hello alice"}', out)
             self.assertIn("X-KV-Node: n", out)
-            self.assertIn('{"status":"error","detail":"Key not found"}', out)  # carol, after delete
+            self.assertIn('{"status":"error","detail":"Key not found"}', out)  # alice, after delete
+            self.assertRegex(out, r"\d+ keys on n1\n +\d+ keys on n2\n +\d+ keys on n3")
+            self.assertIn("(127.0.0.1:%d) is unreachable" % ports[0], out)  # n1 stopped: 503, naming it
+            self.assertRegex(out, r'Restarting n1.*\n.*\n\{"status":"success","value":"profile \d+"\}')
+            self.assertNotIn("Killed", out)
             os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
             rest = demo.stdout.read()
             demo.stdout.close()
             self.assertEqual(demo.wait(30), 0, out + rest)
             self.assertIn("demo: stopped", rest)
-            for i in range(3):  # every node exited cleanly and released its port
+            for i in range(5):  # every process exited cleanly and released its port
                 with socket.socket() as s:
                     self.assertTrue(wait_until(lambda: s.connect_ex(("127.0.0.1", ports[i])) != 0, 10))
-            for i in range(3):
-                log = open(os.path.join(tmp.path, "logs", f"n{i + 1}.log")).read()
-                self.assertIn("kvnode: stopped", log)
+            for name in ("n1", "n2", "n3", "kvproxy"):
+                with open(os.path.join(tmp.path, "logs", f"{name}.log")) as f:
+                    self.assertIn(("kvproxy" if name == "kvproxy" else "kvnode") + ": stopped", f.read())
         finally:
             tmp.cleanup()
 
