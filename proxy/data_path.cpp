@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <unordered_map>
 
 #include "json.hpp"
@@ -190,16 +191,25 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
     const auto sent = Clock::now();
     conn->stream.expires_after(opt.response_timeout);  // one budget for sending and the whole answer
     co_await http::async_write(conn->stream, req, use_ec(ec));
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(opt.max_response_bytes);
-    parser.header_limit(64 * 1024);
-    if (!ec) co_await http::async_read_header(conn->stream, conn->buffer, parser, use_ec(ec));
+    std::optional<http::response_parser<http::string_body>> parser;
+    auto fresh_parser = [&] {
+      parser.emplace();
+      parser->body_limit(opt.max_response_bytes);
+      parser->header_limit(64 * 1024);
+    };
+    fresh_parser();
+    if (!ec) co_await http::async_read_header(conn->stream, conn->buffer, *parser, use_ec(ec));
+    // Interim answers (1xx) are not the answer: skip them and read on.
+    while (!ec && parser->get().result_int() / 100 == 1) {
+      fresh_parser();
+      co_await http::async_read_header(conn->stream, conn->buffer, *parser, use_ec(ec));
+    }
     if (!ec) {
       f.first_byte_ms = ms_since(sent);
-      co_await http::async_read(conn->stream, conn->buffer, parser, use_ec(ec));
+      co_await http::async_read(conn->stream, conn->buffer, *parser, use_ec(ec));
     }
     if (ec) {
-      const bool closed_before_answer = !parser.got_some() &&
+      const bool closed_before_answer = !parser->got_some() &&
           (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
            ec == asio::error::broken_pipe);
       if (reused && attempt == 0 && closed_before_answer) {
@@ -215,7 +225,7 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
       }
       co_return f;
     }
-    res = parser.release();
+    res = parser->release();
     if (res.keep_alive() && pool.idle.size() < opt.max_idle_per_node && !backend.retired.load()) {
       conn->idle_since = Clock::now();
       pool.idle.push_back(std::move(conn));
@@ -301,6 +311,8 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
         backend->stats.error(ErrorClass::down);
       } else {
         strip_hop_by_hop(req);
+        // The proxy answered any "Expect: 100-continue" itself and holds the whole body.
+        req.erase(http::field::expect);
         req.version(11);
         req.keep_alive(true);
         req.prepare_payload();

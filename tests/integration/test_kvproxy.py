@@ -124,6 +124,21 @@ class RoutingTest(unittest.TestCase):
         self.assertEqual(self.c.put("px-mib", value)[0], 200)
         self.assertEqual(json.loads(self.c.get("px-mib")[2])["value"], value)
 
+    def test_expect_100_continue_through_the_proxy(self):
+        body = b'{"value":"expected"}'
+        head = (b"POST /put?key=px-expect HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode())
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(head)
+            self.assertEqual(s.recv(64), b"HTTP/1.1 100 Continue\r\n\r\n")  # from the proxy
+            s.sendall(body + b"GET /get?key=px-expect HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        responses = parse_responses(data)
+        self.assertEqual([r[0] for r in responses], [200, 200])  # final answers only, no relayed 100
+        self.assertEqual(json.loads(responses[1][2])["value"], "expected")
+
     def test_health_metrics_and_stats(self):
         self.assertEqual(self.c.request("GET", "/health")[0], 200)
         self.c.put("m-key", "v")
