@@ -9,7 +9,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <array>
 #include <atomic>
+#include <cstdio>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -112,6 +114,60 @@ asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version
     if (ec) break;
     drained += n;
   }
+}
+
+namespace {
+
+template <class Fields>
+void append_fields(const Fields& fields, std::string& out) {
+  for (const auto& f : fields) {
+    const auto name = f.name_string();
+    const auto value = f.value();
+    out.append(name.data(), name.size()).append(": ").append(value.data(), value.size()).append("\r\n");
+  }
+  out.append("\r\n");
+}
+
+const char* version_string(unsigned v) { return v == 10 ? "HTTP/1.0" : "HTTP/1.1"; }
+
+template <class Message>
+asio::awaitable<void> write_whole(beast::tcp_stream& stream, const Message& msg, std::string& scratch,
+                                  beast::error_code& ec) {
+  scratch.clear();
+  format_head(msg, scratch);
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(scratch), asio::buffer(msg.body())};
+  co_await asio::async_write(stream, buffers, use_ec(ec));
+}
+
+}  // namespace
+
+void format_head(const StringRequest& msg, std::string& out) {
+  const auto method = msg.method_string();
+  const auto target = msg.target();
+  out.append(method.data(), method.size()).append(" ").append(target.data(), target.size()).append(" ");
+  out.append(version_string(msg.version())).append("\r\n");
+  append_fields(msg.base(), out);
+}
+
+void format_head(const StringResponse& msg, std::string& out) {
+  out.append(version_string(msg.version())).append(" ");
+  char code[8];
+  const auto n = std::snprintf(code, sizeof code, "%u ", msg.result_int());
+  out.append(code, static_cast<std::size_t>(n));
+  auto reason = msg.reason();
+  if (reason.empty()) reason = http::obsolete_reason(msg.result());
+  out.append(reason.data(), reason.size()).append("\r\n");
+  append_fields(msg.base(), out);
+}
+
+asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringRequest& msg, std::string& scratch,
+                                    beast::error_code& ec) {
+  co_await write_whole(stream, msg, scratch, ec);
+}
+
+asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringResponse& msg, std::string& scratch,
+                                    beast::error_code& ec) {
+  co_await write_whole(stream, msg, scratch, ec);
 }
 
 void close_stream(beast::tcp_stream& stream) {

@@ -45,6 +45,7 @@ asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLim
   net::ConnectionScope scope(worker, stream);
   metrics.connection_opened();
   beast::flat_buffer buffer;
+  std::string scratch;  // response heads are formatted here, for this connection's whole life
   beast::error_code ec;
 
   for (;;) {
@@ -72,7 +73,7 @@ asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLim
     res.keep_alive(parser.get().keep_alive() && !scope.draining());
     res.prepare_payload();
     stream.expires_after(limits.write_timeout);
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await net::write_message(stream, res, scratch, ec);
     metrics.count(route, res.result_int(), static_cast<std::uint64_t>((Clock::now() - t0).count()));
     if (ec || !res.keep_alive()) break;
   }

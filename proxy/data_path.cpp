@@ -147,7 +147,7 @@ namespace {
 // once on a fresh connection; nothing else is retried.
 asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> pool_ptr, Backend& backend,
                                    State& state, const ProxyOptions& opt, Request& req, Response& res,
-                                   ProxyCounters& counters) {
+                                   ProxyCounters& counters, std::string& scratch) {
   Pool& pool = *pool_ptr;
   Forwarded f;
   auto& stats = backend.stats;
@@ -190,7 +190,7 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
 
     const auto sent = Clock::now();
     conn->stream.expires_after(opt.response_timeout);  // one budget for sending and the whole answer
-    co_await http::async_write(conn->stream, req, use_ec(ec));
+    co_await net::write_message(conn->stream, req, scratch, ec);
     std::optional<http::response_parser<http::string_body>> parser;
     auto fresh_parser = [&] {
       parser.emplace();
@@ -263,6 +263,7 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
   counters_.client_open.fetch_add(1, std::memory_order_relaxed);
   counters_.client_total.fetch_add(1, std::memory_order_relaxed);
   beast::flat_buffer buffer;
+  std::string scratch;  // message heads are formatted here, for this connection's whole life
   beast::error_code ec;
 
   for (;;) {
@@ -316,7 +317,7 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
         req.version(11);
         req.keep_alive(true);
         req.prepare_payload();
-        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, req, res, counters_);
+        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, req, res, counters_, scratch);
         switch (fwd.outcome) {
           case Outcome::relayed:
             strip_hop_by_hop(res);
@@ -344,7 +345,7 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
     res.keep_alive(client_keep_alive && !scope.draining());
     res.prepare_payload();
     stream.expires_after(opt_.client.write_timeout);
-    co_await http::async_write(stream, res, use_ec(ec));
+    co_await net::write_message(stream, res, scratch, ec);
 
     if (log_) {
       // client [time] method target node status bytes Tr Tc Tf Tt (ms; Tc -1: pooled connection)
