@@ -35,16 +35,17 @@ def log(*args):
 
 
 def cpu_seconds(pids):
-    """utime + stime of these processes (all their threads), in seconds."""
-    total = 0
+    """(utime, stime) of these processes (all their threads), in seconds."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
         except FileNotFoundError:
             pass
-    return total / TICKS
+    return user / TICKS, system / TICKS
 
 
 def children(pid):
@@ -206,9 +207,13 @@ def wrk(port, script, conns, seconds, keys):
 
 
 def measure(system, script, conns, seconds, keys):
-    before = cpu_seconds(system.pids())
+    u0, s0 = cpu_seconds(system.pids())
     r = wrk(system.port, script, conns, seconds, keys)
-    r["cpu_us_per_req"] = (cpu_seconds(system.pids()) - before) / max(1, r["requests"]) * 1e6
+    u1, s1 = cpu_seconds(system.pids())
+    n = max(1, r["requests"])
+    r["user_us_per_req"] = (u1 - u0) / n * 1e6
+    r["sys_us_per_req"] = (s1 - s0) / n * 1e6
+    r["cpu_us_per_req"] = r["user_us_per_req"] + r["sys_us_per_req"]
     return r
 
 
@@ -229,7 +234,8 @@ def side_by_side(systems, workloads, conn_counts, rounds, seconds, keys):
                     results.append(r)
                     log(f"{workload} c={conns} round {rnd + 1}/{rounds} {s.name:8s} {r['rps']:9.0f} req/s  "
                         f"p50 {r['p50'] / 1000:.2f} ms  p99 {r['p99'] / 1000:.2f} ms  "
-                        f"cpu {r['cpu_us_per_req']:.1f} us/req  errors {r['errors']}")
+                        f"cpu {r['cpu_us_per_req']:.1f} us/req (user {r['user_us_per_req']:.1f}, "
+                        f"sys {r['sys_us_per_req']:.1f})  errors {r['errors']}")
     return results
 
 
@@ -243,7 +249,7 @@ def summarize(results, reference="haproxy"):
             mine = [r for r in group if r["system"] == system]
             row = {"workload": workload, "conns": conns, "system": system, "rounds": len(mine),
                    "errors": sum(r["errors"] for r in mine)}
-            for m in ("rps", "p50", "p99", "p999", "cpu_us_per_req"):
+            for m in ("rps", "p50", "p99", "p999", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req"):
                 row[m] = median([r[m] for r in mine])
                 ratios = []
                 for r in mine:
@@ -256,12 +262,13 @@ def summarize(results, reference="haproxy"):
 
 
 def table(rows):
-    out = ["| workload | conns | system | req/s | vs HAProxy | p50 ms | p99 ms | vs HAProxy | p99.9 ms | CPU us/req | vs HAProxy | errors |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| workload | conns | system | req/s | vs HAProxy | p50 ms | p99 ms | vs HAProxy | p99.9 ms | CPU us/req | vs HAProxy | user / sys us | errors |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['workload'].removesuffix('.lua')} | {r['conns']} | {r['system']} | {r['rps']:.0f} | "
                    f"{r['rps_ratio']:.2f}x | {r['p50'] / 1000:.2f} | {r['p99'] / 1000:.2f} | {r['p99_ratio']:.2f}x | "
-                   f"{r['p999'] / 1000:.2f} | {r['cpu_us_per_req']:.1f} | {r['cpu_us_per_req_ratio']:.2f}x | {r['errors']} |")
+                   f"{r['p999'] / 1000:.2f} | {r['cpu_us_per_req']:.1f} | {r['cpu_us_per_req_ratio']:.2f}x | "
+                   f"{r['user_us_per_req']:.1f} / {r['sys_us_per_req']:.1f} | {r['errors']} |")
     return "\n".join(out)
 
 

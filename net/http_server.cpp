@@ -30,11 +30,13 @@ bool quiet_error(const beast::error_code& ec) {
          ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::broken_pipe;
 }
 
-}  // namespace
+bool expects_continue(RequestParser& p) { return beast::iequals(p.get()[http::field::expect], "100-continue"); }
+bool expects_continue(RawParser<true>& p) { return beast::iequals(p.head().find(http::field::expect), "100-continue"); }
 
-asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
-                                         Clock::time_point* first_byte) {
+template <class Parser>
+asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::flat_buffer& buffer, Parser& parser,
+                                              const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
+                                              Clock::time_point* first_byte) {
   beast::error_code ec;
   // Keep-alive wait: only the idle budget applies until the next request's first byte arrives.
   if (buffer.size() == 0) {
@@ -69,7 +71,7 @@ asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_
 
   if (!parser.is_done()) {
     // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.
-    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+    if (expects_continue(parser)) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       stream.expires_after(limits.write_timeout);
       co_await asio::async_write(stream, asio::buffer(kContinue.data(), kContinue.size()), use_ec(ec));
@@ -91,6 +93,20 @@ asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_
     }
   }
   co_return ReadStatus::ok;
+}
+
+}  // namespace
+
+asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
+                                         Clock::time_point* first_byte) {
+  return read_request_impl(stream, buffer, parser, limits, scope, rejection, first_byte);
+}
+
+asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RawParser<true>& parser,
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
+                                         Clock::time_point* first_byte) {
+  return read_request_impl(stream, buffer, parser, limits, scope, rejection, first_byte);
 }
 
 asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const Rejection& rejection,
@@ -135,11 +151,17 @@ asio::awaitable<void> write_whole(beast::tcp_stream& stream, const Message& msg,
                                   beast::error_code& ec) {
   scratch.clear();
   format_head(msg, scratch);
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(scratch), asio::buffer(msg.body())};
-  co_await asio::async_write(stream, buffers, use_ec(ec));
+  co_await write_parts(stream, scratch, msg.body(), ec);
 }
 
 }  // namespace
+
+asio::awaitable<void> write_parts(beast::tcp_stream& stream, std::string_view head, std::string_view body,
+                                  beast::error_code& ec) {
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(head.data(), head.size()),
+                                                  asio::buffer(body.data(), body.size())};
+  co_await asio::async_write(stream, buffers, use_ec(ec));
+}
 
 void format_head(const StringRequest& msg, std::string& out) {
   const auto method = msg.method_string();

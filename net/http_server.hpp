@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "config.hpp"
+#include "raw_http.hpp"
 
 namespace kv::net {
 
@@ -45,7 +46,10 @@ struct Connection {
 struct Worker {
   explicit Worker(unsigned i) : index(i) {}
   const unsigned index;
-  asio::io_context ioc{1};
+  // One thread runs this loop and every socket on it is used only from that thread, so the reactor's
+  // per-socket locking is pure cost. Posts from other threads (health checks, reloads, group commit)
+  // still go through the scheduler's lock, which this hint keeps.
+  asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::executor_work_guard<asio::io_context::executor_type> guard = asio::make_work_guard(ioc);
   std::list<Connection> connections;
   bool stopping = false;
@@ -102,8 +106,12 @@ struct Rejection {
 // Reads one request into `parser` (fresh per request, limits set here), answering
 // "Expect: 100-continue". Marks the connection idle while waiting for a first byte. On `rejected`,
 // `rejection` says what to answer: call send_rejection().
-// `first_byte`, when given, is set to when the request's first byte was seen.
+// `first_byte`, when given, is set to when the request's first byte was seen. The RawParser overload
+// is the proxy's: it keeps the head as raw lines for relaying.
 asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
+                                         Clock::time_point* first_byte = nullptr);
+asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RawParser<true>& parser,
                                          const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
                                          Clock::time_point* first_byte = nullptr);
 
@@ -127,6 +135,9 @@ asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringReque
                                     beast::error_code& ec);
 asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringResponse& msg, std::string& scratch,
                                     beast::error_code& ec);
+// Writes `head` then `body` as one gathered write. The caller sets the deadline first.
+asio::awaitable<void> write_parts(beast::tcp_stream& stream, std::string_view head, std::string_view body,
+                                  beast::error_code& ec);
 // The head alone (start line, fields, blank line), appended to `out`.
 void format_head(const StringRequest& msg, std::string& out);
 void format_head(const StringResponse& msg, std::string& out);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <ctime>
 #include <optional>
@@ -29,37 +30,84 @@ namespace {
 
 auto use_ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
-
-// RFC 9110 7.6.1: Connection and the fields it names are for one hop only, as are these.
-template <class Fields>
-void strip_hop_by_hop(Fields& f) {
-  const auto connection = f[http::field::connection];
-  std::string_view list(connection.data(), connection.size());
-  while (!list.empty()) {
-    const auto comma = list.find(',');
-    std::string_view token = list.substr(0, comma);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-    if (!token.empty() && !beast::iequals(token, "close") && !beast::iequals(token, "keep-alive"))
-      f.erase(beast::string_view(token.data(), token.size()));
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
+// RFC 9110 7.6.1: Connection, the fields it names, and these are for one hop only.
+bool hop_by_hop(http::field id) {
+  switch (id) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+      return true;
+    default:
+      return false;
   }
-  f.erase(http::field::connection);
-  f.erase(http::field::keep_alive);
-  f.erase(http::field::proxy_connection);
-  f.erase(http::field::te);
-  f.erase(http::field::trailer);
-  f.erase(http::field::transfer_encoding);
-  f.erase(http::field::upgrade);
 }
 
-void local_error(Response& res, http::status status, std::string_view detail) {
-  res.result(status);
-  res.set(http::field::content_type, "application/json");
-  res.body() = json_error(detail);
+bool iequal(std::string_view a, std::string_view b) {
+  return beast::iequals(beast::string_view(a.data(), a.size()), beast::string_view(b.data(), b.size()));
+}
+
+// Appends the fields of `head` that go to the next hop: not hop-by-hop, not named in Connection, not
+// Content-Length (recomputed), and not `skip` / `skip_name`.
+void append_relayed_fields(const net::RawHead& head, std::string& out, http::field skip, std::string_view skip_name = {}) {
+  // Field names listed in Connection (other than close/keep-alive) are hop-by-hop too; rare, so the
+  // common case costs one scan.
+  std::string_view named[8];
+  std::size_t n_named = 0;
+  for (const auto& f : head.fields) {
+    if (f.id != http::field::connection) continue;
+    std::string_view list = head.value(f);
+    while (!list.empty() && n_named < 8) {
+      const auto comma = list.find(',');
+      std::string_view token = list.substr(0, comma);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+      if (!token.empty() && !iequal(token, "close") && !iequal(token, "keep-alive")) named[n_named++] = token;
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  for (const auto& f : head.fields) {
+    if (hop_by_hop(f.id) || f.id == http::field::content_length || (skip != http::field::unknown && f.id == skip)) continue;
+    const auto name = head.name(f);
+    if (!skip_name.empty() && iequal(name, skip_name)) continue;
+    bool listed = false;
+    for (std::size_t i = 0; i < n_named && !listed; ++i) listed = iequal(name, named[i]);
+    if (listed) continue;
+    out.append(name).append(": ").append(head.value(f)).append("\r\n");
+  }
+}
+
+void append_number(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, p);
+}
+
+void append_status_line(std::string& out, unsigned version, unsigned status, std::string_view reason) {
+  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  append_number(out, status);
+  out.append(" ");
+  if (reason.empty()) {
+    const auto r = http::obsolete_reason(static_cast<http::status>(status));
+    out.append(r.data(), r.size());
+  } else {
+    out.append(reason);
+  }
+  out.append("\r\n");
+}
+
+// Ends a response head for the client: length and connection handling.
+void finish_response_head(std::string& out, unsigned version, std::size_t body_size, bool keep_alive) {
+  out.append("Content-Length: ");
+  append_number(out, body_size);
+  out.append("\r\n");
+  if (!keep_alive) out.append("Connection: close\r\n");
+  else if (version == 10) out.append("Connection: keep-alive\r\n");
+  out.append("\r\n");
 }
 
 struct UpstreamConnection {
@@ -89,6 +137,15 @@ tcp::endpoint endpoint_of(const std::string& resolved) {
   const auto hp = parse_host_port(resolved);
   return {asio::ip::make_address(hp->host), hp->port};
 }
+
+// What one client connection reuses from request to request: no allocation once warm.
+struct Exchange {
+  net::RawHead request;
+  std::string request_body;
+  net::RawHead response;
+  std::string response_body;
+  std::string head;  // the head being written, either way
+};
 
 }  // namespace
 
@@ -142,15 +199,27 @@ net::SessionHandler DataPath::handler() {
 
 namespace {
 
-// Sends `req` to `backend` over a pooled connection (or a new one) and reads the answer into `res`.
-// A pooled connection that the node had already closed, before any byte of an answer, is retried
-// once on a fresh connection; nothing else is retried.
+// Sends the request in `x` to `backend` over a pooled connection (or a new one) and reads the
+// answer into x.response / x.response_body. A pooled connection that the node had already closed,
+// before any byte of an answer, is retried once on a fresh connection; nothing else is retried.
 asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> pool_ptr, Backend& backend,
-                                   State& state, const ProxyOptions& opt, Request& req, Response& res,
-                                   ProxyCounters& counters, std::string& scratch) {
+                                   State& state, const ProxyOptions& opt, Exchange& x, ProxyCounters& counters) {
   Pool& pool = *pool_ptr;
   Forwarded f;
   auto& stats = backend.stats;
+
+  // The request head as the node gets it: HTTP/1.1, keep-alive, the client's end-to-end fields.
+  // The proxy answered any "Expect: 100-continue" itself and holds the whole body.
+  x.head.clear();
+  x.head.append(x.request.method_string()).append(" ").append(x.request.target()).append(" HTTP/1.1\r\n");
+  append_relayed_fields(x.request, x.head, http::field::expect);
+  if (!x.request_body.empty() || x.request.method == http::verb::post || x.request.method == http::verb::put) {
+    x.head.append("Content-Length: ");
+    append_number(x.head, x.request_body.size());
+    x.head.append("\r\n");
+  }
+  x.head.append("\r\n");
+
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::unique_ptr<UpstreamConnection> conn;
     // Attempt 0 takes the warmest pooled connection that has not idled too long; a retry never does.
@@ -190,17 +259,19 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
 
     const auto sent = Clock::now();
     conn->stream.expires_after(opt.response_timeout);  // one budget for sending and the whole answer
-    co_await net::write_message(conn->stream, req, scratch, ec);
-    std::optional<http::response_parser<http::string_body>> parser;
+    co_await net::write_parts(conn->stream, x.head, x.request_body, ec);
+    std::optional<net::RawParser<false>> parser;
     auto fresh_parser = [&] {
-      parser.emplace();
+      x.response.clear();
+      x.response_body.clear();
+      parser.emplace(x.response, x.response_body);
       parser->body_limit(opt.max_response_bytes);
       parser->header_limit(64 * 1024);
     };
     fresh_parser();
     if (!ec) co_await http::async_read_header(conn->stream, conn->buffer, *parser, use_ec(ec));
     // Interim answers (1xx) are not the answer: skip them and read on.
-    while (!ec && parser->get().result_int() / 100 == 1) {
+    while (!ec && x.response.status / 100 == 1) {
       fresh_parser();
       co_await http::async_read_header(conn->stream, conn->buffer, *parser, use_ec(ec));
     }
@@ -225,8 +296,7 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
       }
       co_return f;
     }
-    res = parser->release();
-    if (res.keep_alive() && pool.idle.size() < opt.max_idle_per_node && !backend.retired.load()) {
+    if (parser->keep_alive() && pool.idle.size() < opt.max_idle_per_node && !backend.retired.load()) {
       conn->idle_since = Clock::now();
       pool.idle.push_back(std::move(conn));
       stats.pool_idle.fetch_add(1, std::memory_order_relaxed);
@@ -263,89 +333,94 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
   counters_.client_open.fetch_add(1, std::memory_order_relaxed);
   counters_.client_total.fetch_add(1, std::memory_order_relaxed);
   beast::flat_buffer buffer;
-  std::string scratch;  // message heads are formatted here, for this connection's whole life
+  Exchange x;
+  std::string local_body;  // answers the proxy makes itself
   beast::error_code ec;
 
   for (;;) {
-    net::RequestParser parser;
+    x.request.clear();
+    x.request_body.clear();
+    net::RawParser<true> parser(x.request, x.request_body);
     net::Rejection rejection;
     Clock::time_point first_byte = Clock::now();
     const auto status = co_await net::read_request(stream, buffer, parser, opt_.client, scope, rejection, &first_byte);
     if (status == net::ReadStatus::closed) break;
     if (status == net::ReadStatus::rejected) {
       counters_.local_4xx.fetch_add(1, std::memory_order_relaxed);
-      co_await net::send_rejection(stream, parser.is_header_done() ? parser.get().version() : 11, rejection, opt_.client);
+      co_await net::send_rejection(stream, parser.is_header_done() ? x.request.version : 11, rejection, opt_.client);
       break;
     }
     const auto read_done = Clock::now();
-    Request& req = parser.get();
-    const bool client_keep_alive = req.keep_alive();
-    const unsigned version = req.version();
-    const std::string method = log_ ? std::string(req.method_string()) : std::string();
-    const std::string target = log_ ? std::string(req.target()) : std::string();
+    const bool client_keep_alive = parser.keep_alive();
+    const unsigned version = x.request.version;
 
-    Response res;
     std::shared_ptr<Backend> backend;  // set when a node is behind the answer
     Forwarded fwd;
-    const auto path = target_path(req.target());
-    if (path == "/health" || path == "/metrics") {
-      res.result(http::status::ok);
-      if (path == "/health") {
-        res.set(http::field::content_type, "application/json");
-        res.body() = R"({"status":"ok"})";
-      } else {
-        res.set(http::field::content_type, "text/plain; version=0.0.4");
-        res.body() = render_metrics();
-      }
+    unsigned answer = 0;              // status sent to the client
+    std::string_view body;            // its body
+    auto local = [&](unsigned code, std::string_view content_type, std::string text) {
+      local_body = std::move(text);
+      x.head.clear();
+      append_status_line(x.head, version, code, {});
+      x.head.append("Content-Type: ").append(content_type).append("\r\n");
+      answer = code;
+      body = local_body;
+    };
+
+    const auto path = target_path(x.request.target());
+    if (path == "/health") {
+      local(200, "application/json", R"({"status":"ok"})");
       counters_.local_2xx.fetch_add(1, std::memory_order_relaxed);
-    } else if (KeyResult key = extract_key(req.target(), opt_.max_key_bytes); key.error != KeyError::none) {
+    } else if (path == "/metrics") {
+      local(200, "text/plain; version=0.0.4", render_metrics());
+      counters_.local_2xx.fetch_add(1, std::memory_order_relaxed);
+    } else if (KeyResult key = extract_key(x.request.target(), opt_.max_key_bytes); key.error != KeyError::none) {
       // HAProxy would fall back to round robin here; a store must not scatter a key.
-      local_error(res, key.error == KeyError::too_long ? http::status::payload_too_large : http::status::bad_request,
-                  key_error_detail(key.error));
+      local(key.error == KeyError::too_long ? 413 : 400, "application/json", json_error(key_error_detail(key.error)));
       counters_.local_4xx.fetch_add(1, std::memory_order_relaxed);
     } else {
       const auto topology = ctx.current(state_);  // held for the whole request: a reload cannot pull it away
       backend = topology->backends[topology->ring->owner_of_key(key.key)];
       if (!backend->up.load(std::memory_order_relaxed)) {
         // Never another node: its keys live on this one.
-        local_error(res, http::status::service_unavailable, "Node " + backend->label() + " is down");
+        local(503, "application/json", json_error("Node " + backend->label() + " is down"));
         backend->stats.error(ErrorClass::down);
       } else {
-        strip_hop_by_hop(req);
-        // The proxy answered any "Expect: 100-continue" itself and holds the whole body.
-        req.erase(http::field::expect);
-        req.version(11);
-        req.keep_alive(true);
-        req.prepare_payload();
-        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, req, res, counters_, scratch);
+        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, x, counters_);
         switch (fwd.outcome) {
-          case Outcome::relayed:
-            strip_hop_by_hop(res);
-            res.set("X-KV-Node", backend->id);
-            backend->stats.response(res.result_int());
+          case Outcome::relayed: {
+            const unsigned code = x.response.status;
+            x.head.clear();
+            append_status_line(x.head, version, code, x.response.reason());
+            append_relayed_fields(x.response, x.head, http::field::unknown, "X-KV-Node");
+            x.head.append("X-KV-Node: ").append(backend->id).append("\r\n");
+            answer = code;
+            body = x.response_body;
+            backend->stats.response(code);
             backend->stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done).count()));
             break;
+          }
           case Outcome::connect_failed:
-            local_error(res, http::status::service_unavailable, "Node " + backend->label() + " is unreachable: " + fwd.detail);
+            local(503, "application/json", json_error("Node " + backend->label() + " is unreachable: " + fwd.detail));
             backend->stats.error(ErrorClass::connect);
             break;
           case Outcome::timeout:
-            local_error(res, http::status::gateway_timeout, "Node " + backend->label() + ": " + fwd.detail);
+            local(504, "application/json", json_error("Node " + backend->label() + ": " + fwd.detail));
             backend->stats.error(ErrorClass::timeout);
             break;
           case Outcome::bad_response:
-            local_error(res, http::status::bad_gateway, "Node " + backend->label() + ": " + fwd.detail);
+            local(502, "application/json", json_error("Node " + backend->label() + ": " + fwd.detail));
             backend->stats.error(ErrorClass::bad_response);
             break;
         }
       }
     }
 
-    res.version(version);
-    res.keep_alive(client_keep_alive && !scope.draining());
-    res.prepare_payload();
+    // Decided now, not when the request came in: a drain that began meanwhile closes after this answer.
+    const bool keep_alive = client_keep_alive && !scope.draining();
+    finish_response_head(x.head, version, body.size(), keep_alive);
     stream.expires_after(opt_.client.write_timeout);
-    co_await net::write_message(stream, res, scratch, ec);
+    co_await net::write_parts(stream, x.head, body, ec);
 
     if (log_) {
       // client [time] method target node status bytes Tr Tc Tf Tt (ms; Tc -1: pooled connection)
@@ -354,13 +429,13 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
                     std::chrono::duration<double, std::milli>(read_done - first_byte).count(), fwd.connect_ms,
                     fwd.first_byte_ms, ms_since(first_byte));
       std::string line;
-      line.reserve(160 + target.size());
-      line.append(client).append(" [").append(clf_time()).append("] ").append(method).append(" ").append(target);
-      line.append(" ").append(backend ? backend->id : "-").append(" ").append(std::to_string(res.result_int()));
-      line.append(" ").append(std::to_string(res.body().size())).append(times);
+      line.reserve(160 + x.request.target_size);
+      line.append(client).append(" [").append(clf_time()).append("] ").append(x.request.method_string()).append(" ");
+      line.append(x.request.target()).append(" ").append(backend ? backend->id : "-").append(" ");
+      line.append(std::to_string(answer)).append(" ").append(std::to_string(body.size())).append(times);
       log_->write(line);
     }
-    if (ec || !res.keep_alive()) break;
+    if (ec || !keep_alive) break;
   }
   net::close_stream(stream);
   counters_.client_open.fetch_sub(1, std::memory_order_relaxed);

@@ -1,0 +1,109 @@
+// HTTP message heads kept as raw field lines, for relaying: a proxy needs the lines as they came and
+// a few facts about framing, not a searchable field container. RawParser is a Beast basic_parser that
+// copies each field into one arena string (reused across messages: no allocation per field once
+// warm) and appends the body to a caller-owned string.
+#pragma once
+
+#include <boost/beast/http/basic_parser.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kv::net {
+
+namespace http = boost::beast::http;
+
+struct RawHead {
+  struct Field {
+    http::field id;
+    std::uint32_t name_offset, name_size, value_offset, value_size;
+  };
+
+  std::string arena;  // start-line parts and every field's name and value, back to back
+  std::vector<Field> fields;
+  http::verb method = http::verb::unknown;
+  std::uint32_t method_offset = 0, method_size = 0, target_offset = 0, target_size = 0;  // requests
+  unsigned status = 0;                                                                     // responses
+  std::uint32_t reason_offset = 0, reason_size = 0;
+  unsigned version = 11;
+
+  void clear() {
+    arena.clear();
+    fields.clear();
+    method = http::verb::unknown;
+    status = 0;
+    version = 11;
+  }
+  std::string_view view(std::uint32_t offset, std::uint32_t size) const { return {arena.data() + offset, size}; }
+  std::string_view name(const Field& f) const { return view(f.name_offset, f.name_size); }
+  std::string_view value(const Field& f) const { return view(f.value_offset, f.value_size); }
+  std::string_view method_string() const { return view(method_offset, method_size); }
+  std::string_view target() const { return view(target_offset, target_size); }
+  std::string_view reason() const { return view(reason_offset, reason_size); }
+  // The first value of a field, or empty.
+  std::string_view find(http::field id) const {
+    for (const auto& f : fields)
+      if (f.id == id) return value(f);
+    return {};
+  }
+
+  std::uint32_t store(std::string_view s) {
+    const auto offset = static_cast<std::uint32_t>(arena.size());
+    arena.append(s.data(), s.size());
+    return offset;
+  }
+};
+
+template <bool isRequest>
+class RawParser : public http::basic_parser<isRequest> {
+ public:
+  // `head` and `body` must be cleared by the caller and outlive the parser.
+  RawParser(RawHead& head, std::string& body) : head_(head), body_(body) {}
+  RawHead& head() noexcept { return head_; }
+
+ private:
+  using error_code = boost::beast::error_code;
+  using string_view = boost::beast::string_view;
+
+  void on_request_impl(http::verb method, string_view method_str, string_view target, int version, error_code&) override {
+    head_.method = method;
+    head_.method_offset = head_.store({method_str.data(), method_str.size()});
+    head_.method_size = static_cast<std::uint32_t>(method_str.size());
+    head_.target_offset = head_.store({target.data(), target.size()});
+    head_.target_size = static_cast<std::uint32_t>(target.size());
+    head_.version = static_cast<unsigned>(version);
+  }
+  void on_response_impl(int code, string_view reason, int version, error_code&) override {
+    head_.status = static_cast<unsigned>(code);
+    head_.reason_offset = head_.store({reason.data(), reason.size()});
+    head_.reason_size = static_cast<std::uint32_t>(reason.size());
+    head_.version = static_cast<unsigned>(version);
+  }
+  void on_field_impl(http::field id, string_view name, string_view value, error_code&) override {
+    RawHead::Field f{id, 0, static_cast<std::uint32_t>(name.size()), 0, static_cast<std::uint32_t>(value.size())};
+    f.name_offset = head_.store({name.data(), name.size()});
+    f.value_offset = head_.store({value.data(), value.size()});
+    head_.fields.push_back(f);
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
+    if (length) body_.reserve(static_cast<std::size_t>(*length));
+  }
+  std::size_t on_body_impl(string_view s, error_code&) override {
+    body_.append(s.data(), s.size());
+    return s.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, string_view s, error_code&) override {
+    body_.append(s.data(), s.size());
+    return s.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  RawHead& head_;
+  std::string& body_;
+};
+
+}  // namespace kv::net
