@@ -42,9 +42,9 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
   if (buffer.size() == 0) {
     scope.set_idle(true);
     if (scope.draining()) co_return ReadStatus::closed;
-    stream.expires_after(limits.idle_timeout);
+    scope.set_deadline(limits.idle_timeout);
     const std::size_t n = co_await stream.async_read_some(buffer.prepare(4096), use_ec(ec));
-    if (ec) co_return ReadStatus::closed;  // timeout, EOF, reset, or cancelled by the drain
+    if (ec) co_return ReadStatus::closed;  // idle timeout, EOF, reset, or cancelled by the drain
     buffer.commit(n);
   }
   scope.set_idle(false);
@@ -52,8 +52,9 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
 
   parser.header_limit(limits.header_limit);
   parser.body_limit(limits.body_limit);
-  stream.expires_after(limits.header_timeout);
-  co_await http::async_read_header(stream, buffer, parser, use_ec(ec));
+  scope.set_deadline(limits.header_timeout);
+  co_await read_message(stream, buffer, parser, true, ec);
+  scope.check_timeout(ec);
   if (ec) {
     if (ec == http::error::header_limit) {
       rejection = {http::status::request_header_fields_too_large, "Request headers too large"};
@@ -73,12 +74,14 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
     // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.
     if (expects_continue(parser)) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream.expires_after(limits.write_timeout);
+      scope.set_deadline(limits.write_timeout);
       co_await asio::async_write(stream, asio::buffer(kContinue.data(), kContinue.size()), use_ec(ec));
       if (ec) co_return ReadStatus::closed;
     }
-    stream.expires_after(limits.body_timeout);
-    co_await http::async_read(stream, buffer, parser, use_ec(ec));
+    scope.set_deadline(limits.body_timeout);
+    parser.eager(true);
+    co_await read_message(stream, buffer, parser, false, ec);
+    scope.check_timeout(ec);
     if (ec) {
       if (ec == http::error::body_limit) {
         rejection = {http::status::payload_too_large, "Request body too large"};
@@ -92,6 +95,7 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
       co_return ReadStatus::rejected;
     }
   }
+  scope.clear_deadline();
   co_return ReadStatus::ok;
 }
 
@@ -190,6 +194,22 @@ asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringReque
 asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringResponse& msg, std::string& scratch,
                                     beast::error_code& ec) {
   co_await write_whole(stream, msg, scratch, ec);
+}
+
+void Worker::sweep() {
+  const auto now = Clock::now();
+  for (auto& c : connections) {
+    if (c.deadline > now) continue;
+    c.deadline = Clock::time_point::max();
+    c.timed_out = true;
+    beast::error_code ignored;
+    c.stream->socket().cancel(ignored);
+    if (c.upstream) c.upstream->socket().cancel(ignored);
+  }
+  sweep_timer.expires_after(kSweepInterval);
+  sweep_timer.async_wait([this](const beast::error_code& ec) {
+    if (!ec) sweep();
+  });
 }
 
 void close_stream(beast::tcp_stream& stream) {
@@ -342,6 +362,8 @@ void Server::run() {
   for (const auto& [sig, fn] : impl_->signal_handlers) impl_->signals->add(sig);
   impl_->wait_for_signal();
   for (auto& l : impl_->listeners) asio::co_spawn(ioc0, impl_->accept_loop(*l), asio::detached);
+
+  for (auto& w : impl_->workers) asio::post(w->ioc, [wp = w.get()] { wp->sweep(); });
 
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < impl_->workers.size(); ++i)

@@ -11,6 +11,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -40,7 +43,15 @@ using Clock = std::chrono::steady_clock;
 struct Connection {
   beast::tcp_stream* stream = nullptr;
   bool idle = true;  // waiting for a request's first byte, nothing buffered
+  // Deadlines without a timer per operation: the worker's sweep (every kSweepInterval) cancels the
+  // stream, and `upstream` if set, once `deadline` has passed, and sets timed_out.
+  Clock::time_point deadline = Clock::time_point::max();
+  bool timed_out = false;
+  beast::tcp_stream* upstream = nullptr;  // a node connection this session is waiting on (kvproxy)
 };
+
+// Deadlines are enforced to within this much.
+inline constexpr std::chrono::milliseconds kSweepInterval{50};
 
 // One event loop and the connections it serves. Touched only on its own thread, except ioc.
 struct Worker {
@@ -54,10 +65,13 @@ struct Worker {
   std::list<Connection> connections;
   bool stopping = false;
   asio::steady_timer drain_deadline{ioc};
+  asio::steady_timer sweep_timer{ioc};
 
   void finish_if_drained() {
     if (stopping && connections.empty()) ioc.stop();
   }
+  // Cancels the I/O of every connection whose deadline has passed. Runs every kSweepInterval.
+  void sweep();
 };
 
 // Registers a session's stream with its worker for the lifetime of the session.
@@ -75,6 +89,21 @@ class ConnectionScope {
   ConnectionScope& operator=(const ConnectionScope&) = delete;
   void set_idle(bool idle) { it_->idle = idle; }
   bool draining() const { return worker_.stopping; }
+  // The next operations must finish within `budget` (to within kSweepInterval).
+  void set_deadline(std::chrono::milliseconds budget) {
+    it_->deadline = Clock::now() + budget;
+    it_->timed_out = false;
+  }
+  void clear_deadline() { it_->deadline = Clock::time_point::max(); }
+  // True once if the sweep cancelled this connection's I/O for its deadline; turns `ec` into
+  // beast::error::timeout then, so callers handle one error code.
+  bool check_timeout(beast::error_code& ec) {
+    if (!it_->timed_out) return false;
+    it_->timed_out = false;
+    ec = beast::error::timeout;
+    return true;
+  }
+  void set_upstream(beast::tcp_stream* s) { it_->upstream = s; }
 
  private:
   Worker& worker_;
@@ -126,6 +155,42 @@ void close_stream(beast::tcp_stream& stream);
 
 using StringRequest = http::request<http::string_body>;
 using StringResponse = http::response<http::string_body>;
+
+// Reads into `parser` until its header (header_only) or its whole message is done, straight from the
+// socket: async_read_some into `buffer`, then parser.put(). End of stream before any byte of the
+// message is http::error::end_of_stream, in the middle of it partial_message. No timer: deadlines
+// come from the sweep. The parser's eager flag is the caller's to set for the body.
+template <class Stream, bool isRequest>
+asio::awaitable<void> read_message(Stream& stream, beast::flat_buffer& buffer, http::basic_parser<isRequest>& parser,
+                                   bool header_only, beast::error_code& ec) {
+  for (;;) {
+    if (header_only ? parser.is_header_done() : parser.is_done()) co_return;
+    if (buffer.size() > 0) {
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == http::error::need_more) {
+        ec = {};
+      } else if (ec) {
+        co_return;
+      } else if (used > 0) {
+        continue;
+      }
+    }
+    const std::size_t n = co_await stream.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)),
+                                                          asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::eof) {
+      if (!parser.got_some()) {
+        ec = http::error::end_of_stream;
+        co_return;
+      }
+      ec = {};
+      parser.put_eof(ec);  // complete (a body ended by EOF) or partial_message
+      co_return;
+    }
+    if (ec) co_return;
+    buffer.commit(n);
+  }
+}
 
 // Writes a message whose Content-Length is set (prepare_payload) as one gathered write: the head is
 // formatted into `scratch` (reused across calls), the body goes out from where it is. Beast's generic

@@ -72,8 +72,10 @@ asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLim
     // Finish this request, but close afterwards when the server is draining.
     res.keep_alive(parser.get().keep_alive() && !scope.draining());
     res.prepare_payload();
-    stream.expires_after(limits.write_timeout);
+    scope.set_deadline(limits.write_timeout);
     co_await net::write_message(stream, res, scratch, ec);
+    scope.check_timeout(ec);
+    scope.clear_deadline();
     metrics.count(route, res.result_int(), static_cast<std::uint64_t>((Clock::now() - t0).count()));
     if (ec || !res.keep_alive()) break;
   }

@@ -203,7 +203,8 @@ namespace {
 // answer into x.response / x.response_body. A pooled connection that the node had already closed,
 // before any byte of an answer, is retried once on a fresh connection; nothing else is retried.
 asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> pool_ptr, Backend& backend,
-                                   State& state, const ProxyOptions& opt, Exchange& x, ProxyCounters& counters) {
+                                   State& state, const ProxyOptions& opt, Exchange& x, ProxyCounters& counters,
+                                   net::ConnectionScope& scope) {
   Pool& pool = *pool_ptr;
   Forwarded f;
   auto& stats = backend.stats;
@@ -247,6 +248,7 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
         state.passive_down(backend, f.detail);
         co_return f;
       }
+      conn->stream.expires_never();  // from here on, the client session's deadline covers it
       conn->stream.socket().set_option(tcp::no_delay(true), ec);
       f.connect_ms = ms_since(t);
     }
@@ -258,7 +260,17 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
     } active{stats};
 
     const auto sent = Clock::now();
-    conn->stream.expires_after(opt.response_timeout);  // one budget for sending and the whole answer
+    // One budget for sending and the whole answer; the worker's sweep cancels this node connection
+    // (registered as the session's upstream) when it runs out.
+    scope.set_deadline(opt.response_timeout);
+    scope.set_upstream(&conn->stream);
+    struct UpstreamGuard {
+      net::ConnectionScope& s;
+      ~UpstreamGuard() {
+        s.set_upstream(nullptr);
+        s.clear_deadline();
+      }
+    } upstream_guard{scope};
     co_await net::write_parts(conn->stream, x.head, x.request_body, ec);
     std::optional<net::RawParser<false>> parser;
     auto fresh_parser = [&] {
@@ -269,16 +281,18 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
       parser->header_limit(64 * 1024);
     };
     fresh_parser();
-    if (!ec) co_await http::async_read_header(conn->stream, conn->buffer, *parser, use_ec(ec));
+    if (!ec) co_await net::read_message(conn->stream, conn->buffer, *parser, true, ec);
     // Interim answers (1xx) are not the answer: skip them and read on.
     while (!ec && x.response.status / 100 == 1) {
       fresh_parser();
-      co_await http::async_read_header(conn->stream, conn->buffer, *parser, use_ec(ec));
+      co_await net::read_message(conn->stream, conn->buffer, *parser, true, ec);
     }
     if (!ec) {
       f.first_byte_ms = ms_since(sent);
-      co_await http::async_read(conn->stream, conn->buffer, *parser, use_ec(ec));
+      parser->eager(true);
+      co_await net::read_message(conn->stream, conn->buffer, *parser, false, ec);
     }
+    scope.check_timeout(ec);
     if (ec) {
       const bool closed_before_answer = !parser->got_some() &&
           (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
@@ -386,7 +400,7 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
         local(503, "application/json", json_error("Node " + backend->label() + " is down"));
         backend->stats.error(ErrorClass::down);
       } else {
-        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, x, counters_);
+        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, x, counters_, scope);
         switch (fwd.outcome) {
           case Outcome::relayed: {
             const unsigned code = x.response.status;
@@ -419,8 +433,10 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
     // Decided now, not when the request came in: a drain that began meanwhile closes after this answer.
     const bool keep_alive = client_keep_alive && !scope.draining();
     finish_response_head(x.head, version, body.size(), keep_alive);
-    stream.expires_after(opt_.client.write_timeout);
+    scope.set_deadline(opt_.client.write_timeout);
     co_await net::write_parts(stream, x.head, body, ec);
+    scope.check_timeout(ec);
+    scope.clear_deadline();
 
     if (log_) {
       // client [time] method target node status bytes Tr Tc Tf Tt (ms; Tc -1: pooled connection)

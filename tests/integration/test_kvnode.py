@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 import unittest
 
 from kvtest import KVNODE, Client, TempDir, parse_responses, raw_exchange, start_node
@@ -449,6 +450,28 @@ class MultiThreadedTest(unittest.TestCase):
         self.assertGreaterEqual(int(opened[0].split()[1]), 13)
         self.assertEqual(node.terminate(), 0, node.output())
         tmp.cleanup()
+
+
+class DeadlineTest(unittest.TestCase):
+    def test_slow_headers_get_408_and_idle_connections_close(self):
+        node = start_node(engine="memory", extra=["--header-timeout-ms", "300", "--idle-timeout-ms", "400"])
+        try:
+            with socket.create_connection(("127.0.0.1", node.port), timeout=10) as slow:
+                slow.sendall(b"GET /get?key=a HTTP/1.1\r\nHost: x\r\n")  # headers never finish
+                data = b""
+                while chunk := slow.recv(65536):
+                    data += chunk
+            (status, headers, body), = parse_responses(data)
+            self.assertEqual((status, json.loads(body)["detail"]), (408, "Timed out reading request headers"))
+            with socket.create_connection(("127.0.0.1", node.port), timeout=10) as idle:
+                started = time.monotonic()
+                self.assertEqual(idle.recv(100), b"")  # closed by the server, without an answer
+                self.assertGreater(time.monotonic() - started, 0.3)
+            c = Client(node.port)  # and the node still serves
+            self.assertEqual(c.get("a")[0], 404)
+            c.close()
+        finally:
+            self.assertEqual(node.terminate(), 0)
 
 
 class CommandLineTest(unittest.TestCase):
