@@ -13,6 +13,11 @@ int hex_value(char c) noexcept {
 }  // namespace
 
 bool percent_decode(std::string_view in, std::string& out) {
+  // Most keys need no decoding: copy them whole.
+  if (in.find_first_of("%+") == std::string_view::npos) {
+    out.assign(in.data(), in.size());
+    return true;
+  }
   out.clear();
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
@@ -54,8 +59,8 @@ KeyResult extract_key(std::string_view target, std::size_t max_key_bytes) {
     const std::string_view param = query.substr(0, amp);
     const auto eq = param.find('=');
     const std::string_view raw_name = param.substr(0, eq);
-    // Cheap pre-check before decoding: "key" is three bytes, or longer when percent-encoded.
-    if (raw_name.size() >= 3 && percent_decode(raw_name, name) && name == "key") {
+    // "key" as it usually comes, or percent-encoded (then longer than three bytes).
+    if (raw_name == "key" || (raw_name.size() > 3 && percent_decode(raw_name, name) && name == "key")) {
       const std::string_view raw_value = eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
       // A decoded key is never longer than its encoding; refuse absurd encodings before decoding.
       if (raw_value.size() > 3 * max_key_bytes) {
