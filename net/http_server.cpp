@@ -23,8 +23,6 @@ namespace kv::net {
 
 namespace {
 
-auto use_ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
-
 bool quiet_error(const beast::error_code& ec) {
   return ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == asio::error::eof ||
          ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::broken_pipe;

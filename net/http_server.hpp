@@ -209,20 +209,35 @@ void format_head(const StringResponse& msg, std::string& out);
 
 using SessionHandler = std::function<asio::awaitable<void>(Worker&, tcp::socket)>;
 
+// `redirect_error(use_awaitable, ec)`: the error lands in `ec` instead of an exception.
+inline auto use_ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+// Wraps a completion handler so that it can be called from any thread: the call is posted to the
+// handler's own executor, which is kept from running out of work meanwhile. The wrapper is copyable
+// (it fits a std::function) and must be called exactly once.
+template <class Handler>
+auto post_back(Handler handler) {
+  struct State {
+    Handler handler;
+    asio::executor_work_guard<asio::associated_executor_t<Handler>> work;
+  };
+  auto ex = asio::get_associated_executor(handler);
+  auto state = std::make_shared<State>(State{std::move(handler), asio::make_work_guard(ex)});
+  return [state](auto... args) {
+    asio::post(state->work.get_executor(), [state, ... args = std::move(args)]() mutable {
+      state->work.reset();
+      std::move(state->handler)(std::move(args)...);
+    });
+  };
+}
+
 // Runs fn() on `pool` and completes with its result (or its exception) on the caller's executor:
 // for work too slow for an event loop, such as building a large ring.
 template <class R, class Token>
 auto async_run(asio::thread_pool& pool, std::function<R()> fn, Token&& token) {
   return asio::async_initiate<Token, void(std::exception_ptr, R)>(
       [&pool](auto handler, std::function<R()> f) {
-        using Handler = decltype(handler);
-        struct State {
-          Handler handler;
-          asio::executor_work_guard<asio::associated_executor_t<Handler>> work;
-        };
-        auto ex = asio::get_associated_executor(handler);
-        auto state = std::make_shared<State>(State{std::move(handler), asio::make_work_guard(ex)});
-        asio::post(pool, [state, f = std::move(f)]() {
+        asio::post(pool, [done = post_back(std::move(handler)), f = std::move(f)]() mutable {
           std::exception_ptr error;
           R result{};
           try {
@@ -230,10 +245,7 @@ auto async_run(asio::thread_pool& pool, std::function<R()> fn, Token&& token) {
           } catch (...) {
             error = std::current_exception();
           }
-          asio::post(state->work.get_executor(), [state, error, result = std::move(result)]() mutable {
-            state->work.reset();
-            std::move(state->handler)(error, std::move(result));
-          });
+          done(error, std::move(result));
         });
       },
       token, std::move(fn));

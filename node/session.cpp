@@ -20,23 +20,8 @@ namespace {
 template <class Token>
 auto async_commit(Store& store, WriteOp op, Token&& token) {
   return asio::async_initiate<Token, void(WriteResult)>(
-      [&store](auto handler, WriteOp w) {
-        using Handler = decltype(handler);
-        struct State {
-          Handler handler;
-          asio::executor_work_guard<asio::associated_executor_t<Handler>> work;
-        };
-        auto ex = asio::get_associated_executor(handler);
-        auto state = std::make_shared<State>(State{std::move(handler), asio::make_work_guard(ex)});
-        store.submit(std::move(w), [state](WriteResult r) {
-          auto exec = state->work.get_executor();
-          asio::post(exec, [state, r = std::move(r)]() mutable {
-            state->work.reset();
-            std::move(state->handler)(std::move(r));
-          });
-        });
-      },
-      token, std::move(op));
+      [&store](auto handler, WriteOp w) { store.submit(std::move(w), net::post_back(std::move(handler))); }, token,
+      std::move(op));
 }
 
 asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLimits& limits, net::Worker& worker,

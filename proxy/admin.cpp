@@ -22,6 +22,7 @@ namespace beast = net::beast;
 namespace http = net::http;
 using net::Clock;
 using net::tcp;
+using net::use_ec;
 
 namespace {
 

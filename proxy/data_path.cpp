@@ -25,10 +25,9 @@ namespace beast = net::beast;
 namespace http = net::http;
 using net::Clock;
 using net::tcp;
+using net::use_ec;
 
 namespace {
-
-auto use_ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
 // RFC 9110 7.6.1: Connection, the fields it names, and these are for one hop only.
 bool hop_by_hop(http::field id) {

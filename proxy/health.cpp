@@ -17,10 +17,9 @@ namespace beast = net::beast;
 namespace http = net::http;
 using net::Clock;
 using net::tcp;
+using net::use_ec;
 
 namespace {
-
-auto use_ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
 // One check: connect, GET /health, a 200 within the timeout. `what` says what happened.
 asio::awaitable<bool> check_once(asio::io_context& ioc, const Backend& b, std::chrono::milliseconds timeout, std::string& what) {
