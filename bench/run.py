@@ -281,7 +281,7 @@ def locust_step(port, users, seconds, workdir, tag, keys):
                    capture_output=True, text=True, env=env, timeout=seconds + 120)
     with open(prefix + "_stats.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
-    # Locust's CSV rounds percentiles to whole milliseconds; the average is exact.
+    # FastHttpUser truncates each response time to whole milliseconds before Locust sees it.
     return {"users": users, "rps": float(row["Requests/s"]), "avg": float(row["Average Response Time"]),
             "p50": float(row["50%"]), "p95": float(row["95%"]), "p99": float(row["99%"]),
             "failures": int(row["Failure Count"]), "requests": int(row["Request Count"])}
@@ -296,7 +296,7 @@ def plot_locust(study, plots):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for system, points in curves.items():
             xs = [p["rps"] for p in points]
-            ax.plot(xs, [p["avg"] for p in points], marker="o", label=f"{system} average")
+            ax.plot(xs, [p["avg"] for p in points], marker="o", label=f"{system} average (of whole ms)")
             ax.plot(xs, [p["p99"] for p in points], marker="s", linestyle="--", label=f"{system} p99 (whole ms)")
             for p in points:
                 ax.annotate(str(p["users"]), (p["rps"], p["avg"]), fontsize=7, textcoords="offset points", xytext=(3, 3))
@@ -517,8 +517,11 @@ def write_results(out, command, report, quick, threads, proxy_rows, floor_rows, 
                   "high-load numbers.", ""]
         for path in locust_plots:
             lines.append(f"![{os.path.basename(path)}]({rel(path)})")
-        lines += ["", "Locust writes percentiles in whole milliseconds, so the plots use its exact average and the "
-                  "p99 as written.", "",
+        lines += ["", "Caveat: Locust's FastHttpUser records each response time truncated to whole milliseconds "
+                  "(`int(seconds * 1000)` in locust/contrib/fasthttp.py), so answers under a millisecond count as 0 ms "
+                  "and the averages are of truncated values. Below saturation both proxies answer in well under a "
+                  "millisecond here, so the curves are flat at 0 until Locust saturates; the wrk tables carry the "
+                  "real latencies.", "",
                   "| nodes | users | kvproxy req/s | kvproxy average ms / p99 ms | HAProxy req/s | HAProxy average ms / p99 ms | failures |",
                   "|---|---|---|---|---|---|---|"]
         for n, curves in study.items():
