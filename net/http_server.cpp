@@ -28,6 +28,22 @@ bool quiet_error(const beast::error_code& ec) {
          ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::broken_pipe;
 }
 
+// What a failed read of a request's headers (or its body) means for the client: a quiet close when
+// the client went away, else the answer to send before closing.
+ReadStatus read_failure(const beast::error_code& ec, bool body, Rejection& rejection) {
+  if (quiet_error(ec)) return ReadStatus::closed;
+  if (ec == http::error::header_limit) {
+    rejection = {http::status::request_header_fields_too_large, "Request headers too large"};
+  } else if (ec == http::error::body_limit) {
+    rejection = {http::status::payload_too_large, "Request body too large"};
+  } else if (ec == beast::error::timeout) {
+    rejection = {http::status::request_timeout, body ? "Timed out reading request body" : "Timed out reading request headers"};
+  } else {
+    rejection = {http::status::bad_request, (body ? "Malformed request body: " : "Malformed request: ") + ec.message()};
+  }
+  return ReadStatus::rejected;
+}
+
 bool expects_continue(RequestParser& p) { return beast::iequals(p.get()[http::field::expect], "100-continue"); }
 bool expects_continue(RawParser<true>& p) { return beast::iequals(p.head().find(http::field::expect), "100-continue"); }
 
@@ -53,20 +69,7 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
   scope.set_deadline(limits.header_timeout);
   co_await read_message(stream, buffer, parser, true, ec);
   scope.check_timeout(ec);
-  if (ec) {
-    if (ec == http::error::header_limit) {
-      rejection = {http::status::request_header_fields_too_large, "Request headers too large"};
-    } else if (ec == http::error::body_limit) {
-      rejection = {http::status::payload_too_large, "Request body too large"};
-    } else if (ec == beast::error::timeout) {
-      rejection = {http::status::request_timeout, "Timed out reading request headers"};
-    } else if (quiet_error(ec)) {
-      co_return ReadStatus::closed;
-    } else {
-      rejection = {http::status::bad_request, "Malformed request: " + ec.message()};
-    }
-    co_return ReadStatus::rejected;
-  }
+  if (ec) co_return read_failure(ec, false, rejection);
 
   if (!parser.is_done()) {
     // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.
@@ -80,18 +83,7 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
     parser.eager(true);
     co_await read_message(stream, buffer, parser, false, ec);
     scope.check_timeout(ec);
-    if (ec) {
-      if (ec == http::error::body_limit) {
-        rejection = {http::status::payload_too_large, "Request body too large"};
-      } else if (ec == beast::error::timeout) {
-        rejection = {http::status::request_timeout, "Timed out reading request body"};
-      } else if (quiet_error(ec)) {
-        co_return ReadStatus::closed;
-      } else {
-        rejection = {http::status::bad_request, "Malformed request body: " + ec.message()};
-      }
-      co_return ReadStatus::rejected;
-    }
+    if (ec) co_return read_failure(ec, true, rejection);
   }
   scope.clear_deadline();
   co_return ReadStatus::ok;
