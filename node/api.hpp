@@ -65,8 +65,6 @@ class Api {
   static Route route_of(std::string_view target) noexcept;
   static std::string_view route_name(Route r) noexcept;
 
-  const ApiLimits& limits() const noexcept { return limits_; }
-
  private:
   Store& store_;
   NodeMetrics& metrics_;

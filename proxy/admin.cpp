@@ -80,7 +80,9 @@ std::string ring_json(const Topology& t) {
 }  // namespace
 
 Admin::Admin(State& state, DataPath& data, asio::thread_pool& control, net::ReadLimits limits, std::string ring_path)
-    : state_(state), data_(data), control_(control), limits_(limits), ring_path_(std::move(ring_path)) {}
+    : state_(state), data_(data), control_(control), limits_(limits), ring_path_(std::move(ring_path)) {
+  limits_.body_limit = 16 << 20;  // a ring YAML for thousands of nodes
+}
 
 net::SessionHandler Admin::handler() {
   return [this](net::Worker& w, tcp::socket s) { return session(w, std::move(s)); };
@@ -223,14 +225,11 @@ asio::awaitable<void> Admin::session(net::Worker& worker, tcp::socket socket) {
   beast::error_code ec;
   for (;;) {
     net::RequestParser parser;
-    parser.body_limit(16 << 20);
     net::Rejection rejection;
-    auto limits = limits_;
-    limits.body_limit = 16 << 20;  // a ring YAML for thousands of nodes
-    const auto status = co_await net::read_request(stream, buffer, parser, limits, scope, rejection);
+    const auto status = co_await net::read_request(stream, buffer, parser, limits_, scope, rejection);
     if (status == net::ReadStatus::closed) break;
     if (status == net::ReadStatus::rejected) {
-      co_await net::send_rejection(stream, parser.is_header_done() ? parser.get().version() : 11, rejection, limits);
+      co_await net::send_rejection(stream, parser.is_header_done() ? parser.get().version() : 11, rejection, limits_);
       break;
     }
     auto& req = parser.get();

@@ -6,6 +6,7 @@
 
 #include <iostream>
 #include <map>
+#include <unordered_set>
 
 namespace kv::proxy {
 
@@ -84,20 +85,16 @@ std::uint64_t State::publish(std::shared_ptr<Topology> next) {
   std::lock_guard lock(publish_mutex_);
   const auto current = topology();
   next->version = (current ? current->version : 0) + 1;
+  std::unordered_set<const Backend*> before, after;
+  if (current)
+    for (const auto& b : current->backends) before.insert(b.get());
+  for (const auto& b : next->backends) after.insert(b.get());
   std::vector<std::shared_ptr<Backend>> added;
-  for (const auto& b : next->backends) {
-    bool existed = false;
-    if (current)
-      for (const auto& o : current->backends) existed = existed || o == b;
-    if (!existed) added.push_back(b);
-  }
-  if (current) {
-    for (const auto& o : current->backends) {
-      bool kept = false;
-      for (const auto& b : next->backends) kept = kept || o == b;
-      if (!kept) o->retired.store(true);
-    }
-  }
+  for (const auto& b : next->backends)
+    if (!before.count(b.get())) added.push_back(b);
+  if (current)
+    for (const auto& b : current->backends)
+      if (!after.count(b.get())) b->retired.store(true);
   const auto version = next->version;
   topology_.store(std::move(next), std::memory_order_release);
   version_.store(version, std::memory_order_release);
