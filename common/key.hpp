@@ -29,4 +29,8 @@ bool percent_decode(std::string_view in, std::string& out);
 // The path of a target: everything before '?' (or '#').
 std::string_view target_path(std::string_view target) noexcept;
 
+// The raw (not decoded) value of the first query parameter `name`; empty when absent. For admin
+// parameters that are hex digits and numbers.
+std::string_view query_value(std::string_view target, std::string_view name) noexcept;
+
 }  // namespace kv

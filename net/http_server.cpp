@@ -44,6 +44,9 @@ ReadStatus read_failure(const beast::error_code& ec, bool body, Rejection& rejec
   return ReadStatus::rejected;
 }
 
+std::string_view target_of(RequestParser& p) { return {p.get().target().data(), p.get().target().size()}; }
+std::string_view target_of(RawParser<true>& p) { return p.head().target(); }
+
 bool expects_continue(RequestParser& p) { return beast::iequals(p.get()[http::field::expect], "100-continue"); }
 bool expects_continue(RawParser<true>& p) { return beast::iequals(p.head().find(http::field::expect), "100-continue"); }
 
@@ -65,11 +68,19 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
   if (first_byte) *first_byte = Clock::now();
 
   parser.header_limit(limits.header_limit);
-  parser.body_limit(limits.body_limit);
+  const bool admin_limit = limits.admin_body_limit > limits.body_limit;
+  parser.body_limit(admin_limit ? limits.admin_body_limit : limits.body_limit);
   scope.set_deadline(limits.header_timeout);
   co_await read_message(stream, buffer, parser, true, ec);
   scope.check_timeout(ec);
   if (ec) co_return read_failure(ec, false, rejection);
+  if (admin_limit && !target_of(parser).starts_with("/admin/")) {
+    // The larger limit was only for /admin/: hold everything else to the client limit. A declared
+    // length is checked here; a chunked body by the parser as it reads.
+    if (parser.content_length() && *parser.content_length() > limits.body_limit)
+      co_return read_failure(http::error::body_limit, true, rejection);
+    parser.body_limit(limits.body_limit);
+  }
 
   if (!parser.is_done()) {
     // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.

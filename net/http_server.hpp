@@ -117,6 +117,8 @@ struct ReadLimits {
   std::chrono::milliseconds write_timeout{30'000};   // writing a response
   std::uint32_t header_limit = 8192;                 // request line + headers (431 above)
   std::uint64_t body_limit = 1 << 20;                // body (413 above)
+  // When above body_limit: the body limit for targets under /admin/ (kvnode's bulk transfers).
+  std::uint64_t admin_body_limit = 0;
 };
 
 using RequestParser = http::request_parser<http::string_body>;

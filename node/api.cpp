@@ -5,6 +5,9 @@
 #include "json.hpp"
 #include "key.hpp"
 #include "storage_key.hpp"
+#include "transfer.hpp"
+
+#include <charconv>
 
 namespace kv {
 namespace {
@@ -35,6 +38,7 @@ Route Api::route_of(std::string_view target) noexcept {
   if (path == "/del") return Route::del;
   if (path == "/health") return Route::health;
   if (path == "/metrics") return Route::metrics;
+  if (path.starts_with("/admin/")) return Route::admin;
   return Route::other;
 }
 
@@ -45,6 +49,7 @@ std::string_view Api::route_name(Route r) noexcept {
     case Route::del: return "del";
     case Route::health: return "health";
     case Route::metrics: return "metrics";
+    case Route::admin: return "admin";
     default: return "other";
   }
 }
@@ -67,6 +72,9 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
         res.set(http::field::content_type, "text/plain; version=0.0.4");
         res.body() = metrics_.render(store_);
       }
+      return route;
+    case Route::admin:
+      handle_admin(req, res);
       return route;
     case Route::put:
       if (!method_allowed(res, req.method(), http::verb::post, "POST")) return route;
@@ -124,15 +132,117 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
     return route;
   }
 
-  WriteOp op{WriteOp::Kind::del, std::move(skey), {}};
+  // A rebalance in progress: the proxy asks the key's new owner to remember the delete, so that the
+  // copy of the key's old value, maybe already on its way, is not stored after it.
+  const bool tombstone = req["X-KV-Tombstone"] == "1";
+  WriteOp op{WriteOp::Kind::del, std::move(skey), {}, tombstone};
   if (deferred && store_.group_commit()) {
     *deferred = std::move(op);
     return route;
   }
   WriteResult r;
-  r.status = store_.del(op.key, r.err);
+  r.status = store_.del(op.key, op.tombstone, r.err);
   finish_write(op.kind, r, res);
   return route;
+}
+
+namespace {
+
+// A positive number in [1, max], or `fallback` when absent. False when malformed or out of range.
+bool number_param(std::string_view target, std::string_view name, std::size_t fallback, std::size_t max,
+                  std::size_t& out) {
+  const auto v = query_value(target, name);
+  if (v.empty()) {
+    out = fallback;
+    return true;
+  }
+  const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  return ec == std::errc() && p == v.data() + v.size() && out >= 1 && out <= max;
+}
+
+}  // namespace
+
+void Api::handle_admin(const Request& req, Response& res) {
+  const auto target = std::string_view(req.target().data(), req.target().size());
+  const auto path = target_path(target);
+  const std::string_view body(req.body().data(), req.body().size());
+  if (path != "/admin/scan" && path != "/admin/count" && path != "/admin/ingest" && path != "/admin/drop") {
+    error_response(res, http::status::not_found, "Not found");
+    return;
+  }
+  if (!method_allowed(res, req.method(), http::verb::post, "POST")) return;
+  std::string err;
+  auto store_failed = [&](std::string_view what) {
+    metrics_.store_error();
+    error_response(res, http::status::internal_server_error, std::string(what) + ": " + err);
+  };
+
+  if (path == "/admin/ingest") {
+    std::vector<Record> records;
+    if (!parse_records(body, records, err)) {
+      error_response(res, http::status::bad_request, err);
+      return;
+    }
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      if (read_be64(records[i].key) != hash_key(user_key(records[i].key))) {
+        error_response(res, http::status::bad_request,
+                       "records: entry " + std::to_string(i + 1) + ": hash prefix does not match the key");
+        return;
+      }
+    }
+    std::size_t written = 0;
+    if (store_.ingest(records, written, err) != StoreStatus::ok) return store_failed("Storage ingest failed");
+    json_response(res, http::status::ok,
+                  "{\"status\":\"success\",\"written\":" + std::to_string(written) +
+                      ",\"skipped\":" + std::to_string(records.size() - written) + "}");
+    return;
+  }
+
+  std::vector<HashRange> ranges;
+  if (!parse_ranges(body, ranges, err)) {
+    error_response(res, http::status::bad_request, err);
+    return;
+  }
+  if (path == "/admin/count") {
+    std::uint64_t n = 0;
+    if (store_.count(ranges, n, err) != StoreStatus::ok) return store_failed("Storage scan failed");
+    json_response(res, http::status::ok, "{\"status\":\"success\",\"keys\":" + std::to_string(n) + "}");
+    return;
+  }
+  if (path == "/admin/drop") {
+    const auto what = query_value(target, "what");
+    if (what != "data" && what != "tombstones" && what != "all") {
+      error_response(res, http::status::bad_request, "what: expected data, tombstones or all");
+      return;
+    }
+    if (store_.drop(ranges, what != "tombstones", what != "data", err) != StoreStatus::ok)
+      return store_failed("Storage drop failed");
+    json_response(res, http::status::ok, json_success());
+    return;
+  }
+  // scan
+  std::size_t limit = 0, max_bytes = 0;
+  if (!number_param(target, "limit", kDefaultScanLimit, kMaxScanLimit, limit)) {
+    error_response(res, http::status::bad_request, "limit: expected 1.." + std::to_string(kMaxScanLimit));
+    return;
+  }
+  if (!number_param(target, "max_bytes", kDefaultScanBytes, kMaxScanBytes, max_bytes)) {
+    error_response(res, http::status::bad_request, "max_bytes: expected 1.." + std::to_string(kMaxScanBytes));
+    return;
+  }
+  std::string after;
+  if (!parse_hex_bytes(query_value(target, "after"), after) || (!after.empty() && after.size() < kStorageKeyPrefix)) {
+    error_response(res, http::status::bad_request, "after: expected a stored key in hex (at least 16 digits)");
+    return;
+  }
+  ScanBatch batch;
+  if (store_.scan(ranges, after, limit, max_bytes, batch, err) != StoreStatus::ok) return store_failed("Storage scan failed");
+  res.result(http::status::ok);
+  res.set(http::field::content_type, "application/octet-stream");
+  res.set("X-KV-Scan-Count", std::to_string(batch.count));
+  res.set("X-KV-Scan-Done", batch.done ? "1" : "0");
+  if (!batch.last_key.empty()) res.set("X-KV-Scan-Cursor", hex_bytes(batch.last_key));
+  res.body() = std::move(batch.records);
 }
 
 void Api::finish_write(WriteOp::Kind kind, const WriteResult& result, Response& res) {
@@ -179,6 +289,8 @@ std::string NodeMetrics::render(Store& store) const {
                        "route=\"" + std::string(Api::route_name(static_cast<Route>(r))) + "\"");
   metrics::header(out, "kvnode_keys", "Keys stored (RocksDB: its estimate; memory: exact).", "gauge");
   metrics::sample(out, "kvnode_keys", "", store.key_count());
+  metrics::header(out, "kvnode_tombstones", "Tombstones left by deletes during a rebalance (RocksDB: its estimate).", "gauge");
+  metrics::sample(out, "kvnode_tombstones", "", store.tombstone_count());
   metrics::header(out, "kvnode_store_errors_total", "Storage engine errors.", "counter");
   metrics::sample(out, "kvnode_store_errors_total", "", store_errors_.load(std::memory_order_relaxed));
   metrics::header(out, "kvnode_group_commits_total", "Group commits (one batch, one fsync each) with --sync.", "counter");

@@ -21,12 +21,18 @@ namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
-enum class Route : std::uint8_t { put, get, del, health, metrics, other, count_ };
+enum class Route : std::uint8_t { put, get, del, health, metrics, admin, other, count_ };
 
 struct ApiLimits {
   std::size_t max_key_bytes = 1024;
   std::size_t max_value_bytes = 1 << 20;
 };
+
+// Bounds on one /admin/scan answer.
+inline constexpr std::size_t kDefaultScanLimit = 1000, kMaxScanLimit = 100'000;
+inline constexpr std::size_t kDefaultScanBytes = 1 << 20, kMaxScanBytes = 32 << 20;
+// The request body limit under /admin/ (ingest batches).
+inline constexpr std::uint64_t kAdminBodyLimit = 64ull << 20;
 
 class NodeMetrics {
  public:
@@ -66,6 +72,10 @@ class Api {
   static std::string_view route_name(Route r) noexcept;
 
  private:
+  // The rebalancer's endpoints, under /admin/ (not part of the client API; kvproxy never forwards
+  // them): scan, count, ingest, drop. Formats in transfer.hpp.
+  void handle_admin(const Request& req, Response& res);
+
   Store& store_;
   NodeMetrics& metrics_;
   ApiLimits limits_;

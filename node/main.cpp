@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   limits.header_limit = max_header;
   // The body is JSON: a value of max_value bytes may take up to 6x that escaped ("\u0001").
   limits.body_limit = std::uint64_t{max_value} * 6 + 4096;
+  limits.admin_body_limit = kv::kAdminBodyLimit;  // the rebalancer's ingest batches
 
   kv::net::Server server("kvnode", threads, std::chrono::milliseconds(shutdown_ms));
   std::uint16_t bound = 0;

@@ -6,8 +6,13 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "ring_change.hpp"
+#include "transfer.hpp"
 
 namespace kv {
 
@@ -15,14 +20,25 @@ enum class StoreStatus { ok, not_found, error };
 
 // A write handed to the group committer.
 struct WriteOp {
-  enum class Kind { put, del } kind = Kind::put;
+  // put_if_absent: the rebalancer's copy; written only when the key has neither a value nor a
+  // tombstone here, so it never overwrites a newer client write and never revives a deleted key.
+  enum class Kind { put, del, put_if_absent } kind = Kind::put;
   std::string key;  // storage key
   std::string value;
+  bool tombstone = false;  // del: also leave a tombstone (during a rebalance, on the key's new owner)
 };
 
 struct WriteResult {
-  StoreStatus status = StoreStatus::ok;
+  StoreStatus status = StoreStatus::ok;  // put_if_absent: not_found when it was skipped
   std::string err;
+};
+
+// One batch of a scan over ring ranges: records (transfer.hpp format) in stored-key order.
+struct ScanBatch {
+  std::string records;
+  std::size_t count = 0;
+  std::string last_key;  // the last stored key returned: the cursor to resume after
+  bool done = false;     // every range was scanned to its end
 };
 
 struct StoreError : std::runtime_error {
@@ -37,8 +53,9 @@ class Store {
   // Returns once the write is durable as configured: in the write-ahead log (survives a process
   // crash), and with sync on, fsynced (survives power loss).
   virtual StoreStatus put(std::string_view key, std::string_view value, std::string& err) = 0;
-  // not_found when the key was absent.
-  virtual StoreStatus del(std::string_view key, std::string& err) = 0;
+  // not_found when the key was absent. With `tombstone`, a tombstone is left for the key whether it
+  // was present or not (see put_if_absent); drop() removes tombstones.
+  virtual StoreStatus del(std::string_view key, bool tombstone, std::string& err) = 0;
   // Exact for the memory engine; RocksDB's estimate otherwise.
   virtual std::uint64_t key_count() = 0;
   virtual std::string_view engine() const noexcept = 0;
@@ -53,11 +70,38 @@ class Store {
   // when group_commit() is true; the default applies the write inline.
   virtual void submit(WriteOp op, std::function<void(WriteResult)> done) {
     WriteResult r;
-    r.status = op.kind == WriteOp::Kind::put ? put(op.key, op.value, r.err) : del(op.key, r.err);
+    switch (op.kind) {
+      case WriteOp::Kind::put: r.status = put(op.key, op.value, r.err); break;
+      case WriteOp::Kind::del: r.status = del(op.key, op.tombstone, r.err); break;
+      case WriteOp::Kind::put_if_absent: {
+        const Record rec{op.key, op.value};
+        std::size_t written = 0;
+        r.status = ingest({&rec, 1}, written, r.err);
+        if (r.status == StoreStatus::ok && written == 0) r.status = StoreStatus::not_found;
+        break;
+      }
+    }
     done(std::move(r));
   }
   // Group commits so far (each one batch, one fsync); 0 without group commit.
   virtual std::uint64_t commits() const noexcept { return 0; }
+
+  // Moving data (ring-rebalance, through kvnode's /admin endpoints). Ranges are ascending ring-hash
+  // ranges (transfer.hpp); stored keys sort by hash, so each range is one contiguous stretch.
+
+  // Stored keys in `ranges`, in order, strictly after the stored key `after` (empty: from the start),
+  // until `limit` records or `max_bytes` of records (at least one record) or the end of the ranges.
+  virtual StoreStatus scan(std::span<const HashRange> ranges, std::string_view after, std::size_t limit,
+                           std::size_t max_bytes, ScanBatch& out, std::string& err) = 0;
+  // How many keys `ranges` hold.
+  virtual StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string& err) = 0;
+  // put_if_absent for each record, each atomic against client writes of the same key; `written`
+  // counts those stored, the rest were skipped.
+  virtual StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::string& err) = 0;
+  // Deletes every value (with `data`) and every tombstone (with `tombstones`) in `ranges`.
+  virtual StoreStatus drop(std::span<const HashRange> ranges, bool data, bool tombstones, std::string& err) = 0;
+  // Tombstones held (RocksDB: its estimate).
+  virtual std::uint64_t tombstone_count() = 0;
 };
 
 struct RocksOptions {

@@ -4,33 +4,51 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
+#include "storage_key.hpp"
 #include "store.hpp"
 
 namespace kv {
 namespace {
+
+std::string be64_key(std::uint64_t v) {
+  std::string k;
+  append_be64(k, v);
+  return k;
+}
 
 class RocksStore final : public Store {
  public:
   explicit RocksStore(const RocksOptions& o) {
     rocksdb::Options opts;
     opts.create_if_missing = true;
+    opts.create_missing_column_families = true;
     opts.IncreaseParallelism(2);
     opts.max_background_jobs = 2;
     rocksdb::BlockBasedTableOptions table;
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
     opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    // Values in the default column family; tombstones (left by deletes during a rebalance) in their
+    // own, so that reads and scans of values never see them.
+    const std::vector<rocksdb::ColumnFamilyDescriptor> families{
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(opts)},
+        {"tombstones", rocksdb::ColumnFamilyOptions(opts)}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
-    const auto s = rocksdb::DB::Open(opts, o.dir, &db);
+    const auto s = rocksdb::DB::Open(rocksdb::DBOptions(opts), o.dir, families, &handles, &db);
     if (!s.ok()) throw StoreError("cannot open RocksDB at " + o.dir + ": " + s.ToString());
     db_.reset(db);
+    data_ = handles[0];
+    tombs_ = handles[1];
     // The WAL is written (to the OS) before Put returns, so an acknowledged write survives kill -9.
     // With sync, it is also fsynced before the write is acknowledged; then every write goes through
     // the committer thread, which shares one fsync among all writes queued while the last one ran.
@@ -49,12 +67,14 @@ class RocksStore final : public Store {
     }
     if (db_) {
       db_->FlushWAL(true);
+      db_->DestroyColumnFamilyHandle(data_);
+      db_->DestroyColumnFamilyHandle(tombs_);
       db_->Close();
     }
   }
 
   StoreStatus get(std::string_view key, std::string& value, std::string& err) override {
-    const auto s = db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &value);
+    const auto s = db_->Get(rocksdb::ReadOptions(), data_, slice(key), &value);
     if (s.ok()) return StoreStatus::ok;
     if (s.IsNotFound()) return StoreStatus::not_found;
     err = s.ToString();
@@ -63,36 +83,25 @@ class RocksStore final : public Store {
 
   StoreStatus put(std::string_view key, std::string_view value, std::string& err) override {
     if (write_.sync) return submit_and_wait({WriteOp::Kind::put, std::string(key), std::string(value)}, err);
-    const auto s = db_->Put(write_, rocksdb::Slice(key.data(), key.size()), rocksdb::Slice(value.data(), value.size()));
+    // The stripe makes a rebalancer's put-if-absent of this key atomic against this write.
+    std::lock_guard lock(stripe(key));
+    const auto s = db_->Put(write_, data_, slice(key), slice(value));
     if (s.ok()) return StoreStatus::ok;
     err = s.ToString();
     return StoreStatus::error;
   }
 
-  StoreStatus del(std::string_view key, std::string& err) override {
-    if (write_.sync) return submit_and_wait({WriteOp::Kind::del, std::string(key), {}}, err);
-    // DELETE answers 404 for an absent key, so look first. The lock makes look-then-delete atomic
-    // against other deletes (two concurrent deletes of one key: one 200, one 404).
-    std::lock_guard lock(delete_mutex_);
-    const rocksdb::Slice k(key.data(), key.size());
-    std::string ignored;
-    auto s = db_->Get(rocksdb::ReadOptions(), k, &ignored);
-    if (s.IsNotFound()) return StoreStatus::not_found;
-    if (!s.ok()) {
-      err = s.ToString();
-      return StoreStatus::error;
-    }
-    s = db_->Delete(write_, k);
-    if (s.ok()) return StoreStatus::ok;
-    err = s.ToString();
-    return StoreStatus::error;
+  StoreStatus del(std::string_view key, bool tombstone, std::string& err) override {
+    WriteOp op{WriteOp::Kind::del, std::string(key), {}, tombstone};
+    if (write_.sync) return submit_and_wait(std::move(op), err);
+    // DELETE answers 404 for an absent key, so look first; the stripe makes look-then-delete atomic
+    // against other writes of the key (two concurrent deletes: one 200, one 404).
+    std::lock_guard lock(stripe(key));
+    return apply_one(op, err);
   }
 
-  std::uint64_t key_count() override {
-    std::uint64_t n = 0;
-    db_->GetIntProperty("rocksdb.estimate-num-keys", &n);
-    return n;
-  }
+  std::uint64_t key_count() override { return estimate(data_); }
+  std::uint64_t tombstone_count() override { return estimate(tombs_); }
 
   std::string_view engine() const noexcept override { return "rocksdb"; }
 
@@ -109,24 +118,223 @@ class RocksStore final : public Store {
     queue_cv_.notify_one();
   }
 
+  StoreStatus scan(std::span<const HashRange> ranges, std::string_view after, std::size_t limit, std::size_t max_bytes,
+                   ScanBatch& out, std::string& err) override {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), data_));
+    for (const auto& r : ranges) {
+      if (!after.empty() && read_be64(after) >= r.lo) {
+        it->Seek(slice(after));
+        if (it->Valid() && it->key() == slice(after)) it->Next();
+      } else {
+        it->Seek(be64_key(r.lo));
+      }
+      for (; it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
+        if (out.count == limit || (out.count > 0 && out.records.size() >= max_bytes)) return StoreStatus::ok;
+        append_record(out.records, view(it->key()), view(it->value()));
+        out.last_key.assign(it->key().data(), it->key().size());
+        ++out.count;
+      }
+      if (!it->status().ok()) {
+        err = it->status().ToString();
+        return StoreStatus::error;
+      }
+    }
+    out.done = true;
+    return StoreStatus::ok;
+  }
+
+  StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string& err) override {
+    n = 0;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), data_));
+    for (const auto& r : ranges) {
+      for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) ++n;
+      if (!it->status().ok()) {
+        err = it->status().ToString();
+        return StoreStatus::error;
+      }
+    }
+    return StoreStatus::ok;
+  }
+
+  StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::string& err) override {
+    written = 0;
+    if (write_.sync) {
+      // Through the committer, the only writer: each check-then-put is atomic, and the whole batch
+      // usually shares one fsync.
+      std::vector<WriteOp> ops;
+      ops.reserve(records.size());
+      for (const auto& r : records) ops.push_back({WriteOp::Kind::put_if_absent, std::string(r.key), std::string(r.value)});
+      std::vector<WriteResult> results;
+      submit_all_and_wait(std::move(ops), results);
+      for (auto& r : results) {
+        if (r.status == StoreStatus::error) {
+          err = std::move(r.err);
+          return StoreStatus::error;
+        }
+        if (r.status == StoreStatus::ok) ++written;
+      }
+      return StoreStatus::ok;
+    }
+    for (const auto& r : records) {
+      WriteOp op{WriteOp::Kind::put_if_absent, std::string(r.key), std::string(r.value)};
+      std::lock_guard lock(stripe(r.key));
+      const auto s = apply_one(op, err);
+      if (s == StoreStatus::error) return s;
+      if (s == StoreStatus::ok) ++written;
+    }
+    return StoreStatus::ok;
+  }
+
+  StoreStatus drop(std::span<const HashRange> ranges, bool data, bool tombstones, std::string& err) override {
+    // Point deletes of the keys found, not DeleteRange: a rebalance drops tens of thousands of
+    // small ranges, and as many range tombstones would slow every later read.
+    rocksdb::WriteBatch wb;
+    auto flush = [&]() {
+      const auto s = wb.Count() ? db_->Write(write_, &wb) : rocksdb::Status::OK();
+      wb.Clear();
+      if (!s.ok()) err = s.ToString();
+      return s.ok();
+    };
+    for (auto* cf : {data ? data_ : nullptr, tombstones ? tombs_ : nullptr}) {
+      if (!cf) continue;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
+      for (const auto& r : ranges) {
+        for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
+          wb.Delete(cf, it->key());
+          if (wb.Count() >= 1024 && !flush()) return StoreStatus::error;
+        }
+        if (!it->status().ok()) {
+          err = it->status().ToString();
+          return StoreStatus::error;
+        }
+      }
+    }
+    return flush() ? StoreStatus::ok : StoreStatus::error;
+  }
+
  private:
   struct Pending {
     WriteOp op;
     std::function<void(WriteResult)> done;
   };
 
-  StoreStatus submit_and_wait(WriteOp op, std::string& err) {
-    std::promise<WriteResult> promise;
-    auto future = promise.get_future();
-    submit(std::move(op), [&promise](WriteResult r) { promise.set_value(std::move(r)); });
-    WriteResult r = future.get();
+  static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+  static std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+  std::uint64_t estimate(rocksdb::ColumnFamilyHandle* cf) {
+    std::uint64_t n = 0;
+    db_->GetIntProperty(cf, "rocksdb.estimate-num-keys", &n);
+    return n;
+  }
+
+  // Stored keys begin with their ring hash: its last byte spreads keys evenly over the stripes.
+  std::mutex& stripe(std::string_view key) { return stripes_[static_cast<unsigned char>(key[kStorageKeyPrefix - 1]) % kStripes]; }
+
+  StoreStatus apply_one(const WriteOp& op, std::string& err) {
+    WriteResult r;
+    const WriteOp* ops[] = {&op};
+    apply(ops, &r);
     err = std::move(r.err);
     return r.status;
   }
 
-  // The only writer in sync mode, so a delete's existence check cannot race another write.
+  // Applies `ops` in order as one WriteBatch (one write, one fsync with sync), each op seeing the
+  // ops before it. The caller makes this atomic against other writers of the same keys.
+  void apply(std::span<const WriteOp* const> ops, WriteResult* results) {
+    rocksdb::WriteBatch wb;
+    std::unordered_map<std::string_view, bool> exists;  // value present, after the earlier ops
+    std::unordered_set<std::string_view> tombstoned;     // tombstone written by an earlier op
+    auto lookup = [&](rocksdb::ColumnFamilyHandle* cf, std::string_view key, bool& present) {
+      std::string ignored;
+      const auto s = db_->Get(rocksdb::ReadOptions(), cf, slice(key), &ignored);
+      present = s.ok();
+      return s.ok() || s.IsNotFound() ? rocksdb::Status::OK() : s;
+    };
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const WriteOp& op = *ops[i];
+      const rocksdb::Slice k = slice(op.key);
+      if (op.kind == WriteOp::Kind::put) {
+        wb.Put(data_, k, slice(op.value));
+        exists[op.key] = true;
+        continue;
+      }
+      bool present = false;
+      if (auto it = exists.find(op.key); it != exists.end()) {
+        present = it->second;
+      } else if (auto s = lookup(data_, op.key, present); !s.ok()) {
+        results[i] = {StoreStatus::error, s.ToString()};
+        continue;
+      }
+      if (op.kind == WriteOp::Kind::del) {
+        if (op.tombstone) {
+          wb.Put(tombs_, k, rocksdb::Slice());
+          tombstoned.insert(op.key);
+        }
+        if (!present) {
+          results[i].status = StoreStatus::not_found;
+          continue;
+        }
+        wb.Delete(data_, k);
+        exists[op.key] = false;
+        continue;
+      }
+      // put_if_absent
+      bool tomb = tombstoned.count(op.key) > 0;
+      if (!present && !tomb) {
+        if (auto s = lookup(tombs_, op.key, tomb); !s.ok()) {
+          results[i] = {StoreStatus::error, s.ToString()};
+          continue;
+        }
+      }
+      if (present || tomb) {
+        results[i].status = StoreStatus::not_found;  // skipped: a newer write or a delete won
+        continue;
+      }
+      wb.Put(data_, k, slice(op.value));
+      exists[op.key] = true;
+    }
+    const auto s = wb.Count() ? db_->Write(write_, &wb) : rocksdb::Status::OK();
+    if (!s.ok())
+      for (std::size_t i = 0; i < ops.size(); ++i)
+        if (results[i].status != StoreStatus::error) results[i] = {StoreStatus::error, s.ToString()};
+  }
+
+  StoreStatus submit_and_wait(WriteOp op, std::string& err) {
+    std::vector<WriteOp> ops;
+    ops.push_back(std::move(op));
+    std::vector<WriteResult> results;
+    submit_all_and_wait(std::move(ops), results);
+    err = std::move(results[0].err);
+    return results[0].status;
+  }
+
+  // Queues every op at once (so they share a commit) and waits for all of them.
+  void submit_all_and_wait(std::vector<WriteOp> ops, std::vector<WriteResult>& results) {
+    results.assign(ops.size(), {});
+    if (ops.empty()) return;
+    std::mutex m;
+    std::condition_variable cv;
+    std::size_t remaining = ops.size();
+    {
+      std::lock_guard lock(queue_mutex_);
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        queue_.push_back({std::move(ops[i]), [&, i](WriteResult r) {
+                            std::lock_guard l(m);
+                            results[i] = std::move(r);
+                            if (--remaining == 0) cv.notify_one();
+                          }});
+      }
+    }
+    queue_cv_.notify_one();
+    std::unique_lock l(m);
+    cv.wait(l, [&] { return remaining == 0; });
+  }
+
+  // The only writer in sync mode, so a check-then-write cannot race another write.
   void commit_loop() {
     std::vector<Pending> batch;
+    std::vector<const WriteOp*> ops;
+    std::vector<WriteResult> results;
     for (;;) {
       {
         std::unique_lock lock(queue_mutex_);
@@ -134,51 +342,23 @@ class RocksStore final : public Store {
         if (queue_.empty()) return;  // stopping, and nothing left to commit
         batch.swap(queue_);
       }
-      rocksdb::WriteBatch wb;
-      std::vector<WriteResult> results(batch.size());
-      // Whether each key exists after the ops before it in this batch (a delete must see an earlier
-      // put of the same batch).
-      std::unordered_map<std::string_view, bool> exists;
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        const WriteOp& op = batch[i].op;
-        const rocksdb::Slice k(op.key);
-        if (op.kind == WriteOp::Kind::put) {
-          wb.Put(k, rocksdb::Slice(op.value));
-          exists[op.key] = true;
-          continue;
-        }
-        bool present;
-        if (auto it = exists.find(op.key); it != exists.end()) {
-          present = it->second;
-        } else {
-          std::string ignored;
-          const auto s = db_->Get(rocksdb::ReadOptions(), k, &ignored);
-          if (!s.ok() && !s.IsNotFound()) {
-            results[i] = {StoreStatus::error, s.ToString()};
-            continue;
-          }
-          present = s.ok();
-        }
-        if (!present) {
-          results[i].status = StoreStatus::not_found;
-          continue;
-        }
-        wb.Delete(k);
-        exists[op.key] = false;
-      }
-      const auto s = wb.Count() ? db_->Write(write_, &wb) : rocksdb::Status::OK();
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (!s.ok() && results[i].status == StoreStatus::ok) results[i] = {StoreStatus::error, s.ToString()};
-        batch[i].done(std::move(results[i]));
-      }
+      ops.clear();
+      for (const auto& p : batch) ops.push_back(&p.op);
+      results.assign(batch.size(), {});
+      apply(ops, results.data());
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
       batch.clear();
       commits_.fetch_add(1, std::memory_order_relaxed);
     }
   }
 
+  static constexpr std::size_t kStripes = 64;
+
   std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* data_ = nullptr;
+  rocksdb::ColumnFamilyHandle* tombs_ = nullptr;
   rocksdb::WriteOptions write_;
-  std::mutex delete_mutex_;
+  std::array<std::mutex, kStripes> stripes_;
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;

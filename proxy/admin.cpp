@@ -12,8 +12,14 @@
 #include <iostream>
 #include <sstream>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "json.hpp"
 #include "key.hpp"
+#include "rebalance_state.hpp"
 
 namespace kv::proxy {
 
@@ -65,7 +71,7 @@ void json_answer(Response& res, http::status status, std::string body) {
 }
 
 std::string ring_json(const Topology& t) {
-  std::string out = "{\"version\":" + std::to_string(t.version) + ",\"vnodes\":" + std::to_string(t.ring->vnodes()) +
+  std::string out = "{\"version\":" + std::to_string(t.version) + ",\"fingerprint\":\"" + t.fingerprint + "\"" + ",\"vnodes\":" + std::to_string(t.ring->vnodes()) +
                     ",\"points\":" + std::to_string(t.ring->point_count()) + ",\"nodes\":[";
   for (std::size_t i = 0; i < t.backends.size(); ++i) {
     const auto& b = *t.backends[i];
@@ -79,8 +85,10 @@ std::string ring_json(const Topology& t) {
 
 }  // namespace
 
-Admin::Admin(State& state, DataPath& data, asio::thread_pool& control, net::ReadLimits limits, std::string ring_path)
-    : state_(state), data_(data), control_(control), limits_(limits), ring_path_(std::move(ring_path)) {
+Admin::Admin(State& state, DataPath& data, asio::thread_pool& control, net::ReadLimits limits, std::string ring_path,
+             std::chrono::milliseconds drain_timeout)
+    : state_(state), data_(data), control_(control), limits_(limits), ring_path_(std::move(ring_path)),
+      drain_timeout_(drain_timeout) {
   limits_.body_limit = 16 << 20;  // a ring YAML for thousands of nodes
 }
 
@@ -90,6 +98,25 @@ net::SessionHandler Admin::handler() {
 
 asio::awaitable<ReloadResult> Admin::reload(std::string yaml, std::string source) {
   ReloadResult r;
+  auto refuse = [&](std::string why) {
+    r.detail = std::move(why);
+    state_.reloads_failed.fetch_add(1);
+    std::cerr << "kvproxy: reload refused, keeping version " << state_.version() << ": " << r.detail << std::endl;
+  };
+  if (const auto t = state_.topology(); t->migration) {
+    refuse("a rebalance to ring " + t->migration->fingerprint + " is in progress (phase " +
+           std::string(phase_name(t->migration->phase)) + "); finish or abort it first");
+    co_return r;
+  }
+  if (changing_) {
+    refuse("another ring change is being applied; retry");
+    co_return r;
+  }
+  changing_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{changing_};
   try {
     // Parse, validate, resolve and build off the event loop; only the swap happens here.
     std::function<std::shared_ptr<Topology>()> build = [this, yaml = std::move(yaml), source]() {
@@ -101,11 +128,195 @@ asio::awaitable<ReloadResult> Admin::reload(std::string yaml, std::string source
     state_.reloads_ok.fetch_add(1);
     std::cerr << "kvproxy: ring reloaded from " << source << ": version " << r.version << std::endl;
   } catch (const std::exception& e) {
-    r.detail = e.what();
-    state_.reloads_failed.fetch_add(1);
-    std::cerr << "kvproxy: reload refused, keeping version " << state_.version() << ": " << r.detail << std::endl;
+    refuse(e.what());
   }
   co_return r;
+}
+
+// ---- rebalance ----------------------------------------------------------------------------------
+
+namespace {
+
+AdminAnswer answer(unsigned status, std::string body) { return {status, std::move(body)}; }
+AdminAnswer refusal(unsigned status, std::string_view detail) { return {status, json_error(detail)}; }
+
+// The current topology with `migration` in place of its own (null: none).
+std::shared_ptr<Topology> with_migration(const Topology& t, std::shared_ptr<const Migration> migration) {
+  auto next = std::make_shared<Topology>(t);
+  next->migration = std::move(migration);
+  return next;
+}
+
+}  // namespace
+
+std::string Admin::migration_json() const {
+  const auto t = state_.topology();
+  std::string out = "{\"status\":\"success\",\"version\":" + std::to_string(t->version) +
+                    ",\"fingerprint\":\"" + t->fingerprint + "\",\"phase\":\"" +
+                    std::string(phase_name(t->migration ? t->migration->phase : Phase::none)) + "\"";
+  if (t->migration) out += ",\"to\":\"" + t->migration->fingerprint + "\",\"from\":\"" + t->migration->from + "\"";
+  return out + "}";
+}
+
+asio::awaitable<bool> Admin::publish_and_drain(std::shared_ptr<Topology> next, std::string& detail) {
+  const auto version = state_.publish(std::move(next));
+  data_.refresh_workers();
+  const auto deadline = Clock::now() + drain_timeout_;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    const auto in_use = state_.older_in_use();
+    if (in_use == 0) co_return true;
+    if (Clock::now() >= deadline) {
+      detail = "ring version " + std::to_string(version) + " is in use, but " + std::to_string(in_use) +
+               " requests still used an older one after " + std::to_string(drain_timeout_.count()) + " ms; retry";
+      co_return false;
+    }
+    timer.expires_after(std::chrono::milliseconds(2));
+    beast::error_code ec;
+    co_await timer.async_wait(use_ec(ec));
+    data_.refresh_workers();  // a worker may have taken a request meanwhile with the older ring
+  }
+}
+
+asio::awaitable<AdminAnswer> Admin::rebalance(std::string_view path, std::string_view target, bool post, std::string body) {
+  if (path == "/admin/migration") {
+    if (post) co_return refusal(405, "Method not allowed");
+    co_return answer(200, migration_json());
+  }
+  const std::string_view step = path.substr(std::string_view("/admin/migration/").size());
+  if (step != "begin" && step != "read-new" && step != "finish" && step != "abort") co_return refusal(404, "Not found");
+  if (!post) co_return refusal(405, "Method not allowed");
+  if (changing_) co_return refusal(409, "another ring change is being applied; retry");
+  changing_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{changing_};
+  AdminAnswer a = co_await rebalance_step(step, target, std::move(body));
+  std::cerr << "kvproxy: rebalance " << step << ": " << (a.status == 200 ? "ok" : "refused") << ": " << a.body << std::endl;
+  co_return a;
+}
+
+asio::awaitable<AdminAnswer> Admin::rebalance_step(std::string_view step, std::string_view target, std::string body) {
+  // The admin's own references to the ring in use must go before a drain: it waits for every
+  // reference to an older ring to be dropped. release() hands over the topology to publish.
+  auto t = state_.topology();
+  const auto* m = t->migration.get();
+  auto release = [&](std::shared_ptr<Topology> next) {
+    m = nullptr;
+    t.reset();
+    return next;
+  };
+  const std::string state_path = migration_state_path(ring_path_);
+  std::string detail;
+  // Saved before it is published: a restart must never come back in an earlier phase.
+  auto save = [&](const Migration& next) -> std::optional<AdminAnswer> {
+    try {
+      write_file_atomic(state_path, format_saved_migration(next));
+      return std::nullopt;
+    } catch (const std::exception& e) {
+      return refusal(500, std::string("cannot save the rebalance state: ") + e.what());
+    }
+  };
+  auto in_progress = [&] {
+    return "a rebalance to ring " + m->fingerprint + " is in progress (phase " + std::string(phase_name(m->phase)) + ")";
+  };
+
+  if (step == "abort") {
+    if (m) {
+      if (::unlink(state_path.c_str()) != 0 && errno != ENOENT)
+        co_return refusal(500, "cannot remove " + state_path + ": " + std::strerror(errno));
+      if (!co_await publish_and_drain(release(with_migration(*t, nullptr)), detail)) co_return refusal(503, detail);
+    }
+    co_return answer(200, migration_json());
+  }
+
+  const std::string_view to = query_value(target, "to");
+  if (step == "begin") {
+    const std::string_view from = query_value(target, "from");
+    if (from.size() != 16) co_return refusal(400, "from: expected the current ring's fingerprint (16 hex digits)");
+    std::shared_ptr<Migration> next;
+    try {
+      std::function<std::shared_ptr<Migration>()> build = [this, yaml = std::move(body)]() mutable {
+        auto config = parse_ring_config(yaml, "<admin body>");
+        return state_.prepare_migration(std::move(config), std::move(yaml), Phase::dual_write, "<admin body>");
+      };
+      next = co_await net::async_run(control_, std::move(build), asio::use_awaitable);
+    } catch (const std::exception& e) {
+      co_return refusal(400, e.what());
+    }
+    // (Nothing else changed the ring during the build: changing_ keeps reloads and steps out.)
+    if (m) {
+      if (m->fingerprint != next->fingerprint) co_return refusal(409, in_progress() + "; finish or abort it first");
+      // Begun already (an apply run again): wait for the drain once more and say where it stands.
+      if (!co_await publish_and_drain(release(with_migration(*t, t->migration)), detail)) co_return refusal(503, detail);
+      co_return answer(200, migration_json());
+    }
+    if (from != t->fingerprint)
+      co_return refusal(409, "this proxy's ring is " + t->fingerprint + ", not " + std::string(from));
+    if (next->fingerprint == t->fingerprint) co_return refusal(409, "the new ring is the ring in use: nothing to move");
+    if (auto failed = save(*next)) co_return *failed;
+    if (!co_await publish_and_drain(release(with_migration(*t, std::move(next))), detail)) co_return refusal(503, detail);
+    co_return answer(200, migration_json());
+  }
+
+  if (step == "read-new") {
+    if (!m) co_return refusal(409, "no rebalance is in progress");
+    if (m->fingerprint != to) co_return refusal(409, in_progress() + ", not to " + std::string(to));
+    auto next = std::make_shared<Migration>(*m);
+    next->phase = Phase::read_new;
+    if (auto failed = save(*next)) co_return *failed;
+    if (!co_await publish_and_drain(release(with_migration(*t, std::move(next))), detail)) co_return refusal(503, detail);
+    co_return answer(200, migration_json());
+  }
+
+  // finish: the new ring becomes the ring, saved as the ring file (the old one kept as .prev).
+  if (!m) {
+    if (t->fingerprint == to) {  // finished already (an apply run again)
+      if (!co_await publish_and_drain(release(with_migration(*t, nullptr)), detail)) co_return refusal(503, detail);
+      co_return answer(200, migration_json());
+    }
+    co_return refusal(409, "no rebalance is in progress and the ring is " + t->fingerprint + ", not " + std::string(to));
+  }
+  if (m->fingerprint != to) co_return refusal(409, in_progress() + ", not to " + std::string(to));
+  if (m->phase != Phase::read_new) co_return refusal(409, in_progress() + ": read-new comes before finish");
+  try {
+    if (auto old = read_file_if_exists(ring_path_)) write_file_atomic(ring_path_ + ".prev", *old);
+    write_file_atomic(ring_path_, m->yaml);
+  } catch (const std::exception& e) {
+    co_return refusal(500, std::string("cannot save the new ring: ") + e.what());
+  }
+  ::unlink(state_path.c_str());
+  auto next = std::make_shared<Topology>();
+  next->config = m->config;
+  next->fingerprint = m->fingerprint;
+  next->ring = m->ring;
+  next->backends = m->backends;
+  next->ownership = m->ring->ownership();
+  if (!co_await publish_and_drain(release(std::move(next)), detail)) co_return refusal(503, detail);
+  co_return answer(200, migration_json());
+}
+
+void Admin::restore_migration() {
+  const std::string path = migration_state_path(ring_path_);
+  std::optional<std::string> text;
+  try {
+    text = read_file_if_exists(path);
+  } catch (const std::exception& e) {
+    throw ConfigError(e.what());
+  }
+  if (!text) return;
+  const SavedMigration saved = parse_saved_migration(*text, path);
+  const auto t = state_.topology();
+  if (saved.from != t->fingerprint)
+    throw ConfigError(path + ": from: the rebalance began from ring " + saved.from + ", but " + ring_path_ + " is ring " +
+                      t->fingerprint + " (finish it by hand: see README, Add a node)");
+  auto m = state_.prepare_migration(parse_ring_config(saved.yaml, path), saved.yaml, saved.phase, path);
+  if (m->fingerprint != saved.to)
+    throw ConfigError(path + ": to: the header says ring " + saved.to + ", the text is ring " + m->fingerprint);
+  state_.publish(with_migration(*t, std::move(m)));
+  std::cerr << "kvproxy: resuming the rebalance saved in " << path << ": phase " << phase_name(saved.phase) << ", to ring "
+            << saved.to << std::endl;
 }
 
 void Admin::reload_from_file(asio::io_context& ioc) {
@@ -258,6 +469,11 @@ asio::awaitable<void> Admin::session(net::Worker& worker, tcp::socket socket) {
       }
     } else if (path == "/health") {
       if (allow(http::verb::get, "GET")) json_answer(res, http::status::ok, R"({"status":"ok"})");
+    } else if (path == "/admin/migration" || path.starts_with("/admin/migration/")) {
+      const std::string_view target(req.target().data(), req.target().size());
+      const AdminAnswer a = co_await rebalance(path, target, req.method() == http::verb::post, std::move(req.body()));
+      json_answer(res, static_cast<http::status>(a.status), a.body);
+      if (a.status == 405) res.set(http::field::allow, path == "/admin/migration" ? "GET" : "POST");
     } else if (path == "/admin/ring") {
       if (req.method() == http::verb::get) {
         json_answer(res, http::status::ok, ring_json(*state_.topology()));

@@ -20,9 +20,21 @@ struct ReloadResult {
   std::string detail;  // the refusal's exact message
 };
 
+// A JSON answer from an admin operation.
+struct AdminAnswer {
+  unsigned status = 200;
+  std::string body;
+};
+
 class Admin {
  public:
-  Admin(State& state, DataPath& data, net::asio::thread_pool& control, net::ReadLimits limits, std::string ring_path);
+  // `drain_timeout`: how long a ring change waits for requests still using the previous ring.
+  Admin(State& state, DataPath& data, net::asio::thread_pool& control, net::ReadLimits limits, std::string ring_path,
+        std::chrono::milliseconds drain_timeout);
+
+  // At start, after the ring is published: takes up a rebalance that an earlier run saved next to
+  // the ring file, in its phase. Throws ConfigError when the saved state does not fit the ring.
+  void restore_migration();
 
   net::SessionHandler handler();
   // SIGHUP: re-reads the --ring file. Call on a worker thread; returns at once, logs the outcome.
@@ -33,6 +45,12 @@ class Admin {
 
  private:
   net::asio::awaitable<ReloadResult> reload(std::string yaml, std::string source);
+  // The rebalance endpoints, /admin/migration[/begin|/read-new|/finish|/abort]; see README.
+  net::asio::awaitable<AdminAnswer> rebalance(std::string_view path, std::string_view target, bool post, std::string body);
+  net::asio::awaitable<AdminAnswer> rebalance_step(std::string_view step, std::string_view target, std::string body);
+  // Publishes `next`, makes the workers take it up, and waits until no request uses an older ring.
+  net::asio::awaitable<bool> publish_and_drain(std::shared_ptr<Topology> next, std::string& detail);
+  std::string migration_json() const;
   net::asio::awaitable<void> session(net::Worker& worker, net::tcp::socket socket);
 
   State& state_;
@@ -40,6 +58,8 @@ class Admin {
   net::asio::thread_pool& control_;
   net::ReadLimits limits_;
   std::string ring_path_;
+  std::chrono::milliseconds drain_timeout_;
+  bool changing_ = false;  // a reload or rebalance step is being applied (admin runs on one thread)
 };
 
 }  // namespace kv::proxy

@@ -15,6 +15,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "hash.hpp"
 #include "json.hpp"
 #include "key.hpp"
 
@@ -109,6 +110,10 @@ void finish_response_head(std::string& out, unsigned version, std::size_t body_s
   out.append("\r\n");
 }
 
+// Asks a node to remember a delete during a rebalance (see node/api.cpp). Only the proxy sets it: a
+// client's copy is dropped.
+constexpr std::string_view kTombstoneField = "X-KV-Tombstone";
+
 struct UpstreamConnection {
   explicit UpstreamConnection(asio::io_context& ioc) : stream(ioc) {}
   beast::tcp_stream stream;
@@ -192,6 +197,10 @@ DataPath::DataPath(State& state, ProxyOptions options, net::Server& server, Acce
 
 DataPath::~DataPath() = default;
 
+void DataPath::refresh_workers() {
+  for (auto& w : workers_) asio::post(w->ioc, [this, ctx = w.get()] { ctx->current(state_); });
+}
+
 net::SessionHandler DataPath::handler() {
   return [this](net::Worker& w, tcp::socket s) { return session(w, std::move(s)); };
 }
@@ -201,9 +210,10 @@ namespace {
 // Sends the request in `x` to `backend` over a pooled connection (or a new one) and reads the
 // answer into x.response / x.response_body. A pooled connection that the node had already closed,
 // before any byte of an answer, is retried once on a fresh connection; nothing else is retried.
+// `extra_fields` ("Name: value\r\n" lines) are added to the request head.
 asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> pool_ptr, Backend& backend,
                                    State& state, const ProxyOptions& opt, Exchange& x, ProxyCounters& counters,
-                                   net::ConnectionScope& scope) {
+                                   net::ConnectionScope& scope, std::string_view extra_fields = {}) {
   Pool& pool = *pool_ptr;
   Forwarded f;
   auto& stats = backend.stats;
@@ -212,7 +222,8 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
   // The proxy answered any "Expect: 100-continue" itself and holds the whole body.
   x.head.clear();
   x.head.append(x.request.method_string()).append(" ").append(x.request.target()).append(" HTTP/1.1\r\n");
-  append_relayed_fields(x.request, x.head, http::field::expect);
+  append_relayed_fields(x.request, x.head, http::field::expect, kTombstoneField);
+  x.head.append(extra_fields);
   if (!x.request_body.empty() || x.request.method == http::verb::post || x.request.method == http::verb::put) {
     x.head.append("Content-Length: ");
     append_number(x.head, x.request_body.size());
@@ -391,41 +402,93 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
       // HAProxy would fall back to round robin here; a store must not scatter a key.
       local(key.error == KeyError::too_long ? 413 : 400, "application/json", json_error(key_error_detail(key.error)));
       counters_.local_4xx.fetch_add(1, std::memory_order_relaxed);
+    } else if (path.starts_with("/admin/")) {
+      // The nodes' rebalancing endpoints are not for clients.
+      local(404, "application/json", json_error("Not found"));
+      counters_.local_4xx.fetch_add(1, std::memory_order_relaxed);
     } else {
       const auto topology = ctx.current(state_);  // held for the whole request: a reload cannot pull it away
-      backend = topology->backends[topology->ring->owner_of_key(key.key)];
-      if (!backend->up.load(std::memory_order_relaxed)) {
-        // Never another node: its keys live on this one.
-        local(503, "application/json", json_error("Node " + backend->label() + " is down"));
-        backend->stats.error(ErrorClass::down);
-      } else {
-        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, x, counters_, scope);
-        switch (fwd.outcome) {
-          case Outcome::relayed: {
-            const unsigned code = x.response.status;
-            x.head.clear();
-            append_status_line(x.head, version, code, x.response.reason());
-            append_relayed_fields(x.response, x.head, http::field::unknown, "X-KV-Node");
-            x.head.append("X-KV-Node: ").append(backend->id).append("\r\n");
-            answer = code;
-            body = x.response_body;
-            backend->stats.response(code);
-            backend->stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done).count()));
-            break;
+      const std::uint64_t h = hash_key(key.key);
+      backend = topology->backends[topology->ring->owner_of_hash(h)];
+      // During a rebalance, a write to a key that changes owner goes first to `also`, then to
+      // `backend`, whose answer the client gets. The new owner gets deletes with a tombstone.
+      std::shared_ptr<Backend> also;
+      std::string_view also_fields, fields;
+      if (topology->migration) [[unlikely]] {
+        const Migration& m = *topology->migration;
+        const auto& next = m.backends[m.ring->owner_of_hash(h)];
+        if (next->id != backend->id) {
+          const bool read = x.request.method == http::verb::get || x.request.method == http::verb::head;
+          const bool del = x.request.method == http::verb::delete_;
+          static constexpr std::string_view kTombstone = "X-KV-Tombstone: 1\r\n";
+          if (m.phase == Phase::read_new) {
+            if (!read) also = backend;
+            backend = next;
+            if (del) fields = kTombstone;
+          } else {
+            if (!read) also = next;
+            if (del) also_fields = kTombstone;
           }
+          counters_.rebalance_routed.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      auto node_error = [&](Backend& b, const Forwarded& f) {
+        switch (f.outcome) {
           case Outcome::connect_failed:
-            local(503, "application/json", json_error("Node " + backend->label() + " is unreachable: " + fwd.detail));
-            backend->stats.error(ErrorClass::connect);
+            local(503, "application/json", json_error("Node " + b.label() + " is unreachable: " + f.detail));
+            b.stats.error(ErrorClass::connect);
             break;
           case Outcome::timeout:
-            local(504, "application/json", json_error("Node " + backend->label() + ": " + fwd.detail));
-            backend->stats.error(ErrorClass::timeout);
+            local(504, "application/json", json_error("Node " + b.label() + ": " + f.detail));
+            b.stats.error(ErrorClass::timeout);
             break;
-          case Outcome::bad_response:
-            local(502, "application/json", json_error("Node " + backend->label() + ": " + fwd.detail));
-            backend->stats.error(ErrorClass::bad_response);
+          default:
+            local(502, "application/json", json_error("Node " + b.label() + ": " + f.detail));
+            b.stats.error(ErrorClass::bad_response);
             break;
         }
+      };
+      auto relay = [&](Backend& b) {
+        const unsigned code = x.response.status;
+        x.head.clear();
+        append_status_line(x.head, version, code, x.response.reason());
+        append_relayed_fields(x.response, x.head, http::field::unknown, "X-KV-Node");
+        x.head.append("X-KV-Node: ").append(b.id).append("\r\n");
+        answer = code;
+        body = x.response_body;
+        b.stats.response(code);
+        b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done).count()));
+      };
+      bool done = false;
+      for (Backend* b : {also.get(), backend.get()}) {
+        if (b && !b->up.load(std::memory_order_relaxed)) {
+          // Never another node: its keys live on this one.
+          local(503, "application/json", json_error("Node " + b->label() + " is down"));
+          b->stats.error(ErrorClass::down);
+          backend = b == also.get() ? also : backend;
+          done = true;
+          break;
+        }
+      }
+      if (!done && also) {
+        fwd = co_await forward(ctx.ioc, ctx.pool(also), *also, state_, opt_, x, counters_, scope, also_fields);
+        const unsigned code = x.response.status;
+        const bool proceed = fwd.outcome == Outcome::relayed &&
+                             (code / 100 == 2 || (code == 404 && x.request.method == http::verb::delete_));
+        if (!proceed) {
+          // The first owner refused or failed: the client gets that, and the write goes no further.
+          if (fwd.outcome == Outcome::relayed) relay(*also);
+          else node_error(*also, fwd);
+          backend = also;
+          done = true;
+        } else {
+          also->stats.response(code);
+        }
+      }
+      if (!done) {
+        fwd = co_await forward(ctx.ioc, ctx.pool(backend), *backend, state_, opt_, x, counters_, scope, fields);
+        if (fwd.outcome == Outcome::relayed) relay(*backend);
+        else node_error(*backend, fwd);
       }
     }
 
@@ -470,6 +533,11 @@ std::string DataPath::render_metrics() const {
   sample(out, "kvproxy_reloads_total", "result=\"ok\"", state_.reloads_ok.load());
   sample(out, "kvproxy_reloads_total", "result=\"refused\"", state_.reloads_failed.load());
 
+  header(out, "kvproxy_rebalance_phase", "Rebalance in progress: 0 none, 1 dual_write, 2 read_new.", "gauge");
+  sample(out, "kvproxy_rebalance_phase", "",
+         std::uint64_t{topology->migration ? static_cast<std::uint8_t>(topology->migration->phase) : 0u});
+  header(out, "kvproxy_rebalance_routed_total", "Requests for keys changing owner during a rebalance.", "counter");
+  sample(out, "kvproxy_rebalance_routed_total", "", counters_.rebalance_routed.load());
   header(out, "kvproxy_node_up", "1 when the node is up, 0 when down.", "gauge");
   for (const auto& b : topology->backends)
     sample(out, "kvproxy_node_up", "node=\"" + b->id + "\"", std::uint64_t{b->up.load() ? 1u : 0u});

@@ -29,6 +29,7 @@ struct ProxyOptions {
 struct ProxyCounters {
   std::atomic<std::uint64_t> local_2xx{0}, local_4xx{0};
   std::atomic<std::uint64_t> retries{0};
+  std::atomic<std::uint64_t> rebalance_routed{0};  // requests for keys changing owner in a rebalance
   std::atomic<std::int64_t> client_open{0};
   std::atomic<std::uint64_t> client_total{0};
 };
@@ -44,6 +45,9 @@ class DataPath {
   // Prometheus text for the proxy (also served on the admin listener).
   std::string render_metrics() const;
   const ProxyCounters& counters() const noexcept { return counters_; }
+  // Makes every worker take up the current topology now (not at its next request), so that the
+  // previous one is released once its requests in flight finish. Thread-safe.
+  void refresh_workers();
 
  private:
   struct WorkerContext;

@@ -128,7 +128,16 @@ int main(int argc, char** argv) {
   boost::asio::thread_pool control(1);  // ring builds for reloads, off the event loops
   kv::proxy::DataPath data(state, opt, server, log.get());
   kv::net::ReadLimits admin_limits;
-  kv::proxy::Admin admin_api(state, data, control, admin_limits, ring_path);
+  // A ring change waits this long for requests that still use the previous ring: a write during a
+  // rebalance may go to two nodes, each within connect + response time.
+  const auto drain_timeout = 2 * (opt.connect_timeout + opt.response_timeout) + std::chrono::milliseconds(1000);
+  kv::proxy::Admin admin_api(state, data, control, admin_limits, ring_path, drain_timeout);
+  try {
+    admin_api.restore_migration();
+  } catch (const kv::ConfigError& e) {
+    std::cerr << "kvproxy: " << e.what() << std::endl;
+    return 2;
+  }
   server.on_signal(SIGHUP, [&admin_api, &ioc0] { admin_api.reload_from_file(ioc0); });
 
   std::uint16_t port = 0, admin_port = 0;

@@ -4,9 +4,12 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <unordered_set>
+
+#include "ring_change.hpp"
 
 namespace kv::proxy {
 
@@ -53,54 +56,120 @@ std::string resolve(const HostPort& a, std::string_view source, std::size_t inde
 
 }  // namespace
 
+std::string_view phase_name(Phase p) noexcept {
+  switch (p) {
+    case Phase::dual_write: return "dual_write";
+    case Phase::read_new: return "read_new";
+    default: return "none";
+  }
+}
+
+std::optional<Phase> parse_phase(std::string_view s) noexcept {
+  if (s == "none") return Phase::none;
+  if (s == "dual_write") return Phase::dual_write;
+  if (s == "read_new") return Phase::read_new;
+  return std::nullopt;
+}
+
+std::shared_ptr<Backend> State::reusable(const std::string& id, const HostPort& address, std::uint32_t weight,
+                                         const std::string& resolved) const {
+  const auto current = topology();
+  if (!current) return nullptr;
+  auto match = [&](const std::vector<std::shared_ptr<Backend>>& list) -> std::shared_ptr<Backend> {
+    for (const auto& b : list)
+      if (b->id == id && b->address == address && b->weight == weight && b->resolved == resolved) return b;
+    return nullptr;
+  };
+  if (auto b = match(current->backends)) return b;
+  if (current->migration) return match(current->migration->backends);
+  return nullptr;
+}
+
+std::vector<std::shared_ptr<Backend>> State::backends_for(const Ring& ring, const RingConfig& config,
+                                                          std::string_view source) const {
+  std::vector<std::shared_ptr<Backend>> out;
+  for (const auto& node : ring.nodes()) {
+    std::size_t index = 0;  // position in the file, for messages
+    while (index < config.nodes.size() && config.nodes[index].id != node.id) ++index;
+    const std::string resolved = resolve(node.address, source, index);
+    auto b = reusable(node.id, node.address, node.weight, resolved);
+    if (!b) {
+      b = std::make_shared<Backend>(node.id, node.address, node.weight);
+      b->resolved = resolved;
+    }
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
 std::shared_ptr<Topology> State::prepare(RingConfig config, std::string_view source) const {
   validate_ring_config(config, source);
   auto t = std::make_shared<Topology>();
   t->ring = Ring::build(config);
-  const auto current = topology();
-  std::map<std::string, std::shared_ptr<Backend>> old;
-  if (current)
-    for (const auto& b : current->backends) old[b->id + "@" + b->address.str()] = b;
-
-  for (const auto& node : t->ring->nodes()) {
-    std::size_t index = 0;  // position in the file, for messages
-    while (index < config.nodes.size() && config.nodes[index].id != node.id) ++index;
-    const std::string resolved = resolve(node.address, source, index);
-    auto it = old.find(node.id + "@" + node.address.str());
-    std::shared_ptr<Backend> b;
-    if (it != old.end() && it->second->weight == node.weight && it->second->resolved == resolved) {
-      b = it->second;
-    } else {
-      b = std::make_shared<Backend>(node.id, node.address, node.weight);
-      b->resolved = resolved;
-    }
-    t->backends.push_back(std::move(b));
-  }
+  t->backends = backends_for(*t->ring, config, source);
   t->ownership = t->ring->ownership();
+  t->fingerprint = ring_fingerprint(config);
   t->config = std::move(config);
   return t;
+}
+
+std::shared_ptr<Migration> State::prepare_migration(RingConfig config, std::string yaml, Phase phase,
+                                                    std::string_view source) const {
+  validate_ring_config(config, source);
+  auto m = std::make_shared<Migration>();
+  m->phase = phase;
+  m->ring = Ring::build(config);
+  m->backends = backends_for(*m->ring, config, source);
+  m->fingerprint = ring_fingerprint(config);
+  m->from = topology()->fingerprint;
+  m->config = std::move(config);
+  m->yaml = std::move(yaml);
+  return m;
 }
 
 std::uint64_t State::publish(std::shared_ptr<Topology> next) {
   std::lock_guard lock(publish_mutex_);
   const auto current = topology();
   next->version = (current ? current->version : 0) + 1;
-  std::unordered_set<const Backend*> before, after;
-  if (current)
-    for (const auto& b : current->backends) before.insert(b.get());
-  for (const auto& b : next->backends) after.insert(b.get());
+  auto all = [](const Topology& t) {
+    std::unordered_set<const Backend*> set;
+    for (const auto& b : t.backends) set.insert(b.get());
+    if (t.migration)
+      for (const auto& b : t.migration->backends) set.insert(b.get());
+    return set;
+  };
+  const auto before = current ? all(*current) : std::unordered_set<const Backend*>{};
+  const auto after = all(*next);
   std::vector<std::shared_ptr<Backend>> added;
-  for (const auto& b : next->backends)
-    if (!before.count(b.get())) added.push_back(b);
-  if (current)
-    for (const auto& b : current->backends)
-      if (!after.count(b.get())) b->retired.store(true);
+  auto collect_added = [&](const std::vector<std::shared_ptr<Backend>>& list) {
+    for (const auto& b : list)
+      if (!before.count(b.get()) && std::find(added.begin(), added.end(), b) == added.end()) added.push_back(b);
+  };
+  collect_added(next->backends);
+  if (next->migration) collect_added(next->migration->backends);
+  if (current) {
+    auto retire = [&](const std::vector<std::shared_ptr<Backend>>& list) {
+      for (const auto& b : list)
+        if (!after.count(b.get())) b->retired.store(true);
+    };
+    retire(current->backends);
+    if (current->migration) retire(current->migration->backends);
+    retired_.push_back(current);
+  }
   const auto version = next->version;
   topology_.store(std::move(next), std::memory_order_release);
   version_.store(version, std::memory_order_release);
   if (on_new_backend)
     for (auto& b : added) on_new_backend(b);
   return version;
+}
+
+std::size_t State::older_in_use() {
+  std::lock_guard lock(publish_mutex_);
+  std::erase_if(retired_, [](const auto& w) { return w.expired(); });
+  std::size_t n = 0;
+  for (const auto& w : retired_) n += static_cast<std::size_t>(w.use_count());
+  return n;
 }
 
 bool State::check_result(Backend& b, bool ok, const std::string& what) {

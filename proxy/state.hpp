@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,12 +64,31 @@ struct Backend {
   std::string label() const { return id + " (" + address.str() + ")"; }
 };
 
+// A rebalance in progress (ring-rebalance apply): the proxy holds the ring being moved to as well.
+// For keys whose owner differs between the rings, writes go to both owners (the new one first) and
+// reads to the old owner (dual_write) or to the new one (read_new). Other keys are not affected.
+enum class Phase : std::uint8_t { none, dual_write, read_new };
+std::string_view phase_name(Phase p) noexcept;
+std::optional<Phase> parse_phase(std::string_view s) noexcept;
+
+struct Migration {
+  Phase phase = Phase::dual_write;
+  RingConfig config;
+  std::string yaml;         // the new ring's text, as given (persisted, and saved as the ring on finish)
+  std::string fingerprint;  // of the new ring
+  std::string from;         // fingerprint of the ring the migration began from
+  std::shared_ptr<const Ring> ring;
+  std::vector<std::shared_ptr<Backend>> backends;  // index = new ring node index
+};
+
 struct Topology {
   std::uint64_t version = 0;
   RingConfig config;
+  std::string fingerprint;  // ring_fingerprint(config)
   std::shared_ptr<const Ring> ring;
   std::vector<std::shared_ptr<Backend>> backends;  // index = ring node index
   std::vector<double> ownership;                   // index = ring node index
+  std::shared_ptr<const Migration> migration;      // null: no rebalance in progress
 };
 
 struct HealthSettings {
@@ -90,8 +110,17 @@ class State {
   // whose id and address are unchanged are carried over, with their health and statistics.
   // Throws ConfigError when an address does not resolve.
   std::shared_ptr<Topology> prepare(RingConfig config, std::string_view source) const;
-  // Publishes a prepared topology; backends no longer in it are retired. Returns the new version.
+  // Builds the migration to `config` (text `yaml`) from the ring in use, in `phase`, without
+  // publishing it. Backends are shared with the current topology where id and address match.
+  std::shared_ptr<Migration> prepare_migration(RingConfig config, std::string yaml, Phase phase,
+                                               std::string_view source) const;
+  // Publishes a prepared topology; backends no longer in it (nor in its migration) are retired.
+  // Returns the new version.
   std::uint64_t publish(std::shared_ptr<Topology> next);
+  // Requests still using a topology older than the current one (each holds it while its request is
+  // forwarded). 0 once every request that began before the last publish has finished; workers must
+  // have been refreshed (DataPath::refresh_workers) for their idle references to go.
+  std::size_t older_in_use();
 
   // Health transitions. Return true when the state changed (and log it).
   bool check_result(Backend& b, bool ok, const std::string& what);
@@ -106,7 +135,14 @@ class State {
 
  private:
   HealthSettings health_;
+  // Backends of the current topology and its migration, by "id@address", for reuse on prepare.
+  std::shared_ptr<Backend> reusable(const std::string& id, const HostPort& address, std::uint32_t weight,
+                                    const std::string& resolved) const;
+  std::vector<std::shared_ptr<Backend>> backends_for(const Ring& ring, const RingConfig& config,
+                                                     std::string_view source) const;
+
   mutable std::mutex publish_mutex_;
+  std::vector<std::weak_ptr<const Topology>> retired_;  // published before the current one
   std::atomic<std::shared_ptr<const Topology>> topology_;
   std::atomic<std::uint64_t> version_{0};
 };

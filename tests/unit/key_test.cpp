@@ -68,3 +68,12 @@ TEST_CASE("storage keys sort in ring order", "[key]") {
   CHECK(kv::user_key(a) == "k");
   CHECK(kv::read_be64(kv::storage_key("hello")) == kv::hash_key("hello"));
 }
+
+TEST_CASE("query_value returns the raw value of the first parameter with that name", "[key]") {
+  CHECK(kv::query_value("/admin/scan?limit=10&after=00ff", "after") == "00ff");
+  CHECK(kv::query_value("/admin/scan?limit=10&limit=20", "limit") == "10");
+  CHECK(kv::query_value("/admin/scan?limits=10", "limit").empty());
+  CHECK(kv::query_value("/admin/scan", "limit").empty());
+  CHECK(kv::query_value("/x?a=1#frag", "a") == "1");
+  CHECK(kv::query_value("/x?flag&a=%41", "a") == "%41");
+}

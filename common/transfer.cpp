@@ -1,0 +1,148 @@
+#include "transfer.hpp"
+
+#include "storage_key.hpp"
+
+namespace kv {
+
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+void append_be32(std::string& out, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+std::uint32_t read_be32(std::string_view in) {
+  std::uint32_t v = 0;
+  for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+  return v;
+}
+
+}  // namespace
+
+std::string hex64(std::uint64_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<std::size_t>(i)] = kDigits[v & 0xf];
+  return out;
+}
+
+bool parse_hex64(std::string_view s, std::uint64_t& out) {
+  if (s.size() != 16) return false;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    const int d = hex_digit(c);
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<std::uint64_t>(d);
+  }
+  out = v;
+  return true;
+}
+
+std::string hex_bytes(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 0xf]);
+  }
+  return out;
+}
+
+bool parse_hex_bytes(std::string_view hex, std::string& out) {
+  if (hex.size() % 2) return false;
+  out.clear();
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int a = hex_digit(hex[i]), b = hex_digit(hex[i + 1]);
+    if (a < 0 || b < 0) return false;
+    out.push_back(static_cast<char>(a * 16 + b));
+  }
+  return true;
+}
+
+void append_range(std::string& out, const HashRange& r) {
+  out.append(hex64(r.lo)).append(" ").append(hex64(r.hi)).append("\n");
+}
+
+bool parse_ranges(std::string_view body, std::vector<HashRange>& out, std::string& error) {
+  out.clear();
+  std::size_t line_no = 0;
+  while (!body.empty()) {
+    ++line_no;
+    const auto nl = body.find('\n');
+    std::string_view line = body.substr(0, nl);
+    body.remove_prefix(nl == std::string_view::npos ? body.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    const std::string where = "ranges: line " + std::to_string(line_no) + ": ";
+    HashRange r;
+    if (line.size() != 33 || line[16] != ' ' || !parse_hex64(line.substr(0, 16), r.lo) ||
+        !parse_hex64(line.substr(17), r.hi)) {
+      error = where + "expected \"LO HI\" as two 16-digit hex numbers";
+      return false;
+    }
+    if (r.lo > r.hi) {
+      error = where + "LO is above HI";
+      return false;
+    }
+    if (!out.empty() && r.lo <= out.back().hi) {
+      error = where + "ranges must ascend without overlapping";
+      return false;
+    }
+    if (out.size() == kMaxRangesPerRequest) {
+      error = "ranges: more than " + std::to_string(kMaxRangesPerRequest) + " in one request";
+      return false;
+    }
+    out.push_back(r);
+  }
+  return true;
+}
+
+void append_record(std::string& out, std::string_view key, std::string_view value) {
+  append_be32(out, static_cast<std::uint32_t>(key.size()));
+  out.append(key);
+  append_be32(out, static_cast<std::uint32_t>(value.size()));
+  out.append(value);
+}
+
+bool parse_records(std::string_view body, std::vector<Record>& out, std::string& error) {
+  out.clear();
+  while (!body.empty()) {
+    const std::string where = "records: entry " + std::to_string(out.size() + 1) + ": ";
+    if (body.size() < 4) {
+      error = where + "truncated key length";
+      return false;
+    }
+    const std::uint32_t klen = read_be32(body);
+    body.remove_prefix(4);
+    if (klen < kStorageKeyPrefix || body.size() < klen) {
+      error = where + (klen < kStorageKeyPrefix ? "key shorter than its 8-byte hash" : "truncated key");
+      return false;
+    }
+    Record r;
+    r.key = body.substr(0, klen);
+    body.remove_prefix(klen);
+    if (body.size() < 4) {
+      error = where + "truncated value length";
+      return false;
+    }
+    const std::uint32_t vlen = read_be32(body);
+    body.remove_prefix(4);
+    if (body.size() < vlen) {
+      error = where + "truncated value";
+      return false;
+    }
+    r.value = body.substr(0, vlen);
+    body.remove_prefix(vlen);
+    out.push_back(r);
+  }
+  return true;
+}
+
+}  // namespace kv

@@ -1,0 +1,43 @@
+// The wire formats between ring-rebalance and kvnode's admin endpoints (/admin/scan, /admin/ingest,
+// /admin/drop, /admin/count). Binary-safe: keys may hold any byte, values any UTF-8.
+//
+//   range list (request body of scan, drop, count): one range per line, "LO HI\n", each 16 lowercase
+//     or uppercase hex digits, LO <= HI, ranges ascending and not overlapping.
+//   records (scan's answer, ingest's body): per entry, 4-byte big-endian key length, the stored key
+//     (8-byte ring hash + user key), 4-byte big-endian value length, the value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ring_change.hpp"
+
+namespace kv {
+
+inline constexpr std::size_t kMaxRangesPerRequest = 65536;
+
+void append_range(std::string& out, const HashRange& r);
+// Returns false with `error` set ("line 3: LO > HI", ...) on any malformed, unordered or overlapping
+// range, or more than kMaxRangesPerRequest of them.
+bool parse_ranges(std::string_view body, std::vector<HashRange>& out, std::string& error);
+
+struct Record {
+  std::string_view key;    // stored key: 8-byte ring hash, then the user key
+  std::string_view value;
+};
+
+void append_record(std::string& out, std::string_view key, std::string_view value);
+// Views into `body`. Returns false with `error` set when a record is truncated or a key is shorter
+// than its 8-byte hash prefix.
+bool parse_records(std::string_view body, std::vector<Record>& out, std::string& error);
+
+// 16 lowercase hex digits / back. parse_hex64 accepts exactly 16 hex digits.
+std::string hex64(std::uint64_t v);
+bool parse_hex64(std::string_view s, std::uint64_t& out);
+// Any bytes as lowercase hex (a scan cursor is a stored key) / back.
+std::string hex_bytes(std::string_view bytes);
+bool parse_hex_bytes(std::string_view hex, std::string& out);
+
+}  // namespace kv

@@ -1,0 +1,97 @@
+#include "rebalance_state.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace kv::proxy {
+
+namespace {
+constexpr std::string_view kHeader = "# kvring rebalance in progress: ";
+}
+
+std::string migration_state_path(const std::string& ring_path) { return ring_path + ".migration"; }
+
+std::string format_saved_migration(const Migration& m) {
+  std::string out(kHeader);
+  out.append("phase=").append(phase_name(m.phase)).append(" from=").append(m.from).append(" to=").append(m.fingerprint);
+  out.append("\n").append(m.yaml);
+  return out;
+}
+
+SavedMigration parse_saved_migration(std::string_view text, std::string_view source) {
+  const auto nl = text.find('\n');
+  std::string_view header = text.substr(0, nl);
+  const std::string where = std::string(source) + ": line 1: ";
+  if (!header.starts_with(kHeader))
+    throw ConfigError(where + "expected \"" + std::string(kHeader) + "phase=... from=... to=...\"");
+  header.remove_prefix(kHeader.size());
+  SavedMigration saved;
+  bool have_phase = false;
+  while (!header.empty()) {
+    const auto sp = header.find(' ');
+    const std::string_view item = header.substr(0, sp);
+    header.remove_prefix(sp == std::string_view::npos ? header.size() : sp + 1);
+    const auto eq = item.find('=');
+    const std::string_view name = item.substr(0, eq), value = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+    if (name == "phase") {
+      const auto p = parse_phase(value);
+      if (!p || *p == Phase::none) throw ConfigError(where + "phase: expected dual_write or read_new, got '" + std::string(value) + "'");
+      saved.phase = *p;
+      have_phase = true;
+    } else if (name == "from") {
+      saved.from = value;
+    } else if (name == "to") {
+      saved.to = value;
+    }
+  }
+  if (!have_phase || saved.from.size() != 16 || saved.to.size() != 16)
+    throw ConfigError(where + "expected phase=, from= and to= (16 hex digits each)");
+  saved.yaml = nl == std::string_view::npos ? "" : std::string(text.substr(nl + 1));
+  return saved;
+}
+
+void write_file_atomic(const std::string& path, std::string_view text) {
+  const std::string tmp = path + ".tmp";
+  auto fail = [&](const std::string& what) {
+    const std::string reason = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + what + ": " + reason);
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("open " + tmp);
+  std::size_t off = 0;
+  while (off < text.size()) {
+    const auto n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      fail("write");
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    fail("fsync");
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
+}
+
+std::optional<std::string> read_file_if_exists(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace kv::proxy

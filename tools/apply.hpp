@@ -1,0 +1,36 @@
+// ring-rebalance apply: moves the data of every range whose owner changes from OLD to NEW while the
+// cluster serves, then switches every listed proxy to NEW and removes the moved data from the old
+// owners. Safe to run again after an interruption: it reads where the proxies stand and goes on.
+//
+//   1. the proxies hold both rings (dual_write): writes of moving keys reach both owners, reads the old
+//   2. each moving range is copied old -> new owner with put-if-absent (tombstones keep deletes)
+//   3. reads of moving keys flip to the new owner (read_new); writes still reach both
+//   4. the proxies drop the old ring (finish), each saving NEW as its ring file
+//   5. the old owners delete the moved ranges; the new owners forget their tombstones
+// Each proxy step is acknowledged by every proxy, after its requests on the older ring finished,
+// before the next step begins.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+namespace kv::tools {
+
+struct ApplyOptions {
+  std::string from_path, to_path;
+  std::vector<HostPort> proxies;
+  std::size_t batch_keys = 1000;
+  std::size_t batch_bytes = 1 << 20;
+  double max_rate = 0;  // keys per second while copying; 0: as fast as it goes
+  std::chrono::milliseconds timeout{30'000};
+  bool json = false;      // a JSON summary on stdout
+  bool progress_bar = false;  // a redrawn bar on stderr (a terminal) instead of lines
+};
+
+// Exit code: 0 done, 1 failed (with the reason on stderr). Throws ConfigError for bad files.
+int apply(const ApplyOptions& options);
+
+}  // namespace kv::tools

@@ -1,0 +1,41 @@
+// A small blocking HTTP/1.1 client for ring-rebalance: one keep-alive connection to one server,
+// every exchange bounded by a timeout. A request on a kept-alive connection that the server had
+// closed is sent again once on a fresh one. Not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config.hpp"
+
+namespace kv::tools {
+
+struct HttpResponse {
+  unsigned status = 0;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string field(std::string_view name) const;  // "" when absent; names compared case-insensitively
+};
+
+class HttpClient {
+ public:
+  HttpClient(HostPort server, std::chrono::milliseconds timeout);
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Throws std::runtime_error("HOST:PORT: METHOD TARGET: reason") when no answer came.
+  HttpResponse request(std::string_view method, std::string_view target, std::string_view body = {},
+                       std::string_view content_type = "application/octet-stream");
+  const HostPort& server() const noexcept { return server_; }
+
+ private:
+  struct Impl;
+  HostPort server_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kv::tools
