@@ -228,4 +228,25 @@ RingConfig load_ring_config(const std::string& path) {
   return parse_ring_config(ss.str(), path);
 }
 
+std::string with_membership(std::string_view file_yaml, std::string_view membership_yaml, std::string_view source) {
+  YAML::Node file, membership;
+  try {
+    file = YAML::Load(std::string(file_yaml));
+    membership = YAML::Load(std::string(membership_yaml));
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(std::string(source) + ": " + e.what());
+  }
+  if (!file.IsMap() || !membership.IsMap()) throw ConfigError(std::string(source) + ": expected a mapping at the top");
+  YAML::Node out(YAML::NodeType::Map);
+  for (const char* key : {"vnodes", "nodes"})
+    if (membership[key]) out[key] = membership[key];
+  for (const auto& kv : file) {
+    const auto key = kv.first.as<std::string>();
+    if (key != "vnodes" && key != "nodes") out[key] = kv.second;
+  }
+  YAML::Emitter emitter;
+  emitter << out;
+  return std::string(emitter.c_str()) + "\n";
+}
+
 }  // namespace kv

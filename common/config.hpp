@@ -67,6 +67,12 @@ struct RingConfig {
 RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source);
 RingConfig load_ring_config(const std::string& path);
 
+// A ring file with its membership (vnodes, nodes) taken from `membership_yaml` and everything else
+// (the proxy: section) kept from `file_yaml`: what a proxy saves as its ring file after a rebalance,
+// so that each proxy keeps its own listen addresses and settings. Comments are not kept. Both texts
+// must parse; throws ConfigError otherwise.
+std::string with_membership(std::string_view file_yaml, std::string_view membership_yaml, std::string_view source);
+
 // The checks on an already-built struct (parse_ring_config calls it).
 void validate_ring_config(const RingConfig& config, std::string_view source);
 

@@ -20,6 +20,7 @@
 #include "json.hpp"
 #include "key.hpp"
 #include "rebalance_state.hpp"
+#include "ring_change.hpp"
 
 namespace kv::proxy {
 
@@ -77,7 +78,8 @@ std::string ring_json(const Topology& t) {
     const auto& b = *t.backends[i];
     if (i) out += ',';
     out += "{\"id\":" + json_quote(b.id) + ",\"address\":" + json_quote(b.address.str()) +
-           ",\"weight\":" + std::to_string(b.weight) + ",\"ownership\":" + fmt("%.6f", t.ownership[i]) +
+           ",\"weight\":" + std::to_string(t.ring->node(static_cast<std::uint32_t>(i)).weight) +
+           ",\"ownership\":" + fmt("%.6f", t.ownership[i]) +
            ",\"state\":\"" + (b.up.load() ? "UP" : "DOWN") + "\"}";
   }
   return out + "]}";
@@ -281,8 +283,16 @@ asio::awaitable<AdminAnswer> Admin::rebalance_step(std::string_view step, std::s
   if (m->fingerprint != to) co_return refusal(409, in_progress() + ", not to " + std::string(to));
   if (m->phase != Phase::read_new) co_return refusal(409, in_progress() + ": read-new comes before finish");
   try {
-    if (auto old = read_file_if_exists(ring_path_)) write_file_atomic(ring_path_ + ".prev", *old);
-    write_file_atomic(ring_path_, m->yaml);
+    // NEW's membership, this proxy's own settings (its proxy: section) kept.
+    std::string text = m->yaml;
+    if (auto old = read_file_if_exists(ring_path_)) {
+      text = "# saved by kvproxy on finishing a rebalance to ring " + m->fingerprint + "; the file before is " +
+             ring_path_ + ".prev\n" + with_membership(*old, m->yaml, ring_path_);
+      if (ring_fingerprint(parse_ring_config(text, ring_path_)) != m->fingerprint)
+        throw ConfigError(ring_path_ + ": the merged file is not ring " + m->fingerprint);
+      write_file_atomic(ring_path_ + ".prev", *old);
+    }
+    write_file_atomic(ring_path_, text);
   } catch (const std::exception& e) {
     co_return refusal(500, std::string("cannot save the new ring: ") + e.what());
   }
@@ -335,11 +345,18 @@ void Admin::reload_from_file(asio::io_context& ioc) {
 
 std::string Admin::stats_json() const {
   const auto t = state_.topology();
-  std::string out = "{\"version\":" + std::to_string(t->version) + ",\"uptime_seconds\":" +
+  std::string out = "{\"version\":" + std::to_string(t->version) + ",\"fingerprint\":\"" + t->fingerprint + "\"" +
+                    ",\"rebalance\":" +
+                    (t->migration ? "{\"phase\":\"" + std::string(phase_name(t->migration->phase)) + "\",\"to\":\"" +
+                                        t->migration->fingerprint + "\"}"
+                                  : std::string("null")) +
+                    ",\"uptime_seconds\":" +
                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - state_.started).count()) +
                     ",\"nodes\":[";
-  for (std::size_t i = 0; i < t->backends.size(); ++i) {
-    const auto& b = *t->backends[i];
+  const auto views = node_views(*t);
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    const auto& v = views[i];
+    const auto& b = *v.backend;
     const auto& s = b.stats;
     std::string last_check, since;
     {
@@ -350,8 +367,9 @@ std::string Admin::stats_json() const {
     if (i) out += ',';
     out += "{\"id\":" + json_quote(b.id) + ",\"address\":" + json_quote(b.address.str()) +
            ",\"state\":\"" + (b.up.load() ? "UP" : "DOWN") + "\",\"since\":\"" + since + "\"" +
-           ",\"weight\":" + std::to_string(b.weight) + ",\"ownership\":" + fmt("%.6f", t->ownership[i]) +
-           ",\"requests\":" + std::to_string(s.requests()) + ",\"responses\":{";
+           ",\"weight\":" + std::to_string(v.weight) + ",\"ownership\":" + fmt("%.6f", v.ownership) +
+           (v.next ? ",\"next_ownership\":" + fmt("%.6f", *v.next) : std::string()) +
+           (v.joining ? ",\"joining\":true" : "") + ",\"requests\":" + std::to_string(s.requests()) + ",\"responses\":{";
     for (int c = 0; c < 5; ++c)
       out += (c ? ",\"" : "\"") + std::to_string(c + 1) + "xx\":" + std::to_string(s.responses[c].load());
     out += "},\"errors\":{";
@@ -372,8 +390,8 @@ std::string Admin::stats_json() const {
 std::string Admin::stats_html() const {
   const auto t = state_.topology();
   std::string rows;
-  for (std::size_t i = 0; i < t->backends.size(); ++i) {
-    const auto& b = *t->backends[i];
+  for (const auto& v : node_views(*t)) {
+    const auto& b = *v.backend;
     const auto& s = b.stats;
     const bool up = b.up.load();
     std::string last_check, since;
@@ -386,9 +404,11 @@ std::string Admin::stats_html() const {
     for (const auto& e : s.errors) errors += e.load();
     rows += "<tr class=\"node " + std::string(up ? "up" : "down") + "\" data-node=\"" + html_escape(b.id) +
             "\" data-state=\"" + (up ? "UP" : "DOWN") + "\">";
-    rows += "<td class=\"id\">" + html_escape(b.id) + "</td><td>" + html_escape(b.address.str()) + "</td>";
+    rows += "<td class=\"id\">" + html_escape(b.id) + (v.joining ? " (joining)" : "") + "</td><td>" +
+            html_escape(b.address.str()) + "</td>";
     rows += "<td class=\"state\">" + std::string(up ? "UP" : "DOWN") + "</td><td>" + html_escape(since) + "</td>";
-    rows += "<td>" + std::to_string(b.weight) + "</td><td>" + fmt("%.2f%%", t->ownership[i] * 100) + "</td>";
+    rows += "<td>" + std::to_string(v.weight) + "</td><td>" + fmt("%.2f%%", v.ownership * 100) +
+            (v.next ? " &rarr; " + fmt("%.2f%%", *v.next * 100) : std::string()) + "</td>";
     rows += "<td>" + std::to_string(s.requests()) + "</td>";
     for (int c : {1, 3, 4}) rows += "<td>" + std::to_string(s.responses[c].load()) + "</td>";
     rows += "<td>" + std::to_string(errors) + "</td>";
@@ -415,7 +435,11 @@ tr.down td.state{background:#f2a6a6;font-weight:bold;text-align:center}
 tr.down{background:#fbe9e9}
 </style></head><body>
 <h1>kvproxy )" KVRING_VERSION R"(</h1>
-<p class="meta">ring version )" + std::to_string(t->version) + " &middot; " + std::to_string(t->backends.size()) +
+<p class="meta">ring version )" + std::to_string(t->version) + " (" + t->fingerprint + ")" +
+         (t->migration ? " &middot; <b>rebalancing to ring " + t->migration->fingerprint + ", phase " +
+                             std::string(phase_name(t->migration->phase)) + "</b>"
+                       : std::string()) +
+         " &middot; " + std::to_string(t->backends.size()) +
          " nodes &middot; " + std::to_string(t->ring->point_count()) + " ring points &middot; clients open " +
          std::to_string(std::max<std::int64_t>(0, c.client_open.load())) + " &middot; retries " +
          std::to_string(c.retries.load()) + R"( &middot; refreshes every 2 s &middot; <a href="/stats.json">json</a> &middot; <a href="/metrics">metrics</a></p>

@@ -538,35 +538,38 @@ std::string DataPath::render_metrics() const {
          std::uint64_t{topology->migration ? static_cast<std::uint8_t>(topology->migration->phase) : 0u});
   header(out, "kvproxy_rebalance_routed_total", "Requests for keys changing owner during a rebalance.", "counter");
   sample(out, "kvproxy_rebalance_routed_total", "", counters_.rebalance_routed.load());
+  // Every node of the ring in use and, during a rebalance, those joining with the new ring.
+  const auto views = node_views(*topology);
   header(out, "kvproxy_node_up", "1 when the node is up, 0 when down.", "gauge");
-  for (const auto& b : topology->backends)
-    sample(out, "kvproxy_node_up", "node=\"" + b->id + "\"", std::uint64_t{b->up.load() ? 1u : 0u});
+  for (const auto& v : views) sample(out, "kvproxy_node_up", "node=\"" + v.backend->id + "\"", std::uint64_t{v.backend->up.load() ? 1u : 0u});
   header(out, "kvproxy_node_ownership_ratio", "Share of the key space the node owns.", "gauge");
-  for (std::size_t i = 0; i < topology->backends.size(); ++i)
-    sample(out, "kvproxy_node_ownership_ratio", "node=\"" + topology->backends[i]->id + "\"", topology->ownership[i]);
+  for (const auto& v : views) sample(out, "kvproxy_node_ownership_ratio", "node=\"" + v.backend->id + "\"", v.ownership);
   header(out, "kvproxy_responses_total", "Answers relayed from nodes, by node and status class.", "counter");
-  for (const auto& b : topology->backends)
+  for (const auto& v : views)
     for (std::size_t c = 0; c < 5; ++c)
-      sample(out, "kvproxy_responses_total", "node=\"" + b->id + "\",code=\"" + std::to_string(c + 1) + "xx\"",
-             b->stats.responses[c].load());
+      sample(out, "kvproxy_responses_total", "node=\"" + v.backend->id + "\",code=\"" + std::to_string(c + 1) + "xx\"",
+             v.backend->stats.responses[c].load());
   header(out, "kvproxy_errors_total", "Answers the proxy made because of a node (502/503/504), by node and cause.",
          "counter");
-  for (const auto& b : topology->backends)
+  for (const auto& v : views)
     for (std::size_t c = 0; c < static_cast<std::size_t>(ErrorClass::count_); ++c)
       sample(out, "kvproxy_errors_total",
-             "node=\"" + b->id + "\",cause=\"" + std::string(error_class_name(static_cast<ErrorClass>(c))) + "\"",
-             b->stats.errors[c].load());
+             "node=\"" + v.backend->id + "\",cause=\"" + std::string(error_class_name(static_cast<ErrorClass>(c))) + "\"",
+             v.backend->stats.errors[c].load());
   header(out, "kvproxy_request_duration_seconds", "Request read to answer relayed, by node.", "histogram");
-  for (const auto& b : topology->backends) b->stats.latency.render(out, "kvproxy_request_duration_seconds", "node=\"" + b->id + "\"");
+  for (const auto& v : views)
+    v.backend->stats.latency.render(out, "kvproxy_request_duration_seconds", "node=\"" + v.backend->id + "\"");
   header(out, "kvproxy_pool_connections", "Pooled connections to nodes, by state.", "gauge");
-  for (const auto& b : topology->backends) {
+  for (const auto& v : views) {
+    const auto& b = v.backend;
     sample(out, "kvproxy_pool_connections", "node=\"" + b->id + "\",state=\"active\"",
            static_cast<std::uint64_t>(std::max<std::int64_t>(0, b->stats.pool_active.load())));
     sample(out, "kvproxy_pool_connections", "node=\"" + b->id + "\",state=\"idle\"",
            static_cast<std::uint64_t>(std::max<std::int64_t>(0, b->stats.pool_idle.load())));
   }
   header(out, "kvproxy_node_connects_total", "New connections opened to nodes.", "counter");
-  for (const auto& b : topology->backends) sample(out, "kvproxy_node_connects_total", "node=\"" + b->id + "\"", b->stats.connects.load());
+  for (const auto& v : views)
+    sample(out, "kvproxy_node_connects_total", "node=\"" + v.backend->id + "\"", v.backend->stats.connects.load());
   header(out, "kvproxy_retries_total", "Requests retried once because a pooled connection had been closed.", "counter");
   sample(out, "kvproxy_retries_total", "", counters_.retries.load());
   header(out, "kvproxy_local_responses_total", "Answers without a node behind them (no key, /health, /metrics).",

@@ -71,13 +71,13 @@ std::optional<Phase> parse_phase(std::string_view s) noexcept {
   return std::nullopt;
 }
 
-std::shared_ptr<Backend> State::reusable(const std::string& id, const HostPort& address, std::uint32_t weight,
+std::shared_ptr<Backend> State::reusable(const std::string& id, const HostPort& address,
                                          const std::string& resolved) const {
   const auto current = topology();
   if (!current) return nullptr;
   auto match = [&](const std::vector<std::shared_ptr<Backend>>& list) -> std::shared_ptr<Backend> {
     for (const auto& b : list)
-      if (b->id == id && b->address == address && b->weight == weight && b->resolved == resolved) return b;
+      if (b->id == id && b->address == address && b->resolved == resolved) return b;
     return nullptr;
   };
   if (auto b = match(current->backends)) return b;
@@ -92,12 +92,32 @@ std::vector<std::shared_ptr<Backend>> State::backends_for(const Ring& ring, cons
     std::size_t index = 0;  // position in the file, for messages
     while (index < config.nodes.size() && config.nodes[index].id != node.id) ++index;
     const std::string resolved = resolve(node.address, source, index);
-    auto b = reusable(node.id, node.address, node.weight, resolved);
+    auto b = reusable(node.id, node.address, resolved);
     if (!b) {
-      b = std::make_shared<Backend>(node.id, node.address, node.weight);
+      b = std::make_shared<Backend>(node.id, node.address);
       b->resolved = resolved;
     }
     out.push_back(std::move(b));
+  }
+  return out;
+}
+
+std::vector<NodeView> node_views(const Topology& t) {
+  std::vector<NodeView> out;
+  const Migration* m = t.migration.get();
+  for (std::size_t i = 0; i < t.backends.size(); ++i) {
+    NodeView v{t.backends[i], t.ring->node(static_cast<std::uint32_t>(i)).weight, t.ownership[i], std::nullopt, false};
+    if (m) {
+      const int j = m->ring->find_node(t.backends[i]->id);
+      v.next = j < 0 ? 0.0 : m->ownership[static_cast<std::size_t>(j)];
+    }
+    out.push_back(std::move(v));
+  }
+  if (m) {
+    for (std::size_t j = 0; j < m->backends.size(); ++j) {
+      if (std::find(t.backends.begin(), t.backends.end(), m->backends[j]) != t.backends.end()) continue;
+      out.push_back({m->backends[j], m->ring->node(static_cast<std::uint32_t>(j)).weight, 0.0, m->ownership[j], true});
+    }
   }
   return out;
 }
@@ -120,6 +140,7 @@ std::shared_ptr<Migration> State::prepare_migration(RingConfig config, std::stri
   m->phase = phase;
   m->ring = Ring::build(config);
   m->backends = backends_for(*m->ring, config, source);
+  m->ownership = m->ring->ownership();
   m->fingerprint = ring_fingerprint(config);
   m->from = topology()->fingerprint;
   m->config = std::move(config);

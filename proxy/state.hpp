@@ -43,10 +43,11 @@ struct BackendStats {
 };
 
 struct Backend {
-  Backend(std::string i, HostPort a, std::uint32_t w) : id(std::move(i)), address(std::move(a)), weight(w) {}
+  // One per node id and address, shared by every topology that has the node (its weight is the
+  // ring's business), so health, pools and statistics carry over reloads and rebalances.
+  Backend(std::string i, HostPort a) : id(std::move(i)), address(std::move(a)) {}
   const std::string id;
   const HostPort address;
-  const std::uint32_t weight;
   std::string resolved;  // "ip:port" to connect to; set before publication, read-only after
 
   std::atomic<bool> up{true};
@@ -79,6 +80,7 @@ struct Migration {
   std::string from;         // fingerprint of the ring the migration began from
   std::shared_ptr<const Ring> ring;
   std::vector<std::shared_ptr<Backend>> backends;  // index = new ring node index
+  std::vector<double> ownership;                   // index = new ring node index
 };
 
 struct Topology {
@@ -90,6 +92,17 @@ struct Topology {
   std::vector<double> ownership;                   // index = ring node index
   std::shared_ptr<const Migration> migration;      // null: no rebalance in progress
 };
+
+// A node as the stats page and metrics show it: every node of the ring in use, then the nodes only
+// the rebalance's new ring has (joining).
+struct NodeView {
+  std::shared_ptr<Backend> backend;
+  std::uint32_t weight = 0;          // in the ring in use (joining: in the new ring)
+  double ownership = 0;              // of the ring in use; 0 when joining
+  std::optional<double> next;        // during a rebalance: ownership in the new ring (0: leaving)
+  bool joining = false;
+};
+std::vector<NodeView> node_views(const Topology& t);
 
 struct HealthSettings {
   std::chrono::milliseconds interval{2000};
@@ -136,8 +149,7 @@ class State {
  private:
   HealthSettings health_;
   // Backends of the current topology and its migration, by "id@address", for reuse on prepare.
-  std::shared_ptr<Backend> reusable(const std::string& id, const HostPort& address, std::uint32_t weight,
-                                    const std::string& resolved) const;
+  std::shared_ptr<Backend> reusable(const std::string& id, const HostPort& address, const std::string& resolved) const;
   std::vector<std::shared_ptr<Backend>> backends_for(const Ring& ring, const RingConfig& config,
                                                      std::string_view source) const;
 

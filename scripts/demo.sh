@@ -4,11 +4,21 @@
 # stays in the foreground until Ctrl-C and stops everything cleanly (SIGTERM: requests in flight
 # finish, data is flushed).
 #   scripts/demo.sh [RING_YAML]
+# The proxy runs on its own copy of the ring, build/demo/ring.yaml, which a rebalance rewrites (see
+# README, "Add a node"); a later run starts from that copy, so added nodes come back too. Naming a
+# ring file starts over from it.
 # Environment (for tests): KVRING_BUILD=DIR uses binaries already built there, without setup or
 # build; KVRING_DEMO_DIR=DIR keeps data and logs there instead of build/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RING=${1:-configs/ring.yaml}
+DEMO=${KVRING_DEMO_DIR:-build/demo}
+mkdir -p "$DEMO"
+RING=$DEMO/ring.yaml
+SRC=${1:-configs/ring.yaml}
+if { [ $# -ge 1 ] || [ ! -f "$RING" ]; } && ! [ "$SRC" -ef "$RING" ]; then
+  cp "$SRC" "$RING"
+  rm -f "$RING.migration" "$RING.prev"
+fi
 
 if [ -n "${KVRING_BUILD:-}" ]; then
   BIN=$KVRING_BUILD
@@ -18,8 +28,8 @@ else
   cmake --build --preset release -j "$(nproc)" --target kvnode kvproxy ring-rebalance
   BIN=build/release
 fi
-DATA=${KVRING_DEMO_DIR:-build/demo}/data
-LOGS=${KVRING_DEMO_DIR:-build/demo}/logs
+DATA=$DEMO/data
+LOGS=$DEMO/logs
 mkdir -p "$DATA" "$LOGS"
 
 # Validates the ring and lists its nodes (id and address) in one go.
@@ -101,6 +111,6 @@ for _ in $(seq 1 50); do
 done
 show curl -s "$P/get?key=$probe"
 
-echo "demo: cluster running. Proxy $P, stats page http://$ADMIN/stats, logs in $LOGS."
+echo "demo: cluster running. Proxy $P, stats page http://$ADMIN/stats, ring $RING, logs in $LOGS."
 echo "demo: press Ctrl-C to stop."
 wait

@@ -179,7 +179,8 @@ class Setup:
         for i in range(self.n_proxies):
             path = os.path.join(self.tmp.path, f"proxy{i}.yaml")
             with open(ring_text_from) as src, open(path, "w") as dst:
-                dst.write(src.read())
+                # Each proxy's own settings, which a rebalance must keep in its ring file.
+                dst.write(src.read() + f"proxy:\n  threads: 2\n  maxconn: {5000 + i}\n")
             self.proxies.append(start_proxy(path, ["--check-interval-ms", "200"]))
         return self.proxies
 
@@ -287,15 +288,19 @@ class RebalanceTest(unittest.TestCase):
         return plan
 
     def check_proxies_on(self, ring_path):
-        """Every proxy routes by the ring in `ring_path` and saved it as its ring file."""
-        with open(ring_path) as f:
-            text = f.read()
+        """Every proxy routes by the ring in `ring_path` and saved it as its ring file, keeping its own
+        proxy: settings; the file from before is kept as .prev."""
+        want = json.loads(run_tool("plan", "--from", ring_path, "--to", ring_path, "--json").stdout)["to"]["fingerprint"]
         for i, p in enumerate(self.setup.proxies):
             status, state = admin(p.admin_port, "GET", "/admin/migration")
-            self.assertEqual(state["phase"], "none")
-            with open(self.setup.proxy_ring_path(i)) as f:
-                self.assertEqual(f.read(), text)
-            self.assertFalse(os.path.exists(self.setup.proxy_ring_path(i) + ".migration"))
+            self.assertEqual((state["phase"], state["fingerprint"]), ("none", want))
+            path = self.setup.proxy_ring_path(i)
+            saved = json.loads(run_tool("plan", "--from", path, "--to", ring_path, "--json").stdout)
+            self.assertEqual(saved["from"]["fingerprint"], want)
+            with open(path) as f:
+                self.assertIn(f"maxconn: {5000 + i}", f.read())
+            self.assertTrue(os.path.exists(path + ".prev"))
+            self.assertFalse(os.path.exists(path + ".migration"))
 
     def test_add_a_node_under_load_through_two_proxies(self):
         self.setup = Setup(["n1", "n2", "n3", "n4"], proxies=2)
@@ -455,6 +460,21 @@ class RebalanceTest(unittest.TestCase):
             status, body = admin(port, "POST", f"/admin/migration/begin?from={fp_a}", f.read())
         self.assertEqual(status, 200, body)
         fp_b = body["to"]
+
+        # The stats page, stats.json and metrics show the rebalance and the joining node.
+        stats = admin(port, "GET", "/stats.json")[1]
+        self.assertEqual(stats["rebalance"], {"phase": "dual_write", "to": fp_b})
+        n3 = next(n for n in stats["nodes"] if n["id"] == "n3")
+        self.assertTrue(n3["joining"])
+        self.assertAlmostEqual(n3["next_ownership"], 1 / 3, delta=0.02)
+        c_admin = Client(port)
+        html = c_admin.request("GET", "/stats")[2].decode()
+        metrics = c_admin.request("GET", "/metrics")[2].decode()
+        c_admin.close()
+        self.assertIn("rebalancing to ring " + fp_b + ", phase dual_write", html)
+        self.assertIn("n3 (joining)", html)
+        self.assertIn("kvproxy_rebalance_phase 1", metrics)
+        self.assertIn('kvproxy_node_up{node="n3"} 1', metrics)
 
         # dual_write: writes reach both owners, reads come from the old one.
         self.assertEqual(c.put(moving, "v1")[0], 200)

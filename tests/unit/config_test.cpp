@@ -164,3 +164,18 @@ TEST_CASE("YAML syntax errors name the line and column", "[config]") {
 TEST_CASE("a missing file is refused with its path", "[config]") {
   CHECK_THROWS_WITH(kv::load_ring_config("/nonexistent/ring.yaml"), "/nonexistent/ring.yaml: (file): cannot open for reading");
 }
+
+TEST_CASE("with_membership takes vnodes and nodes from one file and the rest from the other", "[config]") {
+  const std::string file = "# a comment\nvnodes: 64\nnodes:\n  - id: a\n    address: 127.0.0.1:1\n"
+                           "proxy:\n  listen: 127.0.0.1:9000\n  timeouts:\n    connect: 50\n";
+  const std::string membership = "nodes:\n  - id: a\n    address: 127.0.0.1:1\n  - id: b\n    address: 127.0.0.1:2\n"
+                                 "proxy:\n  listen: 127.0.0.1:7777\n";
+  const auto merged = kv::parse_ring_config(kv::with_membership(file, membership, "r.yaml"), "r.yaml");
+  CHECK(merged.vnodes == kv::kDefaultVnodes);  // NEW has none: the default, not the old 64
+  REQUIRE(merged.nodes.size() == 2);
+  CHECK(merged.nodes[1].id == "b");
+  REQUIRE(merged.proxy.listen);
+  CHECK(merged.proxy.listen->port == 9000);  // this proxy's own settings
+  CHECK(merged.proxy.connect_ms == 50u);
+  CHECK_THROWS_AS(kv::with_membership("nodes: [", membership, "r.yaml"), kv::ConfigError);
+}
