@@ -1,5 +1,7 @@
 // kvnode: a kvring storage node. Exit codes: 0 ok (also after SIGTERM), 2 bad usage, 1 runtime failure.
 
+#include <boost/asio/thread_pool.hpp>
+
 #include <cctype>
 #include <iostream>
 #include <stdexcept>
@@ -84,10 +86,11 @@ int main(int argc, char** argv) {
   limits.body_limit = std::uint64_t{max_value} * 6 + 4096;
   limits.admin_body_limit = kv::kAdminBodyLimit;  // the rebalancer's ingest batches
 
+  boost::asio::thread_pool admin_pool(1);  // the rebalancer's bulk requests, off the event loops
   kv::net::Server server("kvnode", threads, std::chrono::milliseconds(shutdown_ms));
   std::uint16_t bound = 0;
   try {
-    bound = server.listen(*bind, kv::node_session_handler(api, metrics, limits));
+    bound = server.listen(*bind, kv::node_session_handler(api, metrics, limits, admin_pool));
   } catch (const std::exception& e) {
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
             << store->engine() << (data_dir.empty() ? "" : ", data dir " + data_dir) << ", threads " << threads
             << ", sync " << (sync ? "on" : "off") << ")" << std::endl;
   server.run();
+  admin_pool.join();
   store.reset();  // flush and close while `server` still holds SIGTERM/SIGINT
   std::cerr << "kvnode: stopped" << std::endl;
   return 0;

@@ -24,8 +24,8 @@ auto async_commit(Store& store, WriteOp op, Token&& token) {
       std::move(op));
 }
 
-asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLimits& limits, net::Worker& worker,
-                              net::tcp::socket socket) {
+asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLimits& limits, asio::thread_pool& admin_pool,
+                              net::Worker& worker, net::tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   net::ConnectionScope scope(worker, stream);
   metrics.connection_opened();
@@ -48,7 +48,16 @@ asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLim
 
     Response res;
     std::optional<WriteOp> deferred;
-    api.handle(parser.get(), res, &deferred);
+    if (route == Route::admin) {
+      std::function<Response()> run = [&api, &req = parser.get()] {
+        Response r;
+        api.handle(req, r);
+        return r;
+      };
+      res = co_await net::async_run(admin_pool, std::move(run), asio::use_awaitable);
+    } else {
+      api.handle(parser.get(), res, &deferred);
+    }
     if (deferred) {  // --sync: wait for the group commit without blocking this worker
       const auto kind = deferred->kind;
       WriteResult result = co_await async_commit(api.store(), std::move(*deferred), asio::use_awaitable);
@@ -70,9 +79,10 @@ asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLim
 
 }  // namespace
 
-net::SessionHandler node_session_handler(Api& api, NodeMetrics& metrics, const net::ReadLimits& limits) {
-  return [&api, &metrics, limits](net::Worker& w, net::tcp::socket s) {
-    return session(api, metrics, limits, w, std::move(s));
+net::SessionHandler node_session_handler(Api& api, NodeMetrics& metrics, const net::ReadLimits& limits,
+                                         asio::thread_pool& admin_pool) {
+  return [&api, &metrics, limits, &admin_pool](net::Worker& w, net::tcp::socket s) {
+    return session(api, metrics, limits, admin_pool, w, std::move(s));
   };
 }
 

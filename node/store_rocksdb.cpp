@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -120,8 +121,9 @@ class RocksStore final : public Store {
 
   StoreStatus scan(std::span<const HashRange> ranges, std::string_view after, std::size_t limit, std::size_t max_bytes,
                    ScanBatch& out, std::string& err) override {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), data_));
+    RangeIterator ri;
     for (const auto& r : ranges) {
+      auto& it = open_range(ri, data_, r);
       if (!after.empty() && read_be64(after) >= r.lo) {
         it->Seek(slice(after));
         if (it->Valid() && it->key() == slice(after)) it->Next();
@@ -145,8 +147,9 @@ class RocksStore final : public Store {
 
   StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string& err) override {
     n = 0;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), data_));
+    RangeIterator ri;
     for (const auto& r : ranges) {
+      auto& it = open_range(ri, data_, r);
       for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) ++n;
       if (!it->status().ok()) {
         err = it->status().ToString();
@@ -197,8 +200,9 @@ class RocksStore final : public Store {
     };
     for (auto* cf : {data ? data_ : nullptr, tombstones ? tombs_ : nullptr}) {
       if (!cf) continue;
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
+      RangeIterator ri;
       for (const auto& r : ranges) {
+        auto& it = open_range(ri, cf, r);
         for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
           wb.Delete(cf, it->key());
           if (wb.Count() >= 1024 && !flush()) return StoreStatus::error;
@@ -220,6 +224,26 @@ class RocksStore final : public Store {
 
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
   static std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+  // An iterator bounded by a range's end. Without the bound, a Seek into a stretch of deleted keys
+  // (a rebalance just dropped them) walks every tombstone up to the next live key, wherever that is:
+  // measured, 1.7 ms per Seek after 25k deletes, 43 s for one rebalance's 24k ranges.
+  struct RangeIterator {
+    std::string bound_key;
+    rocksdb::Slice bound;
+    std::unique_ptr<rocksdb::Iterator> it;
+  };
+  std::unique_ptr<rocksdb::Iterator>& open_range(RangeIterator& ri, rocksdb::ColumnFamilyHandle* cf, const HashRange& r) {
+    ri.it.reset();  // before its bound changes
+    rocksdb::ReadOptions ro;
+    if (r.hi < std::numeric_limits<std::uint64_t>::max()) {
+      ri.bound_key = be64_key(r.hi + 1);
+      ri.bound = rocksdb::Slice(ri.bound_key);
+      ro.iterate_upper_bound = &ri.bound;
+    }
+    ri.it.reset(db_->NewIterator(ro, cf));
+    return ri.it;
+  }
 
   std::uint64_t estimate(rocksdb::ColumnFamilyHandle* cf) {
     std::uint64_t n = 0;

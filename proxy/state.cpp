@@ -175,6 +175,7 @@ std::uint64_t State::publish(std::shared_ptr<Topology> next) {
     };
     retire(current->backends);
     if (current->migration) retire(current->migration->backends);
+    std::erase_if(retired_, [](const auto& w) { return w.expired(); });
     retired_.push_back(current);
   }
   const auto version = next->version;

@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from kvtest import (KVNODE, RING_REBALANCE, Client, Process, TempDir, free_ports, q, start_proxy, wait_until,
+from kvtest import (KVNODE, KVPROXY, RING_REBALANCE, Client, Process, TempDir, free_ports, q, start_proxy, wait_until,
                     write_ring)
 
 STATIC_KEYS = 6000
@@ -513,6 +513,28 @@ class RebalanceTest(unittest.TestCase):
         c.close()
         for n in nodes.values():
             n.close()
+
+
+    def test_proxy_refuses_to_start_on_a_saved_state_that_does_not_fit_its_ring(self):
+        self.setup = Setup(["n1", "n2"])
+        a = self.setup.ring("a.yaml", [("n1", 1)])
+        b = self.setup.ring("b.yaml", [("n1", 1), ("n2", 1)])
+        with open(b) as f:
+            b_text = f.read()
+        cases = [
+            ("garbage\n", "line 1: expected \"# kvring rebalance in progress: phase=... from=... to=...\""),
+            ("# kvring rebalance in progress: phase=sideways from=0123456789abcdef to=0123456789abcdef\n",
+             "line 1: phase: expected dual_write or read_new, got 'sideways'"),
+            ("# kvring rebalance in progress: phase=dual_write from=0123456789abcdef to=0123456789abcdef\n" + b_text,
+             "from: the rebalance began from ring 0123456789abcdef, but "),
+        ]
+        for text, message in cases:
+            with open(a + ".migration", "w") as f:
+                f.write(text)
+            res = subprocess.run([KVPROXY, "--ring", a, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(res.returncode, 2, res.stderr)
+            self.assertIn(f"kvproxy: {a}.migration: {message}", res.stderr)
 
 
 class NodeAdminTest(unittest.TestCase):
