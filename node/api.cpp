@@ -2,6 +2,7 @@
 
 #include <boost/beast/http/field.hpp>
 
+#include "auth.hpp"
 #include "json.hpp"
 #include "key.hpp"
 #include "storage_key.hpp"
@@ -166,6 +167,19 @@ void Api::handle_admin(const Request& req, Response& res) {
   const auto target = std::string_view(req.target().data(), req.target().size());
   const auto path = target_path(target);
   const std::string_view body(req.body().data(), req.body().size());
+  if (!admin_token_.empty()) {
+    const auto auth = req[http::field::authorization];
+    switch (check_bearer(std::string_view(auth.data(), auth.size()), admin_token_)) {
+      case AuthResult::ok: break;
+      case AuthResult::missing:
+        error_response(res, http::status::unauthorized, "This endpoint needs Authorization: Bearer <token>");
+        res.set(http::field::www_authenticate, "Bearer realm=\"kvnode admin\"");
+        return;
+      case AuthResult::wrong:
+        error_response(res, http::status::forbidden, "Wrong token");
+        return;
+    }
+  }
   if (path != "/admin/scan" && path != "/admin/count" && path != "/admin/ingest" && path != "/admin/drop") {
     error_response(res, http::status::not_found, "Not found");
     return;

@@ -67,6 +67,9 @@ class Api {
   void finish_write(WriteOp::Kind kind, const WriteResult& result, Response& res);
 
   Store& store() noexcept { return store_; }
+  // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
+  // another). Set before serving.
+  void set_admin_token(std::string token) { admin_token_ = std::move(token); }
 
   static Route route_of(std::string_view target) noexcept;
   static std::string_view route_name(Route r) noexcept;
@@ -80,6 +83,7 @@ class Api {
   NodeMetrics& metrics_;
   ApiLimits limits_;
   std::string node_id_;  // empty: no X-KV-Node header
+  std::string admin_token_;
 };
 
 // An error response: {"status":"error","detail":...} with the given status.

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "api.hpp"
+#include "auth.hpp"
 #include "cli.hpp"
 #include "config.hpp"
 #include "http_server.hpp"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   std::string data_dir;
   std::string node_id;
   std::string engine = "rocksdb";
+  std::string token_file;
   unsigned threads = 1;
   bool sync = false;
   std::size_t max_key = 1024;
@@ -36,6 +38,9 @@ int main(int argc, char** argv) {
   app.add_option("--id", node_id, "This node's id in ring.yaml; when set, every response carries X-KV-Node: ID");
   app.add_option("--engine", engine, "Storage engine: rocksdb (durable) or memory (a cache: lost on exit)")
       ->capture_default_str()->check(CLI::IsMember({"rocksdb", "memory"}));
+  app.add_option("--admin-token-file", token_file,
+                 "File holding the admin token: the rebalancer's /admin/ endpoints then need "
+                 "'Authorization: Bearer <token>'; required when --bind is not a loopback address");
   app.add_option("--threads", threads, "Worker threads")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_flag("--sync", sync, "fsync the write-ahead log before acknowledging each write (survives power loss)");
   app.add_option("--max-key-bytes", max_key, "Longest key, decoded (413 above)")->capture_default_str()->check(CLI::Range(1, 65536));
@@ -53,6 +58,21 @@ int main(int argc, char** argv) {
   auto bind = kv::parse_host_port(bind_host + ":" + std::to_string(port), true);
   if (!bind || bind->host.find_first_not_of("0123456789.:abcdefABCDEF") != std::string::npos) {
     std::cerr << "kvnode: --bind: expected an IPv4 or IPv6 address, got '" << bind_host << "'" << std::endl;
+    return 2;
+  }
+  std::string token;
+  if (!token_file.empty()) {
+    try {
+      token = kv::load_token_file(token_file);
+    } catch (const kv::ConfigError& e) {
+      std::cerr << "kvnode: --admin-token-file: " << e.what() << std::endl;
+      return 2;
+    }
+  } else if (!kv::is_loopback(bind->host)) {
+    std::cerr << "kvnode: --bind: " << bind_host
+              << " is not a loopback address; give --admin-token-file so that the /admin/ endpoints (which read and "
+                 "delete data in bulk) need a token"
+              << std::endl;
     return 2;
   }
   if (engine == "rocksdb" && data_dir.empty()) {
@@ -76,6 +96,7 @@ int main(int argc, char** argv) {
     }
   }
   kv::Api api(*store, metrics, kv::ApiLimits{max_key, max_value}, node_id);
+  api.set_admin_token(std::move(token));
   kv::net::ReadLimits limits;
   limits.idle_timeout = std::chrono::milliseconds(idle_ms);
   limits.header_timeout = std::chrono::milliseconds(header_ms);

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "auth.hpp"
 #include "json.hpp"
 #include "key.hpp"
 #include "rebalance_state.hpp"
@@ -88,9 +89,9 @@ std::string ring_json(const Topology& t) {
 }  // namespace
 
 Admin::Admin(State& state, DataPath& data, asio::thread_pool& control, net::ReadLimits limits, std::string ring_path,
-             std::chrono::milliseconds drain_timeout)
+             std::chrono::milliseconds drain_timeout, std::string token)
     : state_(state), data_(data), control_(control), limits_(limits), ring_path_(std::move(ring_path)),
-      drain_timeout_(drain_timeout) {
+      drain_timeout_(drain_timeout), token_(std::move(token)) {
   limits_.body_limit = 16 << 20;  // a ring YAML for thousands of nodes
 }
 
@@ -477,7 +478,15 @@ asio::awaitable<void> Admin::session(net::Worker& worker, tcp::socket socket) {
       res.set(http::field::allow, allowed);
       return false;
     };
-    if (path == "/stats" || path == "/") {
+    // Changing the ring needs the token when there is one; reading the state does not.
+    const bool mutating = path.starts_with("/admin/") && req.method() != http::verb::get && req.method() != http::verb::head;
+    const auto auth = mutating && !token_.empty() ? check_bearer(req[http::field::authorization], token_) : AuthResult::ok;
+    if (auth == AuthResult::missing) {
+      json_answer(res, http::status::unauthorized, json_error("This endpoint needs Authorization: Bearer <token>"));
+      res.set(http::field::www_authenticate, "Bearer realm=\"kvproxy admin\"");
+    } else if (auth == AuthResult::wrong) {
+      json_answer(res, http::status::forbidden, json_error("Wrong token"));
+    } else if (path == "/stats" || path == "/") {
       if (allow(http::verb::get, "GET")) {
         res.result(http::status::ok);
         res.set(http::field::content_type, "text/html; charset=utf-8");

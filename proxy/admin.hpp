@@ -29,8 +29,10 @@ struct AdminAnswer {
 class Admin {
  public:
   // `drain_timeout`: how long a ring change waits for requests still using the previous ring.
+  // `token`: when not empty, POSTs under /admin/ need "Authorization: Bearer <token>" (401 without,
+  // 403 with another); the pages and GETs stay open.
   Admin(State& state, DataPath& data, net::asio::thread_pool& control, net::ReadLimits limits, std::string ring_path,
-        std::chrono::milliseconds drain_timeout);
+        std::chrono::milliseconds drain_timeout, std::string token = {});
 
   // At start, after the ring is published: takes up a rebalance that an earlier run saved next to
   // the ring file, in its phase. Throws ConfigError when the saved state does not fit the ring.
@@ -59,6 +61,7 @@ class Admin {
   net::ReadLimits limits_;
   std::string ring_path_;
   std::chrono::milliseconds drain_timeout_;
+  std::string token_;
   bool changing_ = false;  // a reload or rebalance step is being applied (admin runs on one thread)
 };
 

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "admin.hpp"
+#include "auth.hpp"
 #include "cli.hpp"
 #include "config.hpp"
 #include "data_path.hpp"
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
   CLI::App app{"kvproxy: consistent-hashing reverse proxy for kvring nodes", "kvproxy"};
   app.set_version_flag("--version", std::string("kvproxy ") + KVRING_VERSION);
 
-  std::string ring_path, access_log;
+  std::string ring_path, access_log, token_file;
   std::optional<std::string> listen_flag, admin_flag;
   std::optional<std::uint32_t> threads, maxconn, header_ms, idle_ms, connect_ms, response_ms, interval_ms, check_timeout_ms,
       fall, rise;
@@ -41,6 +42,9 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen_flag, "Client listener host:port (default 127.0.0.1:8080; 0 takes any free port)");
   app.add_option("--admin", admin_flag, "Admin listener host:port: stats, metrics, ring (default 127.0.0.1:8404)");
   app.add_option("--threads", threads, "Worker threads, each with its own event loop and pools (default 1)")->check(CLI::Range(1, 256));
+  app.add_option("--admin-token-file", token_file,
+                 "File holding the admin token: changing the ring (POST /admin/...) then needs "
+                 "'Authorization: Bearer <token>'; required when --admin is not a loopback address");
   app.add_option("--access-log", access_log, "Write one line per request to this file ('-': stderr); off by default");
   app.add_flag("--check", check_only, "Validate the config (and resolve every address), then exit");
   app.add_option("--maxconn", maxconn, "Client connections at once; more wait in the accept backlog (default 10000)")
@@ -77,6 +81,20 @@ int main(int argc, char** argv) {
   const auto listen = address(listen_flag, config.proxy.listen, "listen", "127.0.0.1:8080");
   const auto admin = address(admin_flag, config.proxy.admin, "admin", "127.0.0.1:8404");
   if (!listen || !admin) return 2;
+  std::string token;
+  if (!token_file.empty()) {
+    try {
+      token = kv::load_token_file(token_file);
+    } catch (const kv::ConfigError& e) {
+      std::cerr << "kvproxy: --admin-token-file: " << e.what() << std::endl;
+      return 2;
+    }
+  } else if (!kv::is_loopback(admin->host)) {
+    std::cerr << "kvproxy: --admin: " << admin->str()
+              << " is not a loopback address; give --admin-token-file so that changing the ring needs a token"
+              << std::endl;
+    return 2;
+  }
 
   const auto& px = config.proxy;
   kv::proxy::HealthSettings health;
@@ -131,7 +149,7 @@ int main(int argc, char** argv) {
   // A ring change waits this long for requests that still use the previous ring: a write during a
   // rebalance may go to two nodes, each within connect + response time.
   const auto drain_timeout = 2 * (opt.connect_timeout + opt.response_timeout) + std::chrono::milliseconds(1000);
-  kv::proxy::Admin admin_api(state, data, control, admin_limits, ring_path, drain_timeout);
+  kv::proxy::Admin admin_api(state, data, control, admin_limits, ring_path, drain_timeout, token);
   try {
     admin_api.restore_migration();
   } catch (const kv::ConfigError& e) {

@@ -170,7 +170,7 @@ class Apply {
         percent(plan.moved) + " of the key space moves (ideal " + percent(plan.ideal_moved) + ") in " +
         std::to_string(plan.moves.size()) + " ranges");
 
-    for (const auto& p : opt_.proxies) proxies_.push_back(std::make_unique<HttpClient>(p, opt_.timeout));
+    for (const auto& p : opt_.proxies) proxies_.push_back(std::make_unique<HttpClient>(p, opt_.timeout, opt_.token));
 
     // Where does each proxy stand?
     std::size_t at_old = 0, dual = 0, read_new = 0, at_new = 0;
@@ -244,7 +244,7 @@ class Apply {
 
   HttpClient& node(const HostPort& a) {
     auto& c = nodes_[a.str()];
-    if (!c) c = std::make_unique<HttpClient>(a, opt_.timeout);
+    if (!c) c = std::make_unique<HttpClient>(a, opt_.timeout, opt_.token);
     return *c;
   }
 

@@ -26,6 +26,7 @@ struct ApplyOptions {
   std::size_t batch_bytes = 1 << 20;
   double max_rate = 0;  // keys per second while copying; 0: as fast as it goes
   std::chrono::milliseconds timeout{30'000};
+  std::string token;  // sent to every proxy and node as a bearer token, when set
   bool json = false;      // a JSON summary on stdout
   bool progress_bar = false;  // a redrawn bar on stderr (a terminal) instead of lines
 };

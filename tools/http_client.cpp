@@ -34,8 +34,8 @@ struct HttpClient::Impl {
   }
 };
 
-HttpClient::HttpClient(HostPort server, std::chrono::milliseconds timeout)
-    : server_(std::move(server)), impl_(std::make_unique<Impl>()) {
+HttpClient::HttpClient(HostPort server, std::chrono::milliseconds timeout, std::string token)
+    : server_(std::move(server)), token_(std::move(token)), impl_(std::make_unique<Impl>()) {
   impl_->timeout = timeout;
 }
 
@@ -65,6 +65,7 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
     http::request<http::string_body> req{http::string_to_verb(std::string(method)), std::string(target), 11};
     req.set(http::field::host, server_.str());
     req.set(http::field::user_agent, "ring-rebalance/" KVRING_VERSION);
+    if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
     if (!body.empty() || method == "POST") {
       req.set(http::field::content_type, content_type);
       req.body() = std::string(body);

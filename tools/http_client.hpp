@@ -22,7 +22,8 @@ struct HttpResponse {
 
 class HttpClient {
  public:
-  HttpClient(HostPort server, std::chrono::milliseconds timeout);
+  // With `token`, every request carries "Authorization: Bearer <token>".
+  HttpClient(HostPort server, std::chrono::milliseconds timeout, std::string token = {});
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -35,6 +36,7 @@ class HttpClient {
  private:
   struct Impl;
   HostPort server_;
+  std::string token_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -13,6 +13,7 @@
 #include <iostream>
 
 #include "apply.hpp"
+#include "auth.hpp"
 #include "cli.hpp"
 #include "config.hpp"
 #include "hash.hpp"
@@ -166,6 +167,9 @@ int main(int argc, char** argv) {
   apply_cmd->add_option("--progress", progress, "bar (redrawn), lines (one a second), or auto (bar on a terminal)")
       ->capture_default_str()->check(CLI::IsMember({"auto", "bar", "lines"}));
   apply_cmd->add_flag("--json", ao.json, "Print a JSON summary on stdout at the end");
+  std::string token_file;
+  apply_cmd->add_option("--admin-token-file", token_file,
+                        "File holding the admin token of the proxies and nodes (sent as a bearer token)");
 
   if (auto code = kv::parse_command_line(app, argc, argv)) return *code;
 
@@ -183,6 +187,7 @@ int main(int argc, char** argv) {
         ao.proxies.push_back(*hp);
       }
       ao.timeout = std::chrono::milliseconds(timeout_ms);
+      if (!token_file.empty()) ao.token = kv::load_token_file(token_file);
       ao.progress_bar = progress == "bar" || (progress == "auto" && ::isatty(2));
       return kv::tools::apply(ao);
     }
