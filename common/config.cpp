@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <map>
@@ -72,11 +73,16 @@ std::uint32_t bounded_uint(const YAML::Node& n, std::string_view source, const s
   return static_cast<std::uint32_t>(*v);
 }
 
-// Refuses keys of `map` that are not in `allowed`; field prefix names where the map is.
+// Refuses keys of `map` that are not in `allowed`, and keys given twice (YAML parsers differ on
+// which one wins; the fuzzer found yaml-cpp keeping the first); prefix names where the map is.
 void only_fields(const YAML::Node& map, std::string_view source, const std::string& prefix,
                  std::initializer_list<std::string_view> allowed) {
+  std::vector<std::string> seen;
   for (const auto& kv : map) {
     const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string("?");
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      fail(source, prefix + key, "given twice (say it once)");
+    seen.push_back(key);
     bool ok = false;
     for (auto a : allowed) ok = ok || key == a;
     if (!ok) {

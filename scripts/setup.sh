@@ -7,6 +7,7 @@ PACKAGES=(
   g++ cmake ninja-build pkg-config ccache python3 curl
   libboost1.81-dev libxxhash-dev libcli11-dev catch2 libyaml-cpp-dev librocksdb-dev libbenchmark-dev
   chromium haproxy nginx-light wrk python3-locust python3-matplotlib
+  clang-14 libclang-rt-14-dev
 
 )
 

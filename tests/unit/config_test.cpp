@@ -179,3 +179,12 @@ TEST_CASE("with_membership takes vnodes and nodes from one file and the rest fro
   CHECK(merged.proxy.connect_ms == 50u);
   CHECK_THROWS_AS(kv::with_membership("nodes: [", membership, "r.yaml"), kv::ConfigError);
 }
+
+TEST_CASE("a field given twice is refused, at any level (found by fuzz_config)", "[config]") {
+  const std::string nodes = "nodes:\n  - id: a\n    address: 127.0.0.1:1\n";
+  CHECK_THROWS_WITH(kv::parse_ring_config(nodes + nodes, "r.yaml"), "r.yaml: nodes: given twice (say it once)");
+  CHECK_THROWS_WITH(kv::parse_ring_config(nodes + "proxy:\n  admin: 127.0.0.1:1\n  admin: 127.0.0.1:2\n", "r.yaml"),
+                    "r.yaml: proxy.admin: given twice (say it once)");
+  CHECK_THROWS_WITH(kv::parse_ring_config("nodes:\n  - id: a\n    id: b\n    address: 127.0.0.1:1\n", "r.yaml"),
+                    "r.yaml: nodes[0].id: given twice (say it once)");
+}

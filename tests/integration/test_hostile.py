@@ -1,0 +1,126 @@
+"""Hostile input over raw sockets, against kvnode and kvproxy alike: each bad request gets its 4xx (or a
+clean close), nothing is smuggled through the proxy, and the process keeps serving the next client."""
+import json
+import os
+import socket
+import unittest
+
+from kvtest import KVNODE, Client, Process, TempDir, start_proxy, write_ring
+
+# name -> (raw request bytes, the status of each answer expected, in order; [] for a close without one)
+CASES = {
+    "malformed request line": (b"GARBAGE\r\n\r\n", [400]),
+    "unknown method": (b"FOO /get?key=a HTTP/1.1\r\nHost: x\r\n\r\n", [405]),
+    "HTTP/0.9": (b"GET /get?key=a\r\n\r\n", [400]),
+    "HTTP/2 preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", [400]),
+    "unknown version": (b"GET /get?key=a HTTP/9.9\r\n\r\n", [400]),
+    "bare LF line ends": (b"GET /get?key=a HTTP/1.1\nHost: x\n\n", [400]),
+    "oversized header": (b"GET /get?key=a HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", [431]),
+    "too many headers": (b"GET /get?key=a HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(2000)) + b"\r\n",
+                         [431]),
+    "header without a colon": (b"GET /get?key=a HTTP/1.1\r\nNoColonHere\r\n\r\n", [400]),
+    "space before the colon": (b"GET /get?key=a HTTP/1.1\r\nHost : x\r\n\r\n", [400]),
+    "oversized body": (b"POST /put?key=a HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n", [413]),
+    "negative Content-Length": (b"POST /put?key=a HTTP/1.1\r\nContent-Length: -1\r\n\r\n", [400]),
+    "Content-Length with Transfer-Encoding": (
+        b"POST /put?key=a HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", [400]),
+    "two different Content-Lengths": (
+        b"POST /put?key=a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef", [400]),
+    "bad chunk size": (b"POST /put?key=a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n", [400]),
+    "unknown transfer coding": (b"POST /put?key=a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc", [400]),
+    "invalid percent-encoding": (b"GET /get?key=%ZZ HTTP/1.1\r\n\r\n", [400]),
+    "NUL in the key": (b"GET /get?key=a%00b HTTP/1.1\r\n\r\n", [400]),
+    "control byte in the target": (b"GET /get?key=a\x01b HTTP/1.1\r\n\r\n", [400]),
+    "invalid UTF-8 in JSON": (b"POST /put?key=a HTTP/1.1\r\nContent-Length: 13\r\n\r\n{\"value\":\"\xff\"}", [400]),
+    "JSON that is not an object": (b"POST /put?key=a HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]", [400]),
+    "truncated body, then EOF": (b"POST /put?key=a HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", []),
+    "garbage pipelined after a valid request": (b"GET /get?key=absent HTTP/1.1\r\n\r\n\x00\x01garbage\r\n\r\n",
+                                                [404, 400]),
+}
+
+
+def exchange(port, payload, timeout=5.0):
+    """Sends `payload`, half-closes, reads until the server closes; returns the statuses answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    statuses = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise AssertionError(f"truncated answer: {data[:200]!r}")
+        lines = head.decode("latin-1").split("\r\n")
+        statuses.append(int(lines[0].split()[1]))
+        length = next((int(l.split(":", 1)[1]) for l in lines[1:] if l.lower().startswith("content-length:")), 0)
+        data = rest[length:]
+    return statuses
+
+
+class HostileInputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = TempDir()
+        cls.node = Process([KVNODE, "--port", "0", "--id", "n1", "--data-dir", os.path.join(cls.tmp.path, "n1")])
+        ring = write_ring(os.path.join(cls.tmp.path, "ring.yaml"), [("n1", cls.node.port)])
+        cls.proxy = start_proxy(ring)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.terminate()
+        cls.node.terminate()
+        cls.tmp.cleanup()
+
+    def check_all(self, port, server):
+        for name, (payload, expected) in CASES.items():
+            with self.subTest(server=server, case=name):
+                self.assertEqual(exchange(port, payload), expected)
+                # The process is up and serves the next client normally.
+                c = Client(port)
+                try:
+                    self.assertEqual(c.request("GET", "/health")[0], 200)
+                finally:
+                    c.close()
+        self.assertTrue(self.node.alive() and self.proxy.alive())
+
+    def test_kvnode(self):
+        self.check_all(self.node.port, "kvnode")
+
+    def test_kvproxy(self):
+        self.check_all(self.proxy.port, "kvproxy")
+
+    def test_no_request_smuggling_through_the_proxy(self):
+        """A body that hides a second request, framed two ways at once, is refused, never forwarded."""
+        c = Client(self.proxy.port)
+        self.assertEqual(c.put("victim", "still here")[0], 200)
+        c.close()
+        hidden = b"DELETE /del?key=victim HTTP/1.1\r\nHost: x\r\n\r\n"
+        chunked = b"0\r\n\r\n" + hidden
+        attempts = [
+            b"POST /put?key=a HTTP/1.1\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(chunked) + chunked,
+            b"POST /put?key=a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n" + chunked,
+            b"POST /put?key=a HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(hidden) + hidden,
+            b"POST /put?key=a HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n" + chunked,
+            b"POST /put?key=a HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n" + chunked,
+        ]
+        for payload in attempts:
+            with self.subTest(payload=payload[:80]):
+                statuses = exchange(self.proxy.port, payload)
+                self.assertTrue(statuses and statuses[0] == 400, statuses)
+                self.assertNotIn(200, statuses[1:])
+        c = Client(self.proxy.port)
+        status, _, body = c.get("victim")
+        c.close()
+        self.assertEqual((status, json.loads(body)["value"]), (200, "still here"))
+
+
+if __name__ == "__main__":
+    unittest.main()
