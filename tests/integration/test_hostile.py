@@ -2,10 +2,9 @@
 clean close), nothing is smuggled through the proxy, and the process keeps serving the next client."""
 import json
 import os
-import socket
 import unittest
 
-from kvtest import KVNODE, Client, Process, TempDir, start_proxy, write_ring
+from kvtest import KVNODE, Client, Process, TempDir, parse_responses, raw_exchange, start_proxy, write_ring
 
 # name -> (raw request bytes, the status of each answer expected, in order; [] for a close without one)
 CASES = {
@@ -39,30 +38,9 @@ CASES = {
 }
 
 
-def exchange(port, payload, timeout=5.0):
+def exchange(port, payload):
     """Sends `payload`, half-closes, reads until the server closes; returns the statuses answered."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    statuses = []
-    while data:
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if not sep:
-            raise AssertionError(f"truncated answer: {data[:200]!r}")
-        lines = head.decode("latin-1").split("\r\n")
-        statuses.append(int(lines[0].split()[1]))
-        length = next((int(l.split(":", 1)[1]) for l in lines[1:] if l.lower().startswith("content-length:")), 0)
-        data = rest[length:]
-    return statuses
+    return [status for status, _, _ in parse_responses(raw_exchange(port, payload, timeout=5.0, shut_write=True))]
 
 
 class HostileInputTest(unittest.TestCase):
