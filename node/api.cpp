@@ -64,8 +64,12 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
       error_response(res, http::status::not_found, "Not found");
       return route;
     case Route::health:
-      if (method_allowed(res, req.method(), http::verb::get, "GET"))
-        json_response(res, http::status::ok, R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\"}");
+      if (method_allowed(res, req.method(), http::verb::get, "GET")) {
+        const auto write_error = store_.write_error();
+        json_response(res, http::status::ok,
+                      R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
+                          (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + "}");
+      }
       return route;
     case Route::metrics:
       if (method_allowed(res, req.method(), http::verb::get, "GET")) {
@@ -305,6 +309,8 @@ std::string NodeMetrics::render(Store& store) const {
   metrics::sample(out, "kvnode_keys", "", store.key_count());
   metrics::header(out, "kvnode_tombstones", "Tombstones left by deletes during a rebalance (RocksDB: its estimate).", "gauge");
   metrics::sample(out, "kvnode_tombstones", "", store.tombstone_count());
+  metrics::header(out, "kvnode_writable", "1 while writes work; 0 after a storage error stopped them (reads go on).", "gauge");
+  metrics::sample(out, "kvnode_writable", "", std::uint64_t{store.write_error().empty() ? 1u : 0u});
   metrics::header(out, "kvnode_store_errors_total", "Storage engine errors.", "counter");
   metrics::sample(out, "kvnode_store_errors_total", "", store_errors_.load(std::memory_order_relaxed));
   metrics::header(out, "kvnode_group_commits_total", "Group commits (one batch, one fsync each) with --sync.", "counter");

@@ -61,6 +61,8 @@ class Store {
   virtual std::string_view engine() const noexcept = 0;
   // Makes everything acknowledged durable on disk (called on clean shutdown).
   virtual void flush() = 0;
+  // Empty while writes work; after a storage error that stopped them, why (reads still work).
+  virtual std::string write_error() const { return {}; }
 
   // True when each write waits for an fsync: the server should then hand writes to submit() and
   // await the answer instead of blocking its event loop in put()/del().

@@ -1,10 +1,16 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <array>
+#include <cstdarg>
+#include <cstdio>
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -27,10 +33,64 @@ std::string be64_key(std::uint64_t v) {
   return k;
 }
 
+// After a failed write (a full or read-only disk), RocksDB must not be written to again: the write-
+// ahead log writer keeps the error, and Debian's build asserts (aborts) on the next write to it. So
+// the first error, in a write or in a background flush or compaction, stops writes; reads go on.
+class WriteGate {
+ public:
+  bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+  void stop(const std::string& reason) {
+    std::lock_guard lock(mutex_);
+    if (stopped_.load()) return;
+    reason_ = reason;
+    stopped_.store(true, std::memory_order_release);
+  }
+  std::string why() const {
+    std::lock_guard lock(mutex_);
+    return "writes stopped after a storage error (" + reason_ + "); reads go on; restart the node once the disk is fixed";
+  }
+
+ private:
+  std::atomic<bool> stopped_{false};
+  mutable std::mutex mutex_;
+  std::string reason_;
+};
+
+class GateListener final : public rocksdb::EventListener {
+ public:
+  explicit GateListener(WriteGate& gate) : gate_(gate) {}
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error && !error->ok()) gate_.stop(error->ToString());
+  }
+
+ private:
+  WriteGate& gate_;
+};
+
+// RocksDB's own log goes to stderr, warnings and errors only, instead of a LOG file in the data
+// directory: on a full disk that file's writer fails first, and Debian's build of RocksDB then aborts
+// the process (an assertion) the next time the error handler logs to it.
+class StderrLogger final : public rocksdb::Logger {
+ public:
+  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char buf[2048];
+    int n = std::snprintf(buf, sizeof buf, "kvnode: rocksdb: ");
+    const int m = std::vsnprintf(buf + n, sizeof buf - static_cast<std::size_t>(n) - 1, format, ap);
+    n = std::min<int>(static_cast<int>(sizeof buf) - 2, n + std::max(0, m));
+    while (n > 0 && buf[n - 1] == '\n') --n;
+    buf[n++] = '\n';
+    [[maybe_unused]] const auto w = ::write(2, buf, static_cast<std::size_t>(n));
+  }
+};
+
 class RocksStore final : public Store {
  public:
   explicit RocksStore(const RocksOptions& o) {
     rocksdb::Options opts;
+    opts.listeners.push_back(std::make_shared<GateListener>(gate_));
+    opts.info_log = std::make_shared<StderrLogger>();
     opts.create_if_missing = true;
     opts.create_missing_column_families = true;
     opts.IncreaseParallelism(2);
@@ -67,7 +127,7 @@ class RocksStore final : public Store {
       committer_.join();
     }
     if (db_) {
-      db_->FlushWAL(true);
+      if (!gate_.stopped()) db_->FlushWAL(true);
       db_->DestroyColumnFamilyHandle(data_);
       db_->DestroyColumnFamilyHandle(tombs_);
       db_->Close();
@@ -86,8 +146,13 @@ class RocksStore final : public Store {
     if (write_.sync) return submit_and_wait({WriteOp::Kind::put, std::string(key), std::string(value)}, err);
     // The stripe makes a rebalancer's put-if-absent of this key atomic against this write.
     std::lock_guard lock(stripe(key));
+    if (gate_.stopped()) {
+      err = gate_.why();
+      return StoreStatus::error;
+    }
     const auto s = db_->Put(write_, data_, slice(key), slice(value));
     if (s.ok()) return StoreStatus::ok;
+    gate_.stop(s.ToString());
     err = s.ToString();
     return StoreStatus::error;
   }
@@ -106,7 +171,10 @@ class RocksStore final : public Store {
 
   std::string_view engine() const noexcept override { return "rocksdb"; }
 
-  void flush() override { db_->FlushWAL(true); }
+  void flush() override {
+    if (!gate_.stopped()) db_->FlushWAL(true);
+  }
+  std::string write_error() const override { return gate_.stopped() ? gate_.why() : std::string(); }
 
   bool group_commit() const noexcept override { return write_.sync; }
   std::uint64_t commits() const noexcept override { return commits_.load(std::memory_order_relaxed); }
@@ -193,9 +261,16 @@ class RocksStore final : public Store {
     // small ranges, and as many range tombstones would slow every later read.
     rocksdb::WriteBatch wb;
     auto flush = [&]() {
+      if (wb.Count() && gate_.stopped()) {
+        err = gate_.why();
+        return false;
+      }
       const auto s = wb.Count() ? db_->Write(write_, &wb) : rocksdb::Status::OK();
       wb.Clear();
-      if (!s.ok()) err = s.ToString();
+      if (!s.ok()) {
+        gate_.stop(s.ToString());
+        err = s.ToString();
+      }
       return s.ok();
     };
     for (auto* cf : {data ? data_ : nullptr, tombstones ? tombs_ : nullptr}) {
@@ -317,10 +392,16 @@ class RocksStore final : public Store {
       wb.Put(data_, k, slice(op.value));
       exists[op.key] = true;
     }
+    if (wb.Count() && gate_.stopped()) {
+      for (std::size_t i = 0; i < ops.size(); ++i) results[i] = {StoreStatus::error, gate_.why()};
+      return;
+    }
     const auto s = wb.Count() ? db_->Write(write_, &wb) : rocksdb::Status::OK();
-    if (!s.ok())
+    if (!s.ok()) {
+      gate_.stop(s.ToString());
       for (std::size_t i = 0; i < ops.size(); ++i)
         if (results[i].status != StoreStatus::error) results[i] = {StoreStatus::error, s.ToString()};
+    }
   }
 
   StoreStatus submit_and_wait(WriteOp op, std::string& err) {
@@ -378,6 +459,7 @@ class RocksStore final : public Store {
 
   static constexpr std::size_t kStripes = 64;
 
+  WriteGate gate_;  // before db_: the listener uses it until the database is closed
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* data_ = nullptr;
   rocksdb::ColumnFamilyHandle* tombs_ = nullptr;

@@ -363,3 +363,35 @@ class FakeNode:
                 c.close()
             except OSError:
                 pass
+
+
+class LoadThread(threading.Thread):
+    """Reads and writes keys through the proxy until stopped; records (time, key, status, seconds) per
+    request: status -1 when the connection failed (it reconnects), -2 when a read returned other data."""
+
+    def __init__(self, port, keys, values):
+        super().__init__(daemon=True)
+        self.port, self.keys, self.values = port, keys, values
+        self.results = []
+        self.stop = threading.Event()
+
+    def run(self):
+        c = Client(self.port)
+        i = 0
+        while not self.stop.is_set():
+            k = self.keys[i % len(self.keys)]
+            t0 = time.monotonic()
+            try:
+                if i % 5 == 0:
+                    status = c.put(k, self.values[k])[0]
+                else:
+                    status, _, body = c.get(k)
+                    if status == 200 and json.loads(body)["value"] != self.values[k]:
+                        status = -2  # wrong data
+            except OSError:
+                status = -1
+                c.close()
+                c = Client(self.port)
+            self.results.append((time.monotonic(), k, status, time.monotonic() - t0))
+            i += 1
+        c.close()

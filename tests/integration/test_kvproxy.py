@@ -8,8 +8,8 @@ import threading
 import time
 import unittest
 
-from kvtest import (KVPROXY, Client, Cluster, FakeNode, TempDir, metric, owners, parse_responses, raw_exchange,
-                    start_proxy, wait_until, write_ring)
+from kvtest import (KVPROXY, Client, Cluster, FakeNode, LoadThread, TempDir, metric, owners, parse_responses,
+                    raw_exchange, start_proxy, wait_until, write_ring)
 
 
 class RoutingTest(unittest.TestCase):
@@ -241,36 +241,6 @@ class UpstreamBehaviourTest(unittest.TestCase):
         finally:
             self.assertEqual(proxy.terminate(), 0)
             fake.close()
-
-
-class LoadThread(threading.Thread):
-    """Reads and writes keys through the proxy until stopped; records (time, key, status) per request."""
-
-    def __init__(self, port, keys, values):
-        super().__init__(daemon=True)
-        self.port, self.keys, self.values = port, keys, values
-        self.results = []
-        self.stop = threading.Event()
-
-    def run(self):
-        c = Client(self.port)
-        i = 0
-        while not self.stop.is_set():
-            k = self.keys[i % len(self.keys)]
-            try:
-                if i % 5 == 0:
-                    status = c.put(k, self.values[k])[0]
-                else:
-                    status, _, body = c.get(k)
-                    if status == 200 and json.loads(body)["value"] != self.values[k]:
-                        status = -2  # wrong data
-            except OSError:
-                status = -1
-                c.close()
-                c = Client(self.port)
-            self.results.append((time.monotonic(), k, status))
-            i += 1
-        c.close()
 
 
 class FailureTest(unittest.TestCase):
