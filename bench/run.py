@@ -529,10 +529,11 @@ def write_results(out, command, report, quick, threads, proxy_rows, floor_rows, 
                 lines.append(f"| {n} | {a['users']} | {a['rps']:.0f} | {a['avg']:.2f} / {a['p99']:.0f} | "
                              f"{b['rps']:.0f} | {b['avg']:.2f} / {b['p99']:.0f} | {a['failures'] + b['failures']} |")
         lines.append("")
-    rebalance = os.path.join(ROOT, "bench", "REBALANCE.md")  # bench/rebalance.sh writes it
-    if os.path.exists(rebalance) and not quick:
-        with open(rebalance) as f:
-            lines += [f.read().rstrip(), ""]
+    for extra in ("REBALANCE.md", "SLOWLORIS.md"):  # written by bench/rebalance.sh, bench/slowloris.sh
+        path = os.path.join(ROOT, "bench", extra)
+        if os.path.exists(path) and not quick:
+            with open(path) as f:
+                lines += [f.read().rstrip(), ""]
     notes = os.path.join(ROOT, "bench", "NOTES.md")
     if os.path.exists(notes) and not quick:
         with open(notes) as f:

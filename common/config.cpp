@@ -114,6 +114,9 @@ std::optional<HostPort> parse_host_port(std::string_view s, bool allow_port_zero
     if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') return std::nullopt;
     host = s.substr(1, close - 1);
     port = s.substr(close + 2);
+    // Only IPv6 characters: inet_pton reads a C string, so "::1" followed by a NUL and anything
+    // would pass (fuzz_config found it).
+    if (host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos) return std::nullopt;
     in6_addr a6{};
     if (inet_pton(AF_INET6, std::string(host).c_str(), &a6) != 1) return std::nullopt;
   } else {

@@ -188,3 +188,10 @@ TEST_CASE("a field given twice is refused, at any level (found by fuzz_config)",
   CHECK_THROWS_WITH(kv::parse_ring_config("nodes:\n  - id: a\n    id: b\n    address: 127.0.0.1:1\n", "r.yaml"),
                     "r.yaml: nodes[0].id: given twice (say it once)");
 }
+
+TEST_CASE("an IPv6 address with a NUL inside is refused (found by fuzz_config)", "[config]") {
+  CHECK_FALSE(kv::parse_host_port(std::string_view("[::1\0zz]:80", 11)));
+  CHECK_FALSE(kv::parse_host_port(std::string_view("127.0.0.1\0:80", 13)));
+  CHECK_FALSE(kv::parse_host_port(std::string_view("host\0name:80", 12)));
+  CHECK(kv::parse_host_port("[::1]:80"));
+}
