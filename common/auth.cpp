@@ -2,8 +2,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "config.hpp"
 
@@ -12,11 +10,9 @@ namespace kv {
 inline constexpr std::size_t kMinTokenLength = 16;
 
 std::string load_token_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string token = ss.str();
+  auto bytes = read_file(path);
+  if (!bytes) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+  std::string token = std::move(*bytes);
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ' || token.back() == '\t'))
     token.pop_back();
   if (token.empty()) throw ConfigError(path + ": empty token");

@@ -229,12 +229,20 @@ RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source
   return c;
 }
 
-RingConfig load_ring_config(const std::string& path) {
+std::optional<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "(file)", "cannot open for reading");
+  if (!in) return std::nullopt;
   std::ostringstream ss;
   ss << in.rdbuf();
-  return parse_ring_config(ss.str(), path);
+  return ss.str();
+}
+
+RingConfig load_ring_config(const std::string& path, std::string* text) {
+  auto bytes = read_file(path);
+  if (!bytes) fail(path, "(file)", "cannot open for reading");
+  auto config = parse_ring_config(*bytes, path);
+  if (text) *text = std::move(*bytes);
+  return config;
 }
 
 std::string with_membership(std::string_view file_yaml, std::string_view membership_yaml, std::string_view source) {

@@ -65,7 +65,11 @@ struct RingConfig {
 
 // `source` names the input in messages (a file path, or "<admin body>").
 RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source);
-RingConfig load_ring_config(const std::string& path);
+// With `text`, the file's bytes are also kept there (for a caller that passes the ring on as given).
+RingConfig load_ring_config(const std::string& path, std::string* text = nullptr);
+
+// A whole file; nullopt when it cannot be opened, with errno saying why.
+std::optional<std::string> read_file(const std::string& path);
 
 // A ring file with its membership (vnodes, nodes) taken from `membership_yaml` and everything else
 // (the proxy: section) kept from `file_yaml`: what a proxy saves as its ring file after a rebalance,

@@ -8,9 +8,7 @@
 
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include <unistd.h>
 
@@ -331,16 +329,14 @@ void Admin::restore_migration() {
 }
 
 void Admin::reload_from_file(asio::io_context& ioc) {
-  std::ifstream in(ring_path_, std::ios::binary);
-  if (!in) {
+  auto text = read_file(ring_path_);
+  if (!text) {
     state_.reloads_failed.fetch_add(1);
     std::cerr << "kvproxy: reload refused, keeping version " << state_.version() << ": " << ring_path_
               << ": (file): cannot open for reading" << std::endl;
     return;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  asio::co_spawn(ioc, [this, text = ss.str()]() -> asio::awaitable<void> { co_await reload(text, ring_path_); },
+  asio::co_spawn(ioc, [this, text = std::move(*text)]() -> asio::awaitable<void> { co_await reload(text, ring_path_); },
                  asio::detached);
 }
 

@@ -5,8 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 namespace kv::proxy {
@@ -84,14 +82,9 @@ void write_file_atomic(const std::string& path, std::string_view text) {
 }
 
 std::optional<std::string> read_file_if_exists(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return std::nullopt;
-    throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto bytes = read_file(path);
+  if (!bytes && errno != ENOENT) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
+  return bytes;
 }
 
 }  // namespace kv::proxy

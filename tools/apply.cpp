@@ -148,7 +148,8 @@ class Apply {
   explicit Apply(const ApplyOptions& o) : opt_(o) {}
 
   int run() {
-    RingConfig from_cfg = load_ring_config(opt_.from_path), to_cfg = load_ring_config(opt_.to_path);
+    // NEW's text goes to the proxies as given, so it is read once with the config.
+    RingConfig from_cfg = load_ring_config(opt_.from_path), to_cfg = load_ring_config(opt_.to_path, &to_yaml_);
     check_change(from_cfg, opt_.from_path, to_cfg, opt_.to_path);
     const auto from_ring = Ring::build(from_cfg), to_ring = Ring::build(to_cfg);
     const Plan plan = make_plan(from_cfg, *from_ring, to_cfg, *to_ring);
@@ -165,7 +166,6 @@ class Apply {
     }
     from_fp_ = plan.from_fingerprint;
     to_fp_ = plan.to_fingerprint;
-    to_yaml_ = read_text(opt_.to_path);
     log("rebalance " + opt_.from_path + " (ring " + from_fp_ + ") -> " + opt_.to_path + " (ring " + to_fp_ + "): " +
         percent(plan.moved) + " of the key space moves (ideal " + percent(plan.ideal_moved) + ") in " +
         std::to_string(plan.moves.size()) + " ranges");
@@ -226,17 +226,6 @@ class Apply {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.3f%%", share * 100);
     return buf;
-  }
-
-  static std::string read_text(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) throw ConfigError(path + ": (file): cannot open for reading");
-    std::string text;
-    char buf[65536];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-    return text;
   }
 
   void log(const std::string& line) const { std::cerr << "ring-rebalance: " << line << std::endl; }
