@@ -16,6 +16,7 @@
 #include <future>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -146,15 +147,11 @@ class RocksStore final : public Store {
     if (write_.sync) return submit_and_wait({WriteOp::Kind::put, std::string(key), std::string(value)}, err);
     // The stripe makes a rebalancer's put-if-absent of this key atomic against this write.
     std::lock_guard lock(stripe(key));
-    if (gate_.stopped()) {
-      err = gate_.why();
+    if (auto failed = gated([&] { return db_->Put(write_, data_, slice(key), slice(value)); })) {
+      err = std::move(*failed);
       return StoreStatus::error;
     }
-    const auto s = db_->Put(write_, data_, slice(key), slice(value));
-    if (s.ok()) return StoreStatus::ok;
-    gate_.stop(s.ToString());
-    err = s.ToString();
-    return StoreStatus::error;
+    return StoreStatus::ok;
   }
 
   StoreStatus del(std::string_view key, bool tombstone, std::string& err) override {
@@ -261,17 +258,11 @@ class RocksStore final : public Store {
     // small ranges, and as many range tombstones would slow every later read.
     rocksdb::WriteBatch wb;
     auto flush = [&]() {
-      if (wb.Count() && gate_.stopped()) {
-        err = gate_.why();
-        return false;
-      }
-      const auto s = wb.Count() ? db_->Write(write_, &wb) : rocksdb::Status::OK();
+      if (wb.Count() == 0) return true;
+      auto failed = gated([&] { return db_->Write(write_, &wb); });
       wb.Clear();
-      if (!s.ok()) {
-        gate_.stop(s.ToString());
-        err = s.ToString();
-      }
-      return s.ok();
+      if (failed) err = std::move(*failed);
+      return !failed;
     };
     for (auto* cf : {data ? data_ : nullptr, tombstones ? tombs_ : nullptr}) {
       if (!cf) continue;
@@ -318,6 +309,17 @@ class RocksStore final : public Store {
     }
     ri.it.reset(db_->NewIterator(ro, cf));
     return ri.it;
+  }
+
+  // Every write goes through here: refused with the reason once writes are stopped, and a failure
+  // of its own stops them. Returns the error, if any.
+  template <class Write>
+  std::optional<std::string> gated(Write&& write) {
+    if (gate_.stopped()) return gate_.why();
+    const rocksdb::Status s = write();
+    if (s.ok()) return std::nullopt;
+    gate_.stop(s.ToString());
+    return s.ToString();
   }
 
   std::uint64_t estimate(rocksdb::ColumnFamilyHandle* cf) {
@@ -392,16 +394,10 @@ class RocksStore final : public Store {
       wb.Put(data_, k, slice(op.value));
       exists[op.key] = true;
     }
-    if (wb.Count() && gate_.stopped()) {
-      for (std::size_t i = 0; i < ops.size(); ++i) results[i] = {StoreStatus::error, gate_.why()};
-      return;
-    }
-    const auto s = wb.Count() ? db_->Write(write_, &wb) : rocksdb::Status::OK();
-    if (!s.ok()) {
-      gate_.stop(s.ToString());
+    if (wb.Count() == 0) return;
+    if (auto failed = gated([&] { return db_->Write(write_, &wb); }))
       for (std::size_t i = 0; i < ops.size(); ++i)
-        if (results[i].status != StoreStatus::error) results[i] = {StoreStatus::error, s.ToString()};
-    }
+        if (results[i].status != StoreStatus::error) results[i] = {StoreStatus::error, *failed};
   }
 
   StoreStatus submit_and_wait(WriteOp op, std::string& err) {

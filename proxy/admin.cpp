@@ -34,6 +34,18 @@ namespace {
 
 using Response = http::response<http::string_body>;
 
+// Sets a flag for as long as it lives.
+class ScopedFlag {
+ public:
+  explicit ScopedFlag(bool& flag) : flag_(flag) { flag_ = true; }
+  ~ScopedFlag() { flag_ = false; }
+  ScopedFlag(const ScopedFlag&) = delete;
+  ScopedFlag& operator=(const ScopedFlag&) = delete;
+
+ private:
+  bool& flag_;
+};
+
 std::string iso_time(std::chrono::system_clock::time_point t) {
   if (t.time_since_epoch().count() == 0) return "";
   const std::time_t tt = std::chrono::system_clock::to_time_t(t);
@@ -113,11 +125,7 @@ asio::awaitable<ReloadResult> Admin::reload(std::string yaml, std::string source
     refuse("another ring change is being applied; retry");
     co_return r;
   }
-  changing_ = true;
-  struct Done {
-    bool& flag;
-    ~Done() { flag = false; }
-  } done{changing_};
+  const ScopedFlag changing(changing_);
   try {
     // Parse, validate, resolve and build off the event loop; only the swap happens here.
     std::function<std::shared_ptr<Topology>()> build = [this, yaml = std::move(yaml), source]() {
@@ -188,11 +196,7 @@ asio::awaitable<AdminAnswer> Admin::rebalance(std::string_view path, std::string
   if (step != "begin" && step != "read-new" && step != "finish" && step != "abort") co_return refusal(404, "Not found");
   if (!post) co_return refusal(405, "Method not allowed");
   if (changing_) co_return refusal(409, "another ring change is being applied; retry");
-  changing_ = true;
-  struct Done {
-    bool& flag;
-    ~Done() { flag = false; }
-  } done{changing_};
+  const ScopedFlag changing(changing_);
   AdminAnswer a = co_await rebalance_step(step, target, std::move(body));
   std::cerr << "kvproxy: rebalance " << step << ": " << (a.status == 200 ? "ok" : "refused") << ": " << a.body << std::endl;
   co_return a;

@@ -83,6 +83,13 @@ ProxyState proxy_state(HttpClient& c, const std::string& label) {
   return {str("fingerprint"), str("phase"), str("from"), str("to")};
 }
 
+// ranges[first, end) as a request body (transfer.hpp's range list).
+std::string ranges_body(const std::vector<HashRange>& ranges, std::size_t first, std::size_t end) {
+  std::string body;
+  for (std::size_t j = first; j < end; ++j) append_range(body, ranges[j]);
+  return body;
+}
+
 std::string human_bytes(double b) {
   char buf[32];
   if (b >= 1 << 30) std::snprintf(buf, sizeof buf, "%.1f GiB", b / (1 << 30));
@@ -240,9 +247,8 @@ class Apply {
   // Sends `ranges` to `target` on a node, kRangesPerRequest at a time.
   void send_ranges(const HostPort& a, const std::string& id, const std::string& target, const std::vector<HashRange>& ranges) {
     for (std::size_t i = 0; i < ranges.size(); i += kRangesPerRequest) {
-      std::string body;
-      for (std::size_t j = i; j < std::min(ranges.size(), i + kRangesPerRequest); ++j) append_range(body, ranges[j]);
-      call(node(a), "node " + id + " (" + a.str() + ")", "POST", target, body);
+      call(node(a), "node " + id + " (" + a.str() + ")", "POST", target,
+           ranges_body(ranges, i, std::min(ranges.size(), i + kRangesPerRequest)));
     }
   }
 
@@ -255,9 +261,8 @@ class Apply {
     std::uint64_t total = 0;
     for (auto& [ids, f] : flows_) {
       for (std::size_t i = 0; i < f.ranges.size(); i += kRangesPerRequest) {
-        std::string body;
-        for (std::size_t j = i; j < std::min(f.ranges.size(), i + kRangesPerRequest); ++j) append_range(body, f.ranges[j]);
-        const auto r = call(node(f.from), "node " + f.from_id, "POST", "/admin/count", body);
+        const auto r = call(node(f.from), "node " + f.from_id, "POST", "/admin/count",
+                            ranges_body(f.ranges, i, std::min(f.ranges.size(), i + kRangesPerRequest)));
         const auto v = json::parse(r.body);
         f.keys += static_cast<std::uint64_t>(v.as_object().at("keys").as_int64());
       }
@@ -272,10 +277,9 @@ class Apply {
       std::size_t first = 0;  // ranges before this one are done
       std::string after;      // resume after this stored key, within ranges[first]
       while (first < f.ranges.size()) {
-        std::string body;
         const std::size_t end = std::min(f.ranges.size(), first + kRangesPerRequest);
-        for (std::size_t j = first; j < end; ++j) append_range(body, f.ranges[j]);
-        const auto r = call(node(f.from), from_label, "POST", scan + (after.empty() ? "" : "&after=" + hex_bytes(after)), body);
+        const auto r = call(node(f.from), from_label, "POST", scan + (after.empty() ? "" : "&after=" + hex_bytes(after)),
+                            ranges_body(f.ranges, first, end));
         const std::uint64_t count = std::stoull(r.field("X-KV-Scan-Count").empty() ? "0" : r.field("X-KV-Scan-Count"));
         if (count > 0) {
           const auto w = call(node(f.to), to_label, "POST", "/admin/ingest", r.body, "application/octet-stream");
