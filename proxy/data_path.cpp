@@ -51,7 +51,8 @@ bool iequal(std::string_view a, std::string_view b) {
 }
 
 // Appends the fields of `head` that go to the next hop: not hop-by-hop, not named in Connection, not
-// Content-Length (recomputed), and not `skip` / `skip_name`.
+// Content-Length (recomputed), and not `skip` / `skip_name` (a field Beast does not know by id, such
+// as X-KV-Node or X-KV-Tombstone: only fields with id unknown are compared by name).
 void append_relayed_fields(const net::RawHead& head, std::string& out, http::field skip, std::string_view skip_name = {}) {
   // Field names listed in Connection (other than close/keep-alive) are hop-by-hop too; rare, so the
   // common case costs one scan.
@@ -73,7 +74,7 @@ void append_relayed_fields(const net::RawHead& head, std::string& out, http::fie
   for (const auto& f : head.fields) {
     if (hop_by_hop(f.id) || f.id == http::field::content_length || (skip != http::field::unknown && f.id == skip)) continue;
     const auto name = head.name(f);
-    if (!skip_name.empty() && iequal(name, skip_name)) continue;
+    if (f.id == http::field::unknown && !skip_name.empty() && iequal(name, skip_name)) continue;
     bool listed = false;
     for (std::size_t i = 0; i < n_named && !listed; ++i) listed = iequal(name, named[i]);
     if (listed) continue;
