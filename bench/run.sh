@@ -6,10 +6,6 @@
 # Everything runs on 127.0.0.1 and is stopped afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${KVRING_BUILD:-}" ]; then
-  scripts/setup.sh
-  cmake --preset release > /dev/null
-  cmake --build --preset release -j "$(nproc)"
-fi
+. bench/build.sh
 # Debian's python3, where matplotlib and locust are installed.
 exec /usr/bin/python3 bench/run.py "$@"

@@ -4,9 +4,5 @@
 #   bench/slowloris.sh --quick    3 s per run, into build/release/bench-quick/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${KVRING_BUILD:-}" ]; then
-  scripts/setup.sh
-  cmake --preset release > /dev/null
-  cmake --build --preset release -j "$(nproc)"
-fi
+. bench/build.sh
 exec /usr/bin/python3 bench/slowloris.py "$@"

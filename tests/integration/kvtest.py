@@ -222,6 +222,20 @@ def owners(ring, keys):
     return {line.split("\t")[0]: line.split("\t")[1] for line in out.splitlines()}
 
 
+def proxy_stats(admin_port):
+    """A kvproxy's /stats.json."""
+    c = Client(admin_port)
+    try:
+        return json.loads(c.request("GET", "/stats.json")[2])
+    finally:
+        c.close()
+
+
+def proxy_node_state(admin_port, node_id):
+    """UP or DOWN: what a kvproxy thinks of a node."""
+    return next(n["state"] for n in proxy_stats(admin_port)["nodes"] if n["id"] == node_id)
+
+
 class Cluster:
     """N real kvnodes and one kvproxy on run-time ports. Fast health checks, so tests are short."""
 
@@ -259,14 +273,10 @@ class Cluster:
         return Client(self.nodes[node_id].port)
 
     def stats(self):
-        c = Client(self.admin)
-        try:
-            return json.loads(c.request("GET", "/stats.json")[2])
-        finally:
-            c.close()
+        return proxy_stats(self.admin)
 
     def node_state(self, node_id):
-        return next(n["state"] for n in self.stats()["nodes"] if n["id"] == node_id)
+        return proxy_node_state(self.admin, node_id)
 
     def close(self):
         codes = {}

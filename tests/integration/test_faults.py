@@ -10,8 +10,8 @@ import threading
 import time
 import unittest
 
-from kvtest import (KVNODE, KVPROXY, Client, Cluster, FakeNode, LoadThread, Process, TempDir, owners, q,
-                    start_proxy, wait_until, write_ring)
+from kvtest import (KVNODE, KVPROXY, Client, Cluster, FakeNode, LoadThread, Process, TempDir, owners,
+                    proxy_node_state, start_proxy, wait_until, write_ring)
 
 
 def preload(port, keys, values):
@@ -21,6 +21,29 @@ def preload(port, keys, values):
             assert c.put(k, values[k])[0] == 200
     finally:
         c.close()
+
+
+def check_outage(test, load, own, victim, began, ended, port, keys, values):
+    """Stops `load` and checks a node's outage between `began` and `ended`: the other nodes' keys all
+    answered 200; the victim's got 504 while slow, 503 once marked down (at least one 503), and never
+    hung (each answer within the 400-500 ms budgets plus the 50 ms deadline sweep, with slack for a
+    loaded machine); afterwards every key reads back through `port` with its value."""
+    for t in load:
+        t.stop.set()
+        t.join()
+    results = [r for t in load for r in t.results]
+    mine = [r for r in results if own[r[1]] == victim and began < r[0] - r[3] < ended]
+    others = [r for r in results if own[r[1]] != victim]
+    test.assertTrue(mine and others)
+    test.assertEqual([r for r in others if r[2] != 200], [], "keys of the other nodes must keep answering")
+    test.assertTrue({r[2] for r in mine} <= {200, 503, 504}, {r[2] for r in mine})
+    test.assertIn(503, {r[2] for r in mine})
+    test.assertLess(max(r[3] for r in mine), 3.0, f"a request to {victim} hung")
+    c = Client(port)
+    for k in keys:
+        status, _, body = c.get(k)
+        test.assertEqual((status, json.loads(body)["value"]), (200, values[k]))
+    c.close()
 
 
 class FrozenNodeTest(unittest.TestCase):
@@ -53,26 +76,7 @@ class FrozenNodeTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: self.cluster.node_state("n2") == "UP", 10))
         resumed_at = time.monotonic()
         wait_until(lambda: time.monotonic() > resumed_at + 0.5, 2)
-        for t in load:
-            t.stop.set()
-            t.join()
-        results = [r for t in load for r in t.results]
-        mine = [r for r in results if own[r[1]] == "n2" and stopped_at < r[0] - r[3] < resumed_at]
-        others = [r for r in results if own[r[1]] != "n2"]
-        self.assertTrue(mine and others)
-        self.assertEqual([r for r in others if r[2] != 200], [], "keys of the other nodes must keep answering")
-        # n2's keys: 504 while it was only slow to answer, 503 once marked down; never a hang: each
-        # answer within the 400 ms response budget plus the 50 ms deadline sweep, with slack for a
-        # loaded machine.
-        self.assertTrue({r[2] for r in mine} <= {200, 503, 504}, {r[2] for r in mine})
-        self.assertIn(503, {r[2] for r in mine})
-        self.assertLess(max(r[3] for r in mine), 3.0, "a request to the frozen node hung")
-        # Served again, with its data.
-        c = Client(self.cluster.port)
-        for k in keys:
-            status, headers, body = c.get(k)
-            self.assertEqual((status, json.loads(body)["value"]), (200, values[k]))
-        c.close()
+        check_outage(self, load, own, "n2", stopped_at, resumed_at, self.cluster.port, keys, values)
 
 
 class SlowNodeTest(unittest.TestCase):
@@ -330,34 +334,14 @@ class NetworkCutTest(unittest.TestCase):
             subprocess.run(["ip", "link", "set", self.host_if, "down"], check=True)
             cut_at = time.monotonic()
             def state():
-                c = Client(proxy.admin_port)
-                try:
-                    return next(n["state"] for n in json.loads(c.request("GET", "/stats.json")[2])["nodes"]
-                                if n["id"] == "far")
-                finally:
-                    c.close()
+                return proxy_node_state(proxy.admin_port, "far")
             self.assertTrue(wait_until(lambda: state() == "DOWN", 10))
             wait_until(lambda: time.monotonic() > cut_at + 1.5, 3)
             subprocess.run(["ip", "link", "set", self.host_if, "up"], check=True)
             self.assertTrue(wait_until(lambda: state() == "UP", 15))
             back_at = time.monotonic()
             wait_until(lambda: time.monotonic() > back_at + 0.5, 2)
-            for t in load:
-                t.stop.set()
-                t.join()
-            results = [r for t in load for r in t.results]
-            far = [r for r in results if own[r[1]] == "far" and cut_at < r[0] - r[3] < back_at]
-            near = [r for r in results if own[r[1]] == "near"]
-            self.assertTrue(far and near)
-            self.assertEqual([r for r in near if r[2] != 200], [], "the other node's keys must keep answering")
-            self.assertTrue({r[2] for r in far} <= {200, 503, 504}, {r[2] for r in far})
-            self.assertIn(503, {r[2] for r in far})
-            self.assertLess(max(r[3] for r in far), 3.0, "a request to the cut-off node hung")
-            c = Client(proxy.port)
-            for k in keys:
-                status, _, body = c.get(k)
-                self.assertEqual((status, json.loads(body)["value"]), (200, values[k]))
-            c.close()
+            check_outage(self, load, own, "far", cut_at, back_at, proxy.port, keys, values)
         finally:
             proxy.terminate()
             local.terminate()
