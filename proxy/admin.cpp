@@ -167,18 +167,18 @@ std::string Admin::migration_json() const {
   return out + "}";
 }
 
-asio::awaitable<bool> Admin::publish_and_drain(std::shared_ptr<Topology> next, std::string& detail) {
+asio::awaitable<AdminAnswer> Admin::publish_step(std::shared_ptr<Topology> next) {
   const auto version = state_.publish(std::move(next));
   data_.refresh_workers();
   const auto deadline = Clock::now() + drain_timeout_;
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     const auto in_use = state_.older_in_use();
-    if (in_use == 0) co_return true;
+    if (in_use == 0) co_return answer(200, migration_json());
     if (Clock::now() >= deadline) {
-      detail = "ring version " + std::to_string(version) + " is in use, but " + std::to_string(in_use) +
-               " requests still used an older one after " + std::to_string(drain_timeout_.count()) + " ms; retry";
-      co_return false;
+      co_return refusal(503, "ring version " + std::to_string(version) + " is in use, but " + std::to_string(in_use) +
+                                 " requests still used an older one after " + std::to_string(drain_timeout_.count()) +
+                                 " ms; retry");
     }
     timer.expires_after(std::chrono::milliseconds(2));
     beast::error_code ec;
@@ -213,7 +213,6 @@ asio::awaitable<AdminAnswer> Admin::rebalance_step(std::string_view step, std::s
     return next;
   };
   const std::string state_path = migration_state_path(ring_path_);
-  std::string detail;
   // Saved before it is published: a restart must never come back in an earlier phase.
   auto save = [&](const Migration& next) -> std::optional<AdminAnswer> {
     try {
@@ -231,7 +230,7 @@ asio::awaitable<AdminAnswer> Admin::rebalance_step(std::string_view step, std::s
     if (m) {
       if (::unlink(state_path.c_str()) != 0 && errno != ENOENT)
         co_return refusal(500, "cannot remove " + state_path + ": " + std::strerror(errno));
-      if (!co_await publish_and_drain(release(with_migration(*t, nullptr)), detail)) co_return refusal(503, detail);
+      co_return co_await publish_step(release(with_migration(*t, nullptr)));
     }
     co_return answer(200, migration_json());
   }
@@ -254,15 +253,13 @@ asio::awaitable<AdminAnswer> Admin::rebalance_step(std::string_view step, std::s
     if (m) {
       if (m->fingerprint != next->fingerprint) co_return refusal(409, in_progress() + "; finish or abort it first");
       // Begun already (an apply run again): wait for the drain once more and say where it stands.
-      if (!co_await publish_and_drain(release(with_migration(*t, t->migration)), detail)) co_return refusal(503, detail);
-      co_return answer(200, migration_json());
+      co_return co_await publish_step(release(with_migration(*t, t->migration)));
     }
     if (from != t->fingerprint)
       co_return refusal(409, "this proxy's ring is " + t->fingerprint + ", not " + std::string(from));
     if (next->fingerprint == t->fingerprint) co_return refusal(409, "the new ring is the ring in use: nothing to move");
     if (auto failed = save(*next)) co_return *failed;
-    if (!co_await publish_and_drain(release(with_migration(*t, std::move(next))), detail)) co_return refusal(503, detail);
-    co_return answer(200, migration_json());
+    co_return co_await publish_step(release(with_migration(*t, std::move(next))));
   }
 
   if (step == "read-new") {
@@ -271,15 +268,13 @@ asio::awaitable<AdminAnswer> Admin::rebalance_step(std::string_view step, std::s
     auto next = std::make_shared<Migration>(*m);
     next->phase = Phase::read_new;
     if (auto failed = save(*next)) co_return *failed;
-    if (!co_await publish_and_drain(release(with_migration(*t, std::move(next))), detail)) co_return refusal(503, detail);
-    co_return answer(200, migration_json());
+    co_return co_await publish_step(release(with_migration(*t, std::move(next))));
   }
 
   // finish: the new ring becomes the ring, saved as the ring file (the old one kept as .prev).
   if (!m) {
     if (t->fingerprint == to) {  // finished already (an apply run again)
-      if (!co_await publish_and_drain(release(with_migration(*t, nullptr)), detail)) co_return refusal(503, detail);
-      co_return answer(200, migration_json());
+      co_return co_await publish_step(release(with_migration(*t, nullptr)));
     }
     co_return refusal(409, "no rebalance is in progress and the ring is " + t->fingerprint + ", not " + std::string(to));
   }
@@ -305,9 +300,8 @@ asio::awaitable<AdminAnswer> Admin::rebalance_step(std::string_view step, std::s
   next->fingerprint = m->fingerprint;
   next->ring = m->ring;
   next->backends = m->backends;
-  next->ownership = m->ring->ownership();
-  if (!co_await publish_and_drain(release(std::move(next)), detail)) co_return refusal(503, detail);
-  co_return answer(200, migration_json());
+  next->ownership = m->ownership;
+  co_return co_await publish_step(release(std::move(next)));
 }
 
 void Admin::restore_migration() {

@@ -50,8 +50,9 @@ class Admin {
   // The rebalance endpoints, /admin/migration[/begin|/read-new|/finish|/abort]; see README.
   net::asio::awaitable<AdminAnswer> rebalance(std::string_view path, std::string_view target, bool post, std::string body);
   net::asio::awaitable<AdminAnswer> rebalance_step(std::string_view step, std::string_view target, std::string body);
-  // Publishes `next`, makes the workers take it up, and waits until no request uses an older ring.
-  net::asio::awaitable<bool> publish_and_drain(std::shared_ptr<Topology> next, std::string& detail);
+  // Publishes `next`, makes the workers take it up, and waits until no request uses an older ring;
+  // answers where the rebalance stands (200), or why the drain is unfinished (503).
+  net::asio::awaitable<AdminAnswer> publish_step(std::shared_ptr<Topology> next);
   std::string migration_json() const;
   net::asio::awaitable<void> session(net::Worker& worker, net::tcp::socket socket);
 
