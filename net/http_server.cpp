@@ -163,8 +163,24 @@ asio::awaitable<void> write_whole(beast::tcp_stream& stream, const Message& msg,
 
 asio::awaitable<void> write_parts(beast::tcp_stream& stream, std::string_view head, std::string_view body,
                                   beast::error_code& ec) {
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(head.data(), head.size()),
-                                                  asio::buffer(body.data(), body.size())};
+  std::array<asio::const_buffer, 2> buffers{asio::buffer(head.data(), head.size()),
+                                            asio::buffer(body.data(), body.size())};
+  // Most answers fit the socket's send buffer: one non-blocking send, straight away, instead of an
+  // asynchronous write whose completion waits its turn behind every handler already queued (a full
+  // trip round the event loop per message). Only what the kernel did not take goes the async way.
+  auto& socket = stream.socket();
+  if (!socket.non_blocking()) socket.non_blocking(true, ec);
+  std::size_t sent = ec ? 0 : socket.write_some(buffers, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  if (ec) co_return;
+  const std::size_t total = head.size() + body.size();
+  if (sent == total) co_return;
+  if (sent < head.size()) {
+    buffers[0] = asio::buffer(head.data() + sent, head.size() - sent);
+  } else {
+    buffers[0] = asio::const_buffer();
+    buffers[1] = asio::buffer(body.data() + (sent - head.size()), total - sent);
+  }
   co_await asio::async_write(stream, buffers, use_ec(ec));
 }
 
