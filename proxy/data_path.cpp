@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <optional>
 #include <unordered_map>
 
@@ -124,7 +125,9 @@ struct UpstreamConnection {
 
 struct Pool {
   std::shared_ptr<Backend> backend;
-  std::vector<std::unique_ptr<UpstreamConnection>> idle;  // LIFO: the warmest connection first
+  // Taken from the back (the warmest first); the oldest, at the front, are closed once they have
+  // idled past the pool's timeout.
+  std::deque<std::unique_ptr<UpstreamConnection>> idle;
 };
 
 enum class Outcome { relayed, connect_failed, timeout, bad_response };
@@ -325,6 +328,12 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
       conn->idle_since = Clock::now();
       pool.idle.push_back(std::move(conn));
       stats.pool_idle.fetch_add(1, std::memory_order_relaxed);
+      // One look at the oldest per request keeps a pool that shrank after a burst from holding its
+      // unused connections until the node times them out.
+      if (pool.idle.front()->idle_since + opt.pool_idle_timeout < pool.idle.back()->idle_since) {
+        pool.idle.pop_front();
+        stats.pool_idle.fetch_sub(1, std::memory_order_relaxed);
+      }
     }
     co_return f;
   }

@@ -21,7 +21,9 @@ struct ProxyOptions {
   std::chrono::milliseconds response_timeout{10'000};  // request sent -> whole answer received
   std::uint64_t max_response_bytes = 64ull << 20;
   std::size_t max_key_bytes = 1024;
-  std::size_t max_idle_per_node = 128;  // pooled idle connections per node, per worker
+  // Idle connections kept per node, per worker. Above the most requests one node ever has in flight
+  // at once, or every burst past it opens connections that are closed again right after.
+  std::size_t max_idle_per_node = 1024;
   std::chrono::milliseconds pool_idle_timeout{30'000};  // under kvnode's idle timeout (60 s)
 };
 

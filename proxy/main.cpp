@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   std::uint64_t max_body = (std::uint64_t{1} << 20) * 6 + 4096;
   std::uint32_t max_header = 8192;
   unsigned shutdown_ms = 10'000;
+  std::size_t pool_max_idle = kv::proxy::ProxyOptions{}.max_idle_per_node;
+  std::uint32_t pool_idle_ms = 30'000;
 
   app.add_option("--ring", ring_path, "ring.yaml: the nodes, and optionally a proxy: section")->required();
   app.add_option("--listen", listen_flag, "Client listener host:port (default 127.0.0.1:8080; 0 takes any free port)");
@@ -57,6 +59,11 @@ int main(int argc, char** argv) {
   app.add_option("--check-timeout-ms", check_timeout_ms, "Health check timeout (default 1000)");
   app.add_option("--check-fall", fall, "Failed checks in a row that mark a node down (default 3)")->check(CLI::Range(1, 100));
   app.add_option("--check-rise", rise, "Good checks in a row that mark it up again (default 2)")->check(CLI::Range(1, 100));
+  app.add_option("--pool-max-idle", pool_max_idle, "Idle connections kept per node, per worker thread")
+      ->capture_default_str()->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
+  app.add_option("--pool-idle-timeout-ms", pool_idle_ms,
+                 "An idle pooled connection older than this is closed; keep it under the nodes' idle timeout")
+      ->capture_default_str()->check(CLI::Range(1u, 3'600'000u));
   app.add_option("--max-key-bytes", max_key, "Longest key, decoded (413 above)")->capture_default_str();
   app.add_option("--max-body-bytes", max_body, "Longest request body (413 above)")->capture_default_str();
   app.add_option("--max-header-bytes", max_header, "Request line + headers (431 above)")->capture_default_str();
@@ -112,6 +119,8 @@ int main(int argc, char** argv) {
   opt.response_timeout = std::chrono::milliseconds(pick(response_ms, px.response_ms, 10'000u));
   opt.client.body_timeout = std::max(opt.client.body_timeout, opt.client.header_timeout);
   opt.max_key_bytes = max_key;
+  opt.max_idle_per_node = pool_max_idle;
+  opt.pool_idle_timeout = std::chrono::milliseconds(pool_idle_ms);
   const unsigned nthreads = pick(threads, px.threads, 1u);
 
   kv::proxy::State state(health);

@@ -316,7 +316,7 @@ class FakeNode:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.sock.listen(1024)
         self.port = self.sock.getsockname()[1]
         self._stop = False
         self._conns = []

@@ -242,6 +242,88 @@ class UpstreamBehaviourTest(unittest.TestCase):
             self.assertEqual(proxy.terminate(), 0)
             fake.close()
 
+    OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
+
+    def burst(self, port, n):
+        """n clients with one request each, all in flight at the node at once."""
+        codes = []
+        def one(i):
+            c = Client(port, timeout=30)
+            codes.append(c.get(f"b{i}")[0])
+            c.close()
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(codes, [200] * n)
+
+    def pool_metrics(self, port):
+        c = Client(port)
+        text = c.request("GET", "/metrics")[2].decode()
+        c.close()
+        return (metric(text, 'kvproxy_node_connects_total{node="f1"}'),
+                metric(text, 'kvproxy_pool_connections{node="f1",state="idle"}'))
+
+    def test_a_burst_keeps_its_connections_for_the_next(self):
+        # Each answer waits until 150 requests are in flight: 150 node connections at once. The next
+        # burst reuses all of them; a pool that kept fewer (128 once) reconnects for every burst.
+        n = 150
+        barrier = threading.Barrier(n, timeout=30)
+        def behaviour(line, headers):
+            barrier.wait()
+            return self.OK
+        fake = FakeNode(behaviour)
+        proxy = self.proxy_for(fake)
+        try:
+            self.burst(proxy.port, n)
+            self.assertEqual(self.pool_metrics(proxy.port), (n, n))
+            self.burst(proxy.port, n)
+            self.assertEqual(self.pool_metrics(proxy.port), (n, n))
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
+    def test_pool_max_idle_zero_opens_a_connection_per_request(self):
+        fake = FakeNode(lambda line, headers: self.OK)
+        proxy = self.proxy_for(fake, ["--pool-max-idle", "0"])
+        try:
+            c = Client(proxy.port)
+            for i in range(5):
+                self.assertEqual(c.get(f"z{i}")[0], 200)
+            c.close()
+            self.assertEqual(self.pool_metrics(proxy.port), (5, 0))
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
+    def test_connections_left_idle_after_a_burst_are_closed(self):
+        n = 8
+        barrier = threading.Barrier(n, timeout=30)
+        calm = threading.Event()
+        def behaviour(line, headers):
+            if not calm.is_set():
+                barrier.wait()
+            return self.OK
+        fake = FakeNode(behaviour)
+        proxy = self.proxy_for(fake, ["--pool-idle-timeout-ms", "300"])
+        try:
+            self.burst(proxy.port, n)
+            self.assertEqual(self.pool_metrics(proxy.port), (n, n))
+            calm.set()
+            # One request at a time for longer than the timeout: one connection stays warm, the
+            # seven others idle past it and are closed.
+            c = Client(proxy.port)
+            end = time.monotonic() + 0.9
+            while time.monotonic() < end:
+                self.assertEqual(c.get("calm")[0], 200)
+                time.sleep(0.02)
+            c.close()
+            self.assertEqual(self.pool_metrics(proxy.port), (n, 1))
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
 
 class FailureTest(unittest.TestCase):
     def setUp(self):
