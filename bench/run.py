@@ -206,11 +206,23 @@ def wrk(port, script, conns, seconds, keys):
     return r
 
 
+def tcp_segments():
+    """(segments sent, segments received) by this machine's TCP since boot (/proc/net/snmp)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    tcp = dict(zip(rows[0][1:], rows[1][1:]))
+    return int(tcp["OutSegs"]), int(tcp["InSegs"])
+
+
 def measure(system, script, conns, seconds, keys):
     u0, s0 = cpu_seconds(system.pids())
+    out0, _ = tcp_segments()
     r = wrk(system.port, script, conns, seconds, keys)
+    out1, _ = tcp_segments()
     u1, s1 = cpu_seconds(system.pids())
     n = max(1, r["requests"])
+    # Every segment on loopback, both ways of both hops: 4 carry data per request; the rest are ACKs.
+    r["segments_per_req"] = (out1 - out0) / n
     r["user_us_per_req"] = (u1 - u0) / n * 1e6
     r["sys_us_per_req"] = (s1 - s0) / n * 1e6
     r["cpu_us_per_req"] = r["user_us_per_req"] + r["sys_us_per_req"]
@@ -235,7 +247,7 @@ def side_by_side(systems, workloads, conn_counts, rounds, seconds, keys):
                     log(f"{workload} c={conns} round {rnd + 1}/{rounds} {s.name:8s} {r['rps']:9.0f} req/s  "
                         f"p50 {r['p50'] / 1000:.2f} ms  p99 {r['p99'] / 1000:.2f} ms  "
                         f"cpu {r['cpu_us_per_req']:.1f} us/req (user {r['user_us_per_req']:.1f}, "
-                        f"sys {r['sys_us_per_req']:.1f})  errors {r['errors']}")
+                        f"sys {r['sys_us_per_req']:.1f})  segments {r['segments_per_req']:.2f}/req  errors {r['errors']}")
     return results
 
 
@@ -249,7 +261,8 @@ def summarize(results, reference="haproxy"):
             mine = [r for r in group if r["system"] == system]
             row = {"workload": workload, "conns": conns, "system": system, "rounds": len(mine),
                    "errors": sum(r["errors"] for r in mine)}
-            for m in ("rps", "p50", "p99", "p999", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req"):
+            for m in ("rps", "p50", "p99", "p999", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req",
+                      "segments_per_req"):
                 row[m] = median([r[m] for r in mine])
                 ratios = []
                 for r in mine:
@@ -262,13 +275,13 @@ def summarize(results, reference="haproxy"):
 
 
 def table(rows):
-    out = ["| workload | conns | system | req/s | vs HAProxy | p50 ms | p99 ms | vs HAProxy | p99.9 ms | CPU us/req | vs HAProxy | user / sys us | errors |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| workload | conns | system | req/s | vs HAProxy | p50 ms | p99 ms | vs HAProxy | p99.9 ms | CPU us/req | vs HAProxy | user / sys us | TCP segments/req | errors |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['workload'].removesuffix('.lua')} | {r['conns']} | {r['system']} | {r['rps']:.0f} | "
                    f"{r['rps_ratio']:.2f}x | {r['p50'] / 1000:.2f} | {r['p99'] / 1000:.2f} | {r['p99_ratio']:.2f}x | "
                    f"{r['p999'] / 1000:.2f} | {r['cpu_us_per_req']:.1f} | {r['cpu_us_per_req_ratio']:.2f}x | "
-                   f"{r['user_us_per_req']:.1f} / {r['sys_us_per_req']:.1f} | {r['errors']} |")
+                   f"{r['user_us_per_req']:.1f} / {r['sys_us_per_req']:.1f} | {r['segments_per_req']:.2f} | {r['errors']} |")
     return "\n".join(out)
 
 
@@ -364,19 +377,30 @@ def main():
     ap.add_argument("--build", default=os.environ.get("KVRING_BUILD", os.path.join(ROOT, "build", "release")))
     ap.add_argument("--threads", type=int, default=1, help="threads/workers for every proxy")
     ap.add_argument("--skip-locust", action="store_true")
+    ap.add_argument("--proxies-only", action="store_true",
+                    help="only the side-by-side wrk rounds; the table goes to stdout and OUT/PROXIES.md")
+    ap.add_argument("--conns", help="connection counts, comma-separated (default 10,50,200)")
+    ap.add_argument("--rounds", type=int, help="rounds per connection count (default 3)")
+    ap.add_argument("--seconds", type=int, help="seconds per wrk run (default 10)")
+    ap.add_argument("--workloads", help="comma-separated, of mixed, put (default both)")
+    ap.add_argument("--systems", default="kvproxy,haproxy,nginx", help="comma-separated, of kvproxy, haproxy, nginx")
     args = ap.parse_args()
     quick = args.quick
-    out = args.out or (os.path.join(args.build, "bench-quick") if quick else os.path.join(ROOT, "bench"))
+    out = args.out or (os.path.join(args.build, "bench-quick") if quick or args.proxies_only else os.path.join(ROOT, "bench"))
     plots = os.path.join(out, "plots")
     os.makedirs(plots, exist_ok=True)
     keys = 1000 if quick else 10000
-    seconds = 2 if quick else 10
-    rounds = 1 if quick else 3
-    conn_counts = [20] if quick else [10, 50, 200]
-    workloads = ["mixed.lua"] if quick else ["mixed.lua", "put.lua"]
+    seconds = args.seconds or (2 if quick else 10)
+    rounds = args.rounds or (1 if quick else 3)
+    conn_counts = [int(c) for c in args.conns.split(",")] if args.conns else [20] if quick else [10, 50, 200]
+    workloads = ([w + ".lua" for w in args.workloads.split(",")] if args.workloads
+                 else ["mixed.lua"] if quick else ["mixed.lua", "put.lua"])
+    wanted = args.systems.split(",")
+    if "haproxy" not in wanted:
+        ap.error("--systems: haproxy is the reference every ratio is taken against; keep it")
     work = tempfile.mkdtemp(prefix="kvring-bench-")
     started = time.time()
-    command = "bench/run.sh" + (" --quick" if quick else "")
+    command = " ".join(["bench/run.sh"] + sys.argv[1:])
     report = {"versions": versions(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     kvnode = os.path.join(args.build, "node", "kvnode")
     running = []
@@ -390,14 +414,26 @@ def main():
         ring = write_ring(os.path.join(work, "ring.yaml"), node_ports)
 
         log("side by side: kvproxy, HAProxy, nginx with", args.threads, "thread(s) each")
-        systems = [KvProxy(args.build, ring, args.threads, work), HAProxy(node_ports, args.threads, work),
-                   Nginx(node_ports, args.threads, work)]
-        running += systems
+        makers = {"kvproxy": lambda: KvProxy(args.build, ring, args.threads, work),
+                  "haproxy": lambda: HAProxy(node_ports, args.threads, work),
+                  "nginx": lambda: Nginx(node_ports, args.threads, work)}
+        systems = []
+        for name in wanted:
+            if name not in makers:
+                ap.error(f"--systems: unknown system {name!r} (kvproxy, haproxy, nginx)")
+            systems.append(makers[name]())
+            running.append(systems[-1])
         for s in systems:
             preload(s.port, keys)
         proxy_results = side_by_side(systems, workloads, conn_counts, rounds, seconds, keys)
         for s in systems:
             s.stop()
+        if args.proxies_only:
+            text = table(summarize(proxy_results))
+            with open(os.path.join(out, "PROXIES.md"), "w") as f:
+                f.write(f"`{' '.join(['bench/run.sh'] + sys.argv[1:])}` on {report['date']}\n\n{text}\n")
+            print(text)
+            return
 
         log("kvnode straight on, against nginx's fixed answer (the HTTP floor)")
         floor = Nginx([], args.threads, work, floor=True)
