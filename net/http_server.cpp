@@ -60,7 +60,7 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
     scope.set_idle(true);
     if (scope.draining()) co_return ReadStatus::closed;
     scope.set_deadline(limits.idle_timeout);
-    const std::size_t n = co_await stream.async_read_some(buffer.prepare(4096), use_ec(ec));
+    const std::size_t n = co_await stream.socket().async_read_some(buffer.prepare(4096), use_ec(ec));
     if (ec) co_return ReadStatus::closed;  // idle timeout, EOF, reset, or cancelled by the drain
     buffer.commit(n);
   }
@@ -161,6 +161,9 @@ asio::awaitable<void> write_whole(beast::tcp_stream& stream, const Message& msg,
 
 }  // namespace
 
+// Bodies up to this size are copied behind the head and sent as one buffer.
+constexpr std::size_t kJoinBodyBytes = 2048;
+
 asio::awaitable<void> write_parts(beast::tcp_stream& stream, std::string_view head, std::string_view body,
                                   beast::error_code& ec) {
   std::array<asio::const_buffer, 2> buffers{asio::buffer(head.data(), head.size()),
@@ -170,7 +173,17 @@ asio::awaitable<void> write_parts(beast::tcp_stream& stream, std::string_view he
   // trip round the event loop per message). Only what the kernel did not take goes the async way.
   auto& socket = stream.socket();
   if (!socket.non_blocking()) socket.non_blocking(true, ec);
-  std::size_t sent = ec ? 0 : socket.write_some(buffers, ec);
+  std::size_t sent = 0;
+  if (!ec) {
+    if (body.size() <= kJoinBodyBytes) {
+      // One buffer: send() rather than sendmsg() with two iovecs (the kernel imports the msghdr).
+      thread_local std::string joined;
+      joined.assign(head).append(body);
+      sent = socket.write_some(asio::buffer(joined), ec);
+    } else {
+      sent = socket.write_some(buffers, ec);
+    }
+  }
   if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
   if (ec) co_return;
   const std::size_t total = head.size() + body.size();
@@ -181,7 +194,7 @@ asio::awaitable<void> write_parts(beast::tcp_stream& stream, std::string_view he
     buffers[0] = asio::const_buffer();
     buffers[1] = asio::buffer(body.data() + (sent - head.size()), total - sent);
   }
-  co_await asio::async_write(stream, buffers, use_ec(ec));
+  co_await asio::async_write(socket, buffers, use_ec(ec));
 }
 
 void format_head(const StringRequest& msg, std::string& out) {

@@ -178,8 +178,10 @@ asio::awaitable<void> read_message(Stream& stream, beast::flat_buffer& buffer, h
         continue;
       }
     }
-    const std::size_t n = co_await stream.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)),
-                                                          asio::redirect_error(asio::use_awaitable, ec));
+    // On the socket itself: one plain recv() into one buffer, without Beast's stream layers (which
+    // also turn it into a recvmsg() over a one-element buffer sequence).
+    const std::size_t n = co_await beast::get_lowest_layer(stream).socket().async_read_some(
+        buffer.prepare(beast::read_size(buffer, 65536)), asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::eof) {
       if (!parser.got_some()) {
         ec = http::error::end_of_stream;
