@@ -28,6 +28,8 @@ from kvtest import Process, free_ports, write_ring  # noqa: E402  (the tests' pr
 LUA = os.path.join(ROOT, "bench", "lua")
 VALUE = json.dumps({"value": "benchmark value of about fifty bytes, fixed size."})
 TICKS = os.sysconf("SC_CLK_TCK")
+# Command prefixes that pin processes to CPUs (--pin): the proxy under test, and everything else.
+PIN = {"proxy": [], "load": []}
 
 
 def log(*args):
@@ -107,7 +109,7 @@ class KvProxy(System):
     name = "kvproxy"
 
     def __init__(self, build, ring, threads, workdir):
-        self.p = Process([os.path.join(build, "proxy", "kvproxy"), "--ring", ring, "--listen", "127.0.0.1:0",
+        self.p = Process(PIN["proxy"] + [os.path.join(build, "proxy", "kvproxy"), "--ring", ring, "--listen", "127.0.0.1:0",
                           "--admin", "127.0.0.1:0", "--threads", str(threads)])
         self.proc, self.port = self.p.proc, self.p.port
 
@@ -137,7 +139,7 @@ backend nodes
   http-reuse always
 {servers}
 """)
-        self.proc = subprocess.Popen(["haproxy", "-f", cfg, "-db"], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(PIN["proxy"] + ["haproxy", "-f", cfg, "-db"], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(workdir, "haproxy.log"), "w"))
         wait_http(self.port, "/get?key=warmup")
 
@@ -174,7 +176,7 @@ http {{
   server {{ listen 127.0.0.1:{self.port}; {server} }}
 }}
 """)
-        self.proc = subprocess.Popen(["nginx", "-p", prefix, "-c", os.path.join(prefix, "nginx.conf")],
+        self.proc = subprocess.Popen(PIN["proxy"] + ["nginx", "-p", prefix, "-c", os.path.join(prefix, "nginx.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(self.port, "/get?key=warmup")
 
@@ -194,7 +196,7 @@ class KvNodeDirect(System):
 
 def wrk(port, script, conns, seconds, keys):
     env = dict(os.environ, KEYS=str(keys), REPORT_LUA=os.path.join(LUA, "report.lua"))
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s",
+    out = subprocess.run(PIN["load"] + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s",
                           os.path.join(LUA, script), f"http://127.0.0.1:{port}"],
                          capture_output=True, text=True, env=env, timeout=seconds + 60)
     line = next((l for l in out.stdout.splitlines() if l.startswith("WRKJSON ")), None)
@@ -384,7 +386,15 @@ def main():
     ap.add_argument("--seconds", type=int, help="seconds per wrk run (default 10)")
     ap.add_argument("--workloads", help="comma-separated, of mixed, put (default both)")
     ap.add_argument("--systems", default="kvproxy,haproxy,nginx", help="comma-separated, of kvproxy, haproxy, nginx")
+    ap.add_argument("--pin", action="store_true",
+                    help="with --proxies-only: the proxy under test on CPU 0, wrk and the nodes on CPU 1")
     args = ap.parse_args()
+    if args.pin:
+        if not args.proxies_only:
+            ap.error("--pin: only with --proxies-only (the other parts measure the nodes themselves)")
+        if (os.cpu_count() or 1) < 2:
+            ap.error("--pin: needs two CPUs")
+        PIN.update(proxy=["taskset", "-c", "0"], load=["taskset", "-c", "1"])
     quick = args.quick
     out = args.out or (os.path.join(args.build, "bench-quick") if quick or args.proxies_only else os.path.join(ROOT, "bench"))
     plots = os.path.join(out, "plots")
@@ -408,7 +418,7 @@ def main():
         # Three nodes, memory engine: the nodes' work is the same for every proxy; the proxies differ.
         nodes = []
         for i in range(1, 4):
-            nodes.append(Process([kvnode, "--port", "0", "--id", f"n{i}", "--engine", "memory"]))
+            nodes.append(Process(PIN["load"] + [kvnode, "--port", "0", "--id", f"n{i}", "--engine", "memory"]))
             running.append(nodes[-1])
         node_ports = [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)]
         ring = write_ring(os.path.join(work, "ring.yaml"), node_ports)
