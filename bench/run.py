@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -48,6 +49,19 @@ def cpu_seconds(pids):
         except FileNotFoundError:
             pass
     return user / TICKS, system / TICKS
+
+
+def voluntary_switches(pids):
+    """Voluntary context switches of these processes (all threads): how often they blocked for work."""
+    total = 0
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    total += next(int(l.split()[1]) for l in f if l.startswith("voluntary_ctxt_switches"))
+        except FileNotFoundError:
+            pass
+    return total
 
 
 def children(pid):
@@ -196,6 +210,7 @@ class KvNodeDirect(System):
 
 def wrk(port, script, conns, seconds, keys):
     env = dict(os.environ, KEYS=str(keys), REPORT_LUA=os.path.join(LUA, "report.lua"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
     out = subprocess.run(PIN["load"] + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s",
                           os.path.join(LUA, script), f"http://127.0.0.1:{port}"],
                          capture_output=True, text=True, env=env, timeout=seconds + 60)
@@ -203,6 +218,8 @@ def wrk(port, script, conns, seconds, keys):
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
     r = json.loads(line[len("WRKJSON "):])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r["wrk_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
     return r
@@ -216,13 +233,22 @@ def tcp_segments():
     return int(tcp["OutSegs"]), int(tcp["InSegs"])
 
 
-def measure(system, script, conns, seconds, keys):
+def measure(system, script, conns, seconds, keys, peers=()):
+    """One wrk run against `system`; `peers` are the pids of the nodes behind it."""
     u0, s0 = cpu_seconds(system.pids())
+    v0 = voluntary_switches(system.pids())
+    pu0, ps0 = cpu_seconds(peers)
     out0, _ = tcp_segments()
     r = wrk(system.port, script, conns, seconds, keys)
     out1, _ = tcp_segments()
     u1, s1 = cpu_seconds(system.pids())
+    v1 = voluntary_switches(system.pids())
+    pu1, ps1 = cpu_seconds(peers)
     n = max(1, r["requests"])
+    # How often the proxy ran out of work and slept: each sleep is ended by a wakeup its sender pays.
+    r["sleeps_per_req"] = (v1 - v0) / n
+    r["nodes_us_per_req"] = ((pu1 - pu0) + (ps1 - ps0)) / n * 1e6
+    r["wrk_us_per_req"] = r["wrk_cpu_s"] / n * 1e6
     # Every segment on loopback, both ways of both hops: 4 carry data per request; the rest are ACKs.
     r["segments_per_req"] = (out1 - out0) / n
     r["user_us_per_req"] = (u1 - u0) / n * 1e6
@@ -235,7 +261,7 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def side_by_side(systems, workloads, conn_counts, rounds, seconds, keys):
+def side_by_side(systems, workloads, conn_counts, rounds, seconds, keys, peers=()):
     """Alternates the systems round by round (rotating the order) so drift hits all alike."""
     results = []  # dicts: workload, conns, round, system, metrics
     for workload in workloads:
@@ -243,13 +269,15 @@ def side_by_side(systems, workloads, conn_counts, rounds, seconds, keys):
             for rnd in range(rounds):
                 order = systems[rnd % len(systems):] + systems[:rnd % len(systems)]
                 for s in order:
-                    r = measure(s, workload, conns, seconds, keys)
+                    r = measure(s, workload, conns, seconds, keys, peers)
                     r.update(workload=workload, conns=conns, round=rnd, system=s.name)
                     results.append(r)
                     log(f"{workload} c={conns} round {rnd + 1}/{rounds} {s.name:8s} {r['rps']:9.0f} req/s  "
                         f"p50 {r['p50'] / 1000:.2f} ms  p99 {r['p99'] / 1000:.2f} ms  "
                         f"cpu {r['cpu_us_per_req']:.1f} us/req (user {r['user_us_per_req']:.1f}, "
-                        f"sys {r['sys_us_per_req']:.1f})  segments {r['segments_per_req']:.2f}/req  errors {r['errors']}")
+                        f"sys {r['sys_us_per_req']:.1f})  segments {r['segments_per_req']:.2f}/req  "
+                        f"sleeps {r['sleeps_per_req']:.3f}/req  nodes {r['nodes_us_per_req']:.1f} us/req  "
+                        f"wrk {r['wrk_us_per_req']:.1f} us/req  errors {r['errors']}")
     return results
 
 
@@ -264,7 +292,7 @@ def summarize(results, reference="haproxy"):
             row = {"workload": workload, "conns": conns, "system": system, "rounds": len(mine),
                    "errors": sum(r["errors"] for r in mine)}
             for m in ("rps", "p50", "p99", "p999", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req",
-                      "segments_per_req"):
+                      "segments_per_req", "sleeps_per_req", "nodes_us_per_req", "wrk_us_per_req"):
                 row[m] = median([r[m] for r in mine])
                 ratios = []
                 for r in mine:
@@ -277,13 +305,14 @@ def summarize(results, reference="haproxy"):
 
 
 def table(rows):
-    out = ["| workload | conns | system | req/s | vs HAProxy | p50 ms | p99 ms | vs HAProxy | p99.9 ms | CPU us/req | vs HAProxy | user / sys us | TCP segments/req | errors |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| workload | conns | system | req/s | vs HAProxy | p50 ms | p99 ms | vs HAProxy | p99.9 ms | CPU us/req | vs HAProxy | user / sys us | TCP segments/req | sleeps/req | nodes / wrk CPU us/req | errors |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['workload'].removesuffix('.lua')} | {r['conns']} | {r['system']} | {r['rps']:.0f} | "
                    f"{r['rps_ratio']:.2f}x | {r['p50'] / 1000:.2f} | {r['p99'] / 1000:.2f} | {r['p99_ratio']:.2f}x | "
                    f"{r['p999'] / 1000:.2f} | {r['cpu_us_per_req']:.1f} | {r['cpu_us_per_req_ratio']:.2f}x | "
-                   f"{r['user_us_per_req']:.1f} / {r['sys_us_per_req']:.1f} | {r['segments_per_req']:.2f} | {r['errors']} |")
+                   f"{r['user_us_per_req']:.1f} / {r['sys_us_per_req']:.1f} | {r['segments_per_req']:.2f} | "
+                   f"{r['sleeps_per_req']:.3f} | {r['nodes_us_per_req']:.1f} / {r['wrk_us_per_req']:.1f} | {r['errors']} |")
     return "\n".join(out)
 
 
@@ -435,7 +464,8 @@ def main():
             running.append(systems[-1])
         for s in systems:
             preload(s.port, keys)
-        proxy_results = side_by_side(systems, workloads, conn_counts, rounds, seconds, keys)
+        proxy_results = side_by_side(systems, workloads, conn_counts, rounds, seconds, keys,
+                                     [n.proc.pid for n in nodes])
         for s in systems:
             s.stop()
         if args.proxies_only:
