@@ -28,6 +28,7 @@ namespace http = net::http;
 using net::Clock;
 using net::tcp;
 using net::use_ec;
+using namespace std::string_view_literals;  // appending a literal as a view skips its strlen()
 
 namespace {
 
@@ -79,7 +80,7 @@ void append_relayed_fields(const net::RawHead& head, std::string& out, http::fie
     bool listed = false;
     for (std::size_t i = 0; i < n_named && !listed; ++i) listed = iequal(name, named[i]);
     if (listed) continue;
-    out.append(name).append(": ").append(head.value(f)).append("\r\n");
+    out.append(name).append(": "sv).append(head.value(f)).append("\r\n"sv);
   }
 }
 
@@ -92,24 +93,24 @@ void append_number(std::string& out, std::uint64_t v) {
 void append_status_line(std::string& out, unsigned version, unsigned status, std::string_view reason) {
   out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
   append_number(out, status);
-  out.append(" ");
+  out.append(" "sv);
   if (reason.empty()) {
     const auto r = http::obsolete_reason(static_cast<http::status>(status));
     out.append(r.data(), r.size());
   } else {
     out.append(reason);
   }
-  out.append("\r\n");
+  out.append("\r\n"sv);
 }
 
 // Ends a response head for the client: length and connection handling.
 void finish_response_head(std::string& out, unsigned version, std::size_t body_size, bool keep_alive) {
-  out.append("Content-Length: ");
+  out.append("Content-Length: "sv);
   append_number(out, body_size);
-  out.append("\r\n");
-  if (!keep_alive) out.append("Connection: close\r\n");
-  else if (version == 10) out.append("Connection: keep-alive\r\n");
-  out.append("\r\n");
+  out.append("\r\n"sv);
+  if (!keep_alive) out.append("Connection: close\r\n"sv);
+  else if (version == 10) out.append("Connection: keep-alive\r\n"sv);
+  out.append("\r\n"sv);
 }
 
 // Asks a node to remember a delete during a rebalance (see node/api.cpp). Only the proxy sets it: a
@@ -225,15 +226,15 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
   // The request head as the node gets it: HTTP/1.1, keep-alive, the client's end-to-end fields.
   // The proxy answered any "Expect: 100-continue" itself and holds the whole body.
   x.head.clear();
-  x.head.append(x.request.method_string()).append(" ").append(x.request.target()).append(" HTTP/1.1\r\n");
+  x.head.append(x.request.method_string()).append(" "sv).append(x.request.target()).append(" HTTP/1.1\r\n"sv);
   append_relayed_fields(x.request, x.head, http::field::expect, kTombstoneField);
   x.head.append(extra_fields);
   if (!x.request_body.empty() || x.request.method == http::verb::post || x.request.method == http::verb::put) {
-    x.head.append("Content-Length: ");
+    x.head.append("Content-Length: "sv);
     append_number(x.head, x.request_body.size());
-    x.head.append("\r\n");
+    x.head.append("\r\n"sv);
   }
-  x.head.append("\r\n");
+  x.head.append("\r\n"sv);
 
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::unique_ptr<UpstreamConnection> conn;
@@ -396,7 +397,7 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
       local_body = std::move(text);
       x.head.clear();
       append_status_line(x.head, version, code, {});
-      x.head.append("Content-Type: ").append(content_type).append("\r\n");
+      x.head.append("Content-Type: "sv).append(content_type).append("\r\n"sv);
       answer = code;
       body = local_body;
     };
@@ -463,7 +464,7 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
         x.head.clear();
         append_status_line(x.head, version, code, x.response.reason());
         append_relayed_fields(x.response, x.head, http::field::unknown, "X-KV-Node");
-        x.head.append("X-KV-Node: ").append(b.id).append("\r\n");
+        x.head.append("X-KV-Node: "sv).append(b.id).append("\r\n"sv);
         answer = code;
         body = x.response_body;
         b.stats.response(code);
