@@ -120,12 +120,21 @@ class Progress {
     shown_ = now;
     const double secs = std::max(1e-3, seconds());
     const double rate = static_cast<double>(keys_) / secs;
-    const double done = total_ ? std::min(1.0, static_cast<double>(keys_) / static_cast<double>(total_)) : 1.0;
-    const double eta = rate > 0 && total_ > keys_ ? static_cast<double>(total_ - keys_) / rate : 0;
-    char line[200];
-    std::snprintf(line, sizeof line, "%3.0f%% %llu/%llu keys, %s, %.0f keys/s, ETA %.0f s", done * 100,
-                  static_cast<unsigned long long>(keys_), static_cast<unsigned long long>(total_),
-                  human_bytes(static_cast<double>(bytes_)).c_str(), rate, eta);
+    // The total was counted before the copy; clients write and delete meanwhile, so the keys copied
+    // can end above or below it. The last line says 100%: the copy is done, whatever the count said.
+    const double done =
+        last || !total_ ? 1.0 : std::min(1.0, static_cast<double>(keys_) / static_cast<double>(total_));
+    const double eta = rate > 0 && total_ > keys_ && !last ? static_cast<double>(total_ - keys_) / rate : 0;
+    char line[240];
+    if (last && keys_ != total_) {
+      std::snprintf(line, sizeof line, "100%% %llu keys (%llu counted before the copy), %s, %.0f keys/s, done",
+                    static_cast<unsigned long long>(keys_), static_cast<unsigned long long>(total_),
+                    human_bytes(static_cast<double>(bytes_)).c_str(), rate);
+    } else {
+      std::snprintf(line, sizeof line, "%3.0f%% %llu/%llu keys, %s, %.0f keys/s, ETA %.0f s", done * 100,
+                    static_cast<unsigned long long>(keys_), static_cast<unsigned long long>(total_),
+                    human_bytes(static_cast<double>(bytes_)).c_str(), rate, eta);
+    }
     if (bar_) {
       constexpr int kWidth = 30;
       const int fill = static_cast<int>(done * kWidth);
