@@ -1,5 +1,7 @@
 #include "http_server.hpp"
 
+#include <unistd.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -287,7 +289,10 @@ struct Server::Impl {
       }
       Worker& w = *workers[l.spread ? l.next : 0];
       l.next = (l.next + 1) % workers.size();
-      tcp::socket sock = co_await l.acceptor->async_accept(w.ioc, use_ec(ec));
+      // Accepted on the acceptor's own loop (worker 0). A socket must be registered with a worker's
+      // reactor on that worker's thread: reactor I/O locking is off (CONCURRENCY_HINT_UNSAFE_IO), so
+      // registering it from here could reuse a descriptor record the worker is still reading (TSan).
+      tcp::socket sock = co_await l.acceptor->async_accept(use_ec(ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !l.acceptor->is_open()) co_return;
         // EMFILE and friends: back off instead of spinning; the backlog holds the clients meanwhile.
@@ -298,7 +303,27 @@ struct Server::Impl {
       }
       sock.set_option(tcp::no_delay(true), ec);
       l.open.fetch_add(1, std::memory_order_relaxed);
-      asio::co_spawn(w.ioc, counted(l, l.handler(w, std::move(sock))), asio::detached);
+      if (&w == workers[0].get()) {
+        asio::co_spawn(w.ioc, counted(l, l.handler(w, std::move(sock))), asio::detached);
+        continue;
+      }
+      const auto protocol = sock.local_endpoint(ec).protocol();
+      const int fd = ec ? -1 : sock.release(ec);
+      if (fd < 0) {
+        l.open.fetch_sub(1, std::memory_order_relaxed);
+        continue;  // the client is gone already
+      }
+      asio::post(w.ioc, [&l, &w, fd, protocol] {
+        beast::error_code assign_ec;
+        tcp::socket moved(w.ioc);
+        moved.assign(protocol, fd, assign_ec);
+        if (assign_ec) {
+          ::close(fd);
+          l.open.fetch_sub(1, std::memory_order_relaxed);
+          return;
+        }
+        asio::co_spawn(w.ioc, counted(l, l.handler(w, std::move(moved))), asio::detached);
+      });
     }
   }
 
