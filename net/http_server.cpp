@@ -303,8 +303,11 @@ struct Server::Impl {
       }
       sock.set_option(tcp::no_delay(true), ec);
       l.open.fetch_add(1, std::memory_order_relaxed);
+      auto start = [&l](Worker& on, tcp::socket s) {
+        asio::co_spawn(on.ioc, counted(l, l.handler(on, std::move(s))), asio::detached);
+      };
       if (&w == workers[0].get()) {
-        asio::co_spawn(w.ioc, counted(l, l.handler(w, std::move(sock))), asio::detached);
+        start(w, std::move(sock));
         continue;
       }
       const auto protocol = sock.local_endpoint(ec).protocol();
@@ -313,7 +316,7 @@ struct Server::Impl {
         l.open.fetch_sub(1, std::memory_order_relaxed);
         continue;  // the client is gone already
       }
-      asio::post(w.ioc, [&l, &w, fd, protocol] {
+      asio::post(w.ioc, [&l, &w, fd, protocol, start] {
         beast::error_code assign_ec;
         tcp::socket moved(w.ioc);
         moved.assign(protocol, fd, assign_ec);
@@ -322,7 +325,7 @@ struct Server::Impl {
           l.open.fetch_sub(1, std::memory_order_relaxed);
           return;
         }
-        asio::co_spawn(w.ioc, counted(l, l.handler(w, std::move(moved))), asio::detached);
+        start(w, std::move(moved));
       });
     }
   }

@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   std::uint32_t max_header = 8192;
   unsigned shutdown_ms = 10'000;
   std::size_t pool_max_idle = kv::proxy::ProxyOptions{}.max_idle_per_node;
-  std::uint32_t pool_idle_ms = 30'000;
+  auto pool_idle_ms = static_cast<std::uint32_t>(kv::proxy::ProxyOptions{}.pool_idle_timeout.count());
 
   app.add_option("--ring", ring_path, "ring.yaml: the nodes, and optionally a proxy: section")->required();
   app.add_option("--listen", listen_flag, "Client listener host:port (default 127.0.0.1:8080; 0 takes any free port)");
