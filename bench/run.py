@@ -198,6 +198,17 @@ http {{
         return [self.proc.pid] + children(self.proc.pid)
 
 
+class Relay(System):
+    """bench/relay.cpp: the least a key-routing proxy can do, for scale (see the head of that file)."""
+    name = "relay"
+
+    def __init__(self, build, nodes):
+        self.port = free_ports(1)[0]
+        self.proc = subprocess.Popen(PIN["proxy"] + [os.path.join(build, "bench", "relay"), str(self.port)] +
+                                     [str(p) for _, p in nodes], stdout=subprocess.DEVNULL)
+        wait_http(self.port, "/get?key=warmup")
+
+
 class KvNodeDirect(System):
     name = "kvnode"
 
@@ -414,7 +425,8 @@ def main():
     ap.add_argument("--rounds", type=int, help="rounds per connection count (default 3)")
     ap.add_argument("--seconds", type=int, help="seconds per wrk run (default 10)")
     ap.add_argument("--workloads", help="comma-separated, of mixed, put (default both)")
-    ap.add_argument("--systems", default="kvproxy,haproxy,nginx", help="comma-separated, of kvproxy, haproxy, nginx")
+    ap.add_argument("--systems", default="kvproxy,haproxy,nginx,relay",
+                    help="comma-separated, of kvproxy, haproxy, nginx, relay (bench/relay.cpp: a floor, not a proxy)")
     ap.add_argument("--pin", action="store_true",
                     help="with --proxies-only: the proxy under test on CPU 0, wrk and the nodes on CPU 1")
     args = ap.parse_args()
@@ -435,6 +447,9 @@ def main():
     workloads = ([w + ".lua" for w in args.workloads.split(",")] if args.workloads
                  else ["mixed.lua"] if quick else ["mixed.lua", "put.lua"])
     wanted = args.systems.split(",")
+    if args.threads != 1 and "relay" in wanted:
+        wanted.remove("relay")  # one thread only: no fair scale for proxies with more
+        log("the relay runs one thread: left out with --threads", args.threads)
     if "haproxy" not in wanted:
         ap.error("--systems: haproxy is the reference every ratio is taken against; keep it")
     work = tempfile.mkdtemp(prefix="kvring-bench-")
@@ -452,14 +467,15 @@ def main():
         node_ports = [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)]
         ring = write_ring(os.path.join(work, "ring.yaml"), node_ports)
 
-        log("side by side: kvproxy, HAProxy, nginx with", args.threads, "thread(s) each")
+        log("side by side:", ", ".join(wanted), "with", args.threads, "thread(s) each")
         makers = {"kvproxy": lambda: KvProxy(args.build, ring, args.threads, work),
                   "haproxy": lambda: HAProxy(node_ports, args.threads, work),
-                  "nginx": lambda: Nginx(node_ports, args.threads, work)}
+                  "nginx": lambda: Nginx(node_ports, args.threads, work),
+                  "relay": lambda: Relay(args.build, node_ports)}
         systems = []
         for name in wanted:
             if name not in makers:
-                ap.error(f"--systems: unknown system {name!r} (kvproxy, haproxy, nginx)")
+                ap.error(f"--systems: unknown system {name!r} (kvproxy, haproxy, nginx, relay)")
             systems.append(makers[name]())
             running.append(systems[-1])
         for s in systems:
@@ -563,12 +579,24 @@ def write_results(out, command, report, quick, threads, proxy_rows, nginx_rows, 
             met = val >= bound if op == ">=" else val <= bound
             lines.append(f"| {name} | {val:.2f}x | {'yes' if met else '**no**'} |")
         lines.append("")
+        relay = [r for r in proxy_rows if r["system"] == "relay"]
+        if relay:
+            def span(rows, m, fmt):  # "lo-hi" over the rows, or one figure
+                lo, hi = format(min(r[m] for r in rows), fmt), format(max(r[m] for r in rows), fmt)
+                return lo if lo == hi else f"{lo}-{hi}"
+            lines += [f"For scale, bench/relay in the same run (a key-routing relay that only finds the key and the "
+                      f"lengths): CPU per request {span(relay, 'cpu_us_per_req_ratio', '.2f')}x HAProxy's, with "
+                      f"{span(relay, 'user_us_per_req', '.1f')} us of user time per request against kvproxy's "
+                      f"{span(kv, 'user_us_per_req', '.1f')}; p99 {span(relay, 'p99_ratio', '.2f')}x HAProxy's.", ""]
     lines += ["## kvproxy, HAProxy and nginx on the same nodes", "",
               f"{threads} thread/worker each; HAProxy with `balance url_param key`, `hash-type consistent`, "
               "`http-reuse always`; nginx with `hash $arg_key consistent` and `keepalive 256`. Configs are generated "
               f"from the same ring by bench/run.py. wrk, one thread, {seconds} s per run, {rounds} round(s), the "
               f"order rotated each round; {keys} keys preloaded through each proxy. mixed: 90% GET / 10% PUT; put: "
-              "100% PUT.", "", table(proxy_rows), ""]
+              "100% PUT. relay is not a proxy but a floor: bench/relay.cpp routes each request by hashing its key "
+              "and relays the bytes as they are, with the same system calls and TCP segments as the proxies and "
+              "none of their work (no header checks or rewriting, limits, deadlines, retries, metrics).", "",
+              table(proxy_rows), ""]
     lines += ["## kvnode straight on, against the HTTP floor", "",
               "GET of preloaded keys straight to one kvnode (memory engine), against nginx answering a fixed "
               "`return 200` with a body of the same size: what this machine's HTTP costs without any storage.", "",
