@@ -19,6 +19,7 @@
 #include "hash.hpp"
 #include "json.hpp"
 #include "key.hpp"
+#include "response_scan.hpp"
 
 namespace kv::proxy {
 
@@ -154,7 +155,74 @@ struct Exchange {
   net::RawHead response;
   std::string response_body;
   std::string head;  // the head being written, either way
+  ScannedResponse scanned;  // the fast path's view of an answer (reused: no allocation once warm)
 };
+
+// The ids append_relayed_fields() needs of an answer's fields: the hop-by-hop ones and
+// Content-Length. Every other field is relayed by name, so it may stay unknown. (The scanner
+// declines Transfer-Encoding, Upgrade and Proxy-Connection.)
+http::field relay_field_id(std::string_view name) {
+  switch (name.size()) {
+    case 2: return iequal(name, "te") ? http::field::te : http::field::unknown;
+    case 7: return iequal(name, "trailer") ? http::field::trailer : http::field::unknown;
+    case 10:
+      return iequal(name, "connection") ? http::field::connection
+             : iequal(name, "keep-alive") ? http::field::keep_alive
+                                          : http::field::unknown;
+    case 14: return iequal(name, "content-length") ? http::field::content_length : http::field::unknown;
+    default: return http::field::unknown;
+  }
+}
+
+// Answers this large go to Beast's parser, which passes the body on as it arrives; the fast path
+// holds a whole answer in the connection's buffer.
+constexpr std::uint64_t kFastPathMaxBody = 64 * 1024;
+
+enum class FastRead { done, declined, failed };
+
+// Reads a node's answer of the common shape (common/response_scan.hpp) into x.response and
+// x.response_body without Beast's parser. `declined`: nothing was consumed, the bytes that came so far
+// are in conn.buffer for Beast's parser. `failed`: ec is set (end_of_stream when the node closed
+// before sending anything, partial_message after) and got_some says whether anything came.
+asio::awaitable<FastRead> read_scanned_answer(tcp::socket& socket, beast::flat_buffer& buffer, std::uint64_t max_body,
+                                              Exchange& x, bool& keep_alive, bool& got_some, beast::error_code& ec) {
+  for (;;) {
+    const std::string_view in(static_cast<const char*>(buffer.data().data()), buffer.size());
+    const ScanResult r = scan_response(in, 64 * 1024, x.scanned);
+    if (r == ScanResult::decline) co_return FastRead::declined;
+    if (r == ScanResult::complete) {
+      const ScannedResponse& a = x.scanned;
+      if (a.content_length > kFastPathMaxBody || a.content_length > max_body) co_return FastRead::declined;
+      const std::size_t total = a.head_size + static_cast<std::size_t>(a.content_length);
+      if (in.size() >= total) {
+        // The head goes into the arena in one piece; the scanner's views become offsets into it.
+        net::RawHead& head = x.response;
+        const std::uint32_t base = head.store(in.substr(0, a.head_size));
+        const auto at = [&](std::string_view part) { return base + static_cast<std::uint32_t>(part.data() - in.data()); };
+        head.status = a.status;
+        head.version = a.version;
+        head.reason_offset = at(a.reason);
+        head.reason_size = static_cast<std::uint32_t>(a.reason.size());
+        for (const auto& field : a.fields) {
+          head.fields.push_back({relay_field_id(field.name), at(field.name), static_cast<std::uint32_t>(field.name.size()),
+                                 at(field.value), static_cast<std::uint32_t>(field.value.size())});
+        }
+        x.response_body.assign(in.substr(a.head_size, static_cast<std::size_t>(a.content_length)));
+        keep_alive = a.keep_alive;
+        buffer.consume(total);
+        co_return FastRead::done;
+      }
+    }
+    const std::size_t n =
+        co_await socket.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)), use_ec(ec));
+    if (ec == asio::error::eof) ec = buffer.size() == 0 ? http::error::end_of_stream : http::error::partial_message;
+    if (ec) {
+      got_some = buffer.size() > 0;
+      co_return FastRead::failed;
+    }
+    buffer.commit(n);
+  }
+}
 
 }  // namespace
 
@@ -287,29 +355,44 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
       }
     } upstream_guard{scope};
     co_await net::write_parts(conn->stream, x.head, x.request_body, ec);
-    std::optional<net::RawParser<false>> parser;
-    auto fresh_parser = [&] {
-      x.response.clear();
-      x.response_body.clear();
-      parser.emplace(x.response, x.response_body);
-      parser->body_limit(opt.max_response_bytes);
-      parser->header_limit(64 * 1024);
-    };
-    fresh_parser();
-    if (!ec) co_await net::read_message(conn->stream, conn->buffer, *parser, true, ec);
-    // Interim answers (1xx) are not the answer: skip them and read on.
-    while (!ec && x.response.status / 100 == 1) {
+    x.response.clear();
+    x.response_body.clear();
+    bool keep_alive = false, got_some = false;
+    // Most answers take the fast path; anything else (and any answer to HEAD, which has no body
+    // whatever its Content-Length says) goes to Beast's parser from its first byte.
+    FastRead fast = FastRead::declined;
+    if (!ec && x.request.method != http::verb::head) {
+      fast = co_await read_scanned_answer(conn->stream.socket(), conn->buffer, opt.max_response_bytes, x, keep_alive,
+                                          got_some, ec);
+      if (fast == FastRead::done) f.first_byte_ms = ms_since(sent);
+    }
+    if (!ec && fast == FastRead::declined) {
+      std::optional<net::RawParser<false>> parser;
+      auto fresh_parser = [&] {
+        x.response.clear();
+        x.response_body.clear();
+        parser.emplace(x.response, x.response_body);
+        parser->body_limit(opt.max_response_bytes);
+        parser->header_limit(64 * 1024);
+      };
       fresh_parser();
       co_await net::read_message(conn->stream, conn->buffer, *parser, true, ec);
-    }
-    if (!ec) {
-      f.first_byte_ms = ms_since(sent);
-      parser->eager(true);
-      co_await net::read_message(conn->stream, conn->buffer, *parser, false, ec);
+      // Interim answers (1xx) are not the answer: skip them and read on.
+      while (!ec && x.response.status / 100 == 1) {
+        fresh_parser();
+        co_await net::read_message(conn->stream, conn->buffer, *parser, true, ec);
+      }
+      if (!ec) {
+        f.first_byte_ms = ms_since(sent);
+        parser->eager(true);
+        co_await net::read_message(conn->stream, conn->buffer, *parser, false, ec);
+      }
+      got_some = parser->got_some();
+      if (!ec) keep_alive = parser->keep_alive();
     }
     scope.check_timeout(ec);
     if (ec) {
-      const bool closed_before_answer = !parser->got_some() &&
+      const bool closed_before_answer = !got_some &&
           (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
            ec == asio::error::broken_pipe);
       if (reused && attempt == 0 && closed_before_answer) {
@@ -325,7 +408,7 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
       }
       co_return f;
     }
-    if (parser->keep_alive() && pool.idle.size() < opt.max_idle_per_node && !backend.retired.load()) {
+    if (keep_alive && pool.idle.size() < opt.max_idle_per_node && !backend.retired.load()) {
       conn->idle_since = Clock::now();
       pool.idle.push_back(std::move(conn));
       stats.pool_idle.fetch_add(1, std::memory_order_relaxed);

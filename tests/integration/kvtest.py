@@ -304,8 +304,9 @@ def metric(text, name):
 class FakeNode:
     """A scriptable HTTP peer standing in for a node, for answers a real kvnode never gives.
 
-    behaviour(request_bytes, headers) returns bytes to send, or None to send nothing; `close_after`
-    closes the connection after answering. Every request's headers are kept in `seen`.
+    behaviour(request_bytes, headers) returns bytes to send, a list of byte strings to send one by one
+    (a few milliseconds apart, so that they arrive as separate reads), or None to send nothing;
+    `close_after` closes the connection after answering. Every request's headers are kept in `seen`.
     """
 
     def __init__(self, behaviour, close_after=False):
@@ -357,7 +358,13 @@ class FakeNode:
                 answer = self.behaviour(lines[0], headers)
                 if answer is None:
                     continue  # say nothing: the proxy must time out
-                conn.sendall(answer)
+                if isinstance(answer, list):
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    for piece in answer:
+                        conn.sendall(piece)
+                        time.sleep(0.005)
+                else:
+                    conn.sendall(answer)
                 if self.close_after:
                     conn.close()
                     self.closed.set()

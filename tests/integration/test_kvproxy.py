@@ -196,6 +196,46 @@ class UpstreamBehaviourTest(unittest.TestCase):
             self.assertEqual(proxy.terminate(), 0)
             fake.close()
 
+    def test_answers_of_every_shape_are_relayed(self):
+        # Most answers are read by a fast scanner; the rest by Beast's parser. Both must relay alike.
+        body = b'{"status":"success","value":"shape"}'
+        plain = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        big = b"v" * 100_000
+        answers = {
+            "plain": plain,
+            "pieces": [plain[i:i + 7] for i in range(0, len(plain), 7)],  # head and body in 7-byte reads
+            "chunked": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        b"%x\r\n%s\r\n" % (len(body[:10]), body[:10]),
+                        b"%x\r\n%s\r\n0\r\n\r\n" % (len(body[10:]), body[10:])],
+            "interim": b"HTTP/1.1 100 Continue\r\n\r\n" + plain,
+            "big": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big) + big,
+            "folded": b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+            "notfound": b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+            "close": plain.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1),
+        }
+        fake = FakeNode(lambda line, headers: answers[line.split("key=")[1].split()[0]])
+        proxy = self.proxy_for(fake)
+        try:
+            c = Client(proxy.port)
+            for key, want in (("plain", body), ("pieces", body), ("chunked", body), ("interim", body), ("big", big),
+                              ("folded", body), ("notfound", b"no"), ("plain", body)):
+                status, headers, got = c.get(key)
+                headers = {k.lower(): v for k, v in headers.items()}
+                self.assertEqual((key, status, got), (key, 404 if key == "notfound" else 200, want))
+                self.assertEqual(headers["content-length"], str(len(want)))
+                self.assertEqual(headers["x-kv-node"], "f1")
+            connects = self.pool_metrics(proxy.port)[0]
+            self.assertEqual(connects, 1)  # every answer above left the connection reusable
+            self.assertEqual(c.get("close")[0], 200)  # the node says close: not pooled
+            self.assertEqual(c.get("plain")[0], 200)
+            self.assertEqual(self.pool_metrics(proxy.port)[0], 2)
+            text = c.request("GET", "/metrics")[2].decode()
+            self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
+            c.close()
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
     def test_no_answer_in_time_is_504(self):
         fake = FakeNode(lambda line, headers: None)
         proxy = self.proxy_for(fake, ["--response-timeout-ms", "300"])
