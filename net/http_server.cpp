@@ -155,10 +155,10 @@ const char* version_string(unsigned v) { return v == 10 ? "HTTP/1.0" : "HTTP/1.1
 
 template <class Message>
 asio::awaitable<void> write_whole(beast::tcp_stream& stream, const Message& msg, std::string& scratch,
-                                  beast::error_code& ec) {
+                                  beast::error_code& ec, bool head_only = false) {
   scratch.clear();
   format_head(msg, scratch);
-  co_await write_parts(stream, scratch, msg.body(), ec);
+  co_await write_parts(stream, scratch, head_only ? std::string_view{} : std::string_view(msg.body()), ec);
 }
 
 }  // namespace
@@ -224,8 +224,8 @@ asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringReque
 }
 
 asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringResponse& msg, std::string& scratch,
-                                    beast::error_code& ec) {
-  co_await write_whole(stream, msg, scratch, ec);
+                                    beast::error_code& ec, bool head_only) {
+  co_await write_whole(stream, msg, scratch, ec, head_only);
 }
 
 void Worker::sweep() {

@@ -202,8 +202,9 @@ asio::awaitable<void> read_message(Stream& stream, beast::flat_buffer& buffer, h
 // same job directly. The caller sets the deadline (expires_after) first.
 asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringRequest& msg, std::string& scratch,
                                     beast::error_code& ec);
+// An answer to HEAD (`head_only`) keeps the Content-Length its body would have and is sent without it.
 asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringResponse& msg, std::string& scratch,
-                                    beast::error_code& ec);
+                                    beast::error_code& ec, bool head_only = false);
 // Writes `head` then `body` as one gathered write. The caller sets the deadline first.
 asio::awaitable<void> write_parts(beast::tcp_stream& stream, std::string_view head, std::string_view body,
                                   beast::error_code& ec);

@@ -19,8 +19,9 @@ void json_response(Response& res, http::status status, std::string body) {
   res.body() = std::move(body);
 }
 
+// HEAD goes wherever GET does (RFC 9110 9.1); the session sends its answer without the body.
 bool method_allowed(Response& res, http::verb got, http::verb want, std::string_view allow) {
-  if (got == want) return true;
+  if (got == want || (want == http::verb::get && got == http::verb::head)) return true;
   error_response(res, http::status::method_not_allowed, "Method not allowed");
   res.set(http::field::allow, allow);
   return false;
@@ -64,7 +65,7 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
       error_response(res, http::status::not_found, "Not found");
       return route;
     case Route::health:
-      if (method_allowed(res, req.method(), http::verb::get, "GET")) {
+      if (method_allowed(res, req.method(), http::verb::get, "GET, HEAD")) {
         const auto write_error = store_.write_error();
         json_response(res, http::status::ok,
                       R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
@@ -72,7 +73,7 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
       }
       return route;
     case Route::metrics:
-      if (method_allowed(res, req.method(), http::verb::get, "GET")) {
+      if (method_allowed(res, req.method(), http::verb::get, "GET, HEAD")) {
         res.result(http::status::ok);
         res.set(http::field::content_type, "text/plain; version=0.0.4");
         res.body() = metrics_.render(store_);
@@ -85,7 +86,7 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
       if (!method_allowed(res, req.method(), http::verb::post, "POST")) return route;
       break;
     case Route::get:
-      if (!method_allowed(res, req.method(), http::verb::get, "GET")) return route;
+      if (!method_allowed(res, req.method(), http::verb::get, "GET, HEAD")) return route;
       break;
     case Route::del:
       if (!method_allowed(res, req.method(), http::verb::delete_, "DELETE")) return route;

@@ -67,7 +67,7 @@ asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLim
     res.keep_alive(parser.get().keep_alive() && !scope.draining());
     res.prepare_payload();
     scope.set_deadline(limits.write_timeout);
-    co_await net::write_message(stream, res, scratch, ec);
+    co_await net::write_message(stream, res, scratch, ec, parser.get().method() == beast::http::verb::head);
     scope.check_timeout(ec);
     scope.clear_deadline();
     metrics.count(route, res.result_int(), static_cast<std::uint64_t>((Clock::now() - t0).count()));

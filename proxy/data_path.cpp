@@ -104,11 +104,17 @@ void append_status_line(std::string& out, unsigned version, unsigned status, std
   out.append("\r\n"sv);
 }
 
-// Ends a response head for the client: length and connection handling.
-void finish_response_head(std::string& out, unsigned version, std::size_t body_size, bool keep_alive) {
-  out.append("Content-Length: "sv);
-  append_number(out, body_size);
-  out.append("\r\n"sv);
+// Ends a response head for the client: length and connection handling. `head_length`, for a node's
+// answer to HEAD (which has no body here): the node's Content-Length, passed on; none if empty.
+void finish_response_head(std::string& out, unsigned version, std::size_t body_size, bool keep_alive,
+                          std::optional<std::string_view> head_length = std::nullopt) {
+  if (!head_length) {
+    out.append("Content-Length: "sv);
+    append_number(out, body_size);
+    out.append("\r\n"sv);
+  } else if (!head_length->empty()) {
+    out.append("Content-Length: "sv).append(*head_length).append("\r\n"sv);
+  }
   if (!keep_alive) out.append("Connection: close\r\n"sv);
   else if (version == 10) out.append("Connection: keep-alive\r\n"sv);
   out.append("\r\n"sv);
@@ -372,6 +378,7 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
         x.response.clear();
         x.response_body.clear();
         parser.emplace(x.response, x.response_body);
+        parser->skip(x.request.method == http::verb::head);  // an answer to HEAD has no body
         parser->body_limit(opt.max_response_bytes);
         parser->header_limit(64 * 1024);
       };
@@ -476,6 +483,7 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
     Forwarded fwd;
     unsigned answer = 0;              // status sent to the client
     std::string_view body;            // its body
+    std::optional<std::string_view> head_length;  // a node's answer to HEAD: its Content-Length
     auto local = [&](unsigned code, std::string_view content_type, std::string text) {
       local_body = std::move(text);
       x.head.clear();
@@ -550,6 +558,7 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
         x.head.append("X-KV-Node: "sv).append(b.id).append("\r\n"sv);
         answer = code;
         body = x.response_body;
+        if (x.request.method == http::verb::head) head_length = x.response.find(http::field::content_length);
         b.stats.response(code);
         b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done).count()));
       };
@@ -588,9 +597,10 @@ asio::awaitable<void> DataPath::session(net::Worker& worker, tcp::socket socket)
 
     // Decided now, not when the request came in: a drain that began meanwhile closes after this answer.
     const bool keep_alive = client_keep_alive && !scope.draining();
-    finish_response_head(x.head, version, body.size(), keep_alive);
+    finish_response_head(x.head, version, body.size(), keep_alive, head_length);
     scope.set_deadline(opt_.client.write_timeout);
-    co_await net::write_parts(stream, x.head, body, ec);
+    // An answer to HEAD says how long its body would be and leaves it out.
+    co_await net::write_parts(stream, x.head, x.request.method == http::verb::head ? std::string_view{} : body, ec);
     scope.check_timeout(ec);
     scope.clear_deadline();
 

@@ -143,12 +143,26 @@ class NodeTest(unittest.TestCase):
 
     def test_wrong_method_is_405_with_allow(self):
         for method, target, allow in [("GET", "/put?key=a", "POST"), ("PUT", "/put?key=a", "POST"),
-                                      ("POST", "/get?key=a", "GET"), ("GET", "/del?key=a", "DELETE"),
-                                      ("DELETE", "/health", "GET")]:
+                                      ("POST", "/get?key=a", "GET, HEAD"), ("GET", "/del?key=a", "DELETE"),
+                                      ("DELETE", "/health", "GET, HEAD")]:
             with self.subTest(method=method, target=target):
                 status, headers, body = self.c.request(method, target)
                 self.assertEqual(self.error(status, body), (405, "Method not allowed"))
                 self.assertEqual(headers["Allow"], allow)
+
+    def test_head_is_a_get_without_the_body(self):
+        self.assertEqual(self.c.put("head-k", "v")[0], 200)
+        get = self.c.get("head-k")
+        status, headers, body = self.c.request("HEAD", "/get?key=head-k")
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(headers["Content-Length"], str(len(get[2])))  # what GET would send
+        self.assertEqual(self.c.get("head-k")[::2], get[::2])  # nothing was left on the connection
+        data = raw_exchange(self.port, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, _, rest = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
+        (status, _, _), = parse_responses(rest)  # the next answer follows the head at once
+        self.assertEqual(status, 404)
 
     def test_malformed_request_is_400_and_next_client_is_served(self):
         data = raw_exchange(self.port, b"THIS IS NOT HTTP\r\n\r\n")

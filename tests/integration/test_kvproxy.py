@@ -80,6 +80,27 @@ class RoutingTest(unittest.TestCase):
         status, headers, _ = self.c.request("GET", "/put?key=api-bad")
         self.assertEqual((status, headers["Allow"]), (405, "POST"))
 
+    def test_head_through_the_proxy(self):
+        self.assertEqual(self.c.put("px-head", "v")[0], 200)
+        get = self.c.get("px-head")
+        status, headers, body = self.c.request("HEAD", "/get?key=px-head")
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(headers["Content-Length"], str(len(get[2])))  # the node's, passed on
+        self.assertEqual(headers["X-KV-Node"], get[1]["X-KV-Node"])
+        self.assertEqual(self.c.get("px-head")[::2], get[::2])  # nothing was left on the connection
+        for _ in range(3):  # the node connection stays in step too
+            self.assertEqual(self.c.request("HEAD", "/get?key=px-head")[0], 200)
+            self.assertEqual(self.c.get("px-head")[::2], get[::2])
+        data = raw_exchange(self.port, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"  # the proxy's own answer
+                                       b"HEAD /get?key=px-absent HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       b"GET /get?key=px-head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        first, _, rest = data.partition(b"\r\n\r\n")
+        second, _, rest = rest.partition(b"\r\n\r\n")
+        self.assertTrue(first.startswith(b"HTTP/1.1 200 OK\r\n"), first)
+        self.assertTrue(second.startswith(b"HTTP/1.1 404 "), second)
+        (status, _, body), = parse_responses(rest)
+        self.assertEqual((status, body), (200, get[2]))
+
     def test_errors_the_proxy_answers_itself(self):
         for target, want_status, want_detail in [("/get", 400, "Missing key parameter"),
                                                  ("/get?key=", 400, "Empty key"),
