@@ -49,6 +49,7 @@ bool all_text(const char* s, std::size_t n) {
     if (!text(s[i])) return false;
   return true;
 }
+
 bool ows(char c) { return c == ' ' || c == '\t'; }
 
 bool iequal(std::string_view a, std::string_view lower) {
@@ -145,9 +146,12 @@ ScanResult scan_response(std::string_view in, std::size_t header_limit, ScannedR
     const std::string_view value = line.substr(vs, ve - vs);
     p = e + 2;
 
-    switch (name.size()) {  // the fields with a meaning for framing, found by length first
+    using Kind = ScannedResponse::Kind;
+    Kind kind = Kind::other;
+    switch (name.size()) {  // the fields with a meaning for framing or the next hop, by length first
       case 14:
         if (iequal(name, "content-length")) {
+          kind = Kind::content_length;
           if (have_length || value.empty() || value.size() > 18) return ScanResult::decline;
           std::uint64_t n = 0;
           for (char c : value) {
@@ -159,13 +163,22 @@ ScanResult scan_response(std::string_view in, std::size_t header_limit, ScannedR
         }
         break;
       case 10:
-        if (iequal(name, "connection") && !connection_tokens(value, close, keep_alive)) return ScanResult::decline;
+        if (iequal(name, "connection")) {
+          kind = Kind::connection;
+          if (!connection_tokens(value, close, keep_alive)) return ScanResult::decline;
+        } else if (iequal(name, "keep-alive")) {
+          kind = Kind::keep_alive;
+        }
         break;
       case 17:
         if (iequal(name, "transfer-encoding")) return ScanResult::decline;
         break;
       case 7:
         if (iequal(name, "upgrade")) return ScanResult::decline;
+        if (iequal(name, "trailer")) kind = Kind::trailer;
+        break;
+      case 2:
+        if (iequal(name, "te")) kind = Kind::te;
         break;
       case 16:
         if (iequal(name, "proxy-connection")) return ScanResult::decline;
@@ -174,7 +187,7 @@ ScanResult scan_response(std::string_view in, std::size_t header_limit, ScannedR
         break;
     }
     if (out.fields.size() == 256) return ScanResult::decline;
-    out.fields.push_back({name, value});
+    out.fields.push_back({name, value, kind});
   }
   if (!have_length) return ScanResult::decline;  // a body up to EOF: Beast's
   out.keep_alive = out.version == 11 ? !close : keep_alive;

@@ -16,8 +16,12 @@
 namespace kv {
 
 struct ScannedResponse {
+  // The fields a proxy must not pass on as they are (hop-by-hop, or recomputed), told apart here
+  // once so that the caller need not match names again. The rest are `other`.
+  enum class Kind : unsigned char { other, content_length, connection, keep_alive, te, trailer };
   struct Field {
     std::string_view name, value;  // value without the whitespace around it
+    Kind kind = Kind::other;
   };
   unsigned version = 11;  // 10 or 11
   unsigned status = 0;

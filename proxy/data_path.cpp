@@ -165,20 +165,21 @@ struct Exchange {
 };
 
 // The ids append_relayed_fields() needs of an answer's fields: the hop-by-hop ones and
-// Content-Length. Every other field is relayed by name, so it may stay unknown. (The scanner
-// declines Transfer-Encoding, Upgrade and Proxy-Connection.)
-http::field relay_field_id(std::string_view name) {
-  switch (name.size()) {
-    case 2: return iequal(name, "te") ? http::field::te : http::field::unknown;
-    case 7: return iequal(name, "trailer") ? http::field::trailer : http::field::unknown;
-    case 10:
-      return iequal(name, "connection") ? http::field::connection
-             : iequal(name, "keep-alive") ? http::field::keep_alive
-                                          : http::field::unknown;
-    case 14: return iequal(name, "content-length") ? http::field::content_length : http::field::unknown;
-    default: return http::field::unknown;
+// Content-Length. Every other field is relayed by name, so it may stay unknown.
+http::field relay_field_id(ScannedResponse::Kind kind) {
+  switch (kind) {
+    case ScannedResponse::Kind::content_length: return http::field::content_length;
+    case ScannedResponse::Kind::connection: return http::field::connection;
+    case ScannedResponse::Kind::keep_alive: return http::field::keep_alive;
+    case ScannedResponse::Kind::te: return http::field::te;
+    case ScannedResponse::Kind::trailer: return http::field::trailer;
+    case ScannedResponse::Kind::other: break;
   }
+  return http::field::unknown;
 }
+
+// Node answers with longer heads are refused (by Beast's parser: the scanner declines them).
+constexpr std::size_t kAnswerHeaderLimit = 64 * 1024;
 
 // Answers this large go to Beast's parser, which passes the body on as it arrives; the fast path
 // holds a whole answer in the connection's buffer.
@@ -194,7 +195,7 @@ asio::awaitable<FastRead> read_scanned_answer(tcp::socket& socket, beast::flat_b
                                               Exchange& x, bool& keep_alive, bool& got_some, beast::error_code& ec) {
   for (;;) {
     const std::string_view in(static_cast<const char*>(buffer.data().data()), buffer.size());
-    const ScanResult r = scan_response(in, 64 * 1024, x.scanned);
+    const ScanResult r = scan_response(in, kAnswerHeaderLimit, x.scanned);
     if (r == ScanResult::decline) co_return FastRead::declined;
     if (r == ScanResult::complete) {
       const ScannedResponse& a = x.scanned;
@@ -210,7 +211,7 @@ asio::awaitable<FastRead> read_scanned_answer(tcp::socket& socket, beast::flat_b
         head.reason_offset = at(a.reason);
         head.reason_size = static_cast<std::uint32_t>(a.reason.size());
         for (const auto& field : a.fields) {
-          head.fields.push_back({relay_field_id(field.name), at(field.name), static_cast<std::uint32_t>(field.name.size()),
+          head.fields.push_back({relay_field_id(field.kind), at(field.name), static_cast<std::uint32_t>(field.name.size()),
                                  at(field.value), static_cast<std::uint32_t>(field.value.size())});
         }
         x.response_body.assign(in.substr(a.head_size, static_cast<std::size_t>(a.content_length)));
@@ -380,7 +381,7 @@ asio::awaitable<Forwarded> forward(asio::io_context& ioc, std::shared_ptr<Pool> 
         parser.emplace(x.response, x.response_body);
         parser->skip(x.request.method == http::verb::head);  // an answer to HEAD has no body
         parser->body_limit(opt.max_response_bytes);
-        parser->header_limit(64 * 1024);
+        parser->header_limit(kAnswerHeaderLimit);
       };
       fresh_parser();
       co_await net::read_message(conn->stream, conn->buffer, *parser, true, ec);

@@ -45,8 +45,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(parser.is_header_done());
   check(head.status == scanned.status && head.version == scanned.version && head.reason() == scanned.reason);
   check(head.fields.size() == scanned.fields.size());
-  for (std::size_t i = 0; i < head.fields.size(); ++i)
+  using Kind = kv::ScannedResponse::Kind;
+  for (std::size_t i = 0; i < head.fields.size(); ++i) {
     check(head.name(head.fields[i]) == scanned.fields[i].name && head.value(head.fields[i]) == scanned.fields[i].value);
+    // The kinds kvproxy maps to Beast's ids, against the ids Beast gives.
+    const http::field id = head.fields[i].id;
+    const Kind kind = scanned.fields[i].kind;
+    check((kind == Kind::content_length) == (id == http::field::content_length));
+    check((kind == Kind::connection) == (id == http::field::connection));
+    check((kind == Kind::keep_alive) == (id == http::field::keep_alive));
+    check((kind == Kind::te) == (id == http::field::te));
+    check((kind == Kind::trailer) == (id == http::field::trailer));
+  }
   check(parser.content_length() && *parser.content_length() == scanned.content_length);
   check(parser.keep_alive() == scanned.keep_alive);
   const std::size_t total = scanned.head_size + static_cast<std::size_t>(scanned.content_length);

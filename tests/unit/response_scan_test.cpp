@@ -38,6 +38,22 @@ TEST_CASE("a node's answer is read at every split", "[response_scan]") {
   CHECK(r.fields[0].value == "n1");
   CHECK(r.fields[1].value == "application/json");
   CHECK(r.fields[2].name == "Content-Length");
+  CHECK(r.fields[0].kind == kv::ScannedResponse::Kind::other);
+  CHECK(r.fields[2].kind == kv::ScannedResponse::Kind::content_length);
+}
+
+TEST_CASE("the fields a proxy must not pass on are told apart, in any case", "[response_scan]") {
+  kv::ScannedResponse r;
+  REQUIRE(scan("HTTP/1.1 200 OK\r\nCONNECTION: x-a\r\nkeep-alive: 5\r\nTe: trailers\r\nTrailer: X\r\n"
+               "X-A: 1\r\ncontent-LENGTH: 0\r\n\r\n", r) == ScanResult::complete);
+  using Kind = kv::ScannedResponse::Kind;
+  REQUIRE(r.fields.size() == 6);
+  CHECK(r.fields[0].kind == Kind::connection);
+  CHECK(r.fields[1].kind == Kind::keep_alive);
+  CHECK(r.fields[2].kind == Kind::te);
+  CHECK(r.fields[3].kind == Kind::trailer);
+  CHECK(r.fields[4].kind == Kind::other);
+  CHECK(r.fields[5].kind == Kind::content_length);
 }
 
 TEST_CASE("values lose the whitespace around them, the reason keeps its own", "[response_scan]") {
