@@ -25,37 +25,22 @@ namespace kv::net {
 
 namespace {
 
-bool quiet_error(const beast::error_code& ec) {
-  return ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == asio::error::eof ||
-         ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::broken_pipe;
-}
-
-// What a failed read of a request's headers (or its body) means for the client: a quiet close when
-// the client went away, else the answer to send before closing.
+// What a failed read of a request's headers (or its body) means for the client.
 ReadStatus read_failure(const beast::error_code& ec, bool body, Rejection& rejection) {
-  if (quiet_error(ec)) return ReadStatus::closed;
-  if (ec == http::error::header_limit) {
-    rejection = {http::status::request_header_fields_too_large, "Request headers too large"};
-  } else if (ec == http::error::body_limit) {
-    rejection = {http::status::payload_too_large, "Request body too large"};
-  } else if (ec == beast::error::timeout) {
-    rejection = {http::status::request_timeout, body ? "Timed out reading request body" : "Timed out reading request headers"};
-  } else {
-    rejection = {http::status::bad_request, (body ? "Malformed request body: " : "Malformed request: ") + ec.message()};
-  }
+  auto r = rejection_for(ec, body);
+  if (!r) return ReadStatus::closed;
+  rejection = std::move(*r);
   return ReadStatus::rejected;
 }
 
 std::string_view target_of(RequestParser& p) { return {p.get().target().data(), p.get().target().size()}; }
-std::string_view target_of(RawParser<true>& p) { return p.head().target(); }
 
 bool expects_continue(RequestParser& p) { return beast::iequals(p.get()[http::field::expect], "100-continue"); }
-bool expects_continue(RawParser<true>& p) { return beast::iequals(p.head().find(http::field::expect), "100-continue"); }
 
-template <class Parser>
-asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::flat_buffer& buffer, Parser& parser,
-                                              const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
-                                              Clock::time_point* first_byte) {
+}  // namespace
+
+asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection) {
   beast::error_code ec;
   // Keep-alive wait: only the idle budget applies until the next request's first byte arrives.
   if (buffer.size() == 0) {
@@ -67,7 +52,6 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
     buffer.commit(n);
   }
   scope.set_idle(false);
-  if (first_byte) *first_byte = Clock::now();
 
   parser.header_limit(limits.header_limit);
   const bool admin_limit = limits.admin_body_limit > limits.body_limit;
@@ -100,20 +84,6 @@ asio::awaitable<ReadStatus> read_request_impl(beast::tcp_stream& stream, beast::
   }
   scope.clear_deadline();
   co_return ReadStatus::ok;
-}
-
-}  // namespace
-
-asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
-                                         Clock::time_point* first_byte) {
-  return read_request_impl(stream, buffer, parser, limits, scope, rejection, first_byte);
-}
-
-asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RawParser<true>& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
-                                         Clock::time_point* first_byte) {
-  return read_request_impl(stream, buffer, parser, limits, scope, rejection, first_byte);
 }
 
 asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const Rejection& rejection,
@@ -236,7 +206,6 @@ void Worker::sweep() {
     c.timed_out = true;
     beast::error_code ignored;
     c.stream->socket().cancel(ignored);
-    if (c.upstream) c.upstream->socket().cancel(ignored);
   }
   sweep_timer.expires_after(kSweepInterval);
   sweep_timer.async_wait([this](const beast::error_code& ec) {
@@ -265,6 +234,7 @@ struct Server::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::unique_ptr<Listener>> listeners;
   std::map<int, std::function<void()>> signal_handlers;
+  std::vector<std::function<void()>> drain_hooks;
   std::atomic<bool> stop_requested{false};
   // Lives as long as the server: while it exists, the signals are ours. Destroying it restores the
   // default action, so a second SIGTERM during the caller's final flush would kill the process.
@@ -331,6 +301,7 @@ struct Server::Impl {
   }
 
   void begin_drain() {  // on worker 0's thread, where the acceptors live
+    for (auto& hook : drain_hooks) hook();
     beast::error_code ec;
     for (auto& l : listeners) l->acceptor->close(ec);
     for (auto& wp : workers) {
@@ -407,6 +378,8 @@ std::uint16_t Server::listen(const HostPort& address, SessionHandler handler, bo
 }
 
 void Server::on_signal(int signal, std::function<void()> fn) { impl_->signal_handlers[signal] = std::move(fn); }
+
+void Server::on_drain(std::function<void()> fn) { impl_->drain_hooks.push_back(std::move(fn)); }
 
 void Server::stop() { impl_->stop(); }
 

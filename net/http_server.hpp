@@ -44,10 +44,9 @@ struct Connection {
   beast::tcp_stream* stream = nullptr;
   bool idle = true;  // waiting for a request's first byte, nothing buffered
   // Deadlines without a timer per operation: the worker's sweep (every kSweepInterval) cancels the
-  // stream, and `upstream` if set, once `deadline` has passed, and sets timed_out.
+  // stream once `deadline` has passed, and sets timed_out.
   Clock::time_point deadline = Clock::time_point::max();
   bool timed_out = false;
-  beast::tcp_stream* upstream = nullptr;  // a node connection this session is waiting on (kvproxy)
 };
 
 // Deadlines are enforced to within this much.
@@ -103,22 +102,10 @@ class ConnectionScope {
     ec = beast::error::timeout;
     return true;
   }
-  void set_upstream(beast::tcp_stream* s) { it_->upstream = s; }
 
  private:
   Worker& worker_;
   std::list<Connection>::iterator it_;
-};
-
-struct ReadLimits {
-  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: waiting for a request's first byte
-  std::chrono::milliseconds header_timeout{10'000};  // first byte to end of headers
-  std::chrono::milliseconds body_timeout{30'000};    // reading the body
-  std::chrono::milliseconds write_timeout{30'000};   // writing a response
-  std::uint32_t header_limit = 8192;                 // request line + headers (431 above)
-  std::uint64_t body_limit = 1 << 20;                // body (413 above)
-  // When above body_limit: the body limit for targets under /admin/ (kvnode's bulk transfers).
-  std::uint64_t admin_body_limit = 0;
 };
 
 using RequestParser = http::request_parser<http::string_body>;
@@ -129,22 +116,11 @@ enum class ReadStatus {
   rejected,  // a bad or slow request was answered with an error (see Rejection) and must be closed
 };
 
-struct Rejection {
-  http::status status = http::status::bad_request;
-  std::string detail;
-};
-
 // Reads one request into `parser` (fresh per request, limits set here), answering
 // "Expect: 100-continue". Marks the connection idle while waiting for a first byte. On `rejected`,
 // `rejection` says what to answer: call send_rejection().
-// `first_byte`, when given, is set to when the request's first byte was seen. The RawParser overload
-// is the proxy's: it keeps the head as raw lines for relaying.
 asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
-                                         Clock::time_point* first_byte = nullptr);
-asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RawParser<true>& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection,
-                                         Clock::time_point* first_byte = nullptr);
+                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection);
 
 // Writes `rejection` as a JSON error with Connection: close, then half-closes and discards what the
 // client still sends for a moment, so it reads the answer instead of a reset.
@@ -270,6 +246,9 @@ class Server {
 
   // Runs `fn` on worker 0 when `signal` arrives (e.g. SIGHUP for a reload). Before run().
   void on_signal(int signal, std::function<void()> fn);
+  // Runs `fn` on worker 0 when the drain begins (SIGTERM, SIGINT or stop()), for servers of the
+  // process that are not this one's (kvproxy's data path). Before run().
+  void on_drain(std::function<void()> fn);
 
   // Serves until SIGTERM/SIGINT or stop(), then drains and returns. Signals stay caught until the
   // Server is destroyed, so the caller can flush safely after run() returns.

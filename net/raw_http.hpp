@@ -1,19 +1,45 @@
-// HTTP message heads kept as raw field lines, for relaying: a proxy needs the lines as they came and
-// a few facts about framing, not a searchable field container. RawParser is a Beast basic_parser that
-// copies each field into one arena string (reused across messages: no allocation per field once
-// warm) and appends the body to a caller-owned string.
+// Reading HTTP/1.1 requests without I/O, for every server here: the limits and deadlines a client is
+// held to, the answer a bad request gets, and message heads kept as raw field lines for relaying (a
+// proxy needs the lines as they came and a few facts about framing, not a searchable field
+// container). RawParser is a Beast basic_parser that copies each field into one arena string (reused
+// across messages: no allocation per field once warm) and appends the body to a caller-owned string.
 #pragma once
 
 #include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/status.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "http_scan.hpp"
+
 namespace kv::net {
 
 namespace http = boost::beast::http;
+
+struct ReadLimits {
+  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: waiting for a request's first byte
+  std::chrono::milliseconds header_timeout{10'000};  // first byte to end of headers
+  std::chrono::milliseconds body_timeout{30'000};    // reading the body
+  std::chrono::milliseconds write_timeout{30'000};   // writing a response
+  std::uint32_t header_limit = 8192;                 // request line + headers (431 above)
+  std::uint64_t body_limit = 1 << 20;                // body (413 above)
+  // When above body_limit: the body limit for targets under /admin/ (kvnode's bulk transfers).
+  std::uint64_t admin_body_limit = 0;
+};
+
+struct Rejection {
+  http::status status = http::status::bad_request;
+  std::string detail;
+};
+
+// What a failed read of a request means for the client: nothing when it went away (close quietly),
+// else the answer to send before closing. `body`: the failure came after the head.
+std::optional<Rejection> rejection_for(const boost::beast::error_code& ec, bool body);
 
 struct RawHead {
   struct Field {
@@ -105,5 +131,53 @@ class RawParser : public http::basic_parser<isRequest> {
   RawHead& head_;
   std::string& body_;
 };
+
+// A head Beast's parser read, seen as the scanners in common/http_scan.hpp see theirs, so that one
+// piece of code relays either.
+inline Method method_of(http::verb v) {
+  switch (v) {
+    case http::verb::get: return Method::get;
+    case http::verb::head: return Method::head;
+    case http::verb::post: return Method::post;
+    case http::verb::put: return Method::put;
+    case http::verb::delete_: return Method::delete_;
+    default: return Method::other;
+  }
+}
+
+inline ScannedHead::Kind kind_of(http::field id) {
+  using Kind = ScannedHead::Kind;
+  switch (id) {
+    case http::field::content_length: return Kind::content_length;
+    case http::field::connection: return Kind::connection;
+    case http::field::keep_alive: return Kind::keep_alive;
+    case http::field::te: return Kind::te;
+    case http::field::trailer: return Kind::trailer;
+    case http::field::transfer_encoding: return Kind::transfer_encoding;
+    case http::field::upgrade: return Kind::upgrade;
+    case http::field::proxy_connection: return Kind::proxy_connection;
+    case http::field::expect: return Kind::expect;
+    default: return Kind::other;
+  }
+}
+
+// Views into `raw`. The caller sets keep_alive and content_length from the parser.
+inline void view_of(const RawHead& raw, ScannedHead& out) {
+  out.fields.clear();
+  out.version = raw.version;
+  out.method = method_of(raw.method);
+  out.method_string = raw.method_string();
+  out.target = raw.target();
+  out.status = raw.status;
+  out.reason = raw.reason();
+  out.head_size = 0;
+  out.start_line = {};
+  out.connection_names_fields = false;
+  for (const auto& f : raw.fields) {
+    const auto kind = kind_of(f.id);
+    out.connection_names_fields |= kind == ScannedHead::Kind::connection;  // its tokens are looked at when relaying
+    out.fields.push_back({raw.name(f), raw.value(f), kind, {}});
+  }
+}
 
 }  // namespace kv::net

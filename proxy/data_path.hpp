@@ -1,16 +1,22 @@
-// kvproxy's data path: a client connection reads requests (pipelined or not), takes each key from
-// the URL, finds its owner on the ring and forwards the request over that worker's pool of keep-alive
-// connections to the node, then relays the answer with X-KV-Node. Each worker has its own pools and
-// its own copy of the topology pointer: the hot path takes no lock.
+// kvproxy's data path: client connections send requests (pipelined or not); each key is taken from
+// the URL and hashed onto the ring, and the request goes over that worker's pool of keep-alive
+// connections to the node that owns it; the answer comes back with X-KV-Node.
+//
+// Each worker is one thread with its own epoll loop (net/event_loop.hpp), its own pools and its own
+// copy of the topology pointer: the hot path takes no lock and no system call beyond one recv and
+// one send per message. Heads of the common shape are read by the scanners in common/http_scan.hpp
+// and relayed from where they arrived; anything else goes to Beast's parser (net/raw_http.hpp).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "http_server.hpp"
+#include "config.hpp"
+#include "raw_http.hpp"
 #include "state.hpp"
 
 namespace kv::proxy {
@@ -25,6 +31,7 @@ struct ProxyOptions {
   // at once, or every burst past it opens connections that are closed again right after.
   std::size_t max_idle_per_node = 1024;
   std::chrono::milliseconds pool_idle_timeout{30'000};  // under kvnode's idle timeout (60 s)
+  std::size_t maxconn = 10'000;  // client connections at once; more wait in the accept backlog
 };
 
 // Counters for answers no node is behind (400 no key, the proxy's own /health and /metrics).
@@ -40,26 +47,37 @@ class AccessLog;
 
 class DataPath {
  public:
-  DataPath(State& state, ProxyOptions options, net::Server& server, AccessLog* log);
+  DataPath(State& state, ProxyOptions options, unsigned threads, AccessLog* log);
   ~DataPath();
 
-  net::SessionHandler handler();
-  // Prometheus text for the proxy (also served on the admin listener).
+  // Binds the client listener, before start(). Returns the bound port; throws
+  // std::runtime_error("cannot listen on H:P: reason").
+  std::uint16_t listen(const HostPort& address);
+  // One thread per worker, serving until a drain ends.
+  void start();
+  // Thread-safe: stop accepting, close idle connections, let busy ones finish their request. What is
+  // still open after `timeout` is cut off.
+  void drain(std::chrono::milliseconds timeout);
+  // Waits for every worker's thread to end (after drain()).
+  void join();
+
+  // Prometheus text for the proxy (also served on the admin listener). Thread-safe.
   std::string render_metrics() const;
   const ProxyCounters& counters() const noexcept { return counters_; }
   // Makes every worker take up the current topology now (not at its next request), so that the
   // previous one is released once its requests in flight finish. Thread-safe.
   void refresh_workers();
 
- private:
-  struct WorkerContext;
-  net::asio::awaitable<void> session(net::Worker& worker, net::tcp::socket socket);
+  struct Worker;  // public for the connection types in data_path.cpp; opaque to everyone else
 
+ private:
   State& state_;
-  ProxyOptions opt_;
+  const ProxyOptions opt_;
   AccessLog* log_;
   ProxyCounters counters_;
-  std::vector<std::unique_ptr<WorkerContext>> workers_;
+  int listen_fd_ = -1;
+  std::atomic<std::size_t> open_{0};  // client connections, over every worker (maxconn)
+  std::vector<std::unique_ptr<Worker>> workers_;
 };
 
 // One line per request, HAProxy httplog style, written with a single write() so lines from several

@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
   app.add_option("--ring", ring_path, "ring.yaml: the nodes, and optionally a proxy: section")->required();
   app.add_option("--listen", listen_flag, "Client listener host:port (default 127.0.0.1:8080; 0 takes any free port)");
   app.add_option("--admin", admin_flag, "Admin listener host:port: stats, metrics, ring (default 127.0.0.1:8404)");
-  app.add_option("--threads", threads, "Worker threads, each with its own event loop and pools (default 1)")->check(CLI::Range(1, 256));
+  app.add_option("--threads", threads, "Data-path threads, each with its own event loop and pools (default 1); the admin "
+                 "listener and health checks run on one more")->check(CLI::Range(1, 256));
   app.add_option("--admin-token-file", token_file,
                  "File holding the admin token: changing the ring (POST /admin/...) then needs "
                  "'Authorization: Bearer <token>'; required when --admin is not a loopback address");
@@ -121,6 +122,7 @@ int main(int argc, char** argv) {
   opt.max_key_bytes = max_key;
   opt.max_idle_per_node = pool_max_idle;
   opt.pool_idle_timeout = std::chrono::milliseconds(pool_idle_ms);
+  opt.maxconn = pick(maxconn, px.maxconn, 10'000u);
   const unsigned nthreads = pick(threads, px.threads, 1u);
 
   kv::proxy::State state(health);
@@ -145,7 +147,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  kv::net::Server server("kvproxy", nthreads, std::chrono::milliseconds(shutdown_ms));
+  // The admin listener, health checks, reloads and signals; the data path has threads of its own.
+  kv::net::Server server("kvproxy", 1, std::chrono::milliseconds(shutdown_ms));
   auto& ioc0 = server.worker(0).ioc;
   state.on_new_backend = [&state, &ioc0](std::shared_ptr<kv::proxy::Backend> b) {
     kv::proxy::start_health_checks(state, ioc0, std::move(b));
@@ -153,7 +156,7 @@ int main(int argc, char** argv) {
   state.publish(std::move(initial));
 
   boost::asio::thread_pool control(1);  // ring builds for reloads, off the event loops
-  kv::proxy::DataPath data(state, opt, server, log.get());
+  kv::proxy::DataPath data(state, opt, nthreads, log.get());
   kv::net::ReadLimits admin_limits;
   // A ring change waits this long for requests that still use the previous ring: a write during a
   // rebalance may go to two nodes, each within connect + response time.
@@ -169,7 +172,7 @@ int main(int argc, char** argv) {
 
   std::uint16_t port = 0, admin_port = 0;
   try {
-    port = server.listen(*listen, data.handler(), true, pick(maxconn, px.maxconn, 10'000u));
+    port = data.listen(*listen);
     admin_port = server.listen(*admin, admin_api.handler(), false);
   } catch (const std::exception& e) {
     std::cerr << "kvproxy: " << e.what() << std::endl;
@@ -178,7 +181,10 @@ int main(int argc, char** argv) {
   std::cerr << "kvproxy " KVRING_VERSION " listening on " << kv::HostPort{listen->host, port}.str() << ", admin on "
             << kv::HostPort{admin->host, admin_port}.str() << " (" << config.nodes.size() << " nodes, ring version "
             << state.version() << ", threads " << nthreads << ")" << std::endl;
+  server.on_drain([&data, shutdown_ms] { data.drain(std::chrono::milliseconds(shutdown_ms)); });
+  data.start();
   server.run();
+  data.join();
   control.join();
   std::cerr << "kvproxy: stopped" << std::endl;
   return 0;

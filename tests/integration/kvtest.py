@@ -306,12 +306,15 @@ class FakeNode:
 
     behaviour(request_bytes, headers) returns bytes to send, a list of byte strings to send one by one
     (a few milliseconds apart, so that they arrive as separate reads), or None to send nothing;
-    `close_after` closes the connection after answering. Every request's headers are kept in `seen`.
+    `close_after` closes the connection after answering; `close_on` closes it, without answering,
+    when that request (1 for the first) of the connection has arrived. Every request's headers are
+    kept in `seen`.
     """
 
-    def __init__(self, behaviour, close_after=False):
+    def __init__(self, behaviour, close_after=False, close_on=None):
         self.behaviour = behaviour
         self.close_after = close_after
+        self.close_on = close_on
         self.seen = []
         self.closed = threading.Event()
         self.sock = socket.socket()
@@ -334,6 +337,7 @@ class FakeNode:
 
     def _serve(self, conn):
         buf = b""
+        count = 0
         try:
             while True:
                 while b"\r\n\r\n" not in buf:
@@ -352,6 +356,11 @@ class FakeNode:
                     buf += conn.recv(65536)
                 body, buf = buf[:n], buf[n:]
                 self.seen.append((lines[0], headers, body))
+                count += 1
+                if count == self.close_on:
+                    conn.close()
+                    self.closed.set()
+                    return
                 if lines[0].split()[1].startswith("/health"):
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}")
                     continue

@@ -283,21 +283,64 @@ class UpstreamBehaviourTest(unittest.TestCase):
             self.assertEqual(proxy.terminate(), 0)
             fake.close()
 
-    def test_closed_pooled_connection_is_retried_once_on_a_fresh_one(self):
+    def test_a_pooled_connection_the_node_closed_is_not_used(self):
         ok = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
-        # Answers as if the connection stays open, then closes it: the pooled connection is stale.
+        # Answers as if the connection stays open, then closes it: the proxy sees the FIN and drops
+        # the connection from its pool, so the next request opens a fresh one, with no retry.
         fake = FakeNode(lambda line, headers: ok, close_after=True)
         proxy = self.proxy_for(fake)
         try:
             c = Client(proxy.port)
             self.assertEqual(c.get("r")[0], 200)
             self.assertTrue(fake.closed.wait(5))
-            for _ in range(3):
+            for i in range(3):
                 fake.closed.clear()
-                self.assertEqual(c.get("r")[0], 200)  # stale pooled connection: retried, not an error
+                self.assertEqual(c.get("r")[0], 200)
                 self.assertTrue(fake.closed.wait(5))
             text = c.request("GET", "/metrics")[2].decode()
-            self.assertGreaterEqual(metric(text, "kvproxy_retries_total"), 1)
+            self.assertEqual(metric(text, 'kvproxy_node_connects_total{node="f1"}'), 4)
+            self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
+            self.assertEqual(metric(text, 'kvproxy_errors_total{node="f1",cause="bad_response"}'), 0)
+            c.close()
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
+    def test_a_pooled_connection_closed_as_the_request_arrives_is_retried_once(self):
+        ok = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
+        # The node closes a kept-alive connection just as the next request reaches it (its idle
+        # timer ran out at that moment): no byte of an answer, so the request goes again, once, on a
+        # fresh connection.
+        fake = FakeNode(lambda line, headers: ok, close_on=2)
+        proxy = self.proxy_for(fake)
+        try:
+            c = Client(proxy.port)
+            for i in range(4):
+                self.assertEqual(c.get("r")[0], 200)
+            text = c.request("GET", "/metrics")[2].decode()
+            # Each request after the first meets a connection closing on its second request, and
+            # goes again on a fresh one: 3 retries, 4 connections.
+            self.assertEqual(metric(text, "kvproxy_retries_total"), 3)
+            self.assertEqual(metric(text, 'kvproxy_node_connects_total{node="f1"}'), 4)
+            self.assertEqual(metric(text, 'kvproxy_errors_total{node="f1",cause="bad_response"}'), 0)
+            c.close()
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
+    def test_a_fresh_connection_closed_without_an_answer_is_502(self):
+        # Only a reused connection is retried: on a fresh one, a close before any answer is the
+        # node's failure, and the client hears of it.
+        fake = FakeNode(lambda line, headers: None, close_on=1)
+        proxy = self.proxy_for(fake)
+        try:
+            c = Client(proxy.port)
+            status, _, body = c.get("r")
+            self.assertEqual(status, 502)
+            self.assertEqual(json.loads(body)["detail"],
+                             "Node f1 (127.0.0.1:%d): closed the connection without answering" % fake.port)
+            text = c.request("GET", "/metrics")[2].decode()
+            self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
             c.close()
         finally:
             self.assertEqual(proxy.terminate(), 0)
@@ -388,7 +431,7 @@ class UpstreamBehaviourTest(unittest.TestCase):
 
 class FailureTest(unittest.TestCase):
     def setUp(self):
-        self.cluster = Cluster(3)
+        self.cluster = Cluster(3, proxy_extra=["--threads", "2"])  # reloads reach both workers
 
     def tearDown(self):
         self.cluster.close()
