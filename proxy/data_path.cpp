@@ -423,6 +423,8 @@ struct ClientConn final : net::EventLoop::Handler {
   bool head_done_ = false;
   unsigned req_version_ = 11;
   std::size_t req_consumed_ = 0;  // bytes of in_ to drop when the exchange ends (fast path)
+  // read_done_ is for the latency histogram; first_byte_ and the times below only for the access
+  // log, and only taken when there is one.
   Clock::time_point first_byte_, read_done_;
 
   // Where it goes
@@ -538,7 +540,7 @@ ClientConn::Parse ClientConn::parse() {
   if (stage_ == Stage::idle) {
     if (in_.empty()) return Parse::more;
     stage_ = Stage::reading;
-    first_byte_ = Clock::now();
+    if (w_.log) first_byte_ = Clock::now();
     deadline = w_.loop.now() + w_.opt.client.header_timeout;
     head_done_ = false;
     req_version_ = 11;
@@ -754,13 +756,13 @@ void ClientConn::start_step(bool pooled_ok) {
   reused_ = node_ != nullptr;
   if (!node_) {
     std::string error;
-    connect_start_ = Clock::now();
+    if (w_.log) connect_start_ = Clock::now();
     node_ = w_.connect(pool, error);
     if (!node_) {
       node_failed(Outcome::connect_failed, error);
       return;
     }
-    if (!node_->connecting) connect_ms_ = ms_since(connect_start_);
+    if (!node_->connecting && w_.log) connect_ms_ = ms_since(connect_start_);
   }
   node_->owner = this;
   b.stats.pool_active.fetch_add(1, std::memory_order_relaxed);
@@ -789,7 +791,7 @@ void ClientConn::send_request() {
     return;
   }
   // One budget for sending and the whole answer.
-  sent_ = Clock::now();
+  if (w_.log) sent_ = Clock::now();
   deadline = w_.loop.now() + w_.opt.response_timeout;
   const ssize_t n = send_some(c.fd, s);
   if (n < 0) {
@@ -826,8 +828,10 @@ void ClientConn::on_node_events(std::uint32_t events) {
       return;
     }
     c.connecting = false;
-    connect_ms_ = ms_since(connect_start_);
-    sent_ = Clock::now();
+    if (w_.log) {
+      connect_ms_ = ms_since(connect_start_);
+      sent_ = Clock::now();
+    }
     deadline = w_.loop.now() + w_.opt.response_timeout;
   }
   if (c.pending_at < c.pending.size() && !flush_node()) return;
@@ -871,7 +875,7 @@ bool ClientConn::parse_answer(bool eof, int error) {
     const ScanResult r = scan_response(c.in.view(), kAnswerHeaderLimit, ans_);
     const auto limit = std::min<std::uint64_t>(kFastPathMaxBody, w_.opt.max_response_bytes);
     if (r == ScanResult::complete && ans_.content_length <= limit) {
-      if (first_byte_ms_ < 0) first_byte_ms_ = ms_since(sent_);
+      if (first_byte_ms_ < 0 && w_.log) first_byte_ms_ = ms_since(sent_);
       const std::size_t total = ans_.head_size + static_cast<std::size_t>(ans_.content_length);
       if (c.in.size() >= total) {
         answer_ready(c.in.view().substr(ans_.head_size, static_cast<std::size_t>(ans_.content_length)), total,
@@ -925,7 +929,7 @@ bool ClientConn::feed_answer_fallback(bool eof, int error) {
       fresh();
       continue;
     }
-    if (p.is_header_done() && first_byte_ms_ < 0) first_byte_ms_ = ms_since(sent_);
+    if (p.is_header_done() && first_byte_ms_ < 0 && w_.log) first_byte_ms_ = ms_since(sent_);
     if (p.is_done()) {
       net::view_of(fb_->ans_head, ans_);
       ans_.keep_alive = p.keep_alive();
