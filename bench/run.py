@@ -122,9 +122,10 @@ class System:
 class KvProxy(System):
     name = "kvproxy"
 
-    def __init__(self, build, ring, threads, workdir):
+    def __init__(self, build, ring, threads, workdir, name=None, env=None):
+        self.name = name or self.name
         self.p = Process(PIN["proxy"] + [os.path.join(build, "proxy", "kvproxy"), "--ring", ring, "--listen", "127.0.0.1:0",
-                          "--admin", "127.0.0.1:0", "--threads", str(threads)])
+                          "--admin", "127.0.0.1:0", "--threads", str(threads)], env=env)
         self.proc, self.port = self.p.proc, self.p.port
 
 
@@ -429,7 +430,11 @@ def main():
     ap.add_argument("--workloads", help="comma-separated, of mixed, put (default both)")
     ap.add_argument("--systems", default="kvproxy,haproxy,nginx,relay",
                     help="comma-separated, of kvproxy, haproxy, nginx, relay (bench/relay.cpp: a floor, not a proxy), "
-                         "relay-spin (the relay spinning 1 us before each of its two sends per request)")
+                         "relay-spin (the relay spinning 1 us before each of its two sends per request), kvproxy-alt "
+                         "(kvproxy from --alt-build and/or with --alt-env, for an A/B test in the same rounds)")
+    ap.add_argument("--alt-build", help="kvproxy-alt: the build directory to take kvproxy from (default --build)")
+    ap.add_argument("--alt-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="kvproxy-alt: an environment variable to start it with (repeatable)")
     ap.add_argument("--pin", action="store_true",
                     help="with --proxies-only: the proxy under test on CPU 0, wrk and the nodes on CPU 1")
     args = ap.parse_args()
@@ -475,11 +480,15 @@ def main():
                   "haproxy": lambda: HAProxy(node_ports, args.threads, work),
                   "nginx": lambda: Nginx(node_ports, args.threads, work),
                   "relay": lambda: Relay(args.build, node_ports),
-                  "relay-spin": lambda: Relay(args.build, node_ports, spin_ns=1000)}
+                  "relay-spin": lambda: Relay(args.build, node_ports, spin_ns=1000),
+                  # Another build, or the same one with other environment variables, measured in the
+                  # same rounds: an A/B test of a change (--alt-build, --alt-env).
+                  "kvproxy-alt": lambda: KvProxy(args.alt_build or args.build, ring, args.threads, work, "kvproxy-alt",
+                                                 dict(os.environ, **dict(kv.split("=", 1) for kv in args.alt_env)))}
         systems = []
         for name in wanted:
             if name not in makers:
-                ap.error(f"--systems: unknown system {name!r} (kvproxy, haproxy, nginx, relay, relay-spin)")
+                ap.error(f"--systems: unknown system {name!r} (kvproxy, haproxy, nginx, relay, relay-spin, kvproxy-alt)")
             systems.append(makers[name]())
             running.append(systems[-1])
         for s in systems:

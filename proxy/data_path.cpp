@@ -21,7 +21,6 @@
 #include <optional>
 #include <system_error>
 #include <thread>
-#include <unordered_map>
 
 #include "event_loop.hpp"
 #include "hash.hpp"
@@ -297,8 +296,9 @@ struct DataPath::Worker {
   std::list<std::unique_ptr<ClientConn>> clients;
   std::shared_ptr<const Topology> topology;
   std::uint64_t version = 0;
-  // shared_ptr: a request in flight keeps its pool even if a reload drops the node meanwhile.
-  std::unordered_map<const Backend*, std::shared_ptr<Pool>> pools;
+  // By Backend::slot. shared_ptr: a connection keeps its pool even if a reload drops the node
+  // meanwhile.
+  std::vector<std::shared_ptr<Pool>> pools;
   Listener listener;
   bool listening = false;
   Clock::time_point accept_pause_until{};
@@ -363,6 +363,10 @@ struct ClientConn final : net::EventLoop::Handler {
   void on_node_events(std::uint32_t events);
   void on_deadline();
   bool idle() const { return stage_ == Stage::idle && in_.empty(); }
+  // Gives the buffer back while idle (the worker's tick: a busy connection keeps its block).
+  void trim() {
+    if (idle()) in_.release(w_.blocks);
+  }
   void close();
 
   std::list<std::unique_ptr<ClientConn>>::iterator self;
@@ -500,10 +504,7 @@ void ClientConn::drive() {
       break;
     }
     if (!readable_ || in_.size() >= w_.max_request) {  // (the second cannot be: see max_request)
-      if (stage_ == Stage::idle) {
-        in_.release(w_.blocks);
-        deadline = w_.loop.now() + w_.opt.client.idle_timeout;
-      }
+      if (stage_ == Stage::idle) deadline = w_.loop.now() + w_.opt.client.idle_timeout;
       break;
     }
     read();
@@ -1201,23 +1202,20 @@ const std::shared_ptr<const Topology>& DataPath::Worker::current() {
   if (state.version() != version || !topology) {
     topology = state.topology();
     version = topology->version;
-    for (auto it = pools.begin(); it != pools.end();) {  // drop pools of nodes that left
-      if (it->second->backend->retired.load()) {
-        auto& idle = it->second->idle;
-        it->second->backend->stats.pool_idle.fetch_sub(static_cast<std::int64_t>(idle.size()));
-        for (auto& c : idle) loop.retire(std::move(c));
-        idle.clear();
-        it = pools.erase(it);
-      } else {
-        ++it;
-      }
+    for (auto& p : pools) {  // drop pools of nodes that left
+      if (!p || !p->backend->retired.load()) continue;
+      p->backend->stats.pool_idle.fetch_sub(static_cast<std::int64_t>(p->idle.size()));
+      for (auto& c : p->idle) loop.retire(std::move(c));
+      p->idle.clear();
+      p.reset();
     }
   }
   return topology;
 }
 
 std::shared_ptr<Pool>& DataPath::Worker::pool(const std::shared_ptr<Backend>& b) {
-  auto& p = pools[b.get()];
+  if (b->slot >= pools.size()) pools.resize(b->slot + 1);
+  auto& p = pools[b->slot];
   if (!p) {
     p = std::make_shared<Pool>();
     p->backend = b;
@@ -1277,8 +1275,7 @@ void DataPath::Worker::release(std::unique_ptr<NodeConn> c, bool reusable) {
   Pool& p = *c->pool;
   if (reusable && !c->peer_closed && c->in.empty() && c->pending.empty() && p.idle.size() < opt.max_idle_per_node &&
       !p.backend->retired.load(std::memory_order_relaxed)) {
-    c->in.release(blocks);
-    c->idle_since = loop.now();
+    c->idle_since = loop.now();  // its buffer goes back to the block pool at the next tick
     p.idle.push_back(std::move(c));
     p.backend->stats.pool_idle.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -1367,14 +1364,17 @@ void DataPath::Worker::tick() {
     ClientConn& c = **it;
     ++it;  // c may close, which takes it off the list
     if (c.deadline <= now) c.on_deadline();
+    else c.trim();
   }
-  for (auto& [backend, p] : pools) {
+  for (auto& p : pools) {
+    if (!p) continue;
     // Connections that a burst left behind are closed once they idle past the timeout.
     while (!p->idle.empty() && now - p->idle.front()->idle_since >= opt.pool_idle_timeout) {
       loop.retire(std::move(p->idle.front()));
       p->idle.pop_front();
       p->backend->stats.pool_idle.fetch_sub(1, std::memory_order_relaxed);
     }
+    for (auto& c : p->idle) c->in.release(blocks);
   }
   maybe_listen();
   if (draining && now >= drain_deadline) {
@@ -1401,7 +1401,8 @@ void DataPath::Worker::run() {
   maybe_listen();
   loop.run(kTick, [this] { tick(); });
   clients.clear();  // the loop has stopped: nothing refers to them any more
-  for (auto& [backend, p] : pools) p->idle.clear();
+  for (auto& p : pools)
+    if (p) p->idle.clear();
 }
 
 // ---- DataPath -----------------------------------------------------------------------------------

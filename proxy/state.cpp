@@ -13,6 +13,12 @@
 
 namespace kv::proxy {
 
+Backend::Backend(std::string i, HostPort a)
+    : id(std::move(i)), address(std::move(a)), node_field("X-KV-Node: " + id + "\r\n"), slot([] {
+        static std::atomic<std::uint32_t> next{0};
+        return next.fetch_add(1, std::memory_order_relaxed);
+      }()) {}
+
 std::string_view error_class_name(ErrorClass c) noexcept {
   switch (c) {
     case ErrorClass::connect: return "connect";

@@ -45,10 +45,13 @@ struct BackendStats {
 struct Backend {
   // One per node id and address, shared by every topology that has the node (its weight is the
   // ring's business), so health, pools and statistics carry over reloads and rebalances.
-  Backend(std::string i, HostPort a) : id(std::move(i)), address(std::move(a)), node_field("X-KV-Node: " + id + "\r\n") {}
+  Backend(std::string i, HostPort a);
   const std::string id;
   const HostPort address;
   const std::string node_field;  // "X-KV-Node: <id>\r\n", which the proxy adds to each of its answers
+  // Unique in the process and small (one per Backend ever made, counting up): where each worker
+  // keeps its pool for this backend, in a vector.
+  const std::uint32_t slot;
   std::string resolved;  // "ip:port" to connect to; set before publication, read-only after
 
   std::atomic<bool> up{true};

@@ -27,10 +27,10 @@ ADMIN_RE = re.compile(r"admin on (\S+):(\d+)")
 class Process:
     """A server process whose stderr is collected; `port` is parsed from its ready line."""
 
-    def __init__(self, argv, ready_timeout=READY_TIMEOUT):
+    def __init__(self, argv, ready_timeout=READY_TIMEOUT, env=None):
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, env=env)
         self.lines = []
         self._ready = threading.Event()
         self.port = None
