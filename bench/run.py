@@ -122,10 +122,10 @@ class System:
 class KvProxy(System):
     name = "kvproxy"
 
-    def __init__(self, build, ring, threads, workdir, name=None, env=None):
+    def __init__(self, build, ring, threads, workdir, name=None, env=None, extra=()):
         self.name = name or self.name
         self.p = Process(PIN["proxy"] + [os.path.join(build, "proxy", "kvproxy"), "--ring", ring, "--listen", "127.0.0.1:0",
-                          "--admin", "127.0.0.1:0", "--threads", str(threads)], env=env)
+                          "--admin", "127.0.0.1:0", "--threads", str(threads), *extra], env=env)
         self.proc, self.port = self.p.proc, self.p.port
 
 
@@ -431,10 +431,12 @@ def main():
     ap.add_argument("--systems", default="kvproxy,haproxy,nginx,relay",
                     help="comma-separated, of kvproxy, haproxy, nginx, relay (bench/relay.cpp: a floor, not a proxy), "
                          "relay-spin (the relay spinning 1 us before each of its two sends per request), kvproxy-alt "
-                         "(kvproxy from --alt-build and/or with --alt-env, for an A/B test in the same rounds)")
+                         "(kvproxy from --alt-build, with --alt-env or --alt-arg, for an A/B test in the same rounds)")
     ap.add_argument("--alt-build", help="kvproxy-alt: the build directory to take kvproxy from (default --build)")
     ap.add_argument("--alt-env", action="append", default=[], metavar="NAME=VALUE",
                     help="kvproxy-alt: an environment variable to start it with (repeatable)")
+    ap.add_argument("--alt-arg", action="append", default=[], metavar="ARG",
+                    help="kvproxy-alt: a command-line argument to add (repeatable), e.g. --alt-arg=--io --alt-arg=epoll")
     ap.add_argument("--pin", action="store_true",
                     help="with --proxies-only: the proxy under test on CPU 0, wrk and the nodes on CPU 1")
     args = ap.parse_args()
@@ -484,7 +486,8 @@ def main():
                   # Another build, or the same one with other environment variables, measured in the
                   # same rounds: an A/B test of a change (--alt-build, --alt-env).
                   "kvproxy-alt": lambda: KvProxy(args.alt_build or args.build, ring, args.threads, work, "kvproxy-alt",
-                                                 dict(os.environ, **dict(kv.split("=", 1) for kv in args.alt_env)))}
+                                                 dict(os.environ, **dict(kv.split("=", 1) for kv in args.alt_env)),
+                                                 args.alt_arg)}
         systems = []
         for name in wanted:
             if name not in makers:

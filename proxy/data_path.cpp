@@ -4,9 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <boost/beast/http/status.hpp>
@@ -22,7 +20,7 @@
 #include <system_error>
 #include <thread>
 
-#include "event_loop.hpp"
+#include "io_loop.hpp"
 #include "hash.hpp"
 #include "http_scan.hpp"
 #include "io_buffer.hpp"
@@ -43,12 +41,6 @@ constexpr std::size_t kAnswerHeaderLimit = 64 * 1024;
 // Messages with larger bodies go to Beast's parser, which moves the body out of the connection's
 // buffer as it arrives; the fast path holds a whole message in the buffer.
 constexpr std::uint64_t kFastPathMaxBody = 64 * 1024;
-// Free space a buffer is given before each recv.
-constexpr std::size_t kMinRecv = 4096;
-// What a node connection's buffer may hold before the parser has taken some of it: a whole
-// fast-path answer fits, and Beast's parser needs a whole head at once. (Client connections: the
-// same with the client header limit, Worker::max_request.)
-constexpr std::size_t kMaxAnswerBuffered = kAnswerHeaderLimit + kFastPathMaxBody;
 // Deadlines are kept to within this (the worker's tick).
 constexpr std::chrono::milliseconds kTick{50};
 // After refusing a request: how long, and how much, of what the client still sends is read and
@@ -220,43 +212,28 @@ std::string clf_time() {
   return buf;
 }
 
-// One non-blocking send of `a` then `b`: the bytes the kernel took, or -1 with errno set (EAGAIN
-// counts as 0). One buffer goes out with send(), two with sendmsg().
-ssize_t send_some(int fd, std::string_view a, std::string_view b = {}) {
-  ssize_t n;
-  if (b.empty()) {
-    n = ::send(fd, a.data(), a.size(), MSG_NOSIGNAL);
-  } else {
-    iovec iov[2] = {{const_cast<char*>(a.data()), a.size()}, {const_cast<char*>(b.data()), b.size()}};
-    msghdr m{};
-    m.msg_iov = iov;
-    m.msg_iovlen = 2;
-    n = ::sendmsg(fd, &m, MSG_NOSIGNAL);
-  }
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
-  return n;
-}
-
 struct ClientConn;
 struct Pool;
 
-// A connection to a node: in its pool while idle, owned by a client connection while it carries
-// that client's request.
-struct NodeConn final : net::EventLoop::Handler {
-  NodeConn(DataPath::Worker& w, std::shared_ptr<Pool> p, int f) : worker(w), pool(std::move(p)), fd(f) {}
-  ~NodeConn() override {
-    if (fd >= 0) ::close(fd);
+// A connection to a node: in its pool while idle, with a receive outstanding so that its closing is
+// heard at once; owned by a client connection while it carries that client's request.
+struct NodeConn final : net::ChannelHandler {
+  NodeConn(DataPath::Worker& w, std::shared_ptr<Pool> p) : worker(w), pool(std::move(p)) {}
+  void on_recv(long result) override;
+  void on_sent(int result) override;
+  void on_connected(int result) override;
+  void receive() {
+    if (receiving) return;
+    receiving = true;
+    channel->recv(in);
   }
-  void on_events(std::uint32_t events) override;
 
   DataPath::Worker& worker;
   std::shared_ptr<Pool> pool;
-  int fd;
+  net::Channel* channel = nullptr;
   IoBuffer in;
-  std::string pending;  // request bytes the socket has not taken yet
-  std::size_t pending_at = 0;
-  bool connecting = false;
-  bool peer_closed = false;  // the node has sent its FIN (or failed): never reused
+  std::string out;  // the request, kept until it is sent
+  bool receiving = false, sending = false, connecting = false;
   ClientConn* owner = nullptr;  // while it carries a request
   Clock::time_point idle_since;
 };
@@ -269,37 +246,29 @@ struct Pool {
   std::deque<std::unique_ptr<NodeConn>> idle;
 };
 
-struct Listener final : net::EventLoop::Handler {
-  explicit Listener(DataPath::Worker& w) : worker(w) {}
-  void on_events(std::uint32_t) override;
-  DataPath::Worker& worker;
-};
-
 }  // namespace
 
 struct DataPath::Worker {
-  Worker(DataPath& d)
-      : dp(d), state(d.state_), opt(d.opt_), counters(d.counters_), log(d.log_),
-        max_request(opt.client.header_limit + kFastPathMaxBody), listener(*this) {}
+  Worker(DataPath& d, std::unique_ptr<net::IoLoop> l)
+      : dp(d), state(d.state_), opt(d.opt_), counters(d.counters_), log(d.log_), loop_ptr(std::move(l)), loop(*loop_ptr) {}
 
   DataPath& dp;
   State& state;
   const ProxyOptions& opt;
   ProxyCounters& counters;
   AccessLog* log;
-  // What a client connection's buffer may hold before the parser has taken some of it: a whole
-  // fast-path request fits, and Beast's parser needs a whole head at once.
-  const std::size_t max_request;
-  net::EventLoop loop;
-  BlockPool blocks;
-  std::string scratch;  // the message being put together
+  std::unique_ptr<net::IoLoop> loop_ptr;
+  net::IoLoop& loop;
   std::list<std::unique_ptr<ClientConn>> clients;
   std::shared_ptr<const Topology> topology;
   std::uint64_t version = 0;
   // By Backend::slot. shared_ptr: a connection keeps its pool even if a reload drops the node
   // meanwhile.
   std::vector<std::shared_ptr<Pool>> pools;
-  Listener listener;
+  // Closed connections, freed after the batch of completions that closed them (their code may
+  // still be on the stack).
+  std::vector<std::unique_ptr<ClientConn>> dead_clients;
+  std::vector<std::unique_ptr<NodeConn>> dead_nodes;
   bool listening = false;
   Clock::time_point accept_pause_until{};
   bool draining = false;
@@ -309,7 +278,7 @@ struct DataPath::Worker {
   void run();
   void tick();
   void begin_drain(std::chrono::milliseconds timeout);
-  void accept();
+  void accepted(int fd);
   void set_listening(bool on);
   void maybe_listen();
   void remove_client(ClientConn& c);
@@ -319,10 +288,11 @@ struct DataPath::Worker {
   std::shared_ptr<Pool>& pool(const std::shared_ptr<Backend>& b);
   // The warmest idle connection that has not idled too long, or null.
   std::unique_ptr<NodeConn> take_idle(Pool& pool);
-  // A new connection, connected or connecting; null with `error` set when that failed at once.
+  // A new connection, connecting; null with `error` set when that failed at once.
   std::unique_ptr<NodeConn> connect(const std::shared_ptr<Pool>& pool, std::string& error);
   // Back to its pool if it can carry another request, else closed.
   void release(std::unique_ptr<NodeConn> c, bool reusable);
+  void close_node(std::unique_ptr<NodeConn> c);
   // An idle connection the node closed (or spoke on, unasked).
   void drop_idle(NodeConn& c);
 };
@@ -343,31 +313,39 @@ struct Fallback {
   std::optional<net::RawParser<false>> ans_parser;
 };
 
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
 // One client connection and the exchange it is in. The stages:
 //   idle        waiting for a request's first byte (the idle deadline; a drain closes it)
 //   reading     a request has begun (header, then body deadline)
 //   forwarding  at a node, or two during a rebalance (connect, then response deadline)
-//   writing     the answer did not all fit into the socket (write deadline)
-//   closing     a refused request: its answer is written, then what the client still sends is read
-//               and dropped for a moment, so that it reads the answer rather than a reset
-struct ClientConn final : net::EventLoop::Handler {
+//   writing     the answer is being sent (write deadline)
+//   closing     a refused request: its answer is sent, then what the client still sends is read and
+//               dropped for a moment, so that it reads the answer rather than a reset
+// Bytes are received only while idle or reading: during an exchange the request's views point into
+// in_, which must not move.
+struct ClientConn final : net::ChannelHandler {
   enum class Stage { idle, reading, forwarding, writing, closing };
   enum class Parse { more, exchange };
 
-  ClientConn(DataPath::Worker& w, int f, std::string peer) : w_(w), fd_(f), peer_(std::move(peer)) {}
-  ~ClientConn() override {
-    if (fd_ >= 0) ::close(fd_);
-  }
+  ClientConn(DataPath::Worker& w, std::string peer) : w_(w), peer_(std::move(peer)) {}
 
-  void on_events(std::uint32_t events) override;
-  void on_node_events(std::uint32_t events);
+  void start(net::Channel* channel) {
+    ch_ = channel;
+    drive();
+  }
+  void on_recv(long result) override;
+  void on_sent(int result) override;
+  void on_node_recv(long result);
+  void on_node_sent(int result);
+  void on_node_connected(int result);
   void on_deadline();
   bool idle() const { return stage_ == Stage::idle && in_.empty(); }
   // Gives the buffer back while idle (the worker's tick: a busy connection keeps its block).
   void trim() {
-    if (idle()) in_.release(w_.blocks);
+    if (idle()) in_.release(w_.loop.blocks());
   }
-  void close();
+  void close(bool graceful = false);
 
   std::list<std::unique_ptr<ClientConn>>::iterator self;
   Clock::time_point deadline = Clock::time_point::max();
@@ -375,21 +353,23 @@ struct ClientConn final : net::EventLoop::Handler {
  private:
   // Reading requests
   void drive();
-  void read();
+  void receive() {
+    if (receiving_) return;
+    receiving_ = true;
+    ch_->recv(in_);
+  }
   Parse parse();
   void start_request_fallback();
   Parse feed_request_fallback();
   void reject(const net::Rejection& r);
   void begin_linger();
-  void linger();
+  void linger(long result);
 
   // The exchange
   void begin_exchange();
   void start_step(bool pooled_ok);
   void send_request();
-  bool flush_node();
-  void read_answer();
-  // false: the answer is not complete yet (or the exchange went on without it)
+  // false: the answer is not complete yet (the exchange waits for more of it)
   bool parse_answer(bool eof, int error);
   bool feed_answer_fallback(bool eof, int error);
   void answer_failed(int error, std::string detail);
@@ -397,26 +377,23 @@ struct ClientConn final : net::EventLoop::Handler {
   void node_failed(Outcome outcome, const std::string& detail);
   void drop_node();
   void local_answer(unsigned status, std::string_view content_type, std::string_view body);
-  void send_answer(std::string_view head_and_body, std::string_view more);
+  void send_answer();
+  void send_out();
   void finish_exchange();
   Backend& step_backend() const { return **steps_[step_].backend; }
 
-  // Writing to the client
-  bool write(std::string_view a, std::string_view b = {});  // false: closed
-  bool flush();                                              // false: closed
-
   DataPath::Worker& w_;
-  int fd_;
+  net::Channel* ch_ = nullptr;
   std::string peer_;  // for the access log
   Stage stage_ = Stage::idle;
   bool closed_ = false;
   bool driving_ = false;
-  bool readable_ = false;   // epoll said so and recv has not yet come back empty
-  bool eof_ = false;        // the client has half-closed
-  bool out_watched_ = false;
+  bool receiving_ = false;
+  bool sending_ = false;
+  bool out_waiting_ = false;  // out_ is ready, behind a 100 Continue still being sent
+  bool eof_ = false;          // the client has half-closed (or reset)
   IoBuffer in_;
-  std::string pending_;  // answer bytes the socket did not take yet
-  std::size_t pending_at_ = 0;
+  std::string out_;  // the answer, kept until it is sent
   std::size_t linger_bytes_ = 0;
   std::unique_ptr<Fallback> fb_;
 
@@ -453,45 +430,57 @@ struct ClientConn final : net::EventLoop::Handler {
   bool answer_keep_alive_ = true;
 };
 
-void NodeConn::on_events(std::uint32_t events) {
-  // The FIN may come in the same event as the answer before it: the answer is relayed, the
-  // connection is not pooled.
-  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_closed = true;
-  if (owner) {
-    owner->on_node_events(events);
-  } else if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-    worker.drop_idle(*this);
-  }
+void NodeConn::on_recv(long result) {
+  receiving = false;
+  if (owner) owner->on_node_recv(result);
+  else worker.drop_idle(*this);  // idle in its pool: the node closed it, or spoke unasked
 }
 
-void Listener::on_events(std::uint32_t) { worker.accept(); }
+void NodeConn::on_sent(int result) {
+  sending = false;
+  if (owner) owner->on_node_sent(result);
+}
+
+void NodeConn::on_connected(int result) {
+  connecting = false;
+  if (owner) owner->on_node_connected(result);
+}
 
 // ---- reading requests ---------------------------------------------------------------------------
 
-void ClientConn::on_events(std::uint32_t events) {
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
-  if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && pending_at_ < pending_.size()) {
-    if (!flush()) return;
-    if (pending_at_ == pending_.size()) {
-      if (stage_ == Stage::writing) finish_exchange();
-      else if (stage_ == Stage::closing && linger_bytes_ == 0) begin_linger();
-    }
-    if (closed_) return;
+void ClientConn::on_recv(long result) {
+  receiving_ = false;
+  if (stage_ == Stage::closing) {
+    linger(result);
+    return;
   }
+  if (result <= 0) eof_ = true;  // closed, or reset: as good as gone
   drive();
 }
 
-// Reads and parses until the connection waits for bytes or an exchange is under way. A request
-// answered at once (a local answer) ends in finish_exchange(), which calls drive() again: that call
-// returns at once and this loop takes the next request, so pipelined requests never recurse.
+void ClientConn::on_sent(int result) {
+  sending_ = false;
+  if (result < 0) {
+    close();
+    return;
+  }
+  if (out_waiting_) {
+    out_waiting_ = false;
+    send_out();
+  } else if (stage_ == Stage::writing) {
+    finish_exchange();
+  } else if (stage_ == Stage::closing) {
+    begin_linger();
+  }
+}
+
+// Parses until the connection waits for bytes or an exchange is under way. A request answered at
+// once (a local answer) ends in finish_exchange(), which calls drive() again: that call returns at
+// once and this loop takes the next request, so pipelined requests never recurse.
 void ClientConn::drive() {
   if (driving_) return;
   driving_ = true;
   while (!closed_) {
-    if (stage_ == Stage::closing) {
-      if (readable_ && linger_bytes_ > 0) linger();
-      break;
-    }
     if (stage_ != Stage::idle && stage_ != Stage::reading) break;
     if (stage_ == Stage::idle && in_.empty() && (w_.draining || eof_)) {
       close();
@@ -503,38 +492,11 @@ void ClientConn::drive() {
       close();
       break;
     }
-    if (!readable_ || in_.size() >= w_.max_request) {  // (the second cannot be: see max_request)
-      if (stage_ == Stage::idle) deadline = w_.loop.now() + w_.opt.client.idle_timeout;
-      break;
-    }
-    read();
+    if (stage_ == Stage::idle) deadline = w_.loop.now() + w_.opt.client.idle_timeout;
+    receive();
+    break;
   }
   driving_ = false;
-}
-
-void ClientConn::read() {
-  for (;;) {
-    const auto space = in_.prepare(w_.blocks, kMinRecv);
-    const ssize_t n = ::recv(fd_, space.data(), space.size(), 0);
-    if (n > 0) {
-      in_.commit(static_cast<std::size_t>(n));
-      if (static_cast<std::size_t>(n) < space.size()) {
-        readable_ = false;  // drained: the next bytes bring a new edge
-        return;
-      }
-      if (in_.size() >= w_.max_request) return;  // still readable: the rest waits for the parser
-      continue;
-    }
-    if (n == 0) {
-      eof_ = true;
-      readable_ = false;
-      return;
-    }
-    if (errno == EINTR) continue;
-    readable_ = false;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) eof_ = true;  // reset: as good as gone
-    return;
-  }
 }
 
 ClientConn::Parse ClientConn::parse() {
@@ -610,7 +572,10 @@ ClientConn::Parse ClientConn::feed_request_fallback() {
     // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.
     if (p.is_header_done() && !fb_->continue_sent && iequal(fb_->req_head.find(http::field::expect), "100-continue")) {
       fb_->continue_sent = true;
-      if (!write("HTTP/1.1 100 Continue\r\n\r\n"sv)) return Parse::exchange;
+      if (!sending_) {
+        sending_ = true;
+        ch_->send(kContinue);
+      }
     }
     return Parse::more;
   }
@@ -627,47 +592,40 @@ ClientConn::Parse ClientConn::feed_request_fallback() {
 void ClientConn::reject(const net::Rejection& r) {
   w_.counters.local_4xx.fetch_add(1, std::memory_order_relaxed);
   const std::string body = json_error(r.detail);
-  std::string& s = w_.scratch;
-  s.clear();
-  append_status_line(s, req_version_, static_cast<unsigned>(r.status), {});
-  s.append("Content-Type: application/json\r\n"sv);
-  append_content_length(s, body.size());
-  end_head(s, req_version_, false);
-  s.append(body);
+  out_.clear();
+  append_status_line(out_, req_version_, static_cast<unsigned>(r.status), {});
+  out_.append("Content-Type: application/json\r\n"sv);
+  append_content_length(out_, body.size());
+  end_head(out_, req_version_, false);
+  out_.append(body);
   stage_ = Stage::closing;
   linger_bytes_ = 0;
   deadline = w_.loop.now() + w_.opt.client.write_timeout;
-  if (!write(s)) return;
-  if (pending_at_ == pending_.size()) begin_linger();
+  send_out();
 }
 
 void ClientConn::begin_linger() {
-  ::shutdown(fd_, SHUT_WR);
+  ::shutdown(ch_->fd(), SHUT_WR);
   in_.consume(in_.size());
-  in_.release(w_.blocks);
   linger_bytes_ = 1;  // lingering: counts from 1
   deadline = w_.loop.now() + kLingerTimeout;
-  readable_ = true;  // what came meanwhile may have brought no new edge
+  receive();
 }
 
-void ClientConn::linger() {
-  char sink[16384];
-  for (;;) {
-    const ssize_t n = ::recv(fd_, sink, sizeof sink, 0);
-    if (n > 0) {
-      linger_bytes_ += static_cast<std::size_t>(n);
-      deadline = w_.loop.now() + kLingerTimeout;
-      if (linger_bytes_ > kLingerBytes) break;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      readable_ = false;
-      return;
-    }
-    break;  // EOF or an error: done
+void ClientConn::linger(long result) {
+  if (linger_bytes_ == 0) return;  // the answer is still going out
+  if (result <= 0) {
+    close();  // the client is done too
+    return;
   }
-  close();
+  linger_bytes_ += static_cast<std::size_t>(result);
+  in_.consume(in_.size());
+  if (linger_bytes_ > kLingerBytes) {
+    close();
+    return;
+  }
+  deadline = w_.loop.now() + kLingerTimeout;
+  receive();
 }
 
 // ---- the exchange -------------------------------------------------------------------------------
@@ -763,7 +721,6 @@ void ClientConn::start_step(bool pooled_ok) {
       node_failed(Outcome::connect_failed, error);
       return;
     }
-    if (!node_->connecting && w_.log) connect_ms_ = ms_since(connect_start_);
   }
   node_->owner = this;
   b.stats.pool_active.fetch_add(1, std::memory_order_relaxed);
@@ -775,7 +732,7 @@ void ClientConn::start_step(bool pooled_ok) {
 // body with its length (the proxy answered any "Expect: 100-continue" itself).
 void ClientConn::send_request() {
   NodeConn& c = *node_;
-  std::string& s = w_.scratch;
+  std::string& s = c.out;
   s.clear();
   const bool as_it_came = !req_.start_line.empty() && req_.version == 11;
   if (!as_it_came) s.append(req_.method_string).append(" "sv).append(req_.target).append(" HTTP/1.1\r\n"sv);
@@ -784,88 +741,34 @@ void ClientConn::send_request() {
   if (!length && (!req_body_.empty() || req_.method == Method::post || req_.method == Method::put))
     append_content_length(s, req_body_.size());
   s.append("\r\n"sv).append(req_body_);
-  c.pending.clear();
-  c.pending_at = 0;
   if (c.connecting) {
-    c.pending.assign(s);  // sent once connected
-    deadline = w_.loop.now() + w_.opt.connect_timeout;
+    deadline = w_.loop.now() + w_.opt.connect_timeout;  // sent once connected
     return;
   }
   // One budget for sending and the whole answer.
   if (w_.log) sent_ = Clock::now();
   deadline = w_.loop.now() + w_.opt.response_timeout;
-  const ssize_t n = send_some(c.fd, s);
-  if (n < 0) {
-    answer_failed(errno, "");
+  c.sending = true;
+  c.channel->send(c.out);
+  c.receive();  // a pooled connection has its receive outstanding already
+}
+
+void ClientConn::on_node_connected(int result) {
+  if (result < 0) {
+    node_failed(Outcome::connect_failed, "connect: " + os_message(-result));
     return;
   }
-  if (static_cast<std::size_t>(n) < s.size()) c.pending.assign(s, static_cast<std::size_t>(n));
+  if (w_.log) connect_ms_ = ms_since(connect_start_);
+  send_request();
 }
 
-bool ClientConn::flush_node() {
-  NodeConn& c = *node_;
-  const ssize_t n = send_some(c.fd, std::string_view(c.pending).substr(c.pending_at));
-  if (n < 0) {
-    answer_failed(errno, "");
-    return false;
-  }
-  c.pending_at += static_cast<std::size_t>(n);
-  if (c.pending_at == c.pending.size()) {
-    c.pending.clear();
-    c.pending_at = 0;
-  }
-  return true;
+void ClientConn::on_node_sent(int result) {
+  if (result < 0) answer_failed(-result, "");
 }
 
-void ClientConn::on_node_events(std::uint32_t events) {
-  NodeConn& c = *node_;
-  if (c.connecting) {
-    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-    int error = 0;
-    socklen_t len = sizeof error;
-    ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &len);
-    if (error != 0) {
-      node_failed(Outcome::connect_failed, "connect: " + os_message(error));
-      return;
-    }
-    c.connecting = false;
-    if (w_.log) {
-      connect_ms_ = ms_since(connect_start_);
-      sent_ = Clock::now();
-    }
-    deadline = w_.loop.now() + w_.opt.response_timeout;
-  }
-  if (c.pending_at < c.pending.size() && !flush_node()) return;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_answer();
-}
-
-void ClientConn::read_answer() {
-  for (;;) {
-    NodeConn& c = *node_;
-    bool eof = false, drained = false;
-    int error = 0;
-    while (c.in.size() < kMaxAnswerBuffered) {
-      const auto space = c.in.prepare(w_.blocks, kMinRecv);
-      const ssize_t n = ::recv(c.fd, space.data(), space.size(), 0);
-      if (n > 0) {
-        c.in.commit(static_cast<std::size_t>(n));
-        got_answer_bytes_ = true;
-        if (static_cast<std::size_t>(n) < space.size()) {
-          drained = true;
-          break;
-        }
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      drained = true;
-      if (n == 0) eof = true;
-      else if (errno != EAGAIN && errno != EWOULDBLOCK) error = errno;
-      break;
-    }
-    // Done, or the exchange went on (a retry, the next step, an error answer): that is all here.
-    if (parse_answer(eof, error) || !node_ || &c != node_.get()) return;
-    if (drained) return;  // the rest comes with the next event
-  }
+void ClientConn::on_node_recv(long result) {
+  if (result > 0) got_answer_bytes_ = true;
+  if (!parse_answer(result == 0, result < 0 ? static_cast<int>(-result) : 0)) node_->receive();
 }
 
 bool ClientConn::parse_answer(bool eof, int error) {
@@ -954,9 +857,9 @@ bool ClientConn::feed_answer_fallback(bool eof, int error) {
   return true;
 }
 
-// The node closed, failed or sent something unreadable. A pooled connection that the node had
-// already closed, before any byte of an answer, is retried once on a fresh connection; nothing else
-// is retried.
+// The node closed, failed or sent something unreadable. A pooled connection that the node closed
+// as the request reached it, before any byte of an answer, is retried once on a fresh connection;
+// nothing else is retried.
 void ClientConn::answer_failed(int error, std::string detail) {
   // Nothing came back and the connection is gone (EOF, reset): the node had closed it.
   const bool nothing = !got_answer_bytes_ && (error == 0 || error == ECONNRESET || error == EPIPE);
@@ -975,35 +878,39 @@ void ClientConn::drop_node() {
   if (active_) step_backend().stats.pool_active.fetch_sub(1, std::memory_order_relaxed);
   active_ = false;
   node_->owner = nullptr;
-  w_.release(std::move(node_), false);
+  w_.close_node(std::move(node_));
 }
 
 void ClientConn::answer_ready(std::string_view body, std::size_t consumed, bool node_keep_alive) {
   Backend& b = step_backend();
   const unsigned code = ans_.status;
+  auto release = [&] {
+    node_->in.consume(consumed);
+    active_ = false;
+    b.stats.pool_active.fetch_sub(1, std::memory_order_relaxed);
+    node_->owner = nullptr;
+    w_.release(std::move(node_), node_keep_alive);
+  };
   if (step_ + 1 < nsteps_) {
     // The first owner of a write during a rebalance: only if it took the write does it go on.
     const bool proceed = code / 100 == 2 || (code == 404 && req_.method == Method::delete_);
     if (proceed) {
       b.stats.response(code);
-      node_->in.consume(consumed);
-      active_ = false;
-      b.stats.pool_active.fetch_sub(1, std::memory_order_relaxed);
-      node_->owner = nullptr;
-      w_.release(std::move(node_), node_keep_alive);
+      release();
       ++step_;
       start_step(true);
       return;
     }
     // It refused or failed: the client gets that, and the write goes no further.
   }
-  std::string& s = w_.scratch;
+  std::string& s = out_;
   s.clear();
   const bool as_it_came = !ans_.start_line.empty() && ans_.version == req_.version;
   if (!as_it_came) append_status_line(s, req_.version, code, ans_.reason);
   const bool length = append_head(ans_, as_it_came ? ans_.start_line : std::string_view{}, s, false, "x-kv-node");
   s.append(b.node_field);
-  if (req_.method == Method::head) {
+  const bool head = req_.method == Method::head;
+  if (head) {
     // An answer to HEAD (read by Beast) says how long its body would be: the node's length, if any.
     for (const auto& f : ans_.fields)
       if (f.kind == Kind::content_length) {
@@ -1016,24 +923,14 @@ void ClientConn::answer_ready(std::string_view body, std::size_t consumed, bool 
   // Decided now, not when the request came in: a drain that began meanwhile closes after this answer.
   answer_keep_alive_ = req_.keep_alive && !w_.draining;
   end_head(s, req_.version, answer_keep_alive_);
+  if (!head) s.append(body);  // copied out before the node's buffer is consumed
   answer_status_ = code;
   answer_bytes_ = body.size();
   answered_by_ = &b;
   b.stats.response(code);
   b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
-  // Small bodies travel in one buffer with the head; a large one from Beast's parser goes from where
-  // it is. A body in the node's buffer is copied out before the connection goes back to its pool.
-  std::string_view more;
-  if (req_.method != Method::head) {
-    if (consumed == 0 && body.size() > 2048) more = body;
-    else s.append(body);
-  }
-  node_->in.consume(consumed);
-  active_ = false;
-  b.stats.pool_active.fetch_sub(1, std::memory_order_relaxed);
-  node_->owner = nullptr;
-  w_.release(std::move(node_), node_keep_alive);
-  send_answer(s, more);
+  release();
+  send_answer();
 }
 
 void ClientConn::node_failed(Outcome outcome, const std::string& detail) {
@@ -1059,7 +956,7 @@ void ClientConn::node_failed(Outcome outcome, const std::string& detail) {
 
 // An answer the proxy makes itself.
 void ClientConn::local_answer(unsigned status, std::string_view content_type, std::string_view body) {
-  std::string& s = w_.scratch;
+  std::string& s = out_;
   s.clear();
   append_status_line(s, req_.version, status, {});
   s.append("Content-Type: "sv).append(content_type).append("\r\n"sv);
@@ -1070,17 +967,23 @@ void ClientConn::local_answer(unsigned status, std::string_view content_type, st
   answer_bytes_ = body.size();
   // An answer to HEAD says how long its body would be and leaves it out.
   if (req_.method != Method::head) s.append(body);
-  send_answer(s, {});
+  send_answer();
 }
 
-void ClientConn::send_answer(std::string_view head_and_body, std::string_view more) {
+void ClientConn::send_answer() {
   stage_ = Stage::writing;
-  if (!write(head_and_body, more)) return;
-  if (pending_at_ < pending_.size()) {
-    deadline = w_.loop.now() + w_.opt.client.write_timeout;
+  deadline = w_.loop.now() + w_.opt.client.write_timeout;
+  send_out();
+}
+
+// Sends out_, after the 100 Continue if that is still going out.
+void ClientConn::send_out() {
+  if (sending_) {
+    out_waiting_ = true;
     return;
   }
-  finish_exchange();
+  sending_ = true;
+  ch_->send(out_);
 }
 
 void ClientConn::finish_exchange() {
@@ -1103,56 +1006,12 @@ void ClientConn::finish_exchange() {
   req_body_ = {};
   stage_ = Stage::idle;
   deadline = w_.loop.now() + w_.opt.client.idle_timeout;
+  if (out_.capacity() > 64 * 1024) std::string().swap(out_);  // a large answer's memory goes
   if (!answer_keep_alive_) {
-    ::shutdown(fd_, SHUT_WR);  // FIN after the last answer
-    close();
+    close(true);  // FIN after the last answer
     return;
   }
   drive();
-}
-
-// ---- writing to the client ----------------------------------------------------------------------
-
-bool ClientConn::write(std::string_view a, std::string_view b) {
-  std::size_t sent = 0;
-  if (pending_at_ == pending_.size()) {
-    const ssize_t n = send_some(fd_, a, b);
-    if (n < 0) {
-      close();
-      return false;
-    }
-    sent = static_cast<std::size_t>(n);
-    if (sent == a.size() + b.size()) return true;
-    pending_.clear();
-    pending_at_ = 0;
-  }
-  // What the kernel did not take waits for EPOLLOUT.
-  if (sent < a.size()) {
-    pending_.append(a.substr(sent));
-    pending_.append(b);
-  } else {
-    pending_.append(b.substr(sent - a.size()));
-  }
-  if (!out_watched_) {
-    out_watched_ = true;
-    w_.loop.modify(fd_, *this, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
-  }
-  return true;
-}
-
-bool ClientConn::flush() {
-  const ssize_t n = send_some(fd_, std::string_view(pending_).substr(pending_at_));
-  if (n < 0) {
-    close();
-    return false;
-  }
-  pending_at_ += static_cast<std::size_t>(n);
-  if (pending_at_ == pending_.size()) {
-    pending_.clear();
-    pending_at_ = 0;
-    if (pending_.capacity() > 64 * 1024) pending_.shrink_to_fit();
-  }
-  return true;
 }
 
 void ClientConn::on_deadline() {
@@ -1165,7 +1024,6 @@ void ClientConn::on_deadline() {
       req_fallback_ = false;
       reject({http::status::request_timeout,
               head_done_ ? "Timed out reading request body" : "Timed out reading request headers"});
-      drive();  // lingering: read what came meanwhile
       break;
     case Stage::forwarding:
       if (node_ && node_->connecting) {
@@ -1182,15 +1040,14 @@ void ClientConn::on_deadline() {
   }
 }
 
-void ClientConn::close() {
+void ClientConn::close(bool graceful) {
   if (closed_) return;
   closed_ = true;
   drop_node();
   topology_.reset();
-  ::close(fd_);
-  fd_ = -1;
+  ch_->close(graceful);
   in_.consume(in_.size());
-  in_.release(w_.blocks);
+  in_.release(w_.loop.blocks());
   w_.remove_client(*this);
 }
 
@@ -1205,7 +1062,7 @@ const std::shared_ptr<const Topology>& DataPath::Worker::current() {
     for (auto& p : pools) {  // drop pools of nodes that left
       if (!p || !p->backend->retired.load()) continue;
       p->backend->stats.pool_idle.fetch_sub(static_cast<std::int64_t>(p->idle.size()));
-      for (auto& c : p->idle) loop.retire(std::move(c));
+      for (auto& c : p->idle) close_node(std::move(c));
       p->idle.clear();
       p.reset();
     }
@@ -1231,7 +1088,7 @@ std::unique_ptr<NodeConn> DataPath::Worker::take_idle(Pool& pool) {
     pool.idle.pop_back();
     stats.pool_idle.fetch_sub(1, std::memory_order_relaxed);
     if (loop.now() - c->idle_since < opt.pool_idle_timeout) return c;
-    loop.retire(std::move(c));
+    close_node(std::move(c));
   }
   return nullptr;
 }
@@ -1251,36 +1108,35 @@ std::unique_ptr<NodeConn> DataPath::Worker::connect(const std::shared_ptr<Pool>&
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   b.stats.connects.fetch_add(1, std::memory_order_relaxed);
-  bool connecting = false;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&ep.address), ep.size) != 0) {
-    if (errno != EINPROGRESS) {
-      error = "connect: " + os_message(errno);
-      ::close(fd);
-      return nullptr;
-    }
-    connecting = true;
-  }
-  auto c = std::make_unique<NodeConn>(*this, pool, fd);
-  c->connecting = connecting;
+  auto c = std::make_unique<NodeConn>(*this, pool);
   try {
-    loop.add(fd, *c, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+    c->channel = loop.open(fd, *c);
   } catch (const std::system_error& e) {
     error = std::string("connect: ") + e.what();
-    return nullptr;  // not registered: destroyed at once, closing the socket
+    return nullptr;
   }
+  c->connecting = true;
+  c->channel->connect(reinterpret_cast<const sockaddr*>(&ep.address), ep.size);
   return c;
 }
 
 void DataPath::Worker::release(std::unique_ptr<NodeConn> c, bool reusable) {
   Pool& p = *c->pool;
-  if (reusable && !c->peer_closed && c->in.empty() && c->pending.empty() && p.idle.size() < opt.max_idle_per_node &&
+  if (reusable && c->in.empty() && !c->sending && !c->connecting && p.idle.size() < opt.max_idle_per_node &&
       !p.backend->retired.load(std::memory_order_relaxed)) {
     c->idle_since = loop.now();  // its buffer goes back to the block pool at the next tick
+    c->receive();                // to hear at once if the node closes it
     p.idle.push_back(std::move(c));
     p.backend->stats.pool_idle.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  loop.retire(std::move(c));
+  close_node(std::move(c));
+}
+
+void DataPath::Worker::close_node(std::unique_ptr<NodeConn> c) {
+  c->owner = nullptr;
+  c->channel->close(false);
+  dead_nodes.push_back(std::move(c));
 }
 
 void DataPath::Worker::drop_idle(NodeConn& c) {
@@ -1288,58 +1144,54 @@ void DataPath::Worker::drop_idle(NodeConn& c) {
   for (auto it = idle.begin(); it != idle.end(); ++it) {
     if (it->get() != &c) continue;
     c.pool->backend->stats.pool_idle.fetch_sub(1, std::memory_order_relaxed);
-    loop.retire(std::move(*it));
+    auto conn = std::move(*it);
     idle.erase(it);
+    close_node(std::move(conn));
     return;
   }
 }
 
-void DataPath::Worker::accept() {
-  for (int i = 0; i < 64; ++i) {  // then let the connections already open have their turn
-    if (dp.open_.load(std::memory_order_relaxed) >= opt.maxconn) {
-      // At maxconn, stop accepting: new clients wait in the kernel's backlog, not in our memory.
-      set_listening(false);
-      return;
-    }
-    sockaddr_storage peer{};
-    socklen_t len = sizeof peer;
-    const int fd = ::accept4(dp.listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      // EMFILE and friends: back off instead of spinning; the backlog holds the clients meanwhile.
-      std::cerr << "kvproxy: accept: " << os_message(errno) << std::endl;
-      set_listening(false);
-      accept_pause_until = loop.now() + std::chrono::milliseconds(50);
-      return;
-    }
-    const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    dp.open_.fetch_add(1, std::memory_order_relaxed);
-    counters.client_open.fetch_add(1, std::memory_order_relaxed);
-    counters.client_total.fetch_add(1, std::memory_order_relaxed);
-    auto& c = *clients.emplace_back(std::make_unique<ClientConn>(*this, fd, log ? peer_text(peer) : std::string()));
-    c.self = std::prev(clients.end());
-    c.deadline = loop.now() + opt.client.idle_timeout;
-    try {
-      loop.add(fd, c, EPOLLIN | EPOLLRDHUP | EPOLLET);
-    } catch (const std::system_error& e) {
-      std::cerr << "kvproxy: " << e.what() << std::endl;
-      c.close();
-    }
+void DataPath::Worker::accepted(int fd) {
+  if (fd < 0) {
+    // EMFILE and friends: back off instead of spinning; the backlog holds the clients meanwhile.
+    std::cerr << "kvproxy: accept: " << os_message(-fd) << std::endl;
+    set_listening(false);
+    accept_pause_until = loop.now() + std::chrono::milliseconds(50);
+    return;
   }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::string peer;
+  if (log) {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) peer = peer_text(a);
+  }
+  dp.open_.fetch_add(1, std::memory_order_relaxed);
+  counters.client_open.fetch_add(1, std::memory_order_relaxed);
+  counters.client_total.fetch_add(1, std::memory_order_relaxed);
+  auto& c = *clients.emplace_back(std::make_unique<ClientConn>(*this, std::move(peer)));
+  c.self = std::prev(clients.end());
+  c.deadline = loop.now() + opt.client.idle_timeout;
+  net::Channel* channel = nullptr;
+  try {
+    channel = loop.open(fd, c);
+  } catch (const std::system_error& e) {
+    std::cerr << "kvproxy: " << e.what() << std::endl;
+    dp.open_.fetch_sub(1, std::memory_order_relaxed);
+    counters.client_open.fetch_sub(1, std::memory_order_relaxed);
+    clients.erase(c.self);
+    return;
+  }
+  // At maxconn, stop accepting: new clients wait in the kernel's backlog, not in our memory.
+  if (dp.open_.load(std::memory_order_relaxed) >= opt.maxconn) set_listening(false);
+  c.start(channel);
 }
 
 void DataPath::Worker::set_listening(bool on) {
   if (on == listening) return;
   listening = on;
-  if (!on) {
-    loop.remove(dp.listen_fd_);
-    return;
-  }
-  // Level-triggered, so that a backlog left when accepting paused is seen at once. With several
-  // workers on one listener, EPOLLEXCLUSIVE wakes one of them per connection, not all.
-  loop.add(dp.listen_fd_, listener, EPOLLIN | (dp.workers_.size() > 1 ? EPOLLEXCLUSIVE : 0u));
+  loop.accepting(on);
 }
 
 void DataPath::Worker::maybe_listen() {
@@ -1352,7 +1204,7 @@ void DataPath::Worker::remove_client(ClientConn& c) {
   dp.open_.fetch_sub(1, std::memory_order_relaxed);
   counters.client_open.fetch_sub(1, std::memory_order_relaxed);
   const auto it = c.self;
-  loop.retire(std::move(*it));
+  dead_clients.push_back(std::move(*it));
   clients.erase(it);
   maybe_listen();
   if (draining && clients.empty()) loop.stop();
@@ -1370,11 +1222,11 @@ void DataPath::Worker::tick() {
     if (!p) continue;
     // Connections that a burst left behind are closed once they idle past the timeout.
     while (!p->idle.empty() && now - p->idle.front()->idle_since >= opt.pool_idle_timeout) {
-      loop.retire(std::move(p->idle.front()));
+      close_node(std::move(p->idle.front()));
       p->idle.pop_front();
       p->backend->stats.pool_idle.fetch_sub(1, std::memory_order_relaxed);
     }
-    for (auto& c : p->idle) c->in.release(blocks);
+    for (auto& c : p->idle) c->in.release(loop.blocks());
   }
   maybe_listen();
   if (draining && now >= drain_deadline) {
@@ -1398,18 +1250,28 @@ void DataPath::Worker::begin_drain(std::chrono::milliseconds timeout) {
 }
 
 void DataPath::Worker::run() {
+  loop.set_listener(dp.listen_fd_, dp.workers_.size() > 1, [this](int fd) { accepted(fd); });
   maybe_listen();
-  loop.run(kTick, [this] { tick(); });
-  clients.clear();  // the loop has stopped: nothing refers to them any more
+  loop.run(
+      kTick, [this] { tick(); },
+      [this] {
+        dead_clients.clear();
+        dead_nodes.clear();
+      });
+  // The loop has stopped: nothing refers to these any more (the loop frees their channels).
+  clients.clear();
   for (auto& p : pools)
     if (p) p->idle.clear();
+  dead_clients.clear();
+  dead_nodes.clear();
 }
 
 // ---- DataPath -----------------------------------------------------------------------------------
 
-DataPath::DataPath(State& state, ProxyOptions options, unsigned threads, AccessLog* log)
+DataPath::DataPath(State& state, ProxyOptions options, unsigned threads, AccessLog* log, net::IoLoop::Kind io)
     : state_(state), opt_(std::move(options)), log_(log) {
-  for (unsigned i = 0; i < std::max(1u, threads); ++i) workers_.push_back(std::make_unique<Worker>(*this));
+  for (unsigned i = 0; i < std::max(1u, threads); ++i)
+    workers_.push_back(std::make_unique<Worker>(*this, net::IoLoop::make(io)));
 }
 
 DataPath::~DataPath() {
@@ -1417,6 +1279,8 @@ DataPath::~DataPath() {
   workers_.clear();
   if (listen_fd_ >= 0) ::close(listen_fd_);
 }
+
+const char* DataPath::io_name() const noexcept { return workers_.front()->loop.name(); }
 
 std::uint16_t DataPath::listen(const HostPort& address) {
   Endpoint ep;

@@ -2,10 +2,10 @@
 // the URL and hashed onto the ring, and the request goes over that worker's pool of keep-alive
 // connections to the node that owns it; the answer comes back with X-KV-Node.
 //
-// Each worker is one thread with its own epoll loop (net/event_loop.hpp), its own pools and its own
-// copy of the topology pointer: the hot path takes no lock and no system call beyond one recv and
-// one send per message. Heads of the common shape are read by the scanners in common/http_scan.hpp
-// and relayed from where they arrived; anything else goes to Beast's parser (net/raw_http.hpp).
+// Each worker is one thread with its own I/O loop (net/io_loop.hpp: io_uring, or epoll where the
+// kernel has no io_uring), its own pools and its own copy of the topology pointer: the hot path
+// takes no lock. Heads of the common shape are read by the scanners in common/http_scan.hpp and
+// relayed from where they arrived; anything else goes to Beast's parser (net/raw_http.hpp).
 #pragma once
 
 #include <atomic>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "io_loop.hpp"
 #include "raw_http.hpp"
 #include "state.hpp"
 
@@ -47,8 +48,11 @@ class AccessLog;
 
 class DataPath {
  public:
-  DataPath(State& state, ProxyOptions options, unsigned threads, AccessLog* log);
+  // Throws std::runtime_error when the I/O loop asked for cannot be had.
+  DataPath(State& state, ProxyOptions options, unsigned threads, AccessLog* log,
+           net::IoLoop::Kind io = net::IoLoop::Kind::automatic);
   ~DataPath();
+  const char* io_name() const noexcept;  // "io_uring" or "epoll"
 
   // Binds the client listener, before start(). Returns the bound port; throws
   // std::runtime_error("cannot listen on H:P: reason").

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   CLI::App app{"kvproxy: consistent-hashing reverse proxy for kvring nodes", "kvproxy"};
   app.set_version_flag("--version", std::string("kvproxy ") + KVRING_VERSION);
 
-  std::string ring_path, access_log, token_file;
+  std::string ring_path, access_log, token_file, io = "auto";
   std::optional<std::string> listen_flag, admin_flag;
   std::optional<std::uint32_t> threads, maxconn, header_ms, idle_ms, connect_ms, response_ms, interval_ms, check_timeout_ms,
       fall, rise;
@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
   app.add_option("--admin", admin_flag, "Admin listener host:port: stats, metrics, ring (default 127.0.0.1:8404)");
   app.add_option("--threads", threads, "Data-path threads, each with its own event loop and pools (default 1); the admin "
                  "listener and health checks run on one more")->check(CLI::Range(1, 256));
+  app.add_option("--io", io,
+                 "The data path's I/O: uring (io_uring), epoll, or auto (io_uring where the kernel allows it)")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "uring", "epoll"}));
   app.add_option("--admin-token-file", token_file,
                  "File holding the admin token: changing the ring (POST /admin/...) then needs "
                  "'Authorization: Bearer <token>'; required when --admin is not a loopback address");
@@ -156,7 +159,16 @@ int main(int argc, char** argv) {
   state.publish(std::move(initial));
 
   boost::asio::thread_pool control(1);  // ring builds for reloads, off the event loops
-  kv::proxy::DataPath data(state, opt, nthreads, log.get());
+  kv::net::IoLoop::Kind io_kind{};
+  kv::net::parse_io_kind(io, io_kind);  // CLI11 checked it
+  std::unique_ptr<kv::proxy::DataPath> data_ptr;
+  try {
+    data_ptr = std::make_unique<kv::proxy::DataPath>(state, opt, nthreads, log.get(), io_kind);
+  } catch (const std::exception& e) {
+    std::cerr << "kvproxy: --io " << io << ": " << e.what() << std::endl;
+    return 1;
+  }
+  kv::proxy::DataPath& data = *data_ptr;
   kv::net::ReadLimits admin_limits;
   // A ring change waits this long for requests that still use the previous ring: a write during a
   // rebalance may go to two nodes, each within connect + response time.
@@ -180,7 +192,7 @@ int main(int argc, char** argv) {
   }
   std::cerr << "kvproxy " KVRING_VERSION " listening on " << kv::HostPort{listen->host, port}.str() << ", admin on "
             << kv::HostPort{admin->host, admin_port}.str() << " (" << config.nodes.size() << " nodes, ring version "
-            << state.version() << ", threads " << nthreads << ")" << std::endl;
+            << state.version() << ", threads " << nthreads << ", " << data.io_name() << ")" << std::endl;
   server.on_drain([&data, shutdown_ms] { data.drain(std::chrono::milliseconds(shutdown_ms)); });
   data.start();
   server.run();

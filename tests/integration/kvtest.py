@@ -18,6 +18,8 @@ import urllib.parse
 
 KVNODE = os.environ.get("KVNODE", "kvnode")
 KVPROXY = os.environ.get("KVPROXY", "kvproxy")
+# The data path's I/O under test ("uring" or "epoll"); unset, kvproxy picks (io_uring where it can).
+KVPROXY_IO = ["--io", os.environ["KVPROXY_IO"]] if os.environ.get("KVPROXY_IO") else []
 RING_REBALANCE = os.environ.get("RING_REBALANCE", "ring-rebalance")
 READY_TIMEOUT = 20.0
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
@@ -212,7 +214,7 @@ def write_ring(path, nodes, proxy=None, vnodes=None):
 
 
 def start_proxy(ring, extra=()):
-    return Process([KVPROXY, "--ring", ring, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra])
+    return Process([KVPROXY, "--ring", ring, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *KVPROXY_IO, *extra])
 
 
 def owners(ring, keys):

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from kvtest import (KVNODE, KVPROXY, Client, Cluster, FakeNode, LoadThread, Process, TempDir, owners,
+from kvtest import (KVNODE, KVPROXY, KVPROXY_IO, Client, Cluster, FakeNode, LoadThread, Process, TempDir, owners,
                     proxy_node_state, start_proxy, wait_until, write_ring)
 
 
@@ -169,7 +169,7 @@ class ProxyRestartTest(unittest.TestCase):
             port = cluster.port
             self.assertEqual(cluster.proxy.terminate(), 0)
             cluster.proxy = Process([KVPROXY, "--ring", cluster.ring, "--listen", f"127.0.0.1:{port}",
-                                     "--admin", "127.0.0.1:0"])
+                                     "--admin", "127.0.0.1:0", *KVPROXY_IO])
             before = len(acked)
             self.assertTrue(wait_until(lambda: len(acked) > before + 100, 20), "clients did not get back in")
             stop.set()

@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from kvtest import (KVPROXY, Client, Cluster, FakeNode, LoadThread, TempDir, metric, owners, parse_responses,
+from kvtest import (KVPROXY, Client, Cluster, FakeNode, LoadThread, Process, TempDir, metric, owners, parse_responses,
                     raw_exchange, start_proxy, wait_until, write_ring)
 
 
@@ -556,9 +556,36 @@ class ProcessTest(unittest.TestCase):
             self.assertEqual(r.stderr.splitlines()[0], "kvproxy: --ring is required")
             r = self.run_proxy("--ring", good, "--listen", "nowhere")
             self.assertEqual((r.returncode, r.stderr.strip()), (2, "kvproxy: --listen: expected host:port, got 'nowhere'"))
+            r = self.run_proxy("--ring", good, "--io", "kqueue")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("--io: kqueue not in {auto,uring,epoll}", r.stderr)
             self.assertEqual(self.run_proxy("--help").returncode, 0)
             self.assertRegex(self.run_proxy("--version").stdout.strip(), r"^kvproxy \d+\.\d+\.\d+$")
         finally:
+            tmp.cleanup()
+
+    def test_the_io_loop_is_chosen_and_said(self):
+        tmp = TempDir()
+        node = FakeNode(lambda line, headers: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        try:
+            ring = write_ring(os.path.join(tmp.path, "ring.yaml"), [("f1", node.port)])
+            for io, name in (("epoll", "epoll"), ("uring", "io_uring")):
+                try:
+                    proxy = Process([KVPROXY, "--ring", ring, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--io", io])
+                except RuntimeError as e:
+                    # Only io_uring may be missing (an old kernel, a sandbox): then it says why.
+                    self.assertEqual(io, "uring", str(e))
+                    self.assertIn("kvproxy: --io uring: io_uring", str(e))
+                    continue
+                try:
+                    self.assertIn(f", {name})", proxy.output().splitlines()[0])
+                    c = Client(proxy.port)
+                    self.assertEqual(c.get("k")[:1], (200,))
+                    c.close()
+                finally:
+                    self.assertEqual(proxy.terminate(), 0)
+        finally:
+            node.close()
             tmp.cleanup()
 
     def test_access_log_has_a_line_per_request(self):

@@ -235,7 +235,12 @@ class RebalanceTest(unittest.TestCase):
     def apply(self, old, new, *extra):
         res = run_tool("apply", "--from", old, "--to", new, *self.setup.admin_args(), "--progress", "lines", "--json",
                        *extra)
-        self.assertEqual(res.returncode, 0, res.stderr)
+        if res.returncode != 0:
+            # A node or proxy that exited says why in its own output (a sanitizer report, say).
+            gone = {name: p.output()[-4000:] for name, p in
+                    [*self.setup.nodes.items(), *((f"proxy{i}", p) for i, p in enumerate(self.setup.proxies))]
+                    if not p.alive()}
+            self.fail(f"apply exited {res.returncode}: {res.stderr}\nexited meanwhile: {gone}")
         return json.loads(res.stdout), res.stderr
 
     def verify(self, new_ring, static, *loads):
