@@ -100,7 +100,7 @@ class IoLoop {
   BlockPool blocks_;
 };
 
-// "automatic", "uring" or "epoll".
+// "auto", "uring" or "epoll" (the --io flag); false for anything else.
 bool parse_io_kind(std::string_view text, IoLoop::Kind& kind);
 
 }  // namespace kv::net

@@ -1,17 +1,14 @@
 // IoLoop over epoll: each socket registered once, edge-triggered. A recv waits for readiness, then
 // reads once; a send writes at once and waits for EPOLLOUT only for what the kernel did not take.
 // Results are queued and handed to the handlers after the call that asked for them returns.
-#include <fcntl.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <array>
-#include <atomic>
 #include <cerrno>
-#include <mutex>
-#include <unordered_set>
+#include <memory>
 #include <system_error>
+#include <unordered_set>
 #include <vector>
 
 #include "io_loop.hpp"

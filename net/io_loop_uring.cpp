@@ -288,8 +288,7 @@ void UringLoop::on_accept_completion(int result, unsigned flags) {
     accept_cancelling_ = false;
   }
   // A connection accepted while a cancel was on its way is served all the same.
-  if (result >= 0) on_accept_(result);
-  else if (result != -ECANCELED) on_accept_(result);
+  if (result != -ECANCELED) on_accept_(result);
   if (!accept_armed_ && accepting_) arm_accept();
 }
 

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/status.hpp>
 
 #include <cerrno>
@@ -87,17 +88,6 @@ void end_head(std::string& out, unsigned version, bool keep_alive) {
   out.append("\r\n"sv);
 }
 
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
 // Appends `start_line` (if any) and the fields of `h` that go to the next hop. Lines that lie back
 // to back where they came are copied in one piece; the fields of a head Beast read are formatted one
 // by one. Left out: hop-by-hop fields (RFC 9110 7.6.1) and those Connection names, Expect on a
@@ -119,7 +109,7 @@ bool append_head(const ScannedHead& h, std::string_view start_line, std::string&
         std::string_view token = list.substr(0, comma);
         while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
         while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-        if (!token.empty() && !iequal(token, "close") && !iequal(token, "keep-alive")) named[n_named++] = token;
+        if (!token.empty() && !iequal_lower(token, "close") && !iequal_lower(token, "keep-alive")) named[n_named++] = token;
         if (comma == std::string_view::npos) break;
         list.remove_prefix(comma + 1);
       }
@@ -137,7 +127,7 @@ bool append_head(const ScannedHead& h, std::string_view start_line, std::string&
     if (f.kind == Kind::content_length && !f.line.empty()) keep = length = true;
     if (keep && f.kind == Kind::other) {
       keep = !iequal_lower(f.name, drop_lower);
-      for (std::size_t i = 0; i < n_named && keep; ++i) keep = !iequal(f.name, named[i]);
+      for (std::size_t i = 0; i < n_named && keep; ++i) keep = !boost::beast::iequals(f.name, named[i]);
     }
     if (!keep) continue;
     if (f.line.empty()) {
@@ -153,6 +143,21 @@ bool append_head(const ScannedHead& h, std::string_view start_line, std::string&
   }
   flush();
   return length;
+}
+
+// Gives Beast's parser what `in` holds, consuming what it takes, until the message is done, the
+// parser wants more (ec left clear) or it fails (ec set).
+template <bool isRequest>
+void feed(net::RawParser<isRequest>& p, IoBuffer& in, boost::beast::error_code& ec) {
+  while (!in.empty() && !p.is_done()) {
+    const std::size_t used = p.put(boost::asio::buffer(in.data(), in.size()), ec);
+    in.consume(used);
+    if (ec == http::error::need_more) {
+      ec = {};
+      return;
+    }
+    if (ec || used == 0) return;
+  }
 }
 
 struct Endpoint {
@@ -373,7 +378,8 @@ struct ClientConn final : net::ChannelHandler {
   bool parse_answer(bool eof, int error);
   bool feed_answer_fallback(bool eof, int error);
   void answer_failed(int error, std::string detail);
-  void answer_ready(std::string_view body, std::size_t consumed, bool node_keep_alive);
+  // The answer in ans_ is complete: its body, and the bytes of the node's buffer it took.
+  void answer_ready(std::string_view body, std::size_t consumed);
   void node_failed(Outcome outcome, const std::string& detail);
   void drop_node();
   void local_answer(unsigned status, std::string_view content_type, std::string_view body);
@@ -548,15 +554,7 @@ void ClientConn::start_request_fallback() {
 ClientConn::Parse ClientConn::feed_request_fallback() {
   auto& p = *fb_->req_parser;
   boost::beast::error_code ec;
-  while (!in_.empty() && !p.is_done()) {
-    const std::size_t used = p.put(boost::asio::buffer(in_.data(), in_.size()), ec);
-    in_.consume(used);
-    if (ec == http::error::need_more) {
-      ec = {};
-      break;
-    }
-    if (ec || used == 0) break;
-  }
+  feed(p, in_, ec);
   if (p.is_header_done() && !head_done_) {
     head_done_ = true;
     req_version_ = fb_->req_head.version;
@@ -570,7 +568,7 @@ ClientConn::Parse ClientConn::feed_request_fallback() {
   }
   if (!p.is_done()) {
     // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.
-    if (p.is_header_done() && !fb_->continue_sent && iequal(fb_->req_head.find(http::field::expect), "100-continue")) {
+    if (p.is_header_done() && !fb_->continue_sent && iequal_lower(fb_->req_head.find(http::field::expect), "100-continue")) {
       fb_->continue_sent = true;
       if (!sending_) {
         sending_ = true;
@@ -782,14 +780,12 @@ bool ClientConn::parse_answer(bool eof, int error) {
       if (first_byte_ms_ < 0 && w_.log) first_byte_ms_ = ms_since(sent_);
       const std::size_t total = ans_.head_size + static_cast<std::size_t>(ans_.content_length);
       if (c.in.size() >= total) {
-        answer_ready(c.in.view().substr(ans_.head_size, static_cast<std::size_t>(ans_.content_length)), total,
-                     ans_.keep_alive);
+        answer_ready(c.in.view().substr(ans_.head_size, static_cast<std::size_t>(ans_.content_length)), total);
         return true;
       }
     } else if (r != ScanResult::need_more) {
       ans_fallback_ = true;
-      if (!fb_) fb_ = std::make_unique<Fallback>();
-      fb_->ans_parser.reset();
+      if (fb_) fb_->ans_parser.reset();
     }
     if (!ans_fallback_) {
       if (eof || error) {
@@ -818,15 +814,7 @@ bool ClientConn::feed_answer_fallback(bool eof, int error) {
   boost::beast::error_code ec;
   for (;;) {
     auto& p = *fb_->ans_parser;
-    while (!c.in.empty() && !p.is_done()) {
-      const std::size_t used = p.put(boost::asio::buffer(c.in.data(), c.in.size()), ec);
-      c.in.consume(used);
-      if (ec == http::error::need_more) {
-        ec = {};
-        break;
-      }
-      if (ec || used == 0) break;
-    }
+    feed(p, c.in, ec);
     if (ec) break;
     // Interim answers (1xx) are not the answer: skip them and read on.
     if (p.is_done() && fb_->ans_head.status / 100 == 1) {
@@ -837,9 +825,8 @@ bool ClientConn::feed_answer_fallback(bool eof, int error) {
     if (p.is_done()) {
       net::view_of(fb_->ans_head, ans_);
       ans_.keep_alive = p.keep_alive();
-      const bool keep = p.keep_alive();
       fb_->ans_parser.reset();
-      answer_ready(fb_->ans_body, 0, keep);
+      answer_ready(fb_->ans_body, 0);
       return true;
     }
     if (eof) {
@@ -881,7 +868,7 @@ void ClientConn::drop_node() {
   w_.close_node(std::move(node_));
 }
 
-void ClientConn::answer_ready(std::string_view body, std::size_t consumed, bool node_keep_alive) {
+void ClientConn::answer_ready(std::string_view body, std::size_t consumed) {
   Backend& b = step_backend();
   const unsigned code = ans_.status;
   auto release = [&] {
@@ -889,7 +876,7 @@ void ClientConn::answer_ready(std::string_view body, std::size_t consumed, bool 
     active_ = false;
     b.stats.pool_active.fetch_sub(1, std::memory_order_relaxed);
     node_->owner = nullptr;
-    w_.release(std::move(node_), node_keep_alive);
+    w_.release(std::move(node_), ans_.keep_alive);
   };
   if (step_ + 1 < nsteps_) {
     // The first owner of a write during a rebalance: only if it took the write does it go on.
