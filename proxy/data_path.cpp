@@ -709,6 +709,9 @@ void ClientConn::start_step(bool pooled_ok) {
   attempt_ = pooled_ok ? 0 : 1;
   got_answer_bytes_ = false;
   ans_fallback_ = false;
+  // Whatever a parser read of an earlier answer is gone with its connection (a timeout or a
+  // failure cut it off): each answer is read from its first byte.
+  if (fb_) fb_->ans_parser.reset();
   node_ = pooled_ok ? w_.take_idle(*pool) : nullptr;
   reused_ = node_ != nullptr;
   if (!node_) {
@@ -785,7 +788,6 @@ bool ClientConn::parse_answer(bool eof, int error) {
       }
     } else if (r != ScanResult::need_more) {
       ans_fallback_ = true;
-      if (fb_) fb_->ans_parser.reset();
     }
     if (!ans_fallback_) {
       if (eof || error) {

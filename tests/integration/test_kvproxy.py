@@ -270,6 +270,27 @@ class UpstreamBehaviourTest(unittest.TestCase):
             self.assertEqual(proxy.terminate(), 0)
             fake.close()
 
+    def test_an_answer_cut_off_by_the_timeout_leaves_nothing_behind(self):
+        # A chunked answer (read by Beast's parser) stalls mid-body until the response timeout. The
+        # next request on the same client connection, a HEAD (which always goes to Beast's parser),
+        # must be read afresh, not as the rest of the stalled answer.
+        def behaviour(line, headers):
+            if line.startswith("HEAD "):
+                return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 42\r\n\r\n"
+            return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"
+
+        fake = FakeNode(behaviour)
+        proxy = self.proxy_for(fake, ["--response-timeout-ms", "300"])
+        try:
+            c = Client(proxy.port)
+            self.assertEqual(c.get("stall")[0], 504)
+            status, headers, body = c.request("HEAD", "/get?key=stall")
+            self.assertEqual((status, headers.get("Content-Length"), body), (200, "42", b""))
+            c.close()
+        finally:
+            self.assertEqual(proxy.terminate(), 0)
+            fake.close()
+
     def test_malformed_answer_is_502(self):
         fake = FakeNode(lambda line, headers: b"NONSENSE\r\n\r\n", close_after=True)
         proxy = self.proxy_for(fake)
