@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "hash.hpp"
-#include "ring.hpp"
+#include "common/hash.hpp"
+#include "common/ring.hpp"
 
 namespace {
 

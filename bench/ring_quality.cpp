@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "ring.hpp"
+#include "common/ring.hpp"
 
 namespace {
 

@@ -1,9 +1,10 @@
-#include "auth.hpp"
+#include "common/auth.hpp"
 
 #include <cerrno>
 #include <cstring>
 
-#include "config.hpp"
+#include "common/config.hpp"
+#include "common/files.hpp"
 
 namespace kv {
 

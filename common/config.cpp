@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "common/config.hpp"
 
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
@@ -9,6 +9,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+
+#include "common/files.hpp"
 
 namespace kv {
 namespace {
@@ -227,14 +229,6 @@ RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source
   }
   validate_ring_config(c, source);
   return c;
-}
-
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 RingConfig load_ring_config(const std::string& path, std::string* text) {

@@ -68,9 +68,6 @@ RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source
 // With `text`, the file's bytes are also kept there (for a caller that passes the ring on as given).
 RingConfig load_ring_config(const std::string& path, std::string* text = nullptr);
 
-// A whole file; nullopt when it cannot be opened, with errno saying why.
-std::optional<std::string> read_file(const std::string& path);
-
 // A ring file with its membership (vnodes, nodes) taken from `membership_yaml` and everything else
 // (the proxy: section) kept from `file_yaml`: what a proxy saves as its ring file after a rebalance,
 // so that each proxy keeps its own listen addresses and settings. Comments are not kept. Both texts

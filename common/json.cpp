@@ -1,7 +1,7 @@
 // The one translation unit that compiles Boost.JSON (header-only mode, no libboost_json needed).
 #include <boost/json/src.hpp>
 
-#include "json.hpp"
+#include "common/json.hpp"
 
 namespace kv {
 

@@ -1,4 +1,4 @@
-#include "key.hpp"
+#include "common/key.hpp"
 
 namespace kv {
 namespace {

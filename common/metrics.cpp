@@ -1,4 +1,4 @@
-#include "metrics.hpp"
+#include "common/metrics.hpp"
 
 #include <charconv>
 #include <cstdio>

@@ -1,10 +1,10 @@
-#include "ring.hpp"
+#include "common/ring.hpp"
 
 #include <algorithm>
 #include <bit>
 #include <numeric>
 
-#include "hash.hpp"
+#include "common/hash.hpp"
 
 namespace kv {
 

@@ -1,4 +1,4 @@
-#include "ring_change.hpp"
+#include "common/ring_change.hpp"
 
 #include <xxhash.h>
 

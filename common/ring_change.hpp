@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "config.hpp"
-#include "ring.hpp"
+#include "common/config.hpp"
+#include "common/ring.hpp"
 
 namespace kv {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "hash.hpp"
+#include "common/hash.hpp"
 
 namespace kv {
 

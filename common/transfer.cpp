@@ -1,6 +1,6 @@
-#include "transfer.hpp"
+#include "common/transfer.hpp"
 
-#include "storage_key.hpp"
+#include "common/storage_key.hpp"
 
 namespace kv {
 

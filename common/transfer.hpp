@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ring_change.hpp"
+#include "common/ring_change.hpp"
 
 namespace kv {
 

@@ -1,4 +1,4 @@
-#include "io_loop.hpp"
+#include "net/io_loop.hpp"
 
 #include <stdexcept>
 

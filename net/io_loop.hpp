@@ -23,7 +23,7 @@
 #include <string>
 #include <string_view>
 
-#include "io_buffer.hpp"
+#include "common/io_buffer.hpp"
 
 namespace kv::net {
 

@@ -11,8 +11,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "io_loop.hpp"
-#include "io_loop_common.hpp"
+#include "net/io_loop.hpp"
+#include "net/posted.hpp"
 
 namespace kv::net {
 

@@ -12,14 +12,14 @@
 #include <optional>
 #include <string>
 
-#include "metrics.hpp"
-#include "store.hpp"
+#include "common/metrics.hpp"
+#include "node/store.hpp"
 
 namespace kv {
 
-namespace http = boost::beast::http;
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
+namespace beast = boost::beast;
+using Request = beast::http::request<beast::http::string_body>;
+using Response = beast::http::response<beast::http::string_body>;
 
 enum class Route : std::uint8_t { put, get, del, health, metrics, admin, other, count_ };
 
@@ -87,6 +87,6 @@ class Api {
 };
 
 // An error response: {"status":"error","detail":...} with the given status.
-void error_response(Response& res, http::status status, std::string_view detail);
+void error_response(Response& res, beast::http::status status, std::string_view detail);
 
 }  // namespace kv

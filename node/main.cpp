@@ -6,13 +6,13 @@
 #include <iostream>
 #include <stdexcept>
 
-#include "api.hpp"
-#include "auth.hpp"
-#include "cli.hpp"
-#include "config.hpp"
-#include "http_server.hpp"
-#include "session.hpp"
-#include "store.hpp"
+#include "node/api.hpp"
+#include "common/auth.hpp"
+#include "common/cli.hpp"
+#include "common/config.hpp"
+#include "net/server.hpp"
+#include "node/session.hpp"
+#include "node/store.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"kvnode: a kvring storage node (HTTP/1.1 key-value server, durable with RocksDB)", "kvnode"};
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   }
   kv::Api api(*store, metrics, kv::ApiLimits{max_key, max_value}, node_id);
   api.set_admin_token(std::move(token));
-  kv::net::ReadLimits limits;
+  kv::http::ServerLimits limits;
   limits.idle_timeout = std::chrono::milliseconds(idle_ms);
   limits.header_timeout = std::chrono::milliseconds(header_ms);
   limits.body_timeout = std::chrono::milliseconds(body_ms);

@@ -1,4 +1,4 @@
-#include "session.hpp"
+#include "node/session.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -24,7 +24,7 @@ auto async_commit(Store& store, WriteOp op, Token&& token) {
       std::move(op));
 }
 
-asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLimits& limits, asio::thread_pool& admin_pool,
+asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const http::ServerLimits& limits, asio::thread_pool& admin_pool,
                               net::Worker& worker, net::tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   net::ConnectionScope scope(worker, stream);
@@ -35,7 +35,7 @@ asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLim
 
   for (;;) {
     net::RequestParser parser;
-    net::Rejection rejection;
+    http::Rejection rejection;
     const auto status = co_await net::read_request(stream, buffer, parser, limits, scope, rejection);
     const auto t0 = Clock::now();
     if (status == net::ReadStatus::closed) break;
@@ -79,7 +79,7 @@ asio::awaitable<void> session(Api& api, NodeMetrics& metrics, const net::ReadLim
 
 }  // namespace
 
-net::SessionHandler node_session_handler(Api& api, NodeMetrics& metrics, const net::ReadLimits& limits,
+net::SessionHandler node_session_handler(Api& api, NodeMetrics& metrics, const http::ServerLimits& limits,
                                          asio::thread_pool& admin_pool) {
   return [&api, &metrics, limits, &admin_pool](net::Worker& w, net::tcp::socket s) {
     return session(api, metrics, limits, admin_pool, w, std::move(s));

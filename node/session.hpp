@@ -4,12 +4,12 @@
 // so that clients of the same worker do not wait behind them.
 #pragma once
 
-#include "api.hpp"
-#include "http_server.hpp"
+#include "node/api.hpp"
+#include "net/server.hpp"
 
 namespace kv {
 
-net::SessionHandler node_session_handler(Api& api, NodeMetrics& metrics, const net::ReadLimits& limits,
+net::SessionHandler node_session_handler(Api& api, NodeMetrics& metrics, const http::ServerLimits& limits,
                                          net::asio::thread_pool& admin_pool);
 
 }  // namespace kv

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "ring_change.hpp"
-#include "transfer.hpp"
+#include "common/ring_change.hpp"
+#include "common/transfer.hpp"
 
 namespace kv {
 

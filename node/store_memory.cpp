@@ -3,8 +3,8 @@
 #include <set>
 #include <shared_mutex>
 
-#include "storage_key.hpp"
-#include "store.hpp"
+#include "common/storage_key.hpp"
+#include "node/store.hpp"
 
 namespace kv {
 namespace {

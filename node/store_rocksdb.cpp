@@ -22,8 +22,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "storage_key.hpp"
-#include "store.hpp"
+#include "common/storage_key.hpp"
+#include "node/store.hpp"
 
 namespace kv {
 namespace {

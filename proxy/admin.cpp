@@ -1,4 +1,4 @@
-#include "admin.hpp"
+#include "proxy/admin.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -15,24 +15,24 @@
 #include <cerrno>
 #include <cstring>
 
-#include "auth.hpp"
-#include "json.hpp"
-#include "key.hpp"
-#include "rebalance_state.hpp"
-#include "ring_change.hpp"
+#include "common/auth.hpp"
+#include "common/json.hpp"
+#include "common/key.hpp"
+#include "proxy/rebalance_state.hpp"
+#include "common/ring_change.hpp"
+#include "common/files.hpp"
 
 namespace kv::proxy {
 
 namespace asio = net::asio;
 namespace beast = net::beast;
-namespace http = net::http;
 using net::Clock;
 using net::tcp;
 using net::use_ec;
 
 namespace {
 
-using Response = http::response<http::string_body>;
+using Response = beast::http::response<beast::http::string_body>;
 
 // Sets a flag for as long as it lives.
 class ScopedFlag {
@@ -76,9 +76,9 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-void json_answer(Response& res, http::status status, std::string body) {
+void json_answer(Response& res, beast::http::status status, std::string body) {
   res.result(status);
-  res.set(http::field::content_type, "application/json");
+  res.set(beast::http::field::content_type, "application/json");
   res.body() = std::move(body);
 }
 
@@ -98,7 +98,7 @@ std::string ring_json(const Topology& t) {
 
 }  // namespace
 
-Admin::Admin(State& state, DataPath& data, asio::thread_pool& control, net::ReadLimits limits, std::string ring_path,
+Admin::Admin(State& state, DataPath& data, asio::thread_pool& control, http::ServerLimits limits, std::string ring_path,
              std::chrono::milliseconds drain_timeout, std::string token)
     : state_(state), data_(data), control_(control), limits_(limits), ring_path_(std::move(ring_path)),
       drain_timeout_(drain_timeout), token_(std::move(token)) {
@@ -455,7 +455,7 @@ asio::awaitable<void> Admin::session(net::Worker& worker, tcp::socket socket) {
   beast::error_code ec;
   for (;;) {
     net::RequestParser parser;
-    net::Rejection rejection;
+    http::Rejection rejection;
     const auto status = co_await net::read_request(stream, buffer, parser, limits_, scope, rejection);
     if (status == net::ReadStatus::closed) break;
     if (status == net::ReadStatus::rejected) {
@@ -466,61 +466,61 @@ asio::awaitable<void> Admin::session(net::Worker& worker, tcp::socket socket) {
     Response res;
     res.version(req.version());
     const auto path = target_path(req.target());
-    auto allow = [&](http::verb v, std::string_view allowed) {
+    auto allow = [&](beast::http::verb v, std::string_view allowed) {
       if (req.method() == v) return true;
-      json_answer(res, http::status::method_not_allowed, json_error("Method not allowed"));
-      res.set(http::field::allow, allowed);
+      json_answer(res, beast::http::status::method_not_allowed, json_error("Method not allowed"));
+      res.set(beast::http::field::allow, allowed);
       return false;
     };
     // Changing the ring needs the token when there is one; reading the state does not.
-    const bool mutating = path.starts_with("/admin/") && req.method() != http::verb::get && req.method() != http::verb::head;
-    const auto auth = mutating && !token_.empty() ? check_bearer(req[http::field::authorization], token_) : AuthResult::ok;
+    const bool mutating = path.starts_with("/admin/") && req.method() != beast::http::verb::get && req.method() != beast::http::verb::head;
+    const auto auth = mutating && !token_.empty() ? check_bearer(req[beast::http::field::authorization], token_) : AuthResult::ok;
     if (auth == AuthResult::missing) {
-      json_answer(res, http::status::unauthorized, json_error("This endpoint needs Authorization: Bearer <token>"));
-      res.set(http::field::www_authenticate, "Bearer realm=\"kvproxy admin\"");
+      json_answer(res, beast::http::status::unauthorized, json_error("This endpoint needs Authorization: Bearer <token>"));
+      res.set(beast::http::field::www_authenticate, "Bearer realm=\"kvproxy admin\"");
     } else if (auth == AuthResult::wrong) {
-      json_answer(res, http::status::forbidden, json_error("Wrong token"));
+      json_answer(res, beast::http::status::forbidden, json_error("Wrong token"));
     } else if (path == "/stats" || path == "/") {
-      if (allow(http::verb::get, "GET")) {
-        res.result(http::status::ok);
-        res.set(http::field::content_type, "text/html; charset=utf-8");
+      if (allow(beast::http::verb::get, "GET")) {
+        res.result(beast::http::status::ok);
+        res.set(beast::http::field::content_type, "text/html; charset=utf-8");
         res.body() = stats_html();
       }
     } else if (path == "/stats.json") {
-      if (allow(http::verb::get, "GET")) json_answer(res, http::status::ok, stats_json());
+      if (allow(beast::http::verb::get, "GET")) json_answer(res, beast::http::status::ok, stats_json());
     } else if (path == "/metrics") {
-      if (allow(http::verb::get, "GET")) {
-        res.result(http::status::ok);
-        res.set(http::field::content_type, "text/plain; version=0.0.4");
+      if (allow(beast::http::verb::get, "GET")) {
+        res.result(beast::http::status::ok);
+        res.set(beast::http::field::content_type, "text/plain; version=0.0.4");
         res.body() = data_.render_metrics();
       }
     } else if (path == "/health") {
-      if (allow(http::verb::get, "GET")) json_answer(res, http::status::ok, R"({"status":"ok"})");
+      if (allow(beast::http::verb::get, "GET")) json_answer(res, beast::http::status::ok, R"({"status":"ok"})");
     } else if (path == "/admin/migration" || path.starts_with("/admin/migration/")) {
       const std::string_view target(req.target().data(), req.target().size());
-      const AdminAnswer a = co_await rebalance(path, target, req.method() == http::verb::post, std::move(req.body()));
-      json_answer(res, static_cast<http::status>(a.status), a.body);
-      if (a.status == 405) res.set(http::field::allow, path == "/admin/migration" ? "GET" : "POST");
+      const AdminAnswer a = co_await rebalance(path, target, req.method() == beast::http::verb::post, std::move(req.body()));
+      json_answer(res, static_cast<beast::http::status>(a.status), a.body);
+      if (a.status == 405) res.set(beast::http::field::allow, path == "/admin/migration" ? "GET" : "POST");
     } else if (path == "/admin/ring") {
-      if (req.method() == http::verb::get) {
-        json_answer(res, http::status::ok, ring_json(*state_.topology()));
-      } else if (req.method() == http::verb::post) {
+      if (req.method() == beast::http::verb::get) {
+        json_answer(res, beast::http::status::ok, ring_json(*state_.topology()));
+      } else if (req.method() == beast::http::verb::post) {
         const ReloadResult r = co_await reload(std::move(req.body()), "<admin body>");
         if (r.ok)
-          json_answer(res, http::status::ok, "{\"status\":\"success\",\"version\":" + std::to_string(r.version) + "}");
+          json_answer(res, beast::http::status::ok, "{\"status\":\"success\",\"version\":" + std::to_string(r.version) + "}");
         else
-          json_answer(res, http::status::bad_request, json_error(r.detail));
+          json_answer(res, beast::http::status::bad_request, json_error(r.detail));
       } else {
-        json_answer(res, http::status::method_not_allowed, json_error("Method not allowed"));
-        res.set(http::field::allow, "GET, POST");
+        json_answer(res, beast::http::status::method_not_allowed, json_error("Method not allowed"));
+        res.set(beast::http::field::allow, "GET, POST");
       }
     } else {
-      json_answer(res, http::status::not_found, json_error("Not found"));
+      json_answer(res, beast::http::status::not_found, json_error("Not found"));
     }
     res.keep_alive(req.keep_alive() && !scope.draining());
     res.prepare_payload();
     stream.expires_after(limits_.write_timeout);
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await beast::http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !res.keep_alive()) break;
   }
   net::close_stream(stream);

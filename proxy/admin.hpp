@@ -8,9 +8,9 @@
 
 #include <string>
 
-#include "data_path.hpp"
-#include "http_server.hpp"
-#include "state.hpp"
+#include "proxy/data_path.hpp"
+#include "net/server.hpp"
+#include "proxy/state.hpp"
 
 namespace kv::proxy {
 
@@ -31,7 +31,7 @@ class Admin {
   // `drain_timeout`: how long a ring change waits for requests still using the previous ring.
   // `token`: when not empty, POSTs under /admin/ need "Authorization: Bearer <token>" (401 without,
   // 403 with another); the pages and GETs stay open.
-  Admin(State& state, DataPath& data, net::asio::thread_pool& control, net::ReadLimits limits, std::string ring_path,
+  Admin(State& state, DataPath& data, net::asio::thread_pool& control, http::ServerLimits limits, std::string ring_path,
         std::chrono::milliseconds drain_timeout, std::string token = {});
 
   // At start, after the ring is published: takes up a rebalance that an earlier run saved next to
@@ -59,7 +59,7 @@ class Admin {
   State& state_;
   DataPath& data_;
   net::asio::thread_pool& control_;
-  net::ReadLimits limits_;
+  http::ServerLimits limits_;
   std::string ring_path_;
   std::chrono::milliseconds drain_timeout_;
   std::string token_;

@@ -1,4 +1,4 @@
-#include "data_path.hpp"
+#include "proxy/data_path.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -21,17 +21,23 @@
 #include <system_error>
 #include <thread>
 
-#include "io_loop.hpp"
-#include "hash.hpp"
-#include "http_scan.hpp"
-#include "io_buffer.hpp"
-#include "json.hpp"
-#include "key.hpp"
+#include "net/io_loop.hpp"
+#include "common/hash.hpp"
+#include "http/parser.hpp"
+#include "http/rejection.hpp"
+#include "http/scan.hpp"
+#include "common/io_buffer.hpp"
+#include "common/json.hpp"
+#include "common/key.hpp"
 
 namespace kv::proxy {
 
-namespace http = boost::beast::http;
+namespace beast = boost::beast;
 using Clock = std::chrono::steady_clock;
+using http::Method;
+using http::ScannedHead;
+using http::ScanResult;
+using http::iequal_lower;
 using Kind = ScannedHead::Kind;
 using namespace std::string_view_literals;  // appending a literal as a view skips its strlen()
 
@@ -46,8 +52,8 @@ constexpr std::uint64_t kFastPathMaxBody = 64 * 1024;
 constexpr std::chrono::milliseconds kTick{50};
 // After refusing a request: how long, and how much, of what the client still sends is read and
 // dropped, so that it reads the answer rather than a reset.
-constexpr std::chrono::seconds kLingerTimeout{1};
-constexpr std::size_t kLingerBytes = 8u << 20;
+constexpr std::chrono::seconds kLingerTimeout = http::kLingerTimeout;
+constexpr std::size_t kLingerBytes = http::kLingerBytes;
 // Asks a node to remember a delete during a rebalance (see node/api.cpp). Only the proxy sets it: a
 // client's copy is dropped.
 constexpr std::string_view kTombstone = "X-KV-Tombstone: 1\r\n";
@@ -67,7 +73,7 @@ void append_status_line(std::string& out, unsigned version, unsigned status, std
   append_number(out, status);
   out.append(" "sv);
   if (reason.empty()) {
-    const auto r = http::obsolete_reason(static_cast<http::status>(status));
+    const auto r = beast::http::obsolete_reason(static_cast<beast::http::status>(status));
     out.append(r.data(), r.size());
   } else {
     out.append(reason);
@@ -127,7 +133,7 @@ bool append_head(const ScannedHead& h, std::string_view start_line, std::string&
     if (f.kind == Kind::content_length && !f.line.empty()) keep = length = true;
     if (keep && f.kind == Kind::other) {
       keep = !iequal_lower(f.name, drop_lower);
-      for (std::size_t i = 0; i < n_named && keep; ++i) keep = !boost::beast::iequals(f.name, named[i]);
+      for (std::size_t i = 0; i < n_named && keep; ++i) keep = !beast::iequals(f.name, named[i]);
     }
     if (!keep) continue;
     if (f.line.empty()) {
@@ -148,11 +154,11 @@ bool append_head(const ScannedHead& h, std::string_view start_line, std::string&
 // Gives Beast's parser what `in` holds, consuming what it takes, until the message is done, the
 // parser wants more (ec left clear) or it fails (ec set).
 template <bool isRequest>
-void feed(net::RawParser<isRequest>& p, IoBuffer& in, boost::beast::error_code& ec) {
+void feed(http::RawParser<isRequest>& p, IoBuffer& in, beast::error_code& ec) {
   while (!in.empty() && !p.is_done()) {
     const std::size_t used = p.put(boost::asio::buffer(in.data(), in.size()), ec);
     in.consume(used);
-    if (ec == http::error::need_more) {
+    if (ec == beast::http::error::need_more) {
       ec = {};
       return;
     }
@@ -309,13 +315,13 @@ enum class Outcome { connect_failed, timeout, bad_response };
 // Beast's parsers, for the messages the scanners decline: made on first need, kept for the
 // connection's life.
 struct Fallback {
-  net::RawHead req_head;
+  http::RawHead req_head;
   std::string req_body;
-  std::optional<net::RawParser<true>> req_parser;
+  std::optional<http::RawParser<true>> req_parser;
   bool continue_sent = false;
-  net::RawHead ans_head;
+  http::RawHead ans_head;
   std::string ans_body;
-  std::optional<net::RawParser<false>> ans_parser;
+  std::optional<http::RawParser<false>> ans_parser;
 };
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -366,7 +372,7 @@ struct ClientConn final : net::ChannelHandler {
   Parse parse();
   void start_request_fallback();
   Parse feed_request_fallback();
-  void reject(const net::Rejection& r);
+  void reject(const http::Rejection& r);
   void begin_linger();
   void linger(long result);
 
@@ -518,7 +524,7 @@ ClientConn::Parse ClientConn::parse() {
   if (!req_fallback_) {
     // The views it gives point into in_, which may have moved since the last scan: scanned afresh
     // each time (a head is a few hundred bytes).
-    const ScanResult r = scan_request(in_.view(), limits.header_limit, req_);
+    const ScanResult r = http::scan_request(in_.view(), limits.header_limit, req_);
     if (r == ScanResult::need_more) return Parse::more;
     if (r == ScanResult::complete && req_.content_length <= std::min<std::uint64_t>(kFastPathMaxBody, limits.body_limit)) {
       if (!head_done_) {
@@ -553,7 +559,7 @@ void ClientConn::start_request_fallback() {
 
 ClientConn::Parse ClientConn::feed_request_fallback() {
   auto& p = *fb_->req_parser;
-  boost::beast::error_code ec;
+  beast::error_code ec;
   feed(p, in_, ec);
   if (p.is_header_done() && !head_done_) {
     head_done_ = true;
@@ -562,13 +568,13 @@ ClientConn::Parse ClientConn::feed_request_fallback() {
   }
   if (ec) {
     req_fallback_ = false;
-    if (auto r = net::rejection_for(ec, p.is_header_done())) reject(*r);
+    if (auto r = http::rejection_for(ec, p.is_header_done())) reject(*r);
     else close();
     return Parse::exchange;
   }
   if (!p.is_done()) {
     // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.
-    if (p.is_header_done() && !fb_->continue_sent && iequal_lower(fb_->req_head.find(http::field::expect), "100-continue")) {
+    if (p.is_header_done() && !fb_->continue_sent && iequal_lower(fb_->req_head.find(beast::http::field::expect), "100-continue")) {
       fb_->continue_sent = true;
       if (!sending_) {
         sending_ = true;
@@ -578,7 +584,7 @@ ClientConn::Parse ClientConn::feed_request_fallback() {
     return Parse::more;
   }
   req_fallback_ = false;
-  net::view_of(fb_->req_head, req_);
+  http::view_of(fb_->req_head, req_);
   req_.keep_alive = p.keep_alive();
   req_.content_length = fb_->req_body.size();
   req_body_ = fb_->req_body;
@@ -587,7 +593,7 @@ ClientConn::Parse ClientConn::feed_request_fallback() {
   return Parse::exchange;
 }
 
-void ClientConn::reject(const net::Rejection& r) {
+void ClientConn::reject(const http::Rejection& r) {
   w_.counters.local_4xx.fetch_add(1, std::memory_order_relaxed);
   const std::string body = json_error(r.detail);
   out_.clear();
@@ -777,7 +783,7 @@ bool ClientConn::parse_answer(bool eof, int error) {
   // Most answers take the fast path; anything else (and any answer to HEAD, which has no body
   // whatever its Content-Length says) goes to Beast's parser from its first byte.
   if (!ans_fallback_ && req_.method != Method::head) {
-    const ScanResult r = scan_response(c.in.view(), kAnswerHeaderLimit, ans_);
+    const ScanResult r = http::scan_response(c.in.view(), kAnswerHeaderLimit, ans_);
     const auto limit = std::min<std::uint64_t>(kFastPathMaxBody, w_.opt.max_response_bytes);
     if (r == ScanResult::complete && ans_.content_length <= limit) {
       if (first_byte_ms_ < 0 && w_.log) first_byte_ms_ = ms_since(sent_);
@@ -813,7 +819,7 @@ bool ClientConn::feed_answer_fallback(bool eof, int error) {
   };
   if (!fb_) fb_ = std::make_unique<Fallback>();
   if (!fb_->ans_parser) fresh();
-  boost::beast::error_code ec;
+  beast::error_code ec;
   for (;;) {
     auto& p = *fb_->ans_parser;
     feed(p, c.in, ec);
@@ -825,7 +831,7 @@ bool ClientConn::feed_answer_fallback(bool eof, int error) {
     }
     if (p.is_header_done() && first_byte_ms_ < 0 && w_.log) first_byte_ms_ = ms_since(sent_);
     if (p.is_done()) {
-      net::view_of(fb_->ans_head, ans_);
+      http::view_of(fb_->ans_head, ans_);
       ans_.keep_alive = p.keep_alive();
       fb_->ans_parser.reset();
       answer_ready(fb_->ans_body, 0);
@@ -834,7 +840,7 @@ bool ClientConn::feed_answer_fallback(bool eof, int error) {
     if (eof) {
       if (p.got_some()) p.put_eof(ec);  // complete (a body up to EOF) or partial_message
       if (!ec && p.is_done()) continue;
-      if (!ec) ec = http::error::partial_message;
+      if (!ec) ec = beast::http::error::partial_message;
     } else if (error) {
       ec.assign(error, boost::system::system_category());
     }
@@ -1011,7 +1017,7 @@ void ClientConn::on_deadline() {
       break;
     case Stage::reading:
       req_fallback_ = false;
-      reject({http::status::request_timeout,
+      reject({beast::http::status::request_timeout,
               head_done_ ? "Timed out reading request body" : "Timed out reading request headers"});
       break;
     case Stage::forwarding:

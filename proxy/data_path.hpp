@@ -4,8 +4,8 @@
 //
 // Each worker is one thread with its own I/O loop (net/io_loop.hpp: io_uring, or epoll where the
 // kernel has no io_uring), its own pools and its own copy of the topology pointer: the hot path
-// takes no lock. Heads of the common shape are read by the scanners in common/http_scan.hpp and
-// relayed from where they arrived; anything else goes to Beast's parser (net/raw_http.hpp).
+// takes no lock. Heads of the common shape are read by the scanners in http/scan.hpp and
+// relayed from where they arrived; anything else goes to Beast's parser (http/parser.hpp).
 #pragma once
 
 #include <atomic>
@@ -15,15 +15,15 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "io_loop.hpp"
-#include "raw_http.hpp"
-#include "state.hpp"
+#include "common/config.hpp"
+#include "net/io_loop.hpp"
+#include "http/limits.hpp"
+#include "proxy/state.hpp"
 
 namespace kv::proxy {
 
 struct ProxyOptions {
-  net::ReadLimits client;  // client deadlines and limits
+  http::ServerLimits client;  // client deadlines and limits
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds response_timeout{10'000};  // request sent -> whole answer received
   std::uint64_t max_response_bytes = 64ull << 20;

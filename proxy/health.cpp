@@ -1,4 +1,4 @@
-#include "health.hpp"
+#include "proxy/health.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -14,7 +14,6 @@ namespace kv::proxy {
 
 namespace asio = net::asio;
 namespace beast = net::beast;
-namespace http = net::http;
 using net::Clock;
 using net::tcp;
 using net::use_ec;
@@ -33,15 +32,15 @@ asio::awaitable<bool> check_once(asio::io_context& ioc, const Backend& b, std::c
     what = ec == beast::error::timeout ? "connect timed out" : "connect: " + ec.message();
     co_return false;
   }
-  http::request<http::empty_body> req{http::verb::get, "/health", 11};
-  req.set(http::field::host, b.address.str());
-  req.set(http::field::user_agent, "kvproxy-check");
+  beast::http::request<beast::http::empty_body> req{beast::http::verb::get, "/health", 11};
+  req.set(beast::http::field::host, b.address.str());
+  req.set(beast::http::field::user_agent, "kvproxy-check");
   req.keep_alive(false);
-  co_await http::async_write(stream, req, use_ec(ec));
+  co_await beast::http::async_write(stream, req, use_ec(ec));
   beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
+  beast::http::response_parser<beast::http::string_body> parser;
   parser.body_limit(64 * 1024);
-  if (!ec) co_await http::async_read(stream, buffer, parser, use_ec(ec));
+  if (!ec) co_await beast::http::async_read(stream, buffer, parser, use_ec(ec));
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   if (ec) {

@@ -5,8 +5,8 @@
 
 #include <memory>
 
-#include "http_server.hpp"
-#include "state.hpp"
+#include "net/server.hpp"
+#include "proxy/state.hpp"
 
 namespace kv::proxy {
 

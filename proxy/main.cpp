@@ -6,14 +6,14 @@
 #include <csignal>
 #include <iostream>
 
-#include "admin.hpp"
-#include "auth.hpp"
-#include "cli.hpp"
-#include "config.hpp"
-#include "data_path.hpp"
-#include "health.hpp"
-#include "http_server.hpp"
-#include "state.hpp"
+#include "proxy/admin.hpp"
+#include "common/auth.hpp"
+#include "common/cli.hpp"
+#include "common/config.hpp"
+#include "proxy/data_path.hpp"
+#include "proxy/health.hpp"
+#include "net/server.hpp"
+#include "proxy/state.hpp"
 
 namespace {
 
@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   kv::proxy::DataPath& data = *data_ptr;
-  kv::net::ReadLimits admin_limits;
+  kv::http::ServerLimits admin_limits;
   // A ring change waits this long for requests that still use the previous ring: a write during a
   // rebalance may go to two nodes, each within connect + response time.
   const auto drain_timeout = 2 * (opt.connect_timeout + opt.response_timeout) + std::chrono::milliseconds(1000);

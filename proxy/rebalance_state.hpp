@@ -8,7 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "state.hpp"
+#include "common/files.hpp"
+#include "proxy/state.hpp"
 
 namespace kv::proxy {
 
@@ -22,11 +23,5 @@ std::string migration_state_path(const std::string& ring_path);
 std::string format_saved_migration(const Migration& m);
 // Throws ConfigError("<source>: line 1: ...") when the header is not one this version wrote.
 SavedMigration parse_saved_migration(std::string_view text, std::string_view source);
-
-// Writes `text` to `path` through a temporary file, fsync and rename: readers see the old file or
-// the new one, never a part. Throws std::runtime_error("cannot write PATH: reason").
-void write_file_atomic(const std::string& path, std::string_view text);
-// The file's bytes; nullopt when it does not exist. Throws std::runtime_error on other errors.
-std::optional<std::string> read_file_if_exists(const std::string& path);
 
 }  // namespace kv::proxy

@@ -1,4 +1,4 @@
-#include "state.hpp"
+#include "proxy/state.hpp"
 
 #include <netdb.h>
 #include <sys/socket.h>
@@ -9,7 +9,7 @@
 #include <map>
 #include <unordered_set>
 
-#include "ring_change.hpp"
+#include "common/ring_change.hpp"
 
 namespace kv::proxy {
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-#include "metrics.hpp"
-#include "ring.hpp"
+#include "common/config.hpp"
+#include "common/metrics.hpp"
+#include "common/ring.hpp"
 
 namespace kv::proxy {
 

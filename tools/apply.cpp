@@ -1,4 +1,4 @@
-#include "apply.hpp"
+#include "tools/apply.hpp"
 
 #include <boost/json.hpp>
 
@@ -8,11 +8,11 @@
 #include <memory>
 #include <thread>
 
-#include "http_client.hpp"
-#include "ring.hpp"
-#include "ring_change.hpp"
-#include "storage_key.hpp"
-#include "transfer.hpp"
+#include "tools/http_client.hpp"
+#include "common/ring.hpp"
+#include "common/ring_change.hpp"
+#include "common/storage_key.hpp"
+#include "common/transfer.hpp"
 
 namespace kv::tools {
 namespace {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
+#include "common/config.hpp"
 
 namespace kv::tools {
 

@@ -1,4 +1,4 @@
-#include "http_client.hpp"
+#include "tools/http_client.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -12,7 +12,6 @@ namespace kv::tools {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 std::string HttpResponse::field(std::string_view name) const {
@@ -62,23 +61,23 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
       }
       s.buffer.clear();
     }
-    http::request<http::string_body> req{http::string_to_verb(std::string(method)), std::string(target), 11};
-    req.set(http::field::host, server_.str());
-    req.set(http::field::user_agent, "ring-rebalance/" KVRING_VERSION);
-    if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
+    beast::http::request<beast::http::string_body> req{beast::http::string_to_verb(std::string(method)), std::string(target), 11};
+    req.set(beast::http::field::host, server_.str());
+    req.set(beast::http::field::user_agent, "ring-rebalance/" KVRING_VERSION);
+    if (!token_.empty()) req.set(beast::http::field::authorization, "Bearer " + token_);
     if (!body.empty() || method == "POST") {
-      req.set(http::field::content_type, content_type);
+      req.set(beast::http::field::content_type, content_type);
       req.body() = std::string(body);
     }
     req.prepare_payload();
     s.stream->expires_after(s.timeout);
-    http::async_write(*s.stream, req, [&](beast::error_code e, std::size_t) { ec = e; });
+    beast::http::async_write(*s.stream, req, [&](beast::error_code e, std::size_t) { ec = e; });
     s.run();
-    http::response_parser<http::string_body> parser;
+    beast::http::response_parser<beast::http::string_body> parser;
     parser.body_limit(256ull << 20);
     bool got_some = false;
     if (!ec) {
-      http::async_read(*s.stream, s.buffer, parser, [&](beast::error_code e, std::size_t) { ec = e; });
+      beast::http::async_read(*s.stream, s.buffer, parser, [&](beast::error_code e, std::size_t) { ec = e; });
       s.run();
       got_some = parser.got_some();
     }

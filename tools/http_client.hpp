@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "config.hpp"
+#include "common/config.hpp"
 
 namespace kv::tools {
 

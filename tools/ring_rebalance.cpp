@@ -12,14 +12,14 @@
 #include <cstdio>
 #include <iostream>
 
-#include "apply.hpp"
-#include "auth.hpp"
-#include "cli.hpp"
-#include "config.hpp"
-#include "hash.hpp"
-#include "ring.hpp"
-#include "ring_change.hpp"
-#include "transfer.hpp"
+#include "tools/apply.hpp"
+#include "common/auth.hpp"
+#include "common/cli.hpp"
+#include "common/config.hpp"
+#include "common/hash.hpp"
+#include "common/ring.hpp"
+#include "common/ring_change.hpp"
+#include "common/transfer.hpp"
 
 namespace {
 

@@ -5,9 +5,9 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "config.hpp"
-#include "ring.hpp"
-#include "ring_change.hpp"
+#include "common/config.hpp"
+#include "common/ring.hpp"
+#include "common/ring_change.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

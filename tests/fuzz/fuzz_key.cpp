@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "key.hpp"
+#include "common/key.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view target(reinterpret_cast<const char*>(data), size);

@@ -9,10 +9,10 @@
 #include <cstdlib>
 #include <memory>
 
-#include "api.hpp"
-#include "store.hpp"
+#include "node/api.hpp"
+#include "node/store.hpp"
 
-namespace http = boost::beast::http;
+namespace beast = boost::beast;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const auto store = kv::open_memory_store();
@@ -24,17 +24,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t left = size - 1;
   boost::beast::error_code ec;
   while (left > 0) {  // pipelined requests, one parser each
-    http::request_parser<http::string_body> parser;
+    beast::http::request_parser<beast::http::string_body> parser;
     parser.header_limit(8192);
     parser.body_limit(64 * 1024);
     parser.eager(true);
     std::size_t used = 0;
     const std::size_t first = std::min(split, left);
     if (first > 0) used = parser.put(boost::asio::buffer(p, first), ec);
-    if (ec == http::error::need_more) ec = {};
+    if (ec == beast::http::error::need_more) ec = {};
     if (!ec && used < left && !parser.is_done()) {
       used += parser.put(boost::asio::buffer(p + used, left - used), ec);
-      if (ec == http::error::need_more) ec = {};
+      if (ec == beast::http::error::need_more) ec = {};
     }
     if (ec || !parser.is_done() || used == 0) return 0;
     p += used;

@@ -6,28 +6,28 @@
 #include <cstdlib>
 #include <string>
 
-#include "key.hpp"
-#include "raw_http.hpp"
+#include "common/key.hpp"
+#include "http/parser.hpp"
 
-namespace http = boost::beast::http;
+namespace beast = boost::beast;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::size_t split = data[0] % size;
   const char* p = reinterpret_cast<const char*>(data + 1);
   const std::size_t n = size - 1;
-  kv::net::RawHead head;
+  kv::http::RawHead head;
   std::string body;
-  kv::net::RawParser<true> parser(head, body);
+  kv::http::RawParser<true> parser(head, body);
   parser.header_limit(8192);
   parser.body_limit(64 * 1024);
   parser.eager(true);
   boost::beast::error_code ec;
   std::size_t used = parser.put(boost::asio::buffer(p, std::min(split, n)), ec);
-  if (ec == http::error::need_more) ec = {};
+  if (ec == beast::http::error::need_more) ec = {};
   if (!ec && used < n && !parser.is_done()) {
     used += parser.put(boost::asio::buffer(p + used, n - used), ec);
-    if (ec == http::error::need_more) ec = {};
+    if (ec == beast::http::error::need_more) ec = {};
   }
   if (ec || !parser.is_header_done()) return 0;
   if (head.target().size() > n) std::abort();

@@ -1,22 +1,22 @@
-// kvproxy's fast path for client requests (common/http_scan.hpp) against Beast's parser: whatever
+// kvproxy's fast path for client requests (http/scan.hpp) against Beast's parser: whatever
 // the scanner accepts, Beast must read the same way (method, target, version, every field, length,
 // keep-alive, body), and where the scanner waits for more, Beast must not have finished the head.
 // Declined input goes to Beast in kvproxy, so it needs no check here.
 #include <cstdint>
 
-#include "scan_check.hpp"
+#include "tests/fuzz/scan_check.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);
   constexpr std::size_t kLimit = 8192;
   constexpr std::size_t kMaxBody = 1 << 20;
-  kv::ScannedHead scanned;
-  const kv::ScanResult result = kv::scan_request(in, kLimit, scanned);
-  if (result == kv::ScanResult::decline) return 0;
+  kv::http::ScannedHead scanned;
+  const kv::http::ScanResult result = kv::http::scan_request(in, kLimit, scanned);
+  if (result == kv::http::ScanResult::decline) return 0;
   // kvproxy gives bodies over its limit to Beast, for its 413.
-  if (result == kv::ScanResult::complete && scanned.content_length > kMaxBody) return 0;
-  kv::fuzz::check_as_beast_reads<true>(in, kLimit, kMaxBody, result, scanned, [&](const kv::net::RawHead& head) {
-    kv::fuzz::check(kv::net::method_of(head.method) == scanned.method && head.method_string() == scanned.method_string);
+  if (result == kv::http::ScanResult::complete && scanned.content_length > kMaxBody) return 0;
+  kv::fuzz::check_as_beast_reads<true>(in, kLimit, kMaxBody, result, scanned, [&](const kv::http::RawHead& head) {
+    kv::fuzz::check(kv::http::method_of(head.method) == scanned.method && head.method_string() == scanned.method_string);
     kv::fuzz::check(head.target() == scanned.target && head.version == scanned.version);
   });
   return 0;

@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "http_scan.hpp"
-#include "raw_http.hpp"
+#include "http/scan.hpp"
+#include "http/parser.hpp"
 
 namespace kv::fuzz {
 
@@ -19,12 +19,12 @@ inline void check(bool ok) {
   if (!ok) std::abort();
 }
 
-inline void check_fields(const net::RawHead& head, const ScannedHead& scanned) {
+inline void check_fields(const http::RawHead& head, const http::ScannedHead& scanned) {
   check(head.fields.size() == scanned.fields.size());
   for (std::size_t i = 0; i < head.fields.size(); ++i) {
     check(head.name(head.fields[i]) == scanned.fields[i].name && head.value(head.fields[i]) == scanned.fields[i].value);
     // The scanners decline the fields of the other kinds: what they accept, Beast knows the same way.
-    check(scanned.fields[i].kind == net::kind_of(head.fields[i].id));
+    check(scanned.fields[i].kind == http::kind_of(head.fields[i].id));
   }
 }
 
@@ -33,17 +33,17 @@ inline void check_fields(const net::RawHead& head, const ScannedHead& scanned) {
 // decline). `start_line(head)` checks the request or status line. Answers always carry a
 // Content-Length when the scanner accepts them; requests may go without (no body).
 template <bool isRequest, class StartLine>
-void check_as_beast_reads(std::string_view in, std::size_t head_limit, std::size_t body_limit, ScanResult result,
-                          const ScannedHead& scanned, StartLine&& start_line) {
-  net::RawHead head;
+void check_as_beast_reads(std::string_view in, std::size_t head_limit, std::size_t body_limit, http::ScanResult result,
+                          const http::ScannedHead& scanned, StartLine&& start_line) {
+  http::RawHead head;
   std::string body;
-  net::RawParser<isRequest> parser(head, body);
+  http::RawParser<isRequest> parser(head, body);
   parser.header_limit(static_cast<std::uint32_t>(head_limit));
   parser.body_limit(body_limit);
   parser.eager(true);
   boost::beast::error_code ec;
   const std::size_t used = parser.put(boost::asio::buffer(in.data(), in.size()), ec);
-  if (result == ScanResult::need_more) {
+  if (result == http::ScanResult::need_more) {
     check(!parser.is_header_done());
     return;
   }

@@ -1,4 +1,4 @@
-#include "http_server.hpp"
+#include "net/server.hpp"
 
 #include <unistd.h>
 
@@ -19,15 +19,16 @@
 #include <thread>
 #include <vector>
 
-#include "json.hpp"
+#include "common/json.hpp"
+#include "http/rejection.hpp"
 
 namespace kv::net {
 
 namespace {
 
 // What a failed read of a request's headers (or its body) means for the client.
-ReadStatus read_failure(const beast::error_code& ec, bool body, Rejection& rejection) {
-  auto r = rejection_for(ec, body);
+ReadStatus read_failure(const beast::error_code& ec, bool body, http::Rejection& rejection) {
+  auto r = http::rejection_for(ec, body);
   if (!r) return ReadStatus::closed;
   rejection = std::move(*r);
   return ReadStatus::rejected;
@@ -35,12 +36,12 @@ ReadStatus read_failure(const beast::error_code& ec, bool body, Rejection& rejec
 
 std::string_view target_of(RequestParser& p) { return {p.get().target().data(), p.get().target().size()}; }
 
-bool expects_continue(RequestParser& p) { return beast::iequals(p.get()[http::field::expect], "100-continue"); }
+bool expects_continue(RequestParser& p) { return beast::iequals(p.get()[beast::http::field::expect], "100-continue"); }
 
 }  // namespace
 
 asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection) {
+                                         const http::ServerLimits& limits, ConnectionScope& scope, http::Rejection& rejection) {
   beast::error_code ec;
   // Keep-alive wait: only the idle budget applies until the next request's first byte arrives.
   if (buffer.size() == 0) {
@@ -64,7 +65,7 @@ asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_
     // The larger limit was only for /admin/: hold everything else to the client limit. A declared
     // length is checked here; a chunked body by the parser as it reads.
     if (parser.content_length() && *parser.content_length() > limits.body_limit)
-      co_return read_failure(http::error::body_limit, true, rejection);
+      co_return read_failure(beast::http::error::body_limit, true, rejection);
     parser.body_limit(limits.body_limit);
   }
 
@@ -86,17 +87,17 @@ asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_
   co_return ReadStatus::ok;
 }
 
-asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const Rejection& rejection,
-                                     const ReadLimits& limits, std::string_view extra_name, std::string_view extra_value) {
-  http::response<http::string_body> res{rejection.status, version ? version : 11};
-  res.set(http::field::content_type, "application/json");
+asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const http::Rejection& rejection,
+                                     const http::ServerLimits& limits, std::string_view extra_name, std::string_view extra_value) {
+  beast::http::response<beast::http::string_body> res{rejection.status, version ? version : 11};
+  res.set(beast::http::field::content_type, "application/json");
   if (!extra_name.empty()) res.set(extra_name, extra_value);
   res.body() = json_error(rejection.detail);
   res.keep_alive(false);
   res.prepare_payload();
   beast::error_code ec;
   stream.expires_after(limits.write_timeout);
-  co_await http::async_write(stream, res, use_ec(ec));
+  co_await beast::http::async_write(stream, res, use_ec(ec));
   if (ec) co_return;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   char sink[16384];
@@ -183,7 +184,7 @@ void format_head(const StringResponse& msg, std::string& out) {
   const auto n = std::snprintf(code, sizeof code, "%u ", msg.result_int());
   out.append(code, static_cast<std::size_t>(n));
   auto reason = msg.reason();
-  if (reason.empty()) reason = http::obsolete_reason(msg.result());
+  if (reason.empty()) reason = beast::http::obsolete_reason(msg.result());
   out.append(reason.data(), reason.size()).append("\r\n");
   append_fields(msg.base(), out);
 }

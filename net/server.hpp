@@ -29,14 +29,14 @@
 #include <string>
 #include <string_view>
 
-#include "config.hpp"
-#include "raw_http.hpp"
+#include "common/config.hpp"
+#include "http/limits.hpp"
+#include "http/rejection.hpp"
 
 namespace kv::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -50,7 +50,7 @@ struct Connection {
 };
 
 // Deadlines are enforced to within this much.
-inline constexpr std::chrono::milliseconds kSweepInterval{50};
+inline constexpr std::chrono::milliseconds kSweepInterval = http::kSweepInterval;
 
 // One event loop and the connections it serves. Touched only on its own thread, except ioc.
 struct Worker {
@@ -108,7 +108,7 @@ class ConnectionScope {
   std::list<Connection>::iterator it_;
 };
 
-using RequestParser = http::request_parser<http::string_body>;
+using RequestParser = beast::http::request_parser<beast::http::string_body>;
 
 enum class ReadStatus {
   ok,        // a whole request is in the parser
@@ -120,33 +120,33 @@ enum class ReadStatus {
 // "Expect: 100-continue". Marks the connection idle while waiting for a first byte. On `rejected`,
 // `rejection` says what to answer: call send_rejection().
 asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                         const ReadLimits& limits, ConnectionScope& scope, Rejection& rejection);
+                                         const http::ServerLimits& limits, ConnectionScope& scope, http::Rejection& rejection);
 
 // Writes `rejection` as a JSON error with Connection: close, then half-closes and discards what the
 // client still sends for a moment, so it reads the answer instead of a reset.
-asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const Rejection& rejection,
-                                     const ReadLimits& limits, std::string_view extra_header_name = {},
+asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const http::Rejection& rejection,
+                                     const http::ServerLimits& limits, std::string_view extra_header_name = {},
                                      std::string_view extra_header_value = {});
 
 // Closes a session's stream the polite way (FIN after the last answer).
 void close_stream(beast::tcp_stream& stream);
 
-using StringRequest = http::request<http::string_body>;
-using StringResponse = http::response<http::string_body>;
+using StringRequest = beast::http::request<beast::http::string_body>;
+using StringResponse = beast::http::response<beast::http::string_body>;
 
 // Reads into `parser` until its header (header_only) or its whole message is done, straight from the
 // socket: async_read_some into `buffer`, then parser.put(). End of stream before any byte of the
-// message is http::error::end_of_stream, in the middle of it partial_message. No timer: deadlines
+// message is beast::http::error::end_of_stream, in the middle of it partial_message. No timer: deadlines
 // come from the sweep. The parser's eager flag is the caller's to set for the body.
 template <class Stream, bool isRequest>
-asio::awaitable<void> read_message(Stream& stream, beast::flat_buffer& buffer, http::basic_parser<isRequest>& parser,
+asio::awaitable<void> read_message(Stream& stream, beast::flat_buffer& buffer, beast::http::basic_parser<isRequest>& parser,
                                    bool header_only, beast::error_code& ec) {
   for (;;) {
     if (header_only ? parser.is_header_done() : parser.is_done()) co_return;
     if (buffer.size() > 0) {
       const std::size_t used = parser.put(buffer.data(), ec);
       buffer.consume(used);
-      if (ec == http::error::need_more) {
+      if (ec == beast::http::error::need_more) {
         ec = {};
       } else if (ec) {
         co_return;
@@ -160,7 +160,7 @@ asio::awaitable<void> read_message(Stream& stream, beast::flat_buffer& buffer, h
         buffer.prepare(beast::read_size(buffer, 65536)), asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::eof) {
       if (!parser.got_some()) {
-        ec = http::error::end_of_stream;
+        ec = beast::http::error::end_of_stream;
         co_return;
       }
       ec = {};

@@ -1,19 +1,19 @@
-#include "http_scan.hpp"
+#include "http/scan.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <string>
 
-using kv::ScanResult;
+using kv::http::ScanResult;
 
 namespace {
 
-ScanResult scan(std::string_view in, kv::ScannedHead& out, std::size_t limit = 64 * 1024) {
-  return kv::scan_response(in, limit, out);
+ScanResult scan(std::string_view in, kv::http::ScannedHead& out, std::size_t limit = 64 * 1024) {
+  return kv::http::scan_response(in, limit, out);
 }
 
-ScanResult scan_request(std::string_view in, kv::ScannedHead& out, std::size_t limit = 8192) {
-  return kv::scan_request(in, limit, out);
+ScanResult scan_request(std::string_view in, kv::http::ScannedHead& out, std::size_t limit = 8192) {
+  return kv::http::scan_request(in, limit, out);
 }
 
 }  // namespace
@@ -22,7 +22,7 @@ TEST_CASE("a node's answer is read at every split", "[http_scan]") {
   const std::string head =
       "HTTP/1.1 200 OK\r\nX-KV-Node: n1\r\nContent-Type: application/json\r\nContent-Length: 80\r\n\r\n";
   const std::string answer = head + std::string(80, 'x');
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   for (std::size_t n = 0; n < head.size(); ++n) {
     INFO("first " << n << " bytes");
     REQUIRE(scan(std::string_view(answer).substr(0, n), r) == ScanResult::need_more);
@@ -42,15 +42,15 @@ TEST_CASE("a node's answer is read at every split", "[http_scan]") {
   CHECK(r.fields[0].value == "n1");
   CHECK(r.fields[1].value == "application/json");
   CHECK(r.fields[2].name == "Content-Length");
-  CHECK(r.fields[0].kind == kv::ScannedHead::Kind::other);
-  CHECK(r.fields[2].kind == kv::ScannedHead::Kind::content_length);
+  CHECK(r.fields[0].kind == kv::http::ScannedHead::Kind::other);
+  CHECK(r.fields[2].kind == kv::http::ScannedHead::Kind::content_length);
 }
 
 TEST_CASE("the fields a proxy must not pass on are told apart, in any case", "[http_scan]") {
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   REQUIRE(scan("HTTP/1.1 200 OK\r\nCONNECTION: x-a\r\nkeep-alive: 5\r\nTe: trailers\r\nTrailer: X\r\n"
                "X-A: 1\r\ncontent-LENGTH: 0\r\n\r\n", r) == ScanResult::complete);
-  using Kind = kv::ScannedHead::Kind;
+  using Kind = kv::http::ScannedHead::Kind;
   REQUIRE(r.fields.size() == 6);
   CHECK(r.fields[0].kind == Kind::connection);
   CHECK(r.fields[1].kind == Kind::keep_alive);
@@ -61,7 +61,7 @@ TEST_CASE("the fields a proxy must not pass on are told apart, in any case", "[h
 }
 
 TEST_CASE("values lose the whitespace around them, the reason keeps its own", "[http_scan]") {
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   REQUIRE(scan("HTTP/1.1 404 Not  Found \r\nA:\t x y \t\r\nB:\r\nContent-Length:0\r\n\r\n", r) == ScanResult::complete);
   CHECK(r.status == 404);
   CHECK(r.reason == "Not  Found ");
@@ -76,7 +76,7 @@ TEST_CASE("values lose the whitespace around them, the reason keeps its own", "[
 }
 
 TEST_CASE("keep-alive is decided as Beast decides it", "[http_scan]") {
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   auto keep_alive = [&](const std::string& version, const std::string& connection) {
     std::string in = "HTTP/" + version + " 200 OK\r\n";
     if (!connection.empty()) in += "Connection: " + connection + "\r\n";
@@ -94,7 +94,7 @@ TEST_CASE("keep-alive is decided as Beast decides it", "[http_scan]") {
 }
 
 TEST_CASE("anything but the common shape goes to Beast", "[http_scan]") {
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   const char* declined[] = {
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
       "HTTP/1.1 200 OK\r\n\r\n",                                                  // body up to EOF
@@ -134,7 +134,7 @@ TEST_CASE("anything but the common shape goes to Beast", "[http_scan]") {
 }
 
 TEST_CASE("a head longer than the limit goes to Beast, which reports it", "[http_scan]") {
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   const std::string in = "HTTP/1.1 200 OK\r\nA: " + std::string(100, 'a') + "\r\nContent-Length: 0\r\n\r\n";
   CHECK(scan(in, r, in.size()) == ScanResult::complete);
   CHECK(scan(in, r, in.size() - 1) == ScanResult::decline);
@@ -147,7 +147,7 @@ TEST_CASE("a client's request is read at every split", "[http_scan]") {
       "POST /put?key=a%2Fb HTTP/1.1\r\nHost: localhost:8080\r\nContent-Type: application/json\r\n"
       "Content-Length: 20\r\n\r\n";
   const std::string request = head + R"({"value":"ab12cd34"})";
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   for (std::size_t n = 0; n < head.size(); ++n) {
     INFO("first " << n << " bytes");
     REQUIRE(scan_request(std::string_view(request).substr(0, n), r) == ScanResult::need_more);
@@ -157,7 +157,7 @@ TEST_CASE("a client's request is read at every split", "[http_scan]") {
     REQUIRE(scan_request(std::string_view(request).substr(0, n), r) == ScanResult::complete);
     REQUIRE(r.head_size == head.size());
   }
-  CHECK(r.method == kv::Method::post);
+  CHECK(r.method == kv::http::Method::post);
   CHECK(r.method_string == "POST");
   CHECK(r.start_line == "POST /put?key=a%2Fb HTTP/1.1\r\n");  // as it came, for relaying
   CHECK(r.target == "/put?key=a%2Fb");
@@ -169,14 +169,14 @@ TEST_CASE("a client's request is read at every split", "[http_scan]") {
   CHECK(r.fields[0].value == "localhost:8080");
   CHECK(r.fields[0].line == "Host: localhost:8080\r\n");
   CHECK(r.fields[1].line.data() == r.fields[0].line.data() + r.fields[0].line.size());  // back to back
-  CHECK(r.fields[2].kind == kv::ScannedHead::Kind::content_length);
+  CHECK(r.fields[2].kind == kv::http::ScannedHead::Kind::content_length);
 }
 
 TEST_CASE("each of the API's methods is known; a request without a length has no body", "[http_scan]") {
-  kv::ScannedHead r;
-  const std::pair<const char*, kv::Method> methods[] = {{"GET", kv::Method::get},   {"HEAD", kv::Method::head},
-                                                        {"POST", kv::Method::post}, {"PUT", kv::Method::put},
-                                                        {"DELETE", kv::Method::delete_}};
+  kv::http::ScannedHead r;
+  const std::pair<const char*, kv::http::Method> methods[] = {{"GET", kv::http::Method::get},   {"HEAD", kv::http::Method::head},
+                                                        {"POST", kv::http::Method::post}, {"PUT", kv::http::Method::put},
+                                                        {"DELETE", kv::http::Method::delete_}};
   for (const auto& [name, method] : methods) {
     INFO(name);
     REQUIRE(scan_request(std::string(name) + " /x HTTP/1.0\r\n\r\n", r) == ScanResult::complete);
@@ -189,7 +189,7 @@ TEST_CASE("each of the API's methods is known; a request without a length has no
 }
 
 TEST_CASE("a Connection that names fields says so", "[http_scan]") {
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   REQUIRE(scan_request("GET /get?key=a HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", r) == ScanResult::complete);
   CHECK_FALSE(r.connection_names_fields);
   REQUIRE(scan_request("GET /get?key=a HTTP/1.1\r\nConnection: close, X-Private\r\n\r\n", r) == ScanResult::complete);
@@ -200,7 +200,7 @@ TEST_CASE("a Connection that names fields says so", "[http_scan]") {
 }
 
 TEST_CASE("requests of any other shape go to Beast", "[http_scan]") {
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   const char* declined[] = {
       "GARBAGE\r\n\r\n",
       "FOO /get?key=a HTTP/1.1\r\n\r\n",                                  // not one of the API's methods
@@ -243,7 +243,7 @@ TEST_CASE("requests of any other shape go to Beast", "[http_scan]") {
 }
 
 TEST_CASE("a request head longer than the limit goes to Beast", "[http_scan]") {
-  kv::ScannedHead r;
+  kv::http::ScannedHead r;
   const std::string in = "GET /get?key=a HTTP/1.1\r\nA: " + std::string(100, 'a') + "\r\n\r\n";
   CHECK(scan_request(in, r, in.size()) == ScanResult::complete);
   CHECK(scan_request(in, r, in.size() - 1) == ScanResult::decline);

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
-#include "json.hpp"
-#include "metrics.hpp"
+#include "common/json.hpp"
+#include "common/metrics.hpp"
 
 TEST_CASE("API bodies", "[json]") {
   CHECK(kv::json_success() == R"({"status":"success"})");

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
-#include "key.hpp"
-#include "storage_key.hpp"
+#include "common/key.hpp"
+#include "common/storage_key.hpp"
 
 using kv::extract_key;
 using kv::KeyError;

@@ -1,55 +1,32 @@
-// Reading HTTP/1.1 requests without I/O, for every server here: the limits and deadlines a client is
-// held to, the answer a bad request gets, and message heads kept as raw field lines for relaying (a
-// proxy needs the lines as they came and a few facts about framing, not a searchable field
-// container). RawParser is a Beast basic_parser that copies each field into one arena string (reused
-// across messages: no allocation per field once warm) and appends the body to a caller-owned string.
+// Beast's parser as the fallback of the scanners (http/scan.hpp): message heads kept as raw field
+// lines for relaying (a proxy needs the lines as they came and a few facts about framing, not a
+// searchable field container). RawParser is a Beast basic_parser that copies each field into one
+// arena string (reused across messages: no allocation per field once warm) and appends the body to
+// a caller-owned string.
 #pragma once
 
 #include <boost/beast/http/basic_parser.hpp>
-#include <boost/beast/http/status.hpp>
 
-#include <chrono>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "http_scan.hpp"
+#include "http/scan.hpp"
 
-namespace kv::net {
+namespace kv::http {
 
-namespace http = boost::beast::http;
-
-struct ReadLimits {
-  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: waiting for a request's first byte
-  std::chrono::milliseconds header_timeout{10'000};  // first byte to end of headers
-  std::chrono::milliseconds body_timeout{30'000};    // reading the body
-  std::chrono::milliseconds write_timeout{30'000};   // writing a response
-  std::uint32_t header_limit = 8192;                 // request line + headers (431 above)
-  std::uint64_t body_limit = 1 << 20;                // body (413 above)
-  // When above body_limit: the body limit for targets under /admin/ (kvnode's bulk transfers).
-  std::uint64_t admin_body_limit = 0;
-};
-
-struct Rejection {
-  http::status status = http::status::bad_request;
-  std::string detail;
-};
-
-// What a failed read of a request means for the client: nothing when it went away (close quietly),
-// else the answer to send before closing. `body`: the failure came after the head.
-std::optional<Rejection> rejection_for(const boost::beast::error_code& ec, bool body);
+namespace beast = boost::beast;
 
 struct RawHead {
   struct Field {
-    http::field id;
+    beast::http::field id;
     std::uint32_t name_offset, name_size, value_offset, value_size;
   };
 
   std::string arena;  // start-line parts and every field's name and value, back to back
   std::vector<Field> fields;
-  http::verb method = http::verb::unknown;
+  beast::http::verb method = beast::http::verb::unknown;
   std::uint32_t method_offset = 0, method_size = 0, target_offset = 0, target_size = 0;  // requests
   unsigned status = 0;                                                                     // responses
   std::uint32_t reason_offset = 0, reason_size = 0;
@@ -58,7 +35,7 @@ struct RawHead {
   void clear() {
     arena.clear();
     fields.clear();
-    method = http::verb::unknown;
+    method = beast::http::verb::unknown;
     status = 0;
     version = 11;
   }
@@ -69,7 +46,7 @@ struct RawHead {
   std::string_view target() const { return view(target_offset, target_size); }
   std::string_view reason() const { return view(reason_offset, reason_size); }
   // The first value of a field, or empty.
-  std::string_view find(http::field id) const {
+  std::string_view find(beast::http::field id) const {
     for (const auto& f : fields)
       if (f.id == id) return value(f);
     return {};
@@ -83,7 +60,7 @@ struct RawHead {
 };
 
 template <bool isRequest>
-class RawParser : public http::basic_parser<isRequest> {
+class RawParser : public beast::http::basic_parser<isRequest> {
  public:
   // `head` and `body` must be cleared by the caller and outlive the parser.
   RawParser(RawHead& head, std::string& body) : head_(head), body_(body) {}
@@ -93,7 +70,7 @@ class RawParser : public http::basic_parser<isRequest> {
   using error_code = boost::beast::error_code;
   using string_view = boost::beast::string_view;
 
-  void on_request_impl(http::verb method, string_view method_str, string_view target, int version, error_code&) override {
+  void on_request_impl(beast::http::verb method, string_view method_str, string_view target, int version, error_code&) override {
     head_.method = method;
     head_.method_offset = head_.store({method_str.data(), method_str.size()});
     head_.method_size = static_cast<std::uint32_t>(method_str.size());
@@ -107,7 +84,7 @@ class RawParser : public http::basic_parser<isRequest> {
     head_.reason_size = static_cast<std::uint32_t>(reason.size());
     head_.version = static_cast<unsigned>(version);
   }
-  void on_field_impl(http::field id, string_view name, string_view value, error_code&) override {
+  void on_field_impl(beast::http::field id, string_view name, string_view value, error_code&) override {
     RawHead::Field f{id, 0, static_cast<std::uint32_t>(name.size()), 0, static_cast<std::uint32_t>(value.size())};
     f.name_offset = head_.store({name.data(), name.size()});
     f.value_offset = head_.store({value.data(), value.size()});
@@ -132,31 +109,31 @@ class RawParser : public http::basic_parser<isRequest> {
   std::string& body_;
 };
 
-// A head Beast's parser read, seen as the scanners in common/http_scan.hpp see theirs, so that one
+// A head Beast's parser read, seen as the scanners in http/scan.hpp see theirs, so that one
 // piece of code relays either.
-inline Method method_of(http::verb v) {
+inline Method method_of(beast::http::verb v) {
   switch (v) {
-    case http::verb::get: return Method::get;
-    case http::verb::head: return Method::head;
-    case http::verb::post: return Method::post;
-    case http::verb::put: return Method::put;
-    case http::verb::delete_: return Method::delete_;
+    case beast::http::verb::get: return Method::get;
+    case beast::http::verb::head: return Method::head;
+    case beast::http::verb::post: return Method::post;
+    case beast::http::verb::put: return Method::put;
+    case beast::http::verb::delete_: return Method::delete_;
     default: return Method::other;
   }
 }
 
-inline ScannedHead::Kind kind_of(http::field id) {
+inline ScannedHead::Kind kind_of(beast::http::field id) {
   using Kind = ScannedHead::Kind;
   switch (id) {
-    case http::field::content_length: return Kind::content_length;
-    case http::field::connection: return Kind::connection;
-    case http::field::keep_alive: return Kind::keep_alive;
-    case http::field::te: return Kind::te;
-    case http::field::trailer: return Kind::trailer;
-    case http::field::transfer_encoding: return Kind::transfer_encoding;
-    case http::field::upgrade: return Kind::upgrade;
-    case http::field::proxy_connection: return Kind::proxy_connection;
-    case http::field::expect: return Kind::expect;
+    case beast::http::field::content_length: return Kind::content_length;
+    case beast::http::field::connection: return Kind::connection;
+    case beast::http::field::keep_alive: return Kind::keep_alive;
+    case beast::http::field::te: return Kind::te;
+    case beast::http::field::trailer: return Kind::trailer;
+    case beast::http::field::transfer_encoding: return Kind::transfer_encoding;
+    case beast::http::field::upgrade: return Kind::upgrade;
+    case beast::http::field::proxy_connection: return Kind::proxy_connection;
+    case beast::http::field::expect: return Kind::expect;
     default: return Kind::other;
   }
 }
@@ -180,4 +157,4 @@ inline void view_of(const RawHead& raw, ScannedHead& out) {
   }
 }
 
-}  // namespace kv::net
+}  // namespace kv::http

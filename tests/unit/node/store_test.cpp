@@ -6,8 +6,8 @@
 #include <future>
 #include <thread>
 
-#include "storage_key.hpp"
-#include "store.hpp"
+#include "common/storage_key.hpp"
+#include "node/store.hpp"
 
 namespace fs = std::filesystem;
 

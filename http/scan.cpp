@@ -1,4 +1,4 @@
-#include "http_scan.hpp"
+#include "http/scan.hpp"
 
 #include <array>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <emmintrin.h>
 #endif
 
-namespace kv {
+namespace kv::http {
 
 namespace {
 
@@ -310,4 +310,4 @@ ScanResult scan_response(std::string_view in, std::size_t header_limit, ScannedH
   return scan_fields<false>(v, e + 2, more, out);
 }
 
-}  // namespace kv
+}  // namespace kv::http

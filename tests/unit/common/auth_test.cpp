@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <fstream>
 
-#include "auth.hpp"
-#include "config.hpp"
+#include "common/auth.hpp"
+#include "common/config.hpp"
 
 TEST_CASE("check_bearer: ok only for the exact token; missing and wrong told apart", "[auth]") {
   const std::string token = "0123456789abcdef-token";

@@ -1,4 +1,4 @@
-#include "io_buffer.hpp"
+#include "common/io_buffer.hpp"
 
 #include <catch2/catch.hpp>
 

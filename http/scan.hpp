@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-namespace kv {
+namespace kv::http {
 
 enum class Method : unsigned char { other, get, head, post, put, delete_ };
 
@@ -26,7 +26,7 @@ struct ScannedHead {
   // The fields a proxy must not pass on as they are (hop-by-hop, recomputed, or answered by the
   // proxy itself), told apart once so that the caller need not match names again. The scanners
   // decline messages with the last four but an Expect in an answer; a head Beast read
-  // (net/raw_http.hpp) has them all.
+  // (http/parser.hpp) has them all.
   enum class Kind : unsigned char {
     other, content_length, connection, keep_alive, te, trailer,
     transfer_encoding, upgrade, proxy_connection, expect,
@@ -67,4 +67,4 @@ ScanResult scan_response(std::string_view in, std::size_t header_limit, ScannedH
 // Case-insensitive comparison with a lower-case ASCII name.
 bool iequal_lower(std::string_view a, std::string_view lower) noexcept;
 
-}  // namespace kv
+}  // namespace kv::http

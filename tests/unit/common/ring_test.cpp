@@ -6,8 +6,8 @@
 #include <map>
 #include <random>
 
-#include "hash.hpp"
-#include "ring.hpp"
+#include "common/hash.hpp"
+#include "common/ring.hpp"
 
 using kv::Ring;
 using kv::RingConfig;

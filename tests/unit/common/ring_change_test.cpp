@@ -3,10 +3,10 @@
 #include <limits>
 #include <random>
 
-#include "config.hpp"
-#include "ring.hpp"
-#include "ring_change.hpp"
-#include "transfer.hpp"
+#include "common/config.hpp"
+#include "common/ring.hpp"
+#include "common/ring_change.hpp"
+#include "common/transfer.hpp"
 
 using kv::HashRange;
 using kv::RingConfig;

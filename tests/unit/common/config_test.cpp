@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include "config.hpp"
+#include "common/config.hpp"
 
 using kv::parse_ring_config;
 
