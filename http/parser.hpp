@@ -5,7 +5,9 @@
 // a caller-owned string.
 #pragma once
 
+#include <boost/asio/buffer.hpp>
 #include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
 
 #include <cstdint>
 #include <string>
@@ -108,6 +110,21 @@ class RawParser : public beast::http::basic_parser<isRequest> {
   RawHead& head_;
   std::string& body_;
 };
+
+// Gives Beast's parser what `in` holds, consuming what it takes, until the message is done, the
+// parser wants more (ec left clear) or it fails (ec set).
+template <bool isRequest, class Buffer>
+void feed(RawParser<isRequest>& p, Buffer& in, beast::error_code& ec) {
+  while (!in.empty() && !p.is_done()) {
+    const std::size_t used = p.put(boost::asio::buffer(in.data(), in.size()), ec);
+    in.consume(used);
+    if (ec == beast::http::error::need_more) {
+      ec = {};
+      return;
+    }
+    if (ec || used == 0) return;
+  }
+}
 
 // A head Beast's parser read, seen as the scanners in http/scan.hpp see theirs, so that one
 // piece of code relays either.

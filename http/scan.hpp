@@ -53,6 +53,10 @@ struct ScannedHead {
   bool connection_names_fields = false;
 };
 
+// Messages with larger bodies go to Beast's parser, which moves the body out of the connection's
+// buffer as it arrives; the scanners' path holds a whole message in the buffer.
+inline constexpr std::uint64_t kScanMaxBody = 64 * 1024;
+
 enum class ScanResult {
   complete,   // `out` holds the head, as views into the input; the body is the content_length
               // bytes after head_size, which may not all have arrived yet

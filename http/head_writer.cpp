@@ -1,0 +1,111 @@
+#include "http/head_writer.hpp"
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/status.hpp>
+
+#include <charconv>
+
+#include "common/json.hpp"
+
+namespace kv::http {
+
+using namespace std::string_view_literals;  // appending a literal as a view skips its strlen()
+
+void append_number(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, p);
+}
+
+void append_status_line(std::string& out, unsigned version, unsigned status, std::string_view reason) {
+  out.append(version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
+  append_number(out, status);
+  out.append(" "sv);
+  if (reason.empty()) {
+    const auto r = boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
+    out.append(r.data(), r.size());
+  } else {
+    out.append(reason);
+  }
+  out.append("\r\n"sv);
+}
+
+void append_content_length(std::string& out, std::uint64_t n) {
+  out.append("Content-Length: "sv);
+  append_number(out, n);
+  out.append("\r\n"sv);
+}
+
+void end_head(std::string& out, unsigned version, bool keep_alive) {
+  if (!keep_alive) out.append("Connection: close\r\n"sv);
+  else if (version == 10) out.append("Connection: keep-alive\r\n"sv);
+  out.append("\r\n"sv);
+}
+
+void append_answer(std::string& out, unsigned version, const LocalAnswer& a, bool keep_alive, bool head_only) {
+  append_status_line(out, version, a.status);
+  out.append("Content-Type: "sv).append(a.content_type).append("\r\n"sv);
+  append_content_length(out, a.body.size());
+  out.append(a.extra_fields);
+  end_head(out, version, keep_alive);
+  if (!head_only) out.append(a.body);
+}
+
+void append_rejection(std::string& out, unsigned version, const Rejection& r) {
+  const std::string body = json_error(r.detail);
+  append_answer(out, version, {static_cast<unsigned>(r.status), "application/json", body, {}}, false, false);
+}
+
+bool append_relayed(const ScannedHead& h, std::string_view start_line, std::string& out, bool request,
+                    std::string_view drop_lower) {
+  using Kind = ScannedHead::Kind;
+  // Field names listed in Connection (other than close/keep-alive) are hop-by-hop too; rare, so the
+  // common case costs a flag test.
+  std::string_view named[8];
+  std::size_t n_named = 0;
+  if (h.connection_names_fields) {
+    for (const auto& f : h.fields) {
+      if (f.kind != Kind::connection) continue;
+      std::string_view list = f.value;
+      while (!list.empty() && n_named < 8) {
+        const auto comma = list.find(',');
+        std::string_view token = list.substr(0, comma);
+        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+        if (!token.empty() && !iequal_lower(token, "close") && !iequal_lower(token, "keep-alive")) named[n_named++] = token;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+      }
+    }
+  }
+  const char* run = start_line.data();  // the lines to copy, [run, run_end)
+  const char* run_end = run + start_line.size();
+  auto flush = [&] {
+    if (run != run_end) out.append(run, static_cast<std::size_t>(run_end - run));
+    run = run_end = nullptr;
+  };
+  bool length = false;
+  for (const auto& f : h.fields) {
+    bool keep = f.kind == Kind::other || (f.kind == Kind::expect && !request);
+    if (f.kind == Kind::content_length && !f.line.empty()) keep = length = true;
+    if (keep && f.kind == Kind::other) {
+      keep = !iequal_lower(f.name, drop_lower);
+      for (std::size_t i = 0; i < n_named && keep; ++i) keep = !boost::beast::iequals(f.name, named[i]);
+    }
+    if (!keep) continue;
+    if (f.line.empty()) {
+      flush();
+      out.append(f.name).append(": "sv).append(f.value).append("\r\n"sv);
+    } else if (f.line.data() == run_end) {
+      run_end += f.line.size();
+    } else {
+      flush();
+      run = f.line.data();
+      run_end = run + f.line.size();
+    }
+  }
+  flush();
+  return length;
+}
+
+}  // namespace kv::http

@@ -1,0 +1,48 @@
+// Writing HTTP/1 heads into a string, for every listener: status lines, Content-Length, how the
+// connection goes on, the answers a server makes itself, and the fields a proxy relays (hop-by-hop
+// ones left out). Appends only: the caller owns the string and reuses it, so nothing here allocates
+// once it is warm.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "http/rejection.hpp"
+#include "http/scan.hpp"
+
+namespace kv::http {
+
+void append_number(std::string& out, std::uint64_t v);
+// "HTTP/1.1 200 OK\r\n"; an empty `reason` takes the standard one.
+void append_status_line(std::string& out, unsigned version, unsigned status, std::string_view reason = {});
+void append_content_length(std::string& out, std::uint64_t n);
+// Ends a head: how the connection goes on (Connection: close, or keep-alive for HTTP/1.0), then
+// the blank line.
+void end_head(std::string& out, unsigned version, bool keep_alive);
+
+// An answer the server makes itself: status line, Content-Type, Content-Length, `extra_fields`
+// (whole lines, CRLF included), the end of the head, then `body` unless `head_only` (an answer to
+// HEAD keeps the length of the body it leaves out).
+struct LocalAnswer {
+  unsigned status = 200;
+  std::string_view content_type = "application/json";
+  std::string_view body;
+  std::string_view extra_fields;
+};
+void append_answer(std::string& out, unsigned version, const LocalAnswer& a, bool keep_alive, bool head_only);
+
+// The answer to a refused request, the same bytes on every listener: a JSON error with
+// Connection: close (the connection then lingers and closes: limits.hpp).
+void append_rejection(std::string& out, unsigned version, const Rejection& r);
+
+// Appends `start_line` (if any) and the fields of `h` that go to the next hop. Lines that lie back
+// to back where they came are copied in one piece; the fields of a head Beast read are formatted one
+// by one. Left out: hop-by-hop fields (RFC 9110 7.6.1) and those Connection names, Expect on a
+// request (the proxy answered it), the field named `drop_lower` (the proxy's to set), and a
+// Content-Length that did not come as a line of its own (Beast's heads: the body may have been
+// chunked). Returns whether a Content-Length went out: the body then goes on as it came.
+bool append_relayed(const ScannedHead& h, std::string_view start_line, std::string& out, bool request,
+                    std::string_view drop_lower);
+
+}  // namespace kv::http

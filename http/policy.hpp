@@ -1,0 +1,25 @@
+// What every kvring listener answers on the paths that are its own rather than the API's, the same
+// way on kvproxy's data path, its admin port and kvnode: /health and /metrics (and the admin port's
+// pages) take GET and HEAD, which goes wherever GET does (RFC 9110 9.1); any other method gets 405
+// with `Allow: GET, HEAD` and a JSON detail.
+#pragma once
+
+#include <string_view>
+
+#include "http/scan.hpp"
+
+namespace kv::http {
+
+inline constexpr std::string_view kHealthPath = "/health";
+inline constexpr std::string_view kMetricsPath = "/metrics";
+inline constexpr std::string_view kReadMethods = "GET, HEAD";  // Allow: on a read-only path
+inline constexpr std::string_view kMethodNotAllowed = "Method not allowed";
+inline constexpr std::string_view kNotFound = "Not found";
+inline constexpr std::string_view kJson = "application/json";
+inline constexpr std::string_view kPrometheusText = "text/plain; version=0.0.4";
+// A proxy's or a node's /health body when it has nothing more to say.
+inline constexpr std::string_view kHealthOk = R"({"status":"ok"})";
+
+constexpr bool is_read(Method m) noexcept { return m == Method::get || m == Method::head; }
+
+}  // namespace kv::http
