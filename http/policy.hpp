@@ -13,6 +13,7 @@ namespace kv::http {
 inline constexpr std::string_view kHealthPath = "/health";
 inline constexpr std::string_view kMetricsPath = "/metrics";
 inline constexpr std::string_view kReadMethods = "GET, HEAD";  // Allow: on a read-only path
+inline constexpr std::string_view kAllowReadLine = "Allow: GET, HEAD\r\n";  // the same, as a field line
 inline constexpr std::string_view kMethodNotAllowed = "Method not allowed";
 inline constexpr std::string_view kNotFound = "Not found";
 inline constexpr std::string_view kJson = "application/json";

@@ -1,24 +1,21 @@
-// The HTTP/1.1 server machinery kvnode and kvproxy share: worker threads (one io_context each),
-// listeners that hand connections to workers, reading a request with deadlines and limits, the
-// rejections that go with them, signal handling and the SIGTERM drain.
+// The Asio server frame that kvnode and kvproxy's admin port share: worker threads (one io_context
+// each), listeners that hand connections to workers under the accept policy of net/listener.hpp,
+// deadlines held by a sweep, signal handling and the SIGTERM drain. What a connection does is
+// net/session.hpp's serve() loop; this file only owns threads, listeners and the drain.
 //
-// A session is a coroutine that owns its stream, buffer and parser; it registers with its worker
-// (ConnectionScope) so that a drain can close it when idle and let it finish when busy.
+// A connection registers with its worker (ConnectionScope) so that a drain can close it while idle
+// and let it finish the request it is on.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/read_size.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -27,11 +24,9 @@
 #include <list>
 #include <memory>
 #include <string>
-#include <string_view>
 
 #include "common/config.hpp"
 #include "http/limits.hpp"
-#include "http/rejection.hpp"
 
 namespace kv::net {
 
@@ -43,14 +38,11 @@ using Clock = std::chrono::steady_clock;
 struct Connection {
   beast::tcp_stream* stream = nullptr;
   bool idle = true;  // waiting for a request's first byte, nothing buffered
-  // Deadlines without a timer per operation: the worker's sweep (every kSweepInterval) cancels the
-  // stream once `deadline` has passed, and sets timed_out.
+  // Deadlines without a timer per operation: the worker's sweep (every http::kSweepInterval)
+  // cancels the stream once `deadline` has passed, and sets timed_out.
   Clock::time_point deadline = Clock::time_point::max();
   bool timed_out = false;
 };
-
-// Deadlines are enforced to within this much.
-inline constexpr std::chrono::milliseconds kSweepInterval = http::kSweepInterval;
 
 // One event loop and the connections it serves. Touched only on its own thread, except ioc.
 struct Worker {
@@ -108,86 +100,6 @@ class ConnectionScope {
   std::list<Connection>::iterator it_;
 };
 
-using RequestParser = beast::http::request_parser<beast::http::string_body>;
-
-enum class ReadStatus {
-  ok,        // a whole request is in the parser
-  closed,    // the client went away or idled out, or the drain closed an idle connection: just close
-  rejected,  // a bad or slow request was answered with an error (see Rejection) and must be closed
-};
-
-// Reads one request into `parser` (fresh per request, limits set here), answering
-// "Expect: 100-continue". Marks the connection idle while waiting for a first byte. On `rejected`,
-// `rejection` says what to answer: call send_rejection().
-asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                         const http::ServerLimits& limits, ConnectionScope& scope, http::Rejection& rejection);
-
-// Writes `rejection` as a JSON error with Connection: close, then half-closes and discards what the
-// client still sends for a moment, so it reads the answer instead of a reset.
-asio::awaitable<void> send_rejection(beast::tcp_stream& stream, unsigned version, const http::Rejection& rejection,
-                                     const http::ServerLimits& limits, std::string_view extra_header_name = {},
-                                     std::string_view extra_header_value = {});
-
-// Closes a session's stream the polite way (FIN after the last answer).
-void close_stream(beast::tcp_stream& stream);
-
-using StringRequest = beast::http::request<beast::http::string_body>;
-using StringResponse = beast::http::response<beast::http::string_body>;
-
-// Reads into `parser` until its header (header_only) or its whole message is done, straight from the
-// socket: async_read_some into `buffer`, then parser.put(). End of stream before any byte of the
-// message is beast::http::error::end_of_stream, in the middle of it partial_message. No timer: deadlines
-// come from the sweep. The parser's eager flag is the caller's to set for the body.
-template <class Stream, bool isRequest>
-asio::awaitable<void> read_message(Stream& stream, beast::flat_buffer& buffer, beast::http::basic_parser<isRequest>& parser,
-                                   bool header_only, beast::error_code& ec) {
-  for (;;) {
-    if (header_only ? parser.is_header_done() : parser.is_done()) co_return;
-    if (buffer.size() > 0) {
-      const std::size_t used = parser.put(buffer.data(), ec);
-      buffer.consume(used);
-      if (ec == beast::http::error::need_more) {
-        ec = {};
-      } else if (ec) {
-        co_return;
-      } else if (used > 0) {
-        continue;
-      }
-    }
-    // On the socket itself: one plain recv() into one buffer, without Beast's stream layers (which
-    // also turn it into a recvmsg() over a one-element buffer sequence).
-    const std::size_t n = co_await beast::get_lowest_layer(stream).socket().async_read_some(
-        buffer.prepare(beast::read_size(buffer, 65536)), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec == asio::error::eof) {
-      if (!parser.got_some()) {
-        ec = beast::http::error::end_of_stream;
-        co_return;
-      }
-      ec = {};
-      parser.put_eof(ec);  // complete (a body ended by EOF) or partial_message
-      co_return;
-    }
-    if (ec) co_return;
-    buffer.commit(n);
-  }
-}
-
-// Writes a message whose Content-Length is set (prepare_payload) as one gathered write: the head is
-// formatted into `scratch` (reused across calls), the body goes out from where it is. Beast's generic
-// serializer spent about a third of kvproxy's instructions walking nested buffer views; this does the
-// same job directly. The caller sets the deadline (expires_after) first.
-asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringRequest& msg, std::string& scratch,
-                                    beast::error_code& ec);
-// An answer to HEAD (`head_only`) keeps the Content-Length its body would have and is sent without it.
-asio::awaitable<void> write_message(beast::tcp_stream& stream, const StringResponse& msg, std::string& scratch,
-                                    beast::error_code& ec, bool head_only = false);
-// Writes `head` then `body` as one gathered write. The caller sets the deadline first.
-asio::awaitable<void> write_parts(beast::tcp_stream& stream, std::string_view head, std::string_view body,
-                                  beast::error_code& ec);
-// The head alone (start line, fields, blank line), appended to `out`.
-void format_head(const StringRequest& msg, std::string& out);
-void format_head(const StringResponse& msg, std::string& out);
-
 using SessionHandler = std::function<asio::awaitable<void>(Worker&, tcp::socket)>;
 
 // `redirect_error(use_awaitable, ec)`: the error lands in `ec` instead of an exception.
@@ -238,10 +150,10 @@ class Server {
   Server(std::string name, unsigned threads, std::chrono::milliseconds shutdown_timeout);
   ~Server();
 
-  // Binds a listener. With `spread`, connections go round-robin to every worker; otherwise all to
-  // worker 0. With `maxconn`, at most that many of its connections are open at once: the rest wait
-  // in the kernel's accept backlog. Returns the bound port; throws std::runtime_error("cannot listen
-  // on H:P: reason").
+  // Binds a listener (net/listener.hpp). With `spread`, connections go round-robin to every worker;
+  // otherwise all to worker 0. With `maxconn`, at most that many of its connections are open at
+  // once: the rest wait in the kernel's accept backlog. Returns the bound port; throws
+  // std::runtime_error("cannot listen on H:P: reason").
   std::uint16_t listen(const HostPort& address, SessionHandler handler, bool spread = true, std::size_t maxconn = 0);
 
   // Runs `fn` on worker 0 when `signal` arrives (e.g. SIGHUP for a reload). Before run().

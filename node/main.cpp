@@ -108,10 +108,11 @@ int main(int argc, char** argv) {
   limits.admin_body_limit = kv::kAdminBodyLimit;  // the rebalancer's ingest batches
 
   boost::asio::thread_pool admin_pool(1);  // the rebalancer's bulk requests, off the event loops
+  kv::NodeService service(api, metrics, admin_pool);
   kv::net::Server server("kvnode", threads, std::chrono::milliseconds(shutdown_ms));
   std::uint16_t bound = 0;
   try {
-    bound = server.listen(*bind, kv::node_session_handler(api, metrics, limits, admin_pool));
+    bound = server.listen(*bind, kv::net::serve_with(limits, service));
   } catch (const std::exception& e) {
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;

@@ -1,15 +1,30 @@
-// kvnode's connection handler: reads requests (pipelined or not) and answers them in order through
-// the Api; with a group-commit store, writes are awaited without blocking the worker. The
+// kvnode on the shared server frame (net/session.hpp): each request goes to the Api. The
 // rebalancer's /admin/ requests (scans, ingests and drops of thousands of keys) run on `admin_pool`,
-// so that clients of the same worker do not wait behind them.
+// so that clients of the same worker do not wait behind them; with a group-commit store (--sync),
+// writes are awaited without blocking the worker.
 #pragma once
 
+#include <boost/asio/thread_pool.hpp>
+
+#include "net/session.hpp"
 #include "node/api.hpp"
-#include "net/server.hpp"
 
 namespace kv {
 
-net::SessionHandler node_session_handler(Api& api, NodeMetrics& metrics, const http::ServerLimits& limits,
-                                         net::asio::thread_pool& admin_pool);
+class NodeService final : public net::Service {
+ public:
+  NodeService(Api& api, NodeMetrics& metrics, net::asio::thread_pool& admin_pool)
+      : api_(api), metrics_(metrics), admin_pool_(admin_pool) {}
+
+  net::asio::awaitable<void> handle(http::StringRequest& req, http::StringResponse& res) override;
+  void answered(const http::StringRequest* req, unsigned status, net::Clock::duration took) override;
+  void connection_opened() override { metrics_.connection_opened(); }
+  void connection_closed() override { metrics_.connection_closed(); }
+
+ private:
+  Api& api_;
+  NodeMetrics& metrics_;
+  net::asio::thread_pool& admin_pool_;
+};
 
 }  // namespace kv

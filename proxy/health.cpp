@@ -4,7 +4,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -55,15 +57,15 @@ asio::awaitable<bool> check_once(asio::io_context& ioc, const Backend& b, std::c
   co_return status == 200;
 }
 
-asio::awaitable<void> check_loop(State& state, asio::io_context& ioc, std::shared_ptr<Backend> b) {
+asio::awaitable<void> check_loop(Cluster& cluster, asio::io_context& ioc, std::shared_ptr<Backend> b) {
   asio::steady_timer timer(ioc);
   beast::error_code ec;
   while (!b->retired.load()) {
     std::string what;
-    const bool ok = co_await check_once(ioc, *b, state.health().timeout, what);
+    const bool ok = co_await check_once(ioc, *b, cluster.health().timeout, what);
     if (b->retired.load()) break;
-    state.check_result(*b, ok, what);
-    timer.expires_after(state.health().interval);
+    cluster.check_result(*b, ok, what);
+    timer.expires_after(cluster.health().interval);
     co_await timer.async_wait(use_ec(ec));
     if (ec) break;
   }
@@ -71,9 +73,9 @@ asio::awaitable<void> check_loop(State& state, asio::io_context& ioc, std::share
 
 }  // namespace
 
-void start_health_checks(State& state, asio::io_context& ioc, std::shared_ptr<Backend> backend) {
-  asio::post(ioc, [&state, &ioc, b = std::move(backend)]() mutable {
-    asio::co_spawn(ioc, check_loop(state, ioc, std::move(b)), asio::detached);
+void start_health_checks(Cluster& cluster, asio::io_context& ioc, std::shared_ptr<Backend> backend) {
+  asio::post(ioc, [&cluster, &ioc, b = std::move(backend)]() mutable {
+    asio::co_spawn(ioc, check_loop(cluster, ioc, std::move(b)), asio::detached);
   });
 }
 

@@ -6,14 +6,16 @@
 #include <csignal>
 #include <iostream>
 
-#include "proxy/admin.hpp"
 #include "common/auth.hpp"
 #include "common/cli.hpp"
 #include "common/config.hpp"
+#include "net/server.hpp"
+#include "proxy/access_log.hpp"
+#include "proxy/admin.hpp"
+#include "proxy/cluster.hpp"
 #include "proxy/data_path.hpp"
 #include "proxy/health.hpp"
-#include "net/server.hpp"
-#include "proxy/state.hpp"
+#include "proxy/ring_control.hpp"
 
 namespace {
 
@@ -128,10 +130,10 @@ int main(int argc, char** argv) {
   opt.maxconn = pick(maxconn, px.maxconn, 10'000u);
   const unsigned nthreads = pick(threads, px.threads, 1u);
 
-  kv::proxy::State state(health);
+  kv::proxy::Cluster cluster(health);
   std::shared_ptr<kv::proxy::Topology> initial;
   try {
-    initial = state.prepare(config, ring_path);
+    initial = cluster.prepare(config, ring_path);
   } catch (const kv::ConfigError& e) {
     std::cerr << "kvproxy: " << e.what() << std::endl;
     return 2;
@@ -153,46 +155,48 @@ int main(int argc, char** argv) {
   // The admin listener, health checks, reloads and signals; the data path has threads of its own.
   kv::net::Server server("kvproxy", 1, std::chrono::milliseconds(shutdown_ms));
   auto& ioc0 = server.worker(0).ioc;
-  state.on_new_backend = [&state, &ioc0](std::shared_ptr<kv::proxy::Backend> b) {
-    kv::proxy::start_health_checks(state, ioc0, std::move(b));
+  cluster.on_new_backend = [&cluster, &ioc0](std::shared_ptr<kv::proxy::Backend> b) {
+    kv::proxy::start_health_checks(cluster, ioc0, std::move(b));
   };
-  state.publish(std::move(initial));
+  cluster.publish(std::move(initial));
 
   boost::asio::thread_pool control(1);  // ring builds for reloads, off the event loops
   kv::net::IoLoop::Kind io_kind{};
   kv::net::parse_io_kind(io, io_kind);  // CLI11 checked it
   std::unique_ptr<kv::proxy::DataPath> data_ptr;
   try {
-    data_ptr = std::make_unique<kv::proxy::DataPath>(state, opt, nthreads, log.get(), io_kind);
+    data_ptr = std::make_unique<kv::proxy::DataPath>(cluster, opt, nthreads, log.get(), io_kind);
   } catch (const std::exception& e) {
     std::cerr << "kvproxy: --io " << io << ": " << e.what() << std::endl;
     return 1;
   }
   kv::proxy::DataPath& data = *data_ptr;
   kv::http::ServerLimits admin_limits;
+  admin_limits.body_limit = 16 << 20;  // a ring YAML for thousands of nodes
   // A ring change waits this long for requests that still use the previous ring: a write during a
   // rebalance may go to two nodes, each within connect + response time.
   const auto drain_timeout = 2 * (opt.connect_timeout + opt.response_timeout) + std::chrono::milliseconds(1000);
-  kv::proxy::Admin admin_api(state, data, control, admin_limits, ring_path, drain_timeout, token);
+  kv::proxy::RingControl ring_control(cluster, data, control, ring_path, drain_timeout);
   try {
-    admin_api.restore_migration();
+    ring_control.restore();
   } catch (const kv::ConfigError& e) {
     std::cerr << "kvproxy: " << e.what() << std::endl;
     return 2;
   }
-  server.on_signal(SIGHUP, [&admin_api, &ioc0] { admin_api.reload_from_file(ioc0); });
+  kv::proxy::Admin admin_api(cluster, data.counters(), ring_control, token);
+  server.on_signal(SIGHUP, [&ring_control, &ioc0] { ring_control.reload_from_file(ioc0); });
 
   std::uint16_t port = 0, admin_port = 0;
   try {
     port = data.listen(*listen);
-    admin_port = server.listen(*admin, admin_api.handler(), false);
+    admin_port = server.listen(*admin, kv::net::serve_with(admin_limits, admin_api), false);
   } catch (const std::exception& e) {
     std::cerr << "kvproxy: " << e.what() << std::endl;
     return 1;
   }
   std::cerr << "kvproxy " KVRING_VERSION " listening on " << kv::HostPort{listen->host, port}.str() << ", admin on "
             << kv::HostPort{admin->host, admin_port}.str() << " (" << config.nodes.size() << " nodes, ring version "
-            << state.version() << ", threads " << nthreads << ", " << data.io_name() << ")" << std::endl;
+            << cluster.version() << ", threads " << nthreads << ", " << data.io_name() << ")" << std::endl;
   server.on_drain([&data, shutdown_ms] { data.drain(std::chrono::milliseconds(shutdown_ms)); });
   data.start();
   server.run();

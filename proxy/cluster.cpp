@@ -1,4 +1,4 @@
-#include "proxy/state.hpp"
+#include "proxy/cluster.hpp"
 
 #include <netdb.h>
 #include <sys/socket.h>
@@ -62,22 +62,7 @@ std::string resolve(const HostPort& a, std::string_view source, std::size_t inde
 
 }  // namespace
 
-std::string_view phase_name(Phase p) noexcept {
-  switch (p) {
-    case Phase::dual_write: return "dual_write";
-    case Phase::read_new: return "read_new";
-    default: return "none";
-  }
-}
-
-std::optional<Phase> parse_phase(std::string_view s) noexcept {
-  if (s == "none") return Phase::none;
-  if (s == "dual_write") return Phase::dual_write;
-  if (s == "read_new") return Phase::read_new;
-  return std::nullopt;
-}
-
-std::shared_ptr<Backend> State::reusable(const std::string& id, const HostPort& address,
+std::shared_ptr<Backend> Cluster::reusable(const std::string& id, const HostPort& address,
                                          const std::string& resolved) const {
   const auto current = topology();
   if (!current) return nullptr;
@@ -91,7 +76,7 @@ std::shared_ptr<Backend> State::reusable(const std::string& id, const HostPort& 
   return nullptr;
 }
 
-std::vector<std::shared_ptr<Backend>> State::backends_for(const Ring& ring, const RingConfig& config,
+std::vector<std::shared_ptr<Backend>> Cluster::backends_for(const Ring& ring, const RingConfig& config,
                                                           std::string_view source) const {
   std::vector<std::shared_ptr<Backend>> out;
   for (const auto& node : ring.nodes()) {
@@ -128,7 +113,7 @@ std::vector<NodeView> node_views(const Topology& t) {
   return out;
 }
 
-std::shared_ptr<Topology> State::prepare(RingConfig config, std::string_view source) const {
+std::shared_ptr<Topology> Cluster::prepare(RingConfig config, std::string_view source) const {
   validate_ring_config(config, source);
   auto t = std::make_shared<Topology>();
   t->ring = Ring::build(config);
@@ -139,22 +124,19 @@ std::shared_ptr<Topology> State::prepare(RingConfig config, std::string_view sou
   return t;
 }
 
-std::shared_ptr<Migration> State::prepare_migration(RingConfig config, std::string yaml, Phase phase,
+std::shared_ptr<Migration> Cluster::prepare_migration(RingConfig config, std::string yaml, Phase phase,
                                                     std::string_view source) const {
   validate_ring_config(config, source);
   auto m = std::make_shared<Migration>();
-  m->phase = phase;
+  m->change = {phase, topology()->fingerprint, ring_fingerprint(config), std::move(yaml)};
   m->ring = Ring::build(config);
   m->backends = backends_for(*m->ring, config, source);
   m->ownership = m->ring->ownership();
-  m->fingerprint = ring_fingerprint(config);
-  m->from = topology()->fingerprint;
   m->config = std::move(config);
-  m->yaml = std::move(yaml);
   return m;
 }
 
-std::uint64_t State::publish(std::shared_ptr<Topology> next) {
+std::uint64_t Cluster::publish(std::shared_ptr<Topology> next) {
   std::lock_guard lock(publish_mutex_);
   const auto current = topology();
   next->version = (current ? current->version : 0) + 1;
@@ -192,7 +174,7 @@ std::uint64_t State::publish(std::shared_ptr<Topology> next) {
   return version;
 }
 
-std::size_t State::older_in_use() {
+std::size_t Cluster::older_in_use() {
   std::lock_guard lock(publish_mutex_);
   std::erase_if(retired_, [](const auto& w) { return w.expired(); });
   std::size_t n = 0;
@@ -200,7 +182,7 @@ std::size_t State::older_in_use() {
   return n;
 }
 
-bool State::check_result(Backend& b, bool ok, const std::string& what) {
+bool Cluster::check_result(Backend& b, bool ok, const std::string& what) {
   std::lock_guard lock(b.mutex);
   b.last_check = what;
   b.last_check_at = std::chrono::system_clock::now();
@@ -228,12 +210,28 @@ bool State::check_result(Backend& b, bool ok, const std::string& what) {
   return false;
 }
 
-void State::passive_down(Backend& b, const std::string& why) {
+void Cluster::passive_down(Backend& b, const std::string& why) {
   std::lock_guard lock(b.mutex);
   b.consecutive_ok = 0;
   if (!b.up.exchange(false)) return;
   b.last_change_at = std::chrono::system_clock::now();
   std::cerr << "kvproxy: node " << b.label() << " is DOWN (" << why << ")" << std::endl;
+}
+
+std::shared_ptr<Topology> with_migration(const Topology& t, std::shared_ptr<const Migration> migration) {
+  auto next = std::make_shared<Topology>(t);
+  next->migration = std::move(migration);
+  return next;
+}
+
+std::shared_ptr<Topology> finished(const Migration& m) {
+  auto next = std::make_shared<Topology>();
+  next->config = m.config;
+  next->fingerprint = m.fingerprint();
+  next->ring = m.ring;
+  next->backends = m.backends;
+  next->ownership = m.ownership;
+  return next;
 }
 
 }  // namespace kv::proxy

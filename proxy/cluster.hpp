@@ -1,5 +1,5 @@
-// The proxy's shared state: the backends (one per node, with health and statistics) and the
-// topology (ring + backends) in use. A topology is immutable once published; workers keep their own
+// The cluster as the proxy sees it: the backends (one per node, with health and statistics) and the
+// topology (ring + backends, and the ring change in progress) in use. A topology is immutable once published; workers keep their own
 // shared_ptr to it and look at version() on each request, so the hot path takes no lock. A reload
 // builds a new topology off to the side and swaps it in whole; requests in flight keep the old one.
 #pragma once
@@ -17,6 +17,7 @@
 
 #include "common/config.hpp"
 #include "common/metrics.hpp"
+#include "common/rebalance.hpp"
 #include "common/ring.hpp"
 
 namespace kv::proxy {
@@ -42,7 +43,7 @@ struct BackendStats {
   std::uint64_t requests() const noexcept;
 };
 
-struct Backend {
+struct Backend : std::enable_shared_from_this<Backend> {
   // One per node id and address, shared by every topology that has the node (its weight is the
   // ring's business), so health, pools and statistics carry over reloads and rebalances.
   Backend(std::string i, HostPort a);
@@ -69,22 +70,18 @@ struct Backend {
   std::string label() const { return id + " (" + address.str() + ")"; }
 };
 
-// A rebalance in progress (ring-rebalance apply): the proxy holds the ring being moved to as well.
-// For keys whose owner differs between the rings, writes go to both owners (the new one first) and
-// reads to the old owner (dual_write) or to the new one (read_new). Other keys are not affected.
-enum class Phase : std::uint8_t { none, dual_write, read_new };
-std::string_view phase_name(Phase p) noexcept;
-std::optional<Phase> parse_phase(std::string_view s) noexcept;
+// A rebalance in progress (ring-rebalance apply, common/rebalance.hpp): the proxy holds the ring
+// being moved to as well. Where each key's requests go in each phase is proxy/routing.hpp's.
+using rebalance::Phase;
 
 struct Migration {
-  Phase phase = Phase::dual_write;
   RingConfig config;
-  std::string yaml;         // the new ring's text, as given (persisted, and saved as the ring on finish)
-  std::string fingerprint;  // of the new ring
-  std::string from;         // fingerprint of the ring the migration began from
+  rebalance::RingChange change;  // phase, from, to (this ring's fingerprint), and the ring's text
   std::shared_ptr<const Ring> ring;
   std::vector<std::shared_ptr<Backend>> backends;  // index = new ring node index
   std::vector<double> ownership;                   // index = new ring node index
+  Phase phase() const noexcept { return change.phase; }
+  const std::string& fingerprint() const noexcept { return change.to; }
 };
 
 struct Topology {
@@ -96,6 +93,11 @@ struct Topology {
   std::vector<double> ownership;                   // index = ring node index
   std::shared_ptr<const Migration> migration;      // null: no rebalance in progress
 };
+
+// The topology `t` with `migration` in place of its own (null: none), not yet published.
+std::shared_ptr<Topology> with_migration(const Topology& t, std::shared_ptr<const Migration> migration);
+// The topology a finished rebalance leaves: its new ring alone, not yet published.
+std::shared_ptr<Topology> finished(const Migration& m);
 
 // A node as the stats page and metrics show it: every node of the ring in use, then the nodes only
 // the rebalance's new ring has (joining).
@@ -115,9 +117,9 @@ struct HealthSettings {
   std::uint32_t rise = 2;
 };
 
-class State {
+class Cluster {
  public:
-  explicit State(HealthSettings health) : health_(health) {}
+  explicit Cluster(HealthSettings health) : health_(health) {}
 
   std::shared_ptr<const Topology> topology() const { return topology_.load(std::memory_order_acquire); }
   std::uint64_t version() const noexcept { return version_.load(std::memory_order_acquire); }

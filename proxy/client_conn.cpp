@@ -1,0 +1,385 @@
+#include "proxy/client_conn.hpp"
+
+#include <sys/socket.h>
+
+#include "common/hash.hpp"
+#include "common/json.hpp"
+#include "common/key.hpp"
+#include "common/rebalance.hpp"
+#include "http/head_writer.hpp"
+#include "http/policy.hpp"
+#include "proxy/access_log.hpp"
+#include "proxy/stats.hpp"
+#include "proxy/worker.hpp"
+
+namespace kv::proxy {
+
+using namespace std::string_view_literals;  // appending a literal as a view skips its strlen()
+
+namespace {
+
+double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// The fields the proxy sets itself and drops from what it relays (iequal_lower wants lower case).
+constexpr std::string_view kNodeFieldLower = "x-kv-node";
+constexpr std::string_view kTombstoneFieldLower = "x-kv-tombstone";  // rebalance::kTombstoneField
+
+}  // namespace
+
+ClientConn::ClientConn(Worker& w, std::string peer)
+    : w_(w), peer_(std::move(peer)), reader_(w.opt.client), exchange_(w, *this) {}
+
+void ClientConn::start(net::Channel* channel) {
+  ch_ = channel;
+  deadline_ = w_.loop.now() + w_.opt.client.idle_timeout;
+  drive();
+}
+
+void ClientConn::trim() {
+  if (idle()) in_.release(w_.loop.blocks());
+}
+
+void ClientConn::receive() {
+  if (receiving_) return;
+  receiving_ = true;
+  ch_->recv(in_);
+}
+
+// ---- reading requests ---------------------------------------------------------------------------
+
+void ClientConn::on_recv(long result) {
+  receiving_ = false;
+  if (stage_ == Stage::closing) {
+    linger(result);
+    return;
+  }
+  if (result <= 0) eof_ = true;  // closed, or reset: as good as gone
+  drive();
+}
+
+void ClientConn::on_sent(int result) {
+  sending_ = false;
+  if (result < 0) {
+    close();
+    return;
+  }
+  if (out_waiting_) {
+    out_waiting_ = false;
+    send_out();
+  } else if (stage_ == Stage::writing) {
+    finish_exchange();
+  } else if (stage_ == Stage::closing) {
+    begin_linger();
+  }
+}
+
+// Parses until the connection waits for bytes or a request is being dealt with. A request answered
+// at once (a local answer) ends in finish_exchange(), which calls drive() again: that call returns
+// at once and this loop takes the next request, so pipelined requests never recurse.
+void ClientConn::drive() {
+  if (driving_) return;
+  driving_ = true;
+  while (!closed_) {
+    if (stage_ != Stage::idle && stage_ != Stage::reading) break;
+    if (stage_ == Stage::idle && in_.empty() && (w_.draining || eof_)) {
+      close();
+      break;
+    }
+    if (parse()) continue;
+    // More bytes needed.
+    if (eof_) {  // the client half-closed in the middle of a request: nobody to answer
+      close();
+      break;
+    }
+    if (stage_ == Stage::idle) deadline_ = w_.loop.now() + w_.opt.client.idle_timeout;
+    receive();
+    break;
+  }
+  driving_ = false;
+}
+
+bool ClientConn::parse() {
+  if (stage_ == Stage::idle) {
+    if (in_.empty()) return false;
+    stage_ = Stage::reading;
+    if (w_.log) first_byte_ = Clock::now();
+    deadline_ = w_.loop.now() + w_.opt.client.header_timeout;
+    body_deadline_ = false;
+  }
+  const auto status = reader_.read(in_);
+  if (reader_.head_done() && !body_deadline_) {
+    body_deadline_ = true;
+    deadline_ = w_.loop.now() + w_.opt.client.body_timeout;
+  }
+  // Clients that wait for "100 Continue" (curl, for large bodies) send the body only then.
+  if (reader_.take_continue() && !sending_) {
+    sending_ = true;
+    ch_->send(http::kContinue);
+  }
+  switch (status) {
+    case http::RequestReader::Status::more:
+      return false;
+    case http::RequestReader::Status::complete:
+      dispatch();
+      return true;
+    case http::RequestReader::Status::rejected:
+      reject(reader_.rejection());
+      return true;
+    case http::RequestReader::Status::gone:
+      close();
+      return true;
+  }
+  return true;
+}
+
+void ClientConn::reject(const http::Rejection& r) {
+  w_.counters.local_4xx.fetch_add(1, std::memory_order_relaxed);
+  out_.clear();
+  http::append_rejection(out_, reader_.version(), r);
+  stage_ = Stage::closing;
+  linger_bytes_ = 0;
+  deadline_ = w_.loop.now() + w_.opt.client.write_timeout;
+  send_out();
+}
+
+void ClientConn::begin_linger() {
+  ::shutdown(ch_->fd(), SHUT_WR);
+  in_.consume(in_.size());
+  linger_bytes_ = 1;  // lingering: counts from 1
+  deadline_ = w_.loop.now() + http::kLingerTimeout;
+  receive();
+}
+
+void ClientConn::linger(long result) {
+  if (linger_bytes_ == 0) return;  // the answer is still going out
+  if (result <= 0) {
+    close();  // the client is done too
+    return;
+  }
+  linger_bytes_ += static_cast<std::size_t>(result);
+  in_.consume(in_.size());
+  if (linger_bytes_ > http::kLingerBytes) {
+    close();
+    return;
+  }
+  deadline_ = w_.loop.now() + http::kLingerTimeout;
+  receive();
+}
+
+// ---- the exchange -------------------------------------------------------------------------------
+
+// A whole request is in: the proxy's own paths, then the key, then where routing sends it.
+void ClientConn::dispatch() {
+  stage_ = Stage::forwarding;
+  deadline_ = Clock::time_point::max();
+  read_done_ = Clock::now();
+  answered_by_ = nullptr;
+  connect_ms_ = first_byte_ms_ = -1;
+  auto& counters = w_.counters;
+  const auto path = target_path(req().target);
+  if (path == http::kHealthPath || path == http::kMetricsPath) {
+    if (!http::is_read(req().method)) {
+      counters.local_4xx.fetch_add(1, std::memory_order_relaxed);
+      local_answer(405, http::kJson, json_error(http::kMethodNotAllowed), http::kAllowReadLine);
+      return;
+    }
+    counters.local_2xx.fetch_add(1, std::memory_order_relaxed);
+    if (path == http::kHealthPath) local_answer(200, http::kJson, http::kHealthOk);
+    else local_answer(200, http::kPrometheusText, render_prometheus(snapshot(w_.cluster, counters)));
+    return;
+  }
+  const KeyResult key = extract_key(req().target, w_.opt.max_key_bytes);
+  if (key.error != KeyError::none) {
+    // HAProxy would fall back to round robin here; a store must not scatter a key.
+    counters.local_4xx.fetch_add(1, std::memory_order_relaxed);
+    local_answer(key.error == KeyError::too_long ? 413 : 400, http::kJson, json_error(key_error_detail(key.error)));
+    return;
+  }
+  if (path.starts_with(rebalance::kAdminPrefix)) {
+    // The nodes' rebalancing endpoints are not for clients.
+    counters.local_4xx.fetch_add(1, std::memory_order_relaxed);
+    local_answer(404, http::kJson, json_error(http::kNotFound));
+    return;
+  }
+  topology_ = w_.current();
+  access_ = access_of(req().method);
+  route_ = route(*topology_, hash_key(key.key), access_);
+  if (route_.moving) counters.rebalance_routed.fetch_add(1, std::memory_order_relaxed);
+  if (Backend* down = route_.down) {
+    // Never another node: its keys live on this one.
+    down->stats.error(ErrorClass::down);
+    answered_by_ = down;
+    local_answer(503, http::kJson, json_error("Node " + down->label() + " is down"));
+    return;
+  }
+  step_ = 0;
+  run_step();
+}
+
+// The request as the step's node gets it: HTTP/1.1, keep-alive, the client's end-to-end fields, the
+// whole body with its length (the proxy answered any "Expect: 100-continue" itself), and the
+// tombstone field when routing asks for one.
+void ClientConn::run_step() {
+  const Step& step = route_.steps[step_];
+  const auto& r = req();
+  std::string& s = exchange_.request();
+  s.clear();
+  const bool as_it_came = !r.start_line.empty() && r.version == 11;
+  if (!as_it_came) s.append(r.method_string).append(" "sv).append(r.target).append(" HTTP/1.1\r\n"sv);
+  const bool length = http::append_relayed(r, as_it_came ? r.start_line : std::string_view{}, s, true, kTombstoneFieldLower);
+  if (step.tombstone) s.append(rebalance::kTombstoneLine);
+  const std::string_view body = reader_.body();
+  if (!length && (!body.empty() || r.method == http::Method::post || r.method == http::Method::put))
+    http::append_content_length(s, body.size());
+  s.append("\r\n"sv).append(body);
+  exchange_.start(*step.backend, r.method == http::Method::head);
+}
+
+void ClientConn::on_node_answer(NodeExchange& x) {
+  const auto& ans = x.answer();
+  const unsigned code = ans.status;
+  if (w_.log) {
+    connect_ms_ = x.connect_ms();
+    first_byte_ms_ = x.first_byte_ms();
+  }
+  if (step_ + 1 < route_.count && proceeds(access_, code)) {
+    // A write's first owner took it: on to the next.
+    x.release();
+    ++step_;
+    run_step();
+    return;
+  }
+  // The last step's answer, or a refusal that ends the write: the client's.
+  Backend& b = x.backend();
+  const auto& r = req();
+  const std::string_view body = x.body();
+  std::string& s = out_;
+  s.clear();
+  const bool as_it_came = !ans.start_line.empty() && ans.version == r.version;
+  if (!as_it_came) http::append_status_line(s, r.version, code, ans.reason);
+  const bool length = http::append_relayed(ans, as_it_came ? ans.start_line : std::string_view{}, s, false, kNodeFieldLower);
+  s.append(b.node_field);
+  const bool head = r.method == http::Method::head;
+  if (head) {
+    // An answer to HEAD (read by Beast) says how long its body would be: the node's length, if any.
+    for (const auto& f : ans.fields)
+      if (f.kind == http::ScannedHead::Kind::content_length) {
+        s.append("Content-Length: "sv).append(f.value).append("\r\n"sv);
+        break;
+      }
+  } else if (!length) {
+    http::append_content_length(s, body.size());
+  }
+  // Decided now, not when the request came in: a drain that began meanwhile closes after this answer.
+  answer_keep_alive_ = r.keep_alive && !w_.draining;
+  http::end_head(s, r.version, answer_keep_alive_);
+  if (!head) s.append(body);  // copied out before the node's buffer is consumed
+  answer_status_ = code;
+  answer_bytes_ = body.size();
+  answered_by_ = &b;
+  b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
+  x.release();
+  send_answer();
+}
+
+void ClientConn::on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) {
+  Backend& b = x.backend();
+  answered_by_ = &b;
+  if (w_.log) {
+    connect_ms_ = x.connect_ms();
+    first_byte_ms_ = x.first_byte_ms();
+  }
+  switch (f) {
+    case NodeExchange::Failure::connect:
+      local_answer(503, http::kJson, json_error("Node " + b.label() + " is unreachable: " + detail));
+      break;
+    case NodeExchange::Failure::timeout:
+      local_answer(504, http::kJson, json_error("Node " + b.label() + ": " + detail));
+      break;
+    case NodeExchange::Failure::bad_response:
+      local_answer(502, http::kJson, json_error("Node " + b.label() + ": " + detail));
+      break;
+  }
+}
+
+// An answer the proxy makes itself.
+void ClientConn::local_answer(unsigned status, std::string_view content_type, std::string_view body,
+                              std::string_view extra_fields) {
+  out_.clear();
+  answer_keep_alive_ = req().keep_alive && !w_.draining;
+  http::append_answer(out_, req().version, {status, content_type, body, extra_fields}, answer_keep_alive_,
+                      req().method == http::Method::head);
+  answer_status_ = status;
+  answer_bytes_ = body.size();
+  send_answer();
+}
+
+void ClientConn::send_answer() {
+  stage_ = Stage::writing;
+  deadline_ = w_.loop.now() + w_.opt.client.write_timeout;
+  send_out();
+}
+
+// Sends out_, after the 100 Continue if that is still going out.
+void ClientConn::send_out() {
+  if (sending_) {
+    out_waiting_ = true;
+    return;
+  }
+  sending_ = true;
+  ch_->send(out_);
+}
+
+void ClientConn::finish_exchange() {
+  if (w_.log) {
+    const auto now = Clock::now();
+    w_.log->write({peer_, req().method_string, req().target, answered_by_ ? std::string_view(answered_by_->id) : "-"sv,
+                   answer_status_, answer_bytes_, ms_between(first_byte_, read_done_), connect_ms_, first_byte_ms_,
+                   ms_between(first_byte_, now)});
+  }
+  topology_.reset();
+  in_.consume(reader_.consumed());
+  reader_.reset();
+  stage_ = Stage::idle;
+  deadline_ = w_.loop.now() + w_.opt.client.idle_timeout;
+  if (out_.capacity() > 64 * 1024) std::string().swap(out_);  // a large answer's memory goes
+  if (!answer_keep_alive_) {
+    close(true);  // FIN after the last answer
+    return;
+  }
+  drive();
+}
+
+void ClientConn::on_deadline() {
+  deadline_ = Clock::time_point::max();
+  switch (stage_) {
+    case Stage::idle:
+      close();  // keep-alive idle timeout
+      break;
+    case Stage::reading:
+      reject(reader_.timed_out());
+      break;
+    case Stage::forwarding:
+      exchange_.on_deadline();
+      break;
+    case Stage::writing:
+    case Stage::closing:
+      close();
+      break;
+  }
+}
+
+void ClientConn::close(bool graceful) {
+  if (closed_) return;
+  closed_ = true;
+  exchange_.abort();
+  topology_.reset();
+  ch_->close(graceful);
+  in_.consume(in_.size());
+  in_.release(w_.loop.blocks());
+  w_.remove_client(*this);
+}
+
+}  // namespace kv::proxy

@@ -1,0 +1,130 @@
+#include "proxy/worker.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <iostream>
+#include <system_error>
+
+#include "http/limits.hpp"
+#include "net/address.hpp"
+#include "proxy/client_conn.hpp"
+
+namespace kv::proxy {
+
+Worker::Worker(Shared& s, std::unique_ptr<net::IoLoop> l)
+    : shared(s), opt(s.options), counters(s.counters), cluster(s.cluster), log(s.log), loop_ptr(std::move(l)),
+      loop(*loop_ptr), pools(loop, opt) {}
+
+Worker::~Worker() = default;
+
+const std::shared_ptr<const Topology>& Worker::current() {
+  if (cluster.version() != version_ || !topology_) {
+    topology_ = cluster.topology();
+    version_ = topology_->version;
+    pools.forget_retired();
+  }
+  return topology_;
+}
+
+void Worker::accepted(int fd) {
+  if (fd < 0) {
+    shared.gate.failed("kvproxy", -fd, loop.now());
+    set_listening(false);
+    return;
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::string peer;
+  if (log) {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) peer = net::peer_text(a);
+  }
+  shared.gate.opened();
+  counters.client_open.fetch_add(1, std::memory_order_relaxed);
+  counters.client_total.fetch_add(1, std::memory_order_relaxed);
+  auto& c = *clients_.emplace_back(std::make_unique<ClientConn>(*this, std::move(peer)));
+  c.self = std::prev(clients_.end());
+  net::Channel* channel = nullptr;
+  try {
+    channel = loop.open(fd, c);
+  } catch (const std::system_error& e) {
+    std::cerr << "kvproxy: " << e.what() << std::endl;
+    shared.gate.closed();
+    counters.client_open.fetch_sub(1, std::memory_order_relaxed);
+    clients_.erase(c.self);
+    return;
+  }
+  // At maxconn, stop accepting: new clients wait in the kernel's backlog, not in our memory.
+  if (shared.gate.full()) set_listening(false);
+  c.start(channel);
+}
+
+void Worker::set_listening(bool on) {
+  if (on == listening_) return;
+  listening_ = on;
+  loop.accepting(on);
+}
+
+void Worker::maybe_listen() {
+  if (!listening_ && !draining && shared.listen_fd >= 0 && shared.gate.may_accept(loop.now())) set_listening(true);
+}
+
+void Worker::remove_client(ClientConn& c) {
+  shared.gate.closed();
+  counters.client_open.fetch_sub(1, std::memory_order_relaxed);
+  const auto it = c.self;
+  dead_clients_.push_back(std::move(*it));
+  clients_.erase(it);
+  maybe_listen();
+  if (draining && clients_.empty()) loop.stop();
+}
+
+void Worker::tick() {
+  const auto now = loop.now();
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    ClientConn& c = **it;
+    ++it;  // c may close, which takes it off the list
+    if (c.deadline() <= now) c.on_deadline();
+    else c.trim();
+  }
+  pools.sweep(now);
+  maybe_listen();
+  if (draining && now >= drain_deadline_) {
+    // Whatever is still in flight at the deadline is cut off.
+    std::cerr << "kvproxy: drain deadline passed; closing " << clients_.size() << " connection(s)" << std::endl;
+    loop.stop();
+  }
+}
+
+void Worker::begin_drain(std::chrono::milliseconds timeout) {
+  if (draining) return;
+  draining = true;
+  drain_deadline_ = loop.now() + timeout;
+  set_listening(false);
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    ClientConn& c = **it;
+    ++it;
+    if (c.idle()) c.close();  // busy ones close after their answer
+  }
+  if (clients_.empty()) loop.stop();
+}
+
+void Worker::run() {
+  loop.set_listener(shared.listen_fd, shared.several_workers, [this](int fd) { accepted(fd); });
+  maybe_listen();
+  loop.run(
+      http::kSweepInterval, [this] { tick(); },
+      [this] {
+        dead_clients_.clear();
+        pools.collect();
+      });
+  // The loop has stopped: nothing refers to these any more (the loop frees their channels).
+  clients_.clear();
+  pools.clear();
+  dead_clients_.clear();
+}
+
+}  // namespace kv::proxy

@@ -1,0 +1,77 @@
+// One data-path worker: a thread with its own I/O loop (net/io_loop.hpp), its client connections,
+// its pools of node connections and its own pointer to the topology in use, so that the request path
+// takes no lock. It accepts under the listeners' policy (net/listener.hpp), looks at every deadline
+// on its tick (http::kSweepInterval), and drains on request. Everything but the calls DataPath posts
+// to it runs on its thread.
+#pragma once
+
+#include <chrono>
+#include <list>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "net/io_loop.hpp"
+#include "net/listener.hpp"
+#include "proxy/cluster.hpp"
+#include "proxy/node_pool.hpp"
+#include "proxy/options.hpp"
+
+namespace kv::proxy {
+
+class AccessLog;
+class ClientConn;
+
+// What every worker of a data path shares, owned by the DataPath.
+struct Shared {
+  Cluster& cluster;
+  const ProxyOptions& options;
+  ProxyCounters& counters;
+  AccessLog* log;         // null: no access log
+  net::AcceptGate& gate;  // the client listener's: maxconn over every worker
+  int listen_fd = -1;
+  bool several_workers = false;
+};
+
+class Worker {
+ public:
+  Worker(Shared& shared, std::unique_ptr<net::IoLoop> loop);
+  ~Worker();
+
+  void run();  // on its own thread, until the loop stops
+  // On the worker's thread (posted): stop accepting, close idle connections, let busy ones finish
+  // their request; what is still open after `timeout` is cut off.
+  void begin_drain(std::chrono::milliseconds timeout);
+
+  // The topology for the next request; taken up anew only when a publish made a new one.
+  const std::shared_ptr<const Topology>& current();
+  void remove_client(ClientConn& c);
+
+  Shared& shared;
+  const ProxyOptions& opt;
+  ProxyCounters& counters;
+  Cluster& cluster;
+  AccessLog* const log;
+  const std::unique_ptr<net::IoLoop> loop_ptr;
+  net::IoLoop& loop;
+  NodePools pools;
+  bool draining = false;
+  std::thread thread;
+
+ private:
+  void tick();
+  void accepted(int fd);
+  void set_listening(bool on);
+  void maybe_listen();
+
+  std::list<std::unique_ptr<ClientConn>> clients_;
+  // Closed connections, freed after the batch of completions that closed them (their code may still
+  // be on the stack).
+  std::vector<std::unique_ptr<ClientConn>> dead_clients_;
+  std::shared_ptr<const Topology> topology_;
+  std::uint64_t version_ = 0;
+  bool listening_ = false;
+  std::chrono::steady_clock::time_point drain_deadline_{};
+};
+
+}  // namespace kv::proxy
