@@ -45,7 +45,7 @@ for i in $(seq 1 500); do
 done
 # Counted from here: start-up (the ring build) and the preload are left out, so the figure is per
 # request of the workload alone, whatever the number of requests.
-callgrind_control -i on "$VPID" > /dev/null
+callgrind_control -i on "$VPID" > /dev/null 2>&1
 N=$(KEYS=500 REPORT_LUA=bench/lua/report.lua wrk -t1 -c20 -d15s -s bench/lua/mixed.lua "http://127.0.0.1:$PORT" \
     | grep -o '"requests":[0-9]*' | cut -d: -f2)
 kill -TERM "$VPID"

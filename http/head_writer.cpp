@@ -3,19 +3,11 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/status.hpp>
 
-#include <charconv>
-
 #include "common/json.hpp"
 
 namespace kv::http {
 
 using namespace std::string_view_literals;  // appending a literal as a view skips its strlen()
-
-void append_number(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, p);
-}
 
 void append_status_line(std::string& out, unsigned version, unsigned status, std::string_view reason) {
   out.append(version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
@@ -27,18 +19,6 @@ void append_status_line(std::string& out, unsigned version, unsigned status, std
   } else {
     out.append(reason);
   }
-  out.append("\r\n"sv);
-}
-
-void append_content_length(std::string& out, std::uint64_t n) {
-  out.append("Content-Length: "sv);
-  append_number(out, n);
-  out.append("\r\n"sv);
-}
-
-void end_head(std::string& out, unsigned version, bool keep_alive) {
-  if (!keep_alive) out.append("Connection: close\r\n"sv);
-  else if (version == 10) out.append("Connection: keep-alive\r\n"sv);
   out.append("\r\n"sv);
 }
 

@@ -4,6 +4,7 @@
 // once it is warm.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -13,13 +14,27 @@
 
 namespace kv::http {
 
-void append_number(std::string& out, std::uint64_t v);
+// The small pieces are inline: every relayed answer takes one or two of them, and a call across
+// translation units costs more than their work.
+inline void append_number(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, p);
+}
 // "HTTP/1.1 200 OK\r\n"; an empty `reason` takes the standard one.
 void append_status_line(std::string& out, unsigned version, unsigned status, std::string_view reason = {});
-void append_content_length(std::string& out, std::uint64_t n);
+inline void append_content_length(std::string& out, std::uint64_t n) {
+  out.append(std::string_view("Content-Length: "));
+  append_number(out, n);
+  out.append(std::string_view("\r\n"));
+}
 // Ends a head: how the connection goes on (Connection: close, or keep-alive for HTTP/1.0), then
 // the blank line.
-void end_head(std::string& out, unsigned version, bool keep_alive);
+inline void end_head(std::string& out, unsigned version, bool keep_alive) {
+  if (!keep_alive) out.append(std::string_view("Connection: close\r\n"));
+  else if (version == 10) out.append(std::string_view("Connection: keep-alive\r\n"));
+  out.append(std::string_view("\r\n"));
+}
 
 // An answer the server makes itself: status line, Content-Type, Content-Length, `extra_fields`
 // (whole lines, CRLF included), the end of the head, then `body` unless `head_only` (an answer to

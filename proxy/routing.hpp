@@ -16,13 +16,17 @@
 #include <array>
 #include <cstdint>
 
+#include "http/policy.hpp"
 #include "http/scan.hpp"
 #include "proxy/cluster.hpp"
 
 namespace kv::proxy {
 
 enum class Access : std::uint8_t { read, write, remove };  // GET/HEAD; POST, PUT and the rest; DELETE
-Access access_of(http::Method m) noexcept;
+constexpr Access access_of(http::Method m) noexcept {
+  if (http::is_read(m)) return Access::read;
+  return m == http::Method::delete_ ? Access::remove : Access::write;
+}
 
 struct Step {
   Backend* backend = nullptr;  // lives as long as the topology the route was made from
@@ -36,10 +40,42 @@ struct Route {
   Backend* down = nullptr;  // a step's node is marked down: answer 503 naming it, run nothing
 };
 
-Route route(const Topology& t, std::uint64_t key_hash, Access access) noexcept;
+// Inline: it runs for every request, and most of it is two lookups on the ring.
+inline Route route(const Topology& t, std::uint64_t key_hash, Access access) noexcept {
+  Route r;
+  Backend* owner = t.backends[t.ring->owner_of_hash(key_hash)].get();
+  Step last{owner, false};
+  Step first{};
+  if (t.migration) [[unlikely]] {
+    const Migration& m = *t.migration;
+    Backend* next = m.backends[m.ring->owner_of_hash(key_hash)].get();
+    if (next->id != owner->id) {
+      r.moving = true;
+      const bool write = access != Access::read;
+      const bool remove = access == Access::remove;
+      if (m.phase() == Phase::read_new) {
+        if (write) first = {owner, false};
+        last = {next, remove};
+      } else if (write) {
+        first = {next, remove};
+      }
+    }
+  }
+  if (first.backend) r.steps[r.count++] = first;
+  r.steps[r.count++] = last;
+  for (std::uint8_t i = 0; i < r.count; ++i) {
+    if (!r.steps[i].backend->up.load(std::memory_order_relaxed)) {
+      r.down = r.steps[i].backend;
+      break;
+    }
+  }
+  return r;
+}
 
 // Whether a step of a write that is not the last goes on after this answer from its node: it took
 // the write (2xx), or it is a delete of a key the node did not have (404).
-bool proceeds(Access access, unsigned status) noexcept;
+constexpr bool proceeds(Access access, unsigned status) noexcept {
+  return status / 100 == 2 || (status == 404 && access == Access::remove);
+}
 
 }  // namespace kv::proxy
