@@ -36,28 +36,52 @@ void append_rejection(std::string& out, unsigned version, const Rejection& r) {
   append_answer(out, version, {static_cast<unsigned>(r.status), "application/json", body, {}}, false, false);
 }
 
+namespace {
+
+// Calls fn(token) for each field name a Connection field of `h` lists, other than close and
+// keep-alive (which are about this hop's connection, not a field).
+template <class Fn>
+void each_named_field(const ScannedHead& h, Fn&& fn) {
+  for (const auto& f : h.fields) {
+    if (f.kind != ScannedHead::Kind::connection) continue;
+    std::string_view list = f.value;
+    while (!list.empty()) {
+      const auto comma = list.find(',');
+      std::string_view token = list.substr(0, comma);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+      if (!token.empty() && !iequal_lower(token, "close") && !iequal_lower(token, "keep-alive")) fn(token);
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+}
+
+}  // namespace
+
 bool append_relayed(const ScannedHead& h, std::string_view start_line, std::string& out, bool request,
                     std::string_view drop_lower) {
   using Kind = ScannedHead::Kind;
   // Field names listed in Connection (other than close/keep-alive) are hop-by-hop too; rare, so the
-  // common case costs a flag test.
-  std::string_view named[8];
+  // common case costs a flag test. The first few are kept at hand; past them, each field is looked
+  // up in the lists again.
+  constexpr std::size_t kHeld = 8;
+  std::string_view named[kHeld];
   std::size_t n_named = 0;
+  bool more_named = false;
   if (h.connection_names_fields) {
-    for (const auto& f : h.fields) {
-      if (f.kind != Kind::connection) continue;
-      std::string_view list = f.value;
-      while (!list.empty() && n_named < 8) {
-        const auto comma = list.find(',');
-        std::string_view token = list.substr(0, comma);
-        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
-        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-        if (!token.empty() && !iequal_lower(token, "close") && !iequal_lower(token, "keep-alive")) named[n_named++] = token;
-        if (comma == std::string_view::npos) break;
-        list.remove_prefix(comma + 1);
-      }
-    }
+    each_named_field(h, [&](std::string_view token) {
+      if (n_named < kHeld) named[n_named++] = token;
+      else more_named = true;
+    });
   }
+  auto is_named = [&](std::string_view name) {
+    for (std::size_t i = 0; i < n_named; ++i)
+      if (boost::beast::iequals(name, named[i])) return true;
+    bool found = false;
+    if (more_named) each_named_field(h, [&](std::string_view token) { found = found || boost::beast::iequals(name, token); });
+    return found;
+  };
   const char* run = start_line.data();  // the lines to copy, [run, run_end)
   const char* run_end = run + start_line.size();
   auto flush = [&] {
@@ -68,10 +92,7 @@ bool append_relayed(const ScannedHead& h, std::string_view start_line, std::stri
   for (const auto& f : h.fields) {
     bool keep = f.kind == Kind::other || (f.kind == Kind::expect && !request);
     if (f.kind == Kind::content_length && !f.line.empty()) keep = length = true;
-    if (keep && f.kind == Kind::other) {
-      keep = !iequal_lower(f.name, drop_lower);
-      for (std::size_t i = 0; i < n_named && keep; ++i) keep = !boost::beast::iequals(f.name, named[i]);
-    }
+    if (keep && f.kind == Kind::other) keep = !iequal_lower(f.name, drop_lower) && !(n_named && is_named(f.name));
     if (!keep) continue;
     if (f.line.empty()) {
       flush();

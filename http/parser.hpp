@@ -9,6 +9,7 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -87,12 +88,15 @@ class RawParser : public beast::http::basic_parser<isRequest> {
     head_.version = static_cast<unsigned>(version);
   }
   void on_field_impl(beast::http::field id, string_view name, string_view value, error_code&) override {
+    // A chunked body's trailer fields come here too, after the head: they are not the head's (RFC
+    // 9110 6.5.1), so a proxy must not pass them on as such. They are dropped.
+    if (header_done_) return;
     RawHead::Field f{id, 0, static_cast<std::uint32_t>(name.size()), 0, static_cast<std::uint32_t>(value.size())};
     f.name_offset = head_.store({name.data(), name.size()});
     f.value_offset = head_.store({value.data(), value.size()});
     head_.fields.push_back(f);
   }
-  void on_header_impl(error_code&) override {}
+  void on_header_impl(error_code&) override { header_done_ = true; }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
     if (length) body_.reserve(static_cast<std::size_t>(*length));
   }
@@ -109,14 +113,36 @@ class RawParser : public beast::http::basic_parser<isRequest> {
 
   RawHead& head_;
   std::string& body_;
+  bool header_done_ = false;
 };
 
+// Puts what `data` holds into Beast's parser, holding the head to `head_limit` bytes in all. Beast's
+// own header limit bounds only what one put() is given, and callers consume what it takes field by
+// field, so on its own it would let a head of any length through in pieces; `head_used` counts the
+// head's bytes over every call (zero it for each message). Returns the bytes taken; `ec` as put()'s,
+// header_limit when the head would not end within the limit.
+template <class Parser>
+std::size_t put_limited(Parser& p, const char* data, std::size_t size, std::size_t head_limit, std::size_t& head_used,
+                        beast::error_code& ec) {
+  if (p.is_header_done()) return p.put(boost::asio::buffer(data, size), ec);
+  const std::size_t room = head_limit > head_used ? head_limit - head_used : 0;
+  const std::size_t n = std::min(size, room);
+  const std::size_t used = n ? p.put(boost::asio::buffer(data, n), ec) : 0;
+  if (!p.is_header_done()) {
+    head_used += used;
+    // The parser wants bytes past the limit, or has no room left: the head is too long.
+    if ((ec == beast::http::error::need_more && n == room) || (!ec && head_used >= head_limit))
+      ec = beast::http::error::header_limit;
+  }
+  return used;
+}
+
 // Gives Beast's parser what `in` holds, consuming what it takes, until the message is done, the
-// parser wants more (ec left clear) or it fails (ec set).
+// parser wants more (ec left clear) or it fails (ec set). The head is held to `head_limit` bytes.
 template <bool isRequest, class Buffer>
-void feed(RawParser<isRequest>& p, Buffer& in, beast::error_code& ec) {
+void feed(RawParser<isRequest>& p, Buffer& in, std::size_t head_limit, std::size_t& head_used, beast::error_code& ec) {
   while (!in.empty() && !p.is_done()) {
-    const std::size_t used = p.put(boost::asio::buffer(in.data(), in.size()), ec);
+    const std::size_t used = put_limited(p, in.data(), in.size(), head_limit, head_used, ec);
     in.consume(used);
     if (ec == beast::http::error::need_more) {
       ec = {};

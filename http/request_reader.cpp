@@ -23,9 +23,11 @@ RequestReader::Status RequestReader::read(IoBuffer& in) {
     // each time (a head is a few hundred bytes).
     const ScanResult r = scan_request(in.view(), limits_.header_limit, head_);
     if (r == ScanResult::need_more) return Status::more;
+    // The version is known even when the body goes to Beast's parser, which may refuse it (413)
+    // before it has told its own: the refusal answers in the client's version.
+    if (r == ScanResult::complete) version_ = head_.version;
     if (r == ScanResult::complete && head_.content_length <= std::min<std::uint64_t>(kScanMaxBody, limits_.body_limit)) {
       head_done_ = true;
-      version_ = head_.version;
       const std::size_t total = head_.head_size + static_cast<std::size_t>(head_.content_length);
       if (in.size() < total) return Status::more;
       body_ = in.view().substr(head_.head_size, static_cast<std::size_t>(head_.content_length));
@@ -41,6 +43,7 @@ RequestReader::Status RequestReader::read(IoBuffer& in) {
     p.header_limit(limits_.header_limit);
     p.body_limit(limits_.body_limit);
     p.eager(true);
+    head_used_ = 0;
     fallback_ = true;
   }
   return read_fallback(in);
@@ -49,16 +52,17 @@ RequestReader::Status RequestReader::read(IoBuffer& in) {
 RequestReader::Status RequestReader::read_fallback(IoBuffer& in) {
   auto& p = *fb_->parser;
   beast::error_code ec;
-  feed(p, in, ec);
+  feed(p, in, limits_.header_limit, head_used_, ec);
   if (p.is_header_done() && !head_done_) {
     head_done_ = true;
     version_ = fb_->head.version;
   }
   if (ec) {
     fallback_ = false;
+    // A parser's errors are all the client's to hear; rejection_for's "gone" ones come from a
+    // connection, which the caller watches itself.
     auto r = rejection_for(ec, p.is_header_done());
-    if (!r) return Status::gone;
-    rejection_ = std::move(*r);
+    rejection_ = r ? std::move(*r) : Rejection{beast::http::status::bad_request, "Malformed request: " + ec.message()};
     return Status::rejected;
   }
   if (!p.is_done()) {

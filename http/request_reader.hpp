@@ -1,6 +1,6 @@
 // Reads a client's requests, one after another, from the bytes a connection received, without I/O:
-// the caller receives into an IoBuffer and calls read() until a request is complete, refused, or the
-// client is gone. Heads of the common shape are read by the strict scanner (http/scan.hpp) and stay
+// the caller receives into an IoBuffer and calls read() until a request is complete or refused (a
+// client that goes away mid-request is the caller's to see: the reader only sees bytes). Heads of the common shape are read by the strict scanner (http/scan.hpp) and stay
 // where they arrived (views into the buffer, which the caller must not touch until the request is
 // done); anything the scanner declines, and bodies over kScanMaxBody, go to Beast's parser from the
 // request's first byte, which takes the bytes out of the buffer as it reads them and gives any
@@ -33,7 +33,6 @@ class RequestReader {
     more,      // the request is not complete: receive more into the buffer
     complete,  // head() and body() hold the request until reset()
     rejected,  // refused: answer rejection(), then close
-    gone,      // the client went away mid-request (or sent what no one can answer): close quietly
   };
 
   // `limits` must outlive the reader: header_limit and body_limit apply.
@@ -73,6 +72,7 @@ class RequestReader {
   bool continue_due_ = false;
   bool continue_given_ = false;
   unsigned version_ = 11;
+  std::size_t head_used_ = 0;  // head bytes Beast's parser took (it checks only each put on its own)
   Rejection rejection_;
   std::unique_ptr<Fallback> fb_;  // made on first need, kept for the connection's life
 };

@@ -45,7 +45,7 @@ ResponseReader::Status ResponseReader::read(IoBuffer& in, bool eof, int error) {
     }
     if (!fallback_) {
       if (!eof && !error) return Status::more;
-      failure_ = "partial message";
+      failure_ = error ? boost::system::system_category().message(error) : "partial message";
       return Status::failed;
     }
   }
@@ -61,6 +61,7 @@ void ResponseReader::fresh_parser() {
   p.body_limit(body_limit_);
   p.header_limit(kAnswerHeaderLimit);
   p.eager(true);
+  head_used_ = 0;
 }
 
 ResponseReader::Status ResponseReader::read_fallback(IoBuffer& in, bool eof, int error) {
@@ -69,7 +70,7 @@ ResponseReader::Status ResponseReader::read_fallback(IoBuffer& in, bool eof, int
   beast::error_code ec;
   for (;;) {
     auto& p = *fb_->parser;
-    feed(p, in, ec);
+    feed(p, in, kAnswerHeaderLimit, head_used_, ec);
     if (ec) break;
     // Interim answers (1xx) are not the answer: skip them and read on.
     if (p.is_done() && fb_->head.status / 100 == 1) {
@@ -80,6 +81,7 @@ ResponseReader::Status ResponseReader::read_fallback(IoBuffer& in, bool eof, int
     if (p.is_done()) {
       view_of(fb_->head, head_);
       head_.keep_alive = p.keep_alive();
+      head_.content_length = fb_->body.size();
       fb_->parser.reset();
       body_ = fb_->body;
       consumed_ = 0;

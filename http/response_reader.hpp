@@ -56,6 +56,7 @@ class ResponseReader {
   bool fallback_ = false;
   bool head_seen_ = false;
   std::uint64_t body_limit_ = 0;
+  std::size_t head_used_ = 0;  // head bytes Beast's parser took (it checks only each put on its own)
   std::string failure_;
   std::unique_ptr<Fallback> fb_;  // made on first need, kept for the reader's life
 };

@@ -9,6 +9,7 @@
 
 #include "common/rebalance.hpp"
 #include "http/head_writer.hpp"
+#include "http/parser.hpp"
 #include "http/request_reader.hpp"
 
 namespace kv::net {
@@ -32,15 +33,19 @@ ReadStatus read_failure(const beast::error_code& ec, bool body, http::Rejection&
 }
 
 // Reads into `parser` until its header (header_only) or its whole message is done, straight from the
-// socket: async_read_some into `buffer`, then parser.put(). End of stream before any byte of the
-// message is end_of_stream, in the middle of it partial_message. No timer: deadlines come from the
-// sweep. The parser's eager flag is the caller's to set for the body.
+// socket: async_read_some into `buffer`, then parser.put(), the head held to `head_limit` bytes over
+// every put (http/parser.hpp). End of stream before any byte of the message is end_of_stream, in the
+// middle of it partial_message. No timer: deadlines come from the sweep. The parser's eager flag is
+// the caller's to set for the body.
 asio::awaitable<void> read_message(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                   bool header_only, beast::error_code& ec) {
+                                   bool header_only, std::size_t head_limit, std::size_t& head_used,
+                                   beast::error_code& ec) {
   for (;;) {
     if (header_only ? parser.is_header_done() : parser.is_done()) co_return;
     if (buffer.size() > 0) {
-      const std::size_t used = parser.put(buffer.data(), ec);
+      const auto bytes = buffer.data();
+      const std::size_t used =
+          http::put_limited(parser, static_cast<const char*>(bytes.data()), bytes.size(), head_limit, head_used, ec);
       buffer.consume(used);
       if (ec == beast::http::error::need_more) {
         ec = {};
@@ -88,7 +93,8 @@ asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_
   const bool admin_limit = limits.admin_body_limit > limits.body_limit;
   parser.body_limit(admin_limit ? limits.admin_body_limit : limits.body_limit);
   scope.set_deadline(limits.header_timeout);
-  co_await read_message(stream, buffer, parser, true, ec);
+  std::size_t head_used = 0;
+  co_await read_message(stream, buffer, parser, true, limits.header_limit, head_used, ec);
   scope.check_timeout(ec);
   if (ec) co_return read_failure(ec, false, rejection);
   const auto target = parser.get().target();
@@ -109,7 +115,7 @@ asio::awaitable<ReadStatus> read_request(beast::tcp_stream& stream, beast::flat_
     }
     scope.set_deadline(limits.body_timeout);
     parser.eager(true);
-    co_await read_message(stream, buffer, parser, false, ec);
+    co_await read_message(stream, buffer, parser, false, limits.header_limit, head_used, ec);
     scope.check_timeout(ec);
     if (ec) co_return read_failure(ec, true, rejection);
   }

@@ -127,9 +127,6 @@ bool ClientConn::parse() {
     case http::RequestReader::Status::rejected:
       reject(reader_.rejection());
       return true;
-    case http::RequestReader::Status::gone:
-      close();
-      return true;
   }
   return true;
 }

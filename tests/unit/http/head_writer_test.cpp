@@ -49,7 +49,8 @@ struct BeastRead {
     kv::http::RawParser<isRequest> p(raw, body);
     p.eager(true);
     boost::beast::error_code ec;
-    kv::http::feed(p, bytes, ec);
+    std::size_t head_used = 0;
+    kv::http::feed(p, bytes, 8192, head_used, ec);
     INFO(ec.message());
     REQUIRE_FALSE(ec);
     REQUIRE(p.is_header_done());
@@ -299,7 +300,7 @@ TEST_CASE("runs of kept lines are copied as they came around the ones left out",
 // BUG (http/head_writer.cpp, append_relayed): only the first eight fields named in Connection are
 // remembered; a ninth is relayed although it is hop-by-hop (RFC 9110 7.6.1), and the header says
 // nothing of a limit.
-TEST_CASE("BUG: every field Connection names is left out, not only the first eight", "[head_writer][bug][!mayfail]") {
+TEST_CASE("every field Connection names is left out, not only the first eight", "[head_writer]") {
   std::string in = "GET /get?key=a HTTP/1.1\r\nConnection: x-1, x-2, x-3, x-4, x-5, x-6, x-7, x-8, x-9\r\n";
   for (int i = 1; i <= 9; ++i) in += "X-" + std::to_string(i) + ": v\r\n";
   in += "Host: kv\r\n\r\n";

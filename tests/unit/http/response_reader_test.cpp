@@ -147,7 +147,7 @@ TEST_CASE("a chunked answer goes to Beast, which takes the bytes", "[response_re
 
 // BUG (http/parser.hpp, RawParser::on_field_impl): a chunked answer's trailer fields are appended
 // to its head, and so relayed to the client as header fields (RFC 9110 6.5.1).
-TEST_CASE("BUG: a chunked answer's trailer fields are not fields of its head", "[response_reader][bug][!mayfail]") {
+TEST_CASE("a chunked answer's trailer fields are not fields of its head", "[response_reader]") {
   const std::string in = kChunkedHead + "2\r\nok\r\n0\r\nX-Checksum: 9\r\nSet-Cookie: s=1\r\n\r\n";
   same_at_every_split(in, complete(in.size(), 0, 0,
                                    "200 'OK' v11\n"
@@ -317,7 +317,7 @@ TEST_CASE("a connection error on Beast's path fails the answer with the system's
 // BUG (http/response_reader.cpp, read): on the scanner's path a connection error is reported as
 // "partial message", not the system's reason that Beast's path gives for the same errno: what the
 // node did (reset the connection) is lost from the log line the caller makes of failure().
-TEST_CASE("BUG: a connection error on the scanner's path fails with the system's reason", "[response_reader][bug][!mayfail]") {
+TEST_CASE("a connection error on the scanner's path fails with the system's reason", "[response_reader]") {
   const std::string cut = kScanned.substr(0, kScanned.size() - 3);
   Run run;
   CHECK(run.feed(cut, {"whole", {cut.size()}}, false, ECONNRESET) == "failed at " + std::to_string(cut.size()) + ": Connection reset by peer");
@@ -375,7 +375,7 @@ TEST_CASE("start() forgets the previous answer, even one cut off halfway", "[res
 // BUG (http/response_reader.cpp, read_fallback): an answer read by Beast leaves head().content_length
 // as the last scan left it (RequestReader sets it to the body's length): 0 for a chunked answer of
 // nine bytes, and for an answer to HEAD, which is never scanned, the previous answer's length.
-TEST_CASE("BUG: head().content_length on Beast's path is the body's length, as RequestReader's", "[response_reader][bug][!mayfail]") {
+TEST_CASE("head().content_length on Beast's path is the body's length, as RequestReader's", "[response_reader]") {
   BlockPool pool;
   ResponseReader r;
   IoBuffer a;
