@@ -1,0 +1,154 @@
+// proxy/routing.hpp: where each request goes, for every rebalance phase, every kind of access, keys
+// that move and keys that stay, and what a phase answers when one of the nodes a request needs is
+// down. The rings are real (three nodes, then four); no sockets.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/hash.hpp"
+#include "proxy/cluster.hpp"
+#include "proxy/routing.hpp"
+
+using namespace kv;
+using namespace kv::proxy;
+
+namespace {
+
+RingConfig ring_of(int nodes) {
+  RingConfig c;
+  c.vnodes = 256;
+  for (int i = 1; i <= nodes; ++i) c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", std::uint16_t(9000 + i)}, 1});
+  return c;
+}
+
+// A cluster routing by three nodes, and the change to four, in each phase.
+struct Fixture {
+  Cluster cluster{HealthSettings{}};
+  std::shared_ptr<const Topology> none, dual_write, read_new;
+  std::string moving, staying;  // keys whose owner changes (n1..n3 -> n4), and one whose does not
+
+  Fixture() {
+    cluster.publish(cluster.prepare(ring_of(3), "old.yaml"));
+    none = cluster.topology();
+    auto m = cluster.prepare_migration(ring_of(4), "nodes: ...", Phase::dual_write, "new.yaml");
+    dual_write = with_migration(*none, m);
+    auto m2 = std::make_shared<Migration>(*m);
+    m2->change.phase = Phase::read_new;
+    read_new = with_migration(*none, m2);
+    for (int i = 0; moving.empty() || staying.empty(); ++i) {
+      const std::string k = "key-" + std::to_string(i);
+      // Adding a node moves keys only to it.
+      std::string& slot = m->ring->node(m->ring->owner_of_key(k)).id == "n4" ? moving : staying;
+      if (slot.empty()) slot = k;
+    }
+  }
+  std::string old_owner(const std::string& k) const { return none->ring->node(none->ring->owner_of_key(k)).id; }
+};
+
+// The route as text: "n2 n4+tombstone", then " moving" and " down=ID" when they apply.
+std::string describe(const Route& r) {
+  std::string out;
+  for (std::uint8_t i = 0; i < r.count; ++i) {
+    if (i) out += ' ';
+    out += r.steps[i].backend->id;
+    if (r.steps[i].tombstone) out += "+tombstone";
+  }
+  if (r.moving) out += " moving";
+  if (r.down) out += " down=" + r.down->id;
+  return out;
+}
+
+std::string route_of(const Topology& t, const std::string& key, Access a) { return describe(route(t, hash_key(key), a)); }
+
+Backend& backend(const Topology& t, const std::string& id) {
+  for (const auto& b : t.backends)
+    if (b->id == id) return *b;
+  for (const auto& b : t.migration->backends)
+    if (b->id == id) return *b;
+  FAIL("no backend " << id);
+  throw;
+}
+
+}  // namespace
+
+TEST_CASE("methods map to reads, writes and deletes", "[routing]") {
+  CHECK(access_of(http::Method::get) == Access::read);
+  CHECK(access_of(http::Method::head) == Access::read);
+  CHECK(access_of(http::Method::post) == Access::write);
+  CHECK(access_of(http::Method::put) == Access::write);
+  CHECK(access_of(http::Method::other) == Access::write);  // the node answers 405 for what it does not know
+  CHECK(access_of(http::Method::delete_) == Access::remove);
+}
+
+TEST_CASE("with no rebalance every request goes to the key's owner alone", "[routing]") {
+  Fixture f;
+  for (const auto& key : {f.moving, f.staying}) {
+    const std::string owner = f.old_owner(key);
+    for (Access a : {Access::read, Access::write, Access::remove}) CHECK(route_of(*f.none, key, a) == owner);
+  }
+}
+
+TEST_CASE("keys that do not move are routed as before in every phase", "[routing]") {
+  Fixture f;
+  const std::string owner = f.old_owner(f.staying);
+  for (const auto* t : {f.dual_write.get(), f.read_new.get()})
+    for (Access a : {Access::read, Access::write, Access::remove}) CHECK(route_of(*t, f.staying, a) == owner);
+}
+
+TEST_CASE("dual_write: reads from the old owner, writes to the new owner first, then the old", "[routing]") {
+  Fixture f;
+  const std::string old = f.old_owner(f.moving);
+  CHECK(route_of(*f.dual_write, f.moving, Access::read) == old + " moving");
+  CHECK(route_of(*f.dual_write, f.moving, Access::write) == "n4 " + old + " moving");
+  CHECK(route_of(*f.dual_write, f.moving, Access::remove) == "n4+tombstone " + old + " moving");
+}
+
+TEST_CASE("read_new: reads from the new owner, writes to the old owner first, then the new", "[routing]") {
+  Fixture f;
+  const std::string old = f.old_owner(f.moving);
+  CHECK(route_of(*f.read_new, f.moving, Access::read) == "n4 moving");
+  CHECK(route_of(*f.read_new, f.moving, Access::write) == old + " n4 moving");
+  CHECK(route_of(*f.read_new, f.moving, Access::remove) == old + " n4+tombstone moving");
+}
+
+TEST_CASE("a node that is down: 503 naming it for the requests that need it, never another node", "[routing]") {
+  Fixture f;
+  const std::string old = f.old_owner(f.moving);
+  SECTION("the old owner down") {
+    backend(*f.none, old).up = false;
+    CHECK(route_of(*f.none, f.moving, Access::read) == old + " down=" + old);
+    CHECK(route_of(*f.dual_write, f.moving, Access::read) == old + " moving down=" + old);
+    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "n4 " + old + " moving down=" + old);
+    // read_new reads only the new owner: a dead old owner costs reads nothing, writes a 503.
+    CHECK(route_of(*f.read_new, f.moving, Access::read) == "n4 moving");
+    CHECK(route_of(*f.read_new, f.moving, Access::remove) == old + " n4+tombstone moving down=" + old);
+  }
+  SECTION("the new owner down") {
+    backend(*f.dual_write, "n4").up = false;
+    CHECK(route_of(*f.none, f.moving, Access::write) == old);  // not in the ring in use
+    CHECK(route_of(*f.dual_write, f.moving, Access::read) == old + " moving");
+    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "n4 " + old + " moving down=n4");
+    CHECK(route_of(*f.read_new, f.moving, Access::read) == "n4 moving down=n4");
+    CHECK(route_of(*f.read_new, f.moving, Access::write) == old + " n4 moving down=n4");
+  }
+  SECTION("both down: the first step's node is named") {
+    backend(*f.dual_write, "n4").up = false;
+    backend(*f.none, old).up = false;
+    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "n4 " + old + " moving down=n4");
+    CHECK(route_of(*f.read_new, f.moving, Access::write) == old + " n4 moving down=" + old);
+  }
+}
+
+TEST_CASE("a write goes on to its next node only if the first took it", "[routing]") {
+  CHECK(proceeds(Access::write, 200));
+  CHECK(proceeds(Access::write, 204));
+  CHECK_FALSE(proceeds(Access::write, 404));
+  CHECK_FALSE(proceeds(Access::write, 400));
+  CHECK_FALSE(proceeds(Access::write, 500));
+  CHECK_FALSE(proceeds(Access::write, 503));
+  CHECK(proceeds(Access::remove, 200));
+  CHECK(proceeds(Access::remove, 404));  // the first owner did not have it: the second may
+  CHECK_FALSE(proceeds(Access::remove, 500));
+}
