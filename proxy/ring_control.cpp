@@ -133,101 +133,112 @@ asio::awaitable<AdminAnswer> RingControl::step(Step s, std::string_view target, 
   co_return a;
 }
 
-asio::awaitable<AdminAnswer> RingControl::run_step(Step s, std::string_view target, std::string body) {
-  // The references to the ring in use held here must go before a drain: it waits for every
-  // reference to an older ring to be dropped. release() hands over the topology to publish.
-  auto t = cluster_.topology();
-  const auto* m = t->migration.get();
-  auto release = [&](std::shared_ptr<Topology> next) {
+// What a step works on: the topology in use, its rebalance if any, and how to let go of both before
+// publishing (a drain waits for every reference to an older ring to be dropped, these included).
+struct RingControl::Current {
+  std::shared_ptr<const Topology> t;
+  const Migration* m = nullptr;
+  std::shared_ptr<Topology> release(std::shared_ptr<Topology> next) {
     m = nullptr;
     t.reset();
     return next;
-  };
-  const std::string state_path = rebalance::saved_change_path(ring_path_);
-  // Saved before it is published: a restart must never come back in an earlier phase.
-  auto save = [&](const Migration& next) -> std::optional<AdminAnswer> {
-    try {
-      write_file_atomic(state_path, rebalance::format_saved_change(next.change));
-      return std::nullopt;
-    } catch (const std::exception& e) {
-      return refusal(500, std::string("cannot save the rebalance state: ") + e.what());
-    }
-  };
-  auto in_progress = [&] {
+  }
+  std::string in_progress() const {
     return "a rebalance to ring " + m->fingerprint() + " is in progress (phase " +
            std::string(rebalance::phase_name(m->phase())) + ")";
-  };
-
-  if (s == Step::abort) {
-    if (m) {
-      if (::unlink(state_path.c_str()) != 0 && errno != ENOENT)
-        co_return refusal(500, "cannot remove " + state_path + ": " + std::strerror(errno));
-      co_return co_await publish_step(release(with_migration(*t, nullptr)));
-    }
-    co_return AdminAnswer{200, position_json()};
   }
+};
 
-  const std::string_view to = query_value(target, "to");
-  if (s == Step::begin) {
-    const std::string_view from = query_value(target, "from");
-    if (from.size() != 16) co_return refusal(400, "from: expected the current ring's fingerprint (16 hex digits)");
-    std::shared_ptr<Migration> next;
-    try {
-      std::function<std::shared_ptr<Migration>()> build = [this, yaml = std::move(body)]() mutable {
-        auto config = parse_ring_config(yaml, "<admin body>");
-        return cluster_.prepare_migration(std::move(config), std::move(yaml), Phase::dual_write, "<admin body>");
-      };
-      next = co_await net::async_run(control_, std::move(build), asio::use_awaitable);
-    } catch (const std::exception& e) {
-      co_return refusal(400, e.what());
-    }
-    // (Nothing else changed the ring during the build: changing_ keeps reloads and steps out.)
-    if (m) {
-      if (m->fingerprint() != next->fingerprint()) co_return refusal(409, in_progress() + "; finish or abort it first");
-      // Begun already (an apply run again): wait for the drain once more and say where it stands.
-      co_return co_await publish_step(release(with_migration(*t, t->migration)));
-    }
-    if (from != t->fingerprint)
-      co_return refusal(409, "this proxy's ring is " + t->fingerprint + ", not " + std::string(from));
-    if (next->fingerprint() == t->fingerprint) co_return refusal(409, "the new ring is the ring in use: nothing to move");
-    if (auto failed = save(*next)) co_return *failed;
-    co_return co_await publish_step(release(with_migration(*t, std::move(next))));
+asio::awaitable<AdminAnswer> RingControl::run_step(Step s, std::string_view target, std::string body) {
+  Current c{cluster_.topology()};
+  c.m = c.t->migration.get();
+  switch (s) {
+    case Step::begin: co_return co_await begin(c, query_value(target, "from"), std::move(body));
+    case Step::read_new: co_return co_await read_new(c, query_value(target, "to"));
+    case Step::finish: co_return co_await finish(c, query_value(target, "to"));
+    case Step::abort: co_return co_await abort(c);
   }
+  co_return refusal(404, "Not found");
+}
 
-  if (s == Step::read_new) {
-    if (!m) co_return refusal(409, "no rebalance is in progress");
-    if (m->fingerprint() != to) co_return refusal(409, in_progress() + ", not to " + std::string(to));
-    auto next = std::make_shared<Migration>(*m);
-    next->change.phase = Phase::read_new;
-    if (auto failed = save(*next)) co_return *failed;
-    co_return co_await publish_step(release(with_migration(*t, std::move(next))));
+// Saved before it is published: a restart must never come back in an earlier phase.
+std::optional<AdminAnswer> RingControl::save(const Migration& next) const {
+  try {
+    write_file_atomic(rebalance::saved_change_path(ring_path_), rebalance::format_saved_change(next.change));
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return refusal(500, std::string("cannot save the rebalance state: ") + e.what());
   }
+}
 
-  // finish: the new ring becomes the ring, saved as the ring file (the old one kept as .prev).
-  if (!m) {
-    if (t->fingerprint == to) {  // finished already (an apply run again)
-      co_return co_await publish_step(release(with_migration(*t, nullptr)));
-    }
-    co_return refusal(409, "no rebalance is in progress and the ring is " + t->fingerprint + ", not " + std::string(to));
+asio::awaitable<AdminAnswer> RingControl::begin(Current& c, std::string_view from, std::string yaml) {
+  if (from.size() != 16) co_return refusal(400, "from: expected the current ring's fingerprint (16 hex digits)");
+  std::shared_ptr<Migration> next;
+  try {
+    std::function<std::shared_ptr<Migration>()> build = [this, yaml = std::move(yaml)]() mutable {
+      auto config = parse_ring_config(yaml, "<admin body>");
+      return cluster_.prepare_migration(std::move(config), std::move(yaml), Phase::dual_write, "<admin body>");
+    };
+    next = co_await net::async_run(control_, std::move(build), asio::use_awaitable);
+  } catch (const std::exception& e) {
+    co_return refusal(400, e.what());
   }
-  if (m->fingerprint() != to) co_return refusal(409, in_progress() + ", not to " + std::string(to));
-  if (m->phase() != Phase::read_new) co_return refusal(409, in_progress() + ": read-new comes before finish");
+  // (Nothing else changed the ring during the build: changing_ keeps reloads and steps out.)
+  if (c.m) {
+    if (c.m->fingerprint() != next->fingerprint()) co_return refusal(409, c.in_progress() + "; finish or abort it first");
+    // Begun already (an apply run again): wait for the drain once more and say where it stands.
+    co_return co_await publish_step(c.release(with_migration(*c.t, c.t->migration)));
+  }
+  if (from != c.t->fingerprint)
+    co_return refusal(409, "this proxy's ring is " + c.t->fingerprint + ", not " + std::string(from));
+  if (next->fingerprint() == c.t->fingerprint) co_return refusal(409, "the new ring is the ring in use: nothing to move");
+  if (auto failed = save(*next)) co_return *failed;
+  co_return co_await publish_step(c.release(with_migration(*c.t, std::move(next))));
+}
+
+asio::awaitable<AdminAnswer> RingControl::read_new(Current& c, std::string_view to) {
+  if (!c.m) co_return refusal(409, "no rebalance is in progress");
+  if (c.m->fingerprint() != to) co_return refusal(409, c.in_progress() + ", not to " + std::string(to));
+  auto next = std::make_shared<Migration>(*c.m);
+  next->change.phase = Phase::read_new;
+  if (auto failed = save(*next)) co_return *failed;
+  co_return co_await publish_step(c.release(with_migration(*c.t, std::move(next))));
+}
+
+// The new ring becomes the ring, saved as the ring file (the old one kept as .prev).
+asio::awaitable<AdminAnswer> RingControl::finish(Current& c, std::string_view to) {
+  if (!c.m) {
+    if (c.t->fingerprint == to) {  // finished already (an apply run again)
+      co_return co_await publish_step(c.release(with_migration(*c.t, nullptr)));
+    }
+    co_return refusal(409, "no rebalance is in progress and the ring is " + c.t->fingerprint + ", not " + std::string(to));
+  }
+  if (c.m->fingerprint() != to) co_return refusal(409, c.in_progress() + ", not to " + std::string(to));
+  if (c.m->phase() != Phase::read_new) co_return refusal(409, c.in_progress() + ": read-new comes before finish");
   try {
     // NEW's membership, this proxy's own settings (its proxy: section) kept.
-    std::string text = m->change.yaml;
+    std::string text = c.m->change.yaml;
     if (auto old = read_file_if_exists(ring_path_)) {
-      text = "# saved by kvproxy on finishing a rebalance to ring " + m->fingerprint() + "; the file before is " +
-             ring_path_ + ".prev\n" + with_membership(*old, m->change.yaml, ring_path_);
-      if (ring_fingerprint(parse_ring_config(text, ring_path_)) != m->fingerprint())
-        throw ConfigError(ring_path_ + ": the merged file is not ring " + m->fingerprint());
+      text = "# saved by kvproxy on finishing a rebalance to ring " + c.m->fingerprint() + "; the file before is " +
+             ring_path_ + ".prev\n" + with_membership(*old, c.m->change.yaml, ring_path_);
+      if (ring_fingerprint(parse_ring_config(text, ring_path_)) != c.m->fingerprint())
+        throw ConfigError(ring_path_ + ": the merged file is not ring " + c.m->fingerprint());
       write_file_atomic(ring_path_ + ".prev", *old);
     }
     write_file_atomic(ring_path_, text);
   } catch (const std::exception& e) {
     co_return refusal(500, std::string("cannot save the new ring: ") + e.what());
   }
-  ::unlink(state_path.c_str());
-  co_return co_await publish_step(release(finished(*m)));
+  ::unlink(rebalance::saved_change_path(ring_path_).c_str());
+  co_return co_await publish_step(c.release(finished(*c.m)));
+}
+
+asio::awaitable<AdminAnswer> RingControl::abort(Current& c) {
+  if (!c.m) co_return AdminAnswer{200, position_json()};
+  const std::string state_path = rebalance::saved_change_path(ring_path_);
+  if (::unlink(state_path.c_str()) != 0 && errno != ENOENT)
+    co_return refusal(500, "cannot remove " + state_path + ": " + std::strerror(errno));
+  co_return co_await publish_step(c.release(with_migration(*c.t, nullptr)));
 }
 
 void RingControl::restore() {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -56,7 +57,13 @@ class RingControl {
   std::string position_json() const;
 
  private:
+  struct Current;
   boost::asio::awaitable<AdminAnswer> run_step(rebalance::Step s, std::string_view target, std::string body);
+  boost::asio::awaitable<AdminAnswer> begin(Current& c, std::string_view from, std::string yaml);
+  boost::asio::awaitable<AdminAnswer> read_new(Current& c, std::string_view to);
+  boost::asio::awaitable<AdminAnswer> finish(Current& c, std::string_view to);
+  boost::asio::awaitable<AdminAnswer> abort(Current& c);
+  std::optional<AdminAnswer> save(const Migration& next) const;
   // Publishes `next`, makes the workers take it up, and waits until no request uses an older ring;
   // answers where the proxy stands (200), or why the drain is unfinished (503).
   boost::asio::awaitable<AdminAnswer> publish_step(std::shared_ptr<Topology> next);
