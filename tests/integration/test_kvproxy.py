@@ -175,6 +175,8 @@ class RoutingTest(unittest.TestCase):
 class UpstreamBehaviourTest(unittest.TestCase):
     """A fake node stands in where a real kvnode never misbehaves."""
 
+    OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
+
     def setUp(self):
         self.h = harness(self)
 
@@ -281,10 +283,9 @@ class UpstreamBehaviourTest(unittest.TestCase):
         self.assertEqual(proxy.terminate(), 0)
 
     def test_a_pooled_connection_the_node_closed_is_not_used(self):
-        ok = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
         # Answers as if the connection stays open, then closes it: the proxy sees the FIN and drops
         # the connection from its pool, so the next request opens a fresh one, with no retry.
-        fake = self.h.fake_node(lambda line, headers: ok, close_after=True)
+        fake = self.h.fake_node(lambda line, headers: self.OK, close_after=True)
         proxy = self.proxy_for(fake)
         c = Client(proxy.port)
         self.assertEqual(c.get("r")[0], 200)
@@ -301,11 +302,10 @@ class UpstreamBehaviourTest(unittest.TestCase):
         self.assertEqual(proxy.terminate(), 0)
 
     def test_a_pooled_connection_closed_as_the_request_arrives_is_retried_once(self):
-        ok = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
         # The node closes a kept-alive connection just as the next request reaches it (its idle
         # timer ran out at that moment): no byte of an answer, so the request goes again, once, on a
         # fresh connection.
-        fake = self.h.fake_node(lambda line, headers: ok, close_on=2)
+        fake = self.h.fake_node(lambda line, headers: self.OK, close_on=2)
         proxy = self.proxy_for(fake)
         c = Client(proxy.port)
         for i in range(4):
@@ -333,8 +333,6 @@ class UpstreamBehaviourTest(unittest.TestCase):
         self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
         c.close()
         self.assertEqual(proxy.terminate(), 0)
-
-    OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
 
     def burst(self, port, n):
         """n clients with one request each, all in flight at the node at once."""
