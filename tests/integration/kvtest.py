@@ -619,17 +619,17 @@ class Cluster:
 
 class Load:
     """Client threads in the background, one per entry of `ports`, each on its own keep-alive connection
-    and its own keys, until finish(). Every request is recorded in its thread's `results` as (time it
-    ended, key, status, seconds taken): status -1 when the connection failed (the thread reconnects and
-    goes on), -2 when a read returned other data than the thread knows the key holds.
+    and its own keys, until finish(). Every request is recorded as (time it ended, key, status, seconds
+    taken) in `results` (all threads'; fewest_results() is the least any one thread made): status -2
+    when a read returned other data than the thread knows the key holds.
 
     Load.fixed(port, keys, values, threads): each key keeps its value; every fifth request writes it,
-    the others read it.
+    the others read it. A failed connection is recorded as status -1, and the thread reconnects.
     Load.owned(ports, prefix, keys_per_thread): put (35%), delete (15%) and get at random, each key
     first given a value; each thread knows its keys' exact state, so an answer that contradicts an
-    acknowledged operation goes to `violations`, other failures (5xx, connections) to `errors`;
-    `ops` counts the random operations and `state` is each key's last acknowledged value (None when
-    deleted), once finished.
+    acknowledged operation goes to `violations`, any other failure (a 5xx; an exception, which ends
+    the thread) to `errors`; `ops` counts the random operations and `state` is each key's last
+    acknowledged value (None when deleted), once finished.
     """
 
     def __init__(self, ports, key_lists, values=None):
