@@ -1,10 +1,9 @@
 """Hostile input over raw sockets, against kvnode and kvproxy alike: each bad request gets its 4xx (or a
 clean close), nothing is smuggled through the proxy, and the process keeps serving the next client."""
 import json
-import os
 import unittest
 
-from kvtest import KVNODE, Client, Process, TempDir, parse_responses, raw_exchange, start_proxy, write_ring
+from kvtest import Client, harness, parse_responses, raw_exchange, write_ring
 
 # name -> (raw request bytes, the status of each answer expected, in order; [] for a close without one)
 CASES = {
@@ -46,16 +45,9 @@ def exchange(port, payload):
 class HostileInputTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = TempDir()
-        cls.node = Process([KVNODE, "--port", "0", "--id", "n1", "--data-dir", os.path.join(cls.tmp.path, "n1")])
-        ring = write_ring(os.path.join(cls.tmp.path, "ring.yaml"), [("n1", cls.node.port)])
-        cls.proxy = start_proxy(ring)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.proxy.terminate()
-        cls.node.terminate()
-        cls.tmp.cleanup()
+        h = harness(cls)
+        cls.node = h.node("n1")
+        cls.proxy = h.proxy(write_ring(h.path("ring.yaml"), [("n1", cls.node.port)]))
 
     def check_all(self, port, server):
         for name, (payload, expected) in CASES.items():

@@ -1,13 +1,11 @@
 """kvnode from the outside: the real binary, a real socket, real HTTP."""
 import json
-import os
 import socket
-import subprocess
 import threading
 import time
 import unittest
 
-from kvtest import KVNODE, Client, TempDir, parse_responses, raw_exchange, start_node
+from kvtest import Client, harness, parse_responses, raw_exchange, run_kvnode
 
 NOT_FOUND = b'{"status":"error","detail":"Key not found"}'
 SUCCESS = b'{"status":"success"}'
@@ -18,14 +16,12 @@ class NodeTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = TempDir()
-        cls.node = start_node(os.path.join(cls.tmp.path, "db"), extra=["--max-key-bytes", "64"])
+        cls.node = harness(cls).node(extra=["--max-key-bytes", "64"])
         cls.port = cls.node.port
 
     @classmethod
     def tearDownClass(cls):
         rc = cls.node.terminate()
-        cls.tmp.cleanup()
         assert rc == 0, cls.node.output()
 
     def setUp(self):
@@ -289,22 +285,24 @@ class NodeTest(unittest.TestCase):
 
 
 class DurabilityTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = TempDir()
-        self.db = os.path.join(self.tmp.path, "db")
+    """Each test stops and starts a node on the same data directory, `db`."""
 
-    def tearDown(self):
-        self.tmp.cleanup()
+    def setUp(self):
+        self.h = harness(self)
+        self.db = self.h.path("db")
+
+    def start_node(self, extra=()):
+        return self.h.node(data_dir=self.db, extra=extra)
 
     def test_restart_keeps_data(self):
-        node = start_node(self.db)
+        node = self.start_node()
         c = Client(node.port)
         for i in range(100):
             self.assertEqual(c.put(f"r{i}", f"value {i}")[0], 200)
         self.assertEqual(c.delete("r7")[0], 200)
         c.close()
         self.assertEqual(node.terminate(), 0, node.output())
-        node = start_node(self.db)
+        node = self.start_node()
         c = Client(node.port)
         for i in range(100):
             status, _, body = c.get(f"r{i}")
@@ -316,7 +314,7 @@ class DurabilityTest(unittest.TestCase):
         self.assertEqual(node.terminate(), 0)
 
     def _kill9_after_acknowledged_writes(self, extra):
-        node = start_node(self.db, extra=extra)
+        node = self.start_node(extra)
         c = Client(node.port)
         n = 1500
         for i in range(n):
@@ -324,7 +322,7 @@ class DurabilityTest(unittest.TestCase):
             self.assertEqual(status, 200)
         node.kill()  # SIGKILL right after the last acknowledgement
         c.close()
-        node = start_node(self.db, extra=extra)
+        node = self.start_node(extra)
         c = Client(node.port)
         missing = [i for i in range(n) if c.get(f"crash{i}")[0] != 200]
         self.assertEqual(missing, [], f"{len(missing)} acknowledged writes lost")
@@ -339,7 +337,7 @@ class DurabilityTest(unittest.TestCase):
         self._kill9_after_acknowledged_writes(["--sync"])
 
     def test_sigterm_finishes_the_request_in_flight(self):
-        node = start_node(self.db)
+        node = self.start_node()
         idle = socket.create_connection(("127.0.0.1", node.port), timeout=10)
         busy = socket.create_connection(("127.0.0.1", node.port), timeout=10)
         body = b'{"value":"in flight"}'
@@ -365,14 +363,14 @@ class DurabilityTest(unittest.TestCase):
         idle.close()
         busy.close()
         node.terminate()
-        node = start_node(self.db)
+        node = self.start_node()
         c = Client(node.port)
         self.assertEqual(json.loads(c.get("inflight")[2])["value"], "in flight")
         c.close()
         self.assertEqual(node.terminate(), 0)
 
     def test_sync_mode_group_commits_concurrent_writes(self):
-        node = start_node(self.db, extra=["--sync"])
+        node = self.start_node(["--sync"])
         conns, each = 16, 50
         socks = [socket.create_connection(("127.0.0.1", node.port), timeout=20) for _ in range(conns)]
         # Every connection's requests are pipelined in one send, so while one batch is being fsynced
@@ -402,7 +400,7 @@ class DurabilityTest(unittest.TestCase):
 
     def test_second_signal_during_shutdown_is_harmless(self):
         # Operators send SIGTERM after Ctrl-C; the second signal must not cut the final flush short.
-        node = start_node(self.db)
+        node = self.start_node()
         c = Client(node.port)
         self.assertEqual(c.put("twice", "v")[0], 200)
         c.close()
@@ -411,14 +409,14 @@ class DurabilityTest(unittest.TestCase):
         self.assertEqual(node.proc.wait(20), 0)
         node.terminate()
         self.assertIn("kvnode: stopped", node.output())
-        node = start_node(self.db)
+        node = self.start_node()
         c = Client(node.port)
         self.assertEqual(c.get("twice")[0], 200)
         c.close()
         self.assertEqual(node.terminate(), 0)
 
     def test_memory_engine_serves_and_forgets(self):
-        node = start_node(engine="memory")
+        node = self.h.node(engine="memory")
         c = Client(node.port)
         self.assertEqual(c.put("m", "v")[0], 200)
         self.assertEqual(json.loads(c.get("m")[2])["value"], "v")
@@ -429,8 +427,7 @@ class DurabilityTest(unittest.TestCase):
 
 class MultiThreadedTest(unittest.TestCase):
     def test_four_workers_serve_concurrent_clients_consistently(self):
-        tmp = TempDir()
-        node = start_node(os.path.join(tmp.path, "db"), extra=["--threads", "4"])
+        node = harness(self).node(extra=["--threads", "4"])
         errors = []
 
         def worker(w):
@@ -463,12 +460,11 @@ class MultiThreadedTest(unittest.TestCase):
         c.close()
         self.assertGreaterEqual(int(opened[0].split()[1]), 13)
         self.assertEqual(node.terminate(), 0, node.output())
-        tmp.cleanup()
 
 
 class DeadlineTest(unittest.TestCase):
     def test_slow_headers_get_408_and_idle_connections_close(self):
-        node = start_node(engine="memory", extra=["--header-timeout-ms", "300", "--idle-timeout-ms", "400"])
+        node = harness(self).node(engine="memory", extra=["--header-timeout-ms", "300", "--idle-timeout-ms", "400"])
         try:
             with socket.create_connection(("127.0.0.1", node.port), timeout=10) as slow:
                 slow.sendall(b"GET /get?key=a HTTP/1.1\r\nHost: x\r\n")  # headers never finish
@@ -489,14 +485,12 @@ class DeadlineTest(unittest.TestCase):
 
 
 class CommandLineTest(unittest.TestCase):
-    def run_node(self, *args):
-        return subprocess.run([KVNODE, *args], capture_output=True, text=True, timeout=30)
 
     def test_help_and_version(self):
-        r = self.run_node("--help")
+        r = run_kvnode("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("--data-dir", r.stdout)
-        r = self.run_node("--version")
+        r = run_kvnode("--version")
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout.strip(), r"^kvnode \d+\.\d+\.\d+$")
 
@@ -511,7 +505,7 @@ class CommandLineTest(unittest.TestCase):
         ]
         for args, want in cases:
             with self.subTest(args=args):
-                r = self.run_node(*args)
+                r = run_kvnode(*args)
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertEqual(r.stderr.splitlines()[0], want)
 
@@ -520,20 +514,17 @@ class CommandLineTest(unittest.TestCase):
             s.bind(("127.0.0.1", 0))
             s.listen()
             port = s.getsockname()[1]
-            r = self.run_node("--engine", "memory", "--port", str(port))
+            r = run_kvnode("--engine", "memory", "--port", str(port))
         self.assertEqual(r.returncode, 1)
         self.assertIn(f"kvnode: cannot listen on 127.0.0.1:{port}: Address already in use", r.stderr)
 
     def test_locked_data_dir_exits_1(self):
-        tmp = TempDir()
-        try:
-            node = start_node(os.path.join(tmp.path, "db"))
-            r = self.run_node("--port", "0", "--data-dir", os.path.join(tmp.path, "db"))
-            self.assertEqual(r.returncode, 1)
-            self.assertIn("kvnode: cannot open RocksDB at", r.stderr)
-            self.assertEqual(node.terminate(), 0)
-        finally:
-            tmp.cleanup()
+        h = harness(self)
+        node = h.node(data_dir=h.path("db"))
+        r = run_kvnode("--port", "0", "--data-dir", h.path("db"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("kvnode: cannot open RocksDB at", r.stderr)
+        self.assertEqual(node.terminate(), 0)
 
 
 if __name__ == "__main__":

@@ -3,19 +3,18 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 import unittest
 
-from kvtest import (KVPROXY, Client, Cluster, FakeNode, LoadThread, Process, TempDir, metric, owners, parse_responses,
-                    raw_exchange, start_proxy, wait_until, write_ring)
+from kvtest import (Client, Cluster, Load, harness, metric, metrics, owners, parse_responses, proxy_ring, put_all,
+                    raw_exchange, run_kvproxy, wait_until, write_ring)
 
 
 class RoutingTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(3, proxy_extra=["--threads", "2"])  # two workers, two sets of pools
+        cls.cluster = harness(cls).cluster(3, proxy_extra=["--threads", "2"])  # two workers, two sets of pools
         cls.port = cls.cluster.port
 
     @classmethod
@@ -50,21 +49,17 @@ class RoutingTest(unittest.TestCase):
             self.assertEqual((status, headers["X-KV-Node"], json.loads(body)["value"]), (200, want[k], "v:" + k))
 
     def test_two_proxies_with_the_list_in_another_order_route_alike(self):
-        tmp = TempDir()
-        try:
-            ring = write_ring(os.path.join(tmp.path, "ring.yaml"),
-                              [(i, self.cluster.nodes[i].port) for i in ("n3", "n1", "n2")])
-            other = start_proxy(ring)
-            c2 = Client(other.port)
-            for i in range(200):
-                k = f"order-{i}"
-                a = self.c.get(k)[1]["X-KV-Node"]
-                b = c2.get(k)[1]["X-KV-Node"]
-                self.assertEqual(a, b, k)
-            c2.close()
-            self.assertEqual(other.terminate(), 0)
-        finally:
-            tmp.cleanup()
+        h = harness(self)
+        ring = write_ring(h.path("ring.yaml"), [(i, self.cluster.nodes[i].port) for i in ("n3", "n1", "n2")])
+        other = h.proxy(ring)
+        c2 = Client(other.port)
+        for i in range(200):
+            k = f"order-{i}"
+            a = self.c.get(k)[1]["X-KV-Node"]
+            b = c2.get(k)[1]["X-KV-Node"]
+            self.assertEqual(a, b, k)
+        c2.close()
+        self.assertEqual(other.terminate(), 0)
 
     def test_api_rows_through_the_proxy(self):
         self.assertEqual(self.c.put("api-k", "one")[::2], (200, b'{"status":"success"}'))
@@ -174,48 +169,43 @@ class RoutingTest(unittest.TestCase):
         self.assertAlmostEqual(sum(n["ownership"] for n in stats["nodes"]), 1.0, places=5)
         for n in stats["nodes"]:
             self.assertEqual(n["state"], "UP")
-        admin = Client(self.cluster.admin)
-        ring = json.loads(admin.request("GET", "/admin/ring")[2])
-        admin.close()
-        self.assertEqual(ring["points"], 3 * 32768)
+        self.assertEqual(proxy_ring(self.cluster.admin)["points"], 3 * 32768)
 
 
 class UpstreamBehaviourTest(unittest.TestCase):
     """A fake node stands in where a real kvnode never misbehaves."""
 
-    def proxy_for(self, fake, extra=()):
-        self.tmp = TempDir()
-        ring = write_ring(os.path.join(self.tmp.path, "ring.yaml"), [("f1", fake.port)])
-        return start_proxy(ring, ["--check-interval-ms", "60000", *extra])
+    OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
 
-    def tearDown(self):
-        self.tmp.cleanup()
+    def setUp(self):
+        self.h = harness(self)
+
+    def proxy_for(self, fake, extra=()):
+        ring = write_ring(self.h.path("ring.yaml"), [("f1", fake.port)])
+        return self.h.proxy(ring, checks={"interval": 60000}, extra=extra)
 
     def test_hop_by_hop_headers_are_not_forwarded_either_way(self):
         answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive, X-Node-Private\r\n"
                   b"X-Node-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Node-Public: yes\r\nContent-Length: 20\r\n\r\n"
                   b'{"status":"success"}')
-        fake = FakeNode(lambda line, headers: answer)
+        fake = self.h.fake_node(lambda line, headers: answer)
         proxy = self.proxy_for(fake)
-        try:
-            data = raw_exchange(proxy.port, b"GET /get?key=h HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Client-Private\r\n"
-                                            b"X-Client-Private: 1\r\nX-Client-Public: 2\r\nKeep-Alive: 300\r\nTE: trailers\r\n"
-                                            b"Proxy-Connection: keep-alive\r\n\r\n"
-                                            b"GET /get?key=h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            (status, headers, _), _ = parse_responses(data)
-            self.assertEqual(status, 200)
-            self.assertEqual(headers["x-kv-node"], "f1")
-            self.assertEqual(headers["x-node-public"], "yes")
-            for h in ("x-node-private", "keep-alive"):
-                self.assertNotIn(h, headers)
-            _, got, _ = next(s for s in fake.seen if "/get" in s[0])
-            self.assertEqual(got["x-client-public"], "2")
-            self.assertEqual(got["host"], "x")
-            for h in ("x-client-private", "keep-alive", "te", "proxy-connection", "connection"):
-                self.assertNotIn(h, got)
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        data = raw_exchange(proxy.port, b"GET /get?key=h HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Client-Private\r\n"
+                                        b"X-Client-Private: 1\r\nX-Client-Public: 2\r\nKeep-Alive: 300\r\nTE: trailers\r\n"
+                                        b"Proxy-Connection: keep-alive\r\n\r\n"
+                                        b"GET /get?key=h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        (status, headers, _), _ = parse_responses(data)
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["x-kv-node"], "f1")
+        self.assertEqual(headers["x-node-public"], "yes")
+        for h in ("x-node-private", "keep-alive"):
+            self.assertNotIn(h, headers)
+        _, got, _ = next(s for s in fake.seen if "/get" in s[0])
+        self.assertEqual(got["x-client-public"], "2")
+        self.assertEqual(got["host"], "x")
+        for h in ("x-client-private", "keep-alive", "te", "proxy-connection", "connection"):
+            self.assertNotIn(h, got)
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_answers_of_every_shape_are_relayed(self):
         # Most answers are read by a fast scanner; the rest by Beast's parser. Both must relay alike.
@@ -234,41 +224,35 @@ class UpstreamBehaviourTest(unittest.TestCase):
             "notfound": b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
             "close": plain.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1),
         }
-        fake = FakeNode(lambda line, headers: answers[line.split("key=")[1].split()[0]])
+        fake = self.h.fake_node(lambda line, headers: answers[line.split("key=")[1].split()[0]])
         proxy = self.proxy_for(fake)
-        try:
-            c = Client(proxy.port)
-            for key, want in (("plain", body), ("pieces", body), ("chunked", body), ("interim", body), ("big", big),
-                              ("folded", body), ("notfound", b"no"), ("plain", body)):
-                status, headers, got = c.get(key)
-                headers = {k.lower(): v for k, v in headers.items()}
-                self.assertEqual((key, status, got), (key, 404 if key == "notfound" else 200, want))
-                self.assertEqual(headers["content-length"], str(len(want)))
-                self.assertEqual(headers["x-kv-node"], "f1")
-            connects = self.pool_metrics(proxy.port)[0]
-            self.assertEqual(connects, 1)  # every answer above left the connection reusable
-            self.assertEqual(c.get("close")[0], 200)  # the node says close: not pooled
-            self.assertEqual(c.get("plain")[0], 200)
-            self.assertEqual(self.pool_metrics(proxy.port)[0], 2)
-            text = c.request("GET", "/metrics")[2].decode()
-            self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
-            c.close()
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        c = Client(proxy.port)
+        for key, want in (("plain", body), ("pieces", body), ("chunked", body), ("interim", body), ("big", big),
+                          ("folded", body), ("notfound", b"no"), ("plain", body)):
+            status, headers, got = c.get(key)
+            headers = {k.lower(): v for k, v in headers.items()}
+            self.assertEqual((key, status, got), (key, 404 if key == "notfound" else 200, want))
+            self.assertEqual(headers["content-length"], str(len(want)))
+            self.assertEqual(headers["x-kv-node"], "f1")
+        connects = self.pool_metrics(proxy.port)[0]
+        self.assertEqual(connects, 1)  # every answer above left the connection reusable
+        self.assertEqual(c.get("close")[0], 200)  # the node says close: not pooled
+        self.assertEqual(c.get("plain")[0], 200)
+        self.assertEqual(self.pool_metrics(proxy.port)[0], 2)
+        text = c.request("GET", "/metrics")[2].decode()
+        self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
+        c.close()
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_no_answer_in_time_is_504(self):
-        fake = FakeNode(lambda line, headers: None)
+        fake = self.h.fake_node(lambda line, headers: None)
         proxy = self.proxy_for(fake, ["--response-timeout-ms", "300"])
-        try:
-            c = Client(proxy.port)
-            status, _, body = c.get("slow")
-            self.assertEqual(status, 504)
-            self.assertEqual(json.loads(body)["detail"], "Node f1 (127.0.0.1:%d): no answer within 300 ms" % fake.port)
-            c.close()
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        c = Client(proxy.port)
+        status, _, body = c.get("slow")
+        self.assertEqual(status, 504)
+        self.assertEqual(json.loads(body)["detail"], "Node f1 (127.0.0.1:%d): no answer within 300 ms" % fake.port)
+        c.close()
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_an_answer_cut_off_by_the_timeout_leaves_nothing_behind(self):
         # A chunked answer (read by Beast's parser) stalls mid-body until the response timeout. The
@@ -279,95 +263,76 @@ class UpstreamBehaviourTest(unittest.TestCase):
                 return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 42\r\n\r\n"
             return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"
 
-        fake = FakeNode(behaviour)
+        fake = self.h.fake_node(behaviour)
         proxy = self.proxy_for(fake, ["--response-timeout-ms", "300"])
-        try:
-            c = Client(proxy.port)
-            self.assertEqual(c.get("stall")[0], 504)
-            status, headers, body = c.request("HEAD", "/get?key=stall")
-            self.assertEqual((status, headers.get("Content-Length"), body), (200, "42", b""))
-            c.close()
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        c = Client(proxy.port)
+        self.assertEqual(c.get("stall")[0], 504)
+        status, headers, body = c.request("HEAD", "/get?key=stall")
+        self.assertEqual((status, headers.get("Content-Length"), body), (200, "42", b""))
+        c.close()
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_malformed_answer_is_502(self):
-        fake = FakeNode(lambda line, headers: b"NONSENSE\r\n\r\n", close_after=True)
+        fake = self.h.fake_node(lambda line, headers: b"NONSENSE\r\n\r\n", close_after=True)
         proxy = self.proxy_for(fake)
-        try:
-            c = Client(proxy.port)
-            status, _, body = c.get("garbage")
-            self.assertEqual(status, 502)
-            self.assertTrue(json.loads(body)["detail"].startswith("Node f1"))
-            c.close()
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        c = Client(proxy.port)
+        status, _, body = c.get("garbage")
+        self.assertEqual(status, 502)
+        self.assertTrue(json.loads(body)["detail"].startswith("Node f1"))
+        c.close()
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_a_pooled_connection_the_node_closed_is_not_used(self):
-        ok = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
         # Answers as if the connection stays open, then closes it: the proxy sees the FIN and drops
         # the connection from its pool, so the next request opens a fresh one, with no retry.
-        fake = FakeNode(lambda line, headers: ok, close_after=True)
+        fake = self.h.fake_node(lambda line, headers: self.OK, close_after=True)
         proxy = self.proxy_for(fake)
-        try:
-            c = Client(proxy.port)
+        c = Client(proxy.port)
+        self.assertEqual(c.get("r")[0], 200)
+        self.assertTrue(fake.closed.wait(5))
+        for i in range(3):
+            fake.closed.clear()
             self.assertEqual(c.get("r")[0], 200)
             self.assertTrue(fake.closed.wait(5))
-            for i in range(3):
-                fake.closed.clear()
-                self.assertEqual(c.get("r")[0], 200)
-                self.assertTrue(fake.closed.wait(5))
-            text = c.request("GET", "/metrics")[2].decode()
-            self.assertEqual(metric(text, 'kvproxy_node_connects_total{node="f1"}'), 4)
-            self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
-            self.assertEqual(metric(text, 'kvproxy_errors_total{node="f1",cause="bad_response"}'), 0)
-            c.close()
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        text = c.request("GET", "/metrics")[2].decode()
+        self.assertEqual(metric(text, 'kvproxy_node_connects_total{node="f1"}'), 4)
+        self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
+        self.assertEqual(metric(text, 'kvproxy_errors_total{node="f1",cause="bad_response"}'), 0)
+        c.close()
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_a_pooled_connection_closed_as_the_request_arrives_is_retried_once(self):
-        ok = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
         # The node closes a kept-alive connection just as the next request reaches it (its idle
         # timer ran out at that moment): no byte of an answer, so the request goes again, once, on a
         # fresh connection.
-        fake = FakeNode(lambda line, headers: ok, close_on=2)
+        fake = self.h.fake_node(lambda line, headers: self.OK, close_on=2)
         proxy = self.proxy_for(fake)
-        try:
-            c = Client(proxy.port)
-            for i in range(4):
-                self.assertEqual(c.get("r")[0], 200)
-            text = c.request("GET", "/metrics")[2].decode()
-            # Each request after the first meets a connection closing on its second request, and
-            # goes again on a fresh one: 3 retries, 4 connections.
-            self.assertEqual(metric(text, "kvproxy_retries_total"), 3)
-            self.assertEqual(metric(text, 'kvproxy_node_connects_total{node="f1"}'), 4)
-            self.assertEqual(metric(text, 'kvproxy_errors_total{node="f1",cause="bad_response"}'), 0)
-            c.close()
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        c = Client(proxy.port)
+        for i in range(4):
+            self.assertEqual(c.get("r")[0], 200)
+        text = c.request("GET", "/metrics")[2].decode()
+        # Each request after the first meets a connection closing on its second request, and
+        # goes again on a fresh one: 3 retries, 4 connections.
+        self.assertEqual(metric(text, "kvproxy_retries_total"), 3)
+        self.assertEqual(metric(text, 'kvproxy_node_connects_total{node="f1"}'), 4)
+        self.assertEqual(metric(text, 'kvproxy_errors_total{node="f1",cause="bad_response"}'), 0)
+        c.close()
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_a_fresh_connection_closed_without_an_answer_is_502(self):
         # Only a reused connection is retried: on a fresh one, a close before any answer is the
         # node's failure, and the client hears of it.
-        fake = FakeNode(lambda line, headers: None, close_on=1)
+        fake = self.h.fake_node(lambda line, headers: None, close_on=1)
         proxy = self.proxy_for(fake)
-        try:
-            c = Client(proxy.port)
-            status, _, body = c.get("r")
-            self.assertEqual(status, 502)
-            self.assertEqual(json.loads(body)["detail"],
-                             "Node f1 (127.0.0.1:%d): closed the connection without answering" % fake.port)
-            text = c.request("GET", "/metrics")[2].decode()
-            self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
-            c.close()
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
-
-    OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"status":"success"}'
+        c = Client(proxy.port)
+        status, _, body = c.get("r")
+        self.assertEqual(status, 502)
+        self.assertEqual(json.loads(body)["detail"],
+                         "Node f1 (127.0.0.1:%d): closed the connection without answering" % fake.port)
+        text = c.request("GET", "/metrics")[2].decode()
+        self.assertEqual(metric(text, "kvproxy_retries_total"), 0)
+        c.close()
+        self.assertEqual(proxy.terminate(), 0)
 
     def burst(self, port, n):
         """n clients with one request each, all in flight at the node at once."""
@@ -384,9 +349,7 @@ class UpstreamBehaviourTest(unittest.TestCase):
         self.assertEqual(codes, [200] * n)
 
     def pool_metrics(self, port):
-        c = Client(port)
-        text = c.request("GET", "/metrics")[2].decode()
-        c.close()
+        text = metrics(port)
         return (metric(text, 'kvproxy_node_connects_total{node="f1"}'),
                 metric(text, 'kvproxy_pool_connections{node="f1",state="idle"}'))
 
@@ -398,29 +361,23 @@ class UpstreamBehaviourTest(unittest.TestCase):
         def behaviour(line, headers):
             barrier.wait()
             return self.OK
-        fake = FakeNode(behaviour)
+        fake = self.h.fake_node(behaviour)
         proxy = self.proxy_for(fake)
-        try:
-            self.burst(proxy.port, n)
-            self.assertEqual(self.pool_metrics(proxy.port), (n, n))
-            self.burst(proxy.port, n)
-            self.assertEqual(self.pool_metrics(proxy.port), (n, n))
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        self.burst(proxy.port, n)
+        self.assertEqual(self.pool_metrics(proxy.port), (n, n))
+        self.burst(proxy.port, n)
+        self.assertEqual(self.pool_metrics(proxy.port), (n, n))
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_pool_max_idle_zero_opens_a_connection_per_request(self):
-        fake = FakeNode(lambda line, headers: self.OK)
+        fake = self.h.fake_node(lambda line, headers: self.OK)
         proxy = self.proxy_for(fake, ["--pool-max-idle", "0"])
-        try:
-            c = Client(proxy.port)
-            for i in range(5):
-                self.assertEqual(c.get(f"z{i}")[0], 200)
-            c.close()
-            self.assertEqual(self.pool_metrics(proxy.port), (5, 0))
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        c = Client(proxy.port)
+        for i in range(5):
+            self.assertEqual(c.get(f"z{i}")[0], 200)
+        c.close()
+        self.assertEqual(self.pool_metrics(proxy.port), (5, 0))
+        self.assertEqual(proxy.terminate(), 0)
 
     def test_connections_left_idle_after_a_burst_are_closed(self):
         n = 8
@@ -430,45 +387,35 @@ class UpstreamBehaviourTest(unittest.TestCase):
             if not calm.is_set():
                 barrier.wait()
             return self.OK
-        fake = FakeNode(behaviour)
+        fake = self.h.fake_node(behaviour)
         proxy = self.proxy_for(fake, ["--pool-idle-timeout-ms", "300"])
-        try:
-            self.burst(proxy.port, n)
-            self.assertEqual(self.pool_metrics(proxy.port), (n, n))
-            calm.set()
-            # One request at a time for longer than the timeout: one connection stays warm, the
-            # seven others idle past it and are closed.
-            c = Client(proxy.port)
-            end = time.monotonic() + 0.9
-            while time.monotonic() < end:
-                self.assertEqual(c.get("calm")[0], 200)
-                time.sleep(0.02)
-            c.close()
-            self.assertEqual(self.pool_metrics(proxy.port), (n, 1))
-        finally:
-            self.assertEqual(proxy.terminate(), 0)
-            fake.close()
+        self.burst(proxy.port, n)
+        self.assertEqual(self.pool_metrics(proxy.port), (n, n))
+        calm.set()
+        # One request at a time for longer than the timeout: one connection stays warm, the
+        # seven others idle past it and are closed.
+        c = Client(proxy.port)
+        end = time.monotonic() + 0.9
+        while time.monotonic() < end:
+            self.assertEqual(c.get("calm")[0], 200)
+            time.sleep(0.02)
+        c.close()
+        self.assertEqual(self.pool_metrics(proxy.port), (n, 1))
+        self.assertEqual(proxy.terminate(), 0)
 
 
 class FailureTest(unittest.TestCase):
     def setUp(self):
-        self.cluster = Cluster(3, proxy_extra=["--threads", "2"])  # reloads reach both workers
-
-    def tearDown(self):
-        self.cluster.close()
+        self.cluster = harness(self).cluster(3, proxy_extra=["--threads", "2"])  # reloads reach both workers
 
     def test_kill_9_a_node_under_load(self):
         keys = [f"load-{i}" for i in range(120)]
         own = owners(self.cluster.ring, keys)
         values = {k: "value of " + k for k in keys}
-        c = Client(self.cluster.port)
-        for k in keys:
-            self.assertEqual(c.put(k, values[k])[0], 200)
-        c.close()
-        load = [LoadThread(self.cluster.port, keys[i::4], values) for i in range(4)]
-        for t in load:
-            t.start()
-        self.assertTrue(wait_until(lambda: all(len(t.results) > 50 for t in load), 20))
+        self.assertEqual(put_all(self.cluster.port, values), [])
+        load = Load.fixed(self.cluster.port, keys, values, threads=4).start()
+        self.addCleanup(load.finish)
+        self.assertTrue(wait_until(lambda: load.fewest_results() > 50, 20))
         killed_at = time.monotonic()
         self.cluster.nodes["n3"].kill()
         interval = Cluster.CHECKS["interval"] / 1000
@@ -476,10 +423,7 @@ class FailureTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: self.cluster.node_state("n3") == "DOWN", 10))
         deadline = time.monotonic() + 1.0
         wait_until(lambda: time.monotonic() > deadline, 2)
-        for t in load:
-            t.stop.set()
-            t.join()
-        results = [r for t in load for r in t.results]
+        results = load.finish().results
         others = [r for r in results if own[r[1]] != "n3"]
         mine = [r for r in results if own[r[1]] == "n3"]
         self.assertTrue(others and mine)
@@ -503,12 +447,9 @@ class FailureTest(unittest.TestCase):
     def test_reload_under_load_fails_no_request(self):
         keys = [f"reload-{i}" for i in range(60)]
         values = {k: "v" + k for k in keys}
-        c = Client(self.cluster.port)
-        for k in keys:
-            self.assertEqual(c.put(k, values[k])[0], 200)
-        load = [LoadThread(self.cluster.port, keys[i::3], values) for i in range(3)]
-        for t in load:
-            t.start()
+        self.assertEqual(put_all(self.cluster.port, values), [])
+        load = Load.fixed(self.cluster.port, keys, values, threads=3).start()
+        self.addCleanup(load.finish)
         admin = Client(self.cluster.admin)
         versions = []
         for i in range(6):
@@ -518,12 +459,12 @@ class FailureTest(unittest.TestCase):
             if i % 2:
                 os.kill(self.cluster.proxy.proc.pid, signal.SIGHUP)
                 want = len(versions) + 2
-                self.assertTrue(wait_until(lambda: json.loads(admin.request("GET", "/admin/ring")[2])["version"] == want, 10))
+                self.assertTrue(wait_until(lambda: proxy_ring(self.cluster.admin)["version"] == want, 10))
             else:
                 with open(self.cluster.ring) as f:
                     status, _, body = admin.request("POST", "/admin/ring", f.read())
                 self.assertEqual(status, 200, body)
-            versions.append(json.loads(admin.request("GET", "/admin/ring")[2])["version"])
+            versions.append(proxy_ring(self.cluster.admin)["version"])
         # A bad config is refused with its reason, and the ring in use stays.
         status, _, body = admin.request("POST", "/admin/ring", "nodes:\n  - {id: n1, address: nowhere}\n")
         self.assertEqual(status, 400)
@@ -533,146 +474,115 @@ class FailureTest(unittest.TestCase):
             f.write("nodes: [\n")
         os.kill(self.cluster.proxy.proc.pid, signal.SIGHUP)
         self.assertTrue(wait_until(lambda: "reload refused" in self.cluster.proxy.output().split("version 6")[-1], 10))
-        for t in load:
-            t.stop.set()
-            t.join()
+        results = load.finish().results
         self.assertEqual(versions, [2, 3, 4, 5, 6, 7])
-        self.assertEqual(json.loads(admin.request("GET", "/admin/ring")[2])["version"], 7)
-        results = [r for t in load for r in t.results]
+        self.assertEqual(proxy_ring(self.cluster.admin)["version"], 7)
         self.assertGreater(len(results), 100)
         self.assertEqual([r for r in results if r[2] != 200], [])
         admin.close()
-        c.close()
 
 
 class ProcessTest(unittest.TestCase):
-    def run_proxy(self, *args):
-        return subprocess.run([KVPROXY, *args], capture_output=True, text=True, timeout=30)
+    def setUp(self):
+        self.h = harness(self)
 
     def test_check_mode_and_config_errors(self):
-        tmp = TempDir()
-        try:
-            good = write_ring(os.path.join(tmp.path, "good.yaml"), [("n1", 18081), ("n2", 18082)])
-            r = self.run_proxy("--ring", good, "--check")
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertEqual(r.stdout.strip(), f"kvproxy: {good} is valid: 2 nodes, 65536 ring points")
-            bad = os.path.join(tmp.path, "bad.yaml")
-            with open(bad, "w") as f:
-                f.write("nodes:\n  - {id: n1, address: 127.0.0.1:1, weight: 0}\n")
-            for args in (["--check"], []):
-                r = self.run_proxy("--ring", bad, *args)
-                self.assertEqual(r.returncode, 2)
-                self.assertEqual(r.stderr.strip(), f"kvproxy: {bad}: nodes[0].weight: must be between 1 and 256, got 0")
-            unresolvable = os.path.join(tmp.path, "dns.yaml")
-            with open(unresolvable, "w") as f:
-                f.write("nodes:\n  - {id: n1, address: no-such-host.invalid:8081}\n")
-            r = self.run_proxy("--ring", unresolvable, "--check")
+        good = write_ring(self.h.path("good.yaml"), [("n1", 18081), ("n2", 18082)])
+        r = run_kvproxy("--ring", good, "--check")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), f"kvproxy: {good} is valid: 2 nodes, 65536 ring points")
+        bad = self.h.write("bad.yaml", "nodes:\n  - {id: n1, address: 127.0.0.1:1, weight: 0}\n")
+        for args in (["--check"], []):
+            r = run_kvproxy("--ring", bad, *args)
             self.assertEqual(r.returncode, 2)
-            self.assertTrue(r.stderr.startswith(f"kvproxy: {unresolvable}: nodes[0].address: cannot resolve 'no-such-host.invalid'"),
-                            r.stderr)
-            r = self.run_proxy("--ring", os.path.join(tmp.path, "absent.yaml"))
-            self.assertEqual(r.returncode, 2)
-            r = self.run_proxy()
-            self.assertEqual(r.returncode, 2)
-            self.assertEqual(r.stderr.splitlines()[0], "kvproxy: --ring is required")
-            r = self.run_proxy("--ring", good, "--listen", "nowhere")
-            self.assertEqual((r.returncode, r.stderr.strip()), (2, "kvproxy: --listen: expected host:port, got 'nowhere'"))
-            r = self.run_proxy("--ring", good, "--io", "kqueue")
-            self.assertEqual(r.returncode, 2)
-            self.assertIn("--io: kqueue not in {auto,uring,epoll}", r.stderr)
-            self.assertEqual(self.run_proxy("--help").returncode, 0)
-            self.assertRegex(self.run_proxy("--version").stdout.strip(), r"^kvproxy \d+\.\d+\.\d+$")
-        finally:
-            tmp.cleanup()
+            self.assertEqual(r.stderr.strip(), f"kvproxy: {bad}: nodes[0].weight: must be between 1 and 256, got 0")
+        unresolvable = self.h.write("dns.yaml", "nodes:\n  - {id: n1, address: no-such-host.invalid:8081}\n")
+        r = run_kvproxy("--ring", unresolvable, "--check")
+        self.assertEqual(r.returncode, 2)
+        self.assertTrue(r.stderr.startswith(f"kvproxy: {unresolvable}: nodes[0].address: cannot resolve 'no-such-host.invalid'"),
+                        r.stderr)
+        r = run_kvproxy("--ring", self.h.path("absent.yaml"))
+        self.assertEqual(r.returncode, 2)
+        r = run_kvproxy()
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.splitlines()[0], "kvproxy: --ring is required")
+        r = run_kvproxy("--ring", good, "--listen", "nowhere")
+        self.assertEqual((r.returncode, r.stderr.strip()), (2, "kvproxy: --listen: expected host:port, got 'nowhere'"))
+        r = run_kvproxy("--ring", good, "--io", "kqueue")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--io: kqueue not in {auto,uring,epoll}", r.stderr)
+        self.assertEqual(run_kvproxy("--help").returncode, 0)
+        self.assertRegex(run_kvproxy("--version").stdout.strip(), r"^kvproxy \d+\.\d+\.\d+$")
 
     def test_the_io_loop_is_chosen_and_said(self):
-        tmp = TempDir()
-        node = FakeNode(lambda line, headers: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        try:
-            ring = write_ring(os.path.join(tmp.path, "ring.yaml"), [("f1", node.port)])
-            for io, name in (("epoll", "epoll"), ("uring", "io_uring")):
-                try:
-                    proxy = Process([KVPROXY, "--ring", ring, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--io", io])
-                except RuntimeError as e:
-                    # Only io_uring may be missing (an old kernel, a sandbox): then it says why.
-                    self.assertEqual(io, "uring", str(e))
-                    self.assertIn("kvproxy: --io uring: io_uring", str(e))
-                    continue
-                try:
-                    self.assertIn(f", {name})", proxy.output().splitlines()[0])
-                    c = Client(proxy.port)
-                    self.assertEqual(c.get("k")[:1], (200,))
-                    c.close()
-                finally:
-                    self.assertEqual(proxy.terminate(), 0)
-        finally:
-            node.close()
-            tmp.cleanup()
+        node = self.h.fake_node(lambda line, headers: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        ring = write_ring(self.h.path("ring.yaml"), [("f1", node.port)])
+        for io, name in (("epoll", "epoll"), ("uring", "io_uring")):
+            try:
+                proxy = self.h.proxy(ring, io=io)
+            except RuntimeError as e:
+                # Only io_uring may be missing (an old kernel, a sandbox): then it says why.
+                self.assertEqual(io, "uring", str(e))
+                self.assertIn("kvproxy: --io uring: io_uring", str(e))
+                continue
+            self.assertIn(f", {name})", proxy.output().splitlines()[0])
+            c = Client(proxy.port)
+            self.assertEqual(c.get("k")[:1], (200,))
+            c.close()
+            self.assertEqual(proxy.terminate(), 0)
 
     def test_access_log_has_a_line_per_request(self):
-        tmp = TempDir()
-        try:
-            cluster = Cluster(2, engine="memory",
-                              proxy_extra=["--access-log", os.path.join(tmp.path, "access.log")])
-            c = Client(cluster.port)
-            c.put("logged", "v")
-            c.get("logged")
-            c.get("")
-            c.close()
-            self.assertEqual(cluster.close()["proxy"], 0)
-            with open(os.path.join(tmp.path, "access.log")) as f:
-                lines = f.read().splitlines()
-            self.assertEqual(len(lines), 3)
-            self.assertRegex(lines[0], r"^127\.0\.0\.1:\d+ \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\] POST /put\?key=logged "
-                                       r"n\d 200 20 Tr=[\d.]+ Tc=[\d.]+ Tf=[\d.]+ Tt=[\d.]+$")
-            self.assertRegex(lines[1], r" GET /get\?key=logged n\d 200 \d+ Tr=[\d.]+ Tc=-1\.000 ")  # pooled
-            self.assertRegex(lines[2], r" GET /get\?key= - 400 \d+ ")
-        finally:
-            tmp.cleanup()
+        log = self.h.path("access.log")
+        cluster = self.h.cluster(2, engine="memory", proxy_extra=["--access-log", log])
+        c = Client(cluster.port)
+        c.put("logged", "v")
+        c.get("logged")
+        c.get("")
+        c.close()
+        self.assertEqual(cluster.close()["proxy"], 0)
+        with open(log) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 3)
+        self.assertRegex(lines[0], r"^127\.0\.0\.1:\d+ \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\] POST /put\?key=logged "
+                                   r"n\d 200 20 Tr=[\d.]+ Tc=[\d.]+ Tf=[\d.]+ Tt=[\d.]+$")
+        self.assertRegex(lines[1], r" GET /get\?key=logged n\d 200 \d+ Tr=[\d.]+ Tc=-1\.000 ")  # pooled
+        self.assertRegex(lines[2], r" GET /get\?key= - 400 \d+ ")
 
     def test_sigterm_lets_the_request_in_flight_finish(self):
-        fake = FakeNode(lambda line, headers: None)  # never answers: the request stays in flight
-        tmp = TempDir()
-        try:
-            ring = write_ring(os.path.join(tmp.path, "ring.yaml"), [("f1", fake.port)])
-            proxy = start_proxy(ring, ["--response-timeout-ms", "1500", "--check-interval-ms", "60000"])
-            idle = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-            busy = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-            busy.sendall(b"GET /get?key=k HTTP/1.1\r\nHost: x\r\n\r\n")
-            self.assertTrue(wait_until(lambda: any("/get" in s[0] for s in fake.seen), 10))
-            proxy.proc.send_signal(signal.SIGTERM)
-            self.assertEqual(idle.recv(100), b"")  # idle: closed by the drain
-            data = b""
-            while chunk := busy.recv(65536):
-                data += chunk
-            (status, headers, _), = parse_responses(data)
-            self.assertEqual((status, headers["connection"]), (504, "close"))  # answered, then closed
-            self.assertEqual(proxy.proc.wait(20), 0)
-            proxy.terminate()
-            idle.close()
-            busy.close()
-        finally:
-            fake.close()
-            tmp.cleanup()
+        fake = self.h.fake_node(lambda line, headers: None)  # never answers: the request stays in flight
+        ring = write_ring(self.h.path("ring.yaml"), [("f1", fake.port)])
+        proxy = self.h.proxy(ring, extra=["--response-timeout-ms", "1500", "--check-interval-ms", "60000"])
+        idle = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        busy = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        self.addCleanup(idle.close)
+        self.addCleanup(busy.close)
+        busy.sendall(b"GET /get?key=k HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(wait_until(lambda: any("/get" in s[0] for s in fake.seen), 10))
+        proxy.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(idle.recv(100), b"")  # idle: closed by the drain
+        data = b""
+        while chunk := busy.recv(65536):
+            data += chunk
+        (status, headers, _), = parse_responses(data)
+        self.assertEqual((status, headers["connection"]), (504, "close"))  # answered, then closed
+        self.assertEqual(proxy.proc.wait(20), 0)
 
     def test_maxconn_holds_extra_clients_in_the_backlog(self):
-        cluster = Cluster(1, engine="memory", proxy_extra=["--maxconn", "2"])
-        try:
-            first = [Client(cluster.port) for _ in range(2)]
-            for c in first:
-                self.assertEqual(c.get("mc")[0], 404)
-            third = socket.create_connection(("127.0.0.1", cluster.port), timeout=10)
-            third.sendall(b"GET /get?key=mc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            third.settimeout(0.5)
-            with self.assertRaises(socket.timeout):
-                third.recv(100)  # held in the backlog while two connections are open
-            first[0].close()
-            third.settimeout(10)
-            self.assertTrue(third.recv(100).startswith(b"HTTP/1.1 404"))
-            third.close()
-            first[1].close()
-        finally:
-            self.assertEqual(cluster.close()["proxy"], 0)
+        cluster = self.h.cluster(1, engine="memory", proxy_extra=["--maxconn", "2"])
+        first = [Client(cluster.port) for _ in range(2)]
+        for c in first:
+            self.assertEqual(c.get("mc")[0], 404)
+        third = socket.create_connection(("127.0.0.1", cluster.port), timeout=10)
+        third.sendall(b"GET /get?key=mc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        third.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            third.recv(100)  # held in the backlog while two connections are open
+        first[0].close()
+        third.settimeout(10)
+        self.assertTrue(third.recv(100).startswith(b"HTTP/1.1 404"))
+        third.close()
+        first[1].close()
+        self.assertEqual(cluster.close()["proxy"], 0)
 
 
 if __name__ == "__main__":

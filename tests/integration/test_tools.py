@@ -5,15 +5,13 @@ import socket
 import subprocess
 import unittest
 
-from kvtest import TempDir, free_ports, wait_until
+from kvtest import SOURCE, free_ports, harness, ring_rebalance, wait_until
 
-RING_REBALANCE = os.environ.get("RING_REBALANCE", "ring-rebalance")
-SOURCE = os.environ.get("KVRING_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
 SHIPPED_RING = os.path.join(SOURCE, "configs", "ring.yaml")
 
 
 def run(*args):
-    return subprocess.run([RING_REBALANCE, *args], capture_output=True, text=True, timeout=60)
+    return ring_rebalance(*args, timeout=60)
 
 
 class RingRebalanceTest(unittest.TestCase):
@@ -29,39 +27,28 @@ class RingRebalanceTest(unittest.TestCase):
         self.assertIn("3 nodes, 98304 ring points (vnodes 32768)", r.stdout)
 
     def test_owner_is_the_same_whatever_the_list_order(self):
-        tmp = TempDir()
-        try:
-            reordered = os.path.join(tmp.path, "ring.yaml")
-            with open(reordered, "w") as f:
-                f.write("nodes:\n"
-                        "  - {id: n3, address: 127.0.0.1:8083}\n"
-                        "  - {id: n1, address: 127.0.0.1:8081}\n"
-                        "  - {id: n2, address: 127.0.0.1:8082}\n")
-            keys = [f"key{i}" for i in range(300)] + ["a b", "ключ", "x/y"]
-            a = run("owner", "--ring", SHIPPED_RING, *keys)
-            b = run("owner", "--ring", reordered, *keys)
-            self.assertEqual(a.returncode, 0, a.stderr)
-            self.assertEqual(a.stdout, b.stdout)
-            owners = [line.split("\t")[1] for line in a.stdout.splitlines()]
-            self.assertEqual(len(owners), len(keys))
-            self.assertEqual(set(owners), {"n1", "n2", "n3"})  # 300 keys reach every node
-        finally:
-            tmp.cleanup()
+        reordered = harness(self).write("ring.yaml", "nodes:\n"
+                                                     "  - {id: n3, address: 127.0.0.1:8083}\n"
+                                                     "  - {id: n1, address: 127.0.0.1:8081}\n"
+                                                     "  - {id: n2, address: 127.0.0.1:8082}\n")
+        keys = [f"key{i}" for i in range(300)] + ["a b", "ключ", "x/y"]
+        a = run("owner", "--ring", SHIPPED_RING, *keys)
+        b = run("owner", "--ring", reordered, *keys)
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertEqual(a.stdout, b.stdout)
+        owners = [line.split("\t")[1] for line in a.stdout.splitlines()]
+        self.assertEqual(len(owners), len(keys))
+        self.assertEqual(set(owners), {"n1", "n2", "n3"})  # 300 keys reach every node
 
     def test_bad_config_exits_2_with_the_exact_message(self):
-        tmp = TempDir()
-        try:
-            bad = os.path.join(tmp.path, "bad.yaml")
-            with open(bad, "w") as f:
-                f.write("nodes:\n  - {id: n1, address: 127.0.0.1:8081}\n  - {id: n1, address: 127.0.0.1:8082}\n")
-            r = run("show", "--ring", bad)
-            self.assertEqual(r.returncode, 2)
-            self.assertEqual(r.stderr.strip(), f"ring-rebalance: {bad}: nodes[1].id: duplicate id 'n1' (also nodes[0])")
-            r = run("show", "--ring", os.path.join(tmp.path, "absent.yaml"))
-            self.assertEqual(r.returncode, 2)
-            self.assertIn("absent.yaml: (file): cannot open for reading", r.stderr)
-        finally:
-            tmp.cleanup()
+        h = harness(self)
+        bad = h.write("bad.yaml", "nodes:\n  - {id: n1, address: 127.0.0.1:8081}\n  - {id: n1, address: 127.0.0.1:8082}\n")
+        r = run("show", "--ring", bad)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.strip(), f"ring-rebalance: {bad}: nodes[1].id: duplicate id 'n1' (also nodes[0])")
+        r = run("show", "--ring", h.path("absent.yaml"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("absent.yaml: (file): cannot open for reading", r.stderr)
 
     def test_usage(self):
         self.assertEqual(run("--help").returncode, 0)
@@ -75,48 +62,42 @@ class RingRebalanceTest(unittest.TestCase):
 
 class DemoTest(unittest.TestCase):
     def test_demo_brings_up_the_nodes_and_stops_cleanly(self):
-        tmp = TempDir()
-        try:
-            ports = free_ports(5)
-            ring = os.path.join(tmp.path, "ring.yaml")
-            with open(ring, "w") as f:
-                f.write("nodes:\n" + "".join(f"  - id: n{i + 1}\n    address: 127.0.0.1:{p}\n"
-                                             for i, p in enumerate(ports[:3])))
-                f.write(f"proxy:\n  listen: 127.0.0.1:{ports[3]}\n  admin: 127.0.0.1:{ports[4]}\n")
-            env = dict(os.environ, KVRING_DEMO_DIR=tmp.path)
-            demo = subprocess.Popen(["bash", os.path.join(SOURCE, "scripts", "demo.sh"), ring], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
-            lines = []
-            for line in demo.stdout:
-                lines.append(line)
-                if "cluster running" in line:
-                    break
-            out = "".join(lines)
-            self.assertIn("cluster running", out, out)
-            for i in range(3):
-                self.assertIn(f"demo: n{i + 1} is up at 127.0.0.1:{ports[i]}", out)
-            self.assertIn(f"demo: kvproxy is up at 127.0.0.1:{ports[3]}", out)
-            self.assertIn('{"status":"success","value":"hello alice"}', out)
-            self.assertIn("X-KV-Node: n", out)
-            self.assertIn('{"status":"error","detail":"Key not found"}', out)  # alice, after delete
-            self.assertRegex(out, r"\d+ keys on n1\n +\d+ keys on n2\n +\d+ keys on n3")
-            self.assertIn("(127.0.0.1:%d) is unreachable" % ports[0], out)  # n1 stopped: 503, naming it
-            self.assertRegex(out, r'Restarting n1.*\n.*\n\{"status":"success","value":"profile \d+"\}')
-            self.assertNotIn("Killed", out)
-            os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
-            rest = demo.stdout.read()
-            demo.stdout.close()
-            self.assertEqual(demo.wait(30), 0, out + rest)
-            self.assertIn("demo: stopped", rest)
-            for i in range(5):  # every process exited cleanly and released its port
-                with socket.socket() as s:
-                    self.assertTrue(wait_until(lambda: s.connect_ex(("127.0.0.1", ports[i])) != 0, 10))
-            for name in ("n1", "n2", "n3", "kvproxy"):
-                with open(os.path.join(tmp.path, "logs", f"{name}.log")) as f:
-                    self.assertIn(("kvproxy" if name == "kvproxy" else "kvnode") + ": stopped", f.read())
-        finally:
-            tmp.cleanup()
+        h = harness(self)
+        ports = free_ports(5)
+        ring = h.write("ring.yaml", "nodes:\n" + "".join(f"  - id: n{i + 1}\n    address: 127.0.0.1:{p}\n"
+                                                          for i, p in enumerate(ports[:3]))
+                       + f"proxy:\n  listen: 127.0.0.1:{ports[3]}\n  admin: 127.0.0.1:{ports[4]}\n")
+        env = dict(os.environ, KVRING_DEMO_DIR=h.dir)
+        # Its own process group, stopped whole by the harness should the test fail half-way.
+        demo = h.popen(["bash", os.path.join(SOURCE, "scripts", "demo.sh"), ring], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "cluster running" in line:
+                break
+        out = "".join(lines)
+        self.assertIn("cluster running", out, out)
+        for i in range(3):
+            self.assertIn(f"demo: n{i + 1} is up at 127.0.0.1:{ports[i]}", out)
+        self.assertIn(f"demo: kvproxy is up at 127.0.0.1:{ports[3]}", out)
+        self.assertIn('{"status":"success","value":"hello alice"}', out)
+        self.assertIn("X-KV-Node: n", out)
+        self.assertIn('{"status":"error","detail":"Key not found"}', out)  # alice, after delete
+        self.assertRegex(out, r"\d+ keys on n1\n +\d+ keys on n2\n +\d+ keys on n3")
+        self.assertIn("(127.0.0.1:%d) is unreachable" % ports[0], out)  # n1 stopped: 503, naming it
+        self.assertRegex(out, r'Restarting n1.*\n.*\n\{"status":"success","value":"profile \d+"\}')
+        self.assertNotIn("Killed", out)
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
+        rest = demo.stdout.read()
+        self.assertEqual(demo.wait(30), 0, out + rest)
+        self.assertIn("demo: stopped", rest)
+        for i in range(5):  # every process exited cleanly and released its port
+            with socket.socket() as s:
+                self.assertTrue(wait_until(lambda: s.connect_ex(("127.0.0.1", ports[i])) != 0, 10))
+        for name in ("n1", "n2", "n3", "kvproxy"):
+            with open(h.path("logs", f"{name}.log")) as f:
+                self.assertIn(("kvproxy" if name == "kvproxy" else "kvnode") + ": stopped", f.read())
 
 
 if __name__ == "__main__":
