@@ -222,6 +222,16 @@ class KvNodeDirect(System):
         pass
 
 
+def start_nodes(kvnode, count, running):
+    """kvnodes n1..n`count` on the memory engine, each appended to `running` as it starts. The memory
+    engine: the nodes' work is the same for every proxy; the proxies differ."""
+    nodes = []
+    for i in range(1, count + 1):
+        nodes.append(Process(PIN["load"] + [kvnode, "--port", "0", "--id", f"n{i}", "--engine", "memory"]))
+        running.append(nodes[-1])
+    return nodes
+
+
 def wrk(port, script, conns, seconds, keys):
     env = dict(os.environ, KEYS=str(keys), REPORT_LUA=os.path.join(LUA, "report.lua"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
@@ -469,11 +479,7 @@ def main():
     kvnode = os.path.join(args.build, "node", "kvnode")
     running = []
     try:
-        # Three nodes, memory engine: the nodes' work is the same for every proxy; the proxies differ.
-        nodes = []
-        for i in range(1, 4):
-            nodes.append(Process(PIN["load"] + [kvnode, "--port", "0", "--id", f"n{i}", "--engine", "memory"]))
-            running.append(nodes[-1])
+        nodes = start_nodes(kvnode, 3, running)
         node_ports = [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)]
         ring = write_ring(os.path.join(work, "ring.yaml"), node_ports)
 
