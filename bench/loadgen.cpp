@@ -23,8 +23,9 @@
 //                   the answer's last byte (every complete HTTP answer, whatever its status; exact
 //                   nearest-rank percentiles over all samples, no histogram buckets)
 //   late            measured requests that were due while their connection was busy (sent late)
-//   lag_p99, lag_max  for the requests that were NOT late: how far after its scheduled time the
-//                   generator itself sent it (its own timer accuracy, microseconds)
+//   on_time         measured requests that were not late; lag_p99, lag_max: for those, how far
+//                   after its scheduled time the generator itself sent each (its own timer accuracy, us;
+//                   0 when on_time is 0)
 //   status_errors   non-2xx answers; read_errors: connections closed or failed with a request out;
 //   connect_errors  failed connection attempts; timeouts: no answer within --timeout-ms;
 //   unfinished      measured slots neither answered nor failed when the run ended
@@ -545,13 +546,14 @@ void Generator::report(double wall_s, double cpu_s, double user_s, double sys_s)
               "\"answered_total\":%" PRIu64 ",\"sent_total\":%" PRIu64 ",\"gets\":%" PRIu64 ",\"puts\":%" PRIu64
               ",\"late\":%" PRIu64 ",\"status_errors\":%" PRIu64 ",\"read_errors\":%" PRIu64 ",\"connect_errors\":%" PRIu64
               ",\"timeouts\":%" PRIu64 ",\"unfinished\":%" PRIu64 ",\"errors\":%" PRIu64
-              ",\"p50\":%u,\"p90\":%u,\"p99\":%u,\"p999\":%u,\"max\":%u,\"mean\":%.1f,\"lag_p99\":%u,\"lag_max\":%u,"
+              ",\"p50\":%u,\"p90\":%u,\"p99\":%u,\"p999\":%u,\"max\":%u,\"mean\":%.1f,\"on_time\":%zu,\"lag_p99\":%u,"
+              "\"lag_max\":%u,"
               "\"cpu_s\":%.6f,\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f,\"wall_s\":%.6f,\"cpu_util\":%.5f}\n",
               o_.conns, o_.rate, offered, o_.seconds, o_.warmup, window_s, scheduled, answered, st_.answered_in_window,
               achieved, st_.answered_total, st_.sent_total, st_.gets, st_.puts, st_.late, st_.status_errors,
               st_.read_errors, st_.connect_errors, st_.timeouts, unfinished, errors, percentile(lat, 50),
               percentile(lat, 90), percentile(lat, 99), percentile(lat, 99.9), lat.empty() ? 0 : lat.back(), mean,
-              percentile(lag, 99), lag.empty() ? 0 : lag.back(), cpu_s, user_s, sys_s, wall_s, cpu_s / wall_s);
+              lag.size(), percentile(lag, 99), lag.empty() ? 0 : lag.back(), cpu_s, user_s, sys_s, wall_s, cpu_s / wall_s);
   std::fflush(stdout);
 }
 
