@@ -659,7 +659,8 @@ def write_results(out, command, report, quick, threads, proxy_rows, nginx_rows, 
                 lines.append(f"| {n} | {a['users']} | {a['rps']:.0f} | {a['avg']:.2f} / {a['p99']:.0f} | "
                              f"{b['rps']:.0f} | {b['avg']:.2f} / {b['p99']:.0f} | {a['failures'] + b['failures']} |")
         lines.append("")
-    for extra in ("REBALANCE.md", "SLOWLORIS.md"):  # written by bench/rebalance.sh, bench/slowloris.sh
+    # Written by bench/rebalance.sh, bench/slowloris.sh and bench/equal_load.sh.
+    for extra in ("REBALANCE.md", "SLOWLORIS.md", "EQUAL_LOAD.md"):
         path = os.path.join(ROOT, "bench", extra)
         if os.path.exists(path) and not quick:
             with open(path) as f:
