@@ -222,6 +222,15 @@ class KvNodeDirect(System):
         pass
 
 
+def stop_all(running):
+    """Stops every System and kvtest Process in `running`, whatever fails: never leave servers behind."""
+    for p in running:
+        try:
+            p.stop() if isinstance(p, System) else p.terminate()
+        except Exception:  # noqa: BLE001 -- best effort
+            pass
+
+
 def start_nodes(kvnode, count, running):
     """kvnodes n1..n`count` on the memory engine, each appended to `running` as it starts. The memory
     engine: the nodes' work is the same for every proxy; the proxies differ."""
@@ -556,11 +565,7 @@ def main():
         else:
             locust_plots = []
     finally:
-        for p in running:
-            try:
-                p.stop() if isinstance(p, System) else p.terminate()
-            except Exception:  # noqa: BLE001 -- best effort: never leave servers behind
-                pass
+        stop_all(running)
         shutil.rmtree(work, ignore_errors=True)
 
     with open(os.path.join(out, "raw.json"), "w") as f:  # every run's figures, to summarize again
