@@ -35,8 +35,9 @@
 //
 // Checking the instrument (bench/equal_load.py runs both in its instrument checks, also in --quick):
 //  - rate accuracy: against a server that keeps up (a kvnode straight on), achieved_rps must be within
-//    1% of offered_rps, with no late requests and no errors. The schedule is exact by construction; what
-//    can break it is the generator falling behind (lag) or the server not keeping up (late > 0).
+//    1% of offered_rps, with no errors. The schedule is exact by construction; what can break it is the
+//    generator falling behind (lag_p99, lag_max) or the server not keeping up (late: when more than half
+//    of the requests are late the server or the machine fell behind, and the point is inconclusive).
 //  - coordinated omission: the server is stopped (SIGSTOP) for D ms inside a run of S s. Requests due
 //    during the stall wait from D down to 0 ms, so a share (D - x)/S of all requests waits more than x:
 //    p99 must come out near D - 0.01*S. An instrument that times from the send would show a p99 of
