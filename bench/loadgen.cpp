@@ -284,7 +284,6 @@ void Generator::watch(Conn& c, std::uint32_t events, int op) {
   if (epoll_ctl(ep_, op, c.fd, &e) != 0) fail("epoll_ctl");
 }
 
-
 void Generator::connect_now(Conn& c, std::int64_t now) {
   c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c.fd < 0) fail("socket");
