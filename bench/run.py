@@ -222,6 +222,25 @@ class KvNodeDirect(System):
         pass
 
 
+def stop_all(running):
+    """Stops every System and kvtest Process in `running`, whatever fails: never leave servers behind."""
+    for p in running:
+        try:
+            p.stop() if isinstance(p, System) else p.terminate()
+        except Exception:  # noqa: BLE001 -- best effort
+            pass
+
+
+def start_nodes(kvnode, count, running):
+    """kvnodes n1..n`count` on the memory engine, each appended to `running` as it starts. The memory
+    engine: the nodes' work is the same for every proxy; the proxies differ."""
+    nodes = []
+    for i in range(1, count + 1):
+        nodes.append(Process(PIN["load"] + [kvnode, "--port", "0", "--id", f"n{i}", "--engine", "memory"]))
+        running.append(nodes[-1])
+    return nodes
+
+
 def wrk(port, script, conns, seconds, keys):
     env = dict(os.environ, KEYS=str(keys), REPORT_LUA=os.path.join(LUA, "report.lua"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
@@ -469,11 +488,7 @@ def main():
     kvnode = os.path.join(args.build, "node", "kvnode")
     running = []
     try:
-        # Three nodes, memory engine: the nodes' work is the same for every proxy; the proxies differ.
-        nodes = []
-        for i in range(1, 4):
-            nodes.append(Process(PIN["load"] + [kvnode, "--port", "0", "--id", f"n{i}", "--engine", "memory"]))
-            running.append(nodes[-1])
+        nodes = start_nodes(kvnode, 3, running)
         node_ports = [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)]
         ring = write_ring(os.path.join(work, "ring.yaml"), node_ports)
 
@@ -550,11 +565,7 @@ def main():
         else:
             locust_plots = []
     finally:
-        for p in running:
-            try:
-                p.stop() if isinstance(p, System) else p.terminate()
-            except Exception:  # noqa: BLE001 -- best effort: never leave servers behind
-                pass
+        stop_all(running)
         shutil.rmtree(work, ignore_errors=True)
 
     with open(os.path.join(out, "raw.json"), "w") as f:  # every run's figures, to summarize again
@@ -653,7 +664,8 @@ def write_results(out, command, report, quick, threads, proxy_rows, nginx_rows, 
                 lines.append(f"| {n} | {a['users']} | {a['rps']:.0f} | {a['avg']:.2f} / {a['p99']:.0f} | "
                              f"{b['rps']:.0f} | {b['avg']:.2f} / {b['p99']:.0f} | {a['failures'] + b['failures']} |")
         lines.append("")
-    for extra in ("REBALANCE.md", "SLOWLORIS.md"):  # written by bench/rebalance.sh, bench/slowloris.sh
+    # Written by bench/rebalance.sh, bench/slowloris.sh and bench/equal_load.sh.
+    for extra in ("REBALANCE.md", "SLOWLORIS.md", "EQUAL_LOAD.md"):
         path = os.path.join(ROOT, "bench", extra)
         if os.path.exists(path) and not quick:
             with open(path) as f:

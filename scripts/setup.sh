@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   g++ cmake ninja-build pkg-config ccache python3 curl
   libboost1.81-dev libxxhash-dev libcli11-dev catch2 libyaml-cpp-dev librocksdb-dev libbenchmark-dev liburing-dev
-  chromium haproxy nginx-light wrk python3-locust python3-matplotlib
+  chromium haproxy nginx-light wrk nghttp2-client python3-locust python3-matplotlib
   clang-14 libclang-rt-14-dev
 
 )
