@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -114,6 +115,21 @@ class RawParser : public beast::http::basic_parser<isRequest> {
   RawHead& head_;
   std::string& body_;
   bool header_done_ = false;
+};
+
+// A message Beast's parser reads, and the parser: what a reader makes on its first message the
+// scanners decline, and keeps for the connection's life (the arena and body keep their memory).
+template <bool isRequest>
+struct BeastMessage {
+  RawHead head;
+  std::string body;
+  std::optional<RawParser<isRequest>> parser;
+  // A fresh parser for the next message, from its first byte.
+  RawParser<isRequest>& start() {
+    head.clear();
+    body.clear();
+    return parser.emplace(head, body);
+  }
 };
 
 // Puts what `data` holds into Beast's parser, holding the head to `head_limit` bytes in all. Beast's

@@ -8,11 +8,7 @@ namespace kv::http {
 
 namespace beast = boost::beast;
 
-struct RequestReader::Fallback {
-  RawHead head;
-  std::string body;
-  std::optional<RawParser<true>> parser;
-};
+struct RequestReader::Fallback : BeastMessage<true> {};
 
 RequestReader::RequestReader(const ServerLimits& limits) : limits_(limits) {}
 RequestReader::~RequestReader() = default;
@@ -37,9 +33,7 @@ RequestReader::Status RequestReader::read(IoBuffer& in) {
     // Declined, or a body too large for the scanner's path: Beast's parser reads it from the first
     // byte.
     if (!fb_) fb_ = std::make_unique<Fallback>();
-    fb_->head.clear();
-    fb_->body.clear();
-    auto& p = fb_->parser.emplace(fb_->head, fb_->body);
+    auto& p = fb_->start();
     p.header_limit(limits_.header_limit);
     p.body_limit(limits_.body_limit);
     p.eager(true);

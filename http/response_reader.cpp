@@ -9,11 +9,7 @@ namespace kv::http {
 
 namespace beast = boost::beast;
 
-struct ResponseReader::Fallback {
-  RawHead head;
-  std::string body;
-  std::optional<RawParser<false>> parser;
-};
+struct ResponseReader::Fallback : BeastMessage<false> {};
 
 ResponseReader::ResponseReader() = default;
 ResponseReader::~ResponseReader() = default;
@@ -54,9 +50,7 @@ ResponseReader::Status ResponseReader::read(IoBuffer& in, bool eof, int error) {
 }
 
 void ResponseReader::fresh_parser() {
-  fb_->head.clear();
-  fb_->body.clear();
-  auto& p = fb_->parser.emplace(fb_->head, fb_->body);
+  auto& p = fb_->start();
   p.skip(head_request_);  // an answer to HEAD has no body
   p.body_limit(body_limit_);
   p.header_limit(kAnswerHeaderLimit);
