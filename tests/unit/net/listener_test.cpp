@@ -118,6 +118,10 @@ TEST_CASE("open_listener on a port in use: \"cannot listen on 127.0.0.1:P: Addre
   Fd guard(first.fd);
   const std::string p = std::to_string(first.port);
   CHECK(refusal({"127.0.0.1", first.port}) == "cannot listen on 127.0.0.1:" + p + ": Address already in use");
+
+  const Listening v6 = open_listener({"::1", 0});
+  Fd guard6(v6.fd);
+  CHECK(refusal({"::1", v6.port}) == "cannot listen on [::1]:" + std::to_string(v6.port) + ": Address already in use");
 }
 
 TEST_CASE("open_listener on a name: \"cannot listen on H:P: not an IP address\"", "[listener]") {
