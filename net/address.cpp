@@ -34,6 +34,7 @@ std::optional<Endpoint> endpoint_of(const std::string& resolved) {
 std::string peer_text(const sockaddr_storage& a) {
   char host[INET6_ADDRSTRLEN] = "?";
   unsigned port = 0;
+  bool bracket = false;
   if (a.ss_family == AF_INET) {
     const auto* v4 = reinterpret_cast<const sockaddr_in*>(&a);
     ::inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
@@ -42,8 +43,10 @@ std::string peer_text(const sockaddr_storage& a) {
     const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a);
     ::inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
     port = ntohs(v6->sin6_port);
+    bracket = true;
   }
-  return std::string(host) + ":" + std::to_string(port);
+  // As HostPort::str() writes it: an IPv6 host in brackets, so that the port can be told apart.
+  return bracket ? "[" + std::string(host) + "]:" + std::to_string(port) : std::string(host) + ":" + std::to_string(port);
 }
 
 }  // namespace kv::net

@@ -20,7 +20,7 @@ struct Endpoint {
 std::optional<Endpoint> endpoint_of(const std::string& host, std::uint16_t port);
 // "ip:port" (or "[v6]:port") as a socket address.
 std::optional<Endpoint> endpoint_of(const std::string& resolved);
-// "ip:port" of a peer, for logs.
+// "ip:port" (IPv6: "[ip]:port") of a peer, for logs.
 std::string peer_text(const sockaddr_storage& a);
 
 }  // namespace kv::net

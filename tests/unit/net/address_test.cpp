@@ -143,7 +143,7 @@ TEST_CASE("peer_text and endpoint_of agree on IPv4", "[address]") {
 // The project writes an IPv6 host and port as "[v6]:port" (HostPort::str, endpoint_of above, the
 // node addresses in the stats); peer_text writes "::1:51234", which is itself a valid IPv6 address
 // (::1:51234, no port), so the access log's client field cannot be read back.
-TEST_CASE("peer_text: an IPv6 peer as [ip]:port", "[address][bug][!mayfail]") {
+TEST_CASE("peer_text: an IPv6 peer as [ip]:port", "[address]") {
   CHECK(peer_text(storage6("::1", 51234)) == "[::1]:51234");
   CHECK(peer_text(storage6("2001:db8::7", 443)) == "[2001:db8::7]:443");
   const auto e = endpoint_of(peer_text(storage6("2001:db8::7", 443)));
