@@ -5,14 +5,12 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include <array>
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 
-#include "common/metrics.hpp"
+#include "node/metrics.hpp"
+#include "node/route.hpp"
 #include "node/store.hpp"
 
 namespace kv {
@@ -20,8 +18,6 @@ namespace kv {
 namespace beast = boost::beast;
 using Request = beast::http::request<beast::http::string_body>;
 using Response = beast::http::response<beast::http::string_body>;
-
-enum class Route : std::uint8_t { put, get, del, health, metrics, admin, other, count_ };
 
 struct ApiLimits {
   std::size_t max_key_bytes = 1024;
@@ -33,26 +29,6 @@ inline constexpr std::size_t kDefaultScanLimit = 1000, kMaxScanLimit = 100'000;
 inline constexpr std::size_t kDefaultScanBytes = 1 << 20, kMaxScanBytes = 32 << 20;
 // The request body limit under /admin/ (ingest batches).
 inline constexpr std::uint64_t kAdminBodyLimit = 64ull << 20;
-
-class NodeMetrics {
- public:
-  static constexpr std::array<unsigned, 10> kCodes = {200, 400, 404, 405, 408, 413, 431, 500, 503, 0};  // 0: other
-
-  void count(Route r, unsigned status, std::uint64_t ns) noexcept;
-  void connection_opened() noexcept { open_.fetch_add(1, std::memory_order_relaxed); accepted_.fetch_add(1, std::memory_order_relaxed); }
-  void connection_closed() noexcept { open_.fetch_sub(1, std::memory_order_relaxed); }
-  void store_error() noexcept { store_errors_.fetch_add(1, std::memory_order_relaxed); }
-  std::string render(Store& store) const;
-
- private:
-  static constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::count_);
-  std::array<std::array<std::atomic<std::uint64_t>, kCodes.size()>, kRoutes> requests_{};
-  std::array<metrics::Histogram, kRoutes> latency_{};
-  std::atomic<std::int64_t> open_{0};
-  std::atomic<std::uint64_t> accepted_{0};
-  std::atomic<std::uint64_t> store_errors_{0};
-  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-};
 
 class Api {
  public:
@@ -72,7 +48,6 @@ class Api {
   void set_admin_token(std::string token) { admin_token_ = std::move(token); }
 
   static Route route_of(std::string_view target) noexcept;
-  static std::string_view route_name(Route r) noexcept;
 
  private:
   // The rebalancer's endpoints, under /admin/ (not part of the client API; kvproxy never forwards

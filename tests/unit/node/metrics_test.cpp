@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/storage_key.hpp"
-#include "node/api.hpp"
+#include "node/metrics.hpp"
 #include "node/store.hpp"
 
 using Catch::Contains;
