@@ -1,37 +1,18 @@
+// The client API's answers (node/api.hpp): route, method, key, then the store. Each refusal is a
+// 4xx with the exact detail the README's API table promises; only the storage engine gives a 5xx.
 #include "node/api.hpp"
 
 #include <boost/beast/http/field.hpp>
 
-#include "common/auth.hpp"
 #include "common/json.hpp"
 #include "common/key.hpp"
+#include "common/rebalance.hpp"
 #include "common/storage_key.hpp"
-#include "common/transfer.hpp"
-
-#include <charconv>
 
 namespace kv {
-namespace {
 
-void json_response(Response& res, beast::http::status status, std::string body) {
-  res.result(status);
-  res.set(beast::http::field::content_type, "application/json");
-  res.body() = std::move(body);
-}
-
-// HEAD goes wherever GET does (RFC 9110 9.1); the session sends its answer without the body.
-bool method_allowed(Response& res, beast::http::verb got, beast::http::verb want, std::string_view allow) {
-  if (got == want || (want == beast::http::verb::get && got == beast::http::verb::head)) return true;
-  error_response(res, beast::http::status::method_not_allowed, "Method not allowed");
-  res.set(beast::http::field::allow, allow);
-  return false;
-}
-
-}  // namespace
-
-void error_response(Response& res, beast::http::status status, std::string_view detail) {
-  json_response(res, status, json_error(detail));
-}
+using beast::http::status;
+using beast::http::verb;
 
 Route Api::route_of(std::string_view target) noexcept {
   const auto path = target_path(target);
@@ -40,20 +21,8 @@ Route Api::route_of(std::string_view target) noexcept {
   if (path == "/del") return Route::del;
   if (path == "/health") return Route::health;
   if (path == "/metrics") return Route::metrics;
-  if (path.starts_with("/admin/")) return Route::admin;
+  if (path.starts_with(rebalance::kAdminPrefix)) return Route::admin;
   return Route::other;
-}
-
-std::string_view Api::route_name(Route r) noexcept {
-  switch (r) {
-    case Route::put: return "put";
-    case Route::get: return "get";
-    case Route::del: return "del";
-    case Route::health: return "health";
-    case Route::metrics: return "metrics";
-    case Route::admin: return "admin";
-    default: return "other";
-  }
 }
 
 Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* deferred) {
@@ -62,268 +31,95 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
   if (!node_id_.empty()) res.set("X-KV-Node", node_id_);
   switch (route) {
     case Route::other:
-      error_response(res, beast::http::status::not_found, "Not found");
+      error_response(res, status::not_found, "Not found");
       return route;
     case Route::health:
-      if (method_allowed(res, req.method(), beast::http::verb::get, "GET, HEAD")) {
+      if (method_allowed(res, req.method(), verb::get, "GET, HEAD")) {
         const auto write_error = store_.write_error();
-        json_response(res, beast::http::status::ok,
+        json_response(res, status::ok,
                       R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
                           (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + "}");
       }
       return route;
     case Route::metrics:
-      if (method_allowed(res, req.method(), beast::http::verb::get, "GET, HEAD")) {
-        res.result(beast::http::status::ok);
+      if (method_allowed(res, req.method(), verb::get, "GET, HEAD")) {
+        res.result(status::ok);
         res.set(beast::http::field::content_type, "text/plain; version=0.0.4");
         res.body() = metrics_.render(store_);
       }
       return route;
     case Route::admin:
-      handle_admin(req, res);
+      admin_.handle(req, res);
       return route;
     case Route::put:
-      if (!method_allowed(res, req.method(), beast::http::verb::post, "POST")) return route;
+      if (!method_allowed(res, req.method(), verb::post, "POST")) return route;
       break;
     case Route::get:
-      if (!method_allowed(res, req.method(), beast::http::verb::get, "GET, HEAD")) return route;
+      if (!method_allowed(res, req.method(), verb::get, "GET, HEAD")) return route;
       break;
     case Route::del:
-      if (!method_allowed(res, req.method(), beast::http::verb::delete_, "DELETE")) return route;
+      if (!method_allowed(res, req.method(), verb::delete_, "DELETE")) return route;
       break;
     default: break;
   }
 
   KeyResult key = extract_key(req.target(), limits_.max_key_bytes);
   if (key.error != KeyError::none) {
-    error_response(res, key.error == KeyError::too_long ? beast::http::status::payload_too_large : beast::http::status::bad_request,
+    error_response(res, key.error == KeyError::too_long ? status::payload_too_large : status::bad_request,
                    key_error_detail(key.error));
     return route;
   }
-  std::string skey = storage_key(key.key);
-  std::string err;
-
-  if (route == Route::put) {
-    std::string value, detail;
-    if (!parse_put_body(req.body(), value, detail)) {
-      error_response(res, beast::http::status::bad_request, detail);
-      return route;
-    }
-    if (value.size() > limits_.max_value_bytes) {
-      error_response(res, beast::http::status::payload_too_large,
-                     "Value too large (limit " + std::to_string(limits_.max_value_bytes) + " bytes)");
-      return route;
-    }
-    WriteOp op{WriteOp::Kind::put, std::move(skey), std::move(value)};
-    if (deferred && store_.group_commit()) {
-      *deferred = std::move(op);
-      return route;
-    }
-    WriteResult r;
-    r.status = store_.put(op.key, op.value, r.err);
-    finish_write(op.kind, r, res);
-    return route;
-  }
-
-  if (route == Route::get) {
-    std::string value;
-    switch (store_.get(skey, value, err)) {
-      case StoreStatus::ok: json_response(res, beast::http::status::ok, json_value(value)); break;
-      case StoreStatus::not_found: error_response(res, beast::http::status::not_found, "Key not found"); break;
-      case StoreStatus::error:
-        metrics_.store_error();
-        error_response(res, beast::http::status::internal_server_error, "Storage read failed: " + err);
-        break;
-    }
-    return route;
-  }
-
-  // A rebalance in progress: the proxy asks the key's new owner to remember the delete, so that the
-  // copy of the key's old value, maybe already on its way, is not stored after it.
-  const bool tombstone = req["X-KV-Tombstone"] == "1";
-  WriteOp op{WriteOp::Kind::del, std::move(skey), {}, tombstone};
-  if (deferred && store_.group_commit()) {
-    *deferred = std::move(op);
-    return route;
-  }
-  WriteResult r;
-  r.status = store_.del(op.key, op.tombstone, r.err);
-  finish_write(op.kind, r, res);
+  if (route == Route::get) get(storage_key(key.key), res);
+  else write(route, req, storage_key(key.key), res, deferred);
   return route;
 }
 
-namespace {
-
-// A positive number in [1, max], or `fallback` when absent. False when malformed or out of range.
-bool number_param(std::string_view target, std::string_view name, std::size_t fallback, std::size_t max,
-                  std::size_t& out) {
-  const auto v = query_value(target, name);
-  if (v.empty()) {
-    out = fallback;
-    return true;
+void Api::get(const std::string& skey, Response& res) {
+  std::string value, err;
+  switch (store_.get(skey, value, err)) {
+    case StoreStatus::ok: json_response(res, status::ok, json_value(value)); break;
+    case StoreStatus::not_found: error_response(res, status::not_found, "Key not found"); break;
+    case StoreStatus::error:
+      metrics_.store_error();
+      error_response(res, status::internal_server_error, "Storage read failed: " + err);
+      break;
   }
-  const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  return ec == std::errc() && p == v.data() + v.size() && out >= 1 && out <= max;
 }
 
-}  // namespace
-
-void Api::handle_admin(const Request& req, Response& res) {
-  const auto target = std::string_view(req.target().data(), req.target().size());
-  const auto path = target_path(target);
-  const std::string_view body(req.body().data(), req.body().size());
-  if (!admin_token_.empty()) {
-    const auto auth = req[beast::http::field::authorization];
-    switch (check_bearer(std::string_view(auth.data(), auth.size()), admin_token_)) {
-      case AuthResult::ok: break;
-      case AuthResult::missing:
-        error_response(res, beast::http::status::unauthorized, "This endpoint needs Authorization: Bearer <token>");
-        res.set(beast::http::field::www_authenticate, "Bearer realm=\"kvnode admin\"");
-        return;
-      case AuthResult::wrong:
-        error_response(res, beast::http::status::forbidden, "Wrong token");
-        return;
-    }
+void Api::write(Route route, const Request& req, std::string skey, Response& res, std::optional<WriteOp>* deferred) {
+  WriteOp op{WriteOp::Kind::put, std::move(skey), {}, false};
+  if (route == Route::put) {
+    std::string detail;
+    if (!parse_put_body(req.body(), op.value, detail)) return error_response(res, status::bad_request, detail);
+    if (op.value.size() > limits_.max_value_bytes)
+      return error_response(res, status::payload_too_large,
+                            "Value too large (limit " + std::to_string(limits_.max_value_bytes) + " bytes)");
+  } else {
+    op.kind = WriteOp::Kind::del;
+    // A rebalance in progress: the proxy asks the key's new owner to remember the delete, so that the
+    // copy of the key's old value, maybe already on its way, is not stored after it.
+    op.tombstone = req[rebalance::kTombstoneField] == "1";
   }
-  if (path != "/admin/scan" && path != "/admin/count" && path != "/admin/ingest" && path != "/admin/drop") {
-    error_response(res, beast::http::status::not_found, "Not found");
+  if (deferred && store_.group_commit()) {
+    *deferred = std::move(op);
     return;
   }
-  if (!method_allowed(res, req.method(), beast::http::verb::post, "POST")) return;
-  std::string err;
-  auto store_failed = [&](std::string_view what) {
-    metrics_.store_error();
-    error_response(res, beast::http::status::internal_server_error, std::string(what) + ": " + err);
-  };
-
-  if (path == "/admin/ingest") {
-    std::vector<Record> records;
-    if (!parse_records(body, records, err)) {
-      error_response(res, beast::http::status::bad_request, err);
-      return;
-    }
-    for (std::size_t i = 0; i < records.size(); ++i) {
-      if (read_be64(records[i].key) != hash_key(user_key(records[i].key))) {
-        error_response(res, beast::http::status::bad_request,
-                       "records: entry " + std::to_string(i + 1) + ": hash prefix does not match the key");
-        return;
-      }
-    }
-    std::size_t written = 0;
-    if (store_.ingest(records, written, err) != StoreStatus::ok) return store_failed("Storage ingest failed");
-    json_response(res, beast::http::status::ok,
-                  "{\"status\":\"success\",\"written\":" + std::to_string(written) +
-                      ",\"skipped\":" + std::to_string(records.size() - written) + "}");
-    return;
-  }
-
-  std::vector<HashRange> ranges;
-  if (!parse_ranges(body, ranges, err)) {
-    error_response(res, beast::http::status::bad_request, err);
-    return;
-  }
-  if (path == "/admin/count") {
-    std::uint64_t n = 0;
-    if (store_.count(ranges, n, err) != StoreStatus::ok) return store_failed("Storage scan failed");
-    json_response(res, beast::http::status::ok, "{\"status\":\"success\",\"keys\":" + std::to_string(n) + "}");
-    return;
-  }
-  if (path == "/admin/drop") {
-    const auto what = query_value(target, "what");
-    if (what != "data" && what != "tombstones" && what != "all") {
-      error_response(res, beast::http::status::bad_request, "what: expected data, tombstones or all");
-      return;
-    }
-    if (store_.drop(ranges, what != "tombstones", what != "data", err) != StoreStatus::ok)
-      return store_failed("Storage drop failed");
-    json_response(res, beast::http::status::ok, json_success());
-    return;
-  }
-  // scan
-  std::size_t limit = 0, max_bytes = 0;
-  if (!number_param(target, "limit", kDefaultScanLimit, kMaxScanLimit, limit)) {
-    error_response(res, beast::http::status::bad_request, "limit: expected 1.." + std::to_string(kMaxScanLimit));
-    return;
-  }
-  if (!number_param(target, "max_bytes", kDefaultScanBytes, kMaxScanBytes, max_bytes)) {
-    error_response(res, beast::http::status::bad_request, "max_bytes: expected 1.." + std::to_string(kMaxScanBytes));
-    return;
-  }
-  std::string after;
-  if (!parse_hex_bytes(query_value(target, "after"), after) || (!after.empty() && after.size() < kStorageKeyPrefix)) {
-    error_response(res, beast::http::status::bad_request, "after: expected a stored key in hex (at least 16 digits)");
-    return;
-  }
-  ScanBatch batch;
-  if (store_.scan(ranges, after, limit, max_bytes, batch, err) != StoreStatus::ok) return store_failed("Storage scan failed");
-  res.result(beast::http::status::ok);
-  res.set(beast::http::field::content_type, "application/octet-stream");
-  res.set("X-KV-Scan-Count", std::to_string(batch.count));
-  res.set("X-KV-Scan-Done", batch.done ? "1" : "0");
-  if (!batch.last_key.empty()) res.set("X-KV-Scan-Cursor", hex_bytes(batch.last_key));
-  res.body() = std::move(batch.records);
+  WriteResult r;
+  r.status = op.kind == WriteOp::Kind::put ? store_.put(op.key, op.value, r.err) : store_.del(op.key, op.tombstone, r.err);
+  finish_write(op.kind, r, res);
 }
 
 void Api::finish_write(WriteOp::Kind kind, const WriteResult& result, Response& res) {
   const bool put = kind == WriteOp::Kind::put;
   switch (result.status) {
-    case StoreStatus::ok: json_response(res, beast::http::status::ok, json_success()); break;
-    case StoreStatus::not_found: error_response(res, beast::http::status::not_found, "Key not found"); break;
+    case StoreStatus::ok: json_response(res, status::ok, json_success()); break;
+    case StoreStatus::not_found: error_response(res, status::not_found, "Key not found"); break;
     case StoreStatus::error:
       metrics_.store_error();
-      error_response(res, beast::http::status::internal_server_error,
+      error_response(res, status::internal_server_error,
                      std::string(put ? "Storage write failed: " : "Storage delete failed: ") + result.err);
       break;
   }
-}
-
-void NodeMetrics::count(Route r, unsigned status, std::uint64_t ns) noexcept {
-  std::size_t slot = kCodes.size() - 1;
-  for (std::size_t i = 0; i + 1 < kCodes.size(); ++i)
-    if (kCodes[i] == status) slot = i;
-  const auto ri = static_cast<std::size_t>(r);
-  requests_[ri][slot].fetch_add(1, std::memory_order_relaxed);
-  latency_[ri].observe_ns(ns);
-}
-
-std::string NodeMetrics::render(Store& store) const {
-  std::string out;
-  out.reserve(8192);
-  metrics::header(out, "kvnode_build_info", "Build information.", "gauge");
-  metrics::sample(out, "kvnode_build_info", "version=\"" KVRING_VERSION "\",engine=\"" + std::string(store.engine()) + "\"",
-                  std::uint64_t{1});
-  metrics::header(out, "kvnode_requests_total", "HTTP requests answered, by route and status code.", "counter");
-  for (std::size_t r = 0; r < kRoutes; ++r) {
-    for (std::size_t c = 0; c < kCodes.size(); ++c) {
-      const auto v = requests_[r][c].load(std::memory_order_relaxed);
-      if (v == 0) continue;
-      const std::string labels = "route=\"" + std::string(Api::route_name(static_cast<Route>(r))) + "\",code=\"" +
-                                 (kCodes[c] ? std::to_string(kCodes[c]) : std::string("other")) + "\"";
-      metrics::sample(out, "kvnode_requests_total", labels, v);
-    }
-  }
-  metrics::header(out, "kvnode_request_duration_seconds", "Time from a parsed request to its response written.", "histogram");
-  for (std::size_t r = 0; r < kRoutes; ++r)
-    latency_[r].render(out, "kvnode_request_duration_seconds",
-                       "route=\"" + std::string(Api::route_name(static_cast<Route>(r))) + "\"");
-  metrics::header(out, "kvnode_keys", "Keys stored (RocksDB: its estimate; memory: exact).", "gauge");
-  metrics::sample(out, "kvnode_keys", "", store.key_count());
-  metrics::header(out, "kvnode_tombstones", "Tombstones left by deletes during a rebalance (RocksDB: its estimate).", "gauge");
-  metrics::sample(out, "kvnode_tombstones", "", store.tombstone_count());
-  metrics::header(out, "kvnode_writable", "1 while writes work; 0 after a storage error stopped them (reads go on).", "gauge");
-  metrics::sample(out, "kvnode_writable", "", std::uint64_t{store.write_error().empty() ? 1u : 0u});
-  metrics::header(out, "kvnode_store_errors_total", "Storage engine errors.", "counter");
-  metrics::sample(out, "kvnode_store_errors_total", "", store_errors_.load(std::memory_order_relaxed));
-  metrics::header(out, "kvnode_group_commits_total", "Group commits (one batch, one fsync each) with --sync.", "counter");
-  metrics::sample(out, "kvnode_group_commits_total", "", store.commits());
-  metrics::header(out, "kvnode_connections_open", "Client connections open now.", "gauge");
-  metrics::sample(out, "kvnode_connections_open", "", static_cast<std::uint64_t>(std::max<std::int64_t>(0, open_.load())));
-  metrics::header(out, "kvnode_connections_total", "Client connections accepted.", "counter");
-  metrics::sample(out, "kvnode_connections_total", "", accepted_.load(std::memory_order_relaxed));
-  metrics::header(out, "kvnode_uptime_seconds", "Seconds since start.", "gauge");
-  metrics::sample(out, "kvnode_uptime_seconds", "",
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
-  return out;
 }
 
 }  // namespace kv

@@ -1,63 +1,30 @@
-// kvnode's client API: one parsed HTTP request in, one response out. No sockets here, so the fuzzer
-// (and anything else) can drive it directly. Thread-safe: the store and counters are.
+// kvnode's client API: one parsed HTTP request in, one response out (put, get, del, health, metrics;
+// paths under /admin/ go to the AdminApi). No sockets here, so the fuzzer and the unit tests drive
+// it directly. Thread-safe: the store and counters are.
 #pragma once
 
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
-
-#include <array>
-#include <atomic>
-#include <chrono>
-#include <cstdint>
+#include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 
-#include "common/metrics.hpp"
+#include "node/admin_api.hpp"
+#include "node/metrics.hpp"
+#include "node/response.hpp"
+#include "node/route.hpp"
 #include "node/store.hpp"
 
 namespace kv {
-
-namespace beast = boost::beast;
-using Request = beast::http::request<beast::http::string_body>;
-using Response = beast::http::response<beast::http::string_body>;
-
-enum class Route : std::uint8_t { put, get, del, health, metrics, admin, other, count_ };
 
 struct ApiLimits {
   std::size_t max_key_bytes = 1024;
   std::size_t max_value_bytes = 1 << 20;
 };
 
-// Bounds on one /admin/scan answer.
-inline constexpr std::size_t kDefaultScanLimit = 1000, kMaxScanLimit = 100'000;
-inline constexpr std::size_t kDefaultScanBytes = 1 << 20, kMaxScanBytes = 32 << 20;
-// The request body limit under /admin/ (ingest batches).
-inline constexpr std::uint64_t kAdminBodyLimit = 64ull << 20;
-
-class NodeMetrics {
- public:
-  static constexpr std::array<unsigned, 10> kCodes = {200, 400, 404, 405, 408, 413, 431, 500, 503, 0};  // 0: other
-
-  void count(Route r, unsigned status, std::uint64_t ns) noexcept;
-  void connection_opened() noexcept { open_.fetch_add(1, std::memory_order_relaxed); accepted_.fetch_add(1, std::memory_order_relaxed); }
-  void connection_closed() noexcept { open_.fetch_sub(1, std::memory_order_relaxed); }
-  void store_error() noexcept { store_errors_.fetch_add(1, std::memory_order_relaxed); }
-  std::string render(Store& store) const;
-
- private:
-  static constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::count_);
-  std::array<std::array<std::atomic<std::uint64_t>, kCodes.size()>, kRoutes> requests_{};
-  std::array<metrics::Histogram, kRoutes> latency_{};
-  std::atomic<std::int64_t> open_{0};
-  std::atomic<std::uint64_t> accepted_{0};
-  std::atomic<std::uint64_t> store_errors_{0};
-  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-};
-
 class Api {
  public:
   Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {})
-      : store_(store), metrics_(metrics), limits_(limits), node_id_(std::move(node_id)) {}
+      : store_(store), metrics_(metrics), admin_(store, metrics), limits_(limits), node_id_(std::move(node_id)) {}
 
   // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
   // With `deferred` given and a group-commit store, a valid put or delete is not applied: it is
@@ -69,24 +36,22 @@ class Api {
   Store& store() noexcept { return store_; }
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
   // another). Set before serving.
-  void set_admin_token(std::string token) { admin_token_ = std::move(token); }
+  void set_admin_token(std::string token) { admin_.set_token(std::move(token)); }
 
+  // The route of a request target, known from its path alone: the session decides from it, before
+  // handle(), where a request runs.
   static Route route_of(std::string_view target) noexcept;
-  static std::string_view route_name(Route r) noexcept;
 
  private:
-  // The rebalancer's endpoints, under /admin/ (not part of the client API; kvproxy never forwards
-  // them): scan, count, ingest, drop. Formats in transfer.hpp.
-  void handle_admin(const Request& req, Response& res);
+  // A put or a delete with its key checked; `route` says which.
+  void write(Route route, const Request& req, std::string skey, Response& res, std::optional<WriteOp>* deferred);
+  void get(const std::string& skey, Response& res);
 
   Store& store_;
   NodeMetrics& metrics_;
+  AdminApi admin_;
   ApiLimits limits_;
   std::string node_id_;  // empty: no X-KV-Node header
-  std::string admin_token_;
 };
-
-// An error response: {"status":"error","detail":...} with the given status.
-void error_response(Response& res, beast::http::status status, std::string_view detail);
 
 }  // namespace kv

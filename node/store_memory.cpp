@@ -1,3 +1,5 @@
+// The memory engine (--engine memory): a cache node, and the store the unit tests and the fuzzer
+// drive the Api over.
 #include <map>
 #include <mutex>
 #include <set>

@@ -1,3 +1,6 @@
+// The durable engine: RocksDB, values and rebalance tombstones in two column families. Writes of one
+// key are made atomic against each other by a lock stripe, or with --sync by the group committer
+// (node/group_commit.hpp), whose thread is then the only writer. The first storage error stops writes.
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
@@ -9,20 +12,18 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
-#include <atomic>
-#include <condition_variable>
-#include <future>
 #include <limits>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "common/storage_key.hpp"
+#include "node/group_commit.hpp"
 #include "node/store.hpp"
 
 namespace kv {
@@ -113,20 +114,14 @@ class RocksStore final : public Store {
     tombs_ = handles[1];
     // The WAL is written (to the OS) before Put returns, so an acknowledged write survives kill -9.
     // With sync, it is also fsynced before the write is acknowledged; then every write goes through
-    // the committer thread, which shares one fsync among all writes queued while the last one ran.
+    // the group committer, which shares one fsync among all writes queued while the last one ran.
     write_.sync = o.sync;
-    if (o.sync) committer_ = std::thread([this] { commit_loop(); });
+    if (o.sync)
+      committer_.emplace([this](std::span<const WriteOp* const> ops, std::span<WriteResult> results) { apply(ops, results); });
   }
 
   ~RocksStore() override {
-    if (committer_.joinable()) {
-      {
-        std::lock_guard lock(queue_mutex_);
-        stopping_ = true;
-      }
-      queue_cv_.notify_one();
-      committer_.join();
-    }
+    committer_.reset();  // first: its last batches still write to db_
     if (db_) {
       if (!gate_.stopped()) db_->FlushWAL(true);
       db_->DestroyColumnFamilyHandle(data_);
@@ -144,7 +139,7 @@ class RocksStore final : public Store {
   }
 
   StoreStatus put(std::string_view key, std::string_view value, std::string& err) override {
-    if (write_.sync) return submit_and_wait({WriteOp::Kind::put, std::string(key), std::string(value)}, err);
+    if (committer_) return commit({WriteOp::Kind::put, std::string(key), std::string(value)}, err);
     // The stripe makes a rebalancer's put-if-absent of this key atomic against this write.
     std::lock_guard lock(stripe(key));
     if (auto failed = gated([&] { return db_->Put(write_, data_, slice(key), slice(value)); })) {
@@ -156,7 +151,7 @@ class RocksStore final : public Store {
 
   StoreStatus del(std::string_view key, bool tombstone, std::string& err) override {
     WriteOp op{WriteOp::Kind::del, std::string(key), {}, tombstone};
-    if (write_.sync) return submit_and_wait(std::move(op), err);
+    if (committer_) return commit(std::move(op), err);
     // DELETE answers 404 for an absent key, so look first; the stripe makes look-then-delete atomic
     // against other writes of the key (two concurrent deletes: one 200, one 404).
     std::lock_guard lock(stripe(key));
@@ -173,15 +168,12 @@ class RocksStore final : public Store {
   }
   std::string write_error() const override { return gate_.stopped() ? gate_.why() : std::string(); }
 
-  bool group_commit() const noexcept override { return write_.sync; }
-  std::uint64_t commits() const noexcept override { return commits_.load(std::memory_order_relaxed); }
+  bool group_commit() const noexcept override { return committer_.has_value(); }
+  std::uint64_t commits() const noexcept override { return committer_ ? committer_->commits() : 0; }
 
   void submit(WriteOp op, std::function<void(WriteResult)> done) override {
-    {
-      std::lock_guard lock(queue_mutex_);
-      queue_.push_back({std::move(op), std::move(done)});
-    }
-    queue_cv_.notify_one();
+    if (!committer_) return Store::submit(std::move(op), std::move(done));
+    committer_->submit(std::move(op), std::move(done));
   }
 
   StoreStatus scan(std::span<const HashRange> ranges, std::string_view after, std::size_t limit, std::size_t max_bytes,
@@ -226,15 +218,13 @@ class RocksStore final : public Store {
 
   StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::string& err) override {
     written = 0;
-    if (write_.sync) {
+    if (committer_) {
       // Through the committer, the only writer: each check-then-put is atomic, and the whole batch
       // usually shares one fsync.
       std::vector<WriteOp> ops;
       ops.reserve(records.size());
       for (const auto& r : records) ops.push_back({WriteOp::Kind::put_if_absent, std::string(r.key), std::string(r.value)});
-      std::vector<WriteResult> results;
-      submit_all_and_wait(std::move(ops), results);
-      for (auto& r : results) {
+      for (auto& r : committer_->submit_all_and_wait(std::move(ops))) {
         if (r.status == StoreStatus::error) {
           err = std::move(r.err);
           return StoreStatus::error;
@@ -283,11 +273,6 @@ class RocksStore final : public Store {
   }
 
  private:
-  struct Pending {
-    WriteOp op;
-    std::function<void(WriteResult)> done;
-  };
-
   static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
   static std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
 
@@ -334,14 +319,22 @@ class RocksStore final : public Store {
   StoreStatus apply_one(const WriteOp& op, std::string& err) {
     WriteResult r;
     const WriteOp* ops[] = {&op};
-    apply(ops, &r);
+    apply(ops, {&r, 1});
+    err = std::move(r.err);
+    return r.status;
+  }
+
+  // Through the group committer, waiting for the commit.
+  StoreStatus commit(WriteOp op, std::string& err) {
+    WriteResult r = committer_->submit_and_wait(std::move(op));
     err = std::move(r.err);
     return r.status;
   }
 
   // Applies `ops` in order as one WriteBatch (one write, one fsync with sync), each op seeing the
-  // ops before it. The caller makes this atomic against other writers of the same keys.
-  void apply(std::span<const WriteOp* const> ops, WriteResult* results) {
+  // ops before it. The caller makes this atomic against other writers of the same keys: a stripe
+  // lock, or with sync the group committer, whose thread is then the only writer.
+  void apply(std::span<const WriteOp* const> ops, std::span<WriteResult> results) {
     rocksdb::WriteBatch wb;
     std::unordered_map<std::string_view, bool> exists;  // value present, after the earlier ops
     std::unordered_set<std::string_view> tombstoned;     // tombstone written by an earlier op
@@ -400,59 +393,6 @@ class RocksStore final : public Store {
         if (results[i].status != StoreStatus::error) results[i] = {StoreStatus::error, *failed};
   }
 
-  StoreStatus submit_and_wait(WriteOp op, std::string& err) {
-    std::vector<WriteOp> ops;
-    ops.push_back(std::move(op));
-    std::vector<WriteResult> results;
-    submit_all_and_wait(std::move(ops), results);
-    err = std::move(results[0].err);
-    return results[0].status;
-  }
-
-  // Queues every op at once (so they share a commit) and waits for all of them.
-  void submit_all_and_wait(std::vector<WriteOp> ops, std::vector<WriteResult>& results) {
-    results.assign(ops.size(), {});
-    if (ops.empty()) return;
-    std::mutex m;
-    std::condition_variable cv;
-    std::size_t remaining = ops.size();
-    {
-      std::lock_guard lock(queue_mutex_);
-      for (std::size_t i = 0; i < ops.size(); ++i) {
-        queue_.push_back({std::move(ops[i]), [&, i](WriteResult r) {
-                            std::lock_guard l(m);
-                            results[i] = std::move(r);
-                            if (--remaining == 0) cv.notify_one();
-                          }});
-      }
-    }
-    queue_cv_.notify_one();
-    std::unique_lock l(m);
-    cv.wait(l, [&] { return remaining == 0; });
-  }
-
-  // The only writer in sync mode, so a check-then-write cannot race another write.
-  void commit_loop() {
-    std::vector<Pending> batch;
-    std::vector<const WriteOp*> ops;
-    std::vector<WriteResult> results;
-    for (;;) {
-      {
-        std::unique_lock lock(queue_mutex_);
-        queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stopping, and nothing left to commit
-        batch.swap(queue_);
-      }
-      ops.clear();
-      for (const auto& p : batch) ops.push_back(&p.op);
-      results.assign(batch.size(), {});
-      apply(ops, results.data());
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
-      batch.clear();
-      commits_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
-
   static constexpr std::size_t kStripes = 64;
 
   WriteGate gate_;  // before db_: the listener uses it until the database is closed
@@ -461,13 +401,8 @@ class RocksStore final : public Store {
   rocksdb::ColumnFamilyHandle* tombs_ = nullptr;
   rocksdb::WriteOptions write_;
   std::array<std::mutex, kStripes> stripes_;
-
-  std::mutex queue_mutex_;
-  std::condition_variable queue_cv_;
-  std::vector<Pending> queue_;
-  bool stopping_ = false;
-  std::atomic<std::uint64_t> commits_{0};
-  std::thread committer_;  // last: starts after everything it uses exists
+  // With sync only. Emplaced once everything apply() uses exists; reset before the database closes.
+  std::optional<GroupCommitter> committer_;
 };
 
 }  // namespace

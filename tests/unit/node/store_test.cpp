@@ -1,3 +1,5 @@
+// The storage engines against one contract (memory, RocksDB, RocksDB with --sync): values, tombstones,
+// scans, ingest and drop, and group commit as the store uses it (its own tests: group_commit_test.cpp).
 #include <catch2/catch.hpp>
 
 #include <atomic>

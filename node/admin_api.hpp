@@ -1,0 +1,52 @@
+// kvnode's side of the rebalance protocol (common/rebalance.hpp): the endpoints under /admin/ that
+// ring-rebalance moves data with (scan, count, ingest, drop; bodies and answers in
+// common/transfer.hpp). Not part of the client API: kvproxy never forwards these. No sockets here,
+// like the Api it sits behind. Thread-safe: the store and counters are, and the token is set before
+// serving.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/ring_change.hpp"
+#include "node/metrics.hpp"
+#include "node/response.hpp"
+#include "node/store.hpp"
+
+namespace kv {
+
+// Bounds on one scan answer: records (limit=) and bytes (max_bytes=).
+inline constexpr std::size_t kDefaultScanLimit = 1000, kMaxScanLimit = 100'000;
+inline constexpr std::size_t kDefaultScanBytes = 1 << 20, kMaxScanBytes = 32 << 20;
+// The request body limit under /admin/ (ingest batches), above the client API's.
+inline constexpr std::uint64_t kAdminBodyLimit = 64ull << 20;
+
+class AdminApi {
+ public:
+  AdminApi(Store& store, NodeMetrics& metrics) : store_(store), metrics_(metrics) {}
+
+  // When set, every request needs "Authorization: Bearer <token>" (401 without, 403 with another),
+  // checked before anything else, so that a caller without it learns nothing of the endpoints.
+  void set_token(std::string token) { token_ = std::move(token); }
+
+  // Answers a request whose path is under /admin/: fills `res` (status, fields, body).
+  void handle(const Request& req, Response& res);
+
+ private:
+  bool authorized(const Request& req, Response& res) const;
+  void ingest(std::string_view body, Response& res);
+  void count(std::span<const HashRange> ranges, Response& res);
+  void drop(std::string_view target, std::span<const HashRange> ranges, Response& res);
+  void scan(std::string_view target, std::span<const HashRange> ranges, Response& res);
+  // A 500 naming the operation, counted as a storage error.
+  void store_failed(Response& res, std::string_view what, std::string_view err);
+
+  Store& store_;
+  NodeMetrics& metrics_;
+  std::string token_;  // empty: no token needed
+};
+
+}  // namespace kv

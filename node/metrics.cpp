@@ -1,0 +1,59 @@
+// kvnode's counters and their rendering as Prometheus text (node/metrics.hpp).
+#include "node/metrics.hpp"
+
+#include <algorithm>
+
+#include "node/store.hpp"
+
+namespace kv {
+
+void NodeMetrics::count(Route r, unsigned status, std::uint64_t ns) noexcept {
+  std::size_t slot = kCodes.size() - 1;
+  for (std::size_t i = 0; i + 1 < kCodes.size(); ++i)
+    if (kCodes[i] == status) slot = i;
+  const auto ri = static_cast<std::size_t>(r);
+  requests_[ri][slot].fetch_add(1, std::memory_order_relaxed);
+  latency_[ri].observe_ns(ns);
+}
+
+std::string NodeMetrics::render(Store& store) const {
+  std::string out;
+  out.reserve(8192);
+  metrics::header(out, "kvnode_build_info", "Build information.", "gauge");
+  metrics::sample(out, "kvnode_build_info", "version=\"" KVRING_VERSION "\",engine=\"" + std::string(store.engine()) + "\"",
+                  std::uint64_t{1});
+  metrics::header(out, "kvnode_requests_total", "HTTP requests answered, by route and status code.", "counter");
+  for (std::size_t r = 0; r < kRoutes; ++r) {
+    for (std::size_t c = 0; c < kCodes.size(); ++c) {
+      const auto v = requests_[r][c].load(std::memory_order_relaxed);
+      if (v == 0) continue;
+      const std::string labels = "route=\"" + std::string(route_name(static_cast<Route>(r))) + "\",code=\"" +
+                                 (kCodes[c] ? std::to_string(kCodes[c]) : std::string("other")) + "\"";
+      metrics::sample(out, "kvnode_requests_total", labels, v);
+    }
+  }
+  metrics::header(out, "kvnode_request_duration_seconds", "Time from a parsed request to its response written.", "histogram");
+  for (std::size_t r = 0; r < kRoutes; ++r)
+    latency_[r].render(out, "kvnode_request_duration_seconds",
+                       "route=\"" + std::string(route_name(static_cast<Route>(r))) + "\"");
+  metrics::header(out, "kvnode_keys", "Keys stored (RocksDB: its estimate; memory: exact).", "gauge");
+  metrics::sample(out, "kvnode_keys", "", store.key_count());
+  metrics::header(out, "kvnode_tombstones", "Tombstones left by deletes during a rebalance (RocksDB: its estimate).", "gauge");
+  metrics::sample(out, "kvnode_tombstones", "", store.tombstone_count());
+  metrics::header(out, "kvnode_writable", "1 while writes work; 0 after a storage error stopped them (reads go on).", "gauge");
+  metrics::sample(out, "kvnode_writable", "", std::uint64_t{store.write_error().empty() ? 1u : 0u});
+  metrics::header(out, "kvnode_store_errors_total", "Storage engine errors.", "counter");
+  metrics::sample(out, "kvnode_store_errors_total", "", store_errors_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_group_commits_total", "Group commits (one batch, one fsync each) with --sync.", "counter");
+  metrics::sample(out, "kvnode_group_commits_total", "", store.commits());
+  metrics::header(out, "kvnode_connections_open", "Client connections open now.", "gauge");
+  metrics::sample(out, "kvnode_connections_open", "", static_cast<std::uint64_t>(std::max<std::int64_t>(0, open_.load())));
+  metrics::header(out, "kvnode_connections_total", "Client connections accepted.", "counter");
+  metrics::sample(out, "kvnode_connections_total", "", accepted_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_uptime_seconds", "Seconds since start.", "gauge");
+  metrics::sample(out, "kvnode_uptime_seconds", "",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  return out;
+}
+
+}  // namespace kv

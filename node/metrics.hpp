@@ -1,0 +1,42 @@
+// kvnode's Prometheus counters (requests by route and status, latency by route, connections, storage
+// errors) and the text GET /metrics renders from them and from the store's own gauges. Thread-safe:
+// every update is a relaxed atomic add, so the request path never takes a lock to count.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "common/metrics.hpp"
+#include "node/route.hpp"
+
+namespace kv {
+
+class Store;
+
+class NodeMetrics {
+ public:
+  // The status codes counted apart; 0 stands for every other one (label "other").
+  static constexpr std::array<unsigned, 10> kCodes = {200, 400, 404, 405, 408, 413, 431, 500, 503, 0};
+
+  // One request answered with `status`, `ns` after it was parsed.
+  void count(Route r, unsigned status, std::uint64_t ns) noexcept;
+  void connection_opened() noexcept { open_.fetch_add(1, std::memory_order_relaxed); accepted_.fetch_add(1, std::memory_order_relaxed); }
+  void connection_closed() noexcept { open_.fetch_sub(1, std::memory_order_relaxed); }
+  void store_error() noexcept { store_errors_.fetch_add(1, std::memory_order_relaxed); }
+  // The Prometheus text (0.0.4) of these counters and of `store`'s keys, tombstones and commits.
+  std::string render(Store& store) const;
+
+ private:
+  static constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::count_);
+  std::array<std::array<std::atomic<std::uint64_t>, kCodes.size()>, kRoutes> requests_{};
+  std::array<metrics::Histogram, kRoutes> latency_{};
+  std::atomic<std::int64_t> open_{0};
+  std::atomic<std::uint64_t> accepted_{0};
+  std::atomic<std::uint64_t> store_errors_{0};
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace kv
