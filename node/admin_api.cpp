@@ -33,86 +33,86 @@ bool number_param(std::string_view target, std::string_view name, std::size_t fa
 
 }  // namespace
 
-void AdminApi::handle(const Request& req, Response& res) {
+void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res) {
   const auto target = std::string_view(req.target().data(), req.target().size());
   const auto path = target_path(target);
   if (!authorized(req, res)) return;
   if (path != rebalance::kScanPath && path != rebalance::kCountPath && path != rebalance::kIngestPath &&
       path != rebalance::kDropPath) {
-    error_response(res, status::not_found, "Not found");
+    http::error_answer(res, status::not_found, "Not found");
     return;
   }
-  if (!method_allowed(res, req.method(), beast::http::verb::post, "POST")) return;
+  if (!http::allow_method(res, req.method(), beast::http::verb::post, "POST")) return;
   const std::string_view body(req.body().data(), req.body().size());
   if (path == rebalance::kIngestPath) return ingest(body, res);
 
   // The others take a range list, checked before their own parameters.
   std::vector<HashRange> ranges;
   std::string err;
-  if (!parse_ranges(body, ranges, err)) return error_response(res, status::bad_request, err);
+  if (!parse_ranges(body, ranges, err)) return http::error_answer(res, status::bad_request, err);
   if (path == rebalance::kCountPath) return count(ranges, res);
   if (path == rebalance::kDropPath) return drop(target, ranges, res);
   scan(target, ranges, res);
 }
 
-bool AdminApi::authorized(const Request& req, Response& res) const {
+bool AdminApi::authorized(const http::StringRequest& req, http::StringResponse& res) const {
   if (token_.empty()) return true;
   const auto auth = req[beast::http::field::authorization];
   switch (check_bearer(std::string_view(auth.data(), auth.size()), token_)) {
     case AuthResult::ok: return true;
     case AuthResult::missing:
-      error_response(res, status::unauthorized, "This endpoint needs Authorization: Bearer <token>");
+      http::error_answer(res, status::unauthorized, "This endpoint needs Authorization: Bearer <token>");
       res.set(beast::http::field::www_authenticate, "Bearer realm=\"kvnode admin\"");
       return false;
     case AuthResult::wrong:
-      error_response(res, status::forbidden, "Wrong token");
+      http::error_answer(res, status::forbidden, "Wrong token");
       return false;
   }
   return false;
 }
 
-void AdminApi::ingest(std::string_view body, Response& res) {
+void AdminApi::ingest(std::string_view body, http::StringResponse& res) {
   std::vector<Record> records;
   std::string err;
-  if (!parse_records(body, records, err)) return error_response(res, status::bad_request, err);
+  if (!parse_records(body, records, err)) return http::error_answer(res, status::bad_request, err);
   // A record under the wrong hash would be stored where no scan of its arc finds it again.
   for (std::size_t i = 0; i < records.size(); ++i) {
     if (read_be64(records[i].key) != hash_key(user_key(records[i].key)))
-      return error_response(res, status::bad_request,
+      return http::error_answer(res, status::bad_request,
                             "records: entry " + std::to_string(i + 1) + ": hash prefix does not match the key");
   }
   std::size_t written = 0;
   if (store_.ingest(records, written, err) != StoreStatus::ok) return store_failed(res, "Storage ingest failed", err);
-  json_response(res, status::ok,
+  http::json_answer(res, status::ok,
                 "{\"status\":\"success\",\"written\":" + std::to_string(written) +
                     ",\"skipped\":" + std::to_string(records.size() - written) + "}");
 }
 
-void AdminApi::count(std::span<const HashRange> ranges, Response& res) {
+void AdminApi::count(std::span<const HashRange> ranges, http::StringResponse& res) {
   std::uint64_t n = 0;
   std::string err;
   if (store_.count(ranges, n, err) != StoreStatus::ok) return store_failed(res, "Storage scan failed", err);
-  json_response(res, status::ok, "{\"status\":\"success\",\"keys\":" + std::to_string(n) + "}");
+  http::json_answer(res, status::ok, "{\"status\":\"success\",\"keys\":" + std::to_string(n) + "}");
 }
 
-void AdminApi::drop(std::string_view target, std::span<const HashRange> ranges, Response& res) {
+void AdminApi::drop(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res) {
   const auto what = rebalance::parse_drop(query_value(target, "what"));
-  if (!what) return error_response(res, status::bad_request, "what: expected data, tombstones or all");
+  if (!what) return http::error_answer(res, status::bad_request, "what: expected data, tombstones or all");
   std::string err;
   const bool data = *what != rebalance::Drop::tombstones, tombstones = *what != rebalance::Drop::data;
   if (store_.drop(ranges, data, tombstones, err) != StoreStatus::ok) return store_failed(res, "Storage drop failed", err);
-  json_response(res, status::ok, json_success());
+  http::json_answer(res, status::ok, json_success());
 }
 
-void AdminApi::scan(std::string_view target, std::span<const HashRange> ranges, Response& res) {
+void AdminApi::scan(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res) {
   std::size_t limit = 0, max_bytes = 0;
   if (!number_param(target, "limit", kDefaultScanLimit, kMaxScanLimit, limit))
-    return error_response(res, status::bad_request, "limit: expected 1.." + std::to_string(kMaxScanLimit));
+    return http::error_answer(res, status::bad_request, "limit: expected 1.." + std::to_string(kMaxScanLimit));
   if (!number_param(target, "max_bytes", kDefaultScanBytes, kMaxScanBytes, max_bytes))
-    return error_response(res, status::bad_request, "max_bytes: expected 1.." + std::to_string(kMaxScanBytes));
+    return http::error_answer(res, status::bad_request, "max_bytes: expected 1.." + std::to_string(kMaxScanBytes));
   std::string after;
   if (!parse_hex_bytes(query_value(target, "after"), after) || (!after.empty() && after.size() < kStorageKeyPrefix))
-    return error_response(res, status::bad_request, "after: expected a stored key in hex (at least 16 digits)");
+    return http::error_answer(res, status::bad_request, "after: expected a stored key in hex (at least 16 digits)");
   ScanBatch batch;
   std::string err;
   if (store_.scan(ranges, after, limit, max_bytes, batch, err) != StoreStatus::ok)
@@ -125,9 +125,9 @@ void AdminApi::scan(std::string_view target, std::span<const HashRange> ranges, 
   res.body() = std::move(batch.records);
 }
 
-void AdminApi::store_failed(Response& res, std::string_view what, std::string_view err) {
+void AdminApi::store_failed(http::StringResponse& res, std::string_view what, std::string_view err) {
   metrics_.store_error();
-  error_response(res, status::internal_server_error, std::string(what) + ": " + std::string(err));
+  http::error_answer(res, status::internal_server_error, std::string(what) + ": " + std::string(err));
 }
 
 }  // namespace kv

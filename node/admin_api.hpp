@@ -12,11 +12,13 @@
 #include <string_view>
 
 #include "common/ring_change.hpp"
+#include "http/message.hpp"
 #include "node/metrics.hpp"
-#include "node/response.hpp"
 #include "node/store.hpp"
 
 namespace kv {
+
+namespace beast = boost::beast;
 
 // Bounds on one scan answer: records (limit=) and bytes (max_bytes=).
 inline constexpr std::size_t kDefaultScanLimit = 1000, kMaxScanLimit = 100'000;
@@ -33,16 +35,16 @@ class AdminApi {
   void set_token(std::string token) { token_ = std::move(token); }
 
   // Answers a request whose path is under /admin/: fills `res` (status, fields, body).
-  void handle(const Request& req, Response& res);
+  void handle(const http::StringRequest& req, http::StringResponse& res);
 
  private:
-  bool authorized(const Request& req, Response& res) const;
-  void ingest(std::string_view body, Response& res);
-  void count(std::span<const HashRange> ranges, Response& res);
-  void drop(std::string_view target, std::span<const HashRange> ranges, Response& res);
-  void scan(std::string_view target, std::span<const HashRange> ranges, Response& res);
+  bool authorized(const http::StringRequest& req, http::StringResponse& res) const;
+  void ingest(std::string_view body, http::StringResponse& res);
+  void count(std::span<const HashRange> ranges, http::StringResponse& res);
+  void drop(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);
+  void scan(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);
   // A 500 naming the operation, counted as a storage error.
-  void store_failed(Response& res, std::string_view what, std::string_view err);
+  void store_failed(http::StringResponse& res, std::string_view what, std::string_view err);
 
   Store& store_;
   NodeMetrics& metrics_;

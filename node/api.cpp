@@ -25,24 +25,24 @@ Route Api::route_of(std::string_view target) noexcept {
   return Route::other;
 }
 
-Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* deferred) {
+Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std::optional<WriteOp>* deferred) {
   const Route route = route_of(req.target());
   res.version(req.version());
   if (!node_id_.empty()) res.set("X-KV-Node", node_id_);
   switch (route) {
     case Route::other:
-      error_response(res, status::not_found, "Not found");
+      http::error_answer(res, status::not_found, "Not found");
       return route;
     case Route::health:
-      if (method_allowed(res, req.method(), verb::get, "GET, HEAD")) {
+      if (http::allow_method(res, req.method(), verb::get, "GET, HEAD")) {
         const auto write_error = store_.write_error();
-        json_response(res, status::ok,
+        http::json_answer(res, status::ok,
                       R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
                           (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + "}");
       }
       return route;
     case Route::metrics:
-      if (method_allowed(res, req.method(), verb::get, "GET, HEAD")) {
+      if (http::allow_method(res, req.method(), verb::get, "GET, HEAD")) {
         res.result(status::ok);
         res.set(beast::http::field::content_type, "text/plain; version=0.0.4");
         res.body() = metrics_.render(store_);
@@ -52,20 +52,20 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
       admin_.handle(req, res);
       return route;
     case Route::put:
-      if (!method_allowed(res, req.method(), verb::post, "POST")) return route;
+      if (!http::allow_method(res, req.method(), verb::post, "POST")) return route;
       break;
     case Route::get:
-      if (!method_allowed(res, req.method(), verb::get, "GET, HEAD")) return route;
+      if (!http::allow_method(res, req.method(), verb::get, "GET, HEAD")) return route;
       break;
     case Route::del:
-      if (!method_allowed(res, req.method(), verb::delete_, "DELETE")) return route;
+      if (!http::allow_method(res, req.method(), verb::delete_, "DELETE")) return route;
       break;
     default: break;
   }
 
   KeyResult key = extract_key(req.target(), limits_.max_key_bytes);
   if (key.error != KeyError::none) {
-    error_response(res, key.error == KeyError::too_long ? status::payload_too_large : status::bad_request,
+    http::error_answer(res, key.error == KeyError::too_long ? status::payload_too_large : status::bad_request,
                    key_error_detail(key.error));
     return route;
   }
@@ -74,25 +74,25 @@ Route Api::handle(const Request& req, Response& res, std::optional<WriteOp>* def
   return route;
 }
 
-void Api::get(const std::string& skey, Response& res) {
+void Api::get(const std::string& skey, http::StringResponse& res) {
   std::string value, err;
   switch (store_.get(skey, value, err)) {
-    case StoreStatus::ok: json_response(res, status::ok, json_value(value)); break;
-    case StoreStatus::not_found: error_response(res, status::not_found, "Key not found"); break;
+    case StoreStatus::ok: http::json_answer(res, status::ok, json_value(value)); break;
+    case StoreStatus::not_found: http::error_answer(res, status::not_found, "Key not found"); break;
     case StoreStatus::error:
       metrics_.store_error();
-      error_response(res, status::internal_server_error, "Storage read failed: " + err);
+      http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
       break;
   }
 }
 
-void Api::write(Route route, const Request& req, std::string skey, Response& res, std::optional<WriteOp>* deferred) {
+void Api::write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res, std::optional<WriteOp>* deferred) {
   WriteOp op{WriteOp::Kind::put, std::move(skey), {}, false};
   if (route == Route::put) {
     std::string detail;
-    if (!parse_put_body(req.body(), op.value, detail)) return error_response(res, status::bad_request, detail);
+    if (!parse_put_body(req.body(), op.value, detail)) return http::error_answer(res, status::bad_request, detail);
     if (op.value.size() > limits_.max_value_bytes)
-      return error_response(res, status::payload_too_large,
+      return http::error_answer(res, status::payload_too_large,
                             "Value too large (limit " + std::to_string(limits_.max_value_bytes) + " bytes)");
   } else {
     op.kind = WriteOp::Kind::del;
@@ -109,14 +109,14 @@ void Api::write(Route route, const Request& req, std::string skey, Response& res
   finish_write(op.kind, r, res);
 }
 
-void Api::finish_write(WriteOp::Kind kind, const WriteResult& result, Response& res) {
+void Api::finish_write(WriteOp::Kind kind, const WriteResult& result, http::StringResponse& res) {
   const bool put = kind == WriteOp::Kind::put;
   switch (result.status) {
-    case StoreStatus::ok: json_response(res, status::ok, json_success()); break;
-    case StoreStatus::not_found: error_response(res, status::not_found, "Key not found"); break;
+    case StoreStatus::ok: http::json_answer(res, status::ok, json_success()); break;
+    case StoreStatus::not_found: http::error_answer(res, status::not_found, "Key not found"); break;
     case StoreStatus::error:
       metrics_.store_error();
-      error_response(res, status::internal_server_error,
+      http::error_answer(res, status::internal_server_error,
                      std::string(put ? "Storage write failed: " : "Storage delete failed: ") + result.err);
       break;
   }

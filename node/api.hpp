@@ -10,7 +10,7 @@
 
 #include "node/admin_api.hpp"
 #include "node/metrics.hpp"
-#include "node/response.hpp"
+#include "http/message.hpp"
 #include "node/route.hpp"
 #include "node/store.hpp"
 
@@ -30,8 +30,8 @@ class Api {
   // With `deferred` given and a group-commit store, a valid put or delete is not applied: it is
   // moved to *deferred, and the caller submits it to the store, then calls finish_write(). Without
   // `deferred`, every write is applied before handle() returns.
-  Route handle(const Request& req, Response& res, std::optional<WriteOp>* deferred = nullptr);
-  void finish_write(WriteOp::Kind kind, const WriteResult& result, Response& res);
+  Route handle(const http::StringRequest& req, http::StringResponse& res, std::optional<WriteOp>* deferred = nullptr);
+  void finish_write(WriteOp::Kind kind, const WriteResult& result, http::StringResponse& res);
 
   Store& store() noexcept { return store_; }
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
@@ -44,8 +44,8 @@ class Api {
 
  private:
   // A put or a delete with its key checked; `route` says which.
-  void write(Route route, const Request& req, std::string skey, Response& res, std::optional<WriteOp>* deferred);
-  void get(const std::string& skey, Response& res);
+  void write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res, std::optional<WriteOp>* deferred);
+  void get(const std::string& skey, http::StringResponse& res);
 
   Store& store_;
   NodeMetrics& metrics_;

@@ -23,8 +23,8 @@ auto async_commit(Store& store, WriteOp op, Token&& token) {
 
 asio::awaitable<void> NodeService::handle(http::StringRequest& req, http::StringResponse& res) {
   if (Api::route_of(req.target()) == Route::admin) {
-    std::function<Response()> run = [this, &req] {
-      Response r;
+    std::function<http::StringResponse()> run = [this, &req] {
+      http::StringResponse r;
       api_.handle(req, r);
       return r;
     };

@@ -39,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (ec || !parser.is_done() || used == 0) return 0;
     p += used;
     left -= used;
-    kv::Response res;
+    kv::http::StringResponse res;
     api.handle(parser.get(), res);
     if (res.result_int() >= 500 || res.result_int() < 200) std::abort();
   }

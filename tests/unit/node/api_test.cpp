@@ -74,11 +74,11 @@ struct Node {
   kv::NodeMetrics metrics;
   kv::Api api{store, metrics, kv::ApiLimits{16, 32}, "n1"};
 
-  kv::Response call(V method, std::string_view target, std::string body = {}, Fields fields = {}) {
-    kv::Request req{method, target, 11};
+  kv::http::StringResponse call(V method, std::string_view target, std::string body = {}, Fields fields = {}) {
+    kv::http::StringRequest req{method, target, 11};
     for (const auto& [name, value] : fields) req.set(name, value);
     req.body() = std::move(body);
-    kv::Response res;
+    kv::http::StringResponse res;
     last_route = api.handle(req, res);
     return res;
   }
@@ -87,7 +87,7 @@ struct Node {
 
 std::string detail(std::string_view d) { return R"({"status":"error","detail":")" + std::string(d) + "\"}"; }
 
-void check_answer(const kv::Response& res, unsigned status, const std::string& body) {
+void check_answer(const kv::http::StringResponse& res, unsigned status, const std::string& body) {
   CHECK(res.result_int() == status);
   CHECK(res.body() == body);
   CHECK(res[http::field::content_type] == "application/json");
@@ -236,8 +236,8 @@ TEST_CASE("api: without a node id, no X-KV-Node field", "[api]") {
   TestStore store;
   kv::NodeMetrics metrics;
   kv::Api api(store, metrics, {});
-  kv::Request req{V::get, "/health", 11};
-  kv::Response res;
+  kv::http::StringRequest req{V::get, "/health", 11};
+  kv::http::StringResponse res;
   api.handle(req, res);
   CHECK(res.result_int() == 200);
   CHECK(res.find("X-KV-Node") == res.end());
@@ -269,9 +269,9 @@ TEST_CASE("api: storage failures are 500s that say which operation failed, and a
 TEST_CASE("api: with a group-commit store, valid writes are handed back and finished later", "[api]") {
   Node n;
   std::optional<kv::WriteOp> deferred;
-  kv::Request req{V::post, "/put?key=a", 11};
+  kv::http::StringRequest req{V::post, "/put?key=a", 11};
   req.body() = R"({"value":"x"})";
-  kv::Response res;
+  kv::http::StringResponse res;
 
   SECTION("a store without group commit applies the write at once") {
     CHECK(n.api.handle(req, res, &deferred) == kv::Route::put);
@@ -298,7 +298,7 @@ TEST_CASE("api: with a group-commit store, valid writes are handed back and fini
 
   SECTION("a delete, with its tombstone mark") {
     n.store.group = true;
-    kv::Request del{V::delete_, "/del?key=a", 11};
+    kv::http::StringRequest del{V::delete_, "/del?key=a", 11};
     del.set("X-KV-Tombstone", "1");
     CHECK(n.api.handle(del, res, &deferred) == kv::Route::del);
     REQUIRE(deferred);
@@ -321,7 +321,7 @@ TEST_CASE("api: with a group-commit store, valid writes are handed back and fini
 
   SECTION("reads are never handed back") {
     n.store.group = true;
-    kv::Request get{V::get, "/get?key=a", 11};
+    kv::http::StringRequest get{V::get, "/get?key=a", 11};
     n.api.handle(get, res, &deferred);
     CHECK_FALSE(deferred);
     CHECK(res.result_int() == 404);
@@ -339,7 +339,7 @@ std::string records(std::initializer_list<std::pair<std::string, std::string>> k
 }
 
 // The stored keys of a scan answer's records.
-std::vector<std::string> scanned_keys(const kv::Response& res) {
+std::vector<std::string> scanned_keys(const kv::http::StringResponse& res) {
   std::vector<kv::Record> recs;
   std::string err;
   REQUIRE(kv::parse_records(res.body(), recs, err));
