@@ -39,8 +39,7 @@ std::optional<Step> parse_step(std::string_view s) noexcept {
 std::string step_target(Step s, std::string_view fingerprint) {
   std::string out(kStepPrefix);
   out.append(step_name(s));
-  if (s == Step::begin) out.append("?from=").append(fingerprint);
-  else if (s != Step::abort) out.append("?to=").append(fingerprint);
+  if (s != Step::abort) out.append("?").append(s == Step::begin ? kFromParam : kToParam).append("=").append(fingerprint);
   return out;
 }
 
@@ -58,11 +57,15 @@ std::optional<Drop> parse_drop(std::string_view s) noexcept {
   return std::nullopt;
 }
 
-std::string drop_target(Drop d) { return std::string(kDropPath) + "?what=" + std::string(drop_name(d)); }
+std::string drop_target(Drop d) {
+  return std::string(kDropPath) + "?" + std::string(kWhatParam) + "=" + std::string(drop_name(d));
+}
 
 std::string scan_target(std::size_t limit, std::size_t max_bytes, std::string_view after_hex) {
-  std::string out = std::string(kScanPath) + "?limit=" + std::to_string(limit) + "&max_bytes=" + std::to_string(max_bytes);
-  if (!after_hex.empty()) out.append("&after=").append(after_hex);
+  std::string out(kScanPath);
+  out.append("?").append(kLimitParam).append("=").append(std::to_string(limit));
+  out.append("&").append(kMaxBytesParam).append("=").append(std::to_string(max_bytes));
+  if (!after_hex.empty()) out.append("&").append(kAfterParam).append("=").append(after_hex);
   return out;
 }
 

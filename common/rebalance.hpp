@@ -35,6 +35,7 @@ inline constexpr std::string_view kMigrationPath = "/admin/migration";  // GET: 
 inline constexpr std::string_view kStepPrefix = "/admin/migration/";     // POST kStepPrefix + step_name
 // The target of a step: begin names the ring it starts from (from=), read-new and finish the ring
 // they go to (to=); abort names none.
+inline constexpr std::string_view kFromParam = "from", kToParam = "to";
 std::string step_target(Step s, std::string_view fingerprint);
 
 // ---- kvnode's admin endpoints (bodies and answers: transfer.hpp) --------------------------------
@@ -42,6 +43,8 @@ inline constexpr std::string_view kScanPath = "/admin/scan";      // ?limit=N&ma
 inline constexpr std::string_view kCountPath = "/admin/count";    // answer: {"keys": N}
 inline constexpr std::string_view kIngestPath = "/admin/ingest";  // answer: {"written": N, "skipped": M}
 inline constexpr std::string_view kDropPath = "/admin/drop";      // ?what=data|tombstones|all
+inline constexpr std::string_view kLimitParam = "limit", kMaxBytesParam = "max_bytes", kAfterParam = "after";
+inline constexpr std::string_view kWhatParam = "what";
 enum class Drop : std::uint8_t { data, tombstones, all };
 std::string_view drop_name(Drop d) noexcept;
 std::optional<Drop> parse_drop(std::string_view s) noexcept;

@@ -96,7 +96,7 @@ void AdminApi::count(std::span<const HashRange> ranges, http::StringResponse& re
 }
 
 void AdminApi::drop(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res) {
-  const auto what = rebalance::parse_drop(query_value(target, "what"));
+  const auto what = rebalance::parse_drop(query_value(target, rebalance::kWhatParam));
   if (!what) return http::error_answer(res, status::bad_request, "what: expected data, tombstones or all");
   std::string err;
   const bool data = *what != rebalance::Drop::tombstones, tombstones = *what != rebalance::Drop::data;
@@ -106,12 +106,12 @@ void AdminApi::drop(std::string_view target, std::span<const HashRange> ranges, 
 
 void AdminApi::scan(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res) {
   std::size_t limit = 0, max_bytes = 0;
-  if (!number_param(target, "limit", kDefaultScanLimit, kMaxScanLimit, limit))
+  if (!number_param(target, rebalance::kLimitParam, kDefaultScanLimit, kMaxScanLimit, limit))
     return http::error_answer(res, status::bad_request, "limit: expected 1.." + std::to_string(kMaxScanLimit));
-  if (!number_param(target, "max_bytes", kDefaultScanBytes, kMaxScanBytes, max_bytes))
+  if (!number_param(target, rebalance::kMaxBytesParam, kDefaultScanBytes, kMaxScanBytes, max_bytes))
     return http::error_answer(res, status::bad_request, "max_bytes: expected 1.." + std::to_string(kMaxScanBytes));
   std::string after;
-  if (!parse_hex_bytes(query_value(target, "after"), after) || (!after.empty() && after.size() < kStorageKeyPrefix))
+  if (!parse_hex_bytes(query_value(target, rebalance::kAfterParam), after) || (!after.empty() && after.size() < kStorageKeyPrefix))
     return http::error_answer(res, status::bad_request, "after: expected a stored key in hex (at least 16 digits)");
   ScanBatch batch;
   std::string err;

@@ -153,9 +153,9 @@ asio::awaitable<AdminAnswer> RingControl::run_step(Step s, std::string_view targ
   Current c{cluster_.topology()};
   c.m = c.t->migration.get();
   switch (s) {
-    case Step::begin: co_return co_await begin(c, query_value(target, "from"), std::move(body));
-    case Step::read_new: co_return co_await read_new(c, query_value(target, "to"));
-    case Step::finish: co_return co_await finish(c, query_value(target, "to"));
+    case Step::begin: co_return co_await begin(c, query_value(target, rebalance::kFromParam), std::move(body));
+    case Step::read_new: co_return co_await read_new(c, query_value(target, rebalance::kToParam));
+    case Step::finish: co_return co_await finish(c, query_value(target, rebalance::kToParam));
     case Step::abort: co_return co_await abort(c);
   }
   co_return refusal(404, "Not found");
