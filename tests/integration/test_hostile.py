@@ -1,6 +1,8 @@
 """Hostile input over raw sockets, against kvnode and kvproxy alike: each bad request gets its 4xx (or a
 clean close), nothing is smuggled through the proxy, and the process keeps serving the next client."""
 import json
+import socket
+import time
 import unittest
 
 from kvtest import Client, harness, parse_responses, raw_exchange, write_ring
@@ -90,6 +92,49 @@ class HostileInputTest(unittest.TestCase):
         status, _, body = c.get("victim")
         c.close()
         self.assertEqual((status, json.loads(body)["value"]), (200, "still here"))
+
+    def test_a_long_head_is_refused_however_it_arrives(self):
+        """A head over the limit (8 KiB) made of many short fields gets 431 whether it comes in one
+        piece or field by field: the limit holds for the whole head, not for each read."""
+        head = b"GET /get?key=a HTTP/1.1\r\n" + b"".join(b"X-F%03d: %s\r\n" % (i, b"v" * 90) for i in range(100)) + b"\r\n"
+        self.assertGreater(len(head), 8192)
+        for port, server in [(self.node.port, "kvnode"), (self.proxy.port, "kvproxy")]:
+            for pieces in (False, True):
+                with self.subTest(server=server, pieces=pieces):
+                    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as s:
+                        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        if pieces:
+                            for i in range(0, len(head), 100):
+                                try:
+                                    s.sendall(head[i:i + 100])
+                                except OSError:
+                                    break  # refused already, and the connection closed
+                                time.sleep(0.002)
+                        else:
+                            s.sendall(head)
+                        first = s.recv(4096).split(b"\r\n")[0]
+                    self.assertEqual(first, b"HTTP/1.1 431 Request Header Fields Too Large")
+
+    def test_health_and_metrics_answer_alike_on_every_listener(self):
+        """/health and /metrics take GET and HEAD, and refuse any other method with 405, Allow: GET, HEAD
+        and a JSON detail, the same way on kvnode, kvproxy's data path and its admin listener."""
+        for port, server in [(self.node.port, "kvnode"), (self.proxy.port, "kvproxy"),
+                             (self.proxy.admin_port, "kvproxy admin")]:
+            for path in ("/health", "/metrics"):
+                with self.subTest(server=server, path=path):
+                    c = Client(port)
+                    try:
+                        status, headers, body = c.request("GET", path)
+                        self.assertEqual(status, 200)
+                        status, headers, head_body = c.request("HEAD", path)
+                        self.assertEqual((status, head_body), (200, b""))
+                        self.assertGreater(int(headers["Content-Length"]), 0)
+                        status, headers, body = c.request("POST", path, b"{}")
+                        self.assertEqual((status, headers.get("Allow")), (405, "GET, HEAD"))
+                        self.assertEqual(headers["Content-Type"], "application/json")
+                        self.assertEqual(json.loads(body), {"status": "error", "detail": "Method not allowed"})
+                    finally:
+                        c.close()
 
 
 if __name__ == "__main__":
