@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "tools/http_client.hpp"
+#include "tools/log.hpp"
+#include "tools/progress.hpp"
 #include "common/ring.hpp"
 #include "common/ring_change.hpp"
 #include "common/storage_key.hpp"
@@ -17,7 +19,6 @@
 namespace kv::tools {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 namespace json = boost::json;
 
 struct Failure : std::runtime_error {
@@ -89,66 +90,6 @@ std::string ranges_body(const std::vector<HashRange>& ranges, std::size_t first,
   for (std::size_t j = first; j < end; ++j) append_range(body, ranges[j]);
   return body;
 }
-
-std::string human_bytes(double b) {
-  char buf[32];
-  if (b >= 1 << 30) std::snprintf(buf, sizeof buf, "%.1f GiB", b / (1 << 30));
-  else if (b >= 1 << 20) std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1 << 20));
-  else if (b >= 1 << 10) std::snprintf(buf, sizeof buf, "%.1f KiB", b / (1 << 10));
-  else std::snprintf(buf, sizeof buf, "%.0f B", b);
-  return buf;
-}
-
-// Copy progress: a bar redrawn in place on a terminal, a line a second otherwise.
-class Progress {
- public:
-  Progress(bool bar, std::uint64_t total) : bar_(bar), total_(total) {}
-  void add(std::uint64_t keys, std::uint64_t bytes) {
-    keys_ += keys;
-    bytes_ += bytes;
-    show(false);
-  }
-  void finish() { show(true); }
-  std::uint64_t keys() const { return keys_; }
-  std::uint64_t bytes() const { return bytes_; }
-  double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
-
- private:
-  void show(bool last) {
-    const auto now = Clock::now();
-    if (!last && now - shown_ < (bar_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(1000))) return;
-    shown_ = now;
-    const double secs = std::max(1e-3, seconds());
-    const double rate = static_cast<double>(keys_) / secs;
-    // The total was counted before the copy; clients write and delete meanwhile, so the keys copied
-    // can end above or below it. The last line says 100%: the copy is done, whatever the count said.
-    const double done =
-        last || !total_ ? 1.0 : std::min(1.0, static_cast<double>(keys_) / static_cast<double>(total_));
-    const double eta = rate > 0 && total_ > keys_ && !last ? static_cast<double>(total_ - keys_) / rate : 0;
-    char line[240];
-    if (last && keys_ != total_) {
-      std::snprintf(line, sizeof line, "100%% %llu keys (%llu counted before the copy), %s, %.0f keys/s, done",
-                    static_cast<unsigned long long>(keys_), static_cast<unsigned long long>(total_),
-                    human_bytes(static_cast<double>(bytes_)).c_str(), rate);
-    } else {
-      std::snprintf(line, sizeof line, "%3.0f%% %llu/%llu keys, %s, %.0f keys/s, ETA %.0f s", done * 100,
-                    static_cast<unsigned long long>(keys_), static_cast<unsigned long long>(total_),
-                    human_bytes(static_cast<double>(bytes_)).c_str(), rate, eta);
-    }
-    if (bar_) {
-      constexpr int kWidth = 30;
-      const int fill = static_cast<int>(done * kWidth);
-      std::cerr << "\r[" << std::string(fill, '#') << std::string(kWidth - fill, '.') << "] " << line << "\033[K";
-      if (last) std::cerr << std::endl;
-    } else {
-      std::cerr << "ring-rebalance: copy: " << line << std::endl;
-    }
-  }
-
-  bool bar_;
-  std::uint64_t total_, keys_ = 0, bytes_ = 0;
-  Clock::time_point start_ = Clock::now(), shown_{};
-};
 
 // The ranges moving from one node to another, with the nodes' addresses.
 struct Flow {
@@ -278,7 +219,8 @@ class Apply {
       total += f.keys;
     }
     step("copying " + std::to_string(total) + " keys in " + std::to_string(flows_.size()) + " flows");
-    Progress progress(opt_.progress_bar, total);
+    Progress progress(Log(), opt_.progress_bar);
+    progress.start(total);
     const std::string scan = "/admin/scan?limit=" + std::to_string(opt_.batch_keys) + "&max_bytes=" + std::to_string(opt_.batch_bytes);
     for (auto& [ids, f] : flows_) {
       const std::string from_label = "node " + f.from_id + " (" + f.from.str() + ")";
