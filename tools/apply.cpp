@@ -5,91 +5,23 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
-#include <memory>
 #include <thread>
 
-#include "tools/http_client.hpp"
-#include "tools/log.hpp"
-#include "tools/progress.hpp"
+#include "common/rebalance.hpp"
 #include "common/ring.hpp"
 #include "common/ring_change.hpp"
 #include "common/storage_key.hpp"
-#include "common/transfer.hpp"
+#include "tools/admin_client.hpp"
+#include "tools/log.hpp"
+#include "tools/progress.hpp"
 
 namespace kv::tools {
 namespace {
 
 namespace json = boost::json;
-
-struct Failure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// The most ranges sent in one request (the node accepts up to kMaxRangesPerRequest).
-constexpr std::size_t kRangesPerRequest = 4096;
-
-std::string detail_of(const HttpResponse& r) {
-  boost::system::error_code ec;
-  const auto v = json::parse(r.body, ec);
-  if (!ec && v.is_object())
-    if (const auto* d = v.as_object().if_contains("detail"); d && d->is_string()) return std::string(d->as_string());
-  return r.body.substr(0, 200);
-}
-
-// Every request apply makes is idempotent, so transient failures (no connection, 503 while a proxy
-// drains) are retried a few times with a growing pause before giving up.
-HttpResponse call(HttpClient& c, const std::string& label, std::string_view method, std::string_view target,
-                  std::string_view body = {}, std::string_view content_type = "text/plain") {
-  static constexpr int kAttempts = 5;
-  for (int attempt = 1;; ++attempt) {
-    const auto pause = std::chrono::milliseconds(200 * attempt);
-    try {
-      HttpResponse r = c.request(method, target, body, content_type);
-      if (r.status == 503 && attempt < kAttempts) {
-        std::cerr << "ring-rebalance: " << label << ": " << detail_of(r) << "; retrying" << std::endl;
-        std::this_thread::sleep_for(pause);
-        continue;
-      }
-      if (r.status != 200)
-        throw Failure(label + ": " + std::string(method) + " " + std::string(target.substr(0, target.find('?'))) +
-                      ": HTTP " + std::to_string(r.status) + ": " + detail_of(r));
-      return r;
-    } catch (const Failure&) {
-      throw;
-    } catch (const std::exception& e) {
-      if (attempt == kAttempts) throw Failure(label + ": " + e.what());
-      std::this_thread::sleep_for(pause);
-    }
-  }
-}
-
-struct ProxyState {
-  std::string fingerprint, phase, from, to;
-  std::string describe() const {
-    return phase == "none" ? "ring " + fingerprint + ", no rebalance"
-                           : "rebalance " + from + " -> " + to + ", phase " + phase;
-  }
-};
-
-ProxyState proxy_state(HttpClient& c, const std::string& label) {
-  const auto r = call(c, label, "GET", "/admin/migration");
-  boost::system::error_code ec;
-  const auto v = json::parse(r.body, ec);
-  if (ec || !v.is_object()) throw Failure(label + ": GET /admin/migration: not JSON: " + r.body.substr(0, 200));
-  const auto& o = v.as_object();
-  auto str = [&](const char* k) -> std::string {
-    const auto* f = o.if_contains(k);
-    return f && f->is_string() ? std::string(f->as_string()) : std::string();
-  };
-  return {str("fingerprint"), str("phase"), str("from"), str("to")};
-}
-
-// ranges[first, end) as a request body (transfer.hpp's range list).
-std::string ranges_body(const std::vector<HashRange>& ranges, std::size_t first, std::size_t end) {
-  std::string body;
-  for (std::size_t j = first; j < end; ++j) append_range(body, ranges[j]);
-  return body;
-}
+using rebalance::Drop;
+using rebalance::Phase;
+using rebalance::Step;
 
 // The ranges moving from one node to another, with the nodes' addresses.
 struct Flow {
@@ -102,7 +34,10 @@ struct Flow {
 
 class Apply {
  public:
-  explicit Apply(const ApplyOptions& o) : opt_(o) {}
+  explicit Apply(const ApplyOptions& o)
+      : opt_(o), nodes_([&o](const HostPort& a) { return http_exchange(a, o.timeout, o.token); }, RetryPolicy{}) {
+    for (const auto& a : o.proxies) proxies_.emplace_back(a, http_exchange(a, o.timeout, o.token));
+  }
 
   int run() {
     // NEW's text goes to the proxies as given, so it is read once with the config.
@@ -127,18 +62,17 @@ class Apply {
         percent(plan.moved) + " of the key space moves (ideal " + percent(plan.ideal_moved) + ") in " +
         std::to_string(plan.moves.size()) + " ranges");
 
-    for (const auto& p : opt_.proxies) proxies_.push_back(std::make_unique<HttpClient>(p, opt_.timeout, opt_.token));
-
     // Where does each proxy stand?
     std::size_t at_old = 0, dual = 0, read_new = 0, at_new = 0;
-    std::vector<ProxyState> states;
-    for (auto& c : proxies_) {
-      states.push_back(proxy_state(*c, "proxy " + c->server().str()));
+    std::vector<rebalance::Position> states;
+    for (auto& p : proxies_) {
+      states.push_back(p.position());
       const auto& s = states.back();
-      if (s.phase == "none" && s.fingerprint == from_fp_) ++at_old;
-      else if (s.phase == "none" && s.fingerprint == to_fp_) ++at_new;
-      else if (s.phase == "dual_write" && s.from == from_fp_ && s.to == to_fp_) ++dual;
-      else if (s.phase == "read_new" && s.from == from_fp_ && s.to == to_fp_) ++read_new;
+      const bool ours = s.change.from == from_fp_ && s.change.to == to_fp_;
+      if (s.change.phase == Phase::none && s.fingerprint == from_fp_) ++at_old;
+      else if (s.change.phase == Phase::none && s.fingerprint == to_fp_) ++at_new;
+      else if (s.change.phase == Phase::dual_write && ours) ++dual;
+      else if (s.change.phase == Phase::read_new && ours) ++read_new;
     }
     const std::size_t n = proxies_.size();
     const bool consistent = at_old + dual + read_new + at_new == n &&
@@ -148,31 +82,34 @@ class Apply {
       for (std::size_t i = 0; i < n; ++i) why += "\n  " + opt_.proxies[i].str() + ": " + states[i].describe();
       why += "\n  expected ring " + from_fp_ + " (" + opt_.from_path + "), ring " + to_fp_ + " (" + opt_.to_path +
              "), or a rebalance between them";
-      throw Failure(why);
+      throw std::runtime_error(why);
     }
 
     const bool copied = read_new + at_new > 0;  // a proxy reads from NEW only after the copy finished
     if (at_old == n) {
       // Fresh start. The new owners must hold nothing in the ranges they are about to receive: an
       // earlier aborted rebalance may have left copies there that deletes since have not reached.
-      step("clearing the moving ranges on their new owners");
-      for (auto& [ids, f] : flows_) send_ranges(f.to, f.to_id, "/admin/drop?what=all", f.ranges);
+      step_log("clearing the moving ranges on their new owners");
+      for (auto& [ids, f] : flows_) nodes_.node(f.to_id, f.to).drop(Drop::all, f.ranges);
     } else {
       log(std::string("resuming: ") + std::to_string(at_old) + " proxies on OLD, " + std::to_string(dual) +
           " in dual_write, " + std::to_string(read_new) + " in read_new, " + std::to_string(at_new) + " on NEW");
     }
     if (!copied) {
-      proxy_step("begin?from=" + from_fp_, to_yaml_, "dual_write: writes of moving keys go to both owners");
+      proxy_step(Step::begin, from_fp_, to_yaml_,
+                 std::string(phase_name(Phase::dual_write)) + ": writes of moving keys go to both owners");
       copy();
     }
     if (at_new < n) {
-      proxy_step("read-new?to=" + to_fp_, {}, "read_new: reads of moving keys go to their new owners");
-      proxy_step("finish?to=" + to_fp_, {}, "finish: every proxy routes by NEW and saved it as its ring file");
+      proxy_step(Step::read_new, to_fp_, {},
+                 std::string(phase_name(Phase::read_new)) + ": reads of moving keys go to their new owners");
+      proxy_step(Step::finish, to_fp_, {},
+                 std::string(step_name(Step::finish)) + ": every proxy routes by NEW and saved it as its ring file");
     }
-    step("removing the moved ranges from their old owners");
+    step_log("removing the moved ranges from their old owners");
     for (auto& [ids, f] : flows_) {
-      send_ranges(f.from, f.from_id, "/admin/drop?what=all", f.ranges);
-      send_ranges(f.to, f.to_id, "/admin/drop?what=tombstones", f.ranges);
+      nodes_.node(f.from_id, f.from).drop(Drop::all, f.ranges);
+      nodes_.node(f.to_id, f.to).drop(Drop::tombstones, f.ranges);
     }
     summary(plan, copied);
     return 0;
@@ -186,63 +123,37 @@ class Apply {
   }
 
   void log(const std::string& line) const { std::cerr << "ring-rebalance: " << line << std::endl; }
-  void step(const std::string& what) { log("step: " + what); }
+  void step_log(const std::string& what) { log("step: " + what); }
 
-  HttpClient& node(const HostPort& a) {
-    auto& c = nodes_[a.str()];
-    if (!c) c = std::make_unique<HttpClient>(a, opt_.timeout, opt_.token);
-    return *c;
-  }
-
-  // Sends `ranges` to `target` on a node, kRangesPerRequest at a time.
-  void send_ranges(const HostPort& a, const std::string& id, const std::string& target, const std::vector<HashRange>& ranges) {
-    for (std::size_t i = 0; i < ranges.size(); i += kRangesPerRequest) {
-      call(node(a), "node " + id + " (" + a.str() + ")", "POST", target,
-           ranges_body(ranges, i, std::min(ranges.size(), i + kRangesPerRequest)));
-    }
-  }
-
-  void proxy_step(const std::string& step_target, const std::string& body, const std::string& what) {
-    for (auto& c : proxies_) call(*c, "proxy " + c->server().str(), "POST", "/admin/migration/" + step_target, body, "application/yaml");
-    step(what + " (" + std::to_string(proxies_.size()) + " proxies acknowledged)");
+  void proxy_step(Step step, const std::string& fingerprint, std::string_view yaml, const std::string& what) {
+    for (auto& p : proxies_) p.step(step, fingerprint, yaml);
+    step_log(what + " (" + std::to_string(proxies_.size()) + " proxies acknowledged)");
   }
 
   void copy() {
     std::uint64_t total = 0;
     for (auto& [ids, f] : flows_) {
-      for (std::size_t i = 0; i < f.ranges.size(); i += kRangesPerRequest) {
-        const auto r = call(node(f.from), "node " + f.from_id, "POST", "/admin/count",
-                            ranges_body(f.ranges, i, std::min(f.ranges.size(), i + kRangesPerRequest)));
-        const auto v = json::parse(r.body);
-        f.keys += static_cast<std::uint64_t>(v.as_object().at("keys").as_int64());
-      }
+      f.keys = nodes_.node(f.from_id, f.from).count(f.ranges);
       total += f.keys;
     }
-    step("copying " + std::to_string(total) + " keys in " + std::to_string(flows_.size()) + " flows");
+    step_log("copying " + std::to_string(total) + " keys in " + std::to_string(flows_.size()) + " flows");
     Progress progress(Log(), opt_.progress_bar);
     progress.start(total);
-    const std::string scan = "/admin/scan?limit=" + std::to_string(opt_.batch_keys) + "&max_bytes=" + std::to_string(opt_.batch_bytes);
     for (auto& [ids, f] : flows_) {
-      const std::string from_label = "node " + f.from_id + " (" + f.from.str() + ")";
-      const std::string to_label = "node " + f.to_id + " (" + f.to.str() + ")";
+      NodeAdmin& from = nodes_.node(f.from_id, f.from);
+      NodeAdmin& to = nodes_.node(f.to_id, f.to);
       std::size_t first = 0;  // ranges before this one are done
       std::string after;      // resume after this stored key, within ranges[first]
       while (first < f.ranges.size()) {
         const std::size_t end = std::min(f.ranges.size(), first + kRangesPerRequest);
-        const auto r = call(node(f.from), from_label, "POST", scan + (after.empty() ? "" : "&after=" + hex_bytes(after)),
-                            ranges_body(f.ranges, first, end));
-        const std::uint64_t count = std::stoull(r.field("X-KV-Scan-Count").empty() ? "0" : r.field("X-KV-Scan-Count"));
-        if (count > 0) {
-          const auto w = call(node(f.to), to_label, "POST", "/admin/ingest", r.body, "application/octet-stream");
-          f.written += static_cast<std::uint64_t>(json::parse(w.body).as_object().at("written").as_int64());
-        }
-        progress.add(count, r.body.size());
-        if (r.field("X-KV-Scan-Done") == "1") {
+        const ScanBatch batch = from.scan(std::span(f.ranges).subspan(first, end - first), opt_.batch_keys, opt_.batch_bytes, after);
+        if (batch.count > 0) f.written += to.ingest(batch.records);
+        progress.add(batch.count, batch.records.size());
+        if (batch.done) {
           first = end;
           after.clear();
         } else {
-          if (!parse_hex_bytes(r.field("X-KV-Scan-Cursor"), after) || after.size() < kStorageKeyPrefix)
-            throw Failure(from_label + ": scan answered without a valid cursor");
+          after = batch.cursor;
           const std::uint64_t h = read_be64(after);
           while (first < f.ranges.size() && f.ranges[first].hi < h) ++first;
         }
@@ -296,8 +207,8 @@ class Apply {
   const ApplyOptions& opt_;
   std::string from_fp_, to_fp_, to_yaml_;
   std::map<std::pair<std::string, std::string>, Flow> flows_;
-  std::vector<std::unique_ptr<HttpClient>> proxies_;
-  std::map<std::string, std::unique_ptr<HttpClient>> nodes_;
+  std::vector<ProxyAdmin> proxies_;
+  NodeAdmins nodes_;
   std::uint64_t copied_keys_ = 0, copied_bytes_ = 0;
   double copy_seconds_ = 0;
 };
