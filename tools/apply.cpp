@@ -14,6 +14,7 @@
 #include "tools/admin_client.hpp"
 #include "tools/log.hpp"
 #include "tools/progress.hpp"
+#include "tools/resume.hpp"
 
 namespace kv::tools {
 namespace {
@@ -62,45 +63,21 @@ class Apply {
         percent(plan.moved) + " of the key space moves (ideal " + percent(plan.ideal_moved) + ") in " +
         std::to_string(plan.moves.size()) + " ranges");
 
-    // Where does each proxy stand?
-    std::size_t at_old = 0, dual = 0, read_new = 0, at_new = 0;
-    std::vector<rebalance::Position> states;
-    for (auto& p : proxies_) {
-      states.push_back(p.position());
-      const auto& s = states.back();
-      const bool ours = s.change.from == from_fp_ && s.change.to == to_fp_;
-      if (s.change.phase == Phase::none && s.fingerprint == from_fp_) ++at_old;
-      else if (s.change.phase == Phase::none && s.fingerprint == to_fp_) ++at_new;
-      else if (s.change.phase == Phase::dual_write && ours) ++dual;
-      else if (s.change.phase == Phase::read_new && ours) ++read_new;
-    }
-    const std::size_t n = proxies_.size();
-    const bool consistent = at_old + dual + read_new + at_new == n &&
-                            (at_old + dual == n || read_new + at_new == n || dual + read_new == n);
-    if (!consistent) {
-      std::string why = "the proxies do not agree on a state this rebalance can start or resume from:";
-      for (std::size_t i = 0; i < n; ++i) why += "\n  " + opt_.proxies[i].str() + ": " + states[i].describe();
-      why += "\n  expected ring " + from_fp_ + " (" + opt_.from_path + "), ring " + to_fp_ + " (" + opt_.to_path +
-             "), or a rebalance between them";
-      throw std::runtime_error(why);
-    }
-
-    const bool copied = read_new + at_new > 0;  // a proxy reads from NEW only after the copy finished
-    if (at_old == n) {
+    const Resume where = where_proxies_stand();
+    if (where.start == StartAt::clear) {
       // Fresh start. The new owners must hold nothing in the ranges they are about to receive: an
       // earlier aborted rebalance may have left copies there that deletes since have not reached.
       step_log("clearing the moving ranges on their new owners");
       for (auto& [ids, f] : flows_) nodes_.node(f.to_id, f.to).drop(Drop::all, f.ranges);
     } else {
-      log(std::string("resuming: ") + std::to_string(at_old) + " proxies on OLD, " + std::to_string(dual) +
-          " in dual_write, " + std::to_string(read_new) + " in read_new, " + std::to_string(at_new) + " on NEW");
+      log(where.resuming_line());
     }
-    if (!copied) {
+    if (where.start <= StartAt::begin) {
       proxy_step(Step::begin, from_fp_, to_yaml_,
                  std::string(phase_name(Phase::dual_write)) + ": writes of moving keys go to both owners");
       copy();
     }
-    if (at_new < n) {
+    if (where.start <= StartAt::read_new) {
       proxy_step(Step::read_new, to_fp_, {},
                  std::string(phase_name(Phase::read_new)) + ": reads of moving keys go to their new owners");
       proxy_step(Step::finish, to_fp_, {},
@@ -111,7 +88,7 @@ class Apply {
       nodes_.node(f.from_id, f.from).drop(Drop::all, f.ranges);
       nodes_.node(f.to_id, f.to).drop(Drop::tombstones, f.ranges);
     }
-    summary(plan, copied);
+    summary(plan, where.copied());
     return 0;
   }
 
@@ -124,6 +101,15 @@ class Apply {
 
   void log(const std::string& line) const { std::cerr << "ring-rebalance: " << line << std::endl; }
   void step_log(const std::string& what) { log("step: " + what); }
+
+  // Asks every proxy where it stands; throws when this rebalance cannot start or go on from there.
+  Resume where_proxies_stand() {
+    std::vector<ProxyPosition> positions;
+    for (auto& p : proxies_) positions.push_back({p.address().str(), p.position()});
+    Resume where = decide_resume(positions, {from_fp_, opt_.from_path, to_fp_, opt_.to_path});
+    if (!where.refusal.empty()) throw std::runtime_error(where.refusal);
+    return where;
+  }
 
   void proxy_step(Step step, const std::string& fingerprint, std::string_view yaml, const std::string& what) {
     for (auto& p : proxies_) p.step(step, fingerprint, yaml);
