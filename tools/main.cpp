@@ -46,10 +46,10 @@ int main(int argc, char** argv) {
   apply_cmd->add_option("--from", ao.from_path, "OLD ring.yaml (the ring the proxies use)")->required();
   apply_cmd->add_option("--to", ao.to_path, "NEW ring.yaml")->required();
   apply_cmd->add_option("--proxy-admin", proxy_admins, "Admin address HOST:PORT of a kvproxy; list every proxy")->required();
-  apply_cmd->add_option("--batch-keys", ao.batch_keys, "Keys per copy batch")->capture_default_str()->check(CLI::Range(1, 100000));
-  apply_cmd->add_option("--batch-bytes", ao.batch_bytes, "Bytes per copy batch (at least one key)")
+  apply_cmd->add_option("--batch-keys", ao.copy.batch_keys, "Keys per copy batch")->capture_default_str()->check(CLI::Range(1, 100000));
+  apply_cmd->add_option("--batch-bytes", ao.copy.batch_bytes, "Bytes per copy batch (at least one key)")
       ->capture_default_str()->check(CLI::Range(1, 32 << 20));
-  apply_cmd->add_option("--max-rate", ao.max_rate, "Copy at most this many keys per second (0: no limit)")
+  apply_cmd->add_option("--max-rate", ao.copy.max_rate, "Copy at most this many keys per second (0: no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   apply_cmd->add_option("--timeout-ms", timeout_ms, "Deadline for each request to a node or proxy")
       ->capture_default_str()->check(CLI::Range(100, 3'600'000));
