@@ -16,15 +16,14 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "tools/copy.hpp"
 
 namespace kv::tools {
 
 struct ApplyOptions {
   std::string from_path, to_path;
-  std::vector<HostPort> proxies;
-  std::size_t batch_keys = 1000;
-  std::size_t batch_bytes = 1 << 20;
-  double max_rate = 0;  // keys per second while copying; 0: as fast as it goes
+  std::vector<HostPort> proxies;  // at least one
+  CopyOptions copy;
   std::chrono::milliseconds timeout{30'000};
   std::string token;  // sent to every proxy and node as a bearer token, when set
   bool json = false;      // a JSON summary on stdout

@@ -1,0 +1,164 @@
+#include "tools/admin_client.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+
+#include "common/storage_key.hpp"
+#include "common/transfer.hpp"
+
+namespace kv::tools {
+namespace {
+
+namespace json = boost::json;
+using rebalance::Drop;
+using rebalance::Step;
+
+// The reason an error answer gives: its JSON "detail", else the start of its body.
+std::string detail_of(const HttpResponse& r) {
+  boost::system::error_code ec;
+  const auto v = json::parse(r.body, ec);
+  if (!ec && v.is_object())
+    if (const auto* d = v.as_object().if_contains("detail"); d && d->is_string()) return std::string(d->as_string());
+  return r.body.substr(0, 200);
+}
+
+// A request under the policy: the answer when it is a 200, AdminError otherwise.
+HttpResponse call(const Exchange& exchange, const RetryPolicy& retry, const std::string& label, std::string_view method,
+                  std::string_view target, std::string_view body = {}, std::string_view content_type = "text/plain") {
+  for (int attempt = 1;; ++attempt) {
+    const auto pause = retry.pause * attempt;
+    try {
+      HttpResponse r = exchange(method, target, body, content_type);
+      if (r.status == 503 && attempt < retry.attempts) {
+        retry.log.line(label + ": " + detail_of(r) + "; retrying");
+        retry.sleep(pause);
+        continue;
+      }
+      if (r.status != 200)
+        throw AdminError(label + ": " + std::string(method) + " " + std::string(target.substr(0, target.find('?'))) +
+                         ": HTTP " + std::to_string(r.status) + ": " + detail_of(r));
+      return r;
+    } catch (const AdminError&) {
+      throw;
+    } catch (const std::exception& e) {
+      if (attempt == retry.attempts) throw AdminError(label + ": " + e.what());
+      retry.sleep(pause);
+    }
+  }
+}
+
+// A non-negative integer field of a JSON answer ({"keys": N}, {"written": N, ...}).
+std::optional<std::uint64_t> count_field(std::string_view body, const char* name) {
+  boost::system::error_code ec;
+  const auto v = json::parse(body, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto* f = v.as_object().if_contains(name);
+  if (!f || !f->is_int64() || f->as_int64() < 0) return std::nullopt;
+  return static_cast<std::uint64_t>(f->as_int64());
+}
+
+// A scan's answer: the records are its body, the rest is in its header fields (rebalance.hpp).
+std::optional<ScanBatch> parse_scan(HttpResponse&& r, std::string& error) {
+  ScanBatch b;
+  const std::string count = r.field(rebalance::kScanCountField);
+  const bool digits = std::all_of(count.begin(), count.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || count.size() > 19) {
+    error = "scan answered " + std::string(rebalance::kScanCountField) + ": " + count.substr(0, 40);
+    return std::nullopt;
+  }
+  b.count = count.empty() ? 0 : std::stoull(count);  // absent: none
+  b.done = r.field(rebalance::kScanDoneField) == "1";
+  if (!b.done && (!parse_hex_bytes(r.field(rebalance::kScanCursorField), b.cursor) || b.cursor.size() < kStorageKeyPrefix)) {
+    error = "scan answered without a valid cursor";
+    return std::nullopt;
+  }
+  b.records = std::move(r.body);
+  return b;
+}
+
+std::string ranges_body(std::span<const HashRange> ranges) {
+  std::string body;
+  for (const auto& r : ranges) append_range(body, r);
+  return body;
+}
+
+// `ranges` in requests of at most kRangesPerRequest.
+template <class F>
+void in_chunks(std::span<const HashRange> ranges, F&& each) {
+  for (std::size_t i = 0; i < ranges.size(); i += kRangesPerRequest)
+    each(ranges.subspan(i, std::min(kRangesPerRequest, ranges.size() - i)));
+}
+
+}  // namespace
+
+Exchange http_exchange(const HostPort& server, std::chrono::milliseconds timeout, const std::string& token) {
+  auto client = std::make_shared<HttpClient>(server, timeout, token);
+  return [client](std::string_view method, std::string_view target, std::string_view body, std::string_view content_type) {
+    return client->request(method, target, body, content_type);
+  };
+}
+
+ProxyAdmin::ProxyAdmin(HostPort address, Exchange exchange, RetryPolicy retry)
+    : address_(std::move(address)), label_("proxy " + address_.str()), exchange_(std::move(exchange)), retry_(std::move(retry)) {}
+
+rebalance::Position ProxyAdmin::position() {
+  const auto r = call(exchange_, retry_, label_, "GET", rebalance::kMigrationPath);
+  std::string error;
+  auto p = rebalance::parse_position(r.body, error);
+  if (!p) throw AdminError(label_ + ": GET " + std::string(rebalance::kMigrationPath) + ": " + error);
+  return *p;
+}
+
+void ProxyAdmin::step(Step step, std::string_view fingerprint, std::string_view yaml) {
+  call(exchange_, retry_, label_, "POST", rebalance::step_target(step, fingerprint), yaml, "application/yaml");
+}
+
+NodeAdmin::NodeAdmin(std::string id, HostPort address, Exchange exchange, RetryPolicy retry)
+    : id_(std::move(id)), address_(std::move(address)), label_("node " + id_ + " (" + address_.str() + ")"),
+      exchange_(std::move(exchange)), retry_(std::move(retry)) {}
+
+std::uint64_t NodeAdmin::count(std::span<const HashRange> ranges) {
+  // Counting has always named the node without its address; kept, so that no message changes.
+  const std::string label = "node " + id_;
+  std::uint64_t keys = 0;
+  in_chunks(ranges, [&](std::span<const HashRange> chunk) {
+    const auto r = call(exchange_, retry_, label, "POST", rebalance::kCountPath, ranges_body(chunk));
+    const auto n = count_field(r.body, "keys");
+    if (!n) throw AdminError(label + ": POST " + std::string(rebalance::kCountPath) + ": unexpected answer: " + r.body.substr(0, 200));
+    keys += *n;
+  });
+  return keys;
+}
+
+ScanBatch NodeAdmin::scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after) {
+  std::string error;
+  auto batch = parse_scan(call(exchange_, retry_, label_, "POST", rebalance::scan_target(limit, max_bytes, hex_bytes(after)),
+                               ranges_body(ranges)),
+                          error);
+  if (!batch) throw AdminError(label_ + ": " + error);
+  return std::move(*batch);
+}
+
+std::uint64_t NodeAdmin::ingest(std::string_view records) {
+  const auto r = call(exchange_, retry_, label_, "POST", rebalance::kIngestPath, records, "application/octet-stream");
+  const auto n = count_field(r.body, "written");
+  if (!n) throw AdminError(label_ + ": POST " + std::string(rebalance::kIngestPath) + ": unexpected answer: " + r.body.substr(0, 200));
+  return *n;
+}
+
+void NodeAdmin::drop(Drop what, std::span<const HashRange> ranges) {
+  in_chunks(ranges, [&](std::span<const HashRange> chunk) {
+    call(exchange_, retry_, label_, "POST", rebalance::drop_target(what), ranges_body(chunk));
+  });
+}
+
+NodeAdmin& NodeAdmins::node(const std::string& id, const HostPort& address) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) it = nodes_.try_emplace(id, id, address, connect_(address), retry_).first;
+  return it->second;
+}
+
+}  // namespace kv::tools

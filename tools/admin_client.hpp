@@ -1,0 +1,110 @@
+// The typed admin clients of ring-rebalance apply: what it asks a kvproxy (where it stands, the next
+// step of a ring change) and a kvnode (count, scan, ingest, drop ranges), with the retry policy they
+// share and the exact messages an operator reads when one fails. The HTTP exchange is a parameter:
+// apply passes HttpClient, tests a scripted server, so everything here but the socket is tested.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "common/config.hpp"
+#include "common/rebalance.hpp"
+#include "common/ring_change.hpp"
+#include "tools/http_client.hpp"
+#include "tools/log.hpp"
+
+namespace kv::tools {
+
+// A request that failed for good; what() is the operator's message, naming the server and request.
+struct AdminError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One HTTP exchange: an answer of any status, or an exception when none came (HttpClient::request).
+using Exchange = std::function<HttpResponse(std::string_view method, std::string_view target, std::string_view body,
+                                            std::string_view content_type)>;
+// Exchanges with `server` over one kept-alive HttpClient connection.
+Exchange http_exchange(const HostPort& server, std::chrono::milliseconds timeout, const std::string& token);
+
+// Every request apply makes is idempotent, so transient failures (no connection, 503 while a proxy
+// drains) are retried a few times with a growing pause before giving up.
+struct RetryPolicy {
+  int attempts = 5;
+  std::chrono::milliseconds pause{200};  // before attempt k + 1: k times this
+  std::function<void(std::chrono::milliseconds)> sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+  Log log;  // where a retried 503 is reported
+};
+
+// The most ranges sent in one request (the node accepts up to kMaxRangesPerRequest).
+inline constexpr std::size_t kRangesPerRequest = 4096;
+
+// A kvproxy's admin listener. Messages name it "proxy HOST:PORT".
+class ProxyAdmin {
+ public:
+  ProxyAdmin(HostPort address, Exchange exchange, RetryPolicy retry = {});
+  rebalance::Position position();
+  // Answers once the proxy took the step (rebalance.hpp). `yaml`: NEW's text, for begin.
+  void step(rebalance::Step step, std::string_view fingerprint, std::string_view yaml = {});
+  const HostPort& address() const noexcept { return address_; }
+
+ private:
+  HostPort address_;
+  std::string label_;
+  Exchange exchange_;
+  RetryPolicy retry_;
+};
+
+// One batch of a scan, in transfer.hpp's record format.
+struct ScanBatch {
+  std::string records;
+  std::uint64_t count = 0;  // records in `records`
+  bool done = false;        // the ranges scanned are done; otherwise go on after `cursor`
+  std::string cursor;       // the stored key the next batch starts after (raw bytes); set unless done
+};
+
+// A kvnode's admin endpoints. Messages name it "node ID (HOST:PORT)".
+class NodeAdmin {
+ public:
+  NodeAdmin(std::string id, HostPort address, Exchange exchange, RetryPolicy retry = {});
+  // The keys `ranges` hold, counted kRangesPerRequest ranges at a time.
+  std::uint64_t count(std::span<const HashRange> ranges);
+  // At most `limit` records (and about `max_bytes`, at least one record) of `ranges`, at most
+  // kRangesPerRequest of them, in stored key order, after the stored key `after` ("": from the start).
+  ScanBatch scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after);
+  // Stores each record that is absent (put-if-absent, tombstones included); returns how many were stored.
+  std::uint64_t ingest(std::string_view records);
+  // Deletes what `what` names in `ranges`, kRangesPerRequest ranges at a time.
+  void drop(rebalance::Drop what, std::span<const HashRange> ranges);
+
+  const std::string& id() const noexcept { return id_; }
+  const HostPort& address() const noexcept { return address_; }
+
+ private:
+  std::string id_;
+  HostPort address_;
+  std::string label_;
+  Exchange exchange_;
+  RetryPolicy retry_;
+};
+
+// The nodes of one apply run: a client per node, made on first use, each keeping its connection.
+class NodeAdmins {
+ public:
+  using Connect = std::function<Exchange(const HostPort&)>;
+  NodeAdmins(Connect connect, RetryPolicy retry) : connect_(std::move(connect)), retry_(std::move(retry)) {}
+  NodeAdmin& node(const std::string& id, const HostPort& address);
+
+ private:
+  Connect connect_;
+  RetryPolicy retry_;
+  std::map<std::string, NodeAdmin> nodes_;  // by id (check_change: one address per id)
+};
+
+}  // namespace kv::tools

@@ -1,0 +1,41 @@
+// The copy step of ring-rebalance apply: every key of every flow's ranges, read from its old owner in
+// batches and stored on its new owner with put-if-absent. Run while the proxies are in dual_write,
+// so a client's newer write (or delete, kept as a tombstone) wins over the copy of an older value.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tools/admin_client.hpp"
+#include "tools/flows.hpp"
+#include "tools/log.hpp"
+#include "tools/progress.hpp"
+
+namespace kv::tools {
+
+struct CopyOptions {
+  std::size_t batch_keys = 1000;
+  std::size_t batch_bytes = 1 << 20;
+  double max_rate = 0;  // keys per second; 0: as fast as it goes
+};
+
+struct FlowCopy {
+  std::uint64_t keys = 0;     // counted before copying
+  std::uint64_t written = 0;  // stored on the new owner (the rest were there already, or deleted)
+};
+
+struct CopyResult {
+  std::vector<FlowCopy> flows;  // one per flow, in the same order
+  std::uint64_t keys = 0, bytes = 0;  // read from the old owners
+  double seconds = 0;
+};
+
+// Counts the flows' keys, logs the step, then copies them, reporting to `progress`.
+CopyResult copy_flows(const std::vector<Flow>& flows, NodeAdmins& nodes, const CopyOptions& options, Progress& progress,
+                      const Log& log);
+
+// How long to wait so that `keys` copied in `elapsed` seconds are not ahead of `max_rate` keys a
+// second (0: no limit); 0 when they are not.
+double throttle_seconds(std::uint64_t keys, double elapsed, double max_rate);
+
+}  // namespace kv::tools

@@ -1,0 +1,125 @@
+#include "tools/inspect.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "common/config.hpp"
+#include "common/hash.hpp"
+#include "common/ring.hpp"
+#include "common/ring_change.hpp"
+#include "common/transfer.hpp"
+
+namespace kv::tools {
+namespace {
+
+namespace json = boost::json;
+
+// A weight in the plan's table; "-": not in that ring.
+std::string weight(std::uint32_t w) { return w ? std::to_string(w) : std::string("-"); }
+
+std::shared_ptr<const Ring> load(const std::string& path) { return Ring::build(load_ring_config(path)); }
+
+}  // namespace
+
+int print_shares(const std::string& path) {
+  const auto ring = load(path);
+  const auto own = ring->ownership();
+  double mx = 0;
+  std::printf("%-20s %-24s %6s %8s %10s %10s\n", "node", "address", "weight", "points", "ownership", "vs ideal");
+  std::uint64_t total_weight = 0;
+  for (const auto& n : ring->nodes()) total_weight += n.weight;
+  for (std::size_t i = 0; i < own.size(); ++i) {
+    const auto& n = ring->node(static_cast<std::uint32_t>(i));
+    const double ideal = static_cast<double>(n.weight) / static_cast<double>(total_weight);
+    std::printf("%-20s %-24s %6u %8llu %9.3f%% %9.4fx\n", n.id.c_str(), n.address.str().c_str(), n.weight,
+                static_cast<unsigned long long>(std::uint64_t{n.weight} * ring->vnodes()), own[i] * 100.0, own[i] / ideal);
+    mx = std::max(mx, own[i] / ideal);
+  }
+  std::printf("%zu nodes, %zu ring points (vnodes %u), worst node %.4fx its ideal share\n", own.size(),
+              ring->point_count(), ring->vnodes(), mx);
+  return 0;
+}
+
+int print_owners(const std::string& path, const std::vector<std::string>& keys) {
+  const auto ring = load(path);
+  for (const auto& k : keys) {
+    const auto h = hash_key(k);
+    const auto& n = ring->node(ring->owner_of_hash(h));
+    std::printf("%s\t%s\t%s\t%016llx\n", k.c_str(), n.id.c_str(), n.address.str().c_str(), static_cast<unsigned long long>(h));
+  }
+  return 0;
+}
+
+int print_plan(const std::string& from_path, const std::string& to_path, bool as_json, bool list_ranges) {
+  const auto from_cfg = load_ring_config(from_path), to_cfg = load_ring_config(to_path);
+  check_change(from_cfg, from_path, to_cfg, to_path);
+  const auto from = Ring::build(from_cfg), to = Ring::build(to_cfg);
+  const Plan p = make_plan(from_cfg, *from, to_cfg, *to);
+
+  if (as_json) {
+    json::object o;
+    o["from"] = json::object{{"file", from_path}, {"fingerprint", p.from_fingerprint}};
+    o["to"] = json::object{{"file", to_path}, {"fingerprint", p.to_fingerprint}};
+    json::array nodes;
+    for (const auto& n : p.nodes)
+      nodes.push_back(json::object{{"id", n.id},
+                                   {"address", n.address},
+                                   {"weight_before", n.weight_before},
+                                   {"weight_after", n.weight_after},
+                                   {"before", n.before},
+                                   {"after", n.after},
+                                   {"ideal_before", n.ideal_before},
+                                   {"ideal_after", n.ideal_after}});
+    o["nodes"] = std::move(nodes);
+    json::array flows;
+    for (const auto& f : p.flows)
+      flows.push_back(json::object{{"from", f.from}, {"to", f.to}, {"share", f.share}, {"ideal", f.ideal}, {"ranges", f.ranges}});
+    o["flows"] = std::move(flows);
+    o["moved"] = p.moved;
+    o["ideal_moved"] = p.ideal_moved;
+    o["range_count"] = p.moves.size();
+    if (list_ranges) {
+      json::array ranges;
+      for (const auto& m : p.moves)
+        ranges.push_back(json::object{{"lo", hex64(m.range.lo)},
+                                      {"hi", hex64(m.range.hi)},
+                                      {"from", from->node(m.from).id},
+                                      {"to", to->node(m.to).id}});
+      o["ranges"] = std::move(ranges);
+    }
+    std::cout << json::serialize(o) << std::endl;
+    return 0;
+  }
+
+  std::printf("plan: %s (ring %s) -> %s (ring %s)\n\n", from_path.c_str(), p.from_fingerprint.c_str(), to_path.c_str(),
+              p.to_fingerprint.c_str());
+  std::printf("%-16s %-22s %9s %21s %21s\n", "node", "address", "weight", "ownership", "ideal");
+  for (const auto& n : p.nodes)
+    std::printf("%-16s %-22s %4s -> %-3s %8.3f%% -> %7.3f%% %8.3f%% -> %7.3f%%\n", n.id.c_str(), n.address.c_str(),
+                weight(n.weight_before).c_str(), weight(n.weight_after).c_str(), n.before * 100, n.after * 100,
+                n.ideal_before * 100, n.ideal_after * 100);
+  if (p.flows.empty()) {
+    std::printf("\nnothing moves\n");
+    return 0;
+  }
+  std::printf("\n%-16s %-16s %10s %10s %8s %8s\n", "from", "to", "share", "ideal", "vs ideal", "ranges");
+  for (const auto& f : p.flows)
+    std::printf("%-16s %-16s %9.3f%% %9.3f%% %7.4fx %8zu\n", f.from.c_str(), f.to.c_str(), f.share * 100, f.ideal * 100,
+                f.ideal > 0 ? f.share / f.ideal : 0.0, f.ranges);
+  std::printf("\n%.3f%% of the key space moves (ideal %.3f%%, %.4fx) in %zu ranges\n", p.moved * 100, p.ideal_moved * 100,
+              p.ideal_moved > 0 ? p.moved / p.ideal_moved : 0.0, p.moves.size());
+  if (list_ranges) {
+    std::printf("\n%-16s %-16s %-16s %-16s\n", "lo", "hi", "from", "to");
+    for (const auto& m : p.moves)
+      std::printf("%s %s %-16s %-16s\n", hex64(m.range.lo).c_str(), hex64(m.range.hi).c_str(),
+                  from->node(m.from).id.c_str(), to->node(m.to).id.c_str());
+  }
+  return 0;
+}
+
+
+}  // namespace kv::tools

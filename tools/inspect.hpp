@@ -1,0 +1,16 @@
+// ring-rebalance's read-only commands: show (each node's share of a ring), owner (the node of each
+// key) and plan (what a change from OLD to NEW moves, against the ideal). They print on stdout and
+// return the exit code; bad files throw ConfigError.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kv::tools {
+
+int print_shares(const std::string& ring_path);
+int print_owners(const std::string& ring_path, const std::vector<std::string>& keys);
+// `as_json`: one JSON document for scripts; `list_ranges`: every moving range too.
+int print_plan(const std::string& from_path, const std::string& to_path, bool as_json, bool list_ranges);
+
+}  // namespace kv::tools
