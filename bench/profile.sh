@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Instructions per request under callgrind, of kvproxy's data path (default) or of kvnode (--node):
 #   kvproxy: under callgrind in front of three memory-engine kvnodes;
-#   kvnode:  one memory-engine kvnode under callgrind, wrk straight at it;
-# both with the mixed wrk workload (90% GET / 10% PUT over 500 preloaded keys, 20 connections) for 15 s.
-# callgrind counts instructions, not time: the figure repeats whatever else the machine is doing.
+#   kvnode:  one memory-engine kvnode under callgrind, straight on;
+# both with the mixed workload (90% GET / 10% PUT over 500 preloaded keys) offered at a fixed rate by
+# bench/loadgen: 20 connections x 100 requests/s for 15 s, so every run serves the same 30,000
+# requests in the same time, and the work that goes by the clock (the tick, health checks) weighs the
+# same in every figure. callgrind counts instructions, not time: the figure repeats whatever else the
+# machine is doing.
 # kvproxy runs on its epoll loop here: under valgrind its io_uring loop did not serve at all (seen
 # here: the first health check never got an answer), and the work per request outside the loop is
 # the same either way.
@@ -12,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${KVRING_BUILD:-build/release}
+LOADGEN=${LOADGEN:-build/release/bench/loadgen}  # the generator of this checkout, whichever build is profiled
 TARGET=kvproxy
 if [ "${1:-}" = "--node" ]; then TARGET=kvnode; shift; fi
 OUT=${1:-$(mktemp -d)/$TARGET.callgrind}
@@ -46,8 +50,8 @@ done
 # Counted from here: start-up (the ring build) and the preload are left out, so the figure is per
 # request of the workload alone, whatever the number of requests.
 callgrind_control -i on "$VPID" > /dev/null 2>&1
-N=$(KEYS=500 REPORT_LUA=bench/lua/report.lua wrk -t1 -c20 -d15s -s bench/lua/mixed.lua "http://127.0.0.1:$PORT" \
-    | grep -o '"requests":[0-9]*' | cut -d: -f2)
+N=$("$LOADGEN" --port "$PORT" --conns 20 --rate 100 --seconds 15 --warmup 0 --keys 500 --put-percent 10 \
+    | grep -o '"answered_total":[0-9]*' | cut -d: -f2)
 kill -TERM "$VPID"
 wait "$VPID" || true
 IR=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
