@@ -456,6 +456,9 @@ def main():
                     help="kvproxy-alt: an environment variable to start it with (repeatable)")
     ap.add_argument("--alt-arg", action="append", default=[], metavar="ARG",
                     help="kvproxy-alt: a command-line argument to add (repeatable), e.g. --alt-arg=--io --alt-arg=epoll")
+    ap.add_argument("--nodes-ab", action="store_true",
+                    help="only kvnode straight on, this build's against --alt-build's, in the same rounds (GET and "
+                         "the mix, 50 connections unless --conns); the table goes to stdout and OUT/NODES.md")
     ap.add_argument("--pin", action="store_true",
                     help="with --proxies-only: the proxy under test on CPU 0, wrk and the nodes on CPU 1")
     args = ap.parse_args()
@@ -479,14 +482,18 @@ def main():
     if args.threads != 1 and any(w.startswith("relay") for w in wanted):
         wanted = [w for w in wanted if not w.startswith("relay")]  # one thread only: no fair scale
         log("the relay runs one thread: left out with --threads", args.threads)
-    if "haproxy" not in wanted:
+    if "haproxy" not in wanted and not args.nodes_ab:
         ap.error("--systems: haproxy is the reference every ratio is taken against; keep it")
+    if args.nodes_ab and not args.alt_build:
+        ap.error("--nodes-ab: give --alt-build, the build to compare this one with")
     work = tempfile.mkdtemp(prefix="kvring-bench-")
     started = time.time()
     command = " ".join(["bench/run.sh"] + sys.argv[1:])
     report = {"versions": versions(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     kvnode = os.path.join(args.build, "node", "kvnode")
     running = []
+    if args.nodes_ab:
+        return nodes_ab(args, out, kvnode, running, keys, rounds, seconds, report)
     try:
         nodes = start_nodes(kvnode, 3, running)
         node_ports = [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)]
@@ -574,6 +581,28 @@ def main():
                   summarize(proxy_results, "nginx"), summarize(floor_results, "nginx"),
                   ring_rows, ring_plot, micro, study, locust_plots, time.time() - started, seconds, rounds, keys)
     log(f"wrote {os.path.join(out, 'RESULTS.md')} in {time.time() - started:.0f} s")
+
+
+def nodes_ab(args, out, kvnode, running, keys, rounds, seconds, report):
+    """kvnode straight on, this build against another (--alt-build), alternating round by round: an A/B
+    of a change to kvnode. Both on the memory engine, so only the nodes' own work differs."""
+    try:
+        new = start_nodes(kvnode, 1, running)[0]
+        alt = Process(PIN["load"] + [os.path.join(args.alt_build, "node", "kvnode"), "--port", "0", "--id", "n1",
+                                     "--engine", "memory"])
+        running.append(alt)
+        systems = [KvNodeDirect(new), KvNodeDirect(alt)]
+        systems[1].name = "kvnode-alt"
+        for s in systems:
+            preload(s.port, keys)
+        conns = [int(c) for c in args.conns.split(",")] if args.conns else [50]
+        results = side_by_side(systems, ["get.lua", "mixed.lua"], conns, rounds, seconds, keys)
+        text = table(summarize(results, reference="kvnode-alt")).replace("vs HAProxy", "vs kvnode-alt")
+        with open(os.path.join(out, "NODES.md"), "w") as f:
+            f.write(f"`{' '.join(['bench/run.sh'] + sys.argv[1:])}` on {report['date']}\n\n{text}\n")
+        print(text)
+    finally:
+        stop_all(running)
 
 
 def write_results(out, command, report, quick, threads, proxy_rows, nginx_rows, floor_rows, ring_rows, ring_plot, micro, study,

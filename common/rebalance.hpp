@@ -60,6 +60,7 @@ inline constexpr std::string_view kScanCursorField = "X-KV-Scan-Cursor";  // hex
 // node keeps a tombstone, so that the copy of an older value, maybe on its way, is not stored after
 // it. Only proxies set it; a client's copy is dropped.
 inline constexpr std::string_view kTombstoneField = "X-KV-Tombstone";
+inline constexpr std::string_view kTombstoneFieldLower = "x-kv-tombstone";  // for iequal_lower
 inline constexpr std::string_view kTombstoneLine = "X-KV-Tombstone: 1\r\n";
 
 // ---- one ring change ----------------------------------------------------------------------------

@@ -109,4 +109,36 @@ bool append_relayed(const ScannedHead& h, std::string_view start_line, std::stri
   return length;
 }
 
+void append_relayed_request(std::string& out, const ScannedHead& req, std::string_view body,
+                            std::string_view drop_lower, std::string_view extra_fields) {
+  const bool as_it_came = !req.start_line.empty() && req.version == 11;
+  if (!as_it_came) out.append(req.method_string).append(" "sv).append(req.target).append(" HTTP/1.1\r\n"sv);
+  const bool length = append_relayed(req, as_it_came ? req.start_line : std::string_view{}, out, true, drop_lower);
+  out.append(extra_fields);
+  if (!length && (!body.empty() || req.method == Method::post || req.method == Method::put))
+    append_content_length(out, body.size());
+  out.append("\r\n"sv).append(body);
+}
+
+void append_relayed_answer(std::string& out, const ScannedHead& req, const ScannedHead& ans, std::string_view body,
+                           std::string_view drop_lower, std::string_view extra_fields, bool keep_alive) {
+  const bool as_it_came = !ans.start_line.empty() && ans.version == req.version;
+  if (!as_it_came) append_status_line(out, req.version, ans.status, ans.reason);
+  const bool length = append_relayed(ans, as_it_came ? ans.start_line : std::string_view{}, out, false, drop_lower);
+  out.append(extra_fields);
+  const bool head = req.method == Method::head;
+  if (head) {
+    // An answer to HEAD (read by Beast) says how long its body would be: the node's length, if any.
+    for (const auto& f : ans.fields)
+      if (f.kind == ScannedHead::Kind::content_length) {
+        out.append("Content-Length: "sv).append(f.value).append("\r\n"sv);
+        break;
+      }
+  } else if (!length) {
+    append_content_length(out, body.size());
+  }
+  end_head(out, req.version, keep_alive);
+  if (!head) out.append(body);
+}
+
 }  // namespace kv::http

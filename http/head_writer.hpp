@@ -60,4 +60,16 @@ void append_rejection(std::string& out, unsigned version, const Rejection& r);
 bool append_relayed(const ScannedHead& h, std::string_view start_line, std::string& out, bool request,
                     std::string_view drop_lower);
 
+// A request as a proxy passes it on: HTTP/1.1 and keep-alive whatever the client spoke, its
+// end-to-end fields as they came (append_relayed), `extra_fields` (whole lines), and the whole `body`
+// with its length: the proxy has read the body and answered any "Expect: 100-continue" itself.
+void append_relayed_request(std::string& out, const ScannedHead& req, std::string_view body,
+                            std::string_view drop_lower, std::string_view extra_fields);
+// An answer as a proxy passes it on to the client that sent `req`: the node's status line where the
+// versions match (else one in the client's version), its end-to-end fields, `extra_fields`, its
+// length (an answer to HEAD keeps the node's Content-Length and leaves the body out), how the
+// connection goes on, then `body`.
+void append_relayed_answer(std::string& out, const ScannedHead& req, const ScannedHead& ans, std::string_view body,
+                           std::string_view drop_lower, std::string_view extra_fields, bool keep_alive);
+
 }  // namespace kv::http

@@ -25,14 +25,6 @@ const char* version_string(unsigned v) { return v == 10 ? "HTTP/1.0" : "HTTP/1.1
 
 }  // namespace
 
-void format_head(const StringRequest& msg, std::string& out) {
-  const auto method = msg.method_string();
-  const auto target = msg.target();
-  out.append(method.data(), method.size()).append(" ").append(target.data(), target.size()).append(" ");
-  out.append(version_string(msg.version())).append("\r\n");
-  append_fields(msg.base(), out);
-}
-
 void format_head(const StringResponse& msg, std::string& out) {
   out.append(version_string(msg.version())).append(" ");
   char code[8];

@@ -14,8 +14,7 @@ namespace kv::http {
 using StringRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using StringResponse = boost::beast::http::response<boost::beast::http::string_body>;
 
-// The head alone (start line, fields, blank line), appended to `out`.
-void format_head(const StringRequest& msg, std::string& out);
+// An answer's head alone (status line, fields, blank line), appended to `out`.
 void format_head(const StringResponse& msg, std::string& out);
 
 // A JSON answer with `status`.

@@ -21,6 +21,11 @@ inline constexpr std::string_view kPrometheusText = "text/plain; version=0.0.4";
 // A proxy's or a node's /health body when it has nothing more to say.
 inline constexpr std::string_view kHealthOk = R"({"status":"ok"})";
 
+// Every answer of a node, and every answer kvproxy relays, names the node that gave it. A proxy sets
+// it itself and drops a node's own copy (compared in lower case: iequal_lower).
+inline constexpr std::string_view kNodeField = "X-KV-Node";
+inline constexpr std::string_view kNodeFieldLower = "x-kv-node";
+
 constexpr bool is_read(Method m) noexcept { return m == Method::get || m == Method::head; }
 
 }  // namespace kv::http

@@ -47,10 +47,10 @@ RequestReader::Status RequestReader::read_fallback(IoBuffer& in) {
   auto& p = *fb_->parser;
   beast::error_code ec;
   feed(p, in, limits_.header_limit, head_used_, ec);
-  if (p.is_header_done() && !head_done_) {
-    head_done_ = true;
-    version_ = fb_->head.version;
-  }
+  // The request line's version as soon as Beast has read it: a head it refuses before the end (413
+  // on its Content-Length) is answered in the client's version.
+  version_ = fb_->head.version;
+  if (p.is_header_done()) head_done_ = true;
   if (ec) {
     fallback_ = false;
     // A parser's errors are all the client's to hear; rejection_for's "gone" ones come from a

@@ -1,10 +1,10 @@
 // Reads a client's requests, one after another, from the bytes a connection received, without I/O:
 // the caller receives into an IoBuffer and calls read() until a request is complete or refused (a
-// client that goes away mid-request is the caller's to see: the reader only sees bytes). Heads of the common shape are read by the strict scanner (http/scan.hpp) and stay
-// where they arrived (views into the buffer, which the caller must not touch until the request is
-// done); anything the scanner declines, and bodies over kScanMaxBody, go to Beast's parser from the
-// request's first byte, which takes the bytes out of the buffer as it reads them and gives any
-// error its exact name.
+// client that goes away mid-request is the caller's to see: the reader only sees bytes). Heads of
+// the common shape are read by the strict scanner (http/scan.hpp) and stay where they arrived
+// (views into the buffer, which the caller must not touch until the request is done); anything the
+// scanner declines, and bodies over kScanMaxBody, go to Beast's parser from the request's first
+// byte, which takes the bytes out of the buffer as it reads them and gives any error its exact name.
 //
 // The caller owns the deadlines: header_timeout from the first byte until head_done(), body_timeout
 // after. It sends "HTTP/1.1 100 Continue" when take_continue() says so, and the rejection when a
@@ -43,7 +43,9 @@ class RequestReader {
   Status read(IoBuffer& in);
 
   bool head_done() const noexcept { return head_done_; }
-  unsigned version() const noexcept { return version_; }  // the request's (11 until its head is read)
+  // The request's version once it is known (Beast's path: its request line; the scanner's: its whole
+  // head), 11 before: a refusal answers in it.
+  unsigned version() const noexcept { return version_; }
   // True once per request, when the head asked for "100-continue" and the body has not come.
   bool take_continue() noexcept;
 

@@ -22,7 +22,7 @@ class ResponseReader {
  public:
   enum class Status {
     more,      // not complete: receive more
-    complete,  // head() and body() hold the answer until the next start()
+    complete,  // head() and body() hold the answer until the buffer is consumed or the next start()
     failed,    // unreadable, or the connection ended first: failure() says how
   };
 

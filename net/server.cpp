@@ -42,8 +42,10 @@ struct Server::Impl {
 
   std::string name;
   std::chrono::milliseconds shutdown_timeout;
-  std::vector<std::unique_ptr<Worker>> workers;
+  // Listeners before workers, so destroyed after them: a session a drain deadline cut off is destroyed
+  // with its worker's loop, and gives its place back to its listener's gate as it goes.
   std::vector<std::unique_ptr<Listener>> listeners;
+  std::vector<std::unique_ptr<Worker>> workers;
   std::map<int, std::function<void()>> signal_handlers;
   std::vector<std::function<void()>> drain_hooks;
   std::atomic<bool> stop_requested{false};

@@ -27,6 +27,7 @@
 
 #include "common/config.hpp"
 #include "http/limits.hpp"
+#include "net/async.hpp"
 
 namespace kv::net {
 
@@ -48,13 +49,15 @@ struct Connection {
 struct Worker {
   explicit Worker(unsigned i) : index(i) {}
   const unsigned index;
+  // Declared before the loop, so destroyed after it: destroying a loop that a drain deadline stopped
+  // destroys the sessions still suspended on it, and each takes itself off this list as it goes.
+  std::list<Connection> connections;
+  bool stopping = false;
   // One thread runs this loop and every socket on it is used only from that thread, so the reactor's
   // per-socket locking is pure cost. Posts from other threads (health checks, reloads, group commit)
   // still go through the scheduler's lock, which this hint keeps.
   asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::executor_work_guard<asio::io_context::executor_type> guard = asio::make_work_guard(ioc);
-  std::list<Connection> connections;
-  bool stopping = false;
   asio::steady_timer drain_deadline{ioc};
   asio::steady_timer sweep_timer{ioc};
 
@@ -101,48 +104,6 @@ class ConnectionScope {
 };
 
 using SessionHandler = std::function<asio::awaitable<void>(Worker&, tcp::socket)>;
-
-// `redirect_error(use_awaitable, ec)`: the error lands in `ec` instead of an exception.
-inline auto use_ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
-
-// Wraps a completion handler so that it can be called from any thread: the call is posted to the
-// handler's own executor, which is kept from running out of work meanwhile. The wrapper is copyable
-// (it fits a std::function) and must be called exactly once.
-template <class Handler>
-auto post_back(Handler handler) {
-  struct State {
-    Handler handler;
-    asio::executor_work_guard<asio::associated_executor_t<Handler>> work;
-  };
-  auto ex = asio::get_associated_executor(handler);
-  auto state = std::make_shared<State>(State{std::move(handler), asio::make_work_guard(ex)});
-  return [state](auto... args) {
-    asio::post(state->work.get_executor(), [state, ... args = std::move(args)]() mutable {
-      state->work.reset();
-      std::move(state->handler)(std::move(args)...);
-    });
-  };
-}
-
-// Runs fn() on `pool` and completes with its result (or its exception) on the caller's executor:
-// for work too slow for an event loop, such as building a large ring.
-template <class R, class Token>
-auto async_run(asio::thread_pool& pool, std::function<R()> fn, Token&& token) {
-  return asio::async_initiate<Token, void(std::exception_ptr, R)>(
-      [&pool](auto handler, std::function<R()> f) {
-        asio::post(pool, [done = post_back(std::move(handler)), f = std::move(f)]() mutable {
-          std::exception_ptr error;
-          R result{};
-          try {
-            result = f();
-          } catch (...) {
-            error = std::current_exception();
-          }
-          done(error, std::move(result));
-        });
-      },
-      token, std::move(fn));
-}
 
 class Server {
  public:

@@ -218,9 +218,11 @@ asio::awaitable<void> serve(Worker& worker, tcp::socket socket, const http::Serv
     const auto t0 = Clock::now();
     if (status == ReadStatus::closed) break;
     if (status == ReadStatus::rejected) {
-      const bool head = parser.is_header_done();
-      co_await send_rejection(stream, head ? parser.get().version() : 11, rejection, limits, scope);
-      service.answered(head ? &parser.get() : nullptr, static_cast<unsigned>(rejection.status), Clock::now() - t0);
+      // The version is the request line's as soon as that is read (11 before): a head refused before
+      // it ends (413 on its Content-Length) is answered in the client's version all the same.
+      co_await send_rejection(stream, parser.get().version(), rejection, limits, scope);
+      service.answered(parser.is_header_done() ? &parser.get() : nullptr, static_cast<unsigned>(rejection.status),
+                       Clock::now() - t0);
       break;
     }
     auto& req = parser.get();

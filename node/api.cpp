@@ -8,6 +8,7 @@
 #include "common/key.hpp"
 #include "common/rebalance.hpp"
 #include "common/storage_key.hpp"
+#include "http/policy.hpp"
 
 namespace kv {
 
@@ -19,8 +20,8 @@ Route Api::route_of(std::string_view target) noexcept {
   if (path == "/get") return Route::get;
   if (path == "/put") return Route::put;
   if (path == "/del") return Route::del;
-  if (path == "/health") return Route::health;
-  if (path == "/metrics") return Route::metrics;
+  if (path == http::kHealthPath) return Route::health;
+  if (path == http::kMetricsPath) return Route::metrics;
   if (path.starts_with(rebalance::kAdminPrefix)) return Route::admin;
   return Route::other;
 }
@@ -28,23 +29,23 @@ Route Api::route_of(std::string_view target) noexcept {
 Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std::optional<WriteOp>* deferred) {
   const Route route = route_of(req.target());
   res.version(req.version());
-  if (!node_id_.empty()) res.set("X-KV-Node", node_id_);
+  if (!node_id_.empty()) res.set(http::kNodeField, node_id_);
   switch (route) {
     case Route::other:
-      http::error_answer(res, status::not_found, "Not found");
+      http::error_answer(res, status::not_found, http::kNotFound);
       return route;
     case Route::health:
-      if (http::allow_method(res, req.method(), verb::get, "GET, HEAD")) {
+      if (http::allow_method(res, req.method(), verb::get, http::kReadMethods)) {
         const auto write_error = store_.write_error();
         http::json_answer(res, status::ok,
-                      R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
-                          (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + "}");
+                          R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
+                              (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + "}");
       }
       return route;
     case Route::metrics:
-      if (http::allow_method(res, req.method(), verb::get, "GET, HEAD")) {
+      if (http::allow_method(res, req.method(), verb::get, http::kReadMethods)) {
         res.result(status::ok);
-        res.set(beast::http::field::content_type, "text/plain; version=0.0.4");
+        res.set(beast::http::field::content_type, http::kPrometheusText);
         res.body() = metrics_.render(store_);
       }
       return route;
@@ -55,7 +56,7 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
       if (!http::allow_method(res, req.method(), verb::post, "POST")) return route;
       break;
     case Route::get:
-      if (!http::allow_method(res, req.method(), verb::get, "GET, HEAD")) return route;
+      if (!http::allow_method(res, req.method(), verb::get, http::kReadMethods)) return route;
       break;
     case Route::del:
       if (!http::allow_method(res, req.method(), verb::delete_, "DELETE")) return route;
@@ -66,7 +67,7 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
   KeyResult key = extract_key(req.target(), limits_.max_key_bytes);
   if (key.error != KeyError::none) {
     http::error_answer(res, key.error == KeyError::too_long ? status::payload_too_large : status::bad_request,
-                   key_error_detail(key.error));
+                       key_error_detail(key.error));
     return route;
   }
   if (route == Route::get) get(storage_key(key.key), res);

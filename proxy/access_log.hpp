@@ -1,7 +1,8 @@
 // One line per request, as HAProxy's httplog has it:
 //   client [time] method target node status bytes Tr=.. Tc=.. Tf=.. Tt=..
 // with timings in ms: Tr reading the request, Tc connecting to the node (-1: a pooled connection),
-// Tf request sent to the first byte of the answer, Tt total. Each line goes out in one write(), so
+// Tf request sent to the first byte of the answer, Tt total. Tc and Tf are those of the node that
+// answered (the one X-KV-Node names): for a write that went to two nodes during a rebalance, the last. Each line goes out in one write(), so
 // lines from several workers never interleave.
 #pragma once
 

@@ -1,8 +1,9 @@
 // kvproxy's admin listener (default 127.0.0.1:8404), on the shared server frame (net/session.hpp):
 // the routes only. The stats page (/stats, /stats.json) and metrics come from proxy/stats.hpp; the
 // ring (GET /admin/ring; POST swaps it) and the rebalance steps (/admin/migration...) from
-// proxy/ring_control.hpp. With a token, requests that change something (POSTs under /admin/) need
-// "Authorization: Bearer <token>" (401 without, 403 with another); the pages and GETs stay open.
+// proxy/ring_control.hpp. With a token, requests that may change something (any method but GET and HEAD under
+// /admin/) need "Authorization: Bearer <token>" (401 without, 403 with another); the pages and GETs
+// stay open.
 #pragma once
 
 #include <string>

@@ -22,10 +22,6 @@ double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_c
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// The fields the proxy sets itself and drops from what it relays (iequal_lower wants lower case).
-constexpr std::string_view kNodeFieldLower = "x-kv-node";
-constexpr std::string_view kTombstoneFieldLower = "x-kv-tombstone";  // rebalance::kTombstoneField
-
 }  // namespace
 
 ClientConn::ClientConn(Worker& w, std::string peer)
@@ -220,18 +216,11 @@ void ClientConn::dispatch() {
 // tombstone field when routing asks for one.
 void ClientConn::run_step() {
   const Step& step = route_.steps[step_];
-  const auto& r = req();
   std::string& s = exchange_.request();
   s.clear();
-  const bool as_it_came = !r.start_line.empty() && r.version == 11;
-  if (!as_it_came) s.append(r.method_string).append(" "sv).append(r.target).append(" HTTP/1.1\r\n"sv);
-  const bool length = http::append_relayed(r, as_it_came ? r.start_line : std::string_view{}, s, true, kTombstoneFieldLower);
-  if (step.tombstone) s.append(rebalance::kTombstoneLine);
-  const std::string_view body = reader_.body();
-  if (!length && (!body.empty() || r.method == http::Method::post || r.method == http::Method::put))
-    http::append_content_length(s, body.size());
-  s.append("\r\n"sv).append(body);
-  exchange_.start(*step.backend, r.method == http::Method::head);
+  http::append_relayed_request(s, req(), reader_.body(), rebalance::kTombstoneFieldLower,
+                               step.tombstone ? rebalance::kTombstoneLine : std::string_view{});
+  exchange_.start(*step.backend, req().method == http::Method::head);
 }
 
 void ClientConn::on_node_answer(NodeExchange& x) {
@@ -248,31 +237,14 @@ void ClientConn::on_node_answer(NodeExchange& x) {
     run_step();
     return;
   }
-  // The last step's answer, or a refusal that ends the write: the client's.
+  // The last step's answer, or a refusal that ends the write: the client's. Whether the connection
+  // stays open is decided now, not when the request came in: a drain that began meanwhile closes
+  // after this answer. The body is copied out before the node's buffer is consumed.
   Backend& b = x.backend();
-  const auto& r = req();
   const std::string_view body = x.body();
-  std::string& s = out_;
-  s.clear();
-  const bool as_it_came = !ans.start_line.empty() && ans.version == r.version;
-  if (!as_it_came) http::append_status_line(s, r.version, code, ans.reason);
-  const bool length = http::append_relayed(ans, as_it_came ? ans.start_line : std::string_view{}, s, false, kNodeFieldLower);
-  s.append(b.node_field);
-  const bool head = r.method == http::Method::head;
-  if (head) {
-    // An answer to HEAD (read by Beast) says how long its body would be: the node's length, if any.
-    for (const auto& f : ans.fields)
-      if (f.kind == http::ScannedHead::Kind::content_length) {
-        s.append("Content-Length: "sv).append(f.value).append("\r\n"sv);
-        break;
-      }
-  } else if (!length) {
-    http::append_content_length(s, body.size());
-  }
-  // Decided now, not when the request came in: a drain that began meanwhile closes after this answer.
-  answer_keep_alive_ = r.keep_alive && !w_.draining;
-  http::end_head(s, r.version, answer_keep_alive_);
-  if (!head) s.append(body);  // copied out before the node's buffer is consumed
+  answer_keep_alive_ = req().keep_alive && !w_.draining;
+  out_.clear();
+  http::append_relayed_answer(out_, req(), ans, body, http::kNodeFieldLower, b.node_field, answer_keep_alive_);
   answer_status_ = code;
   answer_bytes_ = body.size();
   answered_by_ = &b;

@@ -158,13 +158,6 @@ int serve(proxy::Cluster& cluster, std::shared_ptr<proxy::Topology> initial, con
     return 1;
   }
 
-  net::Server server("kvproxy", 1, s.shutdown);
-  auto& ioc0 = server.worker(0).ioc;
-  cluster.on_new_backend = [&cluster, &ioc0](std::shared_ptr<proxy::Backend> b) {
-    proxy::start_health_checks(cluster, ioc0, std::move(b));
-  };
-  cluster.publish(std::move(initial));
-
   boost::asio::thread_pool control(1);  // ring builds for reloads, off the event loops
   net::IoLoop::Kind io_kind{};
   net::parse_io_kind(s.io, io_kind);  // CLI11 checked it
@@ -182,13 +175,22 @@ int serve(proxy::Cluster& cluster, std::shared_ptr<proxy::Topology> initial, con
   // rebalance may go to two nodes, each within connect + response time.
   const auto drain_timeout = 2 * (s.options.connect_timeout + s.options.response_timeout) + std::chrono::milliseconds(1000);
   proxy::RingControl ring_control(cluster, data, control, s.ring_path, drain_timeout);
+  proxy::Admin admin_api(cluster, data.counters(), ring_control, s.token);
+
+  // The server last, so destroyed first: sessions a drain deadline cut off are destroyed with its
+  // loop, and they refer to the admin routes and the ring control.
+  net::Server server("kvproxy", 1, s.shutdown);
+  auto& ioc0 = server.worker(0).ioc;
+  cluster.on_new_backend = [&cluster, &ioc0](std::shared_ptr<proxy::Backend> b) {
+    proxy::start_health_checks(cluster, ioc0, std::move(b));
+  };
+  cluster.publish(std::move(initial));
   try {
     ring_control.restore();
   } catch (const ConfigError& e) {
     std::cerr << "kvproxy: " << e.what() << std::endl;
     return 2;
   }
-  proxy::Admin admin_api(cluster, data.counters(), ring_control, s.token);
   server.on_signal(SIGHUP, [&ring_control, &ioc0] { ring_control.reload_from_file(ioc0); });
 
   std::uint16_t port = 0, admin_port = 0;

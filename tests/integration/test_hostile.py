@@ -115,6 +115,16 @@ class HostileInputTest(unittest.TestCase):
                         first = s.recv(4096).split(b"\r\n")[0]
                     self.assertEqual(first, b"HTTP/1.1 431 Request Header Fields Too Large")
 
+    def test_a_refusal_answers_in_the_clients_http_version(self):
+        """A body over the limit, refused on its Content-Length before the head is done, is answered in
+        the HTTP/1.0 the client spoke, by kvnode and by kvproxy, whichever parser read the head."""
+        for port, server in [(self.node.port, "kvnode"), (self.proxy.port, "kvproxy")]:
+            for extra in (b"", b"Upgrade: x\r\n", b"X-A: caf\xc3\xa9\r\n"):
+                with self.subTest(server=server, extra=extra):
+                    payload = b"POST /put?key=a HTTP/1.0\r\n" + extra + b"Content-Length: 100000000\r\n\r\n"
+                    first = raw_exchange(port, payload, timeout=5.0, shut_write=True).split(b"\r\n")[0]
+                    self.assertEqual(first, b"HTTP/1.0 413 Payload Too Large")
+
     def test_health_and_metrics_answer_alike_on_every_listener(self):
         """/health and /metrics take GET and HEAD, and refuse any other method with 405, Allow: GET, HEAD
         and a JSON detail, the same way on kvnode, kvproxy's data path and its admin listener."""

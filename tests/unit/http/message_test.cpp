@@ -14,28 +14,6 @@ using boost::beast::http::verb;
 using kv::http::StringRequest;
 using kv::http::StringResponse;
 
-TEST_CASE("format_head writes a request's head as Beast holds it, without its body", "[message]") {
-  StringRequest req{verb::put, "/put?key=a%2Fb", 11};
-  req.set(field::host, "kv:8080");
-  req.set("X-KV-Tombstone", "1");
-  req.insert("X-Twice", "a");
-  req.insert("X-Twice", "b");
-  req.body() = "not in the head";
-  std::string out = "<before>";
-  kv::http::format_head(req, out);
-  CHECK(out == "<before>PUT /put?key=a%2Fb HTTP/1.1\r\nHost: kv:8080\r\nX-KV-Tombstone: 1\r\nX-Twice: a\r\nX-Twice: b\r\n\r\n");
-
-  std::string old;
-  kv::http::format_head(StringRequest{verb::get, "/health", 10}, old);
-  CHECK(old == "GET /health HTTP/1.0\r\n\r\n");
-
-  StringRequest custom{verb::get, "/x", 11};
-  custom.method_string("PURGE");
-  std::string purge;
-  kv::http::format_head(custom, purge);
-  CHECK(purge == "PURGE /x HTTP/1.1\r\n\r\n");
-}
-
 TEST_CASE("format_head writes a response's head: its reason, or the standard one", "[message]") {
   StringResponse res{status::ok, 11};
   res.set(field::content_type, "application/json");

@@ -216,10 +216,9 @@ TEST_CASE("a chunked body goes to Beast, which takes the bytes as it reads them"
   CHECK(run.reader.head().fields[0].line.empty());
 }
 
-// BUG (http/parser.hpp, RawParser::on_field_impl): Beast's parser reports the trailer fields of a
-// chunked body through the same callback as the head's, so they are appended to the head: the
-// relayed request then carries them as header fields (here a second Host), which RFC 9110 6.5.1
-// forbids unless each field's definition allows the merge.
+// Beast's parser reports the trailer fields of a chunked body through the same callback as the
+// head's; RawParser once appended them to the head, and the relayed request carried them as header
+// fields (here a second Host), which RFC 9110 6.5.1 forbids. They are dropped now.
 TEST_CASE("a chunked request's trailer fields are not fields of its head", "[request_reader]") {
   const std::string in =
       "POST /put?key=t HTTP/1.1\r\nHost: kv\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -375,12 +374,11 @@ TEST_CASE("a head far over header_limit is refused with 431 at every split, on e
   }
 }
 
-// BUG (http/request_reader.cpp, read_fallback): header_limit is not held to "request line + headers"
-// (limits.hpp) on Beast's path. Beast's parser applies it to what one put() is given, and feed()
-// consumes the request line and every complete field as it goes: so the request line never counts,
-// and once the scanner has handed a partial head over (at header_limit bytes), the limit starts
-// again from the first field not yet complete. A head one byte over the limit is read whole; a head
-// half as long again as the limit is read when it arrives in pieces, refused when it arrives whole.
+// header_limit holds for "request line + headers" (limits.hpp) on Beast's path too, however the head
+// arrives. Beast's parser applies it only to what one put() is given, and feed() consumes the request
+// line and every complete field as it goes, so until http::put_limited counted the head over every
+// put, a head one byte over the limit was read whole, and one half as long again as the limit was
+// read when it came in pieces and refused when it came whole.
 TEST_CASE("a head over header_limit is refused with 431 whatever its fragmentation", "[request_reader]") {
   ServerLimits limits;
   limits.header_limit = 512;
@@ -445,9 +443,9 @@ TEST_CASE("a chunked body over body_limit is refused with 413 at the chunk that 
   }
 }
 
-// BUG (http/request_reader.cpp): an HTTP/1.0 request whose Content-Length is over body_limit is
-// refused before version() is set (Beast fails before is_header_done(); the scanner, which had
-// read the head, sets nothing before handing over), so the 413 goes out as HTTP/1.1 to a 1.0 client.
+// An HTTP/1.0 request whose Content-Length is over body_limit is refused before Beast says its head
+// is done: version() must still be the request's, so that the 413 goes out as HTTP/1.0 (it once
+// went out as HTTP/1.1).
 TEST_CASE("a 413 to an HTTP/1.0 request says HTTP/1.0", "[request_reader]") {
   ServerLimits limits;
   limits.body_limit = 10;
@@ -534,17 +532,20 @@ TEST_CASE("timed_out() says which part of the request was late", "[request_reade
   }
 }
 
-TEST_CASE("version() is 11 until the head is read, then the request's, until reset()", "[request_reader]") {
+TEST_CASE("version() is 11 until the request's is known, then the request's, until reset()", "[request_reader]") {
   const std::string scanner = "POST /put?key=a HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc";
   const std::string beast = "POST /put?key=a HTTP/1.0\r\nX-A: caf\xc3\xa9\r\nContent-Length: 3\r\n\r\nabc";
   for (const auto& in : {scanner, beast}) {
     INFO(in);
     const std::size_t head_size = in.find("\r\n\r\n") + 4;
+    // The scanner's path knows the version with the whole head; Beast's path with the request line,
+    // which it reads as soon as the scanner has declined the head (at its first byte of obs-text).
+    const std::size_t known = in == beast ? in.find('\xc3') + 1 : head_size;
     for (const auto& plan : plans(in.size())) {
       INFO(plan.name);
       Run run({});
       const std::string got = run.feed(in, plan, [&](RequestReader& r, std::size_t fed) {
-        REQUIRE(r.version() == (fed >= head_size ? 10u : 11u));
+        REQUIRE(r.version() == (fed >= known ? 10u : 11u));
         REQUIRE(r.head_done() == (fed >= head_size));
       });
       REQUIRE(run.status == Status::complete);

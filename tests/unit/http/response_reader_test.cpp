@@ -145,8 +145,8 @@ TEST_CASE("a chunked answer goes to Beast, which takes the bytes", "[response_re
   }
 }
 
-// BUG (http/parser.hpp, RawParser::on_field_impl): a chunked answer's trailer fields are appended
-// to its head, and so relayed to the client as header fields (RFC 9110 6.5.1).
+// A chunked answer's trailer fields are not its head's (RFC 9110 6.5.1): RawParser once appended
+// them, and the proxy relayed them to the client as header fields.
 TEST_CASE("a chunked answer's trailer fields are not fields of its head", "[response_reader]") {
   const std::string in = kChunkedHead + "2\r\nok\r\n0\r\nX-Checksum: 9\r\nSet-Cookie: s=1\r\n\r\n";
   same_at_every_split(in, complete(in.size(), 0, 0,
@@ -314,9 +314,8 @@ TEST_CASE("a connection error on Beast's path fails the answer with the system's
   CHECK(scanned.feed(kScanned, {"whole", {kScanned.size()}}, false, ECONNRESET).substr(0, 8) == "complete");
 }
 
-// BUG (http/response_reader.cpp, read): on the scanner's path a connection error is reported as
-// "partial message", not the system's reason that Beast's path gives for the same errno: what the
-// node did (reset the connection) is lost from the log line the caller makes of failure().
+// On the scanner's path a connection error is reported with the system's reason, as Beast's path
+// reports it (it once said "partial message", and what the node did was lost from the log).
 TEST_CASE("a connection error on the scanner's path fails with the system's reason", "[response_reader]") {
   const std::string cut = kScanned.substr(0, kScanned.size() - 3);
   Run run;
@@ -372,9 +371,9 @@ TEST_CASE("start() forgets the previous answer, even one cut off halfway", "[res
   CHECK(r.consumed() == kScanned.size());
 }
 
-// BUG (http/response_reader.cpp, read_fallback): an answer read by Beast leaves head().content_length
-// as the last scan left it (RequestReader sets it to the body's length): 0 for a chunked answer of
-// nine bytes, and for an answer to HEAD, which is never scanned, the previous answer's length.
+// An answer read by Beast says the body's length in head().content_length, as RequestReader does (it
+// once kept what the last scan left: 0 for a chunked answer of nine bytes, and for an answer to HEAD
+// the previous answer's length).
 TEST_CASE("head().content_length on Beast's path is the body's length, as RequestReader's", "[response_reader]") {
   BlockPool pool;
   ResponseReader r;
