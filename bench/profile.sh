@@ -38,7 +38,7 @@ if [ "$TARGET" = kvproxy ]; then
     --listen "127.0.0.1:${ports[3]}" --admin "127.0.0.1:${ports[4]}" --io epoll 2> "$WORK/valgrind.log" &
   PORT=${ports[3]}
 else
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" "$B/node/kvnode" --id n1 --port "${ports[0]}" \
+  valgrind --tool=callgrind ${CG_EXTRA:-} --instr-atstart=no --callgrind-out-file="$OUT" "$B/node/kvnode" --id n1 --port "${ports[0]}" \
     --engine memory 2> "$WORK/valgrind.log" &
   PORT=${ports[0]}
 fi

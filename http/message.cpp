@@ -1,8 +1,7 @@
 #include "http/message.hpp"
 
-#include <cstdio>
-
 #include "common/json.hpp"
+#include "http/head_writer.hpp"
 #include "http/policy.hpp"
 
 namespace kv::http {
@@ -27,9 +26,8 @@ const char* version_string(unsigned v) { return v == 10 ? "HTTP/1.0" : "HTTP/1.1
 
 void format_head(const StringResponse& msg, std::string& out) {
   out.append(version_string(msg.version())).append(" ");
-  char code[8];
-  const auto n = std::snprintf(code, sizeof code, "%u ", msg.result_int());
-  out.append(code, static_cast<std::size_t>(n));
+  append_number(out, msg.result_int());  // not snprintf: printf's machinery is most of a head's cost
+  out.append(" ");
   auto reason = msg.reason();
   if (reason.empty()) reason = beast::http::obsolete_reason(msg.result());
   out.append(reason.data(), reason.size()).append("\r\n");

@@ -228,7 +228,7 @@ asio::awaitable<void> serve(Worker& worker, tcp::socket socket, const http::Serv
     auto& req = parser.get();
     http::StringResponse res;
     res.version(req.version());
-    co_await service.handle(req, res);
+    if (!service.answer_now(req, res)) co_await service.handle(req, res);
     // Finish this request, but close afterwards when the server is draining.
     res.keep_alive(req.keep_alive() && !scope.draining());
     res.prepare_payload();

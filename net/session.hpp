@@ -22,8 +22,12 @@ namespace kv::net {
 // What the frame serves: one request in, one answer out.
 class Service {
  public:
-  // Fills `res` (status, fields, body; serve() sets keep-alive and Content-Length). May suspend: on
-  // the disk, on a thread pool. Runs on the connection's worker.
+  // Fills `res` (status, fields, body; serve() sets keep-alive and Content-Length) at once and returns
+  // true, or returns false, having touched nothing, for handle() to do it. Most requests need no
+  // suspension, and answering them without a coroutine of their own keeps the loop's code small.
+  virtual bool answer_now(http::StringRequest& req, http::StringResponse& res) { return false; }
+  // Fills `res` as answer_now() does, and may suspend: on the disk, on a thread pool. Runs on the
+  // connection's worker.
   virtual asio::awaitable<void> handle(http::StringRequest& req, http::StringResponse& res) = 0;
   // After each answer, a refusal's too, with how long it took from the request read; `req` is null
   // when the refusal came before a head was read.

@@ -21,6 +21,12 @@ auto async_commit(Store& store, WriteOp op, Token&& token) {
 
 }  // namespace
 
+bool NodeService::answer_now(http::StringRequest& req, http::StringResponse& res) {
+  if (api_.store().group_commit() || Api::route_of(req.target()) == Route::admin) return false;
+  api_.handle(req, res);  // no group commit: writes are applied before it returns
+  return true;
+}
+
 asio::awaitable<void> NodeService::handle(http::StringRequest& req, http::StringResponse& res) {
   if (Api::route_of(req.target()) == Route::admin) {
     std::function<http::StringResponse()> run = [this, &req] {

@@ -16,6 +16,9 @@ class NodeService final : public net::Service {
   NodeService(Api& api, NodeMetrics& metrics, net::asio::thread_pool& admin_pool)
       : api_(api), metrics_(metrics), admin_pool_(admin_pool) {}
 
+  // Everything but the rebalancer's requests and the writes of a group-commit store (--sync), which
+  // handle() awaits.
+  bool answer_now(http::StringRequest& req, http::StringResponse& res) override;
   net::asio::awaitable<void> handle(http::StringRequest& req, http::StringResponse& res) override;
   void answered(const http::StringRequest* req, unsigned status, net::Clock::duration took) override;
   void connection_opened() override { metrics_.connection_opened(); }
