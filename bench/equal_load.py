@@ -368,13 +368,17 @@ def write_markdown(path, command, date, v, revision, args, quick, checks, rows, 
               f"Rate accuracy, {checks['rate_seconds']:g} s per point. The run fails on any error, and when the "
               "achieved rate is more than 1% off the offered one while the server kept up (at most half of the "
               "requests sent late); with more sent late, the server or the machine fell behind and the point "
-              "says nothing about the generator (inconclusive).", "",
-              "| offered load | achieved req/s | off by | verdict | sent late | errors | generator CPU | "
-              "generator CPU us/req | send lag p99 / max us |", "|---|---|---|---|---|---|---|---|---|"]
+              "says nothing about the generator (inconclusive). The latencies are the floor of this machine at "
+              "each point: what the same generator measures of one kvnode with no proxy in front, on the same "
+              "two cores; a proxy's tail below it cannot be told apart from the machine's.", "",
+              "| offered load | achieved req/s | off by | verdict | sent late | errors | no-proxy p50 / p99 / p99.9 us | "
+              "generator CPU | generator CPU us/req | send lag p99 / max us |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in checks["rate"]:
         lines.append(f"| {point_label(r['point'])} | {r['achieved_rps']:.1f} | {r['deviation'] * 100:+.2f}% | "
                      f"{r['verdict']} | "
-                     f"{r['late']} | {r['errors']} | {r['cpu_util'] * 100:.1f}% of a core | "
+                     f"{r['late']} | {r['errors']} | {r['p50']} / {r['p99']} / {r['p999']} | "
+                     f"{r['cpu_util'] * 100:.1f}% of a core | "
                      f"{r['cpu_s'] * 1e6 / max(1, r['sent_total']):.1f} | {r['lag_p99']} / {r['lag_max']} |")
     s, h2, stall_s = checks["stall"], checks["h2load"], checks["stall_seconds"]
     lines += ["", f"Coordinated omission: the kvnode is stopped (SIGSTOP) for {STALL_S * 1000:.0f} ms in the middle "
