@@ -61,11 +61,18 @@ std::string drop_target(Drop d) {
   return std::string(kDropPath) + "?" + std::string(kWhatParam) + "=" + std::string(drop_name(d));
 }
 
-std::string scan_target(std::size_t limit, std::size_t max_bytes, std::string_view after_hex) {
+std::string ingest_target(bool versions) {
+  std::string out(kIngestPath);
+  if (versions) out.append("?").append(kVersionsParam).append("=1");
+  return out;
+}
+
+std::string scan_target(std::size_t limit, std::size_t max_bytes, std::string_view after_hex, bool versions) {
   std::string out(kScanPath);
   out.append("?").append(kLimitParam).append("=").append(std::to_string(limit));
   out.append("&").append(kMaxBytesParam).append("=").append(std::to_string(max_bytes));
   if (!after_hex.empty()) out.append("&").append(kAfterParam).append("=").append(after_hex);
+  if (versions) out.append("&").append(kVersionsParam).append("=1");
   return out;
 }
 

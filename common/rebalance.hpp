@@ -45,23 +45,22 @@ inline constexpr std::string_view kIngestPath = "/admin/ingest";  // answer: {"w
 inline constexpr std::string_view kDropPath = "/admin/drop";      // ?what=data|tombstones|all
 inline constexpr std::string_view kLimitParam = "limit", kMaxBytesParam = "max_bytes", kAfterParam = "after";
 inline constexpr std::string_view kWhatParam = "what";
+// versions=1 on scan and ingest: versioned records (transfer.hpp), tombstones included, newer wins.
+inline constexpr std::string_view kVersionsParam = "versions";
 enum class Drop : std::uint8_t { data, tombstones, all };
 std::string_view drop_name(Drop d) noexcept;
 std::optional<Drop> parse_drop(std::string_view s) noexcept;
 std::string drop_target(Drop d);
-std::string scan_target(std::size_t limit, std::size_t max_bytes, std::string_view after_hex);
+std::string scan_target(std::size_t limit, std::size_t max_bytes, std::string_view after_hex, bool versions = false);
+std::string ingest_target(bool versions);
 
 // The answer fields of a scan.
 inline constexpr std::string_view kScanCountField = "X-KV-Scan-Count";    // records in this batch
 inline constexpr std::string_view kScanDoneField = "X-KV-Scan-Done";      // "1": the ranges are done
 inline constexpr std::string_view kScanCursorField = "X-KV-Scan-Cursor";  // hex stored key: the next batch starts after it
 
-// A delete a proxy sends a key's new owner during a rebalance carries this field, with value "1": the
-// node keeps a tombstone, so that the copy of an older value, maybe on its way, is not stored after
-// it. Only proxies set it; a client's copy is dropped.
-inline constexpr std::string_view kTombstoneField = "X-KV-Tombstone";
-inline constexpr std::string_view kTombstoneFieldLower = "x-kv-tombstone";  // for iequal_lower
-inline constexpr std::string_view kTombstoneLine = "X-KV-Tombstone: 1\r\n";
+// Every delete leaves a tombstone with its version (common/version.hpp), so that the copy of an
+// older value is never stored after it; ring-rebalance purges them once a ring change is done.
 
 // ---- one ring change ----------------------------------------------------------------------------
 // What the proxies hold, save and report of a ring change; phase none: no change in progress.

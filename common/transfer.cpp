@@ -111,7 +111,17 @@ void append_record(std::string& out, std::string_view key, std::string_view valu
   out.append(value);
 }
 
-bool parse_records(std::string_view body, std::vector<Record>& out, std::string& error) {
+void append_versioned_record(std::string& out, const Record& r) {
+  append_be32(out, static_cast<std::uint32_t>(r.key.size()));
+  out.append(r.key);
+  out.push_back(r.tombstone ? 't' : 'v');
+  append_be64(out, r.tag.counter);
+  append_be64(out, r.tag.writer);
+  append_be32(out, static_cast<std::uint32_t>(r.value.size()));
+  out.append(r.value);
+}
+
+bool parse_records(std::string_view body, std::vector<Record>& out, std::string& error, bool versioned) {
   out.clear();
   while (!body.empty()) {
     const std::string where = "records: entry " + std::to_string(out.size() + 1) + ": ";
@@ -128,6 +138,23 @@ bool parse_records(std::string_view body, std::vector<Record>& out, std::string&
     Record r;
     r.key = body.substr(0, klen);
     body.remove_prefix(klen);
+    if (versioned) {
+      if (body.size() < 17) {
+        error = where + "truncated version";
+        return false;
+      }
+      if (body[0] != 'v' && body[0] != 't') {
+        error = where + "kind must be 'v' or 't'";
+        return false;
+      }
+      r.tombstone = body[0] == 't';
+      r.tag = {read_be64(body.substr(1)), read_be64(body.substr(9))};
+      body.remove_prefix(17);
+      if (r.tag.counter > kMaxTagCounter) {
+        error = where + "version counter too large";
+        return false;
+      }
+    }
     if (body.size() < 4) {
       error = where + "truncated value length";
       return false;
@@ -140,6 +167,10 @@ bool parse_records(std::string_view body, std::vector<Record>& out, std::string&
     }
     r.value = body.substr(0, vlen);
     body.remove_prefix(vlen);
+    if (r.tombstone && vlen != 0) {
+      error = where + "a tombstone has no value";
+      return false;
+    }
     out.push_back(r);
   }
   return true;

@@ -5,6 +5,12 @@
 //     or uppercase hex digits, LO <= HI, ranges ascending and not overlapping.
 //   records (scan's answer, ingest's body): per entry, 4-byte big-endian key length, the stored key
 //     (8-byte ring hash + user key), 4-byte big-endian value length, the value.
+//   versioned records (with versions=1): per entry, 4-byte big-endian key length, the stored key,
+//     one byte 'v' (a value) or 't' (a tombstone), the tag (common/version.hpp) as 8-byte big-endian
+//     counter and 8-byte big-endian writer, 4-byte big-endian value length (0 for a tombstone), the
+//     value. Scans in this format return tombstones too, and ingest stores each record only if its
+//     tag is newer than what the node holds (plain records ingest as the oldest tag: only where the
+//     node holds nothing at all, value or tombstone).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include "common/ring_change.hpp"
+#include "common/version.hpp"
 
 namespace kv {
 
@@ -25,13 +32,17 @@ bool parse_ranges(std::string_view body, std::vector<HashRange>& out, std::strin
 
 struct Record {
   std::string_view key;    // stored key: 8-byte ring hash, then the user key
-  std::string_view value;
+  std::string_view value;  // empty for a tombstone
+  Tag tag{};               // plain records: none
+  bool tombstone = false;
 };
 
 void append_record(std::string& out, std::string_view key, std::string_view value);
-// Views into `body`. Returns false with `error` set when a record is truncated or a key is shorter
-// than its 8-byte hash prefix.
-bool parse_records(std::string_view body, std::vector<Record>& out, std::string& error);
+void append_versioned_record(std::string& out, const Record& r);
+// Views into `body`. Returns false with `error` set when a record is truncated, a key is shorter
+// than its 8-byte hash prefix, or (versioned) a kind byte is unknown, a tag's counter is above
+// kMaxTagCounter, or a tombstone has a value.
+bool parse_records(std::string_view body, std::vector<Record>& out, std::string& error, bool versioned = false);
 
 // 16 lowercase hex digits / back. parse_hex64 accepts exactly 16 hex digits.
 std::string hex64(std::uint64_t v);

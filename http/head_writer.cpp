@@ -57,10 +57,16 @@ void each_named_field(const ScannedHead& h, Fn&& fn) {
   }
 }
 
+// Whether `name` begins with `prefix_lower`, compared case-insensitively; an empty prefix: never.
+bool has_prefix_lower(std::string_view name, std::string_view prefix_lower) noexcept {
+  return !prefix_lower.empty() && name.size() >= prefix_lower.size() &&
+         iequal_lower(name.substr(0, prefix_lower.size()), prefix_lower);
+}
+
 }  // namespace
 
 bool append_relayed(const ScannedHead& h, std::string_view start_line, std::string& out, bool request,
-                    std::string_view drop_lower) {
+                    std::string_view drop_prefix_lower) {
   using Kind = ScannedHead::Kind;
   // Field names listed in Connection (other than close/keep-alive) are hop-by-hop too; rare, so the
   // common case costs a flag test. The first few are kept at hand; past them, each field is looked
@@ -92,7 +98,7 @@ bool append_relayed(const ScannedHead& h, std::string_view start_line, std::stri
   for (const auto& f : h.fields) {
     bool keep = f.kind == Kind::other || (f.kind == Kind::expect && !request);
     if (f.kind == Kind::content_length && !f.line.empty()) keep = length = true;
-    if (keep && f.kind == Kind::other) keep = !iequal_lower(f.name, drop_lower) && !(n_named && is_named(f.name));
+    if (keep && f.kind == Kind::other) keep = !has_prefix_lower(f.name, drop_prefix_lower) && !(n_named && is_named(f.name));
     if (!keep) continue;
     if (f.line.empty()) {
       flush();
@@ -110,10 +116,10 @@ bool append_relayed(const ScannedHead& h, std::string_view start_line, std::stri
 }
 
 void append_relayed_request(std::string& out, const ScannedHead& req, std::string_view body,
-                            std::string_view drop_lower, std::string_view extra_fields) {
+                            std::string_view drop_prefix_lower, std::string_view extra_fields) {
   const bool as_it_came = !req.start_line.empty() && req.version == 11;
   if (!as_it_came) out.append(req.method_string).append(" "sv).append(req.target).append(" HTTP/1.1\r\n"sv);
-  const bool length = append_relayed(req, as_it_came ? req.start_line : std::string_view{}, out, true, drop_lower);
+  const bool length = append_relayed(req, as_it_came ? req.start_line : std::string_view{}, out, true, drop_prefix_lower);
   out.append(extra_fields);
   if (!length && (!body.empty() || req.method == Method::post || req.method == Method::put))
     append_content_length(out, body.size());
@@ -121,10 +127,10 @@ void append_relayed_request(std::string& out, const ScannedHead& req, std::strin
 }
 
 void append_relayed_answer(std::string& out, const ScannedHead& req, const ScannedHead& ans, std::string_view body,
-                           std::string_view drop_lower, std::string_view extra_fields, bool keep_alive) {
+                           std::string_view drop_prefix_lower, std::string_view extra_fields, bool keep_alive) {
   const bool as_it_came = !ans.start_line.empty() && ans.version == req.version;
   if (!as_it_came) append_status_line(out, req.version, ans.status, ans.reason);
-  const bool length = append_relayed(ans, as_it_came ? ans.start_line : std::string_view{}, out, false, drop_lower);
+  const bool length = append_relayed(ans, as_it_came ? ans.start_line : std::string_view{}, out, false, drop_prefix_lower);
   out.append(extra_fields);
   const bool head = req.method == Method::head;
   if (head) {

@@ -54,22 +54,23 @@ void append_rejection(std::string& out, unsigned version, const Rejection& r);
 // Appends `start_line` (if any) and the fields of `h` that go to the next hop. Lines that lie back
 // to back where they came are copied in one piece; the fields of a head Beast read are formatted one
 // by one. Left out: hop-by-hop fields (RFC 9110 7.6.1) and those Connection names, Expect on a
-// request (the proxy answered it), the field named `drop_lower` (the proxy's to set), and a
+// request (the proxy answered it), the fields whose names begin with `drop_prefix_lower` (compared
+// case-insensitively; empty: none), which are the proxy's own to set, and a
 // Content-Length that did not come as a line of its own (Beast's heads: the body may have been
 // chunked). Returns whether a Content-Length went out: the body then goes on as it came.
 bool append_relayed(const ScannedHead& h, std::string_view start_line, std::string& out, bool request,
-                    std::string_view drop_lower);
+                    std::string_view drop_prefix_lower);
 
 // A request as a proxy passes it on: HTTP/1.1 and keep-alive whatever the client spoke, its
 // end-to-end fields as they came (append_relayed), `extra_fields` (whole lines), and the whole `body`
 // with its length: the proxy has read the body and answered any "Expect: 100-continue" itself.
 void append_relayed_request(std::string& out, const ScannedHead& req, std::string_view body,
-                            std::string_view drop_lower, std::string_view extra_fields);
+                            std::string_view drop_prefix_lower, std::string_view extra_fields);
 // An answer as a proxy passes it on to the client that sent `req`: the node's status line where the
 // versions match (else one in the client's version), its end-to-end fields, `extra_fields`, its
 // length (an answer to HEAD keeps the node's Content-Length and leaves the body out), how the
 // connection goes on, then `body`.
 void append_relayed_answer(std::string& out, const ScannedHead& req, const ScannedHead& ans, std::string_view body,
-                           std::string_view drop_lower, std::string_view extra_fields, bool keep_alive);
+                           std::string_view drop_prefix_lower, std::string_view extra_fields, bool keep_alive);
 
 }  // namespace kv::http

@@ -25,6 +25,9 @@ inline constexpr std::string_view kHealthOk = R"({"status":"ok"})";
 // it itself and drops a node's own copy (compared in lower case: iequal_lower).
 inline constexpr std::string_view kNodeField = "X-KV-Node";
 inline constexpr std::string_view kNodeFieldLower = "x-kv-node";
+// Every X-KV- field is kvring's own (X-KV-Node, and the node-to-node fields of common/version.hpp):
+// kvproxy drops them all from what clients send and from what nodes answer, then sets its own.
+inline constexpr std::string_view kOwnFieldPrefixLower = "x-kv-";
 
 constexpr bool is_read(Method m) noexcept { return m == Method::get || m == Method::head; }
 

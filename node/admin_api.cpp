@@ -1,5 +1,6 @@
 // The rebalancer's endpoints under /admin/ (node/admin_api.hpp): each checks its parameters, then
 // asks the store; every refusal is a 4xx with an exact detail, which ring-rebalance reports as is.
+// Scan and ingest speak plain records, or with versions=1 versioned ones (tags and tombstones).
 #include "node/admin_api.hpp"
 
 #include <boost/beast/http/field.hpp>
@@ -31,6 +32,15 @@ bool number_param(std::string_view target, std::string_view name, std::size_t fa
   return ec == std::errc() && p == v.data() + v.size() && out >= 1 && out <= max;
 }
 
+// versions=1 (versioned records), or absent (plain records). False for any other value.
+bool versions_param(std::string_view target, bool& versioned) {
+  const auto v = query_value(target, rebalance::kVersionsParam);
+  versioned = v == "1";
+  return v.empty() || versioned;
+}
+
+constexpr std::string_view kBadVersions = "versions: expected 1";
+
 }  // namespace
 
 void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res) {
@@ -44,7 +54,7 @@ void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res)
   }
   if (!http::allow_method(res, req.method(), beast::http::verb::post, "POST")) return;
   const std::string_view body(req.body().data(), req.body().size());
-  if (path == rebalance::kIngestPath) return ingest(body, res);
+  if (path == rebalance::kIngestPath) return ingest(target, body, res);
 
   // The others take a range list, checked before their own parameters.
   std::vector<HashRange> ranges;
@@ -71,21 +81,26 @@ bool AdminApi::authorized(const http::StringRequest& req, http::StringResponse& 
   return false;
 }
 
-void AdminApi::ingest(std::string_view body, http::StringResponse& res) {
+void AdminApi::ingest(std::string_view target, std::string_view body, http::StringResponse& res) {
+  bool versioned = false;
+  if (!versions_param(target, versioned)) return http::error_answer(res, status::bad_request, kBadVersions);
   std::vector<Record> records;
   std::string err;
-  if (!parse_records(body, records, err)) return http::error_answer(res, status::bad_request, err);
+  if (!parse_records(body, records, err, versioned)) return http::error_answer(res, status::bad_request, err);
   // A record under the wrong hash would be stored where no scan of its arc finds it again.
   for (std::size_t i = 0; i < records.size(); ++i) {
     if (read_be64(records[i].key) != hash_key(user_key(records[i].key)))
       return http::error_answer(res, status::bad_request,
                             "records: entry " + std::to_string(i + 1) + ": hash prefix does not match the key");
   }
-  std::size_t written = 0;
-  if (store_.ingest(records, written, err) != StoreStatus::ok) return store_failed(res, "Storage ingest failed", err);
+  std::size_t written = 0, conflicts = 0;
+  if (store_.ingest(records, written, conflicts, err) != StoreStatus::ok) return store_failed(res, "Storage ingest failed", err);
+  const std::size_t skipped = records.size() - written - conflicts;
+  metrics_.version_conflicts(conflicts);
+  if (versioned) metrics_.writes_superseded(skipped);  // a plain record skipped is a copy the node already has
   http::json_answer(res, status::ok,
-                "{\"status\":\"success\",\"written\":" + std::to_string(written) +
-                    ",\"skipped\":" + std::to_string(records.size() - written) + "}");
+                "{\"status\":\"success\",\"written\":" + std::to_string(written) + ",\"skipped\":" + std::to_string(skipped) +
+                    ",\"conflicts\":" + std::to_string(conflicts) + "}");
 }
 
 void AdminApi::count(std::span<const HashRange> ranges, http::StringResponse& res) {
@@ -113,9 +128,11 @@ void AdminApi::scan(std::string_view target, std::span<const HashRange> ranges, 
   std::string after;
   if (!parse_hex_bytes(query_value(target, rebalance::kAfterParam), after) || (!after.empty() && after.size() < kStorageKeyPrefix))
     return http::error_answer(res, status::bad_request, "after: expected a stored key in hex (at least 16 digits)");
+  bool versioned = false;
+  if (!versions_param(target, versioned)) return http::error_answer(res, status::bad_request, kBadVersions);
   ScanBatch batch;
   std::string err;
-  if (store_.scan(ranges, after, limit, max_bytes, batch, err) != StoreStatus::ok)
+  if (store_.scan(ranges, after, limit, max_bytes, versioned, batch, err) != StoreStatus::ok)
     return store_failed(res, "Storage scan failed", err);
   res.result(status::ok);
   res.set(beast::http::field::content_type, "application/octet-stream");

@@ -39,7 +39,7 @@ class AdminApi {
 
  private:
   bool authorized(const http::StringRequest& req, http::StringResponse& res) const;
-  void ingest(std::string_view body, http::StringResponse& res);
+  void ingest(std::string_view target, std::string_view body, http::StringResponse& res);
   void count(std::span<const HashRange> ranges, http::StringResponse& res);
   void drop(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);
   void scan(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);

@@ -8,12 +8,26 @@
 #include "common/key.hpp"
 #include "common/rebalance.hpp"
 #include "common/storage_key.hpp"
+#include "common/version.hpp"
 #include "http/policy.hpp"
 
 namespace kv {
 
 using beast::http::status;
 using beast::http::verb;
+
+namespace {
+
+// X-KV-Versioned: 1 asks for the fields of common/version.hpp in the answer; any other value does not.
+bool asks_versions(const http::StringRequest& req) { return req[version::kVersionedField] == "1"; }
+
+// What the key holds after the request: its tag ("0.0": nothing), and whether that is a delete.
+void set_version_fields(http::StringResponse& res, const Tag& held, bool tombstone) {
+  res.set(version::kField, format_tag(held));
+  if (tombstone) res.set(version::kTombstoneField, "1");
+}
+
+}  // namespace
 
 Route Api::route_of(std::string_view target) noexcept {
   const auto path = target_path(target);
@@ -26,7 +40,7 @@ Route Api::route_of(std::string_view target) noexcept {
   return Route::other;
 }
 
-Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std::optional<WriteOp>* deferred) {
+Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std::optional<DeferredWrite>* deferred) {
   const Route route = route_of(req.target());
   res.version(req.version());
   if (!node_id_.empty()) res.set(http::kNodeField, node_id_);
@@ -70,8 +84,9 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
                        key_error_detail(key.error));
     return route;
   }
-  if (route == Route::get) get(storage_key(key.key), res);
-  else write(route, req, storage_key(key.key), res, deferred);
+  if (route != Route::get) write(route, req, storage_key(key.key), res, deferred);
+  else if (asks_versions(req)) get_versioned(storage_key(key.key), res);
+  else get(storage_key(key.key), res);
   return route;
 }
 
@@ -80,6 +95,7 @@ void Api::get(const std::string& skey, http::StringResponse& res) {
   switch (store_.get(skey, value, err)) {
     case StoreStatus::ok: http::json_answer(res, status::ok, json_value(value)); break;
     case StoreStatus::not_found: http::error_answer(res, status::not_found, "Key not found"); break;
+    case StoreStatus::conflict:  // a write's answer only
     case StoreStatus::error:
       metrics_.store_error();
       http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
@@ -87,8 +103,24 @@ void Api::get(const std::string& skey, http::StringResponse& res) {
   }
 }
 
-void Api::write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res, std::optional<WriteOp>* deferred) {
-  WriteOp op{WriteOp::Kind::put, std::move(skey), {}, false};
+void Api::get_versioned(const std::string& skey, http::StringResponse& res) {
+  std::string value, err;
+  Tag tag;
+  bool tombstone = false;
+  switch (store_.get_versioned(skey, value, tag, tombstone, err)) {
+    case StoreStatus::ok: http::json_answer(res, status::ok, json_value(value)); break;
+    case StoreStatus::not_found: http::error_answer(res, status::not_found, "Key not found"); break;
+    case StoreStatus::conflict:  // a write's answer only
+    case StoreStatus::error:
+      metrics_.store_error();
+      return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
+  }
+  set_version_fields(res, tag, tombstone);
+}
+
+void Api::write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res,
+                std::optional<DeferredWrite>* deferred) {
+  WriteOp op{WriteOp::Kind::put, std::move(skey), {}};
   if (route == Route::put) {
     std::string detail;
     if (!parse_put_body(req.body(), op.value, detail)) return http::error_answer(res, status::bad_request, detail);
@@ -96,31 +128,44 @@ void Api::write(Route route, const http::StringRequest& req, std::string skey, h
       return http::error_answer(res, status::payload_too_large,
                             "Value too large (limit " + std::to_string(limits_.max_value_bytes) + " bytes)");
   } else {
+    // A request's X-KV-Tombstone (a rebalance's mark from before versions) means nothing now: every
+    // delete of a value keeps a tombstone.
     op.kind = WriteOp::Kind::del;
-    // A rebalance in progress: the proxy asks the key's new owner to remember the delete, so that the
-    // copy of the key's old value, maybe already on its way, is not stored after it.
-    op.tombstone = req[rebalance::kTombstoneField] == "1";
+  }
+  WriteForm form{op.kind, std::nullopt, asks_versions(req)};
+  if (const auto field = req.find(version::kField); field != req.end()) {
+    const auto tag = parse_tag(std::string_view(field->value().data(), field->value().size()));
+    if (!tag) return http::error_answer(res, status::bad_request, "X-KV-Version: expected <counter>.<writer in hex>");
+    op.tag = form.tag = *tag;
+    form.versioned = true;
   }
   if (deferred && store_.group_commit()) {
-    *deferred = std::move(op);
+    *deferred = DeferredWrite{std::move(op), form};
     return;
   }
-  WriteResult r;
-  r.status = op.kind == WriteOp::Kind::put ? store_.put(op.key, op.value, r.err) : store_.del(op.key, op.tombstone, r.err);
-  finish_write(op.kind, r, res);
+  finish_write(form, store_.write(std::move(op)), res);
 }
 
-void Api::finish_write(WriteOp::Kind kind, const WriteResult& result, http::StringResponse& res) {
-  const bool put = kind == WriteOp::Kind::put;
+void Api::finish_write(const WriteForm& form, const WriteResult& result, http::StringResponse& res) {
   switch (result.status) {
     case StoreStatus::ok: http::json_answer(res, status::ok, json_success()); break;
     case StoreStatus::not_found: http::error_answer(res, status::not_found, "Key not found"); break;
+    case StoreStatus::conflict:
+      metrics_.version_conflicts();
+      http::error_answer(res, status::conflict,
+                         "version " + format_tag(form.tag.value_or(result.held)) + " already holds another value");
+      break;
     case StoreStatus::error:
       metrics_.store_error();
-      http::error_answer(res, status::internal_server_error,
-                     std::string(put ? "Storage write failed: " : "Storage delete failed: ") + result.err);
-      break;
+      // No version fields: what the key holds is unknown.
+      return http::error_answer(res, status::internal_server_error,
+                                std::string(form.kind == WriteOp::Kind::put ? "Storage write failed: " : "Storage delete failed: ") +
+                                    result.err);
   }
+  if (form.tag && !result.applied && result.status != StoreStatus::conflict) metrics_.writes_superseded();
+  if (!form.versioned) return;
+  set_version_fields(res, result.held, result.tombstone);
+  if (form.tag) res.set(version::kAppliedField, result.applied ? "1" : "0");
 }
 
 }  // namespace kv

@@ -21,6 +21,20 @@ struct ApiLimits {
   std::size_t max_value_bytes = 1 << 20;
 };
 
+// How a write is answered: by its kind and, for a versioned request (common/version.hpp), with the
+// fields that say what the key holds after it.
+struct WriteForm {
+  WriteOp::Kind kind = WriteOp::Kind::put;
+  std::optional<Tag> tag;   // the request's X-KV-Version: the answer says X-KV-Applied
+  bool versioned = false;   // tagged, or X-KV-Versioned: 1: the answer says X-KV-Version (and X-KV-Tombstone)
+};
+
+// A valid write handed back to the caller (a group-commit store), with how to answer it.
+struct DeferredWrite {
+  WriteOp op;
+  WriteForm form;
+};
+
 class Api {
  public:
   Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {})
@@ -28,10 +42,10 @@ class Api {
 
   // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
   // With `deferred` given and a group-commit store, a valid put or delete is not applied: it is
-  // moved to *deferred, and the caller submits it to the store, then calls finish_write(). Without
-  // `deferred`, every write is applied before handle() returns.
-  Route handle(const http::StringRequest& req, http::StringResponse& res, std::optional<WriteOp>* deferred = nullptr);
-  void finish_write(WriteOp::Kind kind, const WriteResult& result, http::StringResponse& res);
+  // moved to *deferred, and the caller submits its op to the store, then calls finish_write() with
+  // its form. Without `deferred`, every write is applied before handle() returns.
+  Route handle(const http::StringRequest& req, http::StringResponse& res, std::optional<DeferredWrite>* deferred = nullptr);
+  void finish_write(const WriteForm& form, const WriteResult& result, http::StringResponse& res);
 
   Store& store() noexcept { return store_; }
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
@@ -44,8 +58,11 @@ class Api {
 
  private:
   // A put or a delete with its key checked; `route` says which.
-  void write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res, std::optional<WriteOp>* deferred);
+  void write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res,
+             std::optional<DeferredWrite>* deferred);
   void get(const std::string& skey, http::StringResponse& res);
+  // X-KV-Versioned: 1: the value with the fields that say what the key holds.
+  void get_versioned(const std::string& skey, http::StringResponse& res);
 
   Store& store_;
   NodeMetrics& metrics_;

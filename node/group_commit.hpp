@@ -7,12 +7,13 @@
 //   takes every op queued since the last batch and passes them to `apply` as one batch, in
 //   submission order, with one WriteResult each (status ok, no error). `apply` must leave in each the
 //   result that applying the ops one at a time in that order would give (a delete sees a put earlier
-//   in its own batch), and make the batch durable with one write and one fsync.
+//   in its own batch, and a write's tag is judged against, or made from, the tag an earlier op of
+//   the batch stored), and make the batch durable with one write and one fsync.
 // - Then the commit is counted, and each op's `done` runs, in submission order, on the committer
 //   thread (so whoever sees a result also sees its commit in commits()). A `done` must not block:
 //   the next batch waits for it.
 // - A store that sends every write of its keys through here has no other writer: a check-then-write
-//   in `apply` cannot race, with no lock.
+//   in `apply` (reading the tag held, then storing a newer one) cannot race, with no lock.
 // - The destructor commits and answers everything already queued, then joins the thread. The owner
 //   destroys this before whatever `apply` uses, and submits nothing during or after that.
 #pragma once

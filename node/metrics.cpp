@@ -38,12 +38,21 @@ std::string NodeMetrics::render(Store& store) const {
                        "route=\"" + std::string(route_name(static_cast<Route>(r))) + "\"");
   metrics::header(out, "kvnode_keys", "Keys stored (RocksDB: its estimate; memory: exact).", "gauge");
   metrics::sample(out, "kvnode_keys", "", store.key_count());
-  metrics::header(out, "kvnode_tombstones", "Tombstones left by deletes during a rebalance (RocksDB: its estimate).", "gauge");
+  metrics::header(out, "kvnode_tombstones",
+                  "Tombstones held: each delete of a value keeps one, with its version, until ring-rebalance purges it "
+                  "(RocksDB: its estimate).",
+                  "gauge");
   metrics::sample(out, "kvnode_tombstones", "", store.tombstone_count());
   metrics::header(out, "kvnode_writable", "1 while writes work; 0 after a storage error stopped them (reads go on).", "gauge");
   metrics::sample(out, "kvnode_writable", "", std::uint64_t{store.write_error().empty() ? 1u : 0u});
   metrics::header(out, "kvnode_store_errors_total", "Storage engine errors.", "counter");
   metrics::sample(out, "kvnode_store_errors_total", "", store_errors_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_version_conflicts_total",
+                  "Tagged writes refused (409, or an ingest conflict): their version already held another value.", "counter");
+  metrics::sample(out, "kvnode_version_conflicts_total", "", conflicts_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_writes_superseded_total",
+                  "Tagged writes left out: the key held a newer version, or this one already.", "counter");
+  metrics::sample(out, "kvnode_writes_superseded_total", "", superseded_.load(std::memory_order_relaxed));
   metrics::header(out, "kvnode_group_commits_total", "Group commits (one batch, one fsync each) with --sync.", "counter");
   metrics::sample(out, "kvnode_group_commits_total", "", store.commits());
   metrics::header(out, "kvnode_connections_open", "Client connections open now.", "gauge");

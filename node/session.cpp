@@ -37,12 +37,12 @@ asio::awaitable<void> NodeService::handle(http::StringRequest& req, http::String
     res = co_await net::async_run(admin_pool_, std::move(run), asio::use_awaitable);
     co_return;
   }
-  std::optional<WriteOp> deferred;
+  std::optional<DeferredWrite> deferred;
   api_.handle(req, res, &deferred);
   if (deferred) {  // --sync: wait for the group commit without blocking this worker
-    const auto kind = deferred->kind;
-    WriteResult result = co_await async_commit(api_.store(), std::move(*deferred), asio::use_awaitable);
-    api_.finish_write(kind, result, res);
+    const WriteForm form = std::move(deferred->form);
+    WriteResult result = co_await async_commit(api_.store(), std::move(deferred->op), asio::use_awaitable);
+    api_.finish_write(form, result, res);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <span>
 #include <string>
@@ -13,24 +14,36 @@
 
 #include "common/ring_change.hpp"
 #include "common/transfer.hpp"
+#include "common/version.hpp"
 
 namespace kv {
 
-enum class StoreStatus { ok, not_found, error };
+// conflict: a write whose tag equals the one held, with another value or kind (common/version.hpp).
+enum class StoreStatus { ok, not_found, conflict, error };
 
-// A write handed to the group committer.
+// One write of one key, applied in one atomic step against every other write of that key.
 struct WriteOp {
-  // put_if_absent: the rebalancer's copy; written only when the key has neither a value nor a
-  // tombstone here, so it never overwrites a newer client write and never revives a deleted key.
-  enum class Kind { put, del, put_if_absent } kind = Kind::put;
+  // put / del: a client's write, or one ingested record (a value or a tombstone).
+  // drop_value / drop_tombstone: the rebalancer's purge of one key, done only if the key still holds
+  // that kind when the step runs, so that a purge never deletes a write that came after its scan.
+  enum class Kind { put, del, drop_value, drop_tombstone } kind = Kind::put;
   std::string key;  // storage key
   std::string value;
-  bool tombstone = false;  // del: also leave a tombstone (during a rebalance, on the key's new owner)
+  // Without a tag (a plain client write) the store makes one, newer than what the key holds. With
+  // one, the write goes in only if its tag is newer than the one held (Tag{}, the tag of plain
+  // records and of data written before versions, goes in only where the key holds nothing at all).
+  std::optional<Tag> tag = std::nullopt;
 };
 
 struct WriteResult {
-  StoreStatus status = StoreStatus::ok;  // put_if_absent: not_found when it was skipped
+  // put: ok. del: ok if the key held a value before, not_found otherwise (even when a tagged delete
+  // stored a tombstone). conflict: refused, the same tag holds another write. drop_*: ok.
+  StoreStatus status = StoreStatus::ok;
   std::string err;
+  Tag held{};              // the tag the key holds after the write (Tag{}: nothing)
+  bool applied = false;    // the write was stored (not superseded, not refused)
+  bool had_value = false;  // the key held a value before the write
+  bool tombstone = false;  // the key holds a tombstone after the write
 };
 
 // One batch of a scan over ring ranges: records (transfer.hpp format) in stored-key order.
@@ -45,18 +58,29 @@ struct StoreError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Every value and every tombstone a store holds carries a tag (common/version.hpp); a key holds a
+// value, a tombstone, or nothing.
 class Store {
  public:
   virtual ~Store() = default;
-  // On error, `err` says why (the storage engine's own message).
+  // The value only: the client's read path, which never reads a tag. On error, `err` says why (the
+  // storage engine's own message).
   virtual StoreStatus get(std::string_view key, std::string& value, std::string& err) = 0;
-  // Returns once the write is durable as configured: in the write-ahead log (survives a process
-  // crash), and with sync on, fsynced (survives power loss).
-  virtual StoreStatus put(std::string_view key, std::string_view value, std::string& err) = 0;
-  // not_found when the key was absent. With `tombstone`, a tombstone is left for the key whether it
-  // was present or not (see put_if_absent); drop() removes tombstones.
-  virtual StoreStatus del(std::string_view key, bool tombstone, std::string& err) = 0;
-  // Exact for the memory engine; RocksDB's estimate otherwise.
+  // The value with its tag, read consistently; not_found for a tombstone (`tombstone` set) or for
+  // nothing (`tag` Tag{}).
+  virtual StoreStatus get_versioned(std::string_view key, std::string& value, Tag& tag, bool& tombstone,
+                                    std::string& err) = 0;
+  // Applies `op` in one atomic step per key and returns once it is durable as configured: in the
+  // write-ahead log (survives a process crash), and with sync on, fsynced (survives power loss).
+  virtual WriteResult write(WriteOp op) = 0;
+  // Untagged writes (write() without a tag), for callers that need only the status.
+  StoreStatus put(std::string_view key, std::string_view value, std::string& err) {
+    return status_of(write({WriteOp::Kind::put, std::string(key), std::string(value)}), err);
+  }
+  StoreStatus del(std::string_view key, std::string& err) {
+    return status_of(write({WriteOp::Kind::del, std::string(key), {}}), err);
+  }
+  // Values held (RocksDB: its estimate; memory: exact).
   virtual std::uint64_t key_count() = 0;
   virtual std::string_view engine() const noexcept = 0;
   // Makes everything acknowledged durable on disk (called on clean shutdown).
@@ -65,26 +89,12 @@ class Store {
   virtual std::string write_error() const { return {}; }
 
   // True when each write waits for an fsync: the server should then hand writes to submit() and
-  // await the answer instead of blocking its event loop in put()/del().
+  // await the answer instead of blocking its event loop in write().
   virtual bool group_commit() const noexcept { return false; }
   // Group commit: queues `op`; a committer thread applies everything queued since its last commit
   // as one batch with one fsync, then calls each `done` (on the committer thread). Only meaningful
   // when group_commit() is true; the default applies the write inline.
-  virtual void submit(WriteOp op, std::function<void(WriteResult)> done) {
-    WriteResult r;
-    switch (op.kind) {
-      case WriteOp::Kind::put: r.status = put(op.key, op.value, r.err); break;
-      case WriteOp::Kind::del: r.status = del(op.key, op.tombstone, r.err); break;
-      case WriteOp::Kind::put_if_absent: {
-        const Record rec{op.key, op.value};
-        std::size_t written = 0;
-        r.status = ingest({&rec, 1}, written, r.err);
-        if (r.status == StoreStatus::ok && written == 0) r.status = StoreStatus::not_found;
-        break;
-      }
-    }
-    done(std::move(r));
-  }
+  virtual void submit(WriteOp op, std::function<void(WriteResult)> done) { done(write(std::move(op))); }
   // Group commits so far (each one batch, one fsync); 0 without group commit.
   virtual std::uint64_t commits() const noexcept { return 0; }
 
@@ -93,17 +103,30 @@ class Store {
 
   // Stored keys in `ranges`, in order, strictly after the stored key `after` (empty: from the start),
   // until `limit` records or `max_bytes` of records (at least one record) or the end of the ranges.
+  // Plain: the values, as records. `versioned`: values and tombstones with their tags, as versioned
+  // records, each tag read consistently with its value.
   virtual StoreStatus scan(std::span<const HashRange> ranges, std::string_view after, std::size_t limit,
-                           std::size_t max_bytes, ScanBatch& out, std::string& err) = 0;
-  // How many keys `ranges` hold.
+                           std::size_t max_bytes, bool versioned, ScanBatch& out, std::string& err) = 0;
+  // How many values `ranges` hold.
   virtual StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string& err) = 0;
-  // put_if_absent for each record, each atomic against client writes of the same key; `written`
-  // counts those stored, the rest were skipped.
-  virtual StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::string& err) = 0;
-  // Deletes every value (with `data`) and every tombstone (with `tombstones`) in `ranges`.
+  // Each record as a tagged write (a value, or a tombstone), newer wins, each atomic against client
+  // writes of the same key. A plain record (Tag{}) goes in only where the key holds nothing at all.
+  // `written` counts those stored, `conflicts` those refused (the same tag holds another write); the
+  // rest were superseded.
+  virtual StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::size_t& conflicts,
+                             std::string& err) = 0;
+  // Deletes every value (with `data`) and every tombstone (with `tombstones`) in `ranges`, with its
+  // tag: such a key then holds nothing. Each key is checked and deleted in one atomic step against
+  // writes of it, so a value written after the scan that found a tombstone stays.
   virtual StoreStatus drop(std::span<const HashRange> ranges, bool data, bool tombstones, std::string& err) = 0;
   // Tombstones held (RocksDB: its estimate).
   virtual std::uint64_t tombstone_count() = 0;
+
+ private:
+  static StoreStatus status_of(WriteResult r, std::string& err) {
+    err = std::move(r.err);
+    return r.status;
+  }
 };
 
 struct RocksOptions {

@@ -2,61 +2,70 @@
 // drive the Api over.
 #include <map>
 #include <mutex>
-#include <set>
 #include <shared_mutex>
 
 #include "common/storage_key.hpp"
 #include "node/store.hpp"
+#include "node/versions.hpp"
 
 namespace kv {
 namespace {
 
 // Ordered like RocksDB, so arc scans work the same on a cache node. Nothing here survives a restart.
-// One lock over both maps: every operation is atomic.
+// One map holds values and tombstones with their tags, under one lock: every operation is atomic.
 class MemoryStore final : public Store {
-  using Map = std::map<std::string, std::string, std::less<>>;
+  struct Entry {
+    std::string value;  // empty for a tombstone
+    Tag tag{};
+    bool tombstone = false;
+  };
+  using Map = std::map<std::string, Entry, std::less<>>;
 
  public:
   StoreStatus get(std::string_view key, std::string& value, std::string&) override {
     std::shared_lock lock(mutex_);
     auto it = map_.find(key);
-    if (it == map_.end()) return StoreStatus::not_found;
-    value = it->second;
+    if (it == map_.end() || it->second.tombstone) return StoreStatus::not_found;
+    value = it->second.value;
     return StoreStatus::ok;
   }
 
-  StoreStatus put(std::string_view key, std::string_view value, std::string&) override {
-    std::unique_lock lock(mutex_);
-    put_locked(key, value);
-    return StoreStatus::ok;
-  }
-
-  StoreStatus del(std::string_view key, bool tombstone, std::string&) override {
-    std::unique_lock lock(mutex_);
-    if (tombstone) tombs_.emplace(key);
+  StoreStatus get_versioned(std::string_view key, std::string& value, Tag& tag, bool& tombstone, std::string&) override {
+    std::shared_lock lock(mutex_);
     auto it = map_.find(key);
-    if (it == map_.end()) return StoreStatus::not_found;
-    map_.erase(it);
+    const Held held = held_at(it);
+    tag = held.tag;
+    tombstone = held.tombstone();
+    if (!held.value()) return StoreStatus::not_found;
+    value = it->second.value;
     return StoreStatus::ok;
+  }
+
+  WriteResult write(WriteOp op) override {
+    std::unique_lock lock(mutex_);
+    return apply_locked(op);
   }
 
   std::uint64_t key_count() override {
     std::shared_lock lock(mutex_);
-    return map_.size();
+    return map_.size() - tombstones_;
   }
 
   std::string_view engine() const noexcept override { return "memory"; }
   void flush() override {}
 
   StoreStatus scan(std::span<const HashRange> ranges, std::string_view after, std::size_t limit, std::size_t max_bytes,
-                   ScanBatch& out, std::string&) override {
+                   bool versioned, ScanBatch& out, std::string&) override {
     std::shared_lock lock(mutex_);
     for (const auto& r : ranges) {
       auto it = map_.lower_bound(range_begin(r));
       if (!after.empty() && read_be64(after) >= r.lo) it = map_.upper_bound(after);
       for (; it != map_.end() && read_be64(it->first) <= r.hi; ++it) {
+        const Entry& e = it->second;
+        if (e.tombstone && !versioned) continue;
         if (out.count == limit || (out.count > 0 && out.records.size() >= max_bytes)) return StoreStatus::ok;
-        append_record(out.records, it->first, it->second);
+        if (versioned) append_versioned_record(out.records, {it->first, e.value, e.tag, e.tombstone});
+        else append_record(out.records, it->first, e.value);
         out.last_key = it->first;
         ++out.count;
       }
@@ -69,17 +78,18 @@ class MemoryStore final : public Store {
     std::shared_lock lock(mutex_);
     n = 0;
     for (const auto& r : ranges)
-      for (auto it = map_.lower_bound(range_begin(r)); it != map_.end() && read_be64(it->first) <= r.hi; ++it) ++n;
+      for (auto it = map_.lower_bound(range_begin(r)); it != map_.end() && read_be64(it->first) <= r.hi; ++it)
+        n += it->second.tombstone ? 0 : 1;
     return StoreStatus::ok;
   }
 
-  StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::string&) override {
+  StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::size_t& conflicts, std::string&) override {
     std::unique_lock lock(mutex_);
-    written = 0;
+    written = conflicts = 0;
     for (const auto& r : records) {
-      if (map_.find(r.key) != map_.end() || tombs_.find(r.key) != tombs_.end()) continue;
-      put_locked(r.key, r.value);
-      ++written;
+      const WriteResult res = apply_locked(op_of(r));
+      written += res.applied ? 1 : 0;
+      conflicts += res.status == StoreStatus::conflict ? 1 : 0;
     }
     return StoreStatus::ok;
   }
@@ -87,15 +97,17 @@ class MemoryStore final : public Store {
   StoreStatus drop(std::span<const HashRange> ranges, bool data, bool tombstones, std::string&) override {
     std::unique_lock lock(mutex_);
     for (const auto& r : ranges) {
-      if (data) map_.erase(map_.lower_bound(range_begin(r)), end_of(map_, r));
-      if (tombstones) tombs_.erase(tombs_.lower_bound(range_begin(r)), end_of(tombs_, r));
+      for (auto it = map_.lower_bound(range_begin(r)); it != map_.end() && read_be64(it->first) <= r.hi;) {
+        if (it->second.tombstone ? tombstones : data) it = erase(it);
+        else ++it;
+      }
     }
     return StoreStatus::ok;
   }
 
   std::uint64_t tombstone_count() override {
     std::shared_lock lock(mutex_);
-    return tombs_.size();
+    return tombstones_;
   }
 
  private:
@@ -104,25 +116,52 @@ class MemoryStore final : public Store {
     append_be64(k, r.lo);
     return k;
   }
-  // The first element past the range.
-  template <class C>
-  static typename C::iterator end_of(C& c, const HashRange& r) {
-    auto it = c.lower_bound(range_begin(r));
-    while (it != c.end() && read_be64(key_of(*it)) <= r.hi) ++it;
-    return it;
-  }
-  static std::string_view key_of(const Map::value_type& v) { return v.first; }
-  static std::string_view key_of(const std::string& v) { return v; }
 
-  void put_locked(std::string_view key, std::string_view value) {
-    auto it = map_.find(key);
-    if (it == map_.end()) map_.emplace(std::string(key), std::string(value));
-    else it->second.assign(value);
+  Held held_at(Map::const_iterator it) const {
+    if (it == map_.end()) return {};
+    return {it->second.tombstone ? Held::Kind::tombstone : Held::Kind::value, it->second.tag};
+  }
+
+  // One write, under the unique lock.
+  WriteResult apply_locked(const WriteOp& op) {
+    auto it = map_.find(op.key);
+    const Held before = held_at(it);
+    if (op.kind == WriteOp::Kind::drop_value || op.kind == WriteOp::Kind::drop_tombstone) {
+      WriteResult r;
+      r.applied = drops(op.kind, before);
+      if (r.applied) erase(it);
+      return r;
+    }
+    const Outcome o = decide(op, before, tags_, [&] { return it->second.value == op.value; });
+    if (o.verdict == Verdict::conflict) report_conflict(op.key, *op.tag);
+    if (o.verdict == Verdict::apply) store(it, op, o.now);
+    return result_of(op, before, o);
+  }
+
+  void store(Map::iterator it, const WriteOp& op, const Held& now) {
+    if (it == map_.end()) it = map_.emplace(op.key, Entry{}).first;
+    Entry& e = it->second;
+    tombstones_ += now.tombstone() ? 1 : 0;
+    tombstones_ -= e.tombstone ? 1 : 0;
+    e.tombstone = now.tombstone();
+    e.tag = now.tag;
+    if (!e.tombstone) {
+      e.value.assign(op.value);
+    } else {
+      e.value.clear();
+      e.value.shrink_to_fit();  // a tombstone keeps no memory of the value it replaced
+    }
+  }
+
+  Map::iterator erase(Map::iterator it) {
+    tombstones_ -= it->second.tombstone ? 1 : 0;
+    return map_.erase(it);
   }
 
   std::shared_mutex mutex_;
   Map map_;
-  std::set<std::string, std::less<>> tombs_;
+  std::size_t tombstones_ = 0;  // entries of map_ that are tombstones
+  TagMaker tags_;               // the tags of untagged writes
 };
 
 }  // namespace

@@ -5,7 +5,7 @@ import threading
 import time
 import unittest
 
-from kvtest import Client, harness, parse_responses, raw_exchange, run_kvnode
+from kvtest import Client, harness, metric, parse_responses, raw_exchange, run_kvnode
 
 NOT_FOUND = b'{"status":"error","detail":"Key not found"}'
 SUCCESS = b'{"status":"success"}'
@@ -284,6 +284,76 @@ class NodeTest(unittest.TestCase):
         self.assertGreaterEqual(samples["kvnode_connections_open"], 1)
 
 
+    # --- per-key versions (common/version.hpp): the node-to-node fields ---
+
+    def test_versioned_writes_and_reads(self):
+        t5 = "5.0000000000000001"
+        status, h, body = self.c.request("POST", "/put?key=ver-a", {"value": "x"}, {"X-KV-Version": "5.1"})
+        self.assertEqual((status, body, h["X-KV-Version"], h["X-KV-Applied"]), (200, SUCCESS, t5, "1"))
+        self.assertNotIn("X-KV-Tombstone", h)
+        # Older: success, superseded, the key unchanged.
+        status, h, _ = self.c.request("POST", "/put?key=ver-a", {"value": "old"}, {"X-KV-Version": "4.ff"})
+        self.assertEqual((status, h["X-KV-Version"], h["X-KV-Applied"]), (200, t5, "0"))
+        status, h, body = self.c.request("GET", "/get?key=ver-a", headers={"X-KV-Versioned": "1"})
+        self.assertEqual((status, body, h["X-KV-Version"]), (200, b'{"status":"success","value":"x"}', t5))
+        # One tag, another value: 409.
+        status, h, body = self.c.request("POST", "/put?key=ver-a", {"value": "y"}, {"X-KV-Version": "5.1"})
+        self.assertEqual(self.error(status, body), (409, f"version {t5} already holds another value"))
+        # A tagged delete: 200 (a value was held), a tombstone with the tag.
+        status, h, body = self.c.request("DELETE", "/del?key=ver-a", headers={"X-KV-Version": "6.1"})
+        self.assertEqual((status, body, h["X-KV-Tombstone"], h["X-KV-Applied"]), (200, SUCCESS, "1", "1"))
+        status, h, body = self.c.request("GET", "/get?key=ver-a", headers={"X-KV-Versioned": "1"})
+        self.assertEqual((status, body, h["X-KV-Version"], h["X-KV-Tombstone"]),
+                         (404, NOT_FOUND, "6.0000000000000001", "1"))
+        # A plain client sees the same as ever, without a version field.
+        for status, h, _ in [self.c.get("ver-a"), self.c.put("ver-b", "v"), self.c.get("ver-b"), self.c.delete("ver-b")]:
+            self.assertFalse([f for f in h if f.lower() in ("x-kv-version", "x-kv-applied", "x-kv-tombstone")], h)
+        # An untagged write after the delete is ordered after it.
+        status, h, _ = self.c.request("POST", "/put?key=ver-a", {"value": "z"}, {"X-KV-Versioned": "1"})
+        self.assertEqual(status, 200)
+        self.assertTrue(h["X-KV-Version"].startswith("7."), h)
+        self.assertNotIn("X-KV-Applied", h)
+        status, _, body = self.c.request("POST", "/put?key=ver-a", {"value": "x"}, {"X-KV-Version": "5.z"})
+        self.assertEqual(self.error(status, body), (400, "X-KV-Version: expected <counter>.<writer in hex>"))
+        text = self.c.request("GET", "/metrics")[2].decode()
+        self.assertGreaterEqual(metric(text, "kvnode_version_conflicts_total"), 1)
+        self.assertGreaterEqual(metric(text, "kvnode_writes_superseded_total"), 1)
+
+    def test_versioned_scan_returns_tombstones(self):
+        self.assertEqual(self.c.request("DELETE", "/del?key=ver-scan", headers={"X-KV-Version": "3.2"})[0], 404)
+        self.assertEqual(self.c.put("ver-scan-value", "v")[0], 200)
+        everything = "0000000000000000 ffffffffffffffff\n"
+
+        def records(body, versioned):
+            """{user key: (kind, counter, writer, value)} of a scan answer (common/transfer.hpp)."""
+            out, i = {}, 0
+            while i < len(body):
+                klen = int.from_bytes(body[i:i + 4], "big")
+                key = body[i + 4 + 8:i + 4 + klen].decode()
+                i += 4 + klen
+                kind, counter, writer = "v", 0, 0
+                if versioned:
+                    kind, counter, writer = chr(body[i]), int.from_bytes(body[i + 1:i + 9], "big"), int.from_bytes(body[i + 9:i + 17], "big")
+                    i += 17
+                vlen = int.from_bytes(body[i:i + 4], "big")
+                out[key] = (kind, counter, writer, body[i + 4:i + 4 + vlen])
+                i += 4 + vlen
+            return out
+
+        status, _, body = self.c.request("POST", "/admin/scan?limit=100000", everything)
+        self.assertEqual(status, 200)
+        plain = records(body, False)
+        self.assertNotIn("ver-scan", plain)  # plain: values only
+        self.assertEqual(plain["ver-scan-value"][3], b"v")
+        status, _, body = self.c.request("POST", "/admin/scan?limit=100000&versions=1", everything)
+        self.assertEqual(status, 200)
+        versioned = records(body, True)
+        self.assertEqual(versioned["ver-scan"], ("t", 3, 2, b""))
+        self.assertEqual(versioned["ver-scan-value"][0], "v")
+        self.assertGreaterEqual(versioned["ver-scan-value"][1], 1)
+        status, _, body = self.c.request("POST", "/admin/scan?versions=yes", everything)
+        self.assertEqual(self.error(status, body), (400, "versions: expected 1"))
+
 class DurabilityTest(unittest.TestCase):
     """Each test stops and starts a node on the same data directory, `db`."""
 
@@ -423,6 +493,47 @@ class DurabilityTest(unittest.TestCase):
         self.assertIn(b'"engine":"memory"', c.request("GET", "/health")[2])
         c.close()
         self.assertEqual(node.terminate(), 0)
+
+
+    def _kill9_keeps_acknowledged_tags(self, extra):
+        # Tagged writes, writes the node tagged itself and deletes, each acknowledged, then kill -9:
+        # after the restart every key holds the tag its last acknowledged write was answered with.
+        node = self.start_node(extra)
+        c = Client(node.port)
+        want = {}
+        for i in range(300):
+            key = f"vk{i}"
+            if i % 3 == 0:  # tagged by the caller
+                status, h, _ = c.request("POST", "/put?key=" + key, {"value": f"v{i}"}, {"X-KV-Version": f"{i + 10}.{i:x}"})
+            else:  # tagged by the node
+                status, h, _ = c.request("POST", "/put?key=" + key, {"value": f"v{i}"}, {"X-KV-Versioned": "1"})
+            self.assertEqual(status, 200)
+            want[key] = (200, h["X-KV-Version"], None)
+            if i % 5 == 0:
+                status, h, _ = c.request("DELETE", "/del?key=" + key, headers={"X-KV-Versioned": "1"})
+                self.assertEqual((status, h["X-KV-Tombstone"]), (200, "1"))
+                want[key] = (404, h["X-KV-Version"], "1")
+        node.kill()  # SIGKILL right after the last acknowledgement
+        c.close()
+        node = self.start_node(extra)
+        c = Client(node.port)
+        got = {}
+        for key in want:
+            status, h, _ = c.request("GET", "/get?key=" + key, headers={"X-KV-Versioned": "1"})
+            got[key] = (status, h.get("X-KV-Version"), h.get("X-KV-Tombstone"))
+        self.assertEqual({k: v for k, v in got.items() if v != want[k]}, {})
+        # The tags still order writes: an older tagged write is superseded after the restart.
+        status, h, _ = c.request("POST", "/put?key=vk3", {"value": "older"}, {"X-KV-Version": "1.1"})
+        self.assertEqual((status, h["X-KV-Applied"]), (200, "0"))
+        self.assertEqual(json.loads(c.get("vk3")[2])["value"], "v3")
+        c.close()
+        self.assertEqual(node.terminate(), 0)
+
+    def test_kill_9_keeps_acknowledged_tags(self):
+        self._kill9_keeps_acknowledged_tags([])
+
+    def test_kill_9_keeps_acknowledged_tags_with_sync(self):
+        self._kill9_keeps_acknowledged_tags(["--sync"])
 
 
 class MultiThreadedTest(unittest.TestCase):

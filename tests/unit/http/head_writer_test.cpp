@@ -224,11 +224,26 @@ TEST_CASE("hop-by-hop fields, those Connection names and drop_lower are left out
   CHECK(relayed(h, h.start_line, true, "x-kv-tombstone", &length) ==
         "GET /get?key=a HTTP/1.1\r\nHost: kv\r\nAccept: */*\r\nX-Hopper: kept\r\nX-Last: kept\r\n");
   CHECK_FALSE(length);
-  // Another drop_lower, and none.
+  // Another prefix, and none. A prefix drops every field it begins (X-Hop and X-Hopper alike).
   CHECK(relayed(h, {}, true, "accept") ==
         "Host: kv\r\nX-KV-Tombstone: 1\r\nx-kv-TOMBSTONE: 2\r\nX-Hopper: kept\r\nX-Last: kept\r\n");
+  CHECK(relayed(h, {}, true, "x-") == "Host: kv\r\nAccept: */*\r\n");
   CHECK(relayed(h, {}, true, "") ==
         "Host: kv\r\nX-KV-Tombstone: 1\r\nx-kv-TOMBSTONE: 2\r\nAccept: */*\r\nX-Hopper: kept\r\nX-Last: kept\r\n");
+}
+
+TEST_CASE("every X-KV- field is left out, whatever its case; only those", "[head_writer]") {
+  const std::string in =
+      "HTTP/1.1 200 OK\r\n"
+      "X-KV-Node: n1\r\n"
+      "x-kv-version: 3.1\r\n"
+      "X-KV-Applied: 1\r\n"
+      "X-KVX: kept\r\n"
+      "X-KV: kept\r\n"
+      "Content-Length: 0\r\n"
+      "\r\n";
+  const ScannedHead h = scanned_response(in);
+  CHECK(relayed(h, h.start_line, false, "x-kv-") == "HTTP/1.1 200 OK\r\nX-KVX: kept\r\nX-KV: kept\r\nContent-Length: 0\r\n");
 }
 
 TEST_CASE("Expect is left out of a request and kept in an answer", "[head_writer]") {

@@ -13,6 +13,7 @@
 
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
+#include "common/version.hpp"
 #include "node/api.hpp"
 #include "node/store.hpp"
 
@@ -32,11 +33,14 @@ class TestStore final : public kv::Store {
   StoreStatus get(std::string_view k, std::string& v, std::string& err) override {
     return fail ? failed(err) : inner_->get(k, v, err);
   }
-  StoreStatus put(std::string_view k, std::string_view v, std::string& err) override {
-    return fail ? failed(err) : inner_->put(k, v, err);
+  StoreStatus get_versioned(std::string_view k, std::string& v, kv::Tag& tag, bool& tomb, std::string& err) override {
+    return fail ? failed(err) : inner_->get_versioned(k, v, tag, tomb, err);
   }
-  StoreStatus del(std::string_view k, bool tomb, std::string& err) override {
-    return fail ? failed(err) : inner_->del(k, tomb, err);
+  kv::WriteResult write(kv::WriteOp op) override {
+    kv::WriteResult r;
+    if (fail) r.status = failed(r.err);
+    else r = inner_->write(std::move(op));
+    return r;
   }
   std::uint64_t key_count() override { return inner_->key_count(); }
   std::string_view engine() const noexcept override { return fail ? "broken" : inner_->engine(); }
@@ -44,14 +48,14 @@ class TestStore final : public kv::Store {
   std::string write_error() const override { return fail ? "disk on fire" : std::string(); }
   bool group_commit() const noexcept override { return group; }
   StoreStatus scan(std::span<const kv::HashRange> r, std::string_view after, std::size_t limit, std::size_t max_bytes,
-                   kv::ScanBatch& out, std::string& err) override {
-    return fail ? failed(err) : inner_->scan(r, after, limit, max_bytes, out, err);
+                   bool versioned, kv::ScanBatch& out, std::string& err) override {
+    return fail ? failed(err) : inner_->scan(r, after, limit, max_bytes, versioned, out, err);
   }
   StoreStatus count(std::span<const kv::HashRange> r, std::uint64_t& n, std::string& err) override {
     return fail ? failed(err) : inner_->count(r, n, err);
   }
-  StoreStatus ingest(std::span<const kv::Record> r, std::size_t& written, std::string& err) override {
-    return fail ? failed(err) : inner_->ingest(r, written, err);
+  StoreStatus ingest(std::span<const kv::Record> r, std::size_t& written, std::size_t& conflicts, std::string& err) override {
+    return fail ? failed(err) : inner_->ingest(r, written, conflicts, err);
   }
   StoreStatus drop(std::span<const kv::HashRange> r, bool data, bool tombs, std::string& err) override {
     return fail ? failed(err) : inner_->drop(r, data, tombs, err);
@@ -243,15 +247,15 @@ TEST_CASE("api: without a node id, no X-KV-Node field", "[api]") {
   CHECK(res.find("X-KV-Node") == res.end());
 }
 
-TEST_CASE("api: a delete marked by a proxy leaves a tombstone, present key or not", "[api][rebalance]") {
+TEST_CASE("api: every delete of a value keeps a tombstone; the old X-KV-Tombstone mark means nothing", "[api][rebalance]") {
   Node n;
   n.call(V::post, "/put?key=a", R"({"value":"x"})");
+  n.call(V::post, "/put?key=b", R"({"value":"x"})");
   check_answer(n.call(V::delete_, "/del?key=a", {}, {{"X-KV-Tombstone", "1"}}), 200, R"({"status":"success"})");
-  check_answer(n.call(V::delete_, "/del?key=gone", {}, {{"X-KV-Tombstone", "1"}}), 404, detail("Key not found"));
+  check_answer(n.call(V::delete_, "/del?key=b"), 200, R"({"status":"success"})");
   CHECK(n.store.tombstone_count() == 2);
-  // Any other value is no mark.
-  n.call(V::delete_, "/del?key=b", {}, {{"X-KV-Tombstone", "yes"}});
-  n.call(V::delete_, "/del?key=c");
+  // No tombstone for a key that held nothing, marked or not: an untagged delete has nothing to order.
+  check_answer(n.call(V::delete_, "/del?key=gone", {}, {{"X-KV-Tombstone", "1"}}), 404, detail("Key not found"));
   CHECK(n.store.tombstone_count() == 2);
 }
 
@@ -268,7 +272,7 @@ TEST_CASE("api: storage failures are 500s that say which operation failed, and a
 
 TEST_CASE("api: with a group-commit store, valid writes are handed back and finished later", "[api]") {
   Node n;
-  std::optional<kv::WriteOp> deferred;
+  std::optional<kv::DeferredWrite> deferred;
   kv::http::StringRequest req{V::post, "/put?key=a", 11};
   req.body() = R"({"value":"x"})";
   kv::http::StringResponse res;
@@ -284,31 +288,42 @@ TEST_CASE("api: with a group-commit store, valid writes are handed back and fini
     n.store.group = true;
     CHECK(n.api.handle(req, res, &deferred) == kv::Route::put);
     REQUIRE(deferred);
-    CHECK(deferred->kind == kv::WriteOp::Kind::put);
-    CHECK(deferred->key == kv::storage_key("a"));
-    CHECK(deferred->value == "x");
+    CHECK(deferred->op.kind == kv::WriteOp::Kind::put);
+    CHECK(deferred->op.key == kv::storage_key("a"));
+    CHECK(deferred->op.value == "x");
+    CHECK_FALSE(deferred->op.tag);
+    CHECK_FALSE(deferred->form.versioned);
     CHECK(n.store.key_count() == 0);  // not applied: the caller submits it
     CHECK(res["X-KV-Node"] == "n1");
-    n.api.finish_write(deferred->kind, {}, res);
+    n.api.finish_write(deferred->form, {}, res);
     check_answer(res, 200, R"({"status":"success"})");
-    n.api.finish_write(deferred->kind, {StoreStatus::error, "disk on fire"}, res);
+    CHECK(res.find("X-KV-Version") == res.end());
+    n.api.finish_write(deferred->form, {StoreStatus::error, "disk on fire"}, res);
     check_answer(res, 500, detail("Storage write failed: disk on fire"));
     CHECK_THAT(n.metrics.render(n.store), Catch::Contains("\nkvnode_store_errors_total 1\n"));
   }
 
-  SECTION("a delete, with its tombstone mark") {
+  SECTION("a tagged delete, answered with its version fields") {
     n.store.group = true;
     kv::http::StringRequest del{V::delete_, "/del?key=a", 11};
-    del.set("X-KV-Tombstone", "1");
+    del.set("X-KV-Version", "7.a");
     CHECK(n.api.handle(del, res, &deferred) == kv::Route::del);
     REQUIRE(deferred);
-    CHECK(deferred->kind == kv::WriteOp::Kind::del);
-    CHECK(deferred->key == kv::storage_key("a"));
-    CHECK(deferred->tombstone);
-    n.api.finish_write(deferred->kind, {StoreStatus::not_found, {}}, res);
+    CHECK(deferred->op.kind == kv::WriteOp::Kind::del);
+    CHECK(deferred->op.key == kv::storage_key("a"));
+    CHECK(deferred->op.tag == kv::Tag{7, 10});
+    CHECK(deferred->form.tag == kv::Tag{7, 10});
+    CHECK(deferred->form.versioned);
+    kv::WriteResult stored{StoreStatus::not_found, {}, kv::Tag{7, 10}, true, false, true};
+    n.api.finish_write(deferred->form, stored, res);
     check_answer(res, 404, detail("Key not found"));
-    n.api.finish_write(deferred->kind, {StoreStatus::error, "gone"}, res);
-    check_answer(res, 500, detail("Storage delete failed: gone"));
+    CHECK(res["X-KV-Version"] == "7.000000000000000a");
+    CHECK(res["X-KV-Tombstone"] == "1");
+    CHECK(res["X-KV-Applied"] == "1");
+    kv::http::StringResponse failed;
+    n.api.finish_write(deferred->form, {StoreStatus::error, "gone"}, failed);
+    check_answer(failed, 500, detail("Storage delete failed: gone"));
+    CHECK(failed.find("X-KV-Version") == failed.end());  // unknown after a failure
   }
 
   SECTION("an invalid write is answered at once, not handed back") {
@@ -353,17 +368,17 @@ std::vector<std::string> scanned_keys(const kv::http::StringResponse& res) {
 TEST_CASE("admin: ingest copies keys that have neither a value nor a tombstone", "[api][admin]") {
   Node n;
   n.call(V::post, "/put?key=b", R"({"value":"newer"})");
-  n.call(V::delete_, "/del?key=c", {}, {{"X-KV-Tombstone", "1"}});
+  n.call(V::delete_, "/del?key=c", {}, {{"X-KV-Version", "1.1"}});  // a tombstone where nothing was
   const auto body = records({{"a", "1"}, {"b", "older"}, {"c", "deleted"}});
   auto res = n.call(V::post, "/admin/ingest", body);
-  check_answer(res, 200, R"({"status":"success","written":1,"skipped":2})");
+  check_answer(res, 200, R"({"status":"success","written":1,"skipped":2,"conflicts":0})");
   CHECK(res["X-KV-Node"] == "n1");
   CHECK(n.last_route == kv::Route::admin);
   check_answer(n.call(V::get, "/get?key=a"), 200, R"({"status":"success","value":"1"})");
   check_answer(n.call(V::get, "/get?key=b"), 200, R"({"status":"success","value":"newer"})");
   check_answer(n.call(V::get, "/get?key=c"), 404, detail("Key not found"));
-  check_answer(n.call(V::post, "/admin/ingest", body), 200, R"({"status":"success","written":0,"skipped":3})");
-  check_answer(n.call(V::post, "/admin/ingest", ""), 200, R"({"status":"success","written":0,"skipped":0})");
+  check_answer(n.call(V::post, "/admin/ingest", body), 200, R"({"status":"success","written":0,"skipped":3,"conflicts":0})");
+  check_answer(n.call(V::post, "/admin/ingest", ""), 200, R"({"status":"success","written":0,"skipped":0,"conflicts":0})");
 }
 
 TEST_CASE("admin: ingest refuses malformed records and keys under the wrong hash, storing none", "[api][admin]") {
@@ -434,7 +449,7 @@ TEST_CASE("admin: drop data, tombstones or both in the ranges", "[api][admin]") 
   auto setup = [&] {
     n.call(V::post, "/put?key=a", R"({"value":"v"})");
     n.call(V::post, "/put?key=b", R"({"value":"v"})");
-    n.call(V::delete_, "/del?key=t", {}, {{"X-KV-Tombstone", "1"}});
+    n.call(V::delete_, "/del?key=t", {}, {{"X-KV-Version", "1.1"}});
   };
   setup();
   check_answer(n.call(V::post, "/admin/drop?what=data", hash_range_of("a")), 200, R"({"status":"success"})");
@@ -479,6 +494,9 @@ TEST_CASE("admin: bad parameters get exact 400s", "[api][admin]") {
       {"/admin/scan?after=xyz", "after: expected a stored key in hex (at least 16 digits)"},
       {"/admin/scan?after=abc", "after: expected a stored key in hex (at least 16 digits)"},
       {"/admin/scan?after=00000000000000", "after: expected a stored key in hex (at least 16 digits)"},
+      {"/admin/scan?versions=0", "versions: expected 1"},
+      {"/admin/scan?versions=true", "versions: expected 1"},
+      {"/admin/ingest?versions=2", "versions: expected 1"},
   };
   for (const auto& [target, why] : params) {
     INFO(target);
@@ -535,4 +553,213 @@ TEST_CASE("admin: storage failures are 500s that name the operation", "[api][adm
   check_answer(n.call(V::post, "/admin/scan", kEverything), 500, detail("Storage scan failed: disk on fire"));
   check_answer(n.call(V::post, "/admin/drop?what=all", kEverything), 500, detail("Storage drop failed: disk on fire"));
   CHECK_THAT(n.metrics.render(n.store), Catch::Contains("\nkvnode_store_errors_total 4\n"));
+}
+
+// ---- per-key versions (common/version.hpp): the node-to-node fields ----------------------------
+
+namespace {
+
+const char* const kVersionFields[] = {"X-KV-Version", "X-KV-Applied", "X-KV-Tombstone"};
+
+void check_plain(const kv::http::StringResponse& res) {
+  for (const char* f : kVersionFields) {
+    INFO(f);
+    CHECK(res.find(f) == res.end());
+  }
+}
+
+// The version fields of an answer: X-KV-Version, X-KV-Tombstone, X-KV-Applied ("-" when absent).
+std::vector<std::string> fields_of(const kv::http::StringResponse& res) {
+  std::vector<std::string> out;
+  for (const char* f : {"X-KV-Version", "X-KV-Tombstone", "X-KV-Applied"})
+    out.push_back(res.find(f) == res.end() ? "-" : std::string(res[f]));
+  return out;
+}
+using Fs = std::vector<std::string>;
+
+const std::string kT5 = "5.0000000000000001";  // the tag 5.1 as a node writes it
+
+}  // namespace
+
+TEST_CASE("api: plain requests get plain answers, without a version field", "[api][versions]") {
+  Node n;
+  auto res = n.call(V::post, "/put?key=a", R"({"value":"x"})");
+  check_answer(res, 200, R"({"status":"success"})");
+  check_plain(res);
+  res = n.call(V::get, "/get?key=a");
+  check_answer(res, 200, R"({"status":"success","value":"x"})");
+  check_plain(res);
+  res = n.call(V::delete_, "/del?key=a");
+  check_answer(res, 200, R"({"status":"success"})");
+  check_plain(res);
+  res = n.call(V::get, "/get?key=a");
+  check_answer(res, 404, detail("Key not found"));
+  check_plain(res);
+  res = n.call(V::delete_, "/del?key=a");
+  check_answer(res, 404, detail("Key not found"));
+  check_plain(res);
+  // X-KV-Versioned other than 1 asks for nothing.
+  res = n.call(V::get, "/get?key=a", {}, {{"X-KV-Versioned", "0"}});
+  check_plain(res);
+  // Exactly the fields a plain answer had before versions: Content-Type and X-KV-Node.
+  res = n.call(V::post, "/put?key=b", R"({"value":"x"})");
+  std::vector<std::string> names;
+  for (const auto& f : res) names.emplace_back(f.name_string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"Content-Type", "X-KV-Node"});
+}
+
+TEST_CASE("api: a versioned GET says the tag held, and whether it is a tombstone", "[api][versions]") {
+  Node n;
+  const Fields versioned = {{"X-KV-Versioned", "1"}};
+  auto res = n.call(V::get, "/get?key=a", {}, versioned);
+  check_answer(res, 404, detail("Key not found"));
+  CHECK(fields_of(res) == Fs{"0.0", "-", "-"});
+
+  n.call(V::post, "/put?key=a", R"({"value":"x"})", {{"X-KV-Version", "5.1"}});
+  res = n.call(V::get, "/get?key=a", {}, versioned);
+  check_answer(res, 200, R"({"status":"success","value":"x"})");
+  CHECK(fields_of(res) == Fs{kT5, "-", "-"});
+  res = n.call(V::head, "/get?key=a", {}, versioned);
+  CHECK(res.result_int() == 200);
+  CHECK(res["X-KV-Version"] == kT5);
+
+  n.call(V::delete_, "/del?key=a", {}, {{"X-KV-Version", "6.1"}});
+  res = n.call(V::get, "/get?key=a", {}, versioned);
+  check_answer(res, 404, detail("Key not found"));
+  CHECK(fields_of(res) == Fs{"6.0000000000000001", "1", "-"});
+  // A plain GET of the same key: the same 404 as ever.
+  res = n.call(V::get, "/get?key=a");
+  check_answer(res, 404, detail("Key not found"));
+  check_plain(res);
+
+  n.store.fail = true;
+  res = n.call(V::get, "/get?key=a", {}, versioned);
+  check_answer(res, 500, detail("Storage read failed: disk on fire"));
+  check_plain(res);
+}
+
+TEST_CASE("api: tagged writes answer what the key holds after them, and whether they were applied", "[api][versions]") {
+  Node n;
+  const std::string ok = R"({"status":"success"})";
+  auto res = n.call(V::post, "/put?key=a", R"({"value":"x"})", {{"X-KV-Version", "5.1"}});
+  check_answer(res, 200, ok);
+  CHECK(fields_of(res) == Fs{kT5, "-", "1"});
+  // Older, or the same write again: success, superseded.
+  res = n.call(V::post, "/put?key=a", R"({"value":"old"})", {{"X-KV-Version", "4.ffff"}});
+  check_answer(res, 200, ok);
+  CHECK(fields_of(res) == Fs{kT5, "-", "0"});
+  res = n.call(V::post, "/put?key=a", R"({"value":"x"})", {{"X-KV-Version", "5.1"}});
+  check_answer(res, 200, ok);
+  CHECK(fields_of(res) == Fs{kT5, "-", "0"});
+  check_answer(n.call(V::get, "/get?key=a"), 200, R"({"status":"success","value":"x"})");
+
+  // A delete answers 200 when the key held a value before it, 404 otherwise, applied or not.
+  res = n.call(V::delete_, "/del?key=a", {}, {{"X-KV-Version", "6.1"}});
+  check_answer(res, 200, ok);
+  CHECK(fields_of(res) == Fs{"6.0000000000000001", "1", "1"});
+  res = n.call(V::delete_, "/del?key=a", {}, {{"X-KV-Version", "7.1"}});
+  check_answer(res, 404, detail("Key not found"));
+  CHECK(fields_of(res) == Fs{"7.0000000000000001", "1", "1"});
+  res = n.call(V::delete_, "/del?key=a", {}, {{"X-KV-Version", "2.1"}});
+  check_answer(res, 404, detail("Key not found"));
+  CHECK(fields_of(res) == Fs{"7.0000000000000001", "1", "0"});
+  // An older put after the delete: superseded, and the key stays deleted.
+  res = n.call(V::post, "/put?key=a", R"({"value":"late"})", {{"X-KV-Version", "6.9"}});
+  check_answer(res, 200, ok);
+  CHECK(fields_of(res) == Fs{"7.0000000000000001", "1", "0"});
+  check_answer(n.call(V::get, "/get?key=a"), 404, detail("Key not found"));
+  // A tagged delete of a key that never held anything keeps a tombstone.
+  res = n.call(V::delete_, "/del?key=never", {}, {{"X-KV-Version", "1.1"}});
+  check_answer(res, 404, detail("Key not found"));
+  CHECK(fields_of(res) == Fs{"1.0000000000000001", "1", "1"});
+
+  // Untagged, versioned: the tag the node made, no X-KV-Applied.
+  res = n.call(V::post, "/put?key=a", R"({"value":"y"})", {{"X-KV-Versioned", "1"}});
+  check_answer(res, 200, ok);
+  REQUIRE(fields_of(res)[1] == "-");
+  CHECK(fields_of(res)[2] == "-");
+  const auto made = kv::parse_tag(std::string(res["X-KV-Version"]));
+  REQUIRE(made);
+  CHECK(made->counter == 8);
+  res = n.call(V::delete_, "/del?key=b", {}, {{"X-KV-Versioned", "1"}});
+  check_answer(res, 404, detail("Key not found"));
+  CHECK(fields_of(res) == Fs{"0.0", "-", "-"});
+
+  const auto text = n.metrics.render(n.store);
+  CHECK_THAT(text, Catch::Contains("\nkvnode_writes_superseded_total 4\n"));
+  CHECK_THAT(text, Catch::Contains("\nkvnode_version_conflicts_total 0\n"));
+}
+
+TEST_CASE("api: a malformed X-KV-Version is a 400, and nothing is stored", "[api][versions]") {
+  Node n;
+  const std::string why = detail("X-KV-Version: expected <counter>.<writer in hex>");
+  for (const char* bad : {"", "5", "x.1", "5.", "5.1.1", "5.00000000000000001", "4611686018427387905.1", "-1.1"}) {
+    INFO("'" << bad << "'");
+    auto res = n.call(V::post, "/put?key=a", R"({"value":"x"})", {{"X-KV-Version", bad}});
+    check_answer(res, 400, why);
+    check_plain(res);
+    check_answer(n.call(V::delete_, "/del?key=a", {}, {{"X-KV-Version", bad}}), 400, why);
+  }
+  CHECK(n.store.key_count() == 0);
+  CHECK(n.store.tombstone_count() == 0);
+  // The largest counter is fine.
+  CHECK(n.call(V::post, "/put?key=a", R"({"value":"x"})", {{"X-KV-Version", "4611686018427387904.1"}}).result_int() == 200);
+}
+
+TEST_CASE("api: one tag with another value or kind is a 409, counted", "[api][versions]") {
+  Node n;
+  n.call(V::post, "/put?key=a", R"({"value":"x"})", {{"X-KV-Version", "5.1"}});
+  const std::string why = detail("version " + kT5 + " already holds another value");
+  auto res = n.call(V::post, "/put?key=a", R"({"value":"y"})", {{"X-KV-Version", "5.1"}});
+  check_answer(res, 409, why);
+  CHECK(fields_of(res) == Fs{kT5, "-", "0"});
+  res = n.call(V::delete_, "/del?key=a", {}, {{"X-KV-Version", "5.1"}});
+  check_answer(res, 409, why);
+  check_answer(n.call(V::get, "/get?key=a"), 200, R"({"status":"success","value":"x"})");
+  const auto text = n.metrics.render(n.store);
+  CHECK_THAT(text, Catch::Contains("\nkvnode_version_conflicts_total 2\n"));
+  CHECK_THAT(text, Catch::Contains("\nkvnode_writes_superseded_total 0\n"));
+}
+
+TEST_CASE("admin: versions=1 scans values and tombstones with their tags, and ingests newer-wins", "[api][admin][versions]") {
+  Node n;
+  n.call(V::post, "/put?key=a", R"({"value":"va"})", {{"X-KV-Version", "5.1"}});
+  n.call(V::delete_, "/del?key=t", {}, {{"X-KV-Version", "3.2"}});
+
+  auto res = n.call(V::post, "/admin/scan", kEverything);
+  CHECK(scanned_keys(res) == std::vector<std::string>{kv::storage_key("a")});
+  res = n.call(V::post, "/admin/scan?versions=1", kEverything);
+  REQUIRE(res.result_int() == 200);
+  CHECK(res["X-KV-Scan-Count"] == "2");
+  std::vector<kv::Record> recs;
+  std::string err;
+  REQUIRE(kv::parse_records(res.body(), recs, err, true));
+  REQUIRE(recs.size() == 2);
+  std::sort(recs.begin(), recs.end(), [](const kv::Record& x, const kv::Record& y) { return x.tombstone < y.tombstone; });
+  CHECK((recs[0].key == kv::storage_key("a") && recs[0].value == "va" && recs[0].tag == kv::Tag{5, 1}));
+  CHECK((recs[1].key == kv::storage_key("t") && recs[1].tombstone && recs[1].tag == kv::Tag{3, 2}));
+
+  // Into another node: everything, tags and tombstones; then newer wins.
+  Node other;
+  other.call(V::post, "/put?key=t", R"({"value":"older than the delete"})", {{"X-KV-Version", "2.9"}});
+  check_answer(other.call(V::post, "/admin/ingest?versions=1", res.body()), 200,
+               R"({"status":"success","written":2,"skipped":0,"conflicts":0})");
+  auto got = other.call(V::get, "/get?key=t", {}, {{"X-KV-Versioned", "1"}});
+  CHECK(got.result_int() == 404);
+  CHECK(fields_of(got) == Fs{"3.0000000000000002", "1", "-"});
+  CHECK(fields_of(other.call(V::get, "/get?key=a", {}, {{"X-KV-Versioned", "1"}}))[0] == kT5);
+
+  std::string body;
+  kv::append_versioned_record(body, {kv::storage_key("a"), "va", {5, 1}, false});     // the same: skipped
+  kv::append_versioned_record(body, {kv::storage_key("a"), "other", {5, 1}, false});  // one tag, two values
+  kv::append_versioned_record(body, {kv::storage_key("a"), {}, {9, 1}, true});         // newer: written
+  check_answer(other.call(V::post, "/admin/ingest?versions=1", body), 200,
+               R"({"status":"success","written":1,"skipped":1,"conflicts":1})");
+  const auto text = other.metrics.render(other.store);
+  CHECK_THAT(text, Catch::Contains("\nkvnode_version_conflicts_total 1\n"));
+  CHECK_THAT(text, Catch::Contains("\nkvnode_writes_superseded_total 1\n"));
+  // Versioned records are refused as plain ones (and the other way round), whole.
+  CHECK(other.call(V::post, "/admin/ingest", body).result_int() == 400);
+  CHECK(other.call(V::post, "/admin/ingest?versions=1", records({{"z", "1"}})).result_int() == 400);
 }

@@ -39,6 +39,8 @@ TEST_CASE("metrics: a fresh node renders every family, in a stable order", "[met
                            "# TYPE kvnode_tombstones gauge",
                            "# TYPE kvnode_writable gauge",
                            "# TYPE kvnode_store_errors_total counter",
+                           "# TYPE kvnode_version_conflicts_total counter",
+                           "# TYPE kvnode_writes_superseded_total counter",
                            "# TYPE kvnode_group_commits_total counter",
                            "# TYPE kvnode_connections_open gauge",
                            "# TYPE kvnode_connections_total counter",
@@ -52,6 +54,8 @@ TEST_CASE("metrics: a fresh node renders every family, in a stable order", "[met
   CHECK(samples(text, "kvnode_tombstones") == std::vector<std::string>{"kvnode_tombstones 0"});
   CHECK(samples(text, "kvnode_writable") == std::vector<std::string>{"kvnode_writable 1"});
   CHECK(samples(text, "kvnode_store_errors_total") == std::vector<std::string>{"kvnode_store_errors_total 0"});
+  CHECK(samples(text, "kvnode_version_conflicts_total") == std::vector<std::string>{"kvnode_version_conflicts_total 0"});
+  CHECK(samples(text, "kvnode_writes_superseded_total") == std::vector<std::string>{"kvnode_writes_superseded_total 0"});
   CHECK(samples(text, "kvnode_group_commits_total") == std::vector<std::string>{"kvnode_group_commits_total 0"});
   CHECK(samples(text, "kvnode_connections_open") == std::vector<std::string>{"kvnode_connections_open 0"});
   CHECK(samples(text, "kvnode_connections_total") == std::vector<std::string>{"kvnode_connections_total 0"});
@@ -97,11 +101,12 @@ TEST_CASE("metrics: every counted code has its own slot", "[metrics]") {
   const auto lines = samples(m.render(*store), "kvnode_requests_total");
   REQUIRE(lines.size() == kv::NodeMetrics::kCodes.size());
   CHECK(lines.front() == "kvnode_requests_total{route=\"health\",code=\"200\"} 1");
-  CHECK(lines[7] == "kvnode_requests_total{route=\"health\",code=\"500\"} 1");
+  CHECK(lines[5] == "kvnode_requests_total{route=\"health\",code=\"409\"} 1");
+  CHECK(lines[8] == "kvnode_requests_total{route=\"health\",code=\"500\"} 1");
   CHECK(lines.back() == "kvnode_requests_total{route=\"health\",code=\"other\"} 1");
 }
 
-TEST_CASE("metrics: connections, store errors and the store's own gauges", "[metrics]") {
+TEST_CASE("metrics: connections, store errors, versioned writes and the store's own gauges", "[metrics]") {
   auto store = kv::open_memory_store();
   kv::NodeMetrics m;
   m.connection_opened();
@@ -110,14 +115,20 @@ TEST_CASE("metrics: connections, store errors and the store's own gauges", "[met
   m.connection_closed();
   m.store_error();
   m.store_error();
+  m.version_conflicts();
+  m.writes_superseded();
+  m.writes_superseded(4);
   std::string err;
   REQUIRE(store->put(kv::storage_key("a"), "1", err) == kv::StoreStatus::ok);
   REQUIRE(store->put(kv::storage_key("b"), "2", err) == kv::StoreStatus::ok);
-  REQUIRE(store->del(kv::storage_key("gone"), true, err) == kv::StoreStatus::not_found);
+  REQUIRE(store->put(kv::storage_key("gone"), "3", err) == kv::StoreStatus::ok);
+  REQUIRE(store->del(kv::storage_key("gone"), err) == kv::StoreStatus::ok);  // keeps a tombstone
   std::string text = m.render(*store);
   CHECK(samples(text, "kvnode_connections_open") == std::vector<std::string>{"kvnode_connections_open 2"});
   CHECK(samples(text, "kvnode_connections_total") == std::vector<std::string>{"kvnode_connections_total 3"});
   CHECK(samples(text, "kvnode_store_errors_total") == std::vector<std::string>{"kvnode_store_errors_total 2"});
+  CHECK(samples(text, "kvnode_version_conflicts_total") == std::vector<std::string>{"kvnode_version_conflicts_total 1"});
+  CHECK(samples(text, "kvnode_writes_superseded_total") == std::vector<std::string>{"kvnode_writes_superseded_total 5"});
   CHECK(samples(text, "kvnode_keys") == std::vector<std::string>{"kvnode_keys 2"});
   CHECK(samples(text, "kvnode_tombstones") == std::vector<std::string>{"kvnode_tombstones 1"});
 
