@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "common/hash.hpp"
 #include "common/json.hpp"
 #include "common/key.hpp"
@@ -10,6 +12,7 @@
 #include "http/policy.hpp"
 #include "proxy/access_log.hpp"
 #include "proxy/stats.hpp"
+#include "proxy/versioned.hpp"
 #include "proxy/worker.hpp"
 
 namespace kv::proxy {
@@ -199,6 +202,10 @@ void ClientConn::dispatch() {
   topology_ = w_.current();
   access_ = access_of(req().method);
   route_ = route(*topology_, hash_key(key.key), access_);
+  if (route_.plan != Plan::forward && path != "/get"sv && path != "/put"sv && path != "/del"sv) {
+    route_.plan = Plan::forward;  // not a key operation: the node answers what it answers
+    route_.nodes[0] = route_.nodes[1];
+  }
   if (route_.moving) counters.rebalance_routed.fetch_add(1, std::memory_order_relaxed);
   if (Backend* down = route_.down) {
     // Never another node: its keys live on this one.
@@ -208,44 +215,131 @@ void ClientConn::dispatch() {
     return;
   }
   step_ = 0;
+  if (w_.opt.unsafe_unversioned && route_.plan != Plan::forward) [[unlikely]] {
+    if (route_.plan == Plan::read_both) route_.plan = Plan::forward;  // nodes[0]: the new owner
+    else step_ = 2;  // no tag queries, and (run_step) no tag
+  }
   run_step();
 }
 
-// The request as the step's node gets it: HTTP/1.1, keep-alive, the client's end-to-end fields, the
-// whole body with its length (the proxy answered any "Expect: 100-continue" itself), and the
-// tombstone field when routing asks for one.
+// The request the plan's current step sends, and to which node:
+//   forward          the request as it came: HTTP/1.1, keep-alive, the client's end-to-end fields (no
+//                    X-KV- field: those are kvring's own), the whole body with its length (the proxy
+//                    answered any "Expect: 100-continue" itself)
+//   versioned_write  steps 0, 1: the tag query to nodes[0], nodes[1]; steps 2, 3: the request as it
+//                    came with the one tag, to nodes[0], then nodes[1]
+//   read_both        steps 0, 1: the versioned GET to nodes[0], nodes[1]; step 2: the newer's value
+//                    or tombstone written back to the other
 void ClientConn::run_step() {
-  const Step& step = route_.steps[step_];
   std::string& s = exchange_.request();
   s.clear();
-  http::append_relayed_request(s, req(), reader_.body(), rebalance::kTombstoneFieldLower,
-                               step.tombstone ? rebalance::kTombstoneLine : std::string_view{});
-  exchange_.start(*step.backend, req().method == http::Method::head);
+  Backend* to = route_.nodes[0];
+  bool head = false;
+  switch (route_.plan) {
+    case Plan::forward:
+      http::append_relayed_request(s, req(), reader_.body(), http::kOwnFieldPrefixLower, {});
+      head = req().method == http::Method::head;
+      break;
+    case Plan::versioned_write:
+      if (step_ < 2) {
+        to = route_.nodes[step_];
+        append_query(s, req().target, to->address.str());
+      } else {
+        to = route_.nodes[step_ - 2];
+        http::append_relayed_request(s, req(), reader_.body(), http::kOwnFieldPrefixLower,
+                                     w_.opt.unsafe_unversioned ? std::string() : version::version_line(tag_));
+      }
+      break;
+    case Plan::read_both:
+      if (step_ < 2) {
+        to = route_.nodes[step_];
+        append_query(s, req().target, to->address.str());
+      } else {
+        to = route_.nodes[1 - newer_];
+        append_write_back(s, req().target, to->address.str(), found_[newer_].held, saved_body_);
+      }
+      break;
+  }
+  exchange_.start(*to, head);
 }
 
 void ClientConn::on_node_answer(NodeExchange& x) {
-  const auto& ans = x.answer();
-  const unsigned code = ans.status;
+  const unsigned code = x.answer().status;
   if (w_.log) {
     connect_ms_ = x.connect_ms();
     first_byte_ms_ = x.first_byte_ms();
   }
-  if (step_ + 1 < route_.count && proceeds(access_, code)) {
-    // A write's first owner took it: on to the next.
+  if (route_.plan == Plan::forward) return relay(x);
+  if (route_.plan == Plan::versioned_write && step_ == 3) {
+    // A delete answers what the tag queries found, the newer of the two: a read made within the
+    // delete and before its own write. The last owner's own 200 or 404 says what it held when the
+    // delete came, which may be a write ordered after the delete (it superseded the tombstone).
+    if (access_ != Access::remove || (code != 200 && code != 404) || w_.opt.unsafe_unversioned) return relay(x);
+    const bool found = found_[newer_of(found_[0], found_[1])].value;
+    Backend& b = x.backend();
+    x.release();
+    answered_by_ = &b;
+    b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
+    if (found) local_answer(200, http::kJson, json_success(), b.node_field);
+    else local_answer(404, http::kJson, json_error("Key not found"), b.node_field);
+    return;
+  }
+  const bool query = step_ < 2;
+  if (query) {
+    if (code != 200 && code != 404) return relay(x);  // the node could not say (a storage error)
+    const auto held = held_of(x.answer());
+    if (!held) {
+      Backend& b = x.backend();
+      x.release();
+      answered_by_ = &b;
+      local_answer(502, http::kJson, json_error("Node " + b.label() + " does not keep versions (an older kvnode?)"));
+      return;
+    }
+    found_[step_] = {*held, code == 200};
+  }
+  if (route_.plan == Plan::versioned_write) {
+    if (step_ == 1) tag_ = w_.shared.tags.next(std::max(found_[0].held.tag, found_[1].held.tag));
+    if (step_ == 2 && !proceeds(access_, code)) return relay(x);  // the first owner refused the write
     x.release();
     ++step_;
     run_step();
     return;
   }
-  // The last step's answer, or a refusal that ends the write: the client's. Whether the connection
-  // stays open is decided now, not when the request came in: a drain that began meanwhile closes
-  // after this answer. The body is copied out before the node's buffer is consumed.
+  // read_both
+  if (step_ == 0 || (step_ == 1 && newer_of(found_[0], found_[1]) == 1)) {
+    newer_ = step_;
+    saved_status_ = code;
+    saved_body_.assign(x.body());
+  }
+  x.release();
+  if (step_ == 0 || (step_ == 1 && !same_state(found_[0], found_[1]))) {
+    ++step_;  // on to the other owner; then, if one is behind, it gets the newer first
+    run_step();
+    return;
+  }
+  if (step_ == 2 && !(code / 100 == 2 || (code == 404 && !found_[newer_].value))) {
+    answered_by_ = route_.nodes[1 - newer_];
+    local_answer(503, http::kJson, json_error("Node " + answered_by_->label() + " did not take the write-back (" +
+                                              std::to_string(code) + ")"));
+    return;
+  }
+  Backend& b = *route_.nodes[newer_];
+  answered_by_ = &b;
+  b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
+  local_answer(saved_status_, http::kJson, saved_body_, b.node_field);
+}
+
+// The node's answer is the client's. Whether the connection stays open is decided now, not when the
+// request came in: a drain that began meanwhile closes after this answer. The body is copied out
+// before the node's buffer is consumed.
+void ClientConn::relay(NodeExchange& x) {
+  const auto& ans = x.answer();
   Backend& b = x.backend();
   const std::string_view body = x.body();
   answer_keep_alive_ = req().keep_alive && !w_.draining;
   out_.clear();
-  http::append_relayed_answer(out_, req(), ans, body, http::kNodeFieldLower, b.node_field, answer_keep_alive_);
-  answer_status_ = code;
+  http::append_relayed_answer(out_, req(), ans, body, http::kOwnFieldPrefixLower, b.node_field, answer_keep_alive_);
+  answer_status_ = ans.status;
   answer_bytes_ = body.size();
   answered_by_ = &b;
   b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));

@@ -23,6 +23,7 @@
 #include "net/io_loop.hpp"
 #include "proxy/node_exchange.hpp"
 #include "proxy/routing.hpp"
+#include "proxy/versioned.hpp"
 
 namespace kv::proxy {
 
@@ -65,6 +66,7 @@ class ClientConn final : public net::ChannelHandler, NodeExchange::Listener {
   void dispatch();
   void run_step();
   void on_node_answer(NodeExchange& x) override;
+  void relay(NodeExchange& x);
   void on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) override;
   void local_answer(unsigned status, std::string_view content_type, std::string_view body,
                     std::string_view extra_fields = {});
@@ -94,8 +96,14 @@ class ClientConn final : public net::ChannelHandler, NodeExchange::Listener {
   std::shared_ptr<const Topology> topology_;  // held for the whole exchange: a reload cannot pull it away
   Access access_ = Access::read;
   Route route_;
-  std::uint8_t step_ = 0;
+  std::uint8_t step_ = 0;  // of the plan (run_step() lists them)
   NodeExchange exchange_;
+  // The plans that reach both owners of a moving key (proxy/routing.hpp)
+  Found found_[2];          // what each owner said it holds
+  Tag tag_;                 // versioned_write: the one tag both owners get
+  std::uint8_t newer_ = 0;  // read_both: the owner whose answer is the client's
+  unsigned saved_status_ = 0;
+  std::string saved_body_;  // read_both: that answer's body, kept past its exchange
 
   // What the client got, and when: read_done_ for the latency histogram; first_byte_ and the
   // exchange's timings only for the access log, and only taken when there is one.

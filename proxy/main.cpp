@@ -30,6 +30,7 @@ struct Flags {
   std::optional<std::uint32_t> threads, maxconn, header_ms, idle_ms, connect_ms, response_ms, interval_ms,
       check_timeout_ms, fall, rise;
   bool check_only = false;
+  bool unsafe_unversioned = false;
   std::size_t max_key = 1024;
   std::uint64_t max_body = (std::uint64_t{1} << 20) * 6 + 4096;
   std::uint32_t max_header = 8192;
@@ -71,6 +72,11 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--max-body-bytes", f.max_body, "Longest request body (413 above)")->capture_default_str();
   app.add_option("--max-header-bytes", f.max_header, "Request line + headers (431 above)")->capture_default_str();
   app.add_option("--shutdown-timeout-ms", f.shutdown_ms, "SIGTERM: longest wait for requests in flight")->capture_default_str();
+  app.add_flag("--unsafe-unversioned", f.unsafe_unversioned,
+               "Test only: route a ring change as before per-key versions (writes of a moving key sent to both "
+               "owners untagged, reads in read_new from the new owner alone). It loses writes; the "
+               "linearizability test runs it to show that its checker catches that")
+      ->group("");  // not in --help: no operator should want it
 }
 
 // What the proxy runs with, every choice made.
@@ -139,6 +145,7 @@ std::optional<int> settle(const Flags& f, Settings& s) {
   opt.response_timeout = std::chrono::milliseconds(pick(f.response_ms, px.response_ms, 10'000u));
   opt.client.body_timeout = std::max(opt.client.body_timeout, opt.client.header_timeout);
   opt.max_key_bytes = f.max_key;
+  opt.unsafe_unversioned = f.unsafe_unversioned;
   opt.max_idle_per_node = f.pool_max_idle;
   opt.pool_idle_timeout = std::chrono::milliseconds(f.pool_idle_ms);
   opt.maxconn = pick(f.maxconn, px.maxconn, 10'000u);

@@ -22,6 +22,9 @@ struct ProxyOptions {
   std::size_t max_idle_per_node = 1024;
   std::chrono::milliseconds pool_idle_timeout{30'000};  // under kvnode's idle timeout (60 s)
   std::size_t maxconn = 10'000;  // client connections at once; more wait in the accept backlog
+  // Test only (a broken mode the linearizability test must catch): a ring change routed as before
+  // per-key versions: untagged writes to both owners, read_new reads from the new owner alone.
+  bool unsafe_unversioned = false;
 };
 
 // Counters for answers no node is behind (400 no key, the proxy's own /health and /metrics), and

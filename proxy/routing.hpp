@@ -1,16 +1,21 @@
 // Where a request goes: a pure function of what the request does, its key's hash and the topology in
 // use (the ring, the nodes' health, and the rebalance in progress if any). No I/O and no state of its
-// own, so that tests can ask it about every phase; the client connection runs the steps it returns.
+// own, so that tests can ask it about every phase; the client connection runs the plan it returns.
 //
-// A key is only ever served by its owner: with no rebalance, one step to the owner. During a
-// rebalance, for a key whose owner changes between the rings (other keys are routed as before):
-//   dual_write  reads: the old owner. Writes and deletes: the new owner first (a delete leaves a
-//               tombstone there), then the old one, whose answer the client gets.
-//   read_new    reads: the new owner. Writes and deletes: the old owner first, then the new one (a
-//               delete with a tombstone), whose answer the client gets.
-// A write goes on to its next step only if the node took it (proceeds()); otherwise that answer is
-// the client's and the write goes no further. If any step's node is marked down, the answer is 503
-// naming it, never another node: its keys live there.
+// A key is only ever served by its owner: with no rebalance, the request goes to the owner as it
+// came (the owner orders the writes of its keys: common/version.hpp). During a rebalance, for a key
+// whose owner changes between the rings (other keys are routed as before):
+//   dual_write  reads: the old owner. Writes and deletes: a versioned write, new owner then old.
+//   read_new    reads: both owners, the newer answers (written back first to the other where they
+//               differ). Writes and deletes: a versioned write, old owner then new.
+// A versioned write asks both owners for the tag they hold, makes one newer than both, and stores it
+// on both, the node reads come from last: a write is seen by no read before both owners have it, and
+// two writes of one key apply in one order on both owners whatever order they arrive in. The old
+// owner may meanwhile take plain writes from proxies not yet in dual_write; the copy carries them
+// over, newest tag wins. Reading both owners in read_new makes the switch from old-owner reads to
+// new-owner reads safe while some proxies are still in dual_write: a read never sees a write that a
+// later read elsewhere could miss. If any node a plan needs is marked down, the answer is 503 naming
+// it, never another node: its keys live there.
 #pragma once
 
 #include <array>
@@ -28,52 +33,54 @@ constexpr Access access_of(http::Method m) noexcept {
   return m == http::Method::delete_ ? Access::remove : Access::write;
 }
 
-struct Step {
-  Backend* backend = nullptr;  // lives as long as the topology the route was made from
-  bool tombstone = false;      // a delete that must leave a tombstone (common/rebalance.hpp)
+enum class Plan : std::uint8_t {
+  forward,          // nodes[0] alone, the request as it came
+  versioned_write,  // tag query to both, then the write with one tag to nodes[0], then nodes[1],
+                    // whose answer the client gets
+  read_both,        // versioned GET to nodes[0] (the new owner) and nodes[1] (the old): the newer
+                    // answers, written back first to the other where they differ
 };
 
 struct Route {
-  std::array<Step, 2> steps{};
-  std::uint8_t count = 0;  // steps to run, in order; the client gets the last one's answer
-  bool moving = false;     // the key changes owner in the rebalance in progress
-  Backend* down = nullptr;  // a step's node is marked down: answer 503 naming it, run nothing
+  Plan plan = Plan::forward;
+  std::array<Backend*, 2> nodes{};  // live as long as the topology the route was made from
+  bool moving = false;              // the key changes owner in the rebalance in progress
+  Backend* down = nullptr;          // a node of the plan is marked down: answer 503 naming it
+  std::uint8_t node_count() const noexcept { return plan == Plan::forward ? 1 : 2; }
 };
 
 // Inline: it runs for every request, and most of it is two lookups on the ring.
 inline Route route(const Topology& t, std::uint64_t key_hash, Access access) noexcept {
   Route r;
   Backend* owner = t.backends[t.ring->owner_of_hash(key_hash)].get();
-  Step last{owner, false};
-  Step first{};
+  r.nodes[0] = owner;
   if (t.migration) [[unlikely]] {
     const Migration& m = *t.migration;
     Backend* next = m.backends[m.ring->owner_of_hash(key_hash)].get();
     if (next->id != owner->id) {
       r.moving = true;
-      const bool write = access != Access::read;
-      const bool remove = access == Access::remove;
+      const bool read = access == Access::read;
       if (m.phase() == Phase::read_new) {
-        if (write) first = {owner, false};
-        last = {next, remove};
-      } else if (write) {
-        first = {next, remove};
+        r.plan = read ? Plan::read_both : Plan::versioned_write;
+        r.nodes = read ? std::array<Backend*, 2>{next, owner} : std::array<Backend*, 2>{owner, next};
+      } else if (!read) {
+        r.plan = Plan::versioned_write;
+        r.nodes = {next, owner};
       }
     }
   }
-  if (first.backend) r.steps[r.count++] = first;
-  r.steps[r.count++] = last;
-  for (std::uint8_t i = 0; i < r.count; ++i) {
-    if (!r.steps[i].backend->up.load(std::memory_order_relaxed)) {
-      r.down = r.steps[i].backend;
+  for (std::uint8_t i = 0; i < r.node_count(); ++i) {
+    if (!r.nodes[i]->up.load(std::memory_order_relaxed)) {
+      r.down = r.nodes[i];
       break;
     }
   }
   return r;
 }
 
-// Whether a step of a write that is not the last goes on after this answer from its node: it took
-// the write (2xx), or it is a delete of a key the node did not have (404).
+// Whether a versioned write goes on to its next node after this answer: the node took the write
+// (2xx; or superseded it, which also answers 2xx), or it is a delete of a key the node held no value
+// of (404: it still keeps the tombstone). A query goes on after 200 or 404 alike.
 constexpr bool proceeds(Access access, unsigned status) noexcept {
   return status / 100 == 2 || (status == 404 && access == Access::remove);
 }

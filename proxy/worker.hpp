@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/version.hpp"
 #include "net/io_loop.hpp"
 #include "net/listener.hpp"
 #include "proxy/cluster.hpp"
@@ -31,6 +32,7 @@ struct Shared {
   net::AcceptGate& gate;  // the client listener's: maxconn over every worker
   int listen_fd = -1;
   bool several_workers = false;
+  TagMaker tags{};  // the tags of the versioned writes this process makes (common/version.hpp)
 };
 
 class Worker {

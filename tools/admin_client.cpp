@@ -133,17 +133,18 @@ std::uint64_t NodeAdmin::count(std::span<const HashRange> ranges) {
   return keys;
 }
 
-ScanBatch NodeAdmin::scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after) {
+ScanBatch NodeAdmin::scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after,
+                          bool versions) {
   std::string error;
-  auto batch = parse_scan(call(exchange_, retry_, label_, "POST", rebalance::scan_target(limit, max_bytes, hex_bytes(after)),
+  auto batch = parse_scan(call(exchange_, retry_, label_, "POST", rebalance::scan_target(limit, max_bytes, hex_bytes(after), versions),
                                ranges_body(ranges)),
                           error);
   if (!batch) throw AdminError(label_ + ": " + error);
   return std::move(*batch);
 }
 
-std::uint64_t NodeAdmin::ingest(std::string_view records) {
-  const auto r = call(exchange_, retry_, label_, "POST", rebalance::kIngestPath, records, "application/octet-stream");
+std::uint64_t NodeAdmin::ingest(std::string_view records, bool versions) {
+  const auto r = call(exchange_, retry_, label_, "POST", rebalance::ingest_target(versions), records, "application/octet-stream");
   const auto n = count_field(r.body, "written");
   if (!n) throw AdminError(label_ + ": POST " + std::string(rebalance::kIngestPath) + ": unexpected answer: " + r.body.substr(0, 200));
   return *n;

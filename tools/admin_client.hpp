@@ -77,9 +77,12 @@ class NodeAdmin {
   std::uint64_t count(std::span<const HashRange> ranges);
   // At most `limit` records (and about `max_bytes`, at least one record) of `ranges`, at most
   // kRangesPerRequest of them, in stored key order, after the stored key `after` ("": from the start).
-  ScanBatch scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after);
-  // Stores each record that is absent (put-if-absent, tombstones included); returns how many were stored.
-  std::uint64_t ingest(std::string_view records);
+  // With `versions`: versioned records, tombstones included (common/transfer.hpp).
+  ScanBatch scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after,
+                 bool versions);
+  // Stores each record whose version is newer than what the node holds (plain records: only where
+  // it holds nothing, value or tombstone); returns how many were stored.
+  std::uint64_t ingest(std::string_view records, bool versions);
   // Deletes what `what` names in `ranges`, kRangesPerRequest ranges at a time.
   void drop(rebalance::Drop what, std::span<const HashRange> ranges);
 

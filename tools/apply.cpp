@@ -62,6 +62,7 @@ class Apply {
     RingConfig from_cfg = load_ring_config(opt_.from_path), to_cfg = load_ring_config(opt_.to_path, &to_yaml_);
     check_change(from_cfg, opt_.from_path, to_cfg, opt_.to_path);
     const auto from_ring = Ring::build(from_cfg), to_ring = Ring::build(to_cfg);
+    to_nodes_ = to_cfg.nodes;
     plan_ = make_plan(from_cfg, *from_ring, to_cfg, *to_ring);
     rings_ = {plan_.from_fingerprint, opt_.from_path, plan_.to_fingerprint, opt_.to_path};
     if (plan_.from_fingerprint == plan_.to_fingerprint) {
@@ -111,14 +112,15 @@ class Apply {
                std::string(step_name(Step::finish)) + ": every proxy routes by NEW and saved it as its ring file");
   }
 
-  // The old owners keep no copy of what they no longer own; the new owners forget the tombstones
-  // that guarded the copy.
+  // The old owners keep no copy of what they no longer own. Then the tombstones go: every delete
+  // leaves one, so that a ring change's copy never brings an older value back after it; with every
+  // proxy on NEW and no change in progress, no copy is left to guard against, on any node.
   void remove_moved_ranges() {
     log_.step("removing the moved ranges from their old owners");
-    for (const auto& f : flows_) {
-      nodes_.node(f.from_id, f.from).drop(Drop::all, f.ranges);
-      nodes_.node(f.to_id, f.to).drop(Drop::tombstones, f.ranges);
-    }
+    for (const auto& f : flows_) nodes_.node(f.from_id, f.from).drop(Drop::all, f.ranges);
+    const HashRange whole_ring{0, ~std::uint64_t{0}};
+    for (const auto& n : to_nodes_) nodes_.node(n.id, n.address).drop(Drop::tombstones, {&whole_ring, 1});
+    log_.step("purged the tombstones on the " + std::to_string(to_nodes_.size()) + " nodes of NEW");
   }
 
   void summary(bool copied_before) {
@@ -140,6 +142,7 @@ class Apply {
   RingPair rings_;
   std::string to_yaml_;
   std::vector<Flow> flows_;
+  std::vector<NodeConfig> to_nodes_;  // NEW's nodes
   std::vector<ProxyAdmin> proxies_;
   NodeAdmins nodes_;
   CopyResult copy_;  // this run's copy; all zero when an earlier run did it

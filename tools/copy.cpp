@@ -18,8 +18,8 @@ std::uint64_t copy_flow(const Flow& f, NodeAdmin& from, NodeAdmin& to, const Cop
   std::string after;      // resume after this stored key, within ranges[first]
   while (first < ranges.size()) {
     const std::size_t end = std::min(ranges.size(), first + kRangesPerRequest);
-    const ScanBatch batch = from.scan(ranges.subspan(first, end - first), opt.batch_keys, opt.batch_bytes, after);
-    if (batch.count > 0) written += to.ingest(batch.records);
+    const ScanBatch batch = from.scan(ranges.subspan(first, end - first), opt.batch_keys, opt.batch_bytes, after, opt.versions);
+    if (batch.count > 0) written += to.ingest(batch.records, opt.versions);
     progress.add(batch.count, batch.records.size());
     if (batch.done) {
       first = end;

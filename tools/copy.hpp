@@ -1,6 +1,8 @@
-// The copy step of ring-rebalance apply: every key of every flow's ranges, read from its old owner in
-// batches and stored on its new owner with put-if-absent. Run while the proxies are in dual_write,
-// so a client's newer write (or delete, kept as a tombstone) wins over the copy of an older value.
+// The copy step of ring-rebalance apply: every key of every flow's ranges, values and tombstones with
+// their versions, read from its old owner in batches and stored on its new owner where newer than
+// what it holds. Run once every proxy is in dual_write: what a client wrote to both owners meanwhile
+// wins over the copy of anything older, and what only the old owner took before (a write or a delete
+// through a proxy not yet in dual_write) wins over an older dual write.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +19,9 @@ struct CopyOptions {
   std::size_t batch_keys = 1000;
   std::size_t batch_bytes = 1 << 20;
   double max_rate = 0;  // keys per second; 0: as fast as it goes
+  // False only to show what versions prevent (a test's broken mode): values only, stored where the
+  // new owner holds nothing, as before versions. It loses writes and brings deleted keys back.
+  bool versions = true;
 };
 
 struct FlowCopy {

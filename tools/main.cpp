@@ -56,6 +56,11 @@ int main(int argc, char** argv) {
   apply_cmd->add_option("--progress", progress, "bar (redrawn), lines (one a second), or auto (bar on a terminal)")
       ->capture_default_str()->check(CLI::IsMember({"auto", "bar", "lines"}));
   apply_cmd->add_flag("--json", ao.json, "Print a JSON summary on stdout at the end");
+  bool unversioned_copy = false;
+  apply_cmd->add_flag("--unsafe-unversioned-copy", unversioned_copy,
+                      "Test only: copy as before per-key versions (values only, put-if-absent). It loses writes; "
+                      "the linearizability test runs it to show that its checker catches that")
+      ->group("");  // not in --help: no operator should want it
   std::string token_file;
   apply_cmd->add_option("--admin-token-file", token_file,
                         "File holding the admin token of the proxies and nodes (sent as a bearer token)");
@@ -76,6 +81,7 @@ int main(int argc, char** argv) {
         ao.proxies.push_back(*hp);
       }
       ao.timeout = std::chrono::milliseconds(timeout_ms);
+      ao.copy.versions = !unversioned_copy;
       if (!token_file.empty()) ao.token = kv::load_token_file(token_file);
       ao.progress_bar = progress == "bar" || (progress == "auto" && ::isatty(2));
       return kv::tools::apply(ao);

@@ -47,13 +47,15 @@ struct Fixture {
   std::string old_owner(const std::string& k) const { return none->ring->node(none->ring->owner_of_key(k)).id; }
 };
 
-// The route as text: "n2 n4+tombstone", then " moving" and " down=ID" when they apply.
+// The route as text: "n2" (forward), "write n4 n2" (a versioned write, in its write order), "read-both
+// n4 n2", then " moving" and " down=ID" when they apply.
 std::string describe(const Route& r) {
   std::string out;
-  for (std::uint8_t i = 0; i < r.count; ++i) {
+  if (r.plan == Plan::versioned_write) out = "write ";
+  if (r.plan == Plan::read_both) out = "read-both ";
+  for (std::uint8_t i = 0; i < r.node_count(); ++i) {
     if (i) out += ' ';
-    out += r.steps[i].backend->id;
-    if (r.steps[i].tombstone) out += "+tombstone";
+    out += r.nodes[i]->id;
   }
   if (r.moving) out += " moving";
   if (r.down) out += " down=" + r.down->id;
@@ -97,20 +99,20 @@ TEST_CASE("keys that do not move are routed as before in every phase", "[routing
     for (Access a : {Access::read, Access::write, Access::remove}) CHECK(route_of(*t, f.staying, a) == owner);
 }
 
-TEST_CASE("dual_write: reads from the old owner, writes to the new owner first, then the old", "[routing]") {
+TEST_CASE("dual_write: reads from the old owner; writes versioned, to the new owner first, then the old", "[routing]") {
   Fixture f;
   const std::string old = f.old_owner(f.moving);
   CHECK(route_of(*f.dual_write, f.moving, Access::read) == old + " moving");
-  CHECK(route_of(*f.dual_write, f.moving, Access::write) == "n4 " + old + " moving");
-  CHECK(route_of(*f.dual_write, f.moving, Access::remove) == "n4+tombstone " + old + " moving");
+  CHECK(route_of(*f.dual_write, f.moving, Access::write) == "write n4 " + old + " moving");
+  CHECK(route_of(*f.dual_write, f.moving, Access::remove) == "write n4 " + old + " moving");
 }
 
-TEST_CASE("read_new: reads from the new owner, writes to the old owner first, then the new", "[routing]") {
+TEST_CASE("read_new: reads from both owners; writes versioned, to the old owner first, then the new", "[routing]") {
   Fixture f;
   const std::string old = f.old_owner(f.moving);
-  CHECK(route_of(*f.read_new, f.moving, Access::read) == "n4 moving");
-  CHECK(route_of(*f.read_new, f.moving, Access::write) == old + " n4 moving");
-  CHECK(route_of(*f.read_new, f.moving, Access::remove) == old + " n4+tombstone moving");
+  CHECK(route_of(*f.read_new, f.moving, Access::read) == "read-both n4 " + old + " moving");
+  CHECK(route_of(*f.read_new, f.moving, Access::write) == "write " + old + " n4 moving");
+  CHECK(route_of(*f.read_new, f.moving, Access::remove) == "write " + old + " n4 moving");
 }
 
 TEST_CASE("a node that is down: 503 naming it for the requests that need it, never another node", "[routing]") {
@@ -120,28 +122,28 @@ TEST_CASE("a node that is down: 503 naming it for the requests that need it, nev
     backend(*f.none, old).up = false;
     CHECK(route_of(*f.none, f.moving, Access::read) == old + " down=" + old);
     CHECK(route_of(*f.dual_write, f.moving, Access::read) == old + " moving down=" + old);
-    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "n4 " + old + " moving down=" + old);
-    // read_new reads only the new owner: a dead old owner costs reads nothing, writes a 503.
-    CHECK(route_of(*f.read_new, f.moving, Access::read) == "n4 moving");
-    CHECK(route_of(*f.read_new, f.moving, Access::remove) == old + " n4+tombstone moving down=" + old);
+    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "write n4 " + old + " moving down=" + old);
+    // read_new reads both owners: a dead old owner costs reads and writes of moving keys a 503.
+    CHECK(route_of(*f.read_new, f.moving, Access::read) == "read-both n4 " + old + " moving down=" + old);
+    CHECK(route_of(*f.read_new, f.moving, Access::remove) == "write " + old + " n4 moving down=" + old);
   }
   SECTION("the new owner down") {
     backend(*f.dual_write, "n4").up = false;
     CHECK(route_of(*f.none, f.moving, Access::write) == old);  // not in the ring in use
     CHECK(route_of(*f.dual_write, f.moving, Access::read) == old + " moving");
-    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "n4 " + old + " moving down=n4");
-    CHECK(route_of(*f.read_new, f.moving, Access::read) == "n4 moving down=n4");
-    CHECK(route_of(*f.read_new, f.moving, Access::write) == old + " n4 moving down=n4");
+    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "write n4 " + old + " moving down=n4");
+    CHECK(route_of(*f.read_new, f.moving, Access::read) == "read-both n4 " + old + " moving down=n4");
+    CHECK(route_of(*f.read_new, f.moving, Access::write) == "write " + old + " n4 moving down=n4");
   }
-  SECTION("both down: the first step's node is named") {
+  SECTION("both down: the first node of the plan is named") {
     backend(*f.dual_write, "n4").up = false;
     backend(*f.none, old).up = false;
-    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "n4 " + old + " moving down=n4");
-    CHECK(route_of(*f.read_new, f.moving, Access::write) == old + " n4 moving down=" + old);
+    CHECK(route_of(*f.dual_write, f.moving, Access::write) == "write n4 " + old + " moving down=n4");
+    CHECK(route_of(*f.read_new, f.moving, Access::write) == "write " + old + " n4 moving down=" + old);
   }
 }
 
-TEST_CASE("a write goes on to its next node only if the first took it", "[routing]") {
+TEST_CASE("a versioned write goes on to its next node only if the first took it", "[routing]") {
   CHECK(proceeds(Access::write, 200));
   CHECK(proceeds(Access::write, 204));
   CHECK_FALSE(proceeds(Access::write, 404));
@@ -149,6 +151,6 @@ TEST_CASE("a write goes on to its next node only if the first took it", "[routin
   CHECK_FALSE(proceeds(Access::write, 500));
   CHECK_FALSE(proceeds(Access::write, 503));
   CHECK(proceeds(Access::remove, 200));
-  CHECK(proceeds(Access::remove, 404));  // the first owner did not have it: the second may
+  CHECK(proceeds(Access::remove, 404));  // the first owner held no value: it keeps the tombstone all the same
   CHECK_FALSE(proceeds(Access::remove, 500));
 }

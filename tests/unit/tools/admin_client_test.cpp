@@ -139,13 +139,13 @@ TEST_CASE("no answer: retried silently, then the transport's reason", "[admin]")
   Retries r;
   NodeAdmin node("n1", kNode, s.exchange(), r.policy());
   for (int i = 0; i < 5; ++i) s.no_answer("127.0.0.1:8081: POST /admin/ingest: connect: Connection refused");
-  CHECK(error_of([&] { node.ingest("x"); }) ==
+  CHECK(error_of([&] { node.ingest("x", true); }) ==
         "node n1 (127.0.0.1:8081): 127.0.0.1:8081: POST /admin/ingest: connect: Connection refused");
   CHECK(r.pauses == std::vector{200ms, 400ms, 600ms, 800ms});
   CHECK(r.log.str().empty());
 
   s.no_answer("gone").answer(200, R"({"status":"success","written":2,"skipped":0})");
-  CHECK(node.ingest("records") == 2);
+  CHECK(node.ingest("records", true) == 2);
 }
 
 TEST_CASE("any other status fails at once, with the answer's detail or the start of its body", "[admin]") {
@@ -153,7 +153,7 @@ TEST_CASE("any other status fails at once, with the answer's detail or the start
   Retries r;
   NodeAdmin node("n1", kNode, s.exchange(), r.policy());
   s.answer(500, R"({"status":"error","detail":"Storage scan failed"})");
-  CHECK(error_of([&] { node.scan(ranges(1), 10, 100, ""); }) ==
+  CHECK(error_of([&] { node.scan(ranges(1), 10, 100, "", true); }) ==
         "node n1 (127.0.0.1:8081): POST /admin/scan: HTTP 500: Storage scan failed");
   s.answer(401, std::string(300, 'x'));
   CHECK(error_of([&] { node.drop(Drop::all, ranges(1)); }) ==
@@ -193,8 +193,8 @@ TEST_CASE("scan: the target, the records, and the cursor as raw bytes", "[admin]
   NodeAdmin node("n1", kNode, s.exchange(), r.policy());
   const std::string cursor = storage_key("k7", 0x0102030405060708);
   s.answer(200, "RECORDS", {{"X-KV-Scan-Count", "3"}, {"x-kv-scan-done", "0"}, {"X-KV-Scan-Cursor", hex_bytes(cursor)}});
-  auto b = node.scan(ranges(2), 50, 4096, std::string("\x00\x00\x00\x00\x00\x00\x00\x2a" "a", 9));
-  CHECK(s.sent[0].target == "/admin/scan?limit=50&max_bytes=4096&after=000000000000002a61");
+  auto b = node.scan(ranges(2), 50, 4096, std::string("\x00\x00\x00\x00\x00\x00\x00\x2a" "a", 9), true);
+  CHECK(s.sent[0].target == "/admin/scan?limit=50&max_bytes=4096&after=000000000000002a61&versions=1");
   CHECK(lines(s.sent[0].body) == 2);
   CHECK(b.records == "RECORDS");
   CHECK(b.count == 3);
@@ -202,7 +202,7 @@ TEST_CASE("scan: the target, the records, and the cursor as raw bytes", "[admin]
   CHECK(b.cursor == cursor);
 
   s.answer(200, "", {{"X-KV-Scan-Done", "1"}});
-  b = node.scan(ranges(1), 50, 4096, "");
+  b = node.scan(ranges(1), 50, 4096, "", false);
   CHECK(s.sent[1].target == "/admin/scan?limit=50&max_bytes=4096");
   CHECK(b.count == 0);
   CHECK(b.done);
@@ -214,10 +214,10 @@ TEST_CASE("scan: an answer without a way on is refused", "[admin]") {
   NodeAdmin node("n1", kNode, s.exchange(), r.policy());
   for (const std::string& cursor : {std::string(), std::string("zz"), hex_bytes("short")}) {
     s.answer(200, "", {{"X-KV-Scan-Count", "1"}, {"X-KV-Scan-Done", "0"}, {"X-KV-Scan-Cursor", cursor}});
-    CHECK(error_of([&] { node.scan(ranges(1), 1, 1, ""); }) == "node n1 (127.0.0.1:8081): scan answered without a valid cursor");
+    CHECK(error_of([&] { node.scan(ranges(1), 1, 1, "", true); }) == "node n1 (127.0.0.1:8081): scan answered without a valid cursor");
   }
   s.answer(200, "", {{"X-KV-Scan-Count", "-1"}, {"X-KV-Scan-Done", "1"}});
-  CHECK(error_of([&] { node.scan(ranges(1), 1, 1, ""); }) == "node n1 (127.0.0.1:8081): scan answered X-KV-Scan-Count: -1");
+  CHECK(error_of([&] { node.scan(ranges(1), 1, 1, "", true); }) == "node n1 (127.0.0.1:8081): scan answered X-KV-Scan-Count: -1");
 }
 
 TEST_CASE("ingest and drop: their targets, bodies and answers", "[admin]") {
@@ -225,11 +225,11 @@ TEST_CASE("ingest and drop: their targets, bodies and answers", "[admin]") {
   Retries r;
   NodeAdmin node("n2", {"::1", 8082}, s.exchange(), r.policy());
   s.answer(200, R"({"status":"success","written":4,"skipped":1})");
-  CHECK(node.ingest("RECS") == 4);
-  CHECK((s.sent[0].target == "/admin/ingest" && s.sent[0].body == "RECS"));
+  CHECK(node.ingest("RECS", true) == 4);
+  CHECK((s.sent[0].target == "/admin/ingest?versions=1" && s.sent[0].body == "RECS"));
   CHECK(s.sent[0].content_type == "application/octet-stream");
   s.answer(200, R"({"status":"success","skipped":1})");
-  CHECK(error_of([&] { node.ingest("RECS"); }) ==
+  CHECK(error_of([&] { node.ingest("RECS", false); }) ==
         R"(node n2 ([::1]:8082): POST /admin/ingest: unexpected answer: {"status":"success","skipped":1})");
 
   s.answer(200, "{}").answer(200, "{}");
