@@ -231,12 +231,15 @@ def stop_all(running):
             pass
 
 
-def start_nodes(kvnode, count, running):
-    """kvnodes n1..n`count` on the memory engine, each appended to `running` as it starts. The memory
-    engine: the nodes' work is the same for every proxy; the proxies differ."""
+def start_nodes(kvnode, count, running, data_dir=None):
+    """kvnodes n1..n`count`, each appended to `running` as it starts: on the memory engine (the nodes'
+    work is the same for every proxy; the proxies differ), or with `data_dir` on RocksDB beneath it."""
     nodes = []
+    if data_dir:
+        os.makedirs(data_dir, exist_ok=True)
     for i in range(1, count + 1):
-        nodes.append(Process(PIN["load"] + [kvnode, "--port", "0", "--id", f"n{i}", "--engine", "memory"]))
+        engine = ["--data-dir", os.path.join(data_dir, f"n{i}")] if data_dir else ["--engine", "memory"]
+        nodes.append(Process(PIN["load"] + [kvnode, "--port", "0", "--id", f"n{i}", *engine]))
         running.append(nodes[-1])
     return nodes
 
@@ -267,7 +270,10 @@ def tcp_segments():
 
 
 def measure(system, script, conns, seconds, keys, peers=()):
-    """One wrk run against `system`; `peers` are the pids of the nodes behind it."""
+    """One wrk run against `system`; `peers` are the pids of the nodes behind it (a system with nodes
+    of its own, cluster_ab's, names them)."""
+    if getattr(system, "nodes", None):
+        peers = [n.proc.pid for n in system.nodes]
     u0, s0 = cpu_seconds(system.pids())
     v0 = voluntary_switches(system.pids())
     pu0, ps0 = cpu_seconds(peers)
@@ -459,6 +465,11 @@ def main():
     ap.add_argument("--nodes-ab", action="store_true",
                     help="only kvnode straight on, this build's against --alt-build's, in the same rounds (GET and "
                          "the mix, 50 connections unless --conns); the table goes to stdout and OUT/NODES.md")
+    ap.add_argument("--ab-engine", choices=["memory", "rocksdb"], default="memory",
+                    help="with --nodes-ab: the nodes' engine (default memory)")
+    ap.add_argument("--cluster-ab", action="store_true",
+                    help="only whole clusters (three RocksDB kvnodes and a kvproxy), this build's against --alt-build's, "
+                         "in the same rounds (the mix and puts); the table goes to stdout and OUT/CLUSTERS.md")
     ap.add_argument("--pin", action="store_true",
                     help="with --proxies-only: the proxy under test on CPU 0, wrk and the nodes on CPU 1")
     args = ap.parse_args()
@@ -484,8 +495,8 @@ def main():
         log("the relay runs one thread: left out with --threads", args.threads)
     if "haproxy" not in wanted and not args.nodes_ab:
         ap.error("--systems: haproxy is the reference every ratio is taken against; keep it")
-    if args.nodes_ab and not args.alt_build:
-        ap.error("--nodes-ab: give --alt-build, the build to compare this one with")
+    if (args.nodes_ab or args.cluster_ab) and not args.alt_build:
+        ap.error("--nodes-ab, --cluster-ab: give --alt-build, the build to compare this one with")
     work = tempfile.mkdtemp(prefix="kvring-bench-")
     started = time.time()
     command = " ".join(["bench/run.sh"] + sys.argv[1:])
@@ -493,7 +504,9 @@ def main():
     kvnode = os.path.join(args.build, "node", "kvnode")
     running = []
     if args.nodes_ab:
-        return nodes_ab(args, out, kvnode, running, keys, rounds, seconds, report)
+        return nodes_ab(args, out, kvnode, running, keys, rounds, seconds, report, work)
+    if args.cluster_ab:
+        return cluster_ab(args, out, running, keys, rounds, seconds, report, work)
     try:
         nodes = start_nodes(kvnode, 3, running)
         node_ports = [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)]
@@ -583,14 +596,14 @@ def main():
     log(f"wrote {os.path.join(out, 'RESULTS.md')} in {time.time() - started:.0f} s")
 
 
-def nodes_ab(args, out, kvnode, running, keys, rounds, seconds, report):
+def nodes_ab(args, out, kvnode, running, keys, rounds, seconds, report, work):
     """kvnode straight on, this build against another (--alt-build), alternating round by round: an A/B
-    of a change to kvnode. Both on the memory engine, so only the nodes' own work differs."""
+    of a change to kvnode, both on the engine --ab-engine names."""
     try:
-        new = start_nodes(kvnode, 1, running)[0]
-        alt = Process(PIN["load"] + [os.path.join(args.alt_build, "node", "kvnode"), "--port", "0", "--id", "n1",
-                                     "--engine", "memory"])
-        running.append(alt)
+        rocks = args.ab_engine == "rocksdb"
+        new = start_nodes(kvnode, 1, running, os.path.join(work, "new") if rocks else None)[0]
+        alt = start_nodes(os.path.join(args.alt_build, "node", "kvnode"), 1, running,
+                          os.path.join(work, "alt") if rocks else None)[0]
         systems = [KvNodeDirect(new), KvNodeDirect(alt)]
         systems[1].name = "kvnode-alt"
         for s in systems:
@@ -599,6 +612,32 @@ def nodes_ab(args, out, kvnode, running, keys, rounds, seconds, report):
         results = side_by_side(systems, ["get.lua", "mixed.lua"], conns, rounds, seconds, keys)
         text = table(summarize(results, reference="kvnode-alt")).replace("vs HAProxy", "vs kvnode-alt")
         with open(os.path.join(out, "NODES.md"), "w") as f:
+            f.write(f"`{' '.join(['bench/run.sh'] + sys.argv[1:])}` on {report['date']}\n\n{text}\n")
+        print(text)
+    finally:
+        stop_all(running)
+
+
+def cluster_ab(args, out, running, keys, rounds, seconds, report, work):
+    """Two whole clusters, this build's and --alt-build's (three RocksDB kvnodes and a kvproxy each),
+    alternating round by round: an A/B of a change that touches both programs. CPU is the proxy's; the
+    nodes' is in the nodes column."""
+    try:
+        systems = []
+        for name, build in (("cluster", args.build), ("cluster-alt", args.alt_build)):
+            nodes = start_nodes(os.path.join(build, "node", "kvnode"), 3, running, os.path.join(work, name))
+            ring = write_ring(os.path.join(work, f"{name}.yaml"), [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)])
+            proxy = KvProxy(build, ring, args.threads, work, name)
+            running.append(proxy)
+            proxy.nodes = nodes
+            systems.append(proxy)
+        for s in systems:
+            preload(s.port, keys)
+        conns = [int(c) for c in args.conns.split(",")] if args.conns else [50]
+        workloads = [w + ".lua" for w in args.workloads.split(",")] if args.workloads else ["mixed.lua", "put.lua"]
+        results = side_by_side(systems, workloads, conns, rounds, seconds, keys)
+        text = table(summarize(results, reference="cluster-alt")).replace("vs HAProxy", "vs cluster-alt")
+        with open(os.path.join(out, "CLUSTERS.md"), "w") as f:
             f.write(f"`{' '.join(['bench/run.sh'] + sys.argv[1:])}` on {report['date']}\n\n{text}\n")
         print(text)
     finally:
@@ -693,8 +732,8 @@ def write_results(out, command, report, quick, threads, proxy_rows, nginx_rows, 
                 lines.append(f"| {n} | {a['users']} | {a['rps']:.0f} | {a['avg']:.2f} / {a['p99']:.0f} | "
                              f"{b['rps']:.0f} | {b['avg']:.2f} / {b['p99']:.0f} | {a['failures'] + b['failures']} |")
         lines.append("")
-    # Written by bench/rebalance.sh, bench/slowloris.sh and bench/equal_load.sh.
-    for extra in ("REBALANCE.md", "SLOWLORIS.md", "EQUAL_LOAD.md"):
+    # Written by bench/rebalance.sh, bench/slowloris.sh, bench/equal_load.sh and bench/linearizability.sh.
+    for extra in ("REBALANCE.md", "SLOWLORIS.md", "EQUAL_LOAD.md", "LINEARIZABILITY.md"):
         path = os.path.join(ROOT, "bench", extra)
         if os.path.exists(path) and not quick:
             with open(path) as f:

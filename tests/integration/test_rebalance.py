@@ -238,6 +238,20 @@ class RebalanceTest(unittest.TestCase):
         for p in self.cluster.proxies:
             self.assertEqual(migration(p.admin_port)["phase"], "none")
 
+    def test_apply_stops_naming_a_proxy_it_cannot_reach_and_a_rerun_finishes(self):
+        a, b = self.start(["n1", "n2", "n3"], [("n1", 1), ("n2", 1)], [("n1", 1), ("n2", 1), ("n3", 1)],
+                          names=("a.yaml", "b.yaml"), proxies=2)
+        gone = self.cluster.proxies[1]
+        gone.kill()
+        res = ring_rebalance("apply", "--from", a, "--to", b, *self.cluster.admin_args(), "--timeout-ms", "1000")
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn(f"127.0.0.1:{gone.admin_port}", res.stderr)
+        self.assertIn("run the same command again to go on", res.stderr)
+        self.assertEqual(migration(self.cluster.proxies[0].admin_port)["phase"], "none")  # nothing begun
+        self.cluster.restart_proxy(1)
+        self.apply(a, b)
+        self.check_proxies_on(b)
+
     def test_proxy_refuses_reloads_and_wrong_steps_during_a_rebalance(self):
         a, b = self.start(["n1", "n2", "n3"], [("n1", 1), ("n2", 1)], [("n1", 1), ("n2", 1), ("n3", 1)],
                           names=("a.yaml", "b.yaml"))
@@ -324,6 +338,13 @@ class RebalanceTest(unittest.TestCase):
         self.assertEqual((status, headers["X-KV-Node"], json.loads(data)["value"]), (200, "n3", "v2"))
         self.assertEqual(c.put(moving, "v3")[0], 200)
         self.assertEqual(json.loads(nodes[old[moving]].get(moving)[2])["value"], "v3")
+        # A value only the old owner holds (written to it straight, as by a proxy still on OLD): reads
+        # of both owners answer the newer, and first write it back to the new owner.
+        self.assertEqual(nodes[old[moving]].put(moving, "v-old-only")[0], 200)
+        status, headers, data = c.get(moving)
+        self.assertEqual((status, headers["X-KV-Node"], json.loads(data)["value"]), (200, old[moving], "v-old-only"))
+        self.assertEqual(json.loads(nodes["n3"].get(moving)[2])["value"], "v-old-only")
+        self.assertNotIn("X-KV-Version", headers)  # node-to-node fields never reach a client
         # A write the first owner (the one not read from) refuses goes no further.
         status, headers, _ = c.request("POST", "/put?key=" + q(moving), "not json")
         self.assertEqual((status, headers["X-KV-Node"]), (400, old[moving]))
@@ -332,7 +353,7 @@ class RebalanceTest(unittest.TestCase):
         status, body = admin(port, "POST", f"/admin/migration/finish?to={fp_b}")
         self.assertEqual((status, body["phase"], body["fingerprint"]), (200, "none", fp_b))
         self.assertEqual(c.put(moving, "v4")[0], 200)
-        self.assertEqual(json.loads(nodes[old[moving]].get(moving)[2])["value"], "v3")  # no longer written
+        self.assertEqual(json.loads(nodes[old[moving]].get(moving)[2])["value"], "v-old-only")  # no longer written
         c.close()
         for n in nodes.values():
             n.close()
@@ -399,16 +420,28 @@ class NodeAdminTest(unittest.TestCase):
         status, _, _ = self.c.request("POST", "/put?key=a", "x" * 70000)
         self.assertEqual(status, 413)
 
-    def test_delete_with_tombstone_blocks_a_later_copy(self):
-        status, _, _ = self.c.request("DELETE", "/del?key=gone", headers={"X-KV-Tombstone": "1"})
-        self.assertEqual(status, 404)
+    def test_a_delete_leaves_a_tombstone_that_blocks_an_older_copy(self):
         ring = write_ring(self.h.path("r.yaml"), [("n1", self.node.port)])
         h = key_hash(ring, "gone")
+        self.assertEqual(self.c.put("gone", "v")[0], 200)
+        self.assertEqual(self.c.delete("gone")[0], 200)
+        # A plain record (no version) is stored only where the node holds nothing, tombstones included.
         body = struct.pack(">I", 12) + h + b"gone" + struct.pack(">I", 3) + b"old"
         status, _, data = self.c.request("POST", "/admin/ingest", body, {"Content-Type": "application/octet-stream"})
         self.assertEqual(status, 200)
-        self.assertEqual(json.loads(data), {"status": "success", "written": 0, "skipped": 1})
+        self.assertEqual(json.loads(data), {"status": "success", "written": 0, "skipped": 1, "conflicts": 0})
         self.assertEqual(self.c.get("gone")[0], 404)
+        # A versioned record: older than the tombstone, skipped; newer, stored.
+        status, headers, _ = self.c.request("GET", "/get?key=gone", headers={"X-KV-Versioned": "1"})
+        self.assertEqual((status, headers["X-KV-Tombstone"]), (404, "1"))
+        counter, writer = headers["X-KV-Version"].split(".")
+        for c, want in ((int(counter) - 1, 0), (int(counter) + 1, 1)):
+            rec = (struct.pack(">I", 12) + h + b"gone" + b"v" + struct.pack(">QQ", c, int(writer, 16)) +
+                   struct.pack(">I", 3) + b"new")
+            status, _, data = self.c.request("POST", "/admin/ingest?versions=1", rec,
+                                             {"Content-Type": "application/octet-stream"})
+            self.assertEqual((status, json.loads(data)["written"]), (200, want), data)
+        self.assertEqual(json.loads(self.c.get("gone")[2])["value"], "new")
 
 
 class PlanTest(unittest.TestCase):

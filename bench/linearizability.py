@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""The linearizability run at length (started by bench/linearizability.sh, which builds first): for each
+nemesis, the suite's cluster (four kvnodes, two kvproxies), workload and nemesis from
+tests/integration/lintest.py, for --seconds each, then the history checked by tools/histcheck.py.
+
+Writes a markdown section (per nemesis: seconds, operations checked by outcome, keys, keys not
+linearizable, lost acknowledged writes) to --out (bench/LINEARIZABILITY.md, which bench/run.sh puts in
+bench/RESULTS.md), the figures beside it (.json), and each history to build/release/artifacts/.
+Exits 1 when any nemesis found an anomaly or a lost write.
+"""
+import argparse
+import collections
+import datetime
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("KVRING_BUILD", os.path.join(ROOT, "build", "release"))
+os.environ.setdefault("KVNODE", os.path.join(BUILD, "node", "kvnode"))
+os.environ.setdefault("KVPROXY", os.path.join(BUILD, "proxy", "kvproxy"))
+os.environ.setdefault("RING_REBALANCE", os.path.join(BUILD, "tools", "ring-rebalance"))
+os.environ.setdefault("KVRING_SOURCE", ROOT)
+os.environ.setdefault("KVRING_ARTIFACTS", os.path.join(BUILD, "artifacts"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import kvtest  # noqa: E402
+import lintest  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=300, help="nemesis time per run (default 300)")
+    ap.add_argument("--nemesis", action="append", choices=lintest.NEMESES + ["rebalance-partial"],
+                    help="run only these (default: every one)")
+    ap.add_argument("--clients", type=int, default=6)
+    ap.add_argument("--keys", type=int, default=20)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "LINEARIZABILITY.md"))
+    args = ap.parse_args()
+    nemeses = args.nemesis or lintest.NEMESES + ["rebalance-partial"]
+    started = time.time()
+    rows = []
+    for nemesis in nemeses:
+        h = kvtest.Harness()
+        try:
+            print(f"linearizability: {nemesis} for {args.seconds:.0f} s", file=sys.stderr, flush=True)
+            summary, recorder, result = lintest.run(h, nemesis, args.seconds, keys=args.keys, clients=args.clients)
+        finally:
+            h.close()
+        os.makedirs(os.environ["KVRING_ARTIFACTS"], exist_ok=True)
+        recorder.dump(os.path.join(os.environ["KVRING_ARTIFACTS"], f"lin-long-{nemesis}.jsonl"))
+        by = collections.Counter((o["f"], o["outcome"]) for o in recorder.ops())
+        summary["by_outcome"] = {f"{f} {o}": n for (f, o), n in sorted(by.items())}
+        summary["rounds"] = len(summary.pop("log"))
+        rows.append(summary)
+        print(f"linearizability: {nemesis}: {summary['ops']} ops, {len(summary['failed_keys'])} keys not "
+              f"linearizable, {summary['lost_writes']} lost writes", file=sys.stderr, flush=True)
+        if summary["failed_keys"]:
+            print(result.report(), file=sys.stderr)
+    minutes = (time.time() - started) / 60
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "## Linearizability under faults",
+        "",
+        f"Produced by `bench/linearizability.sh --seconds {args.seconds:.0f}` on {stamp} in {minutes:.1f} minutes: "
+        f"{args.clients} clients, each with a keep-alive connection to each of two kvproxies (picked per "
+        f"operation), put/get/delete on {args.keys} keys with unique values, four kvnodes, rings of three and "
+        "four nodes. Every operation is recorded with its invoke and completion times and its outcome, the "
+        "nemesis runs for the time given, the cluster heals, every key is read through both proxies, and "
+        "each key's history is checked for linearizability as a register with delete (tools/histcheck.py). "
+        "Nemeses as in tests/integration/lintest.py; `rounds` is how many times it struck.",
+        "",
+        "| nemesis | seconds | rounds | ops checked | ok put / get / del | info (unknown) | keys not linearizable | lost writes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b = r["by_outcome"]
+        info = sum(n for k, n in b.items() if k.endswith(" info"))
+        lines.append(f"| {r['nemesis']} | {r['seconds']:.0f} | {r['rounds']} | {r['ops']} | "
+                     f"{b.get('put ok', 0)} / {b.get('get ok', 0)} / {b.get('del ok', 0)} | {info} | "
+                     f"{len(r['failed_keys'])} | {r['lost_writes']} |")
+    lines.append("")
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+        json.dump(rows, f, indent=1, default=str)
+    bad = [r for r in rows if r["failed_keys"] or r["lost_writes"]]
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()

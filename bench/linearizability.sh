@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The linearizability run at length: the suite's workload and nemeses (tests/integration/lintest.py),
+# minutes per nemesis, each history checked by tools/histcheck.py.
+#   bench/linearizability.sh                 5 minutes per nemesis (about 35 minutes): writes
+#                                            bench/LINEARIZABILITY.md (and .json beside it)
+#   bench/linearizability.sh --seconds 60    shorter; --nemesis NAME to run one
+# Everything runs on 127.0.0.1 and is stopped afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/build.sh
+exec /usr/bin/python3 bench/linearizability.py "$@"

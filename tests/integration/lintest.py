@@ -1,0 +1,352 @@
+"""Jepsen-style linearizability runs against a real kvring cluster: the workload, the nemeses and the
+check, shared by the suite (test_linearizable.py: a few seconds per nemesis) and the long run
+(bench/linearizability.py: minutes per nemesis, figures to bench/LINEARIZABILITY.md).
+
+The cluster: kvnodes n1..n4 and two kvproxies, each on its own copy of ring A (n1..n3); ring B adds n4.
+Clients: threads, each with a keep-alive connection to each proxy, picking a proxy per operation, on
+a few keys so that the two proxies write the same keys at once. Every operation is recorded with its
+invoke and completion times and its outcome (tools/histcheck.py):
+  get  200 -> ok with the value, 404 -> ok absent; anything else -> fail (a read that returned nothing)
+  put  200 -> ok; 4xx -> fail; a 503 "is down" (the proxy sent nothing) -> fail; any other 5xx, a
+       timeout or a broken connection -> info (it may have happened, now or later)
+  del  200 -> ok "present", 404 -> ok "absent"; otherwise as put
+Values are unique per write. After the nemesis, everything is healed, any ring change is finished,
+and every key is read through each proxy: those reads are in the history too, so a write lost at the
+end shows as a final read older than it.
+
+Nemeses (one per run, repeated until its time is up):
+  rebalance         ring-rebalance apply A -> B, then B -> A, ...
+  rebalance-killed  apply killed with SIGKILL after its k-th step line (k cycling through every step),
+                    then run again to the end; every third round is a rebalance-partial instead
+  rebalance-partial apply stopped after the first proxy took dual_write and before the second did;
+                    the load runs through both, one in each phase, then apply runs again to the end
+  kill-node         kill -9 of a node, restarted on its port with its data
+  kill-proxy        kill -9 of a proxy, restarted on its ports (it comes back in its saved phase)
+  stop-node         SIGSTOP of a node, then SIGCONT
+"""
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from kvtest import (Cluster, RING_REBALANCE, SOURCE, admin, free_ports, migration, proxy_stats, q, wait_until)
+
+sys.path.insert(0, os.path.join(SOURCE, "tools"))
+import histcheck  # noqa: E402
+
+NEMESES = ["rebalance", "rebalance-killed", "kill-node", "kill-proxy", "stop-node"]
+
+
+class LinCluster:
+    """Nodes n1..n4, rings A (n1..n3) and B (n1..n4), two proxies on A on fixed ports (a restart keeps
+    them, so clients and ring-rebalance find it again)."""
+
+    def __init__(self, h, proxies=2, unversioned=False):
+        self.h = h
+        self.cluster = Cluster(h, ["n1", "n2", "n3", "n4"])
+        self.ring_a = self.cluster.write_ring(["n1", "n2", "n3"], name="ring-a.yaml")
+        self.ring_b = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-b.yaml")
+        self.on_b = False  # which ring the proxies route by, once no change is in progress
+        self.unversioned = unversioned  # the broken mode: the protocol as it was before versions
+        ports = free_ports(2 * proxies)
+        self.proxy_ports = ports[:proxies]
+        self.admin_ports = ports[proxies:]
+        self.proxy_rings = []
+        self.proxies = []
+        for i in range(proxies):
+            path = os.path.join(self.cluster.dir, f"proxy{i}.yaml")
+            with open(self.ring_a) as src, open(path, "w") as dst:
+                dst.write(src.read())
+            self.proxy_rings.append(path)
+            self.proxies.append(self._start_proxy(i))
+        self.apply_log = []
+
+    def _start_proxy(self, i):
+        extra = ["--response-timeout-ms", "1500"]
+        if self.unversioned:
+            extra.append("--unsafe-unversioned")
+        return self.h.proxy(self.proxy_rings[i], listen=f"127.0.0.1:{self.proxy_ports[i]}",
+                            admin=f"127.0.0.1:{self.admin_ports[i]}", checks=Cluster.CHECKS, extra=tuple(extra))
+
+    def restart_proxy(self, i):
+        self.proxies[i] = self._start_proxy(i)
+
+    def restart_node(self, node_id):
+        port = self.cluster.nodes[node_id].port
+        self.cluster.start_node(node_id, port)
+
+    def apply_argv(self, timeout_ms=5000):
+        old, new = (self.ring_b, self.ring_a) if self.on_b else (self.ring_a, self.ring_b)
+        argv = [RING_REBALANCE, "apply", "--from", old, "--to", new, "--progress", "lines",
+                "--timeout-ms", str(timeout_ms)]
+        for a in self.admin_ports:
+            argv += ["--proxy-admin", f"127.0.0.1:{a}"]
+        if self.unversioned:
+            argv.append("--unsafe-unversioned-copy")
+        return argv
+
+    def apply(self, timeout=120):
+        """apply to the other ring, to its end; flips on_b. Raises with its output when it fails."""
+        res = subprocess.run(self.apply_argv(), capture_output=True, text=True, timeout=timeout)
+        self.apply_log.append(res.stderr)
+        if res.returncode != 0:
+            raise RuntimeError(f"apply exited {res.returncode}:\n{res.stderr}")
+        self.on_b = not self.on_b
+        return res.stderr
+
+    def apply_killed_after(self, step_lines):
+        """apply, killed with SIGKILL once it has written `step_lines` step lines (or let finish when it
+        has fewer). Returns True when it was killed."""
+        p = subprocess.Popen(self.apply_argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seen, out = 0, []
+        for line in p.stderr:
+            out.append(line)
+            if "step:" in line:
+                seen += 1
+                if seen >= step_lines:
+                    p.kill()
+                    break
+        p.wait(60)
+        p.stderr.close()
+        self.apply_log.append("".join(out))
+        if p.returncode == 0:
+            self.on_b = not self.on_b
+            return False
+        return True
+
+    def healthy(self):
+        """Every node up through every proxy (their health checks have seen them)."""
+        for a in self.admin_ports:
+            try:
+                stats = proxy_stats(a)
+            except (OSError, ValueError, http.client.HTTPException):
+                return False
+            if any(n.get("state") != "UP" for n in stats.get("nodes", [])):
+                return False
+        return True
+
+
+class Workload:
+    """Client threads on `keys` through `ports`, recording into `recorder` until stop()."""
+
+    def __init__(self, ports, keys, clients, recorder, seed=1, timeout=3.0, think=0.0):
+        self.ports, self.keys, self.recorder = ports, keys, recorder
+        self.timeout, self.think = timeout, think
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(c, random.Random(seed * 1000 + c)), daemon=True)
+                         for c in range(clients)]
+        self.errors = []
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _run(self, client, rnd):
+        conns = {}
+        n = 0
+        try:
+            while not self._stop.is_set():
+                port = rnd.choice(self.ports)
+                key = rnd.choice(self.keys)
+                r = rnd.random()
+                if r < 0.5:
+                    execute(conns, port, self.recorder, client, key, "get", None, self.timeout)
+                elif r < 0.85:
+                    n += 1
+                    execute(conns, port, self.recorder, client, key, "put", f"c{client}-{n}", self.timeout)
+                else:
+                    execute(conns, port, self.recorder, client, key, "del", None, self.timeout)
+                if self.think:
+                    time.sleep(rnd.random() * self.think)
+        except Exception as e:  # a bug in the workload itself: the run must fail, not hang
+            self.errors.append(repr(e))
+        finally:
+            for c in conns.values():
+                c.close()
+
+
+def execute(conns, port, recorder, process, key, f, value, timeout):
+    """One operation through the proxy on `port`, recorded with its outcome."""
+    handle = recorder.invoke(process, key, f, value)
+    method, target, body = {
+        "get": ("GET", f"/get?key={q(key)}", None),
+        "put": ("POST", f"/put?key={q(key)}", json.dumps({"value": value})),
+        "del": ("DELETE", f"/del?key={q(key)}", None),
+    }[f]
+    try:
+        conn = conns.get(port)
+        if conn is None:
+            conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn.request(method, target, body=body, headers={"Content-Type": "application/json"} if body else {})
+        res = conn.getresponse()
+        status, text = res.status, res.read()
+        if res.getheader("Connection", "").lower() == "close":
+            conn.close()
+            conns.pop(port, None)
+    except (OSError, http.client.HTTPException):
+        c = conns.pop(port, None)
+        if c:
+            c.close()
+        recorder.complete(handle, "fail" if f == "get" else "info")
+        return
+    detail = ""
+    try:
+        doc = json.loads(text)
+        detail = doc.get("detail", "") if isinstance(doc, dict) else ""
+    except ValueError:
+        doc = None
+    if f == "get":
+        if status == 200 and isinstance(doc, dict) and "value" in doc:
+            recorder.complete(handle, "ok", doc["value"])
+        elif status == 404:
+            recorder.complete(handle, "ok", None)
+        else:
+            recorder.complete(handle, "fail")
+        return
+    if status == 200:
+        recorder.complete(handle, "ok", "present" if f == "del" else None)
+    elif status == 404 and f == "del":
+        recorder.complete(handle, "ok", "absent")
+    elif 400 <= status < 500 or (status == 503 and detail.endswith(" is down")):
+        recorder.complete(handle, "fail")
+    else:
+        recorder.complete(handle, "info")
+
+
+# --- nemeses ---
+
+def _rebalance(lc, rnd, deadline, log):
+    while time.monotonic() < deadline:
+        lc.apply()
+        log.append("apply " + ("A->B" if lc.on_b else "B->A"))
+        time.sleep(rnd.uniform(0.1, 0.5))
+
+
+def _apply_stopped_after_one_proxy(lc, rnd, log):
+    """apply stopped after the first proxy took dual_write and before the second did (as when the second
+    cannot be reached, or apply dies between the two): the first proxy's begin step is taken here as
+    apply takes it. The load goes on through both, one in each phase, then apply runs again to the end
+    (it resumes at begin: the copy is not started before every proxy holds both rings)."""
+    new = lc.ring_a if lc.on_b else lc.ring_b
+    fp = migration(lc.admin_ports[0])["fingerprint"]
+    with open(new) as f:
+        status, body = admin(lc.admin_ports[0], "POST", f"/admin/migration/begin?from={fp}", f.read())
+    if status != 200:
+        raise RuntimeError(f"begin on proxy 0: {status} {body}")
+    log.append("proxy 0 in dual_write, proxy 1 not")
+    time.sleep(rnd.uniform(0.5, 1.5))
+
+
+def _rebalance_killed(lc, rnd, deadline, log):
+    k = 0
+    while time.monotonic() < deadline:
+        k += 1
+        if k % 3 == 0:
+            _apply_stopped_after_one_proxy(lc, rnd, log)
+        else:
+            killed = lc.apply_killed_after(1 + (k // 3 + k) % 6)
+            log.append(f"apply killed={killed}")
+            time.sleep(rnd.uniform(0.1, 0.8))
+        lc.apply()
+        log.append("apply rerun to the end")
+
+
+def _rebalance_partial(lc, rnd, deadline, log):
+    while time.monotonic() < deadline:
+        _apply_stopped_after_one_proxy(lc, rnd, log)
+        lc.apply()
+        log.append("apply rerun to the end")
+
+
+def _kill_node(lc, rnd, deadline, log):
+    while time.monotonic() < deadline:
+        node_id = rnd.choice(sorted(lc.cluster.nodes))
+        lc.cluster.nodes[node_id].kill()
+        log.append(f"kill -9 {node_id}")
+        time.sleep(rnd.uniform(0.3, 1.0))
+        lc.restart_node(node_id)
+        time.sleep(rnd.uniform(0.5, 1.5))
+
+
+def _kill_proxy(lc, rnd, deadline, log):
+    while time.monotonic() < deadline:
+        i = rnd.randrange(len(lc.proxies))
+        lc.proxies[i].kill()
+        log.append(f"kill -9 proxy {i}")
+        time.sleep(rnd.uniform(0.2, 0.8))
+        lc.restart_proxy(i)
+        time.sleep(rnd.uniform(0.5, 1.5))
+
+
+def _stop_node(lc, rnd, deadline, log):
+    while time.monotonic() < deadline:
+        node_id = rnd.choice(sorted(lc.cluster.nodes))
+        node = lc.cluster.nodes[node_id]
+        os.kill(node.pid, signal.SIGSTOP)
+        log.append(f"SIGSTOP {node_id}")
+        try:
+            time.sleep(rnd.uniform(0.5, 2.0))
+        finally:
+            os.kill(node.pid, signal.SIGCONT)
+        time.sleep(rnd.uniform(0.5, 1.5))
+
+
+NEMESIS_RUNS = {"rebalance": _rebalance, "rebalance-killed": _rebalance_killed,
+                "rebalance-partial": _rebalance_partial, "kill-node": _kill_node,
+                "kill-proxy": _kill_proxy, "stop-node": _stop_node}
+
+
+def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False):
+    """One run: cluster, load, `nemesis` for `seconds`, heal, final reads, check. Returns a summary
+    dict (histcheck's result, plus the nemesis log) and the history."""
+    lc = LinCluster(h, unversioned=unversioned)
+    rnd = random.Random(seed)
+    recorder = histcheck.Recorder()
+    key_names = [f"lin-{i}" for i in range(keys)]
+    load = Workload(lc.proxy_ports, key_names, clients, recorder, seed=seed).start()
+    log = []
+    started = time.monotonic()
+    try:
+        time.sleep(0.3)
+        NEMESIS_RUNS[nemesis](lc, rnd, started + seconds, log)
+    finally:
+        load.stop()
+    # Heal: every process running, every node up through every proxy, no ring change half done.
+    if not wait_until(lc.healthy, timeout=30):
+        raise RuntimeError("the cluster did not heal within 30 s")
+    final_started = time.monotonic()
+    conns = {}
+    for port in lc.proxy_ports:
+        for key in key_names:
+            for _ in range(20):  # a read that fails (a node still coming up) is tried again
+                before = len(recorder.ops())
+                execute(conns, port, recorder, "final", key, "get", None, 5.0)
+                if recorder.ops()[before]["outcome"] == "ok":
+                    break
+                time.sleep(0.1)
+    for c in conns.values():
+        c.close()
+    result = histcheck.check_history(recorder.ops())
+    summary = result_summary(result)
+    summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
+                   workload_errors=load.errors, unversioned=unversioned)
+    return summary, recorder, result
+
+
+def result_summary(result):
+    """The figures of a histcheck result: operations, keys, failing and unknown keys, lost writes,
+    anomalies (without the per-key details)."""
+    summary = result.to_json()
+    summary.pop("details", None)
+    return summary
