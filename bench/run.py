@@ -609,7 +609,8 @@ def nodes_ab(args, out, kvnode, running, keys, rounds, seconds, report, work):
         for s in systems:
             preload(s.port, keys)
         conns = [int(c) for c in args.conns.split(",")] if args.conns else [50]
-        results = side_by_side(systems, ["get.lua", "mixed.lua"], conns, rounds, seconds, keys)
+        workloads = [w + ".lua" for w in args.workloads.split(",")] if args.workloads else ["get.lua", "mixed.lua"]
+        results = side_by_side(systems, workloads, conns, rounds, seconds, keys)
         text = table(summarize(results, reference="kvnode-alt")).replace("vs HAProxy", "vs kvnode-alt")
         with open(os.path.join(out, "NODES.md"), "w") as f:
             f.write(f"`{' '.join(['bench/run.sh'] + sys.argv[1:])}` on {report['date']}\n\n{text}\n")
