@@ -39,47 +39,51 @@ a string:
 - get -> v: legal iff state == v (v None: the key is absent).
 - del: the store's contract is that a delete is linearizable as a write (it stores a tombstone) and
   that its answer, 200 or 404, reports what a linearizable read made within the delete found; the read
-  and the write need not be one atomic step. So an ok del is two operations over the same interval: a
-  write of None, and a read answering "present" (legal iff state is not None) or "absent" (legal iff
-  state is None). An info del is only the write of None.
+  and the write need not be one atomic step. So an ok del is two steps over the same interval: a read
+  answering "present" (legal iff state is not None) or "absent" (legal iff state is None), and a write
+  of None. Other operations may come between the two, but the read comes first: a delete cannot find
+  its own tombstone (else "absent" would always be possible). An info del is only the write of None.
   With `strict_delete` (a store where one owner applies a delete as one step) an ok del is a single
   atomic read-and-write instead: legal iff the state matched its answer, and then state := None.
 
-Keys are independent (linearizability is local), so each key is checked on its own.
+Keys are independent (linearizability is local), so each key is checked on its own. Operation A
+precedes B in real time iff A.complete < B.invoke (equal times count as concurrent).
 
 Algorithm
 ---------
-Wing & Gong's search with Lowe's memoization, in the form Porcupine uses:
+Wing & Gong's search with Lowe's memoization, with just-in-time linearization:
 
-- The key's call and return events are sorted by time into a doubly linked list (a call sorts before a
-  return at the same time, so operation A precedes B in real time iff A.complete < B.invoke). Info
-  operations have no return event: their completion is +infinity.
-- Depth-first search over linearizations, iterative (an explicit stack, no recursion). Walking the list
-  from its head, each call event met before the first return event is an operation that may take
-  effect next ("just-in-time linearization": only operations invoked before the earliest completion
-  among the not yet linearized ok operations are candidates). If the model allows it, the operation is
-  linearized: its two events are unlinked from the list (dancing links) and the walk restarts from the
-  head. Meeting a return event means an ok operation can no longer be linearized: backtrack, undoing
-  the last choice and trying the next candidate after it.
-- Memoization (Lowe): a configuration is (set of linearized operations, model state); one reached
-  before is not explored again, since its whole subtree failed. The set is a bitset, stored compactly
-  as (index of the first not-yet-linearized ok operation, the bits above it, the bits of the info
-  operations), so a cache entry stays small even on long histories.
-- Success: every ok operation is linearized (info operations may stay unlinearized forever: they may
-  never have happened).
-- Two sound prunings keep info writes cheap: an info write that nothing could ever observe is dropped
-  (a put whose value no get read, when no "present" read completes after its invoke; a delete when
-  no "absent" read completes after its invoke), and an info write must be followed directly by a read
-  (one followed by another write, or by nothing, is indistinguishable from one that never happened).
+- A configuration is a set of linearized steps and a model state. From one, the candidates are the
+  steps not linearized yet whose invoke is at or before the earliest completion among the ok steps not
+  linearized yet (info steps complete at +infinity); a candidate the model allows is linearized.
+- Depth-first, iterative (an explicit stack of configurations, no recursion). Success: every ok step
+  is linearized (info writes may stay out forever: they may never have happened). Failure: nothing
+  left to explore.
+- Memoization (Lowe): a configuration explored before is not explored again; it failed (or is being
+  explored). The set of linearized steps is a bitset, kept as (index of the first ok step not
+  linearized, the bits above it) so a memo entry stays small on long histories.
+- Sound reductions (each keeps a linearization if there is one; the self-test checks the result
+  against a plain exhaustive search on thousands of small histories):
+  - A read (get, or a del's read) that is legal now is taken at once, with no alternative: a read
+    changes nothing, so it can be moved first in any linearization from here.
+  - Values are unique, so once the state leaves a value it never comes back: a step overwriting a
+    value that an ok get not linearized yet has read leads nowhere and is not taken.
+  - An info write is only taken right before a read that needs it (legal with it, not without); any
+    linearization can be put in that form, as an info write can always be moved later. An info write
+    no read could ever observe is dropped beforehand.
+  - Values no get reads are one value to the model (a token), and the info writes of None, or of such
+    values, are interchangeable once invoked ("jokers"): a configuration counts how many of each sort
+    it took, and is not explored when the same was explored having taken no more of each. When a
+    first plain search takes long, a second one explores by rounds of jokers taken (fewest first).
 - A budget bounds the configurations explored; past it the key is "unknown (budget exceeded)".
 
-When a key fails, the failure is located by bisection. For a time t, H(t) is the key's history as a
-client knew it at t: the operations invoked by t, those completed after t turned into "info" (a get
-dropped, a write that may or may not have happened). H(t) is linearizable for small t and, if it fails,
-fails for every later t; it only changes when an ok operation completes. Bisection over those
-completion times finds the first completion that makes the history non-linearizable: that operation
-is reported as the offending one, with the last operations before it and every operation concurrent
-with it.
+When a key fails, the failure is located. For a time t, H(t) is the key's history as a client knew
+it at t: the operations invoked by t, those not completed by t turned into "info" (a get dropped, a
+write that may or may not have happened). H(t) is linearizable for small t and, once it fails, fails
+for every later t; it only changes when an ok operation completes. The search for the first ok
+completion whose H fails starts from where the failed search of the whole history got to, and probes
+forward (then bisects): that operation is reported as the offending one, with the operations just
+before it and every operation concurrent with it.
 
 Lost writes
 -----------
@@ -105,6 +109,7 @@ key is not (or could not be decided within the budget), 2 for a bad file. From P
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import json
 import math
@@ -119,8 +124,8 @@ FUNCTIONS = ("put", "get", "del")
 OUTCOMES = ("ok", "fail", "info")
 PRESENT, ABSENT = "present", "absent"
 
-#: Configurations explored per search before giving up with "unknown" (each costs ~1-2 µs and ~150
-#: bytes of cache). Locating a failure by bisection may spend as much again.
+#: Configurations explored per key before giving up with "unknown" (each costs some microseconds and
+#: ~200 bytes of memo). Locating a failure may spend as much again.
 DEFAULT_BUDGET = 1_000_000
 
 #: How many operations before the offending one a failure report shows.
@@ -215,18 +220,14 @@ class Op:
         return {"process": self.process, "key": self.key, "f": self.f, "value": self.value,
                 "invoke": self.invoke, "complete": self.complete, "outcome": self.outcome}
 
-    @property
-    def end(self) -> float:
-        """The latest time the operation may have taken effect: +inf unless it completed ok (or
-        failed at a known time)."""
-        return INF if self.outcome == "info" or self.complete is None else self.complete
-
     def describe(self) -> str:
         """`process f value invoke..complete outcome`, plus the history line when known."""
-        if self.f == "del":
-            value = self.value if self.outcome == "ok" else "-"
-        else:
+        if self.f == "put":
             value = json.dumps(self.value)
+        elif self.outcome != "ok":
+            value = "-"   # a get or del that did not end ok has no answer
+        else:
+            value = self.value if self.f == "del" else json.dumps(self.value)
         text = f"{self.process} {self.f} {value} {_fmt_time(self.invoke)}..{_fmt_time(self.complete)} " \
                f"{self.outcome}"
         return text if self.line is None else f"{text}  [line {self.line}]"
@@ -309,7 +310,27 @@ def _dominated(taken: Optional[list[tuple[int, int]]], nones: int, somes: int) -
     return False
 
 
-def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Optional[bool], int, float]:
+def _decide(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Optional[bool], int, float]:
+    """_search, in two rounds when the history has jokers (see _search): first plainly depth-first,
+    quickest to find a linearization when there is one; if that takes long, with the jokers deferred,
+    quickest to go through every configuration when there is none."""
+    read_values = _read_values(steps)
+    if not any(s.info and (s.arg is None or s.arg not in read_values) for s in steps):
+        return _search(steps, initial, budget, defer_jokers=False)
+    first = min(budget, max(20_000, 10 * len(steps)))
+    verdict, explored, reach = _search(steps, initial, first, defer_jokers=False)
+    if verdict is not None or explored >= budget:
+        return verdict, explored, reach
+    verdict, more, reach2 = _search(steps, initial, budget - explored, defer_jokers=True)
+    return verdict, explored + more, max(reach, reach2)
+
+
+def _read_values(steps: list[_Step]) -> set:
+    return {s.arg for s in steps if s.kind == _READ}
+
+
+def _search(steps: list[_Step], initial: Optional[str], budget: int, defer_jokers: bool = True
+            ) -> tuple[Optional[bool], int, float]:
     """Wing & Gong's search with Lowe's memo (see the module docstring) over one key's steps.
 
     Returns (True if linearizable, False if not, None if `budget` configurations were explored first;
@@ -324,7 +345,7 @@ def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Op
 
     # Values that no get reads differ from each other for nothing but the memo: writes of them all
     # write one token, so configurations that differ only there are one.
-    read_values = {s.arg for s in steps if s.kind == _READ}
+    read_values = _read_values(steps)
 
     def token(value: Any) -> Any:
         return _SOME if value is not None and value not in read_values else value
@@ -351,9 +372,11 @@ def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Op
 
     def unread(value: Any, low: int, win: int) -> bool:
         """Whether an ok get of `value` is still to be linearized."""
-        for i in gets_of.get(value, ()):
-            if i >= low and not (win >> (i - low)) & 1:
-                return True
+        gets = gets_of.get(value)
+        if gets:
+            for n in range(bisect.bisect_left(gets, low), len(gets)):
+                if not (win >> (gets[n] - low)) & 1:
+                    return True
         return False
 
     # The info steps (writes only), by invoke time: step j is bit j of another set. Info writes of
@@ -368,9 +391,13 @@ def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Op
         linearized next (just-in-time linearization)."""
         width = win.bit_length()
         earliest = later_ret[min(low + width, n_ok)]
-        for j in range(width):
-            if not (win >> j) & 1 and ret[low + j] < earliest:
-                earliest = ret[low + j]
+        pending = ~win & ((1 << width) - 1)
+        while pending:
+            bit = pending & -pending
+            pending ^= bit
+            r = ret[low + bit.bit_length() - 1]
+            if r < earliest:
+                earliest = r
         return earliest
 
     # A configuration: (low, win, infos, own, nones, somes, state, before, earliest).
@@ -386,17 +413,17 @@ def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Op
     #   end comes next.
     #
     # The memo (Lowe): a configuration explored before is not explored again (its subtree failed, or
-    # is being explored); nor is one that took more jokers of each sort than one explored before with
-    # the same rest (jokers only help), or one right after an info write whose same without that
-    # constraint was explored. seen0: configurations without jokers; seen: the others, as rest ->
-    # [(nones, somes)].
+    # is being explored). Nor is one whose same was explored having taken no more jokers of each sort
+    # (jokers left can only help), or, right after an info write, without that constraint.
+    # seen0: the configurations explored without jokers; seen: the others, as rest -> [(nones, somes)].
     seen0: set = set()
     seen: dict[tuple, list[tuple[int, int]]] = {}
     explored, reach = 0, -INF
 
-    # Depth-first, over an explicit stack of configurations to explore. Configurations that took one
-    # joker more wait for the next round (levels[k]: those that took k jokers), so that whatever can be
-    # done with fewer jokers is seen first and prunes the same done with more.
+    # Depth-first, over an explicit stack of configurations to explore. With `defer_jokers`,
+    # configurations that took one joker more wait for the next round (levels[k]: those that took k
+    # jokers), so that whatever can be done with fewer jokers is seen first and prunes the same done
+    # with more; without, a joker is tried after the ok steps, like an ok step.
     levels: list[list[tuple]] = [[(0, 0, 0, 0, 0, 0, token(initial), _FREE, later_ret[0])]]
     level = 0
     while level < len(levels):
@@ -409,7 +436,8 @@ def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Op
                 continue
             if nones or somes:
                 if _dominated(seen.get(rest), nones, somes) or (
-                        before is not _FREE and _dominated(seen.get((low, win, own, state, _FREE)), nones, somes)):
+                        before is not _FREE and
+                        _dominated(seen.get((low, win, own, state, _FREE)), nones, somes)):
                     continue
                 seen.setdefault(rest, []).append((nones, somes))
             else:
@@ -426,33 +454,45 @@ def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Op
             # nothing, and a candidate may come first as far as real time goes).
             # Meanwhile, note what the reads that are not legal yet would need: values (`wanted`), the
             # key present, the key absent.
+            candidates = []   # the window's pending steps (its clear bits), then those after it
+            width = win.bit_length()
+            pending = ~win & ((1 << width) - 1)
+            while pending:
+                bit = pending & -pending
+                i = low + bit.bit_length() - 1
+                if call[i] > earliest:
+                    break
+                candidates.append(i)
+                pending ^= bit
+            else:
+                i = low + width
+                while i < n_ok and call[i] <= earliest:
+                    candidates.append(i)
+                    i += 1
             writes, wanted = [], set()
             taken, want_present, want_absent = -1, False, False
-            i = low
-            while i < n_ok and call[i] <= earliest:
-                if not (win >> (i - low)) & 1:
-                    k = kind[i]
-                    if k == _READ:
-                        a = arg[i]
-                        if state == a and (before is _FREE or before != a):
-                            taken = i
-                            break
-                        if a is None:
-                            want_absent = True
-                        else:
-                            wanted.add(a)
-                    elif k == _READ_PRESENT:
-                        if state is not None and (before is _FREE or before is None):
-                            taken = i
-                            break
-                        want_present = True
+            for i in candidates:
+                k = kind[i]
+                if k == _READ:
+                    a = arg[i]
+                    if state == a and (before is _FREE or before != a):
+                        taken = i
+                        break
+                    if a is None:
+                        want_absent = True
                     else:
-                        writes.append(i)
-                        if k == _RMW_PRESENT:
-                            want_present = True
-                        elif k == _RMW_ABSENT:
-                            want_absent = True
-                i += 1
+                        wanted.add(a)
+                elif k == _READ_PRESENT:
+                    if state is not None and (before is _FREE or before is None):
+                        taken = i
+                        break
+                    want_present = True
+                else:
+                    writes.append(i)
+                    if k == _RMW_PRESENT:
+                        want_present = True
+                    elif k == _RMW_ABSENT:
+                        want_absent = True
             if taken >= 0:
                 children = [(taken, state)]
             else:
@@ -468,8 +508,9 @@ def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Op
                         if state is not None and (before is _FREE or before is None) and \
                                 not unread(state, low, win):
                             children.append((i, None))
-                    elif state is None and (before is _FREE or before is not None):   # _RMW_ABSENT
-                        children.append((i, None))
+                    elif k == _RMW_ABSENT:
+                        if state is None and (before is _FREE or before is not None):
+                            children.append((i, None))
                 # The info writes invoked by then that a read waiting here would need: tried after the
                 # ok steps (pushed first). Of the jokers, one of each sort is enough.
                 need_none = want_absent and state is not None
@@ -486,10 +527,15 @@ def _search(steps: list[_Step], initial: Optional[str], budget: int) -> tuple[Op
                                     stack.append((low, win, infos | bit, own | bit, nones, somes, a, state,
                                                   earliest))
                             elif (need_none if a is None else need_some):
-                                if len(levels) == level + 1:
-                                    levels.append([])
-                                levels[level + 1].append((low, win, infos | bit, own, nones + (a is None),
-                                                          somes + (a is _SOME), a, state, earliest))
+                                if not defer_jokers:
+                                    later = stack
+                                elif len(levels) == level + 1:
+                                    later = []
+                                    levels.append(later)
+                                else:
+                                    later = levels[level + 1]
+                                later.append((low, win, infos | bit, own, nones + (a is None),
+                                              somes + (a is _SOME), a, state, earliest))
                                 if a is None:
                                     need_none = False
                                 else:
@@ -529,6 +575,7 @@ class KeyResult:
     offending: Optional[Op] = None
     window: list[Op] = field(default_factory=list)
     window_minimal: bool = True
+    window_hidden: int = 0               # info ops left out of the window (given up on before)
     writer_note: Optional[str] = None    # who wrote the value the offending get read
     final_read: Optional[Op] = None
     lost_writes: list[Op] = field(default_factory=list)
@@ -559,6 +606,8 @@ class KeyResult:
             for op in self.window:
                 mark = "   <-- offending op" if op is x else ""
                 lines.append(f"    {op.describe()}{mark}")
+            if self.window_hidden:
+                lines.append(f"    (and {self.window_hidden} earlier ops of unknown outcome, not shown)")
         for a in self.anomalies:
             lines.append(f"  {a}")
         return "\n".join(lines)
@@ -670,38 +719,39 @@ def _locate_failure(ops: list[Op], strict: bool, initial: Optional[str], budget:
     lo = sum(1 for c in cuts if c < reach) - 1   # H(cuts[lo]) is linearizable (lo = -1: nothing done)
     hi = len(cuts) - 1                            # H(cuts[-1]) is the whole history: known to fail
     spent, exact, probes, stepping = 0, True, 0, True
-    while hi - lo > 1:
+    while hi - lo > 1 and spent < budget:
         if stepping:
             mid = min(lo + (1 if probes < 16 else 2 ** (probes - 15)), hi - 1)
         else:
             mid = (lo + hi) // 2
         probes += 1
-        verdict, explored, _ = _search(_steps(ops, strict, cuts[mid]), initial, budget)
+        verdict, explored, _ = _decide(_steps(ops, strict, cuts[mid]), initial, budget - spent)
         spent += explored
         if verdict is False:
             hi, stepping = mid, False
-        else:
+        else:   # (unknown counts as linearizable: hi stays a cut known to fail, maybe not the first)
             lo = mid
             exact = exact and verdict is True
-        if spent > budget:
-            exact = False
-            break
+    exact = exact and hi - lo <= 1
     offending = min((op for op in ops if op.outcome == "ok" and op.complete == cuts[hi]),
                     key=lambda op: (op.invoke, op.index))
     return offending, exact
 
 
-def _window(ops: list[Op], x: Op) -> list[Op]:
-    """The last WINDOW_BEFORE ops invoked by x's completion, and every op concurrent with x."""
+def _window(ops: list[Op], x: Op) -> tuple[list[Op], int]:
+    """The last WINDOW_BEFORE ops invoked by x's completion, and every op concurrent with x; and the
+    number of info ops left out: those the client gave up on before x began (their effect may still
+    land at any time, but listing every old timeout would drown the window)."""
     prefix = [op for op in ops if op.invoke <= x.complete]
     shown = {id(op) for op in prefix[-WINDOW_BEFORE:]}
-    shown |= {id(op) for op in prefix if op.end >= x.invoke}
-    return [op for op in prefix if id(op) in shown]
+    shown |= {id(op) for op in prefix if op.complete is None or op.complete >= x.invoke}
+    hidden = sum(1 for op in prefix if op.outcome == "info" and id(op) not in shown)
+    return [op for op in prefix if id(op) in shown], hidden
 
 
 def _check_key(key: str, ops: list[Op], strict: bool, initial: Optional[str], budget: int) -> KeyResult:
     ops = sorted(ops, key=lambda op: (op.invoke, op.index))
-    verdict, explored, reach = _search(_steps(ops, strict), initial, budget)
+    verdict, explored, reach = _decide(_steps(ops, strict), initial, budget)
     status = {True: "ok", False: "fail", None: "unknown"}[verdict]
     result = KeyResult(key, len(ops), status, explored)
     puts = {op.value: op for op in ops if op.f == "put"}
@@ -724,7 +774,8 @@ def _check_key(key: str, ops: list[Op], strict: bool, initial: Optional[str], bu
         result.anomalies.append(f"unknown: more than {budget} configurations explored")
     if status == "fail":
         x, result.window_minimal = _locate_failure(ops, strict, initial, budget, reach)
-        result.offending, result.window = x, _window(ops, x)
+        result.offending = x
+        result.window, result.window_hidden = _window(ops, x)
         if x.f == "get" and x.value is not None:
             writer = puts.get(x.value)
             if writer is not None:
@@ -756,8 +807,9 @@ def check_history(ops: Iterable[Union[Op, dict]], strict_delete: bool = False,
     """Checks a history (Op objects, or dicts in the file's format) key by key.
 
     `strict_delete`: model an ok del as one atomic read-and-write (single-owner store) instead of a
-    write plus a read within its interval. `initial`: a key's value before the history (default
-    absent). `budget`: configurations explored per search before a key is "unknown".
+    read then a write within its interval. `initial`: a key's value before the history (a string, or
+    None for absent, the default). `budget`: configurations explored per key before it is "unknown"
+    (locating a failure may spend as much again).
     Raises HistoryError for a malformed operation or a put value written twice for one key."""
     ops = _to_ops(ops)
     initial = initial or {}
@@ -812,7 +864,8 @@ class Recorder:
         rec.complete(h, "ok", value if status == 200 else None)   # just after the answer
 
     For a put, pass the value to invoke(); for a get, the value read to complete() (None: absent); for
-    a del, its answer "present" or "absent" to complete(). The outcome is "ok", "fail" (certainly not
+    a del, its answer "present" or "absent" to complete() (for a put, complete()'s value is ignored).
+    The outcome is "ok", "fail" (certainly not
     done) or "info" (unknown: a timeout, a 5xx); an operation never completed is recorded as "info".
     Extra keyword arguments (node=..., status=...) are stored as extra fields. Times come from
     `clock` (time.monotonic): invoke is read before the operation is recorded and complete on entry,
@@ -870,7 +923,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="model a del as one atomic read-and-write (single-owner store)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary instead of the report")
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
-                        help=f"configurations explored per search before giving up (default {DEFAULT_BUDGET})")
+                        help=f"configurations explored per key before giving up (default {DEFAULT_BUDGET})")
     args = parser.parse_args(argv)
     try:
         ops = load_history(args.history)
