@@ -197,7 +197,12 @@ asio::awaitable<AdminAnswer> RingControl::begin(Current& c, std::string_view fro
 }
 
 asio::awaitable<AdminAnswer> RingControl::read_new(Current& c, std::string_view to) {
-  if (!c.m) co_return refusal(409, "no rebalance is in progress");
+  if (!c.m) {
+    // Past it already: this proxy finished while another did not (an apply stopped between the two
+    // finishes, then run again, takes read-new on every proxy).
+    if (c.t->fingerprint == to) co_return co_await publish_step(c.release(with_migration(*c.t, nullptr)));
+    co_return refusal(409, "no rebalance is in progress");
+  }
   if (c.m->fingerprint() != to) co_return refusal(409, c.in_progress() + ", not to " + std::string(to));
   auto next = std::make_shared<Migration>(*c.m);
   next->change.phase = Phase::read_new;

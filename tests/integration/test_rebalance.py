@@ -252,6 +252,24 @@ class RebalanceTest(unittest.TestCase):
         self.apply(a, b)
         self.check_proxies_on(b)
 
+    def test_apply_resumes_when_one_proxy_finished_and_another_did_not(self):
+        # Found by the long linearizability run: apply killed between the proxies' finish steps, then
+        # run again, takes read-new on a proxy that is already on NEW; that is a step it is past.
+        a, b = self.start(["n1", "n2", "n3"], [("n1", 1), ("n2", 1)], [("n1", 1), ("n2", 1), ("n3", 1)],
+                          names=("a.yaml", "b.yaml"), proxies=2)
+        fp_a = migration(self.cluster.admin)["fingerprint"]
+        with open(b) as f:
+            yaml = f.read()
+        for p in self.cluster.proxies:
+            self.assertEqual(admin(p.admin_port, "POST", f"/admin/migration/begin?from={fp_a}", yaml)[0], 200)
+        fp_b = migration(self.cluster.admin)["to"]
+        for p in self.cluster.proxies:
+            self.assertEqual(admin(p.admin_port, "POST", f"/admin/migration/read-new?to={fp_b}")[0], 200)
+        self.assertEqual(admin(self.cluster.proxies[1].admin_port, "POST", f"/admin/migration/finish?to={fp_b}")[0], 200)
+        _, log = self.apply(a, b)
+        self.assertIn("resuming: 0 proxies on OLD, 0 in dual_write, 1 in read_new, 1 on NEW", log)
+        self.check_proxies_on(b)
+
     def test_proxy_refuses_reloads_and_wrong_steps_during_a_rebalance(self):
         a, b = self.start(["n1", "n2", "n3"], [("n1", 1), ("n2", 1)], [("n1", 1), ("n2", 1), ("n3", 1)],
                           names=("a.yaml", "b.yaml"))
