@@ -42,7 +42,8 @@ struct WriteResult {
   std::string err;
   Tag held{};              // the tag the key holds after the write (Tag{}: nothing)
   bool applied = false;    // the write was stored (not superseded, not refused)
-  bool had_value = false;  // the key held a value before the write
+  bool had_value = false;  // the key held a value before the write (false for an untagged put, which
+                           // does not read what it replaces: node/versions.hpp)
   bool tombstone = false;  // the key holds a tombstone after the write
 };
 

@@ -617,7 +617,7 @@ class RocksStore final : public Store {
   rocksdb::ColumnFamilyHandle* versions_ = nullptr;
   rocksdb::WriteOptions write_;
   std::array<std::mutex, kStripes> stripes_;
-  TagMaker tags_;  // the tags of untagged writes
+  NodeTags tags_;  // the tags of untagged writes (node/versions.hpp)
   // With sync only. Emplaced once everything apply() uses exists; reset before the database closes.
   std::optional<GroupCommitter> committer_;
 };
