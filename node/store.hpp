@@ -120,7 +120,7 @@ class Store {
   // tag: such a key then holds nothing. Each key is checked and deleted in one atomic step against
   // writes of it, so a value written after the scan that found a tombstone stays.
   virtual StoreStatus drop(std::span<const HashRange> ranges, bool data, bool tombstones, std::string& err) = 0;
-  // Tombstones held (RocksDB: its estimate).
+  // Tombstones held (exact on both engines).
   virtual std::uint64_t tombstone_count() = 0;
 
  private:
