@@ -129,7 +129,8 @@ constexpr std::uint64_t kReserveStep = std::uint64_t{1} << 20;
 // Which stored keys may hold a tombstone: a count of tombstone records per bucket of the ring hash's
 // low 20 bits. A key whose bucket counts none holds no tombstone record. Exact as long as every
 // tombstone record added or removed goes through add()/remove(), which the writes do (each knows:
-// it read what the key held); a bucket that reaches 255 stays there (then only ever "may"). Bucket b
+// it read what the key held; the counts follow a batch as it is staged, and a batch that fails stops
+// every write until a restart rebuilds them); a bucket that reaches 255 stays there ("may"). Bucket b
 // belongs to lock stripe b % 64 (the same low bits), so a bucket is touched only in the atomic step
 // of its keys' writes: under its stripe, or on the committer thread. The total is read by anyone.
 class TombstoneFilter {
