@@ -39,8 +39,7 @@ std::string NodeMetrics::render(Store& store) const {
   metrics::header(out, "kvnode_keys", "Keys stored (RocksDB: its estimate; memory: exact).", "gauge");
   metrics::sample(out, "kvnode_keys", "", store.key_count());
   metrics::header(out, "kvnode_tombstones",
-                  "Tombstones held: each delete of a value keeps one, with its version, until ring-rebalance purges it "
-                  "(RocksDB: its estimate).",
+                  "Tombstones held: each delete of a value keeps one, with its version, until ring-rebalance purges it.",
                   "gauge");
   metrics::sample(out, "kvnode_tombstones", "", store.tombstone_count());
   metrics::header(out, "kvnode_writable", "1 while writes work; 0 after a storage error stopped them (reads go on).", "gauge");

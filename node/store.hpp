@@ -42,7 +42,8 @@ struct WriteResult {
   std::string err;
   Tag held{};              // the tag the key holds after the write (Tag{}: nothing)
   bool applied = false;    // the write was stored (not superseded, not refused)
-  bool had_value = false;  // the key held a value before the write
+  bool had_value = false;  // the key held a value before the write (false for an untagged put, which
+                           // does not read what it replaces: node/versions.hpp)
   bool tombstone = false;  // the key holds a tombstone after the write
 };
 
@@ -119,7 +120,7 @@ class Store {
   // tag: such a key then holds nothing. Each key is checked and deleted in one atomic step against
   // writes of it, so a value written after the scan that found a tombstone stays.
   virtual StoreStatus drop(std::span<const HashRange> ranges, bool data, bool tombstones, std::string& err) = 0;
-  // Tombstones held (RocksDB: its estimate).
+  // Tombstones held (exact on both engines).
   virtual std::uint64_t tombstone_count() = 0;
 
  private:

@@ -161,7 +161,7 @@ class MemoryStore final : public Store {
   std::shared_mutex mutex_;
   Map map_;
   std::size_t tombstones_ = 0;  // entries of map_ that are tombstones
-  TagMaker tags_;               // the tags of untagged writes
+  NodeTags tags_;               // the tags of untagged writes (node/versions.hpp)
 };
 
 }  // namespace

@@ -1,14 +1,38 @@
 // The durable engine: RocksDB. Three column families:
-//   default     stored key -> the value, raw bytes: all the client's plain read path ever reads
-//   tombstones  stored key -> "" for each key whose last write was a delete (counted; purged by
-//               ring-rebalance)
-//   versions    stored key -> [kind 'v' or 't'][tag counter, be64][tag writer, be64] for each key
-//               that holds a value or a tombstone (node/versions.hpp orders writes by it), and one
-//               marker under kLayoutKey once every key has its entry (see upgrade_layout)
-// A write reads the tag held with one Get on versions and stores everything it changes in one
-// WriteBatch, so a value and its tag are durable together. Writes of one key are made atomic against
-// each other by a lock stripe, or with --sync by the group committer (node/group_commit.hpp), whose
-// thread is then the only writer. The first storage error stops writes.
+//   default     stored key -> [format 'v'][tag counter, be64][tag writer, be64][the value's bytes]:
+//               a value and its tag in one record
+//   tombstones  stored key -> [tag counter, be64][tag writer, be64] for each key whose last write
+//               was a delete (counted; purged by ring-rebalance)
+//   meta        "format" -> kFormatVersion once the directory has this layout (upgrade_layout);
+//               "reserved" -> R, be64: the counters untagged writes may use (commit());
+//               "upgrading" -> the last stored key rewritten by an upgrade not yet finished
+// No key ever has both a value and a tombstone record: every write that stores one deletes the other
+// in the same batch (see stage_write). What a key holds is its value record, else its tombstone
+// record, else nothing: the plain read path is one Get on default, and a versioned read looks at
+// tombstones only when there is no value.
+//
+// An untagged put, the common write (plain clients; kvproxy outside ring changes), is one blind Put
+// of one record: no read, no second insert. Two things make that possible:
+//  - its tag comes from a node-wide counter kept above every counter stored (NodeTags,
+//    node/versions.hpp; durable through restarts by the reservation, see commit()), so it is newer
+//    than whatever the key holds without reading it;
+//  - a put over a tombstone must still delete the tombstone record. The ways to do that: (a) a
+//    Delete on tombstones in every put's batch: a second insert per put, the cost this layout is
+//    here to remove; (b) tombstones kept as records of the default family that a put overwrites:
+//    one insert, but then ring-rebalance's purge of tombstones and the count of them walk every
+//    value, the count drifts each time a put replaces a tombstone it did not read, and setting it
+//    right takes a scan of the whole store at open; (c), this one: tombstones stay in their own
+//    (small) family, and a TombstoneFilter in memory counts the tombstone records per bucket of
+//    ring hashes, exactly, since every tombstone record is added or removed by a write that read
+//    what its key holds. A put whose bucket counts none is blind (one Put); one whose bucket counts
+//    some reads first (a Get on tombstones) and deletes the tombstone it finds. With no tombstones
+//    every put is blind; with T of them about 1 - e^(-T/2^20) of puts read. The filter is rebuilt
+//    at open by one pass over tombstones, and its total is the exact count of tombstones held.
+// Tagged writes, ingested records, deletes and drops read what the key holds first (its value, then
+// its tombstone if the filter says it may have one), as the rule of node/versions.hpp needs.
+// Writes of one key are made atomic against each other by a lock stripe, or with --sync by the group
+// committer (node/group_commit.hpp), whose thread is then the only writer. Everything one write (or
+// one group commit) changes goes in one WriteBatch. The first storage error stops writes.
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
@@ -44,37 +68,96 @@ std::string be64_key(std::uint64_t v) {
   return k;
 }
 
-// ---- the versions family's entries ----
+// ---- records ----
 
-constexpr char kValueKind = 'v', kTombstoneKind = 't';
-constexpr std::size_t kVersionBytes = 1 + 8 + 8;
-// The marker of a versions family in which every value and tombstone has its entry. Shorter than any
-// stored key (an 8-byte hash, then the key), so it is never one, and no range scan meets it.
-constexpr std::string_view kLayoutKey = "";
-constexpr std::string_view kLayoutVersion = "1";
+constexpr char kValueFormat = 'v';
+constexpr std::size_t kTagBytes = 8 + 8;
+constexpr std::size_t kHeaderBytes = 1 + kTagBytes;  // before a value's bytes
 
-std::string encode_version(const Held& h) {
-  std::string out;
-  out.reserve(kVersionBytes);
-  out.push_back(h.tombstone() ? kTombstoneKind : kValueKind);
-  append_be64(out, h.tag.counter);
-  append_be64(out, h.tag.writer);
-  return out;
-}
+// The header of a value record: the format byte, then the tag.
+struct Header {
+  char bytes[kHeaderBytes];
+  explicit Header(const Tag& t) {
+    bytes[0] = kValueFormat;
+    put_be64(bytes + 1, t.counter);
+    put_be64(bytes + 9, t.writer);
+  }
+  rocksdb::Slice slice() const { return {bytes, kHeaderBytes}; }
+  static void put_be64(char* out, std::uint64_t v) {
+    for (int i = 7; i >= 0; --i, v >>= 8) out[i] = static_cast<char>(v & 0xff);
+  }
+};
 
-bool decode_version(std::string_view in, Held& out) {
-  if (in.size() != kVersionBytes || (in[0] != kValueKind && in[0] != kTombstoneKind)) return false;
-  out.kind = in[0] == kValueKind ? Held::Kind::value : Held::Kind::tombstone;
-  out.tag = {read_be64(in.substr(1)), read_be64(in.substr(9))};
+Tag read_tag(std::string_view in) { return {read_be64(in), read_be64(in.substr(8))}; }
+
+// A value record: its tag, and its value's bytes (a view into `record`).
+bool decode_value(std::string_view record, Tag& tag, std::string_view& value) {
+  if (record.size() < kHeaderBytes || record[0] != kValueFormat) return false;
+  tag = read_tag(record.substr(1));
+  value = record.substr(kHeaderBytes);
   return true;
 }
 
-rocksdb::Status bad_version(std::string_view key) {
-  return rocksdb::Status::Corruption("malformed version entry for stored key " + hex_bytes(key));
+std::string encode_tombstone(const Tag& t) {
+  std::string out;
+  out.reserve(kTagBytes);
+  append_be64(out, t.counter);
+  append_be64(out, t.writer);
+  return out;
 }
-rocksdb::Status missing_value(std::string_view key) {
-  return rocksdb::Status::Corruption("a version entry says stored key " + hex_bytes(key) + " holds a value, but none is stored");
+
+bool decode_tombstone(std::string_view record, Tag& tag) {
+  if (record.size() != kTagBytes) return false;
+  tag = read_tag(record);
+  return true;
 }
+
+rocksdb::Status bad_record(std::string_view family, std::string_view key) {
+  return rocksdb::Status::Corruption("malformed " + std::string(family) + " record for stored key " + hex_bytes(key));
+}
+
+// ---- the meta family ----
+
+constexpr std::string_view kFormatKey = "format";
+constexpr std::string_view kFormatVersion = "tags-in-values-1";
+constexpr std::string_view kReserveKey = "reserved";
+constexpr std::string_view kUpgradeKey = "upgrading";
+// Counters reserved at a time: one reservation write per 2^20 untagged writes; a restart skips at
+// most this many counters (of 2^62).
+constexpr std::uint64_t kReserveStep = std::uint64_t{1} << 20;
+
+// Which stored keys may hold a tombstone: a count of tombstone records per bucket of the ring hash's
+// low 20 bits. A key whose bucket counts none holds no tombstone record. Exact as long as every
+// tombstone record added or removed goes through add()/remove(), which the writes do (each knows:
+// it read what the key held; the counts follow a batch as it is staged, and a batch that fails stops
+// every write until a restart rebuilds them); a bucket that reaches 255 stays there ("may"). Bucket b
+// belongs to lock stripe b % 64 (the same low bits), so a bucket is touched only in the atomic step
+// of its keys' writes: under its stripe, or on the committer thread. The total is read by anyone.
+class TombstoneFilter {
+ public:
+  bool may_hold(std::string_view key) const noexcept { return counts_[bucket(key)] != 0; }
+  void add(std::string_view key) noexcept {
+    auto& c = counts_[bucket(key)];
+    if (c != kStuck) ++c;
+    total_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void remove(std::string_view key) noexcept {
+    auto& c = counts_[bucket(key)];
+    if (c != kStuck && c != 0) --c;
+    total_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  std::uint64_t total() const noexcept { return total_.load(std::memory_order_relaxed); }
+
+ private:
+  static constexpr unsigned kBits = 20;
+  static constexpr std::uint8_t kStuck = 255;
+  static std::size_t bucket(std::string_view key) noexcept {
+    const auto byte = [&](std::size_t i) { return static_cast<std::size_t>(static_cast<unsigned char>(key[i])); };
+    return ((byte(5) << 16) | (byte(6) << 8) | byte(7)) & ((std::size_t{1} << kBits) - 1);
+  }
+  std::vector<std::uint8_t> counts_ = std::vector<std::uint8_t>(std::size_t{1} << kBits);
+  std::atomic<std::uint64_t> total_{0};
+};
 
 // After a failed write (a full or read-only disk), RocksDB must not be written to again: the write-
 // ahead log writer keeps the error, and Debian's build asserts (aborts) on the next write to it. So
@@ -141,13 +224,13 @@ class RocksStore final : public Store {
     rocksdb::BlockBasedTableOptions table;
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
     opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-    // Values alone in the default family, so that the plain read path and plain scans never see a
-    // tombstone or a tag. A build from before versions refuses this directory (it does not open the
-    // versions family) rather than write values without tags.
+    refuse_unknown_layout(o.dir, opts);
+    // The meta family also keeps builds from before versions out: they do not open it, so RocksDB
+    // refuses them this directory rather than let them serve values with their headers.
     const std::vector<rocksdb::ColumnFamilyDescriptor> families{
         {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(opts)},
         {"tombstones", rocksdb::ColumnFamilyOptions(opts)},
-        {"versions", rocksdb::ColumnFamilyOptions(opts)}};
+        {"meta", rocksdb::ColumnFamilyOptions(opts)}};
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
     const auto s = rocksdb::DB::Open(rocksdb::DBOptions(opts), o.dir, families, &handles, &db);
@@ -155,13 +238,14 @@ class RocksStore final : public Store {
     db_.reset(db);
     data_ = handles[0];
     tombs_ = handles[1];
-    versions_ = handles[2];
+    meta_ = handles[2];
     // The WAL is written (to the OS) before Put returns, so an acknowledged write survives kill -9.
     // With sync, it is also fsynced before the write is acknowledged; then every write goes through
     // the group committer, which shares one fsync among all writes queued while the last one ran.
     write_.sync = o.sync;
     try {
-      upgrade_layout(o.dir);
+      open_layout(o.dir);
+      load_tombstones();
     } catch (...) {
       close();
       throw;
@@ -176,8 +260,16 @@ class RocksStore final : public Store {
   }
 
   StoreStatus get(std::string_view key, std::string& value, std::string& err) override {
+    // Into `value`, then the header off in place: no copy beyond RocksDB's own.
     const auto s = db_->Get(rocksdb::ReadOptions(), data_, slice(key), &value);
-    if (s.ok()) return StoreStatus::ok;
+    if (s.ok()) {
+      if (value.size() >= kHeaderBytes && value[0] == kValueFormat) {
+        value.erase(0, kHeaderBytes);
+        return StoreStatus::ok;
+      }
+      err = bad_record("value", key).ToString();
+      return StoreStatus::error;
+    }
     if (s.IsNotFound()) return StoreStatus::not_found;
     err = s.ToString();
     return StoreStatus::error;
@@ -185,16 +277,33 @@ class RocksStore final : public Store {
 
   StoreStatus get_versioned(std::string_view key, std::string& value, Tag& tag, bool& tombstone,
                             std::string& err) override {
-    // One MultiGet over both families reads them at one point in time (no explicit snapshot, which
-    // would take the database's mutex): the value and the tag of one write, never of two.
-    rocksdb::ColumnFamilyHandle* families[] = {versions_, data_};
+    tombstone = false;
+    tag = {};
+    auto s = db_->Get(rocksdb::ReadOptions(), data_, slice(key), &value);
+    if (s.ok()) {
+      std::string_view bytes;
+      if (!decode_value(value, tag, bytes)) {
+        err = bad_record("value", key).ToString();
+        return StoreStatus::error;
+      }
+      value.erase(0, kHeaderBytes);
+      return StoreStatus::ok;  // a value record is what the key holds
+    }
+    if (!s.IsNotFound()) {
+      err = s.ToString();
+      return StoreStatus::error;
+    }
+    // No value: read both families again at one point in time (one MultiGet; no explicit snapshot,
+    // which would take the database's mutex), since a write may have come since the first read: a
+    // put that deleted the tombstone, say, must not make the key look as if it held nothing.
+    rocksdb::ColumnFamilyHandle* families[] = {data_, tombs_};
     const rocksdb::Slice keys[] = {slice(key), slice(key)};
     rocksdb::PinnableSlice found[2];
     rocksdb::Status statuses[2];
     db_->MultiGet(rocksdb::ReadOptions(), 2, families, keys, found, statuses);
     Held held;
-    auto s = held_from(statuses[0], view(found[0]), key, held);
-    if (s.ok() && held.value()) s = statuses[1].IsNotFound() ? missing_value(key) : statuses[1];
+    std::string_view bytes;
+    s = held_from(statuses[0], view(found[0]), statuses[1], view(found[1]), key, held, bytes);
     if (!s.ok()) {
       err = s.ToString();
       return StoreStatus::error;
@@ -202,20 +311,20 @@ class RocksStore final : public Store {
     tag = held.tag;
     tombstone = held.tombstone();
     if (!held.value()) return StoreStatus::not_found;
-    value.assign(found[1].data(), found[1].size());
+    value.assign(bytes);
     return StoreStatus::ok;
   }
 
   WriteResult write(WriteOp op) override {
     if (committer_) return committer_->submit_and_wait(std::move(op));
-    // The stripe makes the read of the tag held and the write one step against other writes of
-    // the key (a rebalancer's ingest or drop of it included).
+    // The stripe makes the read of what the key holds (when there is one) and the write one step
+    // against other writes of the key (a rebalancer's ingest or drop of it included).
     std::lock_guard lock(stripe(op.key));
     return apply_one(op);
   }
 
   std::uint64_t key_count() override { return estimate(data_); }
-  std::uint64_t tombstone_count() override { return estimate(tombs_); }
+  std::uint64_t tombstone_count() override { return tombstones_.total(); }
 
   std::string_view engine() const noexcept override { return "rocksdb"; }
 
@@ -315,25 +424,38 @@ class RocksStore final : public Store {
   void close() {
     if (!db_) return;
     if (!gate_.stopped()) db_->FlushWAL(true);
-    for (auto* cf : {data_, tombs_, versions_}) db_->DestroyColumnFamilyHandle(cf);
+    for (auto* cf : {data_, tombs_, meta_}) db_->DestroyColumnFamilyHandle(cf);
     db_->Close();
     db_.reset();
   }
 
   // ---- reading what a key holds ----
 
-  // `held` from the answer of a Get on the versions family.
-  static rocksdb::Status held_from(const rocksdb::Status& s, std::string_view entry, std::string_view key, Held& held) {
+  // `held` (and the value's bytes, a view into `value_record`) from reads of both families at one
+  // point in time. A value record is what the key holds; else its tombstone record; else nothing.
+  static rocksdb::Status held_from(const rocksdb::Status& vs, std::string_view value_record, const rocksdb::Status& ts,
+                                   std::string_view tombstone_record, std::string_view key, Held& held,
+                                   std::string_view& value) {
     held = {};
-    if (s.IsNotFound()) return rocksdb::Status::OK();
-    if (!s.ok()) return s;
-    return decode_version(entry, held) ? s : bad_version(key);
+    if (vs.ok()) {
+      held.kind = Held::Kind::value;
+      return decode_value(value_record, held.tag, value) ? vs : bad_record("value", key);
+    }
+    if (!vs.IsNotFound()) return vs;
+    if (ts.IsNotFound()) return rocksdb::Status::OK();
+    if (!ts.ok()) return ts;
+    held.kind = Held::Kind::tombstone;
+    return decode_tombstone(tombstone_record, held.tag) ? ts : bad_record("tombstone", key);
   }
 
+  // In the key's atomic step (no write of it can come between the two reads).
   rocksdb::Status read_held(std::string_view key, Held& held) {
-    rocksdb::PinnableSlice entry;
-    const auto s = db_->Get(rocksdb::ReadOptions(), versions_, slice(key), &entry);
-    return held_from(s, view(entry), key, held);
+    rocksdb::PinnableSlice value, tombstone;
+    const auto vs = db_->Get(rocksdb::ReadOptions(), data_, slice(key), &value);
+    auto ts = rocksdb::Status::NotFound();
+    if (vs.IsNotFound() && tombstones_.may_hold(key)) ts = db_->Get(rocksdb::ReadOptions(), tombs_, slice(key), &tombstone);
+    std::string_view ignored;
+    return held_from(vs, view(value), ts, view(tombstone), key, held, ignored);
   }
 
   // ---- writes ----
@@ -382,14 +504,29 @@ class RocksStore final : public Store {
   // other writers of the same keys: a stripe lock, or with sync the group committer, whose thread is
   // then the only writer.
   void apply(std::span<const WriteOp* const> ops, std::span<WriteResult> results) {
-    rocksdb::WriteBatch wb;
+    // One op (the usual): room for its record up front, as DB::Put does.
+    rocksdb::WriteBatch wb(ops.size() == 1 ? ops[0]->key.size() + ops[0]->value.size() + kHeaderBytes + 64 : 0);
+    const bool many = ops.size() > 1;
     std::unordered_map<std::string_view, Staged> staged;  // only with more than one op
+    std::uint64_t top = 0;                                // the greatest counter the batch stores
     for (std::size_t i = 0; i < ops.size(); ++i) {
       const WriteOp& op = *ops[i];
-      const auto earlier = staged.find(op.key);
+      const Staged* earlier = nullptr;
+      if (many)
+        if (const auto it = staged.find(op.key); it != staged.end()) earlier = &it->second;
+      // An untagged put over a key without a tombstone: a blind write of one record (its tag is
+      // newer than anything held: NodeTags' invariant).
+      if (op.kind == WriteOp::Kind::put && !op.tag && !(earlier ? earlier->held.tombstone() : tombstones_.may_hold(op.key))) {
+        const Outcome o = untagged_put(tags_);
+        results[i] = result_of(op, {}, o);
+        stage_value(wb, op.key, o.now.tag, op.value);
+        top = std::max(top, o.now.tag.counter);
+        if (many) staged[op.key] = {o.now, op.value};
+        continue;
+      }
       Held before;
-      if (earlier != staged.end()) {
-        before = earlier->second.held;
+      if (earlier) {
+        before = earlier->held;
       } else if (auto s = read_held(op.key, before); !s.ok()) {
         results[i] = {StoreStatus::error, s.ToString()};
         continue;
@@ -398,15 +535,17 @@ class RocksStore final : public Store {
         results[i].applied = drops(op.kind, before);
         if (!results[i].applied) continue;
         stage_drop(wb, op.key, before);
-        if (ops.size() > 1) staged[op.key] = {};
+        if (many) staged[op.key] = {};
         continue;
       }
       rocksdb::Status read;  // of the held value, read only to settle two writes with one tag
       const Outcome o = decide(op, before, tags_, [&] {
-        if (earlier != staged.end()) return earlier->second.value == op.value;
-        std::string held_value;
-        read = db_->Get(rocksdb::ReadOptions(), data_, slice(op.key), &held_value);
-        if (read.IsNotFound()) read = missing_value(op.key);
+        if (earlier) return earlier->value == op.value;
+        rocksdb::PinnableSlice record;
+        read = db_->Get(rocksdb::ReadOptions(), data_, slice(op.key), &record);
+        Tag ignored;
+        std::string_view held_value;
+        if (read.IsNotFound() || (read.ok() && !decode_value(view(record), ignored, held_value))) read = bad_record("value", op.key);
         return read.ok() && held_value == op.value;
       });
       if (!read.ok()) {
@@ -417,31 +556,81 @@ class RocksStore final : public Store {
       if (o.verdict == Verdict::conflict) report_conflict(op.key, *op.tag);
       if (o.verdict != Verdict::apply) continue;
       stage_write(wb, op, before, o.now);
-      if (ops.size() > 1) staged[op.key] = {o.now, op.value};
+      top = std::max(top, o.now.tag.counter);
+      if (many) staged[op.key] = {o.now, op.value};
     }
     if (wb.Count() == 0) return;
-    if (auto failed = gated([&] { return db_->Write(write_, &wb); }))
+    if (auto failed = commit(wb, top))
       for (std::size_t i = 0; i < ops.size(); ++i)
         if (results[i].status != StoreStatus::error) results[i] = {StoreStatus::error, *failed};
   }
 
-  // An applied put or delete: the value or the tombstone, and its tag, in one batch.
+  // A value record: the header, then the value's bytes, put together by RocksDB in its batch.
+  void stage_value(rocksdb::WriteBatch& wb, std::string_view key, const Tag& tag, std::string_view value) {
+    const Header header(tag);
+    const rocksdb::Slice k = slice(key);
+    const rocksdb::Slice parts[] = {header.slice(), slice(value)};
+    wb.Put(data_, rocksdb::SliceParts(&k, 1), rocksdb::SliceParts(parts, 2));
+  }
+
+  // An applied put or delete that read what the key held: its record, and the other kind's deleted,
+  // so that a key never has both; the filter follows the tombstones.
   void stage_write(rocksdb::WriteBatch& wb, const WriteOp& op, const Held& before, const Held& now) {
     const auto k = slice(op.key);
     if (now.value()) {
-      wb.Put(data_, k, slice(op.value));
-      if (before.tombstone()) wb.Delete(tombs_, k);
+      stage_value(wb, op.key, now.tag, op.value);
+      if (before.tombstone()) {
+        wb.Delete(tombs_, k);
+        tombstones_.remove(op.key);
+      }
     } else {
       if (before.value()) wb.Delete(data_, k);
-      if (!before.tombstone()) wb.Put(tombs_, k, rocksdb::Slice());
+      wb.Put(tombs_, k, encode_tombstone(now.tag));
+      if (!before.tombstone()) tombstones_.add(op.key);
     }
-    wb.Put(versions_, k, encode_version(now));
   }
 
   // A key dropped: it then holds nothing, not even a tag.
   void stage_drop(rocksdb::WriteBatch& wb, std::string_view key, const Held& before) {
-    wb.Delete(before.value() ? data_ : tombs_, slice(key));
-    wb.Delete(versions_, slice(key));
+    if (before.value()) {
+      wb.Delete(data_, slice(key));
+    } else {
+      wb.Delete(tombs_, slice(key));
+      tombstones_.remove(key);
+    }
+  }
+
+  // Writes a batch whose greatest stored counter is `top`, with the reservation in it when `top`
+  // reaches the counters reserved. Returns the error, if any.
+  //
+  // The invariant (I): every counter in a record that survives a crash is below R, the reservation
+  // that survives with it (meta "reserved"). Then at open next = R is above every counter stored,
+  // which is NodeTags' invariant, and during the run every stored counter goes through NodeTags
+  // (take/saw) before its write, inside its key's atomic step.
+  // Proof of (I). `reserved_` is the greatest R written by a batch that has returned from Write,
+  // and only grows (each new R is written under reserve_mutex_, after the last one returned, so
+  // they reach the WAL in increasing order). Take a batch B, greatest counter `top`:
+  //  - top < reserved_ as B loads it: the batch that wrote that reservation had returned from Write
+  //    before B's Write began, so it precedes B in the WAL. Recovery restores a prefix of the WAL
+  //    (RocksDB's point-in-time recovery; and before a flush moves a family's records into a table
+  //    file, the WALs they came from are synced when the store has several families), so if B
+  //    survives, so does that R or a greater one: B's counters are below the R that survives.
+  //  - otherwise B carries R' = top + 1 + kReserveStep itself (unless another batch raised
+  //    reserved_ past top meanwhile: then the case above), in the same WriteBatch, atomic with B's
+  //    records: they survive together, or neither does.
+  // An upgrade and a new directory write R = 1 with the format marker (every counter there is 0).
+  // No clock, and no read per write: one reservation write per kReserveStep counters. A tagged
+  // write or ingested record with a greater counter goes through the same path (`top` counts it).
+  std::optional<std::string> commit(rocksdb::WriteBatch& wb, std::uint64_t top) {
+    auto write = [&] { return db_->Write(write_, &wb); };
+    if (top < reserved_.load(std::memory_order_acquire)) return gated(write);
+    std::lock_guard lock(reserve_mutex_);
+    if (top < reserved_.load(std::memory_order_relaxed)) return gated(write);
+    const std::uint64_t r = top + 1 + kReserveStep;
+    wb.Put(meta_, slice(kReserveKey), be64_key(r));
+    auto failed = gated(write);
+    if (!failed) reserved_.store(r, std::memory_order_release);
+    return failed;
   }
 
   // ---- scans ----
@@ -482,15 +671,22 @@ class RocksStore final : public Store {
     return out.count == limit || (out.count > 0 && out.records.size() >= max_bytes);
   }
 
-  // Values only, from the default family.
+  static bool in_range(const rocksdb::Iterator& it, const HashRange& r) {
+    return it.Valid() && read_be64(view(it.key())) <= r.hi;
+  }
+
+  // Values only, from the default family, without their headers.
   rocksdb::Status scan_values(std::span<const HashRange> ranges, std::string_view after, std::size_t limit,
                               std::size_t max_bytes, ScanBatch& out) {
     RangeIterator ri;
     for (const auto& r : ranges) {
       auto& it = open_range(ri, data_, r);
-      for (seek_start(*it, r, after); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
+      for (seek_start(*it, r, after); in_range(*it, r); it->Next()) {
         if (batch_full(out, limit, max_bytes)) return rocksdb::Status::OK();
-        append_record(out.records, view(it->key()), view(it->value()));
+        Tag tag;
+        std::string_view value;
+        if (!decode_value(view(it->value()), tag, value)) return bad_record("value", view(it->key()));
+        append_record(out.records, view(it->key()), value);
         out.last_key.assign(it->key().data(), it->key().size());
         ++out.count;
       }
@@ -500,86 +696,153 @@ class RocksStore final : public Store {
     return rocksdb::Status::OK();
   }
 
-  // Values and tombstones with their tags: the versions family names every key, and a second
-  // iterator over the default family, walking alongside, supplies the values. Both read one
-  // snapshot, so each value goes with its own tag.
+  // Values and tombstones with their tags: an iterator over each family, on one snapshot, merged in
+  // key order. A key is in one of them only (a value record would win).
   rocksdb::Status scan_versioned(std::span<const HashRange> ranges, std::string_view after, std::size_t limit,
                                  std::size_t max_bytes, ScanBatch& out) {
     rocksdb::ManagedSnapshot snapshot(db_.get());
-    RangeIterator vri, dri;
+    RangeIterator vri, tri;
     for (const auto& r : ranges) {
-      auto& it = open_range(vri, versions_, r, snapshot.snapshot());
-      auto& values = open_range(dri, data_, r, snapshot.snapshot());
-      for (seek_start(*it, r, after); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
+      auto& values = open_range(vri, data_, r, snapshot.snapshot());
+      auto& tombs = open_range(tri, tombs_, r, snapshot.snapshot());
+      seek_start(*values, r, after);
+      seek_start(*tombs, r, after);
+      for (;;) {
+        const bool v = in_range(*values, r), t = in_range(*tombs, r);
+        if (!v && !t) break;
         if (batch_full(out, limit, max_bytes)) return rocksdb::Status::OK();
+        const int order = !v ? 1 : !t ? -1 : values->key().compare(tombs->key());
+        const auto& it = order <= 0 ? values : tombs;
         const auto key = it->key();
         Record rec{view(key), {}};
-        Held held;
-        if (!decode_version(view(it->value()), held)) return bad_version(view(key));
-        rec.tag = held.tag;
-        rec.tombstone = held.tombstone();
-        if (held.value()) {
-          // Values are a subset of the versioned keys, in the same order: the value iterator is
-          // usually already there.
-          if (!values->Valid() || values->key() != key) values->Seek(key);
-          if (!values->Valid() || values->key() != key)
-            return values->status().ok() ? missing_value(view(key)) : values->status();
-          rec.value = view(values->value());
-          values->Next();
+        if (order <= 0) {
+          if (!decode_value(view(values->value()), rec.tag, rec.value)) return bad_record("value", view(key));
+        } else {
+          rec.tombstone = true;
+          if (!decode_tombstone(view(tombs->value()), rec.tag)) return bad_record("tombstone", view(key));
         }
         append_versioned_record(out.records, rec);
         out.last_key.assign(key.data(), key.size());
         ++out.count;
+        if (order == 0) tombs->Next();
+        it->Next();
       }
-      if (!it->status().ok()) return it->status();
+      if (!values->status().ok()) return values->status();
+      if (!tombs->status().ok()) return tombs->status();
     }
     out.done = true;
     return rocksdb::Status::OK();
   }
 
-  // ---- the upgrade of a data directory written before versions ----
+  // ---- the layout of a data directory ----
 
-  // A directory from before versions has values and tombstones but no versions family (RocksDB
-  // creates it empty at open). Each value and each tombstone gets the entry of Tag{}, the oldest
-  // tag, which every tagged write beats and which a plain copy meets as "held" (put-if-absent, as
-  // before). A key with both a value and a tombstone (a put after a rebalance's delete) holds the
-  // value, which came later. The marker is written last, durably: an upgrade cut short runs again,
-  // and skips the entries it already wrote. Nothing else writes until the store is open.
+  // A directory with a "versions" family was written by a build between per-key versions and this
+  // layout (tags in a family of their own), which was never released: refused, not converted.
+  static void refuse_unknown_layout(const std::string& dir, const rocksdb::Options& opts) {
+    if (::access((dir + "/CURRENT").c_str(), F_OK) != 0) return;  // new (else RocksDB logs an error), or Open says why
+    std::vector<std::string> names;
+    if (!rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(opts), dir, &names).ok()) return;
+    if (std::find(names.begin(), names.end(), "versions") != names.end())
+      throw StoreError("cannot open RocksDB at " + dir +
+                       ": it has a \"versions\" column family, the layout of an unreleased build (tags apart from "
+                       "values), which this build does not read; copy its keys to a node with ring-rebalance, or start "
+                       "from an empty directory");
+  }
+
+  // Reads the format marker and the reservation, upgrading first a directory that has no marker.
+  void open_layout(const std::string& dir) {
+    auto fail = [&](const std::string& why) { throw StoreError("cannot open RocksDB at " + dir + ": " + why); };
+    std::string format;
+    auto s = db_->Get(rocksdb::ReadOptions(), meta_, slice(kFormatKey), &format);
+    if (s.IsNotFound()) {
+      upgrade_layout(dir);
+      s = db_->Get(rocksdb::ReadOptions(), meta_, slice(kFormatKey), &format);
+    }
+    if (!s.ok()) fail(s.ToString());
+    if (format != kFormatVersion) fail("storage format \"" + format + "\" is not one this build knows (a newer build wrote it?)");
+    std::string reserved;
+    s = db_->Get(rocksdb::ReadOptions(), meta_, slice(kReserveKey), &reserved);
+    if (!s.ok() || reserved.size() != 8) fail("no valid counter reservation: " + (s.ok() ? "malformed" : s.ToString()));
+    const std::uint64_t r = read_be64(reserved);
+    if (r == 0) fail("no valid counter reservation: 0");
+    // Every counter on disk is below r (commit()'s invariant): untagged writes start there.
+    reserved_.store(r);
+    tags_.saw(r - 1);
+  }
+
+  // The filter and count of tombstones, from one pass over the tombstones family.
+  void load_tombstones() {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tombs_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() < kStorageKeyPrefix) throw StoreError("malformed stored key in tombstones: " + hex_bytes(view(it->key())));
+      tombstones_.add(view(it->key()));
+    }
+    if (!it->status().ok()) throw StoreError("cannot read tombstones: " + it->status().ToString());
+  }
+
+  // A directory without the format marker: new, or written before versions (values raw in the
+  // default family, tombstones "" in theirs, no tags), or such a one whose upgrade was cut short.
+  // Every value is rewritten with the header of Tag{}, the oldest tag, which every tagged write
+  // beats and which a plain copy meets as "held" (put-if-absent, as before); every tombstone gets
+  // Tag{} too; a key with both a value and a tombstone (a put after a rebalance's delete) keeps the
+  // value, which came later. Cut short, it runs again and does only what is left:
+  //  - values, in key order, a batch at a time, each batch with the last key it rewrote (meta
+  //    "upgrading"), atomically: a raw value cannot be told from a rewritten one by its bytes, so
+  //    the mark says which are done;
+  //  - tombstones: an old one is empty, a rewritten one has a tag's 16 bytes;
+  //  - last, in one synced batch: the marker, the reservation R = 1 (every counter stored is 0),
+  //    and the mark removed. Nothing else writes until the store is open.
   void upgrade_layout(const std::string& dir) {
     auto check = [&](const rocksdb::Status& s) {
       if (!s.ok()) throw StoreError("cannot upgrade " + dir + " to per-key versions: " + s.ToString());
     };
-    auto has = [&](rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& key) {
+    std::string done;  // the last key rewritten; empty: none
+    if (auto s = db_->Get(rocksdb::ReadOptions(), meta_, slice(kUpgradeKey), &done); !s.IsNotFound()) check(s);
+    const Header header(Tag{});
+    for (;;) {
+      // A fresh iterator per batch: a long-lived one would pin every file the rewrite replaces.
+      rocksdb::WriteBatch wb;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), data_));
+      if (done.empty()) {
+        it->SeekToFirst();
+      } else {
+        it->Seek(done);
+        if (it->Valid() && it->key() == slice(done)) it->Next();
+      }
+      for (; it->Valid() && wb.Count() < kDropBatch; it->Next()) {
+        const rocksdb::Slice key = it->key();
+        const rocksdb::Slice parts[] = {header.slice(), it->value()};
+        check(wb.Put(data_, rocksdb::SliceParts(&key, 1), rocksdb::SliceParts(parts, 2)));
+        done.assign(key.data(), key.size());
+      }
+      check(it->status());
+      if (wb.Count() == 0) break;
+      wb.Put(meta_, slice(kUpgradeKey), done);
+      check(db_->Write(write_, &wb));
+    }
+    rocksdb::WriteBatch wb;
+    auto has_value = [&](const rocksdb::Slice& key) {
       rocksdb::PinnableSlice ignored;
-      const auto s = db_->Get(rocksdb::ReadOptions(), cf, key, &ignored);
+      const auto s = db_->Get(rocksdb::ReadOptions(), data_, key, &ignored);
       if (!s.IsNotFound()) check(s);
       return s.ok();
     };
-    if (has(versions_, slice(kLayoutKey))) return;
-    rocksdb::WriteBatch wb;
-    auto flush = [&] {
-      check(db_->Write(write_, &wb));
-      wb.Clear();
-    };
-    auto each_key = [&](rocksdb::ColumnFamilyHandle* cf, auto&& fn) {
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
-      for (it->SeekToFirst(); it->Valid(); it->Next()) {
-        fn(it->key());
-        if (wb.Count() >= kDropBatch) flush();
+    const std::string oldest = encode_tombstone(Tag{});
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tombs_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->value().size() == kTagBytes) continue;  // rewritten already
+      if (!it->value().empty()) check(bad_record("tombstone", view(it->key())));
+      if (has_value(it->key())) wb.Delete(tombs_, it->key());
+      else wb.Put(tombs_, it->key(), oldest);
+      if (wb.Count() >= kDropBatch) {
+        check(db_->Write(write_, &wb));
+        wb.Clear();
       }
-      check(it->status());
-      flush();
-    };
-    const std::string value_entry = encode_version({Held::Kind::value, {}});
-    const std::string tombstone_entry = encode_version({Held::Kind::tombstone, {}});
-    each_key(data_, [&](const rocksdb::Slice& key) {
-      if (!has(versions_, key)) wb.Put(versions_, key, value_entry);
-    });
-    each_key(tombs_, [&](const rocksdb::Slice& key) {
-      if (has(data_, key)) wb.Delete(tombs_, key);
-      else if (!has(versions_, key)) wb.Put(versions_, key, tombstone_entry);
-    });
-    wb.Put(versions_, slice(kLayoutKey), slice(kLayoutVersion));
+    }
+    check(it->status());
+    wb.Put(meta_, slice(kFormatKey), slice(kFormatVersion));
+    wb.Put(meta_, slice(kReserveKey), be64_key(1));
+    wb.Delete(meta_, slice(kUpgradeKey));
     rocksdb::WriteOptions durable;
     durable.sync = true;
     check(db_->Write(durable, &wb));
@@ -605,6 +868,7 @@ class RocksStore final : public Store {
   }
 
   // Stored keys begin with their ring hash: its last byte spreads keys evenly over the stripes.
+  // (TombstoneFilter's buckets rely on this mapping: bucket b is stripe b % kStripes.)
   std::mutex& stripe(std::string_view key) { return stripes_[static_cast<unsigned char>(key[kStorageKeyPrefix - 1]) % kStripes]; }
 
   static constexpr std::size_t kStripes = 64;
@@ -614,10 +878,13 @@ class RocksStore final : public Store {
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* data_ = nullptr;
   rocksdb::ColumnFamilyHandle* tombs_ = nullptr;
-  rocksdb::ColumnFamilyHandle* versions_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::WriteOptions write_;
   std::array<std::mutex, kStripes> stripes_;
-  TagMaker tags_;  // the tags of untagged writes
+  NodeTags tags_;                      // the tags of untagged writes; starts at the reservation
+  std::atomic<std::uint64_t> reserved_{0};  // the reservation written last (commit())
+  std::mutex reserve_mutex_;           // one reservation write at a time
+  TombstoneFilter tombstones_;
   // With sync only. Emplaced once everything apply() uses exists; reset before the database closes.
   std::optional<GroupCommitter> committer_;
 };

@@ -23,7 +23,7 @@ WriteResult result_of(const WriteOp& op, const Held& before, const Outcome& outc
   else if (op.kind == WriteOp::Kind::del && !before.value()) r.status = StoreStatus::not_found;
   r.held = outcome.now.tag;
   r.applied = outcome.verdict == Verdict::apply;
-  r.had_value = before.value();
+  r.had_value = (op.tag || op.kind != WriteOp::Kind::put) && before.value();
   r.tombstone = outcome.now.tombstone();
   return r;
 }

@@ -1,9 +1,10 @@
 // The one rule of versioned writes (common/version.hpp), written once for both storage engines: given
 // what a key holds and a write, whether the write goes in, with which tag, and what it answers. Pure
-// but for the tag a TagMaker makes; each engine runs it inside its atomic step per key and stores
-// the outcome its own way.
+// but for the node's counter (NodeTags), which makes the tags of untagged writes; each engine runs it
+// inside its atomic step per key and stores the outcome its own way.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string_view>
 
@@ -21,6 +22,41 @@ struct Held {
 
   bool value() const noexcept { return kind == Kind::value; }
   bool tombstone() const noexcept { return kind == Kind::tombstone; }
+};
+
+// The tags a node makes for untagged writes: one node-wide counter, kept above every counter the
+// node has stored (NodeTags' invariant: next() > the counter of every value and tombstone held).
+// Then an untagged write's tag, (next()++, a unique writer), is newer than whatever its key holds
+// without reading it: the RocksDB engine's plain put is a blind write. Each engine keeps the
+// invariant: every applied write's counter goes through saw() (a tagged one's) or take() (a made
+// one's) inside the key's atomic step, before the write is visible; and at open next() starts above
+// every counter on disk (store_rocksdb.cpp: a durable reservation; memory: nothing on disk, 1).
+// Thread-safe; writes of one key are ordered by the engine's atomic step, and the counter only grows.
+class NodeTags {
+ public:
+  explicit NodeTags(std::uint64_t next = 1) : next_(next) {}
+  // A new tag: the counter's next value, with a writer unique to this write.
+  Tag take() noexcept {
+    const std::uint64_t c = next_.fetch_add(1, std::memory_order_relaxed);
+    return maker_.next({c - 1, 0});  // TagMaker::next: one counter above what it is shown
+  }
+  // A tag newer than `held` (what the key holds, if the engine read it). The invariant makes take()
+  // newer already; this only guards it.
+  Tag take_after(const Tag& held) noexcept {
+    saw(held.counter);
+    return take();
+  }
+  // A counter stored (a tagged write applied, an ingested record): the counter moves above it.
+  void saw(std::uint64_t counter) noexcept {
+    std::uint64_t cur = next_.load(std::memory_order_relaxed);
+    while (cur <= counter && !next_.compare_exchange_weak(cur, counter + 1, std::memory_order_relaxed)) {
+    }
+  }
+  std::uint64_t next() const noexcept { return next_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> next_;
+  TagMaker maker_;  // the writer halves: a random per-process half and a sequence
 };
 
 enum class Verdict : std::uint8_t {
@@ -46,17 +82,25 @@ struct Outcome {
 
 // Runs judge(), settling compare_values with `same_value()` (is the held value equal to op.value?),
 // which is asked for nothing else, so an engine reads the held value only then. An applied write's
-// tag is its own, or for an untagged one `tags.next(held.tag)`.
+// tag is its own (and the node's counter moves above it), or for an untagged one a new one from the
+// node's counter. An untagged put is always applied with a new tag, whatever is held: an engine may
+// skip the read and decide it with untagged_put() instead.
 template <class SameValue>
-Outcome decide(const WriteOp& op, const Held& held, TagMaker& tags, SameValue&& same_value) {
+Outcome decide(const WriteOp& op, const Held& held, NodeTags& tags, SameValue&& same_value) {
   Verdict v = judge(op, held);
   if (v == Verdict::compare_values) v = same_value() ? Verdict::keep : Verdict::conflict;
   if (v != Verdict::apply) return {v, held};
   const Held::Kind kind = op.kind == WriteOp::Kind::del ? Held::Kind::tombstone : Held::Kind::value;
-  return {v, {kind, op.tag ? *op.tag : tags.next(held.tag)}};
+  if (op.tag) tags.saw(op.tag->counter);
+  return {v, {kind, op.tag ? *op.tag : tags.take_after(held.tag)}};
 }
 
-// The answer to a decided put or delete (WriteResult's fields).
+// decide() for an untagged put, without what the key holds: applied, with the counter's next tag
+// (newer than anything held, by NodeTags' invariant).
+inline Outcome untagged_put(NodeTags& tags) noexcept { return {Verdict::apply, {Held::Kind::value, tags.take()}}; }
+
+// The answer to a decided put or delete (WriteResult's fields). An untagged put's had_value is
+// false: it is decided without reading what it replaces (untagged_put), so `before` is not known.
 WriteResult result_of(const WriteOp& op, const Held& before, const Outcome& outcome);
 
 // Whether a drop_value / drop_tombstone op deletes a key that holds `held`.
