@@ -163,6 +163,10 @@ Server::Server(std::string name, unsigned threads, std::chrono::milliseconds shu
   impl_->name = std::move(name);
   impl_->shutdown_timeout = shutdown_timeout;
   for (unsigned i = 0; i < std::max(1u, threads); ++i) impl_->workers.push_back(std::make_unique<Worker>(i));
+  // The signals are ours from here on, before any "listening on" line: a SIGTERM that comes before
+  // run() is queued by the set and handled then, instead of killing the process (seen: a test that
+  // stopped a proxy right after its first answer, on a loaded machine, got exit code -15).
+  impl_->signals = std::make_unique<asio::signal_set>(impl_->workers[0]->ioc, SIGTERM, SIGINT);
 }
 
 Server::~Server() = default;
@@ -185,7 +189,10 @@ std::uint16_t Server::listen(const HostPort& address, SessionHandler handler, bo
   return bound.port;
 }
 
-void Server::on_signal(int signal, std::function<void()> fn) { impl_->signal_handlers[signal] = std::move(fn); }
+void Server::on_signal(int signal, std::function<void()> fn) {
+  impl_->signal_handlers[signal] = std::move(fn);
+  impl_->signals->add(signal);
+}
 
 void Server::on_drain(std::function<void()> fn) { impl_->drain_hooks.push_back(std::move(fn)); }
 
@@ -197,8 +204,6 @@ Worker& Server::worker(std::size_t i) { return *impl_->workers[i]; }
 
 void Server::run() {
   auto& ioc0 = impl_->workers[0]->ioc;
-  impl_->signals = std::make_unique<asio::signal_set>(ioc0, SIGTERM, SIGINT);
-  for (const auto& [sig, fn] : impl_->signal_handlers) impl_->signals->add(sig);
   impl_->wait_for_signal();
   for (auto& l : impl_->listeners) asio::co_spawn(ioc0, impl_->accept_loop(*l), asio::detached);
 
