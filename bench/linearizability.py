@@ -68,7 +68,7 @@ def main():
         "four nodes. Every operation is recorded with its invoke and completion times and its outcome, the "
         "nemesis runs for the time given, the cluster heals, every key is read through both proxies, and "
         "each key's history is checked for linearizability as a register with delete (tools/histcheck.py). "
-        "Nemeses as in tests/integration/lintest.py; `rounds` is how many times it struck.",
+        "Nemeses as in tests/integration/lintest.py; `rounds` counts the nemesis's actions (an apply, a kill, a restart of apply, a pause).",
         "",
         "| nemesis | seconds | rounds | ops checked | ok put / get / del | info (unknown) | keys not linearizable | lost writes |",
         "|---|---|---|---|---|---|---|---|",
