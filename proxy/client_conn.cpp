@@ -241,19 +241,14 @@ void ClientConn::run_step() {
       head = req().method == http::Method::head;
       break;
     case Plan::versioned_write:
-      if (step_ < 2) {
+    case Plan::read_both:
+      if (step_ < 2) {  // both plans begin with the tag queries
         to = route_.nodes[step_];
         append_query(s, req().target, to->address.str());
-      } else {
+      } else if (route_.plan == Plan::versioned_write) {
         to = route_.nodes[step_ - 2];
         http::append_relayed_request(s, req(), reader_.body(), http::kOwnFieldPrefixLower,
                                      w_.opt.unsafe_unversioned ? std::string() : version::version_line(tag_));
-      }
-      break;
-    case Plan::read_both:
-      if (step_ < 2) {
-        to = route_.nodes[step_];
-        append_query(s, req().target, to->address.str());
       } else {
         to = route_.nodes[1 - newer_];
         append_write_back(s, req().target, to->address.str(), found_[newer_].held, saved_body_);
@@ -278,10 +273,8 @@ void ClientConn::on_node_answer(NodeExchange& x) {
     const bool found = found_[newer_of(found_[0], found_[1])].value;
     Backend& b = x.backend();
     x.release();
-    answered_by_ = &b;
-    b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
-    if (found) local_answer(200, http::kJson, json_success(), b.node_field);
-    else local_answer(404, http::kJson, json_error("Key not found"), b.node_field);
+    if (found) answer_for(b, 200, json_success());
+    else answer_for(b, 404, json_error("Key not found"));
     return;
   }
   const bool query = step_ < 2;
@@ -323,10 +316,15 @@ void ClientConn::on_node_answer(NodeExchange& x) {
                                               std::to_string(code) + ")"));
     return;
   }
-  Backend& b = *route_.nodes[newer_];
+  answer_for(*route_.nodes[newer_], saved_status_, saved_body_);
+}
+
+// An answer the proxy makes from what node `b` said (a plan that reached two owners): counted in
+// b's latency and named by b, as a relayed one is.
+void ClientConn::answer_for(Backend& b, unsigned status, std::string_view body) {
   answered_by_ = &b;
   b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
-  local_answer(saved_status_, http::kJson, saved_body_, b.node_field);
+  local_answer(status, http::kJson, body, b.node_field);
 }
 
 // The node's answer is the client's. Whether the connection stays open is decided now, not when the

@@ -67,6 +67,7 @@ class ClientConn final : public net::ChannelHandler, NodeExchange::Listener {
   void run_step();
   void on_node_answer(NodeExchange& x) override;
   void relay(NodeExchange& x);
+  void answer_for(Backend& b, unsigned status, std::string_view body);
   void on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) override;
   void local_answer(unsigned status, std::string_view content_type, std::string_view body,
                     std::string_view extra_fields = {});
