@@ -19,7 +19,7 @@ Standard library only (there is no PyPI here). What it offers:
   put_all: HTTP to nodes and proxies and their admin endpoints.
 - ring_rebalance, plan, fingerprint, owners, key_hash, run_kvnode, run_kvproxy: the command-line tools
   run to their exit, output captured.
-- write_ring, free_ports, q, raw_exchange, parse_responses, wait_until: small pieces.
+- write_ring, free_ports, start_retrying_busy, q, raw_exchange, parse_responses, wait_until: small pieces.
 
 The binaries are named by the environment (tests/CMakeLists.txt): KVNODE, KVPROXY, RING_REBALANCE,
 KVRING_SOURCE, KVRING_ARTIFACTS, and KVPROXY_IO=epoll for the *.epoll suites. bench/ uses Process,
@@ -506,15 +506,52 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
     return predicate()
 
 
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range (the ports connect() gives outgoing sockets)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORT_RANDOM = random.SystemRandom()  # not the global generator, which tests may seed alike
+
+
 def free_ports(n):
-    """Ports free right now (for configs that must name a node's port before it starts)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+    """n distinct ports free right now, below the kernel's ephemeral range. A server stopped and started
+    again on its port must find it free: a port from the ephemeral range can be taken in between by any
+    outgoing connection on the machine, even by a client's own connect() to that very port (a TCP
+    self-connect), and the restart then fails with "Address already in use". Below the range only
+    explicit binds compete, and the pick is random among thousands."""
+    low = _ephemeral_low()
+    candidates = range(max(1024, low - 16384), low)
+    ports = []
+    while len(ports) < n:
+        port = _PORT_RANDOM.choice(candidates) if len(candidates) > 64 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = s.getsockname()[1]
+        if port not in ports:
+            ports.append(port)
     return ports
+
+
+def start_retrying_busy(start, seconds=10):
+    """start() (which makes a Process on a fixed port), again while it fails because the port is busy,
+    for up to `seconds`: a port just let go can still be held for a moment (a connection being torn
+    down, another test's server between its check and its bind)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return start()
+        except RuntimeError as e:
+            if "Address already in use" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 # --- clusters ---
@@ -551,7 +588,11 @@ class Cluster:
         """Node `node_id` on `port` (default: one chosen at run time), its data in dir/node_id: so a
         node started again with its old port comes back with its data."""
         data_dir = os.path.join(self.dir, node_id) if self.engine == "rocksdb" else None
-        self.nodes[node_id] = self.h.node(node_id, data_dir, self.engine, port or 0)
+        if port:
+            start = lambda: self.h.node(node_id, data_dir, self.engine, port)  # noqa: E731
+        else:  # below the ephemeral range, so that a restart on this port finds it free
+            start = lambda: self.h.node(node_id, data_dir, self.engine, free_ports(1)[0])  # noqa: E731
+        self.nodes[node_id] = start_retrying_busy(start)
         return self.nodes[node_id]
 
     def write_ring(self, members=None, name="ring.yaml"):
@@ -572,7 +613,8 @@ class Cluster:
                     dst.write("proxy:\n" + "".join(f"  {k}: {v}\n" for k, v in settings.items()))
             ring = path
         args = dict(ring=ring, checks=checks, extra=tuple(extra))
-        self.proxies.append(self.h.proxy(**args))
+        # Its listener below the ephemeral range, so that restart_proxy(same_port=True) finds it free.
+        self.proxies.append(start_retrying_busy(lambda: self.h.proxy(listen=f"127.0.0.1:{free_ports(1)[0]}", **args)))
         self._proxy_args.append(args)
         return self.proxies[-1]
 
@@ -586,7 +628,7 @@ class Cluster:
         old = self.proxies[i]
         old.terminate()
         listen = f"127.0.0.1:{old.port}" if same_port else "127.0.0.1:0"
-        self.proxies[i] = self.h.proxy(listen=listen, **self._proxy_args[i])
+        self.proxies[i] = start_retrying_busy(lambda: self.h.proxy(listen=listen, **self._proxy_args[i]))
         return self.proxies[i]
 
     def admin_args(self):

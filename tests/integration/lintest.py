@@ -34,7 +34,8 @@ import sys
 import threading
 import time
 
-from kvtest import (Cluster, RING_REBALANCE, SOURCE, admin, free_ports, migration, owners, proxy_stats, q, wait_until)
+from kvtest import (Cluster, RING_REBALANCE, SOURCE, admin, free_ports, migration, owners, proxy_stats, q,
+                    start_retrying_busy, wait_until)
 
 sys.path.insert(0, os.path.join(SOURCE, "tools"))
 import histcheck  # noqa: E402
@@ -80,7 +81,7 @@ class LinCluster:
                             admin=f"127.0.0.1:{self.admin_ports[i]}", checks=Cluster.CHECKS, extra=tuple(extra))
 
     def restart_proxy(self, i):
-        self.proxies[i] = self._start_proxy(i)
+        self.proxies[i] = start_retrying_busy(lambda: self._start_proxy(i))
 
     def restart_node(self, node_id):
         port = self.cluster.nodes[node_id].port
