@@ -14,7 +14,7 @@ namespace {
 kv::RingConfig make_config(int n) {
   kv::RingConfig c;
   for (int i = 1; i <= n; ++i)
-    c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", static_cast<std::uint16_t>(9000 + i)}, 1});
+    c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", static_cast<std::uint16_t>(9000 + i)}, 1, {}});
   return c;
 }
 

@@ -17,7 +17,7 @@ kv::RingConfig make_config(int n, std::uint32_t vnodes) {
   kv::RingConfig c;
   c.vnodes = vnodes;
   for (int i = 1; i <= n; ++i)
-    c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", static_cast<std::uint16_t>(9000 + i)}, 1});
+    c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", static_cast<std::uint16_t>(9000 + i)}, 1, {}});
   return c;
 }
 

@@ -95,6 +95,21 @@ void only_fields(const YAML::Node& map, std::string_view source, const std::stri
   }
 }
 
+// Node ids and zone names: letters, digits, '-', '_' and '.'.
+bool name_chars_ok(std::string_view name) {
+  for (char ch : name) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                    ch == '_' || ch == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string replicas_over_nodes(std::uint32_t replicas, std::size_t nodes) {
+  return std::to_string(replicas) + " replicas need at least " + std::to_string(replicas) + " nodes; the ring has " +
+         std::to_string(nodes);
+}
+
 HostPort host_port_field(const YAML::Node& n, std::string_view source, const std::string& field, bool allow_zero) {
   const std::string s = scalar(n, source, field);
   auto hp = parse_host_port(s, allow_zero);
@@ -151,11 +166,10 @@ void validate_ring_config(const RingConfig& c, std::string_view source) {
     const std::string at = "nodes[" + std::to_string(i) + "]";
     if (n.id.empty()) fail(source, at + ".id", "must not be empty");
     if (n.id.size() > kMaxIdLength) fail(source, at + ".id", "longer than " + std::to_string(kMaxIdLength) + " bytes");
-    for (char ch : n.id) {
-      const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                      ch == '-' || ch == '_' || ch == '.';
-      if (!ok) fail(source, at + ".id", "'" + n.id + "' may contain only letters, digits, '-', '_' and '.'");
-    }
+    if (!name_chars_ok(n.id)) fail(source, at + ".id", "'" + n.id + "' may contain only letters, digits, '-', '_' and '.'");
+    if (n.zone.size() > kMaxIdLength) fail(source, at + ".zone", "longer than " + std::to_string(kMaxIdLength) + " bytes");
+    if (!name_chars_ok(n.zone))
+      fail(source, at + ".zone", "'" + n.zone + "' may contain only letters, digits, '-', '_' and '.'");
     if (n.weight < 1 || n.weight > kMaxWeight)
       fail(source, at + ".weight", "must be between 1 and " + std::to_string(kMaxWeight));
     if (auto [it, fresh] = ids.emplace(n.id, i); !fresh)
@@ -165,6 +179,9 @@ void validate_ring_config(const RingConfig& c, std::string_view source) {
       fail(source, at + ".address", "duplicate address " + addr + " (also nodes[" + std::to_string(it->second) + "])");
     points += std::uint64_t{n.weight} * c.vnodes;
   }
+  if (c.replicas < 1 || c.replicas > kMaxReplicas)
+    fail(source, "replicas", "must be between 1 and " + std::to_string(kMaxReplicas));
+  if (c.replicas > c.nodes.size()) fail(source, "replicas", replicas_over_nodes(c.replicas, c.nodes.size()));
   if (points > kMaxRingPoints)
     fail(source, "vnodes", "vnodes x total weight is " + std::to_string(points) + " ring points, more than the limit of " +
                                std::to_string(kMaxRingPoints) + "; lower vnodes");
@@ -179,10 +196,11 @@ RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source
          e.msg.empty() ? "invalid YAML" : e.msg);
   }
   if (!root.IsMap()) fail(source, "(top level)", "expected a mapping with 'nodes', got " + kind_of(root));
-  only_fields(root, source, "", {"vnodes", "nodes", "proxy"});
+  only_fields(root, source, "", {"vnodes", "replicas", "nodes", "proxy"});
 
   RingConfig c;
   if (root["vnodes"]) c.vnodes = bounded_uint(root["vnodes"], source, "vnodes", 1, kMaxVnodes);
+  if (root["replicas"]) c.replicas = bounded_uint(root["replicas"], source, "replicas", 1, kMaxReplicas);
 
   const YAML::Node nodes = root["nodes"];
   if (!nodes) fail(source, "nodes", "missing (a list of {id, address, weight})");
@@ -191,15 +209,24 @@ RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source
     const std::string at = "nodes[" + std::to_string(i) + "]";
     const YAML::Node n = nodes[i];
     if (!n.IsMap()) fail(source, at, "expected a mapping with id and address, got " + kind_of(n));
-    only_fields(n, source, at + ".", {"id", "address", "weight"});
+    only_fields(n, source, at + ".", {"id", "address", "weight", "zone"});
     NodeConfig nc;
     if (!n["id"]) fail(source, at + ".id", "missing");
     nc.id = scalar(n["id"], source, at + ".id");
     if (!n["address"]) fail(source, at + ".address", "missing");
     nc.address = host_port_field(n["address"], source, at + ".address", false);
     if (n["weight"]) nc.weight = bounded_uint(n["weight"], source, at + ".weight", 1, kMaxWeight);
+    if (n["zone"]) {
+      nc.zone = scalar(n["zone"], source, at + ".zone");
+      if (nc.zone.empty()) fail(source, at + ".zone", "must not be empty (leave the field out for no zone)");
+    }
     c.nodes.push_back(std::move(nc));
   }
+  // Said here, with the line, before the other checks: a ring of fewer nodes than replicas is the
+  // usual slip when a node is removed from a replicated ring.
+  if (root["replicas"] && !c.nodes.empty() && c.replicas > c.nodes.size())
+    fail(source, "replicas",
+         replicas_over_nodes(c.replicas, c.nodes.size()) + " (line " + std::to_string(root["replicas"].Mark().line + 1) + ")");
 
   if (const YAML::Node p = root["proxy"]) {
     if (!p.IsMap()) fail(source, "proxy", "expected a mapping, got " + kind_of(p));
@@ -249,11 +276,11 @@ std::string with_membership(std::string_view file_yaml, std::string_view members
   }
   if (!file.IsMap() || !membership.IsMap()) throw ConfigError(std::string(source) + ": expected a mapping at the top");
   YAML::Node out(YAML::NodeType::Map);
-  for (const char* key : {"vnodes", "nodes"})
+  for (const char* key : {"vnodes", "replicas", "nodes"})
     if (membership[key]) out[key] = membership[key];
   for (const auto& kv : file) {
     const auto key = kv.first.as<std::string>();
-    if (key != "vnodes" && key != "nodes") out[key] = kv.second;
+    if (key != "vnodes" && key != "replicas" && key != "nodes") out[key] = kv.second;
   }
   YAML::Emitter emitter;
   emitter << out;

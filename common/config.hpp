@@ -30,6 +30,7 @@ struct NodeConfig {
   std::string id;       // stable identity, hashed onto the ring
   HostPort address;
   std::uint32_t weight = 1;
+  std::string zone;     // optional failure domain; empty: a zone of its own (see Ring::replicas_of_hash)
 };
 
 // The proxy: section. Every field is optional; kvproxy's flags override the file. Times in ms.
@@ -55,10 +56,12 @@ inline constexpr std::uint32_t kMaxVnodes = 1u << 20;
 inline constexpr std::uint32_t kMaxWeight = 256;
 inline constexpr std::size_t kMaxNodes = 4096;
 inline constexpr std::uint64_t kMaxRingPoints = 1ull << 24;  // 128 MiB of ring at most
-inline constexpr std::size_t kMaxIdLength = 64;
+inline constexpr std::size_t kMaxIdLength = 64;  // node ids and zone names
+inline constexpr std::uint32_t kMaxReplicas = 5;
 
 struct RingConfig {
   std::uint32_t vnodes = kDefaultVnodes;  // ring points per unit of weight
+  std::uint32_t replicas = 1;             // N: copies of each key, 1..kMaxReplicas, at most the node count
   std::vector<NodeConfig> nodes;          // in file order; the ring does not depend on it
   ProxySection proxy;
 };
@@ -68,7 +71,7 @@ RingConfig parse_ring_config(std::string_view yaml_text, std::string_view source
 // With `text`, the file's bytes are also kept there (for a caller that passes the ring on as given).
 RingConfig load_ring_config(const std::string& path, std::string* text = nullptr);
 
-// A ring file with its membership (vnodes, nodes) taken from `membership_yaml` and everything else
+// A ring file with its membership (vnodes, replicas, nodes) taken from `membership_yaml` and everything else
 // (the proxy: section) kept from `file_yaml`: what a proxy saves as its ring file after a rebalance,
 // so that each proxy keeps its own listen addresses and settings. Comments are not kept. Both texts
 // must parse; throws ConfigError otherwise.

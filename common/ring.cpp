@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <map>
 #include <numeric>
 
 #include "common/hash.hpp"
@@ -14,8 +15,21 @@ std::shared_ptr<const Ring> Ring::build(const RingConfig& config) {
 
   std::shared_ptr<Ring> r(new Ring());
   r->vnodes_ = config.vnodes;
-  for (const auto& n : config.nodes) r->nodes_.push_back(RingNode{n.id, n.address, n.weight});
+  r->replicas_ = config.replicas;
+  for (const auto& n : config.nodes) r->nodes_.push_back(RingNode{n.id, n.address, n.weight, n.zone, 0});
   std::sort(r->nodes_.begin(), r->nodes_.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  {
+    std::map<std::string, std::uint32_t> zones;  // indices follow the id order of each zone's first node
+    for (auto& n : r->nodes_) {
+      n.zone_index = r->zone_count_;
+      if (!n.zone.empty()) {
+        const auto [it, fresh] = zones.try_emplace(n.zone, r->zone_count_);
+        n.zone_index = it->second;
+        if (!fresh) continue;
+      }
+      ++r->zone_count_;
+    }
+  }
 
   struct Point {
     std::uint64_t hash;
@@ -70,7 +84,7 @@ std::shared_ptr<const Ring> Ring::build(const RingConfig& config) {
   return r;
 }
 
-std::uint32_t Ring::owner_of_hash(std::uint64_t h) const noexcept {
+std::size_t Ring::first_point_at_or_after(std::uint64_t h) const noexcept {
   const std::size_t b = h >> bucket_shift_;
   const auto first = points_.begin() + bucket_[b];
   const auto last = points_.begin() + bucket_[b + 1];
@@ -78,11 +92,46 @@ std::uint32_t Ring::owner_of_hash(std::uint64_t h) const noexcept {
   // Nothing at or after h in its bucket: the answer is the first point of a later bucket, which is
   // exactly `last` (all later points are greater than h); past the end wraps to point 0.
   std::size_t i = static_cast<std::size_t>(it - points_.begin());
-  if (i == points_.size()) i = 0;
-  return owners_[i];
+  return i == points_.size() ? 0 : i;
 }
 
+std::uint32_t Ring::owner_of_hash(std::uint64_t h) const noexcept { return owners_[first_point_at_or_after(h)]; }
+
 std::uint32_t Ring::owner_of_key(std::string_view key) const noexcept { return owner_of_hash(hash_key(key)); }
+
+ReplicaSet Ring::replicas_from_point(std::size_t start) const noexcept {
+  ReplicaSet set;
+  set.node[set.size++] = owners_[start];
+  if (replicas_ == 1) return set;
+  const std::size_t n = points_.size();
+  // Zones used so far: at most kMaxReplicas of them.
+  std::array<std::uint32_t, kMaxReplicas> used{};
+  std::uint32_t used_count = 0;
+  used[used_count++] = nodes_[owners_[start]].zone_index;
+  auto zone_used = [&](std::uint32_t z) {
+    for (std::uint32_t i = 0; i < used_count; ++i)
+      if (used[i] == z) return true;
+    return false;
+  };
+  // First walk: a node of an unused zone, while unused zones remain (a full circle meets every node).
+  for (std::size_t k = 1; k < n && set.size < replicas_ && used_count < zone_count_; ++k) {
+    const std::uint32_t node = owners_[(start + k) % n];
+    const std::uint32_t zone = nodes_[node].zone_index;
+    if (set.contains(node) || zone_used(zone)) continue;
+    set.node[set.size++] = node;
+    used[used_count++] = zone;
+  }
+  // Second walk, once every zone is used: the nodes not yet taken, in the order met.
+  for (std::size_t k = 1; k < n && set.size < replicas_; ++k) {
+    const std::uint32_t node = owners_[(start + k) % n];
+    if (!set.contains(node)) set.node[set.size++] = node;
+  }
+  return set;
+}
+
+ReplicaSet Ring::replicas_of_hash(std::uint64_t h) const noexcept { return replicas_from_point(first_point_at_or_after(h)); }
+
+ReplicaSet Ring::replicas_of_key(std::string_view key) const noexcept { return replicas_of_hash(hash_key(key)); }
 
 int Ring::find_node(std::string_view id) const noexcept {
   auto it = std::lower_bound(nodes_.begin(), nodes_.end(), id, [](const RingNode& n, std::string_view v) { return n.id < v; });
@@ -108,6 +157,25 @@ std::vector<uint128> Ring::ownership_exact() const {
 
 std::vector<double> Ring::ownership() const {
   const auto exact = ownership_exact();
+  std::vector<double> out(exact.size());
+  for (std::size_t i = 0; i < exact.size(); ++i) out[i] = static_cast<double>(exact[i]) / 18446744073709551616.0;
+  return out;
+}
+
+std::vector<uint128> Ring::holding_exact() const {
+  if (replicas_ == 1) return ownership_exact();
+  std::vector<uint128> held(nodes_.size(), 0);
+  const std::size_t n = points_.size();
+  // replicas_ >= 2 means at least two nodes, so no lone point owns the whole space.
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t length = points_[i] - points_[i == 0 ? n - 1 : i - 1];
+    for (std::uint32_t node : replicas_from_point(i)) held[node] += length;
+  }
+  return held;
+}
+
+std::vector<double> Ring::holding() const {
+  const auto exact = holding_exact();
   std::vector<double> out(exact.size());
   for (std::size_t i = 0; i < exact.size(); ++i) out[i] = static_cast<double>(exact[i]) / 18446744073709551616.0;
   return out;

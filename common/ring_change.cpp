@@ -51,7 +51,14 @@ std::string ring_fingerprint(const RingConfig& config) {
   for (const auto& n : config.nodes) nodes.push_back(&n);
   std::sort(nodes.begin(), nodes.end(), [](auto* a, auto* b) { return a->id < b->id; });
   std::string canon = "kvring ring v1\nvnodes " + std::to_string(config.vnodes) + "\n";
-  for (const auto* n : nodes) canon += n->id + " " + n->address.str() + " " + std::to_string(n->weight) + "\n";
+  // Replicas and zones change placement, so they count; said only when set, so that a ring without
+  // them keeps the fingerprint it had before they existed (saved migration states name it).
+  if (config.replicas != 1) canon += "replicas " + std::to_string(config.replicas) + "\n";
+  for (const auto* n : nodes) {
+    canon += n->id + " " + n->address.str() + " " + std::to_string(n->weight);
+    if (!n->zone.empty()) canon += " zone " + n->zone;
+    canon += "\n";
+  }
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
                 static_cast<unsigned long long>(XXH3_64bits_withSeed(canon.data(), canon.size(), 0)));
@@ -79,6 +86,32 @@ void check_change(const RingConfig& from, std::string_view from_source, const Ri
   }
 }
 
+std::vector<double> ideal_holding(const std::vector<std::uint32_t>& weights, std::uint32_t replicas) {
+  // Proportional to weight, N copies in all, no node above the whole space: nodes whose share would
+  // pass 1 hold everything, and the rest is shared again among the others (water-filling).
+  std::vector<double> out(weights.size(), 0);
+  std::vector<bool> full(weights.size(), false);
+  double left = replicas;
+  for (bool changed = true; changed;) {
+    changed = false;
+    double w = 0;
+    for (std::size_t i = 0; i < weights.size(); ++i)
+      if (!full[i]) w += weights[i];
+    for (std::size_t i = 0; i < weights.size(); ++i) {
+      if (full[i]) continue;
+      out[i] = w > 0 ? left * weights[i] / w : 0;
+      if (out[i] > 1.0) {
+        full[i] = true;
+        out[i] = 1.0;
+        left -= 1.0;
+        changed = true;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
 Plan make_plan(const RingConfig& from_config, const Ring& from, const RingConfig& to_config, const Ring& to) {
   Plan plan;
   plan.from_fingerprint = ring_fingerprint(from_config);
@@ -91,6 +124,10 @@ Plan make_plan(const RingConfig& from_config, const Ring& from, const RingConfig
   for (const auto& n : to.nodes()) w_after += n.weight;
   const auto own_before = from.ownership(), own_after = to.ownership();
   auto add = [&](const Ring& ring, const std::vector<double>& own, std::uint64_t total_weight, bool after) {
+    const auto held = ring.holding();
+    std::vector<std::uint32_t> weights;
+    for (const auto& n : ring.nodes()) weights.push_back(n.weight);
+    const auto ideal_held = ideal_holding(weights, ring.replicas());
     for (std::size_t i = 0; i < own.size(); ++i) {
       const auto& n = ring.node(static_cast<std::uint32_t>(i));
       auto& p = nodes[n.id];
@@ -99,10 +136,14 @@ Plan make_plan(const RingConfig& from_config, const Ring& from, const RingConfig
       (after ? p.weight_after : p.weight_before) = n.weight;
       (after ? p.after : p.before) = own[i];
       (after ? p.ideal_after : p.ideal_before) = static_cast<double>(n.weight) / static_cast<double>(total_weight);
+      (after ? p.held_after : p.held_before) = held[i];
+      (after ? p.ideal_held_after : p.ideal_held_before) = ideal_held[i];
     }
   };
   add(from, own_before, w_before, false);
   add(to, own_after, w_after, true);
+  plan.replicas_before = from.replicas();
+  plan.replicas_after = to.replicas();
 
   // Exact sums per (from, to), in units of hashes.
   std::map<std::pair<std::string, std::string>, std::pair<uint128, std::size_t>> flows;

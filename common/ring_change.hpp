@@ -33,8 +33,9 @@ struct Move {
 // (from, to) merged. Exact: a linear merge of both rings' points.
 std::vector<Move> moved_ranges(const Ring& from, const Ring& to);
 
-// A ring's identity for agreement checks between processes: 16 hex digits over vnodes and the
-// sorted (id, address, weight) of every node. The proxy: section does not count.
+// A ring's identity for agreement checks between processes: 16 hex digits over vnodes, replicas and
+// the sorted (id, address, weight, zone) of every node. The proxy: section does not count. A ring
+// with replicas 1 and no zones has the fingerprint it had before those fields existed.
 std::string ring_fingerprint(const RingConfig& config);
 
 // Refuses changes that a rebalance must not make, with an exact "file: field: reason" message:
@@ -50,6 +51,10 @@ struct PlanNode {
   std::uint32_t weight_before = 0, weight_after = 0;  // 0: not in that ring
   double before = 0, after = 0;                       // exact ownership
   double ideal_before = 0, ideal_after = 0;           // weight / total weight
+  // With replication: the share of the hash space the node holds a copy of (equal to the ownership
+  // above with replicas 1), and the ideal: proportional to weight, replicas in all, at most 1 each.
+  double held_before = 0, held_after = 0;
+  double ideal_held_before = 0, ideal_held_after = 0;
 };
 
 struct PlanFlow {
@@ -66,7 +71,13 @@ struct Plan {
   double moved = 0;        // total share changing owner
   double ideal_moved = 0;  // half the L1 distance between the ideal shares before and after
   std::string from_fingerprint, to_fingerprint;
+  std::uint32_t replicas_before = 1, replicas_after = 1;
 };
+
+// The ideal shares of the hash space that nodes of these weights hold copies of with `replicas`
+// copies per key: proportional to weight, none above 1 (what a node above 1 would hold is shared out
+// among the others). Sums to replicas when replicas <= weights.size().
+std::vector<double> ideal_holding(const std::vector<std::uint32_t>& weights, std::uint32_t replicas);
 
 Plan make_plan(const RingConfig& from_config, const Ring& from, const RingConfig& to_config, const Ring& to);
 

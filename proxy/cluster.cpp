@@ -114,8 +114,21 @@ std::vector<NodeView> node_views(const Topology& t) {
   return out;
 }
 
+namespace {
+
+// Until kvproxy coordinates quorums, a replicated ring would be served as if it had one copy per key:
+// refused instead, with the file and field.
+void refuse_replicas(const RingConfig& config, std::string_view source) {
+  if (config.replicas == 1) return;
+  throw ConfigError(std::string(source) + ": replicas: " + std::to_string(config.replicas) +
+                    " is not served by this kvproxy yet (it sends each key to one node, without quorums); use replicas: 1");
+}
+
+}  // namespace
+
 std::shared_ptr<Topology> Cluster::prepare(RingConfig config, std::string_view source) const {
   validate_ring_config(config, source);
+  refuse_replicas(config, source);
   auto t = std::make_shared<Topology>();
   t->ring = Ring::build(config);
   t->backends = backends_for(*t->ring, config, source);
@@ -128,6 +141,7 @@ std::shared_ptr<Topology> Cluster::prepare(RingConfig config, std::string_view s
 std::shared_ptr<Migration> Cluster::prepare_migration(RingConfig config, std::string yaml, Phase phase,
                                                     std::string_view source) const {
   validate_ring_config(config, source);
+  refuse_replicas(config, source);
   auto m = std::make_shared<Migration>();
   m->change = {phase, topology()->fingerprint, ring_fingerprint(config), std::move(yaml)};
   m->ring = Ring::build(config);

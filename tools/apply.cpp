@@ -61,6 +61,13 @@ class Apply {
     // NEW's text goes to the proxies as given, so it is read once with the config.
     RingConfig from_cfg = load_ring_config(opt_.from_path), to_cfg = load_ring_config(opt_.to_path, &to_yaml_);
     check_change(from_cfg, opt_.from_path, to_cfg, opt_.to_path);
+    auto one_copy = [](const RingConfig& cfg, const std::string& path) {
+      if (cfg.replicas != 1)
+        throw ConfigError(path + ": replicas: " + std::to_string(cfg.replicas) +
+                          " is not moved by this ring-rebalance yet (it moves one owner per key); `plan` shows the change");
+    };
+    one_copy(from_cfg, opt_.from_path);
+    one_copy(to_cfg, opt_.to_path);
     const auto from_ring = Ring::build(from_cfg), to_ring = Ring::build(to_cfg);
     to_nodes_ = to_cfg.nodes;
     plan_ = make_plan(from_cfg, *from_ring, to_cfg, *to_ring);

@@ -28,19 +28,44 @@ std::shared_ptr<const Ring> load(const std::string& path) { return Ring::build(l
 int print_shares(const std::string& path) {
   const auto ring = load(path);
   const auto own = ring->ownership();
-  double mx = 0;
-  std::printf("%-20s %-24s %6s %8s %10s %10s\n", "node", "address", "weight", "points", "ownership", "vs ideal");
   std::uint64_t total_weight = 0;
-  for (const auto& n : ring->nodes()) total_weight += n.weight;
+  std::vector<std::uint32_t> weights;
+  for (const auto& n : ring->nodes()) {
+    total_weight += n.weight;
+    weights.push_back(n.weight);
+  }
+  double mx = 0;
+  if (ring->replicas() == 1) {
+    std::printf("%-20s %-24s %6s %8s %10s %10s\n", "node", "address", "weight", "points", "ownership", "vs ideal");
+    for (std::size_t i = 0; i < own.size(); ++i) {
+      const auto& n = ring->node(static_cast<std::uint32_t>(i));
+      const double ideal = static_cast<double>(n.weight) / static_cast<double>(total_weight);
+      std::printf("%-20s %-24s %6u %8llu %9.3f%% %9.4fx\n", n.id.c_str(), n.address.str().c_str(), n.weight,
+                  static_cast<unsigned long long>(std::uint64_t{n.weight} * ring->vnodes()), own[i] * 100.0, own[i] / ideal);
+      mx = std::max(mx, own[i] / ideal);
+    }
+    std::printf("%zu nodes, %zu ring points (vnodes %u), worst node %.4fx its ideal share\n", own.size(),
+                ring->point_count(), ring->vnodes(), mx);
+    return 0;
+  }
+  // Replicated: "first" is the share of keys whose replica set starts at the node (the owner with
+  // replicas 1), "holds" the share of keys it keeps a copy of, against the ideal for its weight.
+  const auto held = ring->holding();
+  const auto ideal = ideal_holding(weights, ring->replicas());
+  std::printf("%-20s %-24s %-10s %6s %8s %10s %10s %10s\n", "node", "address", "zone", "weight", "points", "first",
+              "holds", "vs ideal");
   for (std::size_t i = 0; i < own.size(); ++i) {
     const auto& n = ring->node(static_cast<std::uint32_t>(i));
-    const double ideal = static_cast<double>(n.weight) / static_cast<double>(total_weight);
-    std::printf("%-20s %-24s %6u %8llu %9.3f%% %9.4fx\n", n.id.c_str(), n.address.str().c_str(), n.weight,
-                static_cast<unsigned long long>(std::uint64_t{n.weight} * ring->vnodes()), own[i] * 100.0, own[i] / ideal);
-    mx = std::max(mx, own[i] / ideal);
+    std::printf("%-20s %-24s %-10s %6u %8llu %9.3f%% %9.3f%% %9.4fx\n", n.id.c_str(), n.address.str().c_str(),
+                n.zone.empty() ? "-" : n.zone.c_str(), n.weight,
+                static_cast<unsigned long long>(std::uint64_t{n.weight} * ring->vnodes()), own[i] * 100.0, held[i] * 100.0,
+                held[i] / ideal[i]);
+    mx = std::max(mx, held[i] / ideal[i]);
   }
-  std::printf("%zu nodes, %zu ring points (vnodes %u), worst node %.4fx its ideal share\n", own.size(),
-              ring->point_count(), ring->vnodes(), mx);
+  std::printf("%zu nodes in %u zones, replicas %u, %zu ring points (vnodes %u), worst node %.4fx its ideal share\n",
+              own.size(), ring->zone_count(), ring->replicas(), ring->point_count(), ring->vnodes(), mx);
+  if (ring->zone_count() < own.size())
+    std::printf("the ideal is by weight alone: zones make shares uneven on purpose (one copy per zone first)\n");
   return 0;
 }
 
@@ -48,8 +73,15 @@ int print_owners(const std::string& path, const std::vector<std::string>& keys) 
   const auto ring = load(path);
   for (const auto& k : keys) {
     const auto h = hash_key(k);
-    const auto& n = ring->node(ring->owner_of_hash(h));
-    std::printf("%s\t%s\t%s\t%016llx\n", k.c_str(), n.id.c_str(), n.address.str().c_str(), static_cast<unsigned long long>(h));
+    const auto set = ring->replicas_of_hash(h);
+    const auto& n = ring->node(set.node[0]);
+    std::printf("%s\t%s\t%s\t%016llx", k.c_str(), n.id.c_str(), n.address.str().c_str(), static_cast<unsigned long long>(h));
+    if (ring->replicas() > 1) {  // a fifth column: the replica set, in placement order
+      std::string ids;
+      for (auto r : set) ids.append(ids.empty() ? "" : ",").append(ring->node(r).id);
+      std::printf("\t%s", ids.c_str());
+    }
+    std::printf("\n");
   }
   return 0;
 }
@@ -73,8 +105,14 @@ int print_plan(const std::string& from_path, const std::string& to_path, bool as
                                    {"before", n.before},
                                    {"after", n.after},
                                    {"ideal_before", n.ideal_before},
-                                   {"ideal_after", n.ideal_after}});
+                                   {"ideal_after", n.ideal_after},
+                                   {"held_before", n.held_before},
+                                   {"held_after", n.held_after},
+                                   {"ideal_held_before", n.ideal_held_before},
+                                   {"ideal_held_after", n.ideal_held_after}});
     o["nodes"] = std::move(nodes);
+    o["replicas_before"] = p.replicas_before;
+    o["replicas_after"] = p.replicas_after;
     json::array flows;
     for (const auto& f : p.flows)
       flows.push_back(json::object{{"from", f.from}, {"to", f.to}, {"share", f.share}, {"ideal", f.ideal}, {"ranges", f.ranges}});
@@ -102,6 +140,19 @@ int print_plan(const std::string& from_path, const std::string& to_path, bool as
     std::printf("%-16s %-22s %4s -> %-3s %8.3f%% -> %7.3f%% %8.3f%% -> %7.3f%%\n", n.id.c_str(), n.address.c_str(),
                 weight(n.weight_before).c_str(), weight(n.weight_after).c_str(), n.before * 100, n.after * 100,
                 n.ideal_before * 100, n.ideal_after * 100);
+  if (p.replicas_before > 1 || p.replicas_after > 1) {
+    // With replication each node holds copies of more than the keys it owns first.
+    std::printf("\nwith replication (replicas %u -> %u): the share of the key space each node holds a copy of\n",
+                p.replicas_before, p.replicas_after);
+    std::printf("%-16s %21s %21s %21s\n", "node", "holds", "ideal", "vs ideal");
+    for (const auto& n : p.nodes) {
+      auto ratio = [](double held, double ideal) { return ideal > 0 ? held / ideal : 0.0; };
+      std::printf("%-16s %8.3f%% -> %7.3f%% %8.3f%% -> %7.3f%% %8.4fx -> %7.4fx\n", n.id.c_str(), n.held_before * 100,
+                  n.held_after * 100, n.ideal_held_before * 100, n.ideal_held_after * 100,
+                  ratio(n.held_before, n.ideal_held_before), ratio(n.held_after, n.ideal_held_after));
+    }
+    std::printf("\nthe moves below are of each key's first replica; `apply` does not move replica sets yet\n");
+  }
   if (p.flows.empty()) {
     std::printf("\nnothing moves\n");
     return 0;

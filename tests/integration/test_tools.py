@@ -5,7 +5,7 @@ import socket
 import subprocess
 import unittest
 
-from kvtest import SOURCE, free_ports, harness, ring_rebalance, wait_until
+from kvtest import SOURCE, free_ports, harness, plan, ring_rebalance, run_kvproxy, wait_until
 
 SHIPPED_RING = os.path.join(SOURCE, "configs", "ring.yaml")
 
@@ -58,6 +58,71 @@ class RingRebalanceTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertEqual(r.stderr.splitlines()[0], "ring-rebalance: A subcommand is required")
         self.assertEqual(run("owner", "--ring", SHIPPED_RING).returncode, 2)  # no keys
+
+
+REPLICATED = ("replicas: 3\nvnodes: 4096\nnodes:\n"
+              "  - {id: n1, address: 127.0.0.1:8081, zone: a}\n"
+              "  - {id: n2, address: 127.0.0.1:8082, zone: a}\n"
+              "  - {id: n3, address: 127.0.0.1:8083, zone: b}\n"
+              "  - {id: n4, address: 127.0.0.1:8084, zone: c}\n")
+
+
+class ReplicatedRingTest(unittest.TestCase):
+    """replicas: and zone: in ring.yaml, as the tools show them; the parts not built yet refuse them."""
+
+    def test_owner_prints_the_replica_set(self):
+        ring = harness(self).write("ring.yaml", REPLICATED)
+        keys = [f"key{i}" for i in range(200)]
+        r = run("owner", "--ring", ring, *keys)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        zones = {"n1": "a", "n2": "a", "n3": "b", "n4": "c"}
+        for line in r.stdout.splitlines():
+            key, first, _, _, replicas = line.split("\t")
+            ids = replicas.split(",")
+            self.assertEqual(ids[0], first, line)
+            self.assertEqual(len(set(ids)), 3, line)
+            self.assertEqual({zones[i] for i in ids}, {"a", "b", "c"}, line)  # three zones, one copy each
+        # replicas: 1 keeps the four columns of before.
+        one = harness(self).write("one.yaml", REPLICATED.replace("replicas: 3", "replicas: 1"))
+        self.assertEqual(len(run("owner", "--ring", one, "k").stdout.strip().split("\t")), 4)
+
+    def test_show_and_plan_give_each_nodes_share_of_copies(self):
+        h = harness(self)
+        ring = h.write("ring.yaml", REPLICATED)
+        r = run("show", "--ring", ring)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("4 nodes in 3 zones, replicas 3", r.stdout)
+        rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:5]}
+        holds = {n: float(row[6].rstrip("%")) for n, row in rows.items()}
+        self.assertAlmostEqual(sum(holds.values()), 300.0, places=1)
+        # Zones a (two nodes), b and c: every key has a copy in b and in c, and one in a.
+        self.assertAlmostEqual(holds["n3"], 100.0, places=2)
+        self.assertAlmostEqual(holds["n4"], 100.0, places=2)
+        self.assertLess(abs(holds["n1"] - 50.0), 2.0)
+        one = h.write("one.yaml", REPLICATED.replace("replicas: 3", "replicas: 1"))
+        p = plan(one, ring)
+        self.assertEqual((p["replicas_before"], p["replicas_after"]), (1, 3))
+        self.assertAlmostEqual(sum(n["held_after"] for n in p["nodes"]), 3.0, places=6)
+        self.assertAlmostEqual(sum(n["held_before"] for n in p["nodes"]), 1.0, places=6)
+        text = run("plan", "--from", one, "--to", ring).stdout
+        self.assertIn("with replication (replicas 1 -> 3)", text)
+
+    def test_errors_and_what_is_not_built_yet(self):
+        h = harness(self)
+        two = h.write("two.yaml", "replicas: 3\nnodes:\n  - {id: n1, address: 127.0.0.1:8081}\n"
+                                  "  - {id: n2, address: 127.0.0.1:8082}\n")
+        r = run("show", "--ring", two)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.strip(),
+                         f"ring-rebalance: {two}: replicas: 3 replicas need at least 3 nodes; the ring has 2 (line 1)")
+        ring = h.write("ring.yaml", REPLICATED)
+        one = h.write("one.yaml", REPLICATED.replace("replicas: 3", "replicas: 1"))
+        r = ring_rebalance("apply", "--from", one, "--to", ring, "--proxy-admin", "127.0.0.1:1", timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"{ring}: replicas: 3 is not moved by this ring-rebalance yet", r.stderr)
+        r = run_kvproxy("--ring", ring, "--check")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"kvproxy: {ring}: replicas: 3 is not served by this kvproxy yet", r.stderr)
 
 
 class DemoTest(unittest.TestCase):

@@ -70,9 +70,9 @@ TEST_CASE("every refusal names the file, the field and the reason", "[config]") 
   CHECK(error_of("nodes: n1\n") == "ring.yaml: nodes: expected a list, got a scalar");
   CHECK(error_of("- a\n- b\n") == "ring.yaml: (top level): expected a mapping with 'nodes', got a list");
   CHECK(error_of("") == "ring.yaml: (top level): expected a mapping with 'nodes', got empty");
-  CHECK(error_of(kTwo + "colour: blue\n") == "ring.yaml: colour: unknown field (expected one of: vnodes, nodes, proxy)");
+  CHECK(error_of(kTwo + "colour: blue\n") == "ring.yaml: colour: unknown field (expected one of: vnodes, replicas, nodes, proxy)");
   CHECK(error_of("nodes:\n  - id: n1\n    address: 127.0.0.1:8081\n    port: 3\n") ==
-        "ring.yaml: nodes[0].port: unknown field (expected one of: id, address, weight)");
+        "ring.yaml: nodes[0].port: unknown field (expected one of: id, address, weight, zone)");
   CHECK(error_of("nodes:\n  - address: 127.0.0.1:8081\n") == "ring.yaml: nodes[0].id: missing");
   CHECK(error_of("nodes:\n  - id: n1\n") == "ring.yaml: nodes[0].address: missing");
   CHECK(error_of("nodes:\n  - n1\n") == "ring.yaml: nodes[0]: expected a mapping with id and address, got a scalar");
@@ -114,6 +114,34 @@ TEST_CASE("numbers: vnodes, weight and the total ring size", "[config]") {
         "ring.yaml: nodes[0].weight: must be between 1 and 256, got 257");
   CHECK(error_of("vnodes: 1048576\nnodes:\n  - id: n1\n    address: 127.0.0.1:1\n    weight: 17\n") ==
         "ring.yaml: vnodes: vnodes x total weight is 17825792 ring points, more than the limit of 16777216; lower vnodes");
+}
+
+TEST_CASE("replicas and zones", "[config][replicas]") {
+  const auto c = parse_ring_config("replicas: 2\nnodes:\n  - id: n1\n    address: 127.0.0.1:8081\n    zone: a\n"
+                                   "  - id: n2\n    address: 127.0.0.1:8082\n",
+                                   "ring.yaml");
+  CHECK(c.replicas == 2);
+  CHECK(c.nodes[0].zone == "a");
+  CHECK(c.nodes[1].zone.empty());
+  CHECK(parse_ring_config(kTwo, "ring.yaml").replicas == 1);  // the default: one owner per key
+
+  CHECK(error_of("replicas: 0\n" + kTwo) == "ring.yaml: replicas: must be between 1 and 5, got 0");
+  CHECK(error_of("replicas: 6\n" + kTwo) == "ring.yaml: replicas: must be between 1 and 5, got 6");
+  CHECK(error_of("replicas: three\n" + kTwo) == "ring.yaml: replicas: expected a whole number, got 'three'");
+  // More replicas than nodes: with the line, wherever the field is.
+  CHECK(error_of("replicas: 3\n" + kTwo) == "ring.yaml: replicas: 3 replicas need at least 3 nodes; the ring has 2 (line 1)");
+  CHECK(error_of("vnodes: 8\n\n" + kTwo + "replicas: 3\n") ==
+        "ring.yaml: replicas: 3 replicas need at least 3 nodes; the ring has 2 (line 8)");
+  kv::RingConfig built = parse_ring_config(kTwo, "ring.yaml");
+  built.replicas = 3;  // a config made in code is checked too, without a line to name
+  CHECK_THROWS_WITH(kv::validate_ring_config(built, "ring"), "ring: replicas: 3 replicas need at least 3 nodes; the ring has 2");
+
+  const std::string one = "nodes:\n  - id: n1\n    address: 127.0.0.1:1\n";
+  CHECK(error_of(one + "    zone: ''\n") == "ring.yaml: nodes[0].zone: must not be empty (leave the field out for no zone)");
+  CHECK(error_of(one + "    zone: eu west\n") ==
+        "ring.yaml: nodes[0].zone: 'eu west' may contain only letters, digits, '-', '_' and '.'");
+  CHECK(error_of(one + "    zone: " + std::string(65, 'z') + "\n") == "ring.yaml: nodes[0].zone: longer than 64 bytes");
+  CHECK(error_of(one + "    zone: [a]\n") == "ring.yaml: nodes[0].zone: expected a value, got a list");
 }
 
 TEST_CASE("a full proxy section parses", "[config]") {
@@ -178,6 +206,12 @@ TEST_CASE("with_membership takes vnodes and nodes from one file and the rest fro
   CHECK(merged.proxy.listen->port == 9000);  // this proxy's own settings
   CHECK(merged.proxy.connect_ms == 50u);
   CHECK_THROWS_AS(kv::with_membership("nodes: [", membership, "r.yaml"), kv::ConfigError);
+
+  // replicas and zones are membership: they decide where keys live.
+  const auto replicated = kv::parse_ring_config(
+      kv::with_membership(file, "replicas: 2\n" + membership, "r.yaml"), "r.yaml");
+  CHECK(replicated.replicas == 2);
+  CHECK(kv::parse_ring_config(kv::with_membership("replicas: 2\n" + membership, membership, "r.yaml"), "r.yaml").replicas == 1);
 }
 
 TEST_CASE("a field given twice is refused, at any level (found by fuzz_config)", "[config]") {

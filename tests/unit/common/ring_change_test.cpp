@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <xxhash.h>
+
+#include <cstdio>
 #include <limits>
 #include <random>
 
@@ -17,7 +20,7 @@ RingConfig nodes(std::initializer_list<std::pair<const char*, std::uint32_t>> li
   RingConfig c;
   c.vnodes = vnodes;
   std::uint16_t port = 8081;
-  for (const auto& [id, w] : list) c.nodes.push_back({id, {"127.0.0.1", port++}, w});
+  for (const auto& [id, w] : list) c.nodes.push_back({id, {"127.0.0.1", port++}, w, {}});
   return c;
 }
 
@@ -114,6 +117,58 @@ TEST_CASE("ring_fingerprint ignores list order and the proxy section, not member
   CHECK(kv::ring_fingerprint(a) != kv::ring_fingerprint(d));
 }
 
+TEST_CASE("ring_fingerprint: replicas and zones count, and a ring without them keeps its old fingerprint", "[ring_change][replicas]") {
+  auto a = nodes({{"n1", 1}, {"n2", 1}});
+  // The canonical text of before replicas existed: migration states saved by proxies name it.
+  const std::string canon = "kvring ring v1\nvnodes 256\nn1 127.0.0.1:8081 1\nn2 127.0.0.1:8082 1\n";
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH3_64bits_withSeed(canon.data(), canon.size(), 0)));
+  CHECK(kv::ring_fingerprint(a) == hex);
+  auto b = a;
+  b.replicas = 2;
+  CHECK(kv::ring_fingerprint(a) != kv::ring_fingerprint(b));
+  auto c = a;
+  c.nodes[0].zone = "a";
+  CHECK(kv::ring_fingerprint(a) != kv::ring_fingerprint(c));
+}
+
+TEST_CASE("ideal_holding: proportional to weight, N in all, none above the whole space", "[ring_change][replicas]") {
+  using V = std::vector<double>;
+  CHECK(kv::ideal_holding({1, 1, 1}, 1) == V{1.0 / 3, 1.0 / 3, 1.0 / 3});
+  const auto three = kv::ideal_holding({1, 1, 1, 1}, 3);
+  for (double x : three) CHECK(x == Approx(0.75));
+  // Weight 4 of 6 would hold 3 * 4/6 = 2 copies: it holds everything once, the rest share 2.
+  const auto heavy = kv::ideal_holding({4, 1, 1}, 3);
+  CHECK(heavy[0] == Approx(1.0));
+  CHECK(heavy[1] == Approx(1.0));
+  CHECK(heavy[2] == Approx(1.0));
+  const auto water = kv::ideal_holding({8, 1, 1, 2}, 2);
+  CHECK(water[0] == Approx(1.0));
+  CHECK(water[1] == Approx(0.25));
+  CHECK(water[2] == Approx(0.25));
+  CHECK(water[3] == Approx(0.5));
+}
+
+TEST_CASE("plan with replication: what each node holds, against the ideal", "[ring_change][replicas]") {
+  auto a = nodes({{"n1", 1}, {"n2", 1}, {"n3", 1}}, 2048);
+  auto b = nodes({{"n1", 1}, {"n2", 1}, {"n3", 1}, {"n4", 1}}, 2048);
+  a.replicas = 1;
+  b.replicas = 3;
+  const auto ra = kv::Ring::build(a), rb = kv::Ring::build(b);
+  const auto plan = kv::make_plan(a, *ra, b, *rb);
+  CHECK(plan.replicas_before == 1);
+  CHECK(plan.replicas_after == 3);
+  REQUIRE(plan.nodes.size() == 4);
+  double held_after = 0;
+  for (const auto& n : plan.nodes) {
+    held_after += n.held_after;
+    CHECK(n.ideal_held_after == Approx(0.75));
+    CHECK(n.held_after == Approx(0.75).epsilon(0.03));
+    if (n.id != "n4") CHECK(n.held_before == Approx(n.before));  // replicas 1: what it owns
+  }
+  CHECK(held_after == Approx(3.0));
+}
+
 TEST_CASE("check_change refuses what a rebalance cannot do, with exact messages", "[ring_change]") {
   const auto a = nodes({{"n1", 1}, {"n2", 1}});
   auto vn = a;
@@ -132,7 +187,7 @@ TEST_CASE("check_change refuses what a rebalance cannot do, with exact messages"
                     "new.yaml: nodes[1].id: address 127.0.0.1:8082 belongs to n2 in old.yaml; renaming a node is not a "
                     "rebalance (remove it and add a node at another address)");
   auto added = a;
-  added.nodes.push_back({"n3", {"127.0.0.1", 8083}, 2});
+  added.nodes.push_back({"n3", {"127.0.0.1", 8083}, 2, {}});
   CHECK_NOTHROW(kv::check_change(a, "old.yaml", added, "new.yaml"));
 }
 

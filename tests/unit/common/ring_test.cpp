@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <set>
 
 #include "common/hash.hpp"
 #include "common/ring.hpp"
@@ -19,7 +20,7 @@ RingConfig make_config(int n, std::uint32_t vnodes = kv::kDefaultVnodes) {
   RingConfig c;
   c.vnodes = vnodes;
   for (int i = 1; i <= n; ++i)
-    c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", static_cast<std::uint16_t>(8080 + i)}, 1});
+    c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", static_cast<std::uint16_t>(8080 + i)}, 1, {}});
   return c;
 }
 
@@ -92,6 +93,149 @@ TEST_CASE("golden ring: exact points, owners and lookups", "[ring][golden]") {
   CHECK(own[0] == n1);
   CHECK(own[1] == n2);
   CHECK(own[2] == kSpace - n1 - n2);
+}
+
+namespace {
+
+// The placement rule as the contract states it, computed another way than Ring does: one walk from
+// the key's point with a queue of the nodes passed over for their zone, taken first once every zone
+// is used (Cassandra's way of walking racks).
+std::vector<std::string> placement_by_queue(const Ring& r, std::uint64_t h, std::uint32_t n_replicas) {
+  std::size_t start = 0;
+  while (start < r.point_count() && r.point(start) < h) ++start;
+  if (start == r.point_count()) start = 0;
+  std::set<std::string> zones_all, zones_used;
+  for (const auto& node : r.nodes()) zones_all.insert(node.zone.empty() ? "\x01" + node.id : node.zone);
+  std::vector<std::string> chosen, skipped;
+  auto zone_of = [&](const std::string& id) {
+    const auto& node = r.node(static_cast<std::uint32_t>(r.find_node(id)));
+    return node.zone.empty() ? "\x01" + node.id : node.zone;
+  };
+  auto take = [&](const std::string& id) {
+    chosen.push_back(id);
+    zones_used.insert(zone_of(id));
+  };
+  for (std::size_t k = 0; k < r.point_count() && chosen.size() < n_replicas; ++k) {
+    const std::string id = r.node(r.point_owner((start + k) % r.point_count())).id;
+    if (std::find(chosen.begin(), chosen.end(), id) != chosen.end()) continue;
+    if (zones_used.size() == zones_all.size()) {  // every zone used: the queue first, in order met
+      while (!skipped.empty() && chosen.size() < n_replicas) {
+        take(skipped.front());
+        skipped.erase(skipped.begin());
+      }
+      if (chosen.size() < n_replicas && std::find(chosen.begin(), chosen.end(), id) == chosen.end()) take(id);
+    } else if (zones_used.count(zone_of(id))) {
+      if (std::find(skipped.begin(), skipped.end(), id) == skipped.end()) skipped.push_back(id);
+    } else {
+      take(id);
+    }
+  }
+  while (!skipped.empty() && chosen.size() < n_replicas) {
+    take(skipped.front());
+    skipped.erase(skipped.begin());
+  }
+  return chosen;
+}
+
+std::vector<std::string> ids(const Ring& r, const kv::ReplicaSet& set) {
+  std::vector<std::string> out;
+  for (auto n : set) out.push_back(r.node(n).id);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("golden replica sets: distinct nodes clockwise, zones first", "[ring][golden][replicas]") {
+  // The golden ring above: points n3 n3 n2 n3 n3 n2 n1 n1.
+  RingConfig c = make_config(3, 2);
+  c.nodes[2].weight = 2;
+  c.replicas = 2;
+  auto r = Ring::build(c);
+  using V = std::vector<std::string>;
+  CHECK(ids(*r, r->replicas_of_hash(0)) == V{"n3", "n2"});                       // point 0, then point 2
+  CHECK(ids(*r, r->replicas_of_hash(0xd05ac34daced9848ULL)) == V{"n2", "n1"});    // point 5
+  CHECK(ids(*r, r->replicas_of_hash(0xf292bf0c13ce1b38ULL)) == V{"n1", "n3"});    // point 6: skips n1's point 7
+  CHECK(ids(*r, r->replicas_of_hash(0xf2e80a24d6550028ULL + 1)) == V{"n3", "n2"});  // wraps
+  CHECK(ids(*r, r->replicas_of_key("hello")) == V{"n2", "n1"});
+  CHECK(r->replicas_of_hash(12345).size == 2);
+
+  // Zones: n1 and n2 in zone a, n3 in b. From point 5 (n2) the walk passes n1 (zone a is used while
+  // b is not) and takes n3; with 3 replicas, n1 comes after, once every zone is used.
+  c.nodes[0].zone = "a";
+  c.nodes[1].zone = "a";
+  c.nodes[2].zone = "b";
+  r = Ring::build(c);
+  CHECK(r->zone_count() == 2);
+  CHECK(ids(*r, r->replicas_of_hash(0xd05ac34daced9848ULL)) == V{"n2", "n3"});
+  CHECK(ids(*r, r->replicas_of_hash(0xf292bf0c13ce1b38ULL)) == V{"n1", "n3"});
+  c.replicas = 3;
+  r = Ring::build(c);
+  CHECK(ids(*r, r->replicas_of_hash(0xd05ac34daced9848ULL)) == V{"n2", "n3", "n1"});
+  CHECK(ids(*r, r->replicas_of_hash(0)) == V{"n3", "n2", "n1"});
+}
+
+TEST_CASE("replica sets follow the contract's rule, checked against a second implementation", "[ring][replicas]") {
+  std::mt19937_64 rng(11);
+  for (int shape = 0; shape < 12; ++shape) {
+    RingConfig c = make_config(3 + shape % 5, 64);
+    c.replicas = 1 + static_cast<std::uint32_t>(shape % std::min<std::size_t>(5, c.nodes.size()));
+    for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+      c.nodes[i].weight = 1 + static_cast<std::uint32_t>(rng() % 3);
+      // Shapes 0-3: no zones; 4-7: two zones; 8-11: three zones and a node of no zone.
+      if (shape >= 4) c.nodes[i].zone = "z" + std::to_string(i % (shape < 8 ? 2 : 3));
+      if (shape >= 8 && i == 0) c.nodes[i].zone.clear();
+    }
+    const auto r = Ring::build(c);
+    INFO("shape " << shape << ", " << c.nodes.size() << " nodes, replicas " << c.replicas);
+    for (int probe = 0; probe < 2000; ++probe) {
+      const std::uint64_t h = probe < 3 ? std::vector<std::uint64_t>{0, 1, ~0ull}[probe] : rng();
+      const auto set = r->replicas_of_hash(h);
+      REQUIRE(set.size == c.replicas);
+      REQUIRE(set.node[0] == r->owner_of_hash(h));
+      REQUIRE(ids(*r, set) == placement_by_queue(*r, h, c.replicas));
+      // Zones are distinct while there are enough of them.
+      std::set<std::uint32_t> zones;
+      for (auto n : set) zones.insert(r->node(n).zone_index);
+      REQUIRE(zones.size() == std::min(c.replicas, r->zone_count()));
+    }
+  }
+}
+
+TEST_CASE("one zone for every node places as no zones at all", "[ring][replicas]") {
+  RingConfig c = make_config(5, 128);
+  c.replicas = 3;
+  const auto plain = Ring::build(c);
+  for (auto& n : c.nodes) n.zone = "only";
+  const auto zoned = Ring::build(c);
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 5000; ++i) {
+    const auto h = rng();
+    REQUIRE(plain->replicas_of_hash(h) == zoned->replicas_of_hash(h));
+  }
+}
+
+TEST_CASE("holding: each node's share of copies, exact, N in all", "[ring][replicas]") {
+  RingConfig c = make_config(5, 2048);
+  c.replicas = 3;
+  auto r = Ring::build(c);
+  auto held = r->holding_exact();
+  uint128 total = 0;
+  for (auto h : held) total += h;
+  CHECK(total == 3 * kSpace);  // every hash counted once per replica
+  for (auto h : held) CHECK(fraction(h) == Approx(0.6).epsilon(0.03));
+  // Against sampling: the share of random hashes whose set holds each node.
+  std::mt19937_64 rng(5);
+  std::vector<double> sampled(5, 0);
+  const int samples = 200000;
+  for (int i = 0; i < samples; ++i)
+    for (auto n : r->replicas_of_hash(rng())) sampled[n] += 1.0 / samples;
+  for (std::size_t i = 0; i < 5; ++i) CHECK(sampled[i] == Approx(fraction(held[i])).margin(0.01));
+  // replicas == nodes: every node holds everything; replicas 1: holding is ownership.
+  c.replicas = 5;
+  for (auto h : Ring::build(c)->holding_exact()) CHECK(h == kSpace);
+  c.replicas = 1;
+  r = Ring::build(c);
+  CHECK(r->holding_exact() == r->ownership_exact());
 }
 
 TEST_CASE("the ring does not depend on the order of the node list", "[ring]") {

@@ -24,7 +24,7 @@ using namespace kv::proxy;
 namespace {
 
 NodeConfig node(const std::string& id, std::uint16_t port, std::uint32_t weight = 1) {
-  return {id, {"127.0.0.1", port}, weight};
+  return {id, {"127.0.0.1", port}, weight, {}};
 }
 
 RingConfig ring(std::vector<NodeConfig> nodes) {
@@ -489,17 +489,17 @@ TEST_CASE("prepare refuses an address that does not resolve, naming its place in
 
   SECTION("the only node") {
     CHECK_THROWS_MATCHES(
-        c.prepare(ring({{"n1", {"no-such-host.invalid", 9002}, 1}}), "ring.yaml"), ConfigError,
+        c.prepare(ring({{"n1", {"no-such-host.invalid", 9002}, 1, {}}}), "ring.yaml"), ConfigError,
         Catch::Matchers::Message("ring.yaml: nodes[0].address: cannot resolve 'no-such-host.invalid': " + reason));
   }
   SECTION("the second node of the file, first on the ring") {
     CHECK_THROWS_MATCHES(
-        c.prepare(ring({node("b", 9001), {"a", {"no-such-host.invalid", 9002}, 1}}), "conf/ring.yaml"), ConfigError,
+        c.prepare(ring({node("b", 9001), {"a", {"no-such-host.invalid", 9002}, 1, {}}}), "conf/ring.yaml"), ConfigError,
         Catch::Matchers::Message("conf/ring.yaml: nodes[1].address: cannot resolve 'no-such-host.invalid': " + reason));
   }
   SECTION("in a rebalance's new ring") {
     CHECK_THROWS_MATCHES(
-        c.prepare_migration(ring({node("n1", 9001), {"n2", {"no-such-host.invalid", 9002}, 1}}), "", Phase::dual_write,
+        c.prepare_migration(ring({node("n1", 9001), {"n2", {"no-such-host.invalid", 9002}, 1, {}}}), "", Phase::dual_write,
                             "<admin body>"),
         ConfigError,
         Catch::Matchers::Message("<admin body>: nodes[1].address: cannot resolve 'no-such-host.invalid': " + reason));
@@ -519,7 +519,7 @@ TEST_CASE("prepare validates the config before it resolves anything", "[cluster]
 
 TEST_CASE("an IPv6 node: resolved and labelled with brackets", "[cluster]") {
   Cluster c{HealthSettings{}};
-  c.publish(c.prepare(ring({{"n6", {"::1", 9006}, 1}}), "ring.yaml"));
+  c.publish(c.prepare(ring({{"n6", {"::1", 9006}, 1, {}}}), "ring.yaml"));
   const Backend& b = *c.topology()->backends[0];
   CHECK(b.resolved == "[::1]:9006");
   CHECK(b.label() == "n6 ([::1]:9006)");

@@ -19,7 +19,7 @@ namespace {
 RingConfig ring_of(int nodes) {
   RingConfig c;
   c.vnodes = 256;
-  for (int i = 1; i <= nodes; ++i) c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", std::uint16_t(9000 + i)}, 1});
+  for (int i = 1; i <= nodes; ++i) c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", std::uint16_t(9000 + i)}, 1, {}});
   return c;
 }
 

@@ -31,7 +31,7 @@ namespace json = boost::json;
 namespace {
 
 NodeConfig node(const std::string& id, std::uint16_t port, std::uint32_t weight = 1) {
-  return {id, {"127.0.0.1", port}, weight};
+  return {id, {"127.0.0.1", port}, weight, {}};
 }
 
 RingConfig ring(std::vector<NodeConfig> nodes) {
@@ -584,7 +584,7 @@ TEST_CASE("render_ring_json: the ring in use, each node with its weight, share a
   }
   SECTION("an IPv6 node") {
     Cluster c{HealthSettings{}};
-    c.publish(c.prepare(ring({{"v6", {"::1", 9006}, 1}}), "ring.yaml"));
+    c.publish(c.prepare(ring({{"v6", {"::1", 9006}, 1, {}}}), "ring.yaml"));
     const auto ring_json = render_ring_json(*c.topology());
     CHECK(ring_json.find("{\"id\":\"v6\",\"address\":\"[::1]:9006\",\"weight\":1,\"ownership\":1.000000,\"state\":\"UP\"}") !=
           std::string::npos);

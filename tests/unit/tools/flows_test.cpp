@@ -14,7 +14,7 @@ namespace {
 RingConfig ring_of(std::initializer_list<std::pair<const char*, std::uint16_t>> list) {
   RingConfig c;
   c.vnodes = 16;
-  for (const auto& [id, port] : list) c.nodes.push_back({id, {"127.0.0.1", port}, 1});
+  for (const auto& [id, port] : list) c.nodes.push_back({id, {"127.0.0.1", port}, 1, {}});
   return c;
 }
 
