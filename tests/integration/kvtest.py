@@ -16,7 +16,7 @@ Standard library only (there is no PyPI here). What it offers:
 - FakeNode: a scriptable HTTP peer standing in for a node.
 - NetNamespace: a namespace joined by a veth pair whose link a test cuts; skips without root.
 - Client, request, admin, migration, proxy_ring, proxy_stats, proxy_node_state, metrics, metric,
-  put_all: HTTP to nodes and proxies and their admin endpoints.
+  put_all: HTTP to nodes and proxies and their admin endpoints; a port on loopback, or (host, port).
 - ring_rebalance, plan, fingerprint, owners, key_hash, run_kvnode, run_kvproxy: the command-line tools
   run to their exit, output captured.
 - write_ring, free_ports, start_retrying_busy, q, raw_exchange, parse_responses, wait_until: small pieces.
@@ -232,12 +232,13 @@ class Harness:
             argv += ["--engine", engine]
         return self.process((netns.exec_prefix() if netns else []) + argv + list(extra))
 
-    def proxy(self, ring, listen="127.0.0.1:0", admin="127.0.0.1:0", io=None, checks=None, extra=()):
+    def proxy(self, ring, listen="127.0.0.1:0", admin="127.0.0.1:0", io=None, checks=None, extra=(), netns=None):
         """A kvproxy on `ring`, its listener and admin on run-time ports unless given. Its I/O loop is
-        `io` or, unset, the suite's (KVPROXY_IO); `checks` as in check_flags."""
+        `io` or, unset, the suite's (KVPROXY_IO); `checks` as in check_flags; in a network namespace
+        with `netns` (anything with exec_prefix())."""
         io_flags = ["--io", io] if io else KVPROXY_IO
-        return self.process([KVPROXY, "--ring", ring, "--listen", listen, "--admin", admin, *io_flags,
-                             *check_flags(checks), *extra])
+        return self.process([*(netns.exec_prefix() if netns else []), KVPROXY, "--ring", ring, "--listen", listen,
+                             "--admin", admin, *io_flags, *check_flags(checks), *extra])
 
     def fake_node(self, behaviour, **kwargs):
         """A FakeNode, closed at close()."""
@@ -354,9 +355,12 @@ def q(key):
 
 
 class Client:
-    """One keep-alive HTTP/1.1 connection."""
+    """One keep-alive HTTP/1.1 connection, to `port` on `host`, or to `port` given as (host, port)
+    (a server in another network namespace, tests/integration/multihost.py)."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0):
+        if isinstance(port, tuple):
+            host, port = port
         self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
 
     def request(self, method, target, body=None, headers=None):

@@ -128,22 +128,29 @@ class LinCluster:
 
     def healthy(self):
         """Every node up through every proxy (their health checks have seen them)."""
-        for a in self.admin_ports:
-            try:
-                stats = proxy_stats(a)
-            except (OSError, ValueError, http.client.HTTPException):
-                return False
-            if any(n.get("state") != "UP" for n in stats.get("nodes", [])):
-                return False
-        return True
+        return all_up(self.admin_ports)
+
+
+def all_up(admin_ports):
+    """Every node UP in the stats of every proxy whose admin listener is in `admin_ports` (loopback
+    ports, or (host, port)); False when one cannot be asked."""
+    for a in admin_ports:
+        try:
+            stats = proxy_stats(a)
+        except (OSError, ValueError, http.client.HTTPException):
+            return False
+        if any(n.get("state") != "UP" for n in stats.get("nodes", [])):
+            return False
+    return True
 
 
 class Workload:
-    """Client threads on `keys` through `ports`, recording into `recorder` until stop()."""
+    """Client threads on `keys` through `ports` (loopback ports, or (host, port)), recording into
+    `recorder` until stop(), or until each has made `max_ops` operations."""
 
-    def __init__(self, ports, keys, clients, recorder, seed=1, timeout=3.0, think=0.0):
+    def __init__(self, ports, keys, clients, recorder, seed=1, timeout=3.0, think=0.0, max_ops=None):
         self.ports, self.keys, self.recorder = ports, keys, recorder
-        self.timeout, self.think = timeout, think
+        self.timeout, self.think, self.max_ops = timeout, think, max_ops
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(c, random.Random(seed * 1000 + c)), daemon=True)
                          for c in range(clients)]
@@ -162,8 +169,10 @@ class Workload:
     def _run(self, client, rnd):
         conns = {}
         n = 0
+        made = 0
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and (self.max_ops is None or made < self.max_ops):
+                made += 1
                 port = rnd.choice(self.ports)
                 key = rnd.choice(self.keys)
                 r = rnd.random()
@@ -184,7 +193,8 @@ class Workload:
 
 
 def execute(conns, port, recorder, process, key, f, value, timeout):
-    """One operation through the proxy on `port`, recorded with its outcome."""
+    """One operation through the proxy on `port` (a loopback port, or (host, port)), recorded with its
+    outcome; `conns` holds the keep-alive connections, by `port`."""
     handle = recorder.invoke(process, key, f, value)
     method, target, body = {
         "get": ("GET", f"/get?key={q(key)}", None),
@@ -194,7 +204,8 @@ def execute(conns, port, recorder, process, key, f, value, timeout):
     try:
         conn = conns.get(port)
         if conn is None:
-            conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            host, p = port if isinstance(port, tuple) else ("127.0.0.1", port)
+            conn = conns[port] = http.client.HTTPConnection(host, p, timeout=timeout)
         conn.request(method, target, body=body, headers={"Content-Type": "application/json"} if body else {})
         res = conn.getresponse()
         status, text = res.status, res.read()
@@ -342,22 +353,33 @@ def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False):
     if not wait_until(lc.healthy, timeout=30):
         raise RuntimeError("the cluster did not heal within 30 s")
     final_started = time.monotonic()
-    conns = {}
-    for port in lc.proxy_ports:
-        for key in key_names + (lc.window_keys if lc.round else []):
-            for _ in range(20):  # a read that fails (a node still coming up) is tried again
-                before = len(recorder.ops())
-                execute(conns, port, recorder, "final", key, "get", None, 5.0)
-                if recorder.ops()[before]["outcome"] == "ok":
-                    break
-                time.sleep(0.1)
-    for c in list(conns.values()) + list(lc.conns.values()):
+    final_reads(recorder, lc.proxy_ports, key_names + (lc.window_keys if lc.round else []))
+    for c in lc.conns.values():
         c.close()
     result = histcheck.check_history(recorder.ops())
     summary = result_summary(result)
     summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
                    workload_errors=load.errors, unversioned=unversioned)
     return summary, recorder, result
+
+
+def final_reads(recorder, ports, keys):
+    """Every key read through each proxy in `ports` (as in execute), into the history as process
+    "final": a write lost at the end shows as a final read older than it. A read that fails (a node
+    still coming up) is tried again, up to 20 times."""
+    conns = {}
+    try:
+        for port in ports:
+            for key in keys:
+                for _ in range(20):
+                    before = len(recorder.ops())
+                    execute(conns, port, recorder, "final", key, "get", None, 5.0)
+                    if recorder.ops()[before]["outcome"] == "ok":
+                        break
+                    time.sleep(0.1)
+    finally:
+        for c in conns.values():
+            c.close()
 
 
 def result_summary(result):

@@ -1,0 +1,379 @@
+"""Several hosts on one machine: kvnodes and kvproxies each in a network namespace of its own, joined
+by a bridge, and the faults a network between them has. For the coming replication work: a proxy
+that sees only a minority of the nodes, a node that hears but cannot answer.
+
+The network of one run (S: six random hex digits, so interface names stay within 15 characters and
+parallel test processes never meet; X: a third octet claimed for the run):
+
+  root namespace   bridge kvbS at 10.77.X.1/24: the test process reaches every host through it
+  host hI          namespace kvring-mh-PID-S-hI, its end of a veth pair named eth0 at 10.77.X.(10+I)/24;
+                   the other end, kvvS-I, a port of the bridge
+
+X is claimed with `ip route add unreachable 10.77.X.0/24 metric 4294967295`: the kernel refuses the
+same route twice, so two runs cannot take one subnet, and the route keeps packets for it on this
+machine whatever the bridge's state. Everything is registered with the kvtest.Harness as it is made,
+so close() removes it, after the servers (started later, so stopped first), even when a test fails.
+
+Servers (Server): a kvnode or kvproxy run inside a host's namespace (`ip netns exec`, which execs, so
+the pid is the server's) through kvtest.Harness.node/proxy, so readiness is its "listening on" line.
+They listen on fixed ports of their host's address (each namespace has its ports to itself), so a
+restarted server is where it was, with the same data directory.
+
+Nemeses, each with its undo (Hosts.heal() undoes whatever is still in force):
+  Server.kill / restart          kill -9, then started again (same address, same data)
+  Server.pause / resume          SIGSTOP, SIGCONT
+  Hosts.isolate / rejoin         the host's eth0 down (nothing in or out, as a pulled cable), then up
+  Hosts.cut / uncut              one way: a blackhole route to B's address inside A, so A sends nothing
+                                 to B; B's packets still reach A, A's answers are dropped
+  Hosts.cut_off / reconnect      cut(proxy's host, node's host) for each of a set of nodes: the proxy
+                                 sees only the others (a minority, when cut off from most)
+
+For linearizability runs across hosts (tests/integration/lintest.py's workload and checker):
+MultiHostCluster (nodes and proxies each on its own host) and lin_run (one nemesis, then heal, final
+reads and tools/histcheck.py).
+
+Needs root and iproute2 (with veth and bridge support): otherwise Hosts() raises unittest.SkipTest
+saying which.
+"""
+import os
+import random
+import secrets
+import signal
+import subprocess
+import time
+import unittest
+
+import lintest
+from kvtest import Cluster, owners, start_retrying_busy, wait_until, write_ring
+
+NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
+NET_PREFIX = "10.77"
+CLAIM_METRIC = "4294967295"  # the lowest priority: the bridge's own route wins while it exists
+
+
+def _run(argv):
+    """A command run to its exit, output captured; a missing program is exit status 127."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as e:
+        return subprocess.CompletedProcess(argv, 127, "", str(e))
+
+
+class Host:
+    """One host: network namespace `ns`, its interface eth0 at `addr` on the bridge."""
+
+    def __init__(self, hosts, index):
+        self.index = index
+        self.name = f"h{index}"
+        self.ns = f"kvring-mh-{os.getpid()}-{hosts.suffix}-{self.name}"
+        self.addr = f"{hosts.net}.{10 + index}"
+        self.root_if = f"kvv{hosts.suffix}-{index}"  # its pair's end on the bridge
+
+    def __repr__(self):
+        return f"{self.name} ({self.addr})"
+
+    def exec_prefix(self):
+        """The command prefix that runs a program inside (`ip netns exec` execs it: same pid)."""
+        return ["ip", "netns", "exec", self.ns]
+
+    def ip(self, *args):
+        """`ip` inside; raises with its message when it fails."""
+        res = _run(["ip", "-n", self.ns, *args])
+        if res.returncode != 0:
+            raise RuntimeError(f"ip -n {self.ns} {' '.join(args)}: {res.stderr.strip()}")
+
+    def listen_drops(self):
+        """TcpExt ListenDrops inside: connection requests that reached a listener here and were
+        dropped, as when the answer to a SYN has no route back."""
+        res = _run([*self.exec_prefix(), "cat", "/proc/net/netstat"])
+        lines = [line.split() for line in res.stdout.splitlines() if line.startswith("TcpExt:")]
+        return int(dict(zip(lines[0], lines[1]))["ListenDrops"])
+
+
+class Server:
+    """A kvnode or kvproxy inside `host`: `proc` is the kvtest.Process running now, `addr` its client
+    address and `admin` (a proxy's) its admin address, as (host address, port)."""
+
+    def __init__(self, host, name, start):
+        self.host, self.name, self._start = host, name, start
+        self.paused = self.killed = False
+        self.proc = start_retrying_busy(start)
+
+    def __repr__(self):
+        return f"{self.name} on {self.host!r}"
+
+    addr = property(lambda self: (self.host.addr, self.proc.port))
+    admin = property(lambda self: (self.host.addr, self.proc.admin_port))
+
+    def kill(self):
+        """kill -9 (a crash)."""
+        self.proc.kill()
+        self.killed = True
+
+    def restart(self):
+        """Started again as it was first (same address, same data directory); it must not run."""
+        if self.proc.alive():
+            raise RuntimeError(f"{self!r} is still running")
+        self.paused = self.killed = False
+        self.proc = start_retrying_busy(self._start)
+
+    def pause(self):
+        """SIGSTOP: the process holds its sockets and answers nothing."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
+
+
+class Hosts:
+    """`count` hosts h1..hN on a bridge in the root namespace (see the module's docstring), removed
+    at the Harness's close(); servers started in them with node() and proxy(); the network nemeses."""
+
+    def __init__(self, h, count):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("multi-host tests skipped: network namespaces, veth pairs and a bridge "
+                                    "need root (run the suite as root)")
+        self.h = h
+        self.suffix = secrets.token_hex(3)
+        self.bridge = f"kvb{self.suffix}"
+        self.net = None
+        self.hosts = []
+        self.servers = []
+        self._isolated = []
+        self._cuts = []
+        self._made = []  # what close() removes: ("route", subnet) / ("link", name) / ("netns", name)
+        h.defer(self.close)
+        self.net = self._claim_subnet()
+        self.root_addr = f"{self.net}.1"
+        self._build(["ip", "link", "add", self.bridge, "type", "bridge"], ("link", self.bridge))
+        self._build(["ip", "addr", "add", f"{self.root_addr}/24", "dev", self.bridge])
+        self._build(["ip", "link", "set", self.bridge, "up"])
+        for i in range(1, count + 1):
+            host = Host(self, i)
+            self._build(["ip", "netns", "add", host.ns], ("netns", host.ns))
+            self._build(["ip", "link", "add", host.root_if, "type", "veth", "peer", "name", "eth0", "netns", host.ns],
+                        ("link", host.root_if))
+            self._build(["ip", "link", "set", host.root_if, "master", self.bridge, "up"])
+            self._build(["ip", "-n", host.ns, "addr", "add", f"{host.addr}/24", "dev", "eth0"])
+            self._build(["ip", "-n", host.ns, "link", "set", "eth0", "up"])
+            self._build(["ip", "-n", host.ns, "link", "set", "lo", "up"])
+            self.hosts.append(host)
+        self.token = h.write(f"admin-token-{self.suffix}", f"multihost-admin-token-{self.suffix}\n")
+
+    def _skip(self, argv, res):
+        self.close()
+        raise unittest.SkipTest(f"multi-host tests skipped: cannot build the hosts' network here (needs root, "
+                                f"iproute2, veth and bridge support): {' '.join(argv)}: {res.stderr.strip()}")
+
+    def _build(self, argv, made=None):
+        res = _run(argv)
+        if res.returncode != 0:
+            self._skip(argv, res)
+        if made:
+            self._made.append(made)
+
+    def _claim_subnet(self):
+        """10.77.X for a third octet X no other run holds and no interface here uses."""
+        for x in random.sample(range(256), 256):
+            subnet = f"{NET_PREFIX}.{x}.0/24"
+            argv = ["ip", "route", "add", "unreachable", subnet, "metric", CLAIM_METRIC]
+            res = _run(argv)
+            if res.returncode != 0:
+                if "File exists" in res.stderr:
+                    continue  # another run's
+                self._skip(argv, res)
+            self._made.append(("route", subnet))
+            if _run(["ip", "-4", "-o", "addr", "show", "to", subnet]).stdout.strip():
+                continue  # in use on this machine: kept claimed until close(), so not tried again
+            return f"{NET_PREFIX}.{x}"
+        raise unittest.SkipTest(f"multi-host tests skipped: every {NET_PREFIX}.X.0/24 is taken here")
+
+    def close(self):
+        """Removes the namespaces, the veth pairs, the bridge and the subnet's claim (the servers must
+        have stopped: the Harness stops them first)."""
+        while self._made:
+            kind, name = self._made.pop()
+            if kind == "route":
+                _run(["ip", "route", "del", "unreachable", name, "metric", CLAIM_METRIC])
+            elif kind == "link":
+                _run(["ip", "link", "del", name])
+            else:
+                _run(["ip", "netns", "del", name])
+
+    # --- servers ---
+
+    def node(self, host, node_id, engine="rocksdb"):
+        """kvnode `node_id` on host:NODE_PORT, its data in the Harness's directory (kept across restarts)."""
+        data_dir = self.h.path(f"{node_id}-{self.suffix}") if engine == "rocksdb" else None
+        server = Server(host, node_id, lambda: self.h.node(node_id, data_dir, engine, NODE_PORT, netns=host,
+                                                           bind=host.addr, extra=["--admin-token-file", self.token]))
+        self.servers.append(server)
+        return server
+
+    def proxy(self, host, ring, name="proxy", checks=Cluster.CHECKS, extra=()):
+        """kvproxy on `ring`, clients on host:PROXY_PORT, admin on host:ADMIN_PORT, health checks as in
+        kvtest.check_flags."""
+        server = Server(host, name, lambda: self.h.proxy(ring, listen=f"{host.addr}:{PROXY_PORT}",
+                                                         admin=f"{host.addr}:{ADMIN_PORT}", checks=checks,
+                                                         extra=("--admin-token-file", self.token, *extra),
+                                                         netns=host))
+        self.servers.append(server)
+        return server
+
+    def write_ring(self, name, nodes):
+        """A ring file `name` in the Harness's directory naming kvnode Servers by their addresses."""
+        return write_ring(self.h.path(name), [(n.name, f"{n.host.addr}:{n.proc.port}") for n in nodes])
+
+    # --- network nemeses ---
+
+    def isolate(self, host):
+        """The host's link down: nothing reaches it and nothing leaves it."""
+        host.ip("link", "set", "eth0", "down")
+        self._isolated.append(host)
+
+    def rejoin(self, host):
+        host.ip("link", "set", "eth0", "up")  # its address's route comes back with the link
+        self._isolated.remove(host)
+
+    def cut(self, src, dst):
+        """One way: `src` sends nothing to `dst` (a blackhole route inside src), dst's packets still
+        arrive. A connection either way fails all the same (one side's answers are dropped)."""
+        src.ip("route", "add", "blackhole", f"{dst.addr}/32")
+        self._cuts.append((src, dst))
+
+    def uncut(self, src, dst):
+        src.ip("route", "del", "blackhole", f"{dst.addr}/32")
+        self._cuts.remove((src, dst))
+
+    def cut_off(self, host, others):
+        """`host` (a proxy's) sends nothing to any of `others` (nodes'): it sees only the rest."""
+        for other in others:
+            self.cut(host, other)
+
+    def reconnect(self, host, others):
+        for other in others:
+            self.uncut(host, other)
+
+    def heal(self):
+        """Undoes every nemesis still in force: links up, cuts removed, paused servers resumed, killed
+        ones started again."""
+        for host in list(self._isolated):
+            self.rejoin(host)
+        for src, dst in list(self._cuts):
+            self.uncut(src, dst)
+        for server in self.servers:
+            if server.paused:
+                server.resume()
+            if server.killed:
+                server.restart()
+
+
+class MultiHostCluster:
+    """kvnodes n1..nN on hosts h1..hN and kvproxies on the next hosts, one each, all routing by one
+    ring file that names the nodes by their hosts' addresses."""
+
+    def __init__(self, hosts, nodes=3, proxies=1, checks=Cluster.CHECKS, proxy_extra=()):
+        if len(hosts.hosts) < nodes + proxies:
+            raise ValueError(f"{nodes} nodes and {proxies} proxies need {nodes + proxies} hosts, "
+                             f"not {len(hosts.hosts)}")
+        self.hosts = hosts
+        self.nodes = [hosts.node(hosts.hosts[i], f"n{i + 1}") for i in range(nodes)]
+        self.ring = hosts.write_ring(f"ring-{hosts.suffix}.yaml", self.nodes)
+        self.proxies = [hosts.proxy(hosts.hosts[nodes + j], self.ring, f"proxy{j}", checks, proxy_extra)
+                        for j in range(proxies)]
+
+    def healthy(self):
+        """Every node UP in every proxy's stats (their health checks have seen them)."""
+        return lintest.all_up([p.admin for p in self.proxies])
+
+    def keys_per_node(self, prefix, per_node):
+        """{node id: [keys]}: `per_node` keys named prefix-I owned by each node (by ring-rebalance owner)."""
+        own = owners(self.ring, [f"{prefix}-{i}" for i in range(60 * per_node)])
+        keys = {n.name: [] for n in self.nodes}
+        for key, node_id in own.items():
+            if len(keys[node_id]) < per_node:
+                keys[node_id].append(key)
+        if any(len(k) < per_node for k in keys.values()):
+            raise RuntimeError(f"too few keys for every node: {keys}")
+        return keys
+
+
+# --- linearizability across hosts ---
+
+HOLD = (0.5, 2.0)   # how long a fault lasts, seconds, at random: at times past a proxy's response timeout
+MAX_ROUNDS = 20     # faults per run at most, whatever the time
+
+
+def _rounds(c, rnd, deadline, log, fault):
+    """fault(rnd) -> (description, undo), repeated until `deadline` (at most MAX_ROUNDS times): the
+    fault held for a while, undone, then the proxies given the time to see every node up again."""
+    for _ in range(MAX_ROUNDS):
+        if time.monotonic() >= deadline:
+            return
+        what, undo = fault(rnd)
+        log.append(what)
+        try:
+            time.sleep(rnd.uniform(*HOLD))
+        finally:
+            undo()
+        if not wait_until(c.healthy, timeout=15):
+            raise RuntimeError(f"not every node came back up after: {what}")
+        time.sleep(rnd.uniform(0.1, 0.4))
+
+
+def _isolate_node(c, rnd):
+    node = rnd.choice(c.nodes)
+    c.hosts.isolate(node.host)
+    return f"isolate {node!r}", lambda: c.hosts.rejoin(node.host)
+
+
+def _proxy_cut_off(c, rnd):
+    proxy, node = rnd.choice(c.proxies), rnd.choice(c.nodes)
+    c.hosts.cut_off(proxy.host, [node.host])
+    return f"{proxy!r} cut off from {node!r}", lambda: c.hosts.reconnect(proxy.host, [node.host])
+
+
+def _kill_node(c, rnd):
+    node = rnd.choice(c.nodes)
+    node.kill()
+    return f"kill -9 {node!r}", node.restart
+
+
+def _stop_node(c, rnd):
+    node = rnd.choice(c.nodes)
+    node.pause()
+    return f"SIGSTOP {node!r}", node.resume
+
+
+NEMESES = {"isolate-node": _isolate_node, "proxy-cut-off": _proxy_cut_off, "kill-node": _kill_node,
+           "stop-node": _stop_node}
+
+
+def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=20000):
+    """One run on MultiHostCluster `c`: lintest's workload through every proxy on keys of its own
+    (`keys_per_node` per node, named after the nemesis), the nemesis for `seconds`, heal, final reads
+    through every proxy, tools/histcheck.py. Returns (summary, recorder, result) as lintest.run."""
+    rnd = random.Random(seed)
+    recorder = lintest.histcheck.Recorder()
+    keys = [k for ks in c.keys_per_node(nemesis, keys_per_node).values() for k in ks]
+    proxies = [p.addr for p in c.proxies]
+    load = lintest.Workload(proxies, keys, clients, recorder, seed=seed, max_ops=max_ops).start()
+    log = []
+    started = time.monotonic()
+    try:
+        wait_until(lambda: len(recorder.ops()) >= 20, timeout=5)  # the load under way before the first fault
+        _rounds(c, rnd, started + seconds, log, lambda r: NEMESES[nemesis](c, r))
+    finally:
+        c.hosts.heal()
+        load.stop()
+    if not wait_until(c.healthy, timeout=30):
+        raise RuntimeError("the cluster did not heal within 30 s")
+    final_started = time.monotonic()
+    lintest.final_reads(recorder, proxies, keys)
+    result = lintest.histcheck.check_history(recorder.ops())
+    summary = lintest.result_summary(result)
+    summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
+                   workload_errors=load.errors)
+    return summary, recorder, result
