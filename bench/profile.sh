@@ -11,6 +11,8 @@
 # here: the first health check never got an answer), and the work per request outside the loop is
 # the same either way.
 #   bench/profile.sh [--node] [OUT.callgrind]      then: callgrind_annotate OUT.callgrind | less
+# PUT_PERCENT sets the share of PUTs (default 10), RATE the requests/s per connection (default 100),
+# NODE_ENGINE=rocksdb the engine of --node (default memory).
 # KVRING_BUILD names the build to profile (default build/release), so two builds can be compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,8 +40,11 @@ if [ "$TARGET" = kvproxy ]; then
     --listen "127.0.0.1:${ports[3]}" --admin "127.0.0.1:${ports[4]}" --io epoll 2> "$WORK/valgrind.log" &
   PORT=${ports[3]}
 else
+  # NODE_ENGINE=rocksdb profiles the store on disk (a new directory), memory by default.
+  engine=(--engine memory)
+  if [ "${NODE_ENGINE:-memory}" = rocksdb ]; then engine=(--data-dir "$WORK/db"); fi
   valgrind --tool=callgrind ${CG_EXTRA:-} --instr-atstart=no --callgrind-out-file="$OUT" "$B/node/kvnode" --id n1 --port "${ports[0]}" \
-    --engine memory 2> "$WORK/valgrind.log" &
+    "${engine[@]}" 2> "$WORK/valgrind.log" &
   PORT=${ports[0]}
 fi
 VPID=$!
@@ -50,7 +55,7 @@ done
 # Counted from here: start-up (the ring build) and the preload are left out, so the figure is per
 # request of the workload alone, whatever the number of requests.
 callgrind_control -i on "$VPID" > /dev/null 2>&1
-N=$("$LOADGEN" --port "$PORT" --conns 20 --rate 100 --seconds 15 --warmup 0 --keys 500 --put-percent 10 \
+N=$("$LOADGEN" --port "$PORT" --conns 20 --rate "${RATE:-100}" --seconds 15 --warmup 0 --keys 500 --put-percent "${PUT_PERCENT:-10}" \
     | grep -o '"answered_total":[0-9]*' | cut -d: -f2)
 kill -TERM "$VPID"
 wait "$VPID" || true

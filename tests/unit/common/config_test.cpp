@@ -62,6 +62,9 @@ TEST_CASE("defaults: vnodes and weight", "[config]") {
 TEST_CASE("the shipped configs/ring.yaml is valid", "[config]") {
   const auto c = kv::load_ring_config(KV_SOURCE_DIR "/configs/ring.yaml");
   CHECK(c.nodes.size() == 3);
+  const auto r = kv::load_ring_config(KV_SOURCE_DIR "/configs/ring-replicas.yaml");  // the README's example
+  CHECK(r.replicas == 3);
+  CHECK(r.nodes[3].zone == "c");
 }
 
 TEST_CASE("every refusal names the file, the field and the reason", "[config]") {
