@@ -155,12 +155,18 @@ std::vector<uint128> Ring::ownership_exact() const {
   return own;
 }
 
-std::vector<double> Ring::ownership() const {
-  const auto exact = ownership_exact();
+namespace {
+
+// Counts of hashes as fractions of the 2^64 hashes.
+std::vector<double> fractions_of_space(const std::vector<uint128>& exact) {
   std::vector<double> out(exact.size());
   for (std::size_t i = 0; i < exact.size(); ++i) out[i] = static_cast<double>(exact[i]) / 18446744073709551616.0;
   return out;
 }
+
+}  // namespace
+
+std::vector<double> Ring::ownership() const { return fractions_of_space(ownership_exact()); }
 
 std::vector<uint128> Ring::holding_exact() const {
   if (replicas_ == 1) return ownership_exact();
@@ -174,12 +180,7 @@ std::vector<uint128> Ring::holding_exact() const {
   return held;
 }
 
-std::vector<double> Ring::holding() const {
-  const auto exact = holding_exact();
-  std::vector<double> out(exact.size());
-  for (std::size_t i = 0; i < exact.size(); ++i) out[i] = static_cast<double>(exact[i]) / 18446744073709551616.0;
-  return out;
-}
+std::vector<double> Ring::holding() const { return fractions_of_space(holding_exact()); }
 
 std::vector<Arc> Ring::arcs() const {
   std::vector<Arc> out;

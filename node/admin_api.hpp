@@ -36,9 +36,11 @@ class AdminApi {
 
   // Answers a request whose path is under /admin/: fills `res` (status, fields, body).
   void handle(const http::StringRequest& req, http::StringResponse& res);
+  // Whether the request carries the token (or none is set); if not, `res` is the 401 or 403. The
+  // /replica/ endpoints ask it too.
+  bool authorized(const http::StringRequest& req, http::StringResponse& res) const;
 
  private:
-  bool authorized(const http::StringRequest& req, http::StringResponse& res) const;
   void ingest(std::string_view target, std::string_view body, http::StringResponse& res);
   void count(std::span<const HashRange> ranges, http::StringResponse& res);
   void drop(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);

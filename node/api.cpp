@@ -7,6 +7,7 @@
 #include "common/json.hpp"
 #include "common/key.hpp"
 #include "common/rebalance.hpp"
+#include "common/replica.hpp"
 #include "common/storage_key.hpp"
 #include "common/version.hpp"
 #include "http/policy.hpp"
@@ -37,11 +38,13 @@ Route Api::route_of(std::string_view target) noexcept {
   if (path == http::kHealthPath) return Route::health;
   if (path == http::kMetricsPath) return Route::metrics;
   if (path.starts_with(rebalance::kAdminPrefix)) return Route::admin;
+  if (path.starts_with(replica::kPrefix)) return Route::replica;
   return Route::other;
 }
 
 Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std::optional<DeferredWrite>* deferred) {
   const Route route = route_of(req.target());
+  Route op = route;  // the key operation: a /replica/ request's is its path's
   res.version(req.version());
   if (!node_id_.empty()) res.set(http::kNodeField, node_id_);
   switch (route) {
@@ -75,6 +78,22 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
     case Route::del:
       if (!http::allow_method(res, req.method(), verb::delete_, "DELETE")) return route;
       break;
+    case Route::replica: {
+      if (!admin_.authorized(req, res)) return route;
+      const auto path = target_path(req.target());
+      if (path == replica::kGetPath) op = Route::get;
+      else if (path == replica::kPutPath) op = Route::put;
+      else if (path == replica::kDelPath) op = Route::del;
+      else {
+        http::error_answer(res, status::not_found, http::kNotFound);
+        return route;
+      }
+      const bool allowed = op == Route::get   ? http::allow_method(res, req.method(), verb::get, http::kReadMethods)
+                           : op == Route::put ? http::allow_method(res, req.method(), verb::post, "POST")
+                                              : http::allow_method(res, req.method(), verb::delete_, "DELETE");
+      if (!allowed) return route;
+      break;
+    }
     default: break;
   }
 
@@ -84,8 +103,9 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
                        key_error_detail(key.error));
     return route;
   }
-  if (route != Route::get) write(route, req, storage_key(key.key), res, deferred);
-  else if (asks_versions(req)) get_versioned(storage_key(key.key), res);
+  const bool replica = route == Route::replica;  // always versioned; a write must bring its tag
+  if (op != Route::get) write(op, req, storage_key(key.key), res, deferred, replica);
+  else if (replica || asks_versions(req)) get_versioned(storage_key(key.key), res);
   else get(storage_key(key.key), res);
   return route;
 }
@@ -119,7 +139,7 @@ void Api::get_versioned(const std::string& skey, http::StringResponse& res) {
 }
 
 void Api::write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res,
-                std::optional<DeferredWrite>* deferred) {
+                std::optional<DeferredWrite>* deferred, bool replica) {
   WriteOp op{WriteOp::Kind::put, std::move(skey), {}};
   if (route == Route::put) {
     std::string detail;
@@ -132,13 +152,14 @@ void Api::write(Route route, const http::StringRequest& req, std::string skey, h
     // delete of a value keeps a tombstone.
     op.kind = WriteOp::Kind::del;
   }
-  WriteForm form{op.kind, std::nullopt, asks_versions(req)};
+  WriteForm form{op.kind, std::nullopt, replica || asks_versions(req)};
   if (const auto field = req.find(version::kField); field != req.end()) {
     const auto tag = parse_tag(std::string_view(field->value().data(), field->value().size()));
     if (!tag) return http::error_answer(res, status::bad_request, "X-KV-Version: expected <counter>.<writer in hex>");
     op.tag = form.tag = *tag;
     form.versioned = true;
   }
+  if (replica && (!form.tag || form.tag->none())) return http::error_answer(res, status::bad_request, replica::kTagRequired);
   if (deferred && store_.group_commit()) {
     *deferred = DeferredWrite{std::move(op), form};
     return;

@@ -57,9 +57,10 @@ class Api {
   static Route route_of(std::string_view target) noexcept;
 
  private:
-  // A put or a delete with its key checked; `route` says which.
+  // A put or a delete with its key checked; `route` says which. `replica`: a /replica/ write, which
+  // must carry its tag and is always answered with the version fields.
   void write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res,
-             std::optional<DeferredWrite>* deferred);
+             std::optional<DeferredWrite>* deferred, bool replica = false);
   void get(const std::string& skey, http::StringResponse& res);
   // X-KV-Versioned: 1: the value with the fields that say what the key holds.
   void get_versioned(const std::string& skey, http::StringResponse& res);

@@ -7,7 +7,8 @@
 
 namespace kv {
 
-enum class Route : std::uint8_t { put, get, del, health, metrics, admin, other, count_ };
+// replica: /replica/ (common/replica.hpp), a coordinator's request to one replica of a key.
+enum class Route : std::uint8_t { put, get, del, replica, health, metrics, admin, other, count_ };
 
 // The `route` label of the metrics.
 constexpr std::string_view route_name(Route r) noexcept {
@@ -15,6 +16,7 @@ constexpr std::string_view route_name(Route r) noexcept {
     case Route::put: return "put";
     case Route::get: return "get";
     case Route::del: return "del";
+    case Route::replica: return "replica";
     case Route::health: return "health";
     case Route::metrics: return "metrics";
     case Route::admin: return "admin";

@@ -8,6 +8,7 @@
 #include "common/json.hpp"
 #include "common/key.hpp"
 #include "common/rebalance.hpp"
+#include "common/replica.hpp"
 #include "http/head_writer.hpp"
 #include "http/policy.hpp"
 #include "proxy/access_log.hpp"
@@ -193,8 +194,8 @@ void ClientConn::dispatch() {
     local_answer(key.error == KeyError::too_long ? 413 : 400, http::kJson, json_error(key_error_detail(key.error)));
     return;
   }
-  if (path.starts_with(rebalance::kAdminPrefix)) {
-    // The nodes' rebalancing endpoints are not for clients.
+  if (path.starts_with(rebalance::kAdminPrefix) || path.starts_with(replica::kPrefix)) {
+    // The nodes' rebalancing and replica endpoints are not for clients.
     counters.local_4xx.fetch_add(1, std::memory_order_relaxed);
     local_answer(404, http::kJson, json_error(http::kNotFound));
     return;

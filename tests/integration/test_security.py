@@ -59,6 +59,26 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(request(n1.port, "POST", "/put?key=a", {"value": "v"})[0], 200)
         self.assertEqual(request(n1.port, "GET", "/get?key=a")[0], 200)
 
+    def test_replica_endpoints_need_the_token_and_are_never_forwarded(self):
+        n1 = self.h.node("n1", extra=["--admin-token-file", self.token_file])
+        tagged = {"X-KV-Version": "3.1"}
+        status, headers, body = request(n1.port, "POST", "/replica/put?key=a", {"value": "v"}, headers=tagged)
+        self.assertEqual((status, json.loads(body)["detail"]), (401, "This endpoint needs Authorization: Bearer <token>"))
+        self.assertEqual(request(n1.port, "GET", "/replica/get?key=a", token="nope-nope-nope-nope")[0], 403)
+        status, headers, _ = request(n1.port, "POST", "/replica/put?key=a", {"value": "v"}, headers=tagged, token=TOKEN)
+        self.assertEqual((status, headers["X-KV-Version"], headers["X-KV-Applied"]), (200, "3.0000000000000001", "1"))
+        status, headers, body = request(n1.port, "GET", "/replica/get?key=a", token=TOKEN)
+        self.assertEqual((status, json.loads(body)["value"], headers["X-KV-Version"]), (200, "v", "3.0000000000000001"))
+        # Through a proxy: the proxy's own 404, whatever the client sends; the node is not asked.
+        ring = write_ring(self.h.path("ring.yaml"), [("n1", n1.port)])
+        proxy = self.h.proxy(ring)
+        for method, target in (("GET", "/replica/get?key=a"), ("POST", "/replica/put?key=a"), ("DELETE", "/replica/del?key=a")):
+            status, headers, body = request(proxy.port, method, target, {"value": "w"} if method == "POST" else None,
+                                            headers=tagged, token=TOKEN)
+            self.assertEqual((status, json.loads(body)["detail"]), (404, "Not found"), target)
+            self.assertNotIn("X-KV-Node", headers)
+        self.assertEqual(json.loads(request(n1.port, "GET", "/get?key=a")[2])["value"], "v")
+
     def test_apply_passes_the_token_to_proxies_and_nodes(self):
         nodes = {nid: self.h.node(nid, extra=["--admin-token-file", self.token_file]) for nid in ("n1", "n2")}
         old = write_ring(self.h.path("old.yaml"), [("n1", nodes["n1"].port)])

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/storage_key.hpp"
+#include "common/replica.hpp"
 #include "common/transfer.hpp"
 #include "common/version.hpp"
 #include "node/api.hpp"
@@ -762,4 +763,63 @@ TEST_CASE("admin: versions=1 scans values and tombstones with their tags, and in
   // Versioned records are refused as plain ones (and the other way round), whole.
   CHECK(other.call(V::post, "/admin/ingest", body).result_int() == 400);
   CHECK(other.call(V::post, "/admin/ingest?versions=1", records({{"z", "1"}})).result_int() == 400);
+}
+
+// ---- the replica endpoints (common/replica.hpp) ---------------------------------------------------
+
+TEST_CASE("replica: always versioned, writes only with their tag, HEAD for the tag alone", "[api][replica]") {
+  Node n;
+  const std::string ok = R"({"status":"success"})";
+  // Nothing yet: 404 with the empty tag.
+  auto res = n.call(V::get, "/replica/get?key=a");
+  check_answer(res, 404, detail("Key not found"));
+  CHECK(fields_of(res) == Fs{"0.0", "-", "-"});
+  CHECK(n.last_route == kv::Route::replica);
+
+  // A write without a tag, or with the empty one, is refused and stores nothing.
+  for (const Fields& fields : {Fields{}, Fields{{"X-KV-Version", "0.0"}}}) {
+    check_answer(n.call(V::post, "/replica/put?key=a", R"({"value":"x"})", fields), 400, detail(kv::replica::kTagRequired));
+    check_answer(n.call(V::delete_, "/replica/del?key=a", {}, fields), 400, detail(kv::replica::kTagRequired));
+  }
+  check_answer(n.call(V::get, "/get?key=a"), 404, detail("Key not found"));
+
+  res = n.call(V::post, "/replica/put?key=a", R"({"value":"x"})", {{"X-KV-Version", "5.1"}});
+  check_answer(res, 200, ok);
+  CHECK(fields_of(res) == Fs{kT5, "-", "1"});
+  res = n.call(V::post, "/replica/put?key=a", R"({"value":"old"})", {{"X-KV-Version", "4.1"}});
+  CHECK(fields_of(res) == Fs{kT5, "-", "0"});  // superseded
+  res = n.call(V::get, "/replica/get?key=a");
+  check_answer(res, 200, R"({"status":"success","value":"x"})");
+  CHECK(fields_of(res) == Fs{kT5, "-", "-"});
+  res = n.call(V::head, "/replica/get?key=a");
+  CHECK(res.result_int() == 200);
+  CHECK(fields_of(res) == Fs{kT5, "-", "-"});
+  check_answer(n.call(V::post, "/replica/put?key=a", R"({"value":"y"})", {{"X-KV-Version", "5.1"}}), 409,
+               detail("version 5.0000000000000001 already holds another value"));
+
+  res = n.call(V::delete_, "/replica/del?key=a", {}, {{"X-KV-Version", "6.1"}});
+  check_answer(res, 200, ok);
+  res = n.call(V::get, "/replica/get?key=a");
+  check_answer(res, 404, detail("Key not found"));
+  CHECK(fields_of(res) == Fs{"6.0000000000000001", "1", "-"});
+  // The client API sees the same key.
+  check_answer(n.call(V::get, "/get?key=a"), 404, detail("Key not found"));
+
+  // Methods, paths and keys as on the client API.
+  CHECK(n.call(V::get, "/replica/put?key=a").result_int() == 405);
+  CHECK(n.call(V::post, "/replica/get?key=a").result_int() == 405);
+  check_answer(n.call(V::get, "/replica/other?key=a"), 404, detail("Not found"));
+  CHECK(n.call(V::get, "/replica/get").result_int() == 400);
+}
+
+TEST_CASE("replica: with a token, every /replica/ request needs it", "[api][replica]") {
+  Node n;
+  const std::string token = "0123456789abcdef-token";
+  n.api.set_admin_token(token);
+  check_answer(n.call(V::get, "/replica/get?key=a"), 401, detail("This endpoint needs Authorization: Bearer <token>"));
+  check_answer(n.call(V::post, "/replica/put?key=a", R"({"value":"x"})", {{"X-KV-Version", "1.1"}, {"Authorization", "Bearer nope-nope-nope-nope"}}),
+               403, detail("Wrong token"));
+  check_answer(n.call(V::get, "/get?key=a"), 404, detail("Key not found"));  // nothing was stored
+  CHECK(n.call(V::post, "/replica/put?key=a", R"({"value":"x"})", {{"X-KV-Version", "1.1"}, {"Authorization", "Bearer " + token}})
+            .result_int() == 200);
 }

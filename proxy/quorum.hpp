@@ -1,0 +1,118 @@
+// One client request coordinated over a key's replica set (replicas: N, ../shared/REPLICATION.md),
+// as a pure state machine: the ABD steps with majority quorums over per-key versions. The caller
+// sends what action() names to the replicas targets() names, and feeds every answer back with
+// on_reply(); no sockets and no clocks, so the unit tests drive every order of answers.
+//
+//   read    query: the versioned GET to all N. Once a majority answered: if they all hold the same
+//           write, answer from it (one round trip); else write the newest back to the replicas not
+//           known to hold it, and answer once a majority holds it.
+//   write   query: the tag query to all N; once a majority answered, the caller makes a tag newer
+//   remove  than the newest seen (begin_store), and stores the value (or the tombstone) on all N;
+//           the answer once a majority holds it. A remove answers 200 or 404 from what the query's
+//           majority held at its newest: a read made within the delete, before its own write.
+// A replica that fails is not waited for: the request goes on with the others, and fails only when
+// a majority can no longer answer (missing() names the replicas that did not). A failed store says
+// whether it may have taken effect (outcome()): "none" only when no store left at all, so while all
+// that ended never left, the ones still out are waited for before a failure is said. Late answers of a finished step are still taken
+// when they help: a replica found holding the newest write counts towards the write-back's majority.
+#pragma once
+
+#include <cstdint>
+
+#include "common/config.hpp"
+#include "common/version.hpp"
+#include "proxy/versioned.hpp"
+
+namespace kv::proxy {
+
+enum class QuorumKind : std::uint8_t { read, write, remove };
+
+// One replica's answer to one request of the coordinator.
+struct ReplicaReply {
+  enum class Kind : std::uint8_t {
+    found,     // to a query: what it holds (a 200 or 404 carrying a version)
+    stored,    // to a store or write-back: it holds that tag or a newer one (applied or superseded)
+    refused,   // a 4xx about the request itself (bad body, value too large): the client's answer
+    failed,    // no usable answer after the request was sent: it may have been applied
+    not_sent,  // the request never left (no connection): surely not applied
+  };
+  Kind kind = Kind::failed;
+  Found found;  // kind == found
+};
+
+class Quorum {
+ public:
+  enum class Action : std::uint8_t {
+    wait,        // answers are still due
+    store,       // write/remove: call begin_store(tag newer than newest().held.tag), then send to targets()
+    write_back,  // read: send newest()'s write to targets() (the query's answer of newest_replica())
+    answer,      // done: a read answers from newest_replica()'s query answer; a write 200; a remove
+                 // 200 when newest().value, else 404
+    refuse,      // done: relay refused_replica()'s 4xx
+    fail,        // done: 503 naming missing(); a write's outcome()
+  };
+  enum class Outcome : std::uint8_t { none, unknown };
+
+  Quorum(QuorumKind kind, unsigned replicas) noexcept;
+
+  unsigned size() const noexcept { return n_; }
+  unsigned majority() const noexcept { return n_ / 2 + 1; }
+  Action action() const noexcept { return action_; }
+
+  // The answer of `replica` (0 .. size()-1) to the request of the current step, or a late one to
+  // the query step.
+  void on_reply(unsigned replica, const ReplicaReply& reply) noexcept;
+  // write/remove, on Action::store: the tag the store carries. The caller then sends to targets().
+  void begin_store(const Tag& tag) noexcept;
+  // read, on Action::write_back: the write-back is sent to targets().
+  void begin_write_back() noexcept;
+
+  // Replicas (bit i: replica i) the current store or write-back goes to.
+  std::uint32_t targets() const noexcept { return targets_; }
+  // The newest write the queries found, and a replica that holds it.
+  const Found& newest() const noexcept { return newest_; }
+  unsigned newest_replica() const noexcept { return newest_replica_; }
+  const Tag& tag() const noexcept { return tag_; }
+  // On refuse: the replica whose 4xx is the client's.
+  unsigned refused_replica() const noexcept { return refused_; }
+  // On fail: the replicas that gave no usable answer in the step that failed.
+  std::uint32_t missing() const noexcept { return missing_; }
+  // On fail of a write or remove: whether any replica may have stored it.
+  Outcome outcome() const noexcept { return (targets_ & ~not_sent_) ? Outcome::unknown : Outcome::none; }
+  // A read answered in one round trip: the majority agreed.
+  bool one_round() const noexcept { return one_round_; }
+
+ private:
+  enum class Step : std::uint8_t { query, store, done };
+
+  void after_query() noexcept;
+  void after_store() noexcept;
+  void finish(Action a) noexcept {
+    action_ = a;
+    step_ = Step::done;
+  }
+  static unsigned count(std::uint32_t bits) noexcept { return static_cast<unsigned>(__builtin_popcount(bits)); }
+
+  QuorumKind kind_;
+  unsigned n_;
+  Step step_ = Step::query;
+  Action action_ = Action::wait;
+  std::uint32_t all_;
+  // Query step
+  std::uint32_t answered_ = 0;  // found
+  std::uint32_t failed_ = 0;    // gave nothing usable
+  Found found_[kMaxReplicas];
+  Found newest_;
+  unsigned newest_replica_ = 0;
+  // Store step (a write's store, or a read's write-back)
+  Tag tag_;
+  std::uint32_t targets_ = 0;
+  std::uint32_t holders_ = 0;       // hold the write being stored (or newer)
+  std::uint32_t store_failed_ = 0;  // of the targets: answered without holding it, or not at all
+  std::uint32_t not_sent_ = 0;      // of the targets: the store never left (surely not applied)
+  bool one_round_ = false;
+  unsigned refused_ = 0;
+  std::uint32_t missing_ = 0;
+};
+
+}  // namespace kv::proxy

@@ -1,0 +1,281 @@
+// proxy/quorum.hpp: the ABD steps of a request over a replica set, driven answer by answer: hand-made
+// orders first, then a simulation that checks ABD's safety over random answers and failures.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "proxy/quorum.hpp"
+
+using namespace kv;
+using namespace kv::proxy;
+using Action = Quorum::Action;
+using Kind = ReplicaReply::Kind;
+
+namespace {
+
+ReplicaReply value(std::uint64_t counter) { return {Kind::found, Found{Held{Tag{counter, 1}, false}, true}}; }
+ReplicaReply tombstone(std::uint64_t counter) { return {Kind::found, Found{Held{Tag{counter, 1}, true}, false}}; }
+ReplicaReply nothing() { return {Kind::found, Found{}}; }
+const ReplicaReply kStored{Kind::stored, {}};
+const ReplicaReply kFailed{Kind::failed, {}};
+const ReplicaReply kNotSent{Kind::not_sent, {}};
+const ReplicaReply kRefused{Kind::refused, {}};
+
+}  // namespace
+
+TEST_CASE("quorum: a read whose majority agrees answers in one round trip", "[quorum]") {
+  Quorum q(QuorumKind::read, 3);
+  CHECK(q.majority() == 2);
+  q.on_reply(2, value(5));
+  CHECK(q.action() == Action::wait);
+  q.on_reply(0, value(5));
+  CHECK(q.action() == Action::answer);
+  CHECK(q.one_round());
+  CHECK(q.newest().held.tag == Tag{5, 1});
+  q.on_reply(1, value(9));  // after the answer: ignored
+  CHECK(q.newest().held.tag == Tag{5, 1});
+
+  Quorum none(QuorumKind::read, 3);  // a key nobody holds: the agreed state is "nothing"
+  none.on_reply(0, nothing());
+  none.on_reply(1, nothing());
+  CHECK(none.action() == Action::answer);
+  CHECK_FALSE(none.newest().value);
+}
+
+TEST_CASE("quorum: a read that finds replicas apart writes the newest back to a majority first", "[quorum]") {
+  Quorum q(QuorumKind::read, 3);
+  q.on_reply(0, value(4));
+  q.on_reply(1, value(7));
+  REQUIRE(q.action() == Action::write_back);
+  CHECK(q.newest_replica() == 1);
+  q.begin_write_back();
+  CHECK(q.tag() == Tag{7, 1});
+  CHECK(q.targets() == 0b101);  // every replica not known to hold it
+  CHECK(q.action() == Action::wait);
+  q.on_reply(2, kStored);
+  CHECK(q.action() == Action::answer);
+  CHECK_FALSE(q.one_round());
+
+  SECTION("a late query answer holding the newest write counts") {
+    Quorum late(QuorumKind::read, 3);
+    late.on_reply(0, value(4));
+    late.on_reply(1, tombstone(7));
+    late.begin_write_back();
+    late.on_reply(2, tombstone(7));
+    CHECK(late.action() == Action::answer);
+    CHECK(late.newest().held.tombstone);
+  }
+  SECTION("and a newer one too") {
+    Quorum late(QuorumKind::read, 3);
+    late.on_reply(0, value(4));
+    late.on_reply(1, value(7));
+    late.begin_write_back();
+    late.on_reply(2, value(8));
+    CHECK(late.action() == Action::answer);
+    CHECK(late.newest().held.tag == Tag{7, 1});  // the read's answer is what its majority found
+  }
+  SECTION("one more failure than the majority can bear fails it, naming who is missing") {
+    Quorum bad(QuorumKind::read, 3);
+    bad.on_reply(0, value(4));
+    bad.on_reply(1, value(7));
+    bad.begin_write_back();
+    bad.on_reply(0, kFailed);
+    CHECK(bad.action() == Action::wait);  // replica 2 may still take it
+    bad.on_reply(2, kNotSent);
+    CHECK(bad.action() == Action::fail);
+    CHECK(bad.missing() == 0b101);
+  }
+}
+
+TEST_CASE("quorum: failures are not waited for, and fail the request only past a minority", "[quorum]") {
+  Quorum q(QuorumKind::read, 3);
+  q.on_reply(0, kFailed);
+  q.on_reply(1, value(3));
+  CHECK(q.action() == Action::wait);
+  q.on_reply(2, value(3));
+  CHECK(q.action() == Action::answer);
+
+  Quorum lost(QuorumKind::read, 3);
+  lost.on_reply(1, kFailed);
+  lost.on_reply(2, kNotSent);
+  CHECK(lost.action() == Action::fail);
+  CHECK(lost.missing() == 0b110);
+
+  Quorum five(QuorumKind::write, 5);
+  five.on_reply(0, kFailed);
+  five.on_reply(1, kFailed);
+  five.on_reply(2, value(1));
+  five.on_reply(3, value(2));
+  CHECK(five.action() == Action::wait);
+  five.on_reply(4, nothing());
+  CHECK(five.action() == Action::store);
+  CHECK(five.newest().held.tag == Tag{2, 1});
+}
+
+TEST_CASE("quorum: a write queries, stores one tag on all, and answers at a majority", "[quorum]") {
+  Quorum q(QuorumKind::write, 3);
+  q.on_reply(1, value(3));
+  q.on_reply(2, value(8));
+  REQUIRE(q.action() == Action::store);
+  q.begin_store(Tag{9, 42});
+  CHECK(q.targets() == 0b111);
+  q.on_reply(0, value(1));  // the query's late answer: no help to a store
+  q.on_reply(0, kStored);
+  CHECK(q.action() == Action::wait);
+  q.on_reply(0, kStored);  // twice: counted once
+  CHECK(q.action() == Action::wait);
+  q.on_reply(2, kStored);
+  CHECK(q.action() == Action::answer);
+  CHECK(q.tag() == Tag{9, 42});
+
+  SECTION("a store without a majority may have taken effect: unknown") {
+    Quorum w(QuorumKind::write, 3);
+    w.on_reply(0, nothing());
+    w.on_reply(1, nothing());
+    w.begin_store(Tag{1, 7});
+    w.on_reply(0, kStored);
+    w.on_reply(1, kFailed);
+    w.on_reply(2, kNotSent);
+    CHECK(w.action() == Action::fail);
+    CHECK(w.outcome() == Quorum::Outcome::unknown);
+    CHECK(w.missing() == 0b110);
+  }
+  SECTION("a store that never left: none") {
+    Quorum w(QuorumKind::write, 3);
+    w.on_reply(0, nothing());
+    w.on_reply(1, nothing());
+    w.begin_store(Tag{1, 7});
+    w.on_reply(0, kNotSent);
+    w.on_reply(1, kNotSent);
+    CHECK(w.action() == Action::wait);  // no majority now, but the third store decides the outcome
+    w.on_reply(2, kNotSent);
+    CHECK(w.action() == Action::fail);
+    CHECK(w.outcome() == Quorum::Outcome::none);
+    CHECK(w.missing() == 0b111);
+
+    Quorum v(QuorumKind::write, 3);  // the same, but the third one left: it may have been stored
+    v.on_reply(0, nothing());
+    v.on_reply(1, nothing());
+    v.begin_store(Tag{1, 7});
+    v.on_reply(0, kNotSent);
+    v.on_reply(1, kNotSent);
+    v.on_reply(2, kStored);
+    CHECK(v.action() == Action::fail);
+    CHECK(v.outcome() == Quorum::Outcome::unknown);
+  }
+  SECTION("a query without a majority: nothing was stored") {
+    Quorum w(QuorumKind::remove, 3);
+    w.on_reply(0, kFailed);
+    w.on_reply(2, kFailed);
+    CHECK(w.action() == Action::fail);
+    CHECK(w.outcome() == Quorum::Outcome::none);
+  }
+}
+
+TEST_CASE("quorum: a remove answers from the newest state its query found", "[quorum]") {
+  Quorum present(QuorumKind::remove, 3);
+  present.on_reply(0, tombstone(2));
+  present.on_reply(1, value(5));
+  CHECK(present.action() == Action::store);
+  CHECK(present.newest().value);  // 200
+
+  Quorum gone(QuorumKind::remove, 3);
+  gone.on_reply(0, value(2));
+  gone.on_reply(1, tombstone(5));
+  CHECK_FALSE(gone.newest().value);  // 404
+}
+
+TEST_CASE("quorum: a refusal is the client's answer", "[quorum]") {
+  Quorum q(QuorumKind::write, 3);
+  q.on_reply(1, kRefused);
+  CHECK(q.action() == Action::refuse);
+  CHECK(q.refused_replica() == 1);
+
+  Quorum s(QuorumKind::write, 3);
+  s.on_reply(0, nothing());
+  s.on_reply(1, nothing());
+  s.begin_store(Tag{1, 1});
+  s.on_reply(2, kRefused);
+  CHECK(s.action() == Action::refuse);
+  CHECK(s.refused_replica() == 2);
+
+  Quorum after(QuorumKind::write, 3);  // once one replica took it, a refusal is a failure
+  after.on_reply(0, nothing());
+  after.on_reply(1, nothing());
+  after.begin_store(Tag{1, 1});
+  after.on_reply(0, kStored);
+  after.on_reply(2, kRefused);
+  CHECK(after.action() == Action::wait);
+  after.on_reply(1, kStored);
+  CHECK(after.action() == Action::answer);
+}
+
+TEST_CASE("quorum: one replica is the single owner", "[quorum]") {
+  Quorum r(QuorumKind::read, 1);
+  r.on_reply(0, value(1));
+  CHECK(r.action() == Action::answer);
+  Quorum w(QuorumKind::write, 1);
+  w.on_reply(0, nothing());
+  w.begin_store(Tag{1, 1});
+  w.on_reply(0, kStored);
+  CHECK(w.action() == Action::answer);
+  Quorum out(QuorumKind::read, 3);
+  out.on_reply(7, value(1));  // not a replica of this set
+  CHECK(out.action() == Action::wait);
+}
+
+// ABD's safety, simulated: replicas hold tags; a write held by a majority before a read begins is
+// one the read must return or pass, and a read answers only once a majority holds what it returns.
+// Answers arrive in random orders, with random failures (a failed write-back may or may not apply).
+TEST_CASE("quorum: reads never return less than a write a majority held, over random histories", "[quorum][property]") {
+  std::mt19937 rng(2026);
+  for (int round = 0; round < 20000; ++round) {
+    const unsigned n = 1 + rng() % 5;
+    const unsigned majority = n / 2 + 1;
+    std::vector<std::uint64_t> held(n);
+    for (auto& t : held) t = rng() % 4;
+    // The newest tag a majority held when the read began: the read must return it or a newer one.
+    std::vector<std::uint64_t> sorted = held;
+    std::sort(sorted.rbegin(), sorted.rend());
+    const std::uint64_t committed = sorted[majority - 1];
+    std::vector<bool> down(n);
+    for (unsigned r = 0; r < n; ++r) down[r] = rng() % 4 == 0;
+
+    Quorum q(QuorumKind::read, n);
+    std::vector<unsigned> order(n);
+    for (unsigned r = 0; r < n; ++r) order[r] = r;
+    std::shuffle(order.begin(), order.end(), rng);
+    auto reply_of = [&](unsigned r) { return down[r] ? kFailed : held[r] ? value(held[r]) : nothing(); };
+    for (unsigned r : order) {
+      q.on_reply(r, reply_of(r));
+      if (q.action() != Action::wait) break;
+    }
+    if (q.action() == Action::write_back) {
+      q.begin_write_back();
+      const std::uint64_t tag = q.tag().counter;
+      std::shuffle(order.begin(), order.end(), rng);
+      for (unsigned r : order) {
+        if (!(q.targets() & (1u << r))) continue;
+        const bool ok = !down[r] && rng() % 5 != 0;
+        if (ok || rng() % 2) held[r] = std::max(held[r], tag);  // a failed write-back may have applied
+        q.on_reply(r, ok ? kStored : kFailed);
+        if (q.action() != Action::wait) break;
+      }
+    }
+    INFO("round " << round << ", " << n << " replicas");
+    const unsigned up = static_cast<unsigned>(std::count(down.begin(), down.end(), false));
+    if (q.action() == Action::answer) {
+      const std::uint64_t got = q.newest().held.tag.counter;
+      REQUIRE(got >= committed);
+      unsigned holding = 0;
+      for (auto t : held) holding += t >= got;
+      REQUIRE(holding >= majority);
+    } else {
+      REQUIRE(q.action() == Action::fail);
+      REQUIRE(q.missing() != 0);
+    }
+    if (up == n) REQUIRE(q.action() != Action::wait);
+  }
+}
