@@ -517,6 +517,17 @@ TEST_CASE("prepare validates the config before it resolves anything", "[cluster]
   CHECK(c.topology() == nullptr);
 }
 
+TEST_CASE("a replicated ring is refused, at start and in a rebalance, until kvproxy coordinates quorums", "[cluster][replicas]") {
+  Cluster c{HealthSettings{}};
+  RingConfig r = ring_of(3);
+  r.replicas = 3;
+  const std::string why = "replicas: 3 is not served by this kvproxy yet (it sends each key to one node, without quorums); use replicas: 1";
+  CHECK_THROWS_MATCHES(c.prepare(r, "ring.yaml"), ConfigError, Catch::Matchers::Message("ring.yaml: " + why));
+  c.publish(c.prepare(ring_of(3), "ring.yaml"));
+  CHECK_THROWS_MATCHES(c.prepare_migration(r, "", Phase::dual_write, "<admin body>"), ConfigError,
+                       Catch::Matchers::Message("<admin body>: " + why));
+}
+
 TEST_CASE("an IPv6 node: resolved and labelled with brackets", "[cluster]") {
   Cluster c{HealthSettings{}};
   c.publish(c.prepare(ring({{"n6", {"::1", 9006}, 1, {}}}), "ring.yaml"));
