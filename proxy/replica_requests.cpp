@@ -1,0 +1,60 @@
+#include "proxy/replica_requests.hpp"
+
+#include "common/key.hpp"
+#include "common/replica.hpp"
+#include "http/head_writer.hpp"
+
+namespace kv::proxy {
+
+using namespace std::string_view_literals;
+
+namespace {
+
+void append_start(std::string& out, std::string_view method, std::string_view path, std::string_view target,
+                  std::string_view host, std::string_view auth) {
+  out.append(method).append(" "sv).append(path).append(target.substr(target_path(target).size()));
+  out.append(" HTTP/1.1\r\nHost: "sv).append(host).append("\r\n"sv).append(auth);
+}
+
+}  // namespace
+
+void append_replica_get(std::string& out, std::string_view target, std::string_view host, bool head,
+                        std::string_view auth) {
+  append_start(out, head ? "HEAD"sv : "GET"sv, replica::kGetPath, target, host, auth);
+  out.append("\r\n"sv);
+}
+
+void append_replica_store(std::string& out, bool remove, std::string_view target, std::string_view host,
+                          const Tag& tag, std::string_view put_body, std::string_view auth) {
+  append_start(out, remove ? "DELETE"sv : "POST"sv, remove ? replica::kDelPath : replica::kPutPath, target, host, auth);
+  out.append(version::version_line(tag));
+  if (remove) {
+    out.append("\r\n"sv);
+    return;
+  }
+  out.append("Content-Type: application/json\r\n"sv);
+  http::append_content_length(out, put_body.size());
+  out.append("\r\n"sv).append(put_body);
+}
+
+ReplicaReply query_reply(const http::ScannedHead& answer) noexcept {
+  const unsigned s = answer.status;
+  if (s == 200 || s == 404) {
+    if (const auto held = held_of(answer)) return {ReplicaReply::Kind::found, Found{*held, s == 200}};
+    return {ReplicaReply::Kind::failed, {}};
+  }
+  if (s / 100 == 4) return {ReplicaReply::Kind::refused, {}};
+  return {ReplicaReply::Kind::failed, {}};
+}
+
+ReplicaReply store_reply(const http::ScannedHead& answer, bool remove) noexcept {
+  const unsigned s = answer.status;
+  if (s == 200 || (remove && s == 404)) {
+    if (held_of(answer)) return {ReplicaReply::Kind::stored, {}};
+    return {ReplicaReply::Kind::failed, {}};
+  }
+  if (s / 100 == 4 && s != 404 && s != 409) return {ReplicaReply::Kind::refused, {}};
+  return {ReplicaReply::Kind::failed, {}};
+}
+
+}  // namespace kv::proxy
