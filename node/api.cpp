@@ -28,16 +28,6 @@ void set_version_fields(http::StringResponse& res, const Tag& held, bool tombsto
   if (tombstone) res.set(version::kTombstoneField, "1");
 }
 
-// The methods a key operation takes (get, put or del), on the client API and /replica/ alike; else
-// `res` is the 405 with Allow.
-bool allow_key_method(Route op, const http::StringRequest& req, http::StringResponse& res) {
-  switch (op) {
-    case Route::get: return http::allow_method(res, req.method(), verb::get, http::kReadMethods);
-    case Route::put: return http::allow_method(res, req.method(), verb::post, "POST");
-    default: return http::allow_method(res, req.method(), verb::delete_, "DELETE");
-  }
-}
-
 }  // namespace
 
 Route Api::route_of(std::string_view target) noexcept {
@@ -80,9 +70,13 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
       admin_.handle(req, res);
       return route;
     case Route::put:
+      if (!http::allow_method(res, req.method(), verb::post, "POST")) return route;
+      break;
     case Route::get:
+      if (!http::allow_method(res, req.method(), verb::get, http::kReadMethods)) return route;
+      break;
     case Route::del:
-      if (!allow_key_method(route, req, res)) return route;
+      if (!http::allow_method(res, req.method(), verb::delete_, "DELETE")) return route;
       break;
     case Route::replica: {
       if (!admin_.authorized(req, res)) return route;
@@ -94,7 +88,10 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
         http::error_answer(res, status::not_found, http::kNotFound);
         return route;
       }
-      if (!allow_key_method(op, req, res)) return route;
+      const bool allowed = op == Route::get   ? http::allow_method(res, req.method(), verb::get, http::kReadMethods)
+                           : op == Route::put ? http::allow_method(res, req.method(), verb::post, "POST")
+                                              : http::allow_method(res, req.method(), verb::delete_, "DELETE");
+      if (!allowed) return route;
       break;
     }
     default: break;

@@ -202,7 +202,23 @@ void ClientConn::dispatch() {
   }
   topology_ = w_.current();
   access_ = access_of(req().method);
-  route_ = route(*topology_, hash_key(key.key), access_);
+  const std::uint64_t key_hash = hash_key(key.key);
+  if (topology_->ring->replicas() > 1 && (path == "/get"sv || path == "/put"sv || path == "/del"sv)) {
+    // The methods kvnode takes on each path, refused here as a node would (no replica is asked).
+    const auto m = req().method;
+    std::string_view allow;
+    if (path == "/get"sv && !http::is_read(m)) allow = http::kAllowReadLine;
+    else if (path == "/put"sv && m != http::Method::post) allow = "Allow: POST\r\n"sv;
+    else if (path == "/del"sv && m != http::Method::delete_) allow = "Allow: DELETE\r\n"sv;
+    if (!allow.empty()) {
+      counters.local_4xx.fetch_add(1, std::memory_order_relaxed);
+      local_answer(405, http::kJson, json_error(http::kMethodNotAllowed), allow);
+      return;
+    }
+    start_quorum(key_hash);
+    return;
+  }
+  route_ = route(*topology_, key_hash, access_);
   if (route_.plan != Plan::forward && path != "/get"sv && path != "/put"sv && path != "/del"sv) {
     route_.plan = Plan::forward;  // not a key operation: the node answers what it answers
     route_.nodes[0] = route_.nodes[1];
@@ -366,6 +382,81 @@ void ClientConn::on_node_failure(NodeExchange& x, NodeExchange::Failure f, const
   }
 }
 
+// ---- replicated keys ------------------------------------------------------------------------------
+
+void ClientConn::start_quorum(std::uint64_t key_hash) {
+  const ReplicaSet set = topology_->ring->replicas_of_hash(key_hash);
+  std::array<Backend*, kMaxReplicas> replicas{};
+  for (std::uint32_t i = 0; i < set.size; ++i) replicas[i] = topology_->backends[set.node[i]].get();
+  const QuorumKind kind = access_ == Access::read    ? QuorumKind::read
+                          : access_ == Access::remove ? QuorumKind::remove
+                                                      : QuorumKind::write;
+  if (!coord_) coord_ = std::make_unique<Coordinator>(w_);
+  quorum_active_ = true;
+  coord_->start(*this, kind, std::span<Backend* const>(replicas.data(), set.size), req().target, reader_.body());
+}
+
+// The quorum decided: the client's answer, made from what the replicas said.
+void ClientConn::on_quorum_done(Coordinator& c) {
+  quorum_active_ = false;
+  c.detach();
+  const Quorum& q = c.quorum();
+  std::string replicas;  // X-KV-Replicas: those that hold what the answer says
+  answer_fields_.clear();
+  auto add_replicas = [&](std::uint32_t bits) {
+    for (unsigned i = 0; i < q.size(); ++i)
+      if (bits & (1u << i)) replicas.append(replicas.empty() ? "" : ",").append(c.replica(i).id);
+    if (!replicas.empty()) answer_fields_.append("X-KV-Replicas: ").append(replicas).append("\r\n");
+  };
+  switch (q.action()) {
+    case Quorum::Action::answer: {
+      Backend& b = c.replica(q.newest_replica());
+      answered_by_ = &b;
+      answer_fields_.append(b.node_field);
+      add_replicas(q.holders());
+      b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
+      const std::string fields = answer_fields_;
+      if (access_ == Access::read) local_answer(c.newest_status(), http::kJson, c.newest_body(), fields);
+      else if (access_ == Access::write || q.newest().value) local_answer(200, http::kJson, json_success(), fields);
+      else local_answer(404, http::kJson, json_error("Key not found"), fields);
+      break;
+    }
+    case Quorum::Action::refuse: {
+      Backend& b = c.replica(q.refused_replica());
+      answered_by_ = &b;
+      answer_fields_.append(b.node_field);
+      const std::string fields = answer_fields_;
+      local_answer(c.refused_status(), http::kJson, c.refused_body(), fields);
+      break;
+    }
+    default: {  // fail: no majority
+      std::string detail = "No majority of the replicas of this key answered: ";
+      bool first = true;
+      for (unsigned i = 0; i < q.size(); ++i) {
+        if (!(q.missing() & (1u << i))) continue;
+        detail.append(first ? "" : ", ").append(c.replica(i).label());
+        if (!c.reason(i).empty()) detail.append(": ").append(c.reason(i));
+        first = false;
+      }
+      if (access_ != Access::read)
+        answer_fields_.append(q.outcome() == Quorum::Outcome::none ? "X-KV-Outcome: none\r\n" : "X-KV-Outcome: unknown\r\n");
+      const std::string fields = answer_fields_;
+      local_answer(503, http::kJson, json_error(detail), fields);
+      break;
+    }
+  }
+}
+
+// The coordinator is done with this client's request: handed to the worker, which keeps it until its
+// stragglers end. Never freed nor reused here: an answer sent at once ends the exchange inside the
+// coordinator's own callback, and the next pipelined request starts from there.
+void ClientConn::let_coordinator_go() {
+  if (!coord_) return;
+  coord_->detach();
+  quorum_active_ = false;
+  w_.adopt(std::move(coord_));
+}
+
 // An answer the proxy makes itself.
 void ClientConn::local_answer(unsigned status, std::string_view content_type, std::string_view body,
                               std::string_view extra_fields) {
@@ -401,6 +492,7 @@ void ClientConn::finish_exchange() {
                    answer_status_, answer_bytes_, ms_between(first_byte_, read_done_), connect_ms_, first_byte_ms_,
                    ms_between(first_byte_, now)});
   }
+  let_coordinator_go();
   topology_.reset();
   in_.consume(reader_.consumed());
   reader_.reset();
@@ -424,7 +516,8 @@ void ClientConn::on_deadline() {
       reject(reader_.timed_out());
       break;
     case Stage::forwarding:
-      exchange_.on_deadline();
+      if (quorum_active_) coord_->on_deadline();
+      else exchange_.on_deadline();
       break;
     case Stage::writing:
     case Stage::closing:
@@ -437,6 +530,11 @@ void ClientConn::close(bool graceful) {
   if (closed_) return;
   closed_ = true;
   exchange_.abort();
+  if (coord_) {  // its exchanges run on, heard by no one (it is freed on the worker's tick)
+    coord_->detach();
+    quorum_active_ = false;
+    w_.adopt(std::move(coord_));
+  }
   topology_.reset();
   ch_->close(graceful);
   in_.consume(in_.size());

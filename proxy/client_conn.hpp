@@ -21,6 +21,7 @@
 #include "common/io_buffer.hpp"
 #include "http/request_reader.hpp"
 #include "net/io_loop.hpp"
+#include "proxy/coordinator.hpp"
 #include "proxy/node_exchange.hpp"
 #include "proxy/routing.hpp"
 #include "proxy/versioned.hpp"
@@ -29,7 +30,7 @@ namespace kv::proxy {
 
 class Worker;
 
-class ClientConn final : public net::ChannelHandler, NodeExchange::Listener {
+class ClientConn final : public net::ChannelHandler, NodeExchange::Listener, Coordinator::Client {
  public:
   using Clock = std::chrono::steady_clock;
 
@@ -41,7 +42,8 @@ class ClientConn final : public net::ChannelHandler, NodeExchange::Listener {
 
   // When the current wait ends: the worker's tick calls on_deadline() once it has passed.
   Clock::time_point deadline() const noexcept {
-    return stage_ == Stage::forwarding ? exchange_.deadline() : deadline_;
+    if (stage_ != Stage::forwarding) return deadline_;
+    return quorum_active_ ? coord_->deadline() : exchange_.deadline();
   }
   void on_deadline();
   bool idle() const noexcept { return stage_ == Stage::idle && in_.empty(); }
@@ -69,6 +71,10 @@ class ClientConn final : public net::ChannelHandler, NodeExchange::Listener {
   void relay(NodeExchange& x);
   void answer_for(Backend& b, unsigned status, std::string_view body);
   void on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) override;
+  // replicas: N > 1: the request runs over the key's replica set (proxy/coordinator.hpp).
+  void start_quorum(std::uint64_t key_hash);
+  void on_quorum_done(Coordinator& c) override;
+  void let_coordinator_go();
   void local_answer(unsigned status, std::string_view content_type, std::string_view body,
                     std::string_view extra_fields = {});
   void send_answer();
@@ -105,6 +111,11 @@ class ClientConn final : public net::ChannelHandler, NodeExchange::Listener {
   std::uint8_t newer_ = 0;  // read_both: the owner whose answer is the client's
   unsigned saved_status_ = 0;
   std::string saved_body_;  // read_both: that answer's body, kept past its exchange
+  // A replicated key's request: its coordinator (kept for the next request once idle; handed to the
+  // worker while stragglers run), and the fields of the answer it makes.
+  std::unique_ptr<Coordinator> coord_;
+  bool quorum_active_ = false;
+  std::string answer_fields_;
 
   // What the client got, and when: read_done_ for the latency histogram; first_byte_ and the
   // exchange's timings only for the access log, and only taken when there is one.

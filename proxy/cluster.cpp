@@ -116,19 +116,18 @@ std::vector<NodeView> node_views(const Topology& t) {
 
 namespace {
 
-// Until kvproxy coordinates quorums, a replicated ring would be served as if it had one copy per key:
-// refused instead, with the file and field.
+// A rebalance moves one owner per key: a replicated ring is refused as its new ring (and ring-rebalance
+// apply refuses it first), with the file and field.
 void refuse_replicas(const RingConfig& config, std::string_view source) {
   if (config.replicas == 1) return;
   throw ConfigError(std::string(source) + ": replicas: " + std::to_string(config.replicas) +
-                    " is not served by this kvproxy yet (it sends each key to one node, without quorums); use replicas: 1");
+                    " cannot be the new ring of a rebalance yet (it moves one owner per key); use replicas: 1");
 }
 
 }  // namespace
 
 std::shared_ptr<Topology> Cluster::prepare(RingConfig config, std::string_view source) const {
   validate_ring_config(config, source);
-  refuse_replicas(config, source);
   auto t = std::make_shared<Topology>();
   t->ring = Ring::build(config);
   t->backends = backends_for(*t->ring, config, source);

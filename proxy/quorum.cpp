@@ -85,11 +85,11 @@ void Quorum::after_query() noexcept {
     std::uint32_t have = 0;
     for (unsigned r = 0; r < n_; ++r)
       if ((answered_ & (1u << r)) && holds(found_[r], newest_)) have |= 1u << r;
+    holders_ = have;
     if (count(have) >= majority()) {
       one_round_ = true;
       return finish(Action::answer);
     }
-    holders_ = have;
     action_ = Action::write_back;
     return;
   }

@@ -73,6 +73,9 @@ class Quorum {
   const Found& newest() const noexcept { return newest_; }
   unsigned newest_replica() const noexcept { return newest_replica_; }
   const Tag& tag() const noexcept { return tag_; }
+  // On answer: the replicas known to hold what the answer says (a read's agreeing majority or the
+  // write-back's holders; a write's stores).
+  std::uint32_t holders() const noexcept { return holders_; }
   // On refuse: the replica whose 4xx is the client's.
   unsigned refused_replica() const noexcept { return refused_; }
   // On fail: the replicas that gave no usable answer in the step that failed.

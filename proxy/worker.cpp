@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "http/limits.hpp"
+#include "proxy/coordinator.hpp"
 #include "net/address.hpp"
 #include "proxy/client_conn.hpp"
 
@@ -90,6 +91,16 @@ void Worker::tick() {
     if (c.deadline() <= now) c.on_deadline();
     else c.trim();
   }
+  for (std::size_t i = 0; i < stragglers_.size();) {
+    Coordinator& c = *stragglers_[i];
+    if (c.deadline() <= now) c.on_deadline();
+    if (c.idle()) {
+      stragglers_[i] = std::move(stragglers_.back());
+      stragglers_.pop_back();
+    } else {
+      ++i;
+    }
+  }
   pools.sweep(now);
   maybe_listen();
   if (draining && now >= drain_deadline_) {
@@ -98,6 +109,8 @@ void Worker::tick() {
     loop.stop();
   }
 }
+
+void Worker::adopt(std::unique_ptr<Coordinator> c) { stragglers_.push_back(std::move(c)); }
 
 void Worker::begin_drain(std::chrono::milliseconds timeout) {
   if (draining) return;

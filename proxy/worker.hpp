@@ -22,6 +22,7 @@ namespace kv::proxy {
 
 class AccessLog;
 class ClientConn;
+class Coordinator;
 
 // What every worker of a data path shares, owned by the DataPath.
 struct Shared {
@@ -48,6 +49,9 @@ class Worker {
   // The topology for the next request; taken up anew only when a publish made a new one.
   const std::shared_ptr<const Topology>& current();
   void remove_client(ClientConn& c);
+  // A coordinator whose client is done while some of its exchanges still run: ticked until they end,
+  // then freed.
+  void adopt(std::unique_ptr<Coordinator> c);
 
   Shared& shared;
   const ProxyOptions& opt;
@@ -70,6 +74,7 @@ class Worker {
   // Closed connections, freed after the batch of completions that closed them (their code may still
   // be on the stack).
   std::vector<std::unique_ptr<ClientConn>> dead_clients_;
+  std::vector<std::unique_ptr<Coordinator>> stragglers_;
   std::shared_ptr<const Topology> topology_;
   std::uint64_t version_ = 0;
   bool listening_ = false;

@@ -286,12 +286,14 @@ def run_kvproxy(*args, timeout=30):
 
 # --- ring files and ring-rebalance ---
 
-def write_ring(path, nodes, proxy=None, vnodes=None):
+def write_ring(path, nodes, proxy=None, vnodes=None, replicas=None):
     """nodes: [(id, port)] or [(id, port, weight)], a port standing for 127.0.0.1:port and a string for
-    the whole address; proxy: dict for the proxy: section. Returns `path`."""
+    the whole address; proxy: dict for the proxy: section; replicas: N copies per key. Returns `path`."""
     lines = []
     if vnodes:
         lines.append(f"vnodes: {vnodes}")
+    if replicas:
+        lines.append(f"replicas: {replicas}")
     lines.append("nodes:")
     for n in nodes:
         address = n[1] if isinstance(n[1], str) else f"127.0.0.1:{n[1]}"

@@ -23,16 +23,6 @@ const ReplicaReply kFailed{Kind::failed, {}};
 const ReplicaReply kNotSent{Kind::not_sent, {}};
 const ReplicaReply kRefused{Kind::refused, {}};
 
-// A write of 3 replicas whose query found nothing on replicas 0 and 1, storing `tag`.
-Quorum storing(const Tag& tag) {
-  Quorum q(QuorumKind::write, 3);
-  q.on_reply(0, nothing());
-  q.on_reply(1, nothing());
-  REQUIRE(q.action() == Action::store);
-  q.begin_store(tag);
-  return q;
-}
-
 }  // namespace
 
 TEST_CASE("quorum: a read whose majority agrees answers in one round trip", "[quorum]") {
@@ -141,7 +131,10 @@ TEST_CASE("quorum: a write queries, stores one tag on all, and answers at a majo
   CHECK(q.tag() == Tag{9, 42});
 
   SECTION("a store without a majority may have taken effect: unknown") {
-    Quorum w = storing(Tag{1, 7});
+    Quorum w(QuorumKind::write, 3);
+    w.on_reply(0, nothing());
+    w.on_reply(1, nothing());
+    w.begin_store(Tag{1, 7});
     w.on_reply(0, kStored);
     w.on_reply(1, kFailed);
     w.on_reply(2, kNotSent);
@@ -150,7 +143,10 @@ TEST_CASE("quorum: a write queries, stores one tag on all, and answers at a majo
     CHECK(w.missing() == 0b110);
   }
   SECTION("a store that never left: none") {
-    Quorum w = storing(Tag{1, 7});
+    Quorum w(QuorumKind::write, 3);
+    w.on_reply(0, nothing());
+    w.on_reply(1, nothing());
+    w.begin_store(Tag{1, 7});
     w.on_reply(0, kNotSent);
     w.on_reply(1, kNotSent);
     CHECK(w.action() == Action::wait);  // no majority now, but the third store decides the outcome
@@ -159,7 +155,10 @@ TEST_CASE("quorum: a write queries, stores one tag on all, and answers at a majo
     CHECK(w.outcome() == Quorum::Outcome::none);
     CHECK(w.missing() == 0b111);
 
-    Quorum v = storing(Tag{1, 7});  // the same, but the third one left: it may have been stored
+    Quorum v(QuorumKind::write, 3);  // the same, but the third one left: it may have been stored
+    v.on_reply(0, nothing());
+    v.on_reply(1, nothing());
+    v.begin_store(Tag{1, 7});
     v.on_reply(0, kNotSent);
     v.on_reply(1, kNotSent);
     v.on_reply(2, kStored);
@@ -194,12 +193,18 @@ TEST_CASE("quorum: a refusal is the client's answer", "[quorum]") {
   CHECK(q.action() == Action::refuse);
   CHECK(q.refused_replica() == 1);
 
-  Quorum s = storing(Tag{1, 1});
+  Quorum s(QuorumKind::write, 3);
+  s.on_reply(0, nothing());
+  s.on_reply(1, nothing());
+  s.begin_store(Tag{1, 1});
   s.on_reply(2, kRefused);
   CHECK(s.action() == Action::refuse);
   CHECK(s.refused_replica() == 2);
 
-  Quorum after = storing(Tag{1, 1});  // once one replica took it, a refusal is a failure
+  Quorum after(QuorumKind::write, 3);  // once one replica took it, a refusal is a failure
+  after.on_reply(0, nothing());
+  after.on_reply(1, nothing());
+  after.begin_store(Tag{1, 1});
   after.on_reply(0, kStored);
   after.on_reply(2, kRefused);
   CHECK(after.action() == Action::wait);

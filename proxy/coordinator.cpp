@@ -1,0 +1,179 @@
+#include "proxy/coordinator.hpp"
+
+#include <algorithm>
+
+#include "proxy/replica_requests.hpp"
+#include "proxy/worker.hpp"
+
+namespace kv::proxy {
+
+Coordinator::Coordinator(Worker& w) : w_(w) {}
+
+void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* const> replicas, std::string_view target,
+                        std::string_view put_body) {
+  client_ = &client;
+  told_ = false;
+  kind_ = kind;
+  const unsigned n = static_cast<unsigned>(std::min<std::size_t>(replicas.size(), kMaxReplicas));
+  quorum_ = Quorum(kind, n);
+  target_.assign(target);
+  put_body_.assign(kind == QuorumKind::write ? put_body : std::string_view());
+  newest_body_.clear();
+  newest_status_ = refused_status_ = 0;
+  refused_body_.clear();
+  for (unsigned i = 0; i < n; ++i) {
+    replicas_[i] = replicas[i];
+    reasons_[i].clear();
+    if (!lanes_[i]) lanes_[i] = std::make_unique<Lane>(w_, static_cast<NodeExchange::Listener&>(*this));
+    // Every lane is busy before the first request leaves: a connect that fails at once may decide the
+    // step, and a store then waits for the lanes whose query has not left yet.
+    lanes_[i]->busy = true;
+    lanes_[i]->store_waiting = false;
+    lanes_[i]->storing = false;
+  }
+  ++acting_;
+  for (unsigned i = 0; i < n; ++i) send_query(i);
+  --acting_;
+  advance();
+}
+
+bool Coordinator::idle() const noexcept {
+  for (unsigned i = 0; i < quorum_.size(); ++i)
+    if (lanes_[i] && (lanes_[i]->busy || lanes_[i]->store_waiting)) return false;
+  return true;
+}
+
+Coordinator::Clock::time_point Coordinator::deadline() const noexcept {
+  auto d = Clock::time_point::max();
+  for (unsigned i = 0; i < quorum_.size(); ++i)
+    if (lanes_[i] && lanes_[i]->busy) d = std::min(d, lanes_[i]->x.deadline());
+  return d;
+}
+
+void Coordinator::on_deadline() {
+  const auto now = w_.loop.now();
+  for (unsigned i = 0; i < quorum_.size(); ++i)
+    if (lanes_[i] && lanes_[i]->busy && lanes_[i]->x.deadline() <= now) lanes_[i]->x.on_deadline();
+}
+
+unsigned Coordinator::lane_of(const NodeExchange& x) const noexcept {
+  for (unsigned i = 0; i < quorum_.size(); ++i)
+    if (lanes_[i] && &lanes_[i]->x == &x) return i;
+  return 0;
+}
+
+void Coordinator::send_query(unsigned i) {
+  Lane& lane = *lanes_[i];
+  Backend& b = *replicas_[i];
+  lane.busy = true;
+  lane.storing = false;
+  if (!b.up.load(std::memory_order_relaxed)) {  // marked down: not asked, it cannot answer
+    lane.busy = false;
+    reasons_[i] = "marked down";
+    return reply(i, {ReplicaReply::Kind::not_sent, {}});
+  }
+  std::string& s = lane.x.request();
+  s.clear();
+  const bool head = kind_ != QuorumKind::read;  // a write's tag query needs no value
+  append_replica_get(s, target_, b.address.str(), head, {});
+  lane.x.start(b, head);
+}
+
+void Coordinator::send_store(unsigned i) {
+  Lane& lane = *lanes_[i];
+  if (lane.busy) {
+    lane.store_waiting = true;  // after this replica's query
+    return;
+  }
+  lane.store_waiting = false;
+  Backend& b = *replicas_[i];
+  lane.busy = true;
+  lane.storing = true;
+  if (!b.up.load(std::memory_order_relaxed)) {
+    lane.busy = false;
+    reasons_[i] = "marked down";
+    return reply(i, {ReplicaReply::Kind::not_sent, {}});
+  }
+  std::string& s = lane.x.request();
+  s.clear();
+  if (kind_ == QuorumKind::read) {  // the write-back of the newest write the query found
+    const Held& held = quorum_.newest().held;
+    append_replica_store(s, held.tombstone, target_, b.address.str(), held.tag, newest_body_, {});
+  } else {
+    append_replica_store(s, kind_ == QuorumKind::remove, target_, b.address.str(), quorum_.tag(), put_body_, {});
+  }
+  lane.x.start(b, false);
+}
+
+void Coordinator::on_node_answer(NodeExchange& x) {
+  const unsigned i = lane_of(x);
+  Lane& lane = *lanes_[i];
+  lane.busy = false;
+  const bool remove = kind_ == QuorumKind::remove || (kind_ == QuorumKind::read && quorum_.newest().held.tombstone);
+  const ReplicaReply r = lane.storing ? store_reply(x.answer(), remove) : query_reply(x.answer());
+  if (r.kind == ReplicaReply::Kind::found && !lane.storing && quorum_.targets() == 0 &&
+      quorum_.action() == Quorum::Action::wait) {  // the query step, still undecided
+    // Kept while it may become the newest: a read's answer and its write-back's value.
+    const Found& before = quorum_.newest();
+    const bool first = newest_status_ == 0;
+    if (first || newer_of(before, r.found) == 1) {
+      newest_status_ = x.answer().status;
+      newest_body_.assign(x.body());
+    }
+  }
+  if (r.kind == ReplicaReply::Kind::refused) {
+    refused_status_ = x.answer().status;
+    refused_body_.assign(x.body());
+  } else if (r.kind == ReplicaReply::Kind::failed) {
+    reasons_[i] = "answered " + std::to_string(x.answer().status);
+  }
+  x.release();
+  reply(i, r);
+  if (lane.store_waiting && !lane.busy) send_store(i);
+}
+
+void Coordinator::on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) {
+  const unsigned i = lane_of(x);
+  Lane& lane = *lanes_[i];
+  lane.busy = false;
+  reasons_[i] = detail;
+  // A connect that failed sent nothing (NodeExchange retries only where the request never arrived).
+  reply(i, {f == NodeExchange::Failure::connect ? ReplicaReply::Kind::not_sent : ReplicaReply::Kind::failed, {}});
+  if (lane.store_waiting && !lane.busy) send_store(i);
+}
+
+void Coordinator::reply(unsigned i, const ReplicaReply& r) {
+  quorum_.on_reply(i, r);
+  if (acting_ == 0) advance();
+}
+
+void Coordinator::advance() {
+  ++acting_;
+  switch (quorum_.action()) {
+    case Quorum::Action::wait: break;
+    case Quorum::Action::store:
+      quorum_.begin_store(w_.shared.tags.next(quorum_.newest().held.tag));
+      for (unsigned i = 0; i < quorum_.size(); ++i) send_store(i);
+      break;
+    case Quorum::Action::write_back: {
+      quorum_.begin_write_back();
+      const std::uint32_t targets = quorum_.targets();
+      for (unsigned i = 0; i < quorum_.size(); ++i)
+        if (targets & (1u << i)) send_store(i);
+      break;
+    }
+    case Quorum::Action::answer:
+    case Quorum::Action::refuse:
+    case Quorum::Action::fail:
+      if (!told_) {
+        told_ = true;
+        if (client_) client_->on_quorum_done(*this);
+      }
+      break;
+  }
+  --acting_;
+  // Replies that came in while acting (a connect failing at once) may have decided the next step.
+  if (acting_ == 0 && quorum_.action() != Quorum::Action::wait && !told_) advance();
+}
+
+}  // namespace kv::proxy

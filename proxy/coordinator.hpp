@@ -1,0 +1,100 @@
+// One client request over a key's replica set (replicas: N): proxy/quorum.hpp's steps run through one
+// NodeExchange per replica, each sending proxy/replica_requests.hpp's requests. Every step goes to
+// all N at once and is decided at a majority; a replica's exchange runs its requests in turn (a store
+// waits for that replica's query to end), so a slow replica costs the request nothing but its own
+// lane. When the quorum decides, the client hears once (Client::on_quorum_done) and may answer at
+// once; the exchanges still under way (stragglers) run to their end, so that their pooled connections
+// are kept, and the worker ticks the coordinator until idle() (a coordinator outlives its request).
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "proxy/node_exchange.hpp"
+#include "proxy/quorum.hpp"
+
+namespace kv::proxy {
+
+class Worker;
+
+class Coordinator final : NodeExchange::Listener {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  class Client {
+   public:
+    virtual void on_quorum_done(Coordinator& c) = 0;
+
+   protected:
+    ~Client() = default;
+  };
+
+  explicit Coordinator(Worker& w);
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // Runs a request of `kind` on `replicas` (in placement order; they live as long as the topology the
+  // caller holds). `target`: the client's (its query string names the key); `put_body`: a write's
+  // body. Copies what it needs. The client hears once, possibly before start() returns.
+  void start(Client& client, QuorumKind kind, std::span<Backend* const> replicas, std::string_view target,
+             std::string_view put_body);
+  // The client no longer listens (it answered, or went away). Stragglers run on.
+  void detach() noexcept { client_ = nullptr; }
+  // No exchange under way: the coordinator may be reused or freed.
+  bool idle() const noexcept;
+
+  // After on_quorum_done: what was decided (quorum().action()), and for the answer:
+  const Quorum& quorum() const noexcept { return quorum_; }
+  Backend& replica(unsigned i) const noexcept { return *replicas_[i]; }
+  // A read's answer: the status and body of the replica whose query found the newest write.
+  unsigned newest_status() const noexcept { return newest_status_; }
+  std::string_view newest_body() const noexcept { return newest_body_; }
+  // On refuse: the refusing replica's status and body.
+  unsigned refused_status() const noexcept { return refused_status_; }
+  std::string_view refused_body() const noexcept { return refused_body_; }
+  // Why each replica gave no usable answer (empty: it did), for a failure's detail.
+  const std::string& reason(unsigned i) const noexcept { return reasons_[i]; }
+
+  // The earliest deadline of the exchanges under way; the worker's tick calls on_deadline() once
+  // it has passed.
+  Clock::time_point deadline() const noexcept;
+  void on_deadline();
+
+ private:
+  struct Lane {
+    explicit Lane(Worker& w, NodeExchange::Listener& l) : x(w, l) {}
+    NodeExchange x;
+    bool busy = false;          // an exchange under way
+    bool store_waiting = false;  // the store step's request is due once the query ends
+    bool storing = false;        // the exchange under way is a store (else a query)
+  };
+
+  void on_node_answer(NodeExchange& x) override;
+  void on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) override;
+  unsigned lane_of(const NodeExchange& x) const noexcept;
+  void send_query(unsigned i);
+  void send_store(unsigned i);
+  void advance();  // acts on quorum_.action() after an answer
+  void reply(unsigned i, const ReplicaReply& r);
+
+  Worker& w_;
+  Client* client_ = nullptr;
+  bool told_ = false;  // the client heard
+  QuorumKind kind_ = QuorumKind::read;
+  Quorum quorum_{QuorumKind::read, 1};
+  std::array<Backend*, kMaxReplicas> replicas_{};
+  std::array<std::unique_ptr<Lane>, kMaxReplicas> lanes_;
+  std::array<std::string, kMaxReplicas> reasons_;
+  std::string target_, put_body_;
+  std::string newest_body_;  // the newest query answer's body (a read's answer, a write-back's value)
+  unsigned newest_status_ = 0;
+  std::string refused_body_;
+  unsigned refused_status_ = 0;
+  unsigned acting_ = 0;  // re-entrancy depth of advance() (a connect can fail inside start())
+};
+
+}  // namespace kv::proxy

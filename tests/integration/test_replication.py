@@ -1,0 +1,165 @@
+"""replicas: N through kvproxy (../shared/REPLICATION.md, guarantees 2-4): every key on N kvnodes, each
+request decided by a majority, so one node's death fails no request and a lost majority is a 503
+that names the missing replicas and says whether a failed write may have happened."""
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import unittest
+
+from kvtest import Client, Cluster, harness, request, wait_until, write_ring, proxy_node_state
+
+
+def held(port, key):
+    """What one kvnode holds of `key`: (status, value or None, its version)."""
+    status, headers, body = request(port, "GET", f"/replica/get?key={key}")
+    doc = json.loads(body)
+    return status, doc.get("value"), headers.get("X-KV-Version")
+
+
+class ReplicationTest(unittest.TestCase):
+    def setUp(self):
+        self.h = harness(self)
+        self.cluster = Cluster(self.h, 3)
+        ring = write_ring(self.h.path("ring.yaml"), [(i, n.port) for i, n in sorted(self.cluster.nodes.items())],
+                          replicas=3)
+        self.proxy = self.h.proxy(ring, checks=Cluster.CHECKS)
+        self.c = Client(self.proxy.port)
+        self.addCleanup(self.c.close)
+
+    def nodes(self):
+        return sorted(self.cluster.nodes.items())
+
+    def test_every_replica_holds_each_write_and_delete(self):
+        status, headers, _ = self.c.put("alice", "v1")
+        self.assertEqual(status, 200)
+        self.assertIn(headers["X-KV-Node"], {"n1", "n2", "n3"})
+        self.assertGreaterEqual(len(headers["X-KV-Replicas"].split(",")), 2)  # a majority acknowledged
+        # The third store runs on after the answer: every replica ends with the same version.
+        self.assertTrue(wait_until(lambda: len({held(n.port, "alice") for _, n in self.nodes()}) == 1, 5))
+        status, value, version = held(self.nodes()[0][1].port, "alice")
+        self.assertEqual((status, value), (200, "v1"))
+        status, _, body = self.c.get("alice")
+        self.assertEqual((status, json.loads(body)["value"]), (200, "v1"))
+        status, _, _ = self.c.put("alice", "v2")
+        self.assertEqual(self.c.get("alice")[0], 200)
+        self.assertEqual(json.loads(self.c.get("alice")[2])["value"], "v2")
+        self.assertEqual(self.c.delete("alice")[0], 200)
+        self.assertEqual(self.c.delete("alice")[0], 404)
+        self.assertEqual(self.c.get("alice")[0], 404)
+        self.assertTrue(wait_until(lambda: all(held(n.port, "alice")[0] == 404 for _, n in self.nodes()), 5))
+
+    def test_wrong_methods_and_a_client_gone_mid_request(self):
+        for method, target, allow in (("POST", "/get?key=a", "GET, HEAD"), ("GET", "/put?key=a", "POST"),
+                                      ("PUT", "/put?key=a", "POST"), ("GET", "/del?key=a", "DELETE")):
+            status, headers, body = request(self.proxy.port, method, target, {"value": "v"} if method != "GET" else None)
+            self.assertEqual((status, headers["Allow"], json.loads(body)["detail"]), (405, allow, "Method not allowed"))
+        self.assertEqual(self.c.get("a")[0], 404)  # nothing was written
+        # A client that leaves while its request waits on a paused majority: the proxy goes on serving.
+        n2, n3 = self.cluster.nodes["n2"], self.cluster.nodes["n3"]
+        for n in (n2, n3):
+            os.kill(n.proc.pid, signal.SIGSTOP)
+        try:
+            s = socket.create_connection(("127.0.0.1", self.proxy.port))
+            s.sendall(b"GET /get?key=a HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.2)  # the request is in the coordinator's hands (nothing to wait for: it cannot end)
+            s.close()
+        finally:
+            for n in (n2, n3):
+                os.kill(n.proc.pid, signal.SIGCONT)
+        self.assertTrue(wait_until(lambda: self.c.put("a", "after")[0] == 200, 20))
+        self.assertEqual(json.loads(self.c.get("a")[2])["value"], "after")
+
+    def test_a_read_repairs_a_replica_that_missed_a_write(self):
+        self.assertEqual(self.c.put("bob", "old")[0], 200)
+        self.assertTrue(wait_until(lambda: all(held(n.port, "bob")[1] == "old" for _, n in self.nodes()), 5))
+        # A newer write on one replica only (as a write interrupted after one store): a read that sees
+        # it must make a majority hold it before answering it.
+        n1 = self.cluster.nodes["n1"]
+        status, headers, _ = request(n1.port, "POST", "/replica/put?key=bob", {"value": "new"},
+                                     headers={"X-KV-Version": "4611686018427387000.1"})
+        self.assertEqual((status, headers["X-KV-Applied"]), (200, "1"))
+        # n3 paused, so that every majority has n1: the read meets the newest write.
+        n3 = self.cluster.nodes["n3"]
+        os.kill(n3.proc.pid, signal.SIGSTOP)
+        try:
+            status, _, body = self.c.get("bob")
+            self.assertEqual((status, json.loads(body)["value"]), (200, "new"))
+            self.assertEqual(held(self.cluster.nodes["n2"].port, "bob")[1], "new")  # written back first
+        finally:
+            os.kill(n3.proc.pid, signal.SIGCONT)
+        # Once read, never older.
+        for _ in range(20):
+            self.assertEqual(json.loads(self.c.get("bob")[2])["value"], "new")
+
+    def test_a_node_killed_under_load_fails_no_request(self):
+        failures, acked = [], {}
+        writes = [0]  # acknowledged writes so far (acked holds the last value of each of 150 keys)
+        stop = threading.Event()
+
+        def worker(t):
+            c = Client(self.proxy.port, timeout=10)
+            i = 0
+            try:
+                while not stop.is_set():
+                    key, value = f"w{t}-{i % 50}", f"v{i}"
+                    status, _, body = c.put(key, value)
+                    if status == 200:
+                        acked[key] = value
+                        writes[0] += 1
+                    else:
+                        failures.append(("put", status, body))
+                    status, _, body = c.get(key)
+                    if status != 200 or json.loads(body)["value"] != acked.get(key):
+                        failures.append(("get", status, body))
+                    i += 1
+            except Exception as e:  # a connection the proxy dropped is a failed request too
+                failures.append(("connection", repr(e)))
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(3)]
+        for t in threads:
+            t.start()
+        self.addCleanup(stop.set)
+        self.assertTrue(wait_until(lambda: writes[0] > 60 or failures, 20), failures)
+        self.cluster.nodes["n2"].kill()
+        self.assertTrue(wait_until(lambda: proxy_node_state(self.proxy.admin_port, "n2") == "DOWN", 10))
+        before = writes[0]
+        self.assertTrue(wait_until(lambda: writes[0] > before + 60 or failures, 20), failures)
+        stop.set()
+        for t in threads:
+            t.join()
+        self.assertEqual(failures, [])
+        for key, value in acked.items():
+            status, _, body = self.c.get(key)
+            self.assertEqual((status, json.loads(body)["value"]), (200, value), key)
+
+    def test_without_a_majority_a_clear_503_and_the_outcome(self):
+        self.assertEqual(self.c.put("carol", "v")[0], 200)
+        for node_id in ("n2", "n3"):
+            self.cluster.nodes[node_id].kill()
+        self.assertTrue(wait_until(lambda: all(proxy_node_state(self.proxy.admin_port, n) == "DOWN" for n in ("n2", "n3")), 10))
+        status, headers, body = self.c.put("carol", "w")
+        detail = json.loads(body)["detail"]
+        self.assertEqual((status, headers["X-KV-Outcome"]), (503, "none"))
+        self.assertTrue(detail.startswith("No majority of the replicas of this key answered: "), detail)
+        for node_id in ("n2", "n3"):
+            self.assertIn(f"{node_id} (127.0.0.1:{self.cluster.nodes[node_id].port}): marked down", detail)
+        self.assertNotIn("n1 (", detail)
+        status, headers, body = self.c.get("carol")
+        self.assertEqual(status, 503)
+        self.assertNotIn("X-KV-Outcome", headers)  # a read changes nothing
+        self.assertEqual(self.c.delete("carol")[1]["X-KV-Outcome"], "none")
+        # Back: the value written before the failure, untouched by the writes that failed.
+        for node_id in ("n2", "n3"):
+            self.cluster.start_node(node_id, self.cluster.nodes[node_id].port)
+        self.assertTrue(wait_until(lambda: all(proxy_node_state(self.proxy.admin_port, n) == "UP" for n in ("n2", "n3")), 10))
+        status, _, body = self.c.get("carol")
+        self.assertEqual((status, json.loads(body)["value"]), (200, "v"))
+
+
+if __name__ == "__main__":
+    unittest.main()
