@@ -391,9 +391,17 @@ void ClientConn::start_quorum(std::uint64_t key_hash) {
   const QuorumKind kind = access_ == Access::read    ? QuorumKind::read
                           : access_ == Access::remove ? QuorumKind::remove
                                                       : QuorumKind::write;
+  std::span<Backend* const> asked(replicas.data(), set.size);
+  if (w_.opt.unsafe_read_one && kind == QuorumKind::read) [[unlikely]] {
+    // The broken mode: one replica (in turn, skipping those marked down) is a quorum of one.
+    unsigned pick = w_.read_one_turn++ % set.size;
+    for (unsigned tries = 0; tries < set.size && !replicas[pick]->up.load(std::memory_order_relaxed); ++tries)
+      pick = (pick + 1) % set.size;
+    asked = asked.subspan(pick, 1);
+  }
   if (!coord_) coord_ = std::make_unique<Coordinator>(w_);
   quorum_active_ = true;
-  coord_->start(*this, kind, std::span<Backend* const>(replicas.data(), set.size), req().target, reader_.body());
+  coord_->start(*this, kind, asked, req().target, reader_.body());
 }
 
 // The quorum decided: the client's answer, made from what the replicas said.
@@ -401,6 +409,9 @@ void ClientConn::on_quorum_done(Coordinator& c) {
   quorum_active_ = false;
   c.detach();
   const Quorum& q = c.quorum();
+  QuorumCounters& counters = w_.counters.quorum;
+  const QuorumOp op = access_ == Access::read ? QuorumOp::get : access_ == Access::remove ? QuorumOp::del : QuorumOp::put;
+  counters.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
   std::string replicas;  // X-KV-Replicas: those that hold what the answer says
   answer_fields_.clear();
   auto add_replicas = [&](std::uint32_t bits) {
@@ -414,7 +425,8 @@ void ClientConn::on_quorum_done(Coordinator& c) {
       answered_by_ = &b;
       answer_fields_.append(b.node_field);
       add_replicas(q.holders());
-      b.stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - read_done_).count()));
+      counters.count(op, QuorumResult::ok);
+      if (op == QuorumOp::get && !q.one_round()) counters.write_backs.fetch_add(1, std::memory_order_relaxed);
       const std::string fields = answer_fields_;
       if (access_ == Access::read) local_answer(c.newest_status(), http::kJson, c.newest_body(), fields);
       else if (access_ == Access::write || q.newest().value) local_answer(200, http::kJson, json_success(), fields);
@@ -425,11 +437,14 @@ void ClientConn::on_quorum_done(Coordinator& c) {
       Backend& b = c.replica(q.refused_replica());
       answered_by_ = &b;
       answer_fields_.append(b.node_field);
+      counters.count(op, QuorumResult::refused);
       const std::string fields = answer_fields_;
       local_answer(c.refused_status(), http::kJson, c.refused_body(), fields);
       break;
     }
     default: {  // fail: no majority
+      counters.count(op, QuorumResult::failed);
+      counters.failure(c.failure_cause());
       std::string detail = "No majority of the replicas of this key answered: ";
       bool first = true;
       for (unsigned i = 0; i < q.size(); ++i) {

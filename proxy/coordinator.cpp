@@ -1,6 +1,7 @@
 #include "proxy/coordinator.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "proxy/replica_requests.hpp"
 #include "proxy/worker.hpp"
@@ -24,6 +25,7 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
   for (unsigned i = 0; i < n; ++i) {
     replicas_[i] = replicas[i];
     reasons_[i].clear();
+    faults_[i] = QuorumCause::mixed;  // until a fault says what it was
     if (!lanes_[i]) lanes_[i] = std::make_unique<Lane>(w_, static_cast<NodeExchange::Listener&>(*this));
     // Every lane is busy before the first request leaves: a connect that fails at once may decide the
     // step, and a store then waits for the lanes whose query has not left yet.
@@ -69,9 +71,10 @@ void Coordinator::send_query(unsigned i) {
   lane.storing = false;
   if (!b.up.load(std::memory_order_relaxed)) {  // marked down: not asked, it cannot answer
     lane.busy = false;
-    reasons_[i] = "marked down";
+    mark_down(i);
     return reply(i, {ReplicaReply::Kind::not_sent, {}});
   }
+  lane.sent = Clock::now();
   std::string& s = lane.x.request();
   s.clear();
   const bool head = kind_ != QuorumKind::read;  // a write's tag query needs no value
@@ -91,9 +94,10 @@ void Coordinator::send_store(unsigned i) {
   lane.storing = true;
   if (!b.up.load(std::memory_order_relaxed)) {
     lane.busy = false;
-    reasons_[i] = "marked down";
+    mark_down(i);
     return reply(i, {ReplicaReply::Kind::not_sent, {}});
   }
+  lane.sent = Clock::now();
   std::string& s = lane.x.request();
   s.clear();
   if (kind_ == QuorumKind::read) {  // the write-back of the newest write the query found
@@ -126,7 +130,9 @@ void Coordinator::on_node_answer(NodeExchange& x) {
     refused_body_.assign(x.body());
   } else if (r.kind == ReplicaReply::Kind::failed) {
     reasons_[i] = "answered " + std::to_string(x.answer().status);
+    faults_[i] = QuorumCause::node_error;
   }
+  x.backend().stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - lane.sent).count()));
   x.release();
   reply(i, r);
   if (lane.store_waiting && !lane.busy) send_store(i);
@@ -137,9 +143,29 @@ void Coordinator::on_node_failure(NodeExchange& x, NodeExchange::Failure f, cons
   Lane& lane = *lanes_[i];
   lane.busy = false;
   reasons_[i] = detail;
+  faults_[i] = f == NodeExchange::Failure::connect ? QuorumCause::connect
+               : f == NodeExchange::Failure::timeout ? QuorumCause::timeout
+                                                     : QuorumCause::bad_response;
   // A connect that failed sent nothing (NodeExchange retries only where the request never arrived).
   reply(i, {f == NodeExchange::Failure::connect ? ReplicaReply::Kind::not_sent : ReplicaReply::Kind::failed, {}});
   if (lane.store_waiting && !lane.busy) send_store(i);
+}
+
+void Coordinator::mark_down(unsigned i) {
+  reasons_[i] = "marked down";
+  faults_[i] = QuorumCause::down;
+  replicas_[i]->stats.error(ErrorClass::down);
+}
+
+QuorumCause Coordinator::failure_cause() const noexcept {
+  const std::uint32_t missing = quorum_.missing();
+  std::optional<QuorumCause> cause;
+  for (unsigned i = 0; i < quorum_.size(); ++i) {
+    if (!(missing & (1u << i))) continue;
+    if (cause && *cause != faults_[i]) return QuorumCause::mixed;
+    cause = faults_[i];
+  }
+  return cause.value_or(QuorumCause::mixed);
 }
 
 void Coordinator::reply(unsigned i, const ReplicaReply& r) {

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "proxy/node_exchange.hpp"
+#include "proxy/options.hpp"
 #include "proxy/quorum.hpp"
 
 namespace kv::proxy {
@@ -58,6 +59,8 @@ class Coordinator final : NodeExchange::Listener {
   std::string_view refused_body() const noexcept { return refused_body_; }
   // Why each replica gave no usable answer (empty: it did), for a failure's detail.
   const std::string& reason(unsigned i) const noexcept { return reasons_[i]; }
+  // On fail: what the replicas the quorum missed had in common (mixed when not one thing).
+  QuorumCause failure_cause() const noexcept;
 
   // The earliest deadline of the exchanges under way; the worker's tick calls on_deadline() once
   // it has passed.
@@ -71,6 +74,7 @@ class Coordinator final : NodeExchange::Listener {
     bool busy = false;          // an exchange under way
     bool store_waiting = false;  // the store step's request is due once the query ends
     bool storing = false;        // the exchange under way is a store (else a query)
+    Clock::time_point sent{};    // when the exchange under way started: the replica's latency
   };
 
   void on_node_answer(NodeExchange& x) override;
@@ -80,6 +84,7 @@ class Coordinator final : NodeExchange::Listener {
   void send_store(unsigned i);
   void advance();  // acts on quorum_.action() after an answer
   void reply(unsigned i, const ReplicaReply& r);
+  void mark_down(unsigned i);  // replica i is marked down: not asked
 
   Worker& w_;
   Client* client_ = nullptr;
@@ -89,6 +94,7 @@ class Coordinator final : NodeExchange::Listener {
   std::array<Backend*, kMaxReplicas> replicas_{};
   std::array<std::unique_ptr<Lane>, kMaxReplicas> lanes_;
   std::array<std::string, kMaxReplicas> reasons_;
+  std::array<QuorumCause, kMaxReplicas> faults_{};  // with reasons_: the kind of the last fault
   std::string target_, put_body_;
   std::string newest_body_;  // the newest query answer's body (a read's answer, a write-back's value)
   unsigned newest_status_ = 0;

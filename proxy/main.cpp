@@ -31,6 +31,7 @@ struct Flags {
       check_timeout_ms, fall, rise;
   bool check_only = false;
   bool unsafe_unversioned = false;
+  bool unsafe_read_one = false;
   std::size_t max_key = 1024;
   std::uint64_t max_body = (std::uint64_t{1} << 20) * 6 + 4096;
   std::uint32_t max_header = 8192;
@@ -77,6 +78,11 @@ void add_flags(CLI::App& app, Flags& f) {
                "owners untagged, reads in read_new from the new owner alone). It loses writes; the "
                "linearizability test runs it to show that its checker catches that")
       ->group("");  // not in --help: no operator should want it
+  app.add_flag("--unsafe-read-one", f.unsafe_read_one,
+               "Test only: answer a replicated key's read from one replica (each in turn), with no majority "
+               "and no write-back. It returns stale values; the linearizability test runs it to show that "
+               "its checker catches that")
+      ->group("");
 }
 
 // What the proxy runs with, every choice made.
@@ -146,6 +152,7 @@ std::optional<int> settle(const Flags& f, Settings& s) {
   opt.client.body_timeout = std::max(opt.client.body_timeout, opt.client.header_timeout);
   opt.max_key_bytes = f.max_key;
   opt.unsafe_unversioned = f.unsafe_unversioned;
+  opt.unsafe_read_one = f.unsafe_read_one;
   opt.max_idle_per_node = f.pool_max_idle;
   opt.pool_idle_timeout = std::chrono::milliseconds(f.pool_idle_ms);
   opt.maxconn = pick(f.maxconn, px.maxconn, 10'000u);

@@ -7,6 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <array>
+#include <string_view>
+
+#include "common/metrics.hpp"
 #include "http/limits.hpp"
 
 namespace kv::proxy {
@@ -25,6 +29,33 @@ struct ProxyOptions {
   // Test only (a broken mode the linearizability test must catch): a ring change routed as before
   // per-key versions: untagged writes to both owners, read_new reads from the new owner alone.
   bool unsafe_unversioned = false;
+  // Test only (a broken mode the linearizability test must catch): a replicated key's read is
+  // answered by the first replica that answers, with no majority and no write-back.
+  bool unsafe_read_one = false;
+};
+
+// Requests on replicated keys (replicas > 1), coordinated over their replica sets.
+enum class QuorumOp : std::uint8_t { get, put, del, count_ };
+enum class QuorumResult : std::uint8_t { ok, refused, failed, count_ };
+// Why a request found no majority: what the replicas it missed had in common (mixed: not one thing).
+enum class QuorumCause : std::uint8_t { down, connect, timeout, bad_response, node_error, mixed, count_ };
+std::string_view quorum_op_name(QuorumOp o) noexcept;
+std::string_view quorum_result_name(QuorumResult r) noexcept;
+std::string_view quorum_cause_name(QuorumCause c) noexcept;
+
+struct QuorumCounters {
+  static constexpr std::size_t kOps = static_cast<std::size_t>(QuorumOp::count_);
+  static constexpr std::size_t kResults = static_cast<std::size_t>(QuorumResult::count_);
+  static constexpr std::size_t kCauses = static_cast<std::size_t>(QuorumCause::count_);
+  std::array<std::array<std::atomic<std::uint64_t>, kResults>, kOps> requests{};
+  std::atomic<std::uint64_t> write_backs{0};  // reads that wrote the newest back before answering
+  std::array<std::atomic<std::uint64_t>, kCauses> failures{};
+  metrics::Histogram latency;  // request read to answer made, every result
+
+  void count(QuorumOp o, QuorumResult r) noexcept {
+    requests[static_cast<std::size_t>(o)][static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void failure(QuorumCause c) noexcept { failures[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed); }
 };
 
 // Counters for answers no node is behind (400 no key, the proxy's own /health and /metrics), and
@@ -35,6 +66,7 @@ struct ProxyCounters {
   std::atomic<std::uint64_t> rebalance_routed{0};  // requests for keys changing owner in a rebalance
   std::atomic<std::int64_t> client_open{0};
   std::atomic<std::uint64_t> client_total{0};
+  QuorumCounters quorum;
 };
 
 }  // namespace kv::proxy

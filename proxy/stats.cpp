@@ -48,7 +48,44 @@ std::string_view state_name(bool up) { return up ? "UP" : "DOWN"; }
 
 std::string node_label(const NodeRow& n) { return "node=\"" + n.backend->id + "\""; }
 
+std::string op_label(std::size_t o) {
+  return "op=\"" + std::string(quorum_op_name(static_cast<QuorumOp>(o))) + "\"";
+}
+
 }  // namespace
+
+std::string_view quorum_op_name(QuorumOp o) noexcept {
+  switch (o) {
+    case QuorumOp::get: return "get";
+    case QuorumOp::put: return "put";
+    case QuorumOp::del: return "del";
+    case QuorumOp::count_: break;
+  }
+  return "?";
+}
+
+std::string_view quorum_result_name(QuorumResult r) noexcept {
+  switch (r) {
+    case QuorumResult::ok: return "ok";
+    case QuorumResult::refused: return "refused";
+    case QuorumResult::failed: return "failed";
+    case QuorumResult::count_: break;
+  }
+  return "?";
+}
+
+std::string_view quorum_cause_name(QuorumCause c) noexcept {
+  switch (c) {
+    case QuorumCause::down: return "down";
+    case QuorumCause::connect: return "connect";
+    case QuorumCause::timeout: return "timeout";
+    case QuorumCause::bad_response: return "bad_response";
+    case QuorumCause::node_error: return "node_error";
+    case QuorumCause::mixed: return "mixed";
+    case QuorumCause::count_: break;
+  }
+  return "?";
+}
 
 Snapshot snapshot(const Cluster& cluster, const ProxyCounters& counters) {
   const auto t = cluster.topology();
@@ -96,6 +133,15 @@ Snapshot snapshot(const Cluster& cluster, const ProxyCounters& counters) {
   s.local_4xx = counters.local_4xx.load();
   s.reloads_ok = cluster.reloads_ok.load();
   s.reloads_failed = cluster.reloads_failed.load();
+  s.replicas = t->ring->replicas();
+  const QuorumCounters& q = counters.quorum;
+  for (std::size_t o = 0; o < QuorumCounters::kOps; ++o)
+    for (std::size_t r = 0; r < QuorumCounters::kResults; ++r) s.quorum[o][r] = q.requests[o][r].load();
+  s.write_backs = q.write_backs.load();
+  for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c) s.quorum_failures[c] = q.failures[c].load();
+  s.quorum_p50_ms = q.latency.quantile(0.5) * 1000;
+  s.quorum_p99_ms = q.latency.quantile(0.99) * 1000;
+  s.quorum_counters = &q;
   return s;
 }
 
@@ -116,6 +162,27 @@ std::string render_prometheus(const Snapshot& s) {
   sample(out, "kvproxy_rebalance_phase", "", std::uint64_t{static_cast<std::uint8_t>(s.change.phase)});
   header(out, "kvproxy_rebalance_routed_total", "Requests for keys changing owner during a rebalance.", "counter");
   sample(out, "kvproxy_rebalance_routed_total", "", s.rebalance_routed);
+  header(out, "kvproxy_replicas", "Replicas per key in the ring in use (1: one owner, no quorums).", "gauge");
+  sample(out, "kvproxy_replicas", "", std::uint64_t{s.replicas});
+  header(out, "kvproxy_quorum_requests_total",
+         "Requests on replicated keys, by operation and result (failed: no majority answered).", "counter");
+  for (std::size_t o = 0; o < QuorumCounters::kOps; ++o)
+    for (std::size_t r = 0; r < QuorumCounters::kResults; ++r)
+      sample(out, "kvproxy_quorum_requests_total",
+             op_label(o) + ",result=\"" + std::string(quorum_result_name(static_cast<QuorumResult>(r))) + "\"",
+             s.quorum[o][r]);
+  header(out, "kvproxy_quorum_write_backs_total",
+         "Reads whose majority disagreed: the newest write was written back before the answer.", "counter");
+  sample(out, "kvproxy_quorum_write_backs_total", "", s.write_backs);
+  header(out, "kvproxy_quorum_failures_total",
+         "Requests that found no majority, by what the replicas missed had in common.", "counter");
+  for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
+    sample(out, "kvproxy_quorum_failures_total",
+           "cause=\"" + std::string(quorum_cause_name(static_cast<QuorumCause>(c))) + "\"", s.quorum_failures[c]);
+  if (s.quorum_counters) {
+    header(out, "kvproxy_quorum_duration_seconds", "Replicated keys: request read to answer made.", "histogram");
+    s.quorum_counters->latency.render(out, "kvproxy_quorum_duration_seconds", "");
+  }
   header(out, "kvproxy_node_up", "1 when the node is up, 0 when down.", "gauge");
   for (const auto& n : s.nodes) sample(out, "kvproxy_node_up", node_label(n), std::uint64_t{n.up ? 1u : 0u});
   header(out, "kvproxy_node_ownership_ratio", "Share of the key space the node owns.", "gauge");
@@ -130,7 +197,10 @@ std::string render_prometheus(const Snapshot& s) {
     for (std::size_t c = 0; c < kErrorClasses; ++c)
       sample(out, "kvproxy_errors_total",
              node_label(n) + ",cause=\"" + std::string(error_class_name(static_cast<ErrorClass>(c))) + "\"", n.errors[c]);
-  header(out, "kvproxy_request_duration_seconds", "Request read to answer relayed, by node.", "histogram");
+  header(out, "kvproxy_request_duration_seconds",
+         "Request read to answer relayed, by node; for replicated keys, each request to the replica (query, "
+         "store or write-back) from sent to answered.",
+         "histogram");
   for (const auto& n : s.nodes) n.backend->stats.latency.render(out, "kvproxy_request_duration_seconds", node_label(n));
   header(out, "kvproxy_pool_connections", "Pooled connections to nodes, by state.", "gauge");
   for (const auto& n : s.nodes) {
@@ -178,7 +248,20 @@ std::string render_json(const Snapshot& s) {
            ",\"last_check\":" + json_quote(n.last_check) + "}";
   }
   out += "],\"clients\":{\"open\":" + std::to_string(s.client_open) + ",\"total\":" + std::to_string(s.client_total) +
-         "},\"retries\":" + std::to_string(s.retries) + "}";
+         "},\"retries\":" + std::to_string(s.retries) + ",\"replicas\":" + std::to_string(s.replicas) +
+         ",\"quorum\":{\"requests\":{";
+  for (std::size_t o = 0; o < QuorumCounters::kOps; ++o) {
+    out += (o ? ",\"" : "\"") + std::string(quorum_op_name(static_cast<QuorumOp>(o))) + "\":{";
+    for (std::size_t r = 0; r < QuorumCounters::kResults; ++r)
+      out += (r ? ",\"" : "\"") + std::string(quorum_result_name(static_cast<QuorumResult>(r))) +
+             "\":" + std::to_string(s.quorum[o][r]);
+    out += "}";
+  }
+  out += "},\"write_backs\":" + std::to_string(s.write_backs) + ",\"failures\":{";
+  for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
+    out += (c ? ",\"" : "\"") + std::string(quorum_cause_name(static_cast<QuorumCause>(c))) +
+           "\":" + std::to_string(s.quorum_failures[c]);
+  out += "},\"latency_ms\":{\"p50\":" + fmt("%.3f", s.quorum_p50_ms) + ",\"p99\":" + fmt("%.3f", s.quorum_p99_ms) + "}}}";
   return out;
 }
 
@@ -204,12 +287,36 @@ std::string render_html(const Snapshot& s) {
     rows += "<td>" + std::to_string(n.pool_active) + "</td><td>" + std::to_string(n.pool_idle) + "</td>";
     rows += "<td class=\"check\">" + html_escape(n.last_check) + "</td></tr>\n";
   }
+  std::string quorum;
+  if (s.replicas > 1) {
+    quorum = "<h2>Replicated keys: " + std::to_string(s.replicas) +
+             " replicas each</h2>\n<table id=\"quorum\">\n<thead><tr><th>op</th><th>ok</th><th>refused</th>"
+             "<th>failed (no majority)</th></tr></thead>\n<tbody>\n";
+    for (std::size_t o = 0; o < QuorumCounters::kOps; ++o) {
+      quorum += "<tr data-op=\"" + std::string(quorum_op_name(static_cast<QuorumOp>(o))) + "\"><td class=\"id\">" +
+                std::string(quorum_op_name(static_cast<QuorumOp>(o))) + "</td>";
+      for (std::size_t r = 0; r < QuorumCounters::kResults; ++r) quorum += "<td>" + std::to_string(s.quorum[o][r]) + "</td>";
+      quorum += "</tr>\n";
+    }
+    const std::uint64_t reads = s.quorum[0][0];
+    quorum += "</tbody></table>\n<p class=\"meta\" id=\"quorum-meta\">reads written back before answering " +
+              std::to_string(s.write_backs) +
+              (reads ? " (" + fmt("%.2f%%", 100.0 * static_cast<double>(reads - std::min(reads, s.write_backs)) /
+                                                static_cast<double>(reads)) +
+                           " of reads in one round trip)"
+                     : std::string()) +
+              " &middot; failures by cause:";
+    for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
+      quorum += " " + std::string(quorum_cause_name(static_cast<QuorumCause>(c))) + " " + std::to_string(s.quorum_failures[c]);
+    quorum += " &middot; latency ms p50 " + fmt("%.2f", s.quorum_p50_ms) + ", p99 " + fmt("%.2f", s.quorum_p99_ms) +
+              " &middot; per node below: each request to the replica</p>\n";
+  }
   return R"(<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
 <title>kvproxy stats</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.3em;margin:0 0 .3em}
+h1{font-size:1.3em;margin:0 0 .3em} h2{font-size:1.1em;margin:1.2em 0 .3em}
 p.meta{color:#555;margin:.2em 0 1em}
 table{border-collapse:collapse;font-size:.9em}
 th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right;white-space:nowrap}
@@ -232,7 +339,7 @@ tr.down{background:#fbe9e9}
 <tr><th>state</th><th>since</th><th>total</th><th>2xx</th><th>4xx</th><th>5xx</th><th>all</th><th>connect</th><th>timeout</th><th>bad</th><th>down</th><th>p50</th><th>p99</th><th>active</th><th>idle</th></tr></thead>
 <tbody>
 )" + rows + R"(</tbody></table>
-</body></html>
+)" + quorum + R"(</body></html>
 )";
 }
 

@@ -44,6 +44,14 @@ struct Snapshot {
   std::vector<NodeRow> nodes;
   std::uint64_t client_open = 0, client_total = 0, retries = 0, rebalance_routed = 0;
   std::uint64_t local_2xx = 0, local_4xx = 0, reloads_ok = 0, reloads_failed = 0;
+  // Replicated keys (replicas > 1): requests by operation and result, reads that wrote back, failures
+  // by cause, and the request latency (quorum_counters, for Prometheus's histogram).
+  std::uint32_t replicas = 1;
+  std::array<std::array<std::uint64_t, QuorumCounters::kResults>, QuorumCounters::kOps> quorum{};
+  std::uint64_t write_backs = 0;
+  std::array<std::uint64_t, QuorumCounters::kCauses> quorum_failures{};
+  double quorum_p50_ms = 0, quorum_p99_ms = 0;
+  const QuorumCounters* quorum_counters = nullptr;  // lives as long as the proxy
 };
 
 Snapshot snapshot(const Cluster& cluster, const ProxyCounters& counters);

@@ -62,6 +62,7 @@ class Worker {
   net::IoLoop& loop;
   NodePools pools;
   bool draining = false;
+  unsigned read_one_turn = 0;  // --unsafe-read-one: the replica the next read asks
   std::thread thread;
 
  private:

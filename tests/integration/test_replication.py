@@ -9,7 +9,8 @@ import threading
 import time
 import unittest
 
-from kvtest import Client, Cluster, harness, request, wait_until, write_ring, proxy_node_state
+from kvtest import (Client, Cluster, harness, metric, metrics, proxy_node_state, proxy_stats, request,
+                    wait_until, write_ring)
 
 
 def held(port, key):
@@ -32,6 +33,18 @@ class ReplicationTest(unittest.TestCase):
     def nodes(self):
         return sorted(self.cluster.nodes.items())
 
+    def quorum(self):
+        """The proxy's quorum figures, from stats.json and Prometheus (which must agree)."""
+        q = proxy_stats(self.proxy.admin_port)["quorum"]
+        text = metrics(self.proxy.admin_port)
+        for op, results in q["requests"].items():
+            for result, n in results.items():
+                self.assertEqual(metric(text, f'kvproxy_quorum_requests_total{{op="{op}",result="{result}"}}'), n)
+        self.assertEqual(metric(text, "kvproxy_quorum_write_backs_total"), q["write_backs"])
+        for cause, n in q["failures"].items():
+            self.assertEqual(metric(text, f'kvproxy_quorum_failures_total{{cause="{cause}"}}'), n)
+        return q
+
     def test_every_replica_holds_each_write_and_delete(self):
         status, headers, _ = self.c.put("alice", "v1")
         self.assertEqual(status, 200)
@@ -50,6 +63,23 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual(self.c.delete("alice")[0], 404)
         self.assertEqual(self.c.get("alice")[0], 404)
         self.assertTrue(wait_until(lambda: all(held(n.port, "alice")[0] == 404 for _, n in self.nodes()), 5))
+        # Counted: 4 reads, 2 writes, 2 deletes, all decided, none written back.
+        self.assertEqual(proxy_stats(self.proxy.admin_port)["replicas"], 3)
+        q = self.quorum()
+        self.assertEqual(q["requests"], {"get": {"ok": 4, "refused": 0, "failed": 0},
+                                         "put": {"ok": 2, "refused": 0, "failed": 0},
+                                         "del": {"ok": 2, "refused": 0, "failed": 0}})
+        self.assertEqual(q["write_backs"], 0)
+        self.assertEqual(sum(q["failures"].values()), 0)
+        # Each replica's requests (tag queries, stores, reads) are in its node's figures.
+        for n in proxy_stats(self.proxy.admin_port)["nodes"]:
+            self.assertGreaterEqual(n["requests"], 8, n)
+        text = metrics(self.proxy.admin_port)
+        self.assertEqual(metric(text, "kvproxy_replicas"), 3)
+        self.assertEqual(metric(text, "kvproxy_quorum_duration_seconds_count"), 8)
+        page = request(self.proxy.admin_port, "GET", "/stats")[2].decode()
+        self.assertIn("Replicated keys: 3 replicas each", page)
+        self.assertIn("100.00% of reads in one round trip", page)
 
     def test_wrong_methods_and_a_client_gone_mid_request(self):
         for method, target, allow in (("POST", "/get?key=a", "GET, HEAD"), ("GET", "/put?key=a", "POST"),
@@ -93,6 +123,7 @@ class ReplicationTest(unittest.TestCase):
         # Once read, never older.
         for _ in range(20):
             self.assertEqual(json.loads(self.c.get("bob")[2])["value"], "new")
+        self.assertEqual(self.quorum()["write_backs"], 1)
 
     def test_a_node_killed_under_load_fails_no_request(self):
         failures, acked = [], {}
@@ -153,6 +184,9 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual(status, 503)
         self.assertNotIn("X-KV-Outcome", headers)  # a read changes nothing
         self.assertEqual(self.c.delete("carol")[1]["X-KV-Outcome"], "none")
+        q = self.quorum()
+        self.assertEqual([q["requests"][op]["failed"] for op in ("get", "put", "del")], [1, 1, 1])
+        self.assertEqual(q["failures"]["down"], 3)
         # Back: the value written before the failure, untouched by the writes that failed.
         for node_id in ("n2", "n3"):
             self.cluster.start_node(node_id, self.cluster.nodes[node_id].port)
