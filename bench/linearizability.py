@@ -7,6 +7,10 @@ Writes a markdown section (per nemesis: seconds, operations checked by outcome, 
 linearizable, lost acknowledged writes) to --out (bench/LINEARIZABILITY.md, which bench/run.sh puts in
 bench/RESULTS.md), the figures beside it (.json), and each history to build/release/artifacts/.
 Exits 1 when any nemesis found an anomaly or a lost write.
+
+With --replicas 3: every key on three of the four kvnodes (ring A is n1..n4), the nemeses that strike
+nodes and proxies, written to bench/LINEARIZABILITY_REPLICAS.md; also exits 1 when a request failed
+under a nemesis that leaves every key a majority (kill-node, stop-node).
 """
 import argparse
 import collections
@@ -32,23 +36,29 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=300, help="nemesis time per run (default 300)")
     ap.add_argument("--nemesis", action="append", choices=lintest.NEMESES + ["rebalance-partial"],
-                    help="run only these (default: every one)")
+                    help="run only these (default: every one; with --replicas, those of lintest.REPLICATED_NEMESES)")
+    ap.add_argument("--replicas", type=int, default=1, help="replicas per key (default 1)")
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--keys", type=int, default=20)
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "LINEARIZABILITY.md"))
+    ap.add_argument("--out", help="default bench/LINEARIZABILITY.md (replicas 1), bench/LINEARIZABILITY_REPLICAS.md")
     args = ap.parse_args()
-    nemeses = args.nemesis or lintest.NEMESES + ["rebalance-partial"]
+    replicated = args.replicas > 1
+    if not args.out:
+        args.out = os.path.join(ROOT, "bench", "LINEARIZABILITY_REPLICAS.md" if replicated else "LINEARIZABILITY.md")
+    nemeses = args.nemesis or (lintest.REPLICATED_NEMESES if replicated else lintest.NEMESES + ["rebalance-partial"])
     started = time.time()
     rows = []
     for nemesis in nemeses:
         h = kvtest.Harness()
         try:
             print(f"linearizability: {nemesis} for {args.seconds:.0f} s", file=sys.stderr, flush=True)
-            summary, recorder, result = lintest.run(h, nemesis, args.seconds, keys=args.keys, clients=args.clients)
+            summary, recorder, result = lintest.run(h, nemesis, args.seconds, keys=args.keys, clients=args.clients,
+                                                    replicas=args.replicas)
         finally:
             h.close()
         os.makedirs(os.environ["KVRING_ARTIFACTS"], exist_ok=True)
-        recorder.dump(os.path.join(os.environ["KVRING_ARTIFACTS"], f"lin-long-{nemesis}.jsonl"))
+        suffix = f"-replicas{args.replicas}" if replicated else ""
+        recorder.dump(os.path.join(os.environ["KVRING_ARTIFACTS"], f"lin-long-{nemesis}{suffix}.jsonl"))
         by = collections.Counter((o["f"], o["outcome"]) for o in recorder.ops())
         summary["by_outcome"] = {f"{f} {o}": n for (f, o), n in sorted(by.items())}
         summary["rounds"] = len(summary.pop("log"))
@@ -60,31 +70,37 @@ def main():
     minutes = (time.time() - started) / 60
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "## Linearizability under faults",
+        "## Linearizability under faults" + (f", replicas: {args.replicas}" if replicated else ""),
         "",
-        f"Produced by `bench/linearizability.sh --seconds {args.seconds:.0f}` on {stamp} in {minutes:.1f} minutes: "
+        f"Produced by `bench/linearizability.sh --seconds {args.seconds:.0f}"
+        f"{f' --replicas {args.replicas}' if replicated else ''}` on {stamp} in {minutes:.1f} minutes: "
         f"{args.clients} clients, each with a keep-alive connection to each of two kvproxies (picked per "
-        f"operation), put/get/delete on {args.keys} keys with unique values, four kvnodes, rings of three and "
-        "four nodes. Every operation is recorded with its invoke and completion times and its outcome, the "
+        f"operation), put/get/delete on {args.keys} keys with unique values, four kvnodes, "
+        + ("one ring of the four with every key on three of them; a request that is not ok (fail or info) "
+           "is a failed request, which kill-node and stop-node must not make. "
+           if replicated else "rings of three and four nodes. ") + "Every operation is recorded with its invoke and completion times and its outcome, the "
         "nemesis runs for the time given, the cluster heals, every key is read through both proxies, and "
         "each key's history is checked for linearizability as a register with delete (tools/histcheck.py). "
         "Nemeses as in tests/integration/lintest.py; `rounds` counts the nemesis's actions (an apply, a kill, a restart of apply, a pause).",
         "",
-        "| nemesis | seconds | rounds | ops checked | ok put / get / del | info (unknown) | keys not linearizable | lost writes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| nemesis | seconds | rounds | ops checked | ok put / get / del | info (unknown) | keys not linearizable | lost writes |"
+        + (" requests not ok |" if replicated else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if replicated else ""),
     ]
     for r in rows:
         b = r["by_outcome"]
         info = sum(n for k, n in b.items() if k.endswith(" info"))
         lines.append(f"| {r['nemesis']} | {r['seconds']:.0f} | {r['rounds']} | {r['ops']} | "
                      f"{b.get('put ok', 0)} / {b.get('get ok', 0)} / {b.get('del ok', 0)} | {info} | "
-                     f"{len(r['failed_keys'])} | {r['lost_writes']} |")
+                     f"{len(r['failed_keys'])} | {r['lost_writes']} |"
+                     + (f" {sum(r['not_ok'].values())} |" if replicated else ""))
     lines.append("")
     with open(args.out, "w") as f:
         f.write("\n".join(lines))
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump(rows, f, indent=1, default=str)
-    bad = [r for r in rows if r["failed_keys"] or r["lost_writes"]]
+    bad = [r for r in rows if r["failed_keys"] or r["lost_writes"]
+           or (replicated and r["nemesis"] in ("kill-node", "stop-node") and r["not_ok"])]
     sys.exit(1 if bad else 0)
 
 

@@ -601,11 +601,13 @@ class Cluster:
         self.nodes[node_id] = start_retrying_busy(start)
         return self.nodes[node_id]
 
-    def write_ring(self, members=None, name="ring.yaml"):
+    def write_ring(self, members=None, name="ring.yaml", replicas=None):
         """A ring file in `dir` naming `members` (node ids, or (id, weight)), by default every node in
-        id order; returns its path. write_ring(order) rewrites `ring` with the nodes in that order."""
+        id order, with `replicas` copies per key; returns its path. write_ring(order) rewrites `ring`
+        with the nodes in that order."""
         members = [m if isinstance(m, tuple) else (m,) for m in (members or sorted(self.nodes))]
-        return write_ring(os.path.join(self.dir, name), [(m[0], self.nodes[m[0]].port, *m[1:]) for m in members])
+        return write_ring(os.path.join(self.dir, name), [(m[0], self.nodes[m[0]].port, *m[1:]) for m in members],
+                          replicas=replicas)
 
     def start_proxy(self, ring=None, own_copy=None, settings=None, checks=None, extra=()):
         """A kvproxy on `ring` (default `ring`). With `own_copy`, on a copy of it by that name in `dir`,

@@ -3,12 +3,16 @@ check, shared by the suite (test_linearizable.py: a few seconds per nemesis) and
 (bench/linearizability.py: minutes per nemesis, figures to bench/LINEARIZABILITY.md).
 
 The cluster: kvnodes n1..n4 and two kvproxies, each on its own copy of ring A (n1..n3); ring B adds n4.
+With replicas (replicas: 3), ring A is n1..n4 with every key on three of them, and the nemeses are the
+ones that strike nodes and proxies (ring changes with replicas are not there yet); kvproxy
+--unsafe-read-one is the broken mode there (a read from one replica, no write-back).
 Clients: threads, each with a keep-alive connection to each proxy, picking a proxy per operation, on
 a few keys so that the two proxies write the same keys at once. Every operation is recorded with its
 invoke and completion times and its outcome (tools/histcheck.py):
   get  200 -> ok with the value, 404 -> ok absent; anything else -> fail (a read that returned nothing)
-  put  200 -> ok; 4xx -> fail; a 503 "is down" (the proxy sent nothing) -> fail; any other 5xx, a
-       timeout or a broken connection -> info (it may have happened, now or later)
+  put  200 -> ok; 4xx -> fail; a 503 "is down" (the proxy sent nothing) or one that says
+       X-KV-Outcome: none (no replica stored it) -> fail; any other 5xx, a timeout or a broken
+       connection -> info (it may have happened, now or later)
   del  200 -> ok "present", 404 -> ok "absent"; otherwise as put
 Values are unique per write. After the nemesis, everything is healed, any ring change is finished,
 and every key is read through each proxy: those reads are in the history too, so a write lost at the
@@ -48,13 +52,17 @@ class LinCluster:
     """Nodes n1..n4, rings A (n1..n3) and B (n1..n4), two proxies on A on fixed ports (a restart keeps
     them, so clients and ring-rebalance find it again)."""
 
-    def __init__(self, h, proxies=2, unversioned=False):
+    def __init__(self, h, proxies=2, unversioned=False, replicas=1, read_one=False):
         self.h = h
         self.cluster = Cluster(h, ["n1", "n2", "n3", "n4"])
-        self.ring_a = self.cluster.write_ring(["n1", "n2", "n3"], name="ring-a.yaml")
+        if replicas > 1:
+            self.ring_a = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-a.yaml", replicas=replicas)
+        else:
+            self.ring_a = self.cluster.write_ring(["n1", "n2", "n3"], name="ring-a.yaml")
         self.ring_b = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-b.yaml")
         self.on_b = False  # which ring the proxies route by, once no change is in progress
         self.unversioned = unversioned  # the broken mode: the protocol as it was before versions
+        self.read_one = read_one  # the broken mode with replicas: a read from one replica
         ports = free_ports(2 * proxies)
         self.proxy_ports = ports[:proxies]
         self.admin_ports = ports[proxies:]
@@ -77,6 +85,8 @@ class LinCluster:
         extra = ["--response-timeout-ms", "1500"]
         if self.unversioned:
             extra.append("--unsafe-unversioned")
+        if self.read_one:
+            extra.append("--unsafe-read-one")
         return self.h.proxy(self.proxy_rings[i], listen=f"127.0.0.1:{self.proxy_ports[i]}",
                             admin=f"127.0.0.1:{self.admin_ports[i]}", checks=Cluster.CHECKS, extra=tuple(extra))
 
@@ -209,6 +219,7 @@ def execute(conns, port, recorder, process, key, f, value, timeout):
         conn.request(method, target, body=body, headers={"Content-Type": "application/json"} if body else {})
         res = conn.getresponse()
         status, text = res.status, res.read()
+        outcome = res.getheader("X-KV-Outcome")
         if res.getheader("Connection", "").lower() == "close":
             conn.close()
             conns.pop(port, None)
@@ -236,7 +247,7 @@ def execute(conns, port, recorder, process, key, f, value, timeout):
         recorder.complete(handle, "ok", "present" if f == "del" else None)
     elif status == 404 and f == "del":
         recorder.complete(handle, "ok", "absent")
-    elif 400 <= status < 500 or (status == 503 and detail.endswith(" is down")):
+    elif 400 <= status < 500 or (status == 503 and (detail.endswith(" is down") or outcome == "none")):
         recorder.complete(handle, "fail")
     else:
         recorder.complete(handle, "info")
@@ -333,10 +344,16 @@ NEMESIS_RUNS = {"rebalance": _rebalance, "rebalance-killed": _rebalance_killed,
                 "kill-proxy": _kill_proxy, "stop-node": _stop_node}
 
 
-def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False):
+REPLICATED_NEMESES = ["kill-node", "stop-node", "kill-proxy"]
+
+
+def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False, replicas=1, read_one=False):
     """One run: cluster, load, `nemesis` for `seconds`, heal, final reads, check. Returns a summary
-    dict (histcheck's result, plus the nemesis log) and the history."""
-    lc = LinCluster(h, unversioned=unversioned)
+    dict (histcheck's result, plus the nemesis log and the operations of the load that did not
+    succeed, by outcome) and the history."""
+    if replicas > 1 and nemesis not in REPLICATED_NEMESES:
+        raise ValueError(f"{nemesis}: not a nemesis for replicas: {replicas} (ring changes move one owner per key)")
+    lc = LinCluster(h, unversioned=unversioned, replicas=replicas, read_one=read_one)
     rnd = random.Random(seed)
     recorder = histcheck.Recorder()
     lc.recorder = recorder
@@ -358,8 +375,13 @@ def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False):
         c.close()
     result = histcheck.check_history(recorder.ops())
     summary = result_summary(result)
+    not_ok = {}
+    for o in recorder.ops():
+        if o["process"] != "final" and o["outcome"] != "ok":
+            not_ok[o["outcome"]] = not_ok.get(o["outcome"], 0) + 1
     summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
-                   workload_errors=load.errors, unversioned=unversioned)
+                   workload_errors=load.errors, unversioned=unversioned, replicas=replicas, read_one=read_one,
+                   not_ok=not_ok)
     return summary, recorder, result
 
 

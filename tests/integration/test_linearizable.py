@@ -3,8 +3,9 @@ seconds each here; bench/linearizability.py runs the same code for minutes per n
 
 Each run must check a real history (enough operations, reads and writes that succeeded) and find no
 key that is not linearizable and no lost acknowledged write. And the checker must be able to fail:
-the store's deliberately broken mode (the ring change as it was before per-key versions: ring-rebalance
---unsafe-unversioned-copy, kvproxy --unsafe-unversioned) must make it find anomalies.
+the store's deliberately broken modes (the ring change as it was before per-key versions: ring-rebalance
+--unsafe-unversioned-copy, kvproxy --unsafe-unversioned; with replicas: 3, reads from one replica
+without write-back: kvproxy --unsafe-read-one) must make it find anomalies.
 """
 import json
 import os
@@ -24,10 +25,10 @@ def save(name, summary, recorder):
 
 
 class Linearizable(unittest.TestCase):
-    def check_run(self, nemesis, keys=20):
+    def check_run(self, nemesis, keys=20, replicas=1):
         h = harness(self)
-        summary, recorder, result = lintest.run(h, nemesis, SECONDS, keys=keys)
-        save(nemesis, summary, recorder)
+        summary, recorder, result = lintest.run(h, nemesis, SECONDS, keys=keys, replicas=replicas)
+        save(nemesis if replicas == 1 else f"{nemesis}-replicas{replicas}", summary, recorder)
         ops = recorder.ops()
         ok = lambda f: sum(1 for o in ops if o["f"] == f and o["outcome"] == "ok")
         self.assertEqual(summary["workload_errors"], [])
@@ -38,6 +39,7 @@ class Linearizable(unittest.TestCase):
         self.assertEqual(summary["failed_keys"], [], f"{nemesis}: not linearizable:\n{result.report()}")
         self.assertEqual(summary["lost_writes"], 0, f"{nemesis}: lost writes:\n{result.report()}")
         self.assertEqual(summary["unknown_keys"], [], f"{nemesis}: the checker ran out of budget")
+        return summary
 
     def test_rebalance_back_and_forth(self):
         self.check_run("rebalance")
@@ -56,6 +58,34 @@ class Linearizable(unittest.TestCase):
 
     def test_node_paused(self):
         self.check_run("stop-node")
+
+    # replicas: 3 on four nodes: every key on three of them, one struck at a time, so every key keeps
+    # a majority and no request may fail, the ones in flight at the kill included.
+    def test_replicated_node_killed(self):
+        summary = self.check_run("kill-node", replicas=3)
+        self.assertEqual(summary["not_ok"], {}, "a request failed while its key kept a majority")
+
+    def test_replicated_node_paused(self):
+        summary = self.check_run("stop-node", replicas=3)
+        self.assertEqual(summary["not_ok"], {}, "a request failed while its key kept a majority")
+
+    def test_replicated_proxy_killed(self):
+        self.check_run("kill-proxy", replicas=3)  # requests through the killed proxy fail, of course
+
+    def test_the_checker_catches_reads_from_one_replica(self):
+        # The broken mode with replicas: a read asks one replica (each in turn) and writes nothing
+        # back. A node killed and restarted has missed the writes made while it was away; reads that
+        # reach it go back in time.
+        failures = []
+        for attempt in range(3):
+            h = harness(self)
+            summary, recorder, result = lintest.run(h, "kill-node", SECONDS, seed=11 + attempt, replicas=3,
+                                                    read_one=True)
+            save(f"broken-read-one-{attempt}", summary, recorder)
+            if summary["failed_keys"] or summary["lost_writes"]:
+                failures.append(summary)
+                break
+        self.assertTrue(failures, "reads from one replica passed the check: the checker proves nothing")
 
     def test_the_checker_catches_the_protocol_without_versions(self):
         # The broken mode is the ring change as it was before per-key versions: the copy stores plain
