@@ -363,45 +363,95 @@ def loadgen_result(argv, proc, seconds):
     return json.loads(line[len("LOADGEN "):])
 
 
-def fault_window(loadgen, proxy, nodes, victim, point, workload, buckets, bucket_s, keys, kill_at, restart_at,
-                 running):
+class UpWatcher(threading.Thread):
+    """Polls a kvproxy's /metrics every `interval` s and records when kvproxy_node_up{node=NODE} changes:
+    when the proxy marked the node down and up again, in seconds from `t0`."""
+
+    def __init__(self, admin_port, node_id, t0, interval=0.1):
+        super().__init__(daemon=True)
+        self.admin_port, self.node_id, self.t0, self.interval = admin_port, node_id, t0, interval
+        self.changes, self.polls, self.failures = [], 0, 0
+        self._halt = threading.Event()
+
+    def run(self):
+        key = ("kvproxy_node_up", (("node", self.node_id),))
+        last = None
+        while not self._halt.is_set():
+            try:
+                up = scrape(self.admin_port).get(key)
+                self.polls += 1
+                if up is not None and up != last:
+                    if last is not None:
+                        self.changes.append({"t": time.monotonic() - self.t0, "up": bool(up)})
+                    last = up
+            except Exception:  # noqa: BLE001 -- counted; the window goes on
+                self.failures += 1
+            self._halt.wait(self.interval)
+
+    def stop(self):
+        self._halt.set()
+        self.join(10)
+
+
+def fault_window(loadgen, proxy, nodes, victim, point, workload, buckets, bucket_s, keys, kill_at, restart_at):
     """`buckets` loadgen runs of `bucket_s` each, back to back, against the replicas3 proxy; with `kill_at`
     set, node `victim` is SIGKILLed in the middle of bucket kill_at and started again (same port, same data
     directory) in the middle of bucket restart_at. Bucket i uses seed i + 1, so the run without the fault
-    sends the same requests. Returns (buckets, events, quorum counts, proxy errors)."""
+    sends the same requests. Between buckets the proxy's quorum counters are scraped (per-bucket
+    write-backs and failures), and all along whether it holds the victim up or down. Returns a dict."""
     rows, events = [], []
-    m0 = scrape(proxy.p.admin_port)
+    m_first = m_prev = scrape(proxy.p.admin_port)
     t0 = time.monotonic()
-    for i in range(buckets):
-        started = time.monotonic() - t0
-        argv, proc = loadgen_bucket(loadgen, proxy.port, point, workload, bucket_s, keys, i + 1, PREFIX["replicas3"])
-        event = None
-        try:
-            if kill_at is not None and i in (kill_at, restart_at):
-                time.sleep(bucket_s / 2)
-                node = nodes[victim]
-                if i == kill_at:
-                    event = {"event": "kill", "t": time.monotonic() - t0, "bucket": i, "node": node.id,
-                             "pid": node.pid}
-                    node.kill()  # SIGKILL, then reaped
-                    log(f"  SIGKILL {node.id} (pid {event['pid']}) at {event['t']:.2f} s")
-                else:
-                    event = {"event": "restart", "t": time.monotonic() - t0, "bucket": i, "node": node.id}
-                    node.start()
-                    event["ready_s"] = time.monotonic() - t0 - event["t"]
-                    event["pid"] = node.pid
-                    log(f"  {node.id} started again at {event['t']:.2f} s on port {node.port}, same data dir "
-                        f"(ready after {event['ready_s'] * 1000:.0f} ms, pid {node.pid})")
-                events.append(event)
-        finally:
-            r = loadgen_result(argv, proc, bucket_s)
-        r.update(bucket=i, start_s=started, event=event["event"] if event else None)
-        rows.append(r)
-        log(f"  bucket {i + 1:2d}/{buckets} t={started:5.2f} s  {r['achieved_rps']:7.0f} req/s  p50 {r['p50']} us  "
-            f"p99 {r['p99']} us  max {r['max']} us  late {r['late']}  errors {r['errors']}"
-            + (f"  <- {event['event']} {event['node']}" if event else ""))
-    m1 = scrape(proxy.p.admin_port)
-    return rows, events, quorum_counts(m0, m1), proxy_errors(m0, m1), time.monotonic() - t0
+    watcher = UpWatcher(proxy.p.admin_port, victim, t0)
+    watcher.start()
+    try:
+        for i in range(buckets):
+            started = time.monotonic() - t0
+            argv, proc = loadgen_bucket(loadgen, proxy.port, point, workload, bucket_s, keys, i + 1,
+                                        PREFIX["replicas3"])
+            event = None
+            try:
+                if kill_at is not None and i in (kill_at, restart_at):
+                    time.sleep(bucket_s / 2)
+                    node = nodes[victim]
+                    if i == kill_at:
+                        event = {"event": "kill", "t": time.monotonic() - t0, "bucket": i, "node": node.id,
+                                 "pid": node.pid}
+                        node.kill()  # SIGKILL, then reaped
+                        log(f"  SIGKILL {node.id} (pid {event['pid']}) at {event['t']:.2f} s")
+                    else:
+                        event = {"event": "restart", "t": time.monotonic() - t0, "bucket": i, "node": node.id}
+                        node.start()
+                        event["ready_s"] = time.monotonic() - t0 - event["t"]
+                        event["pid"] = node.pid
+                        log(f"  {node.id} started again at {event['t']:.2f} s on port {node.port}, same data dir "
+                            f"(ready after {event['ready_s'] * 1000:.0f} ms, pid {node.pid})")
+                    events.append(event)
+            finally:
+                r = loadgen_result(argv, proc, bucket_s)
+            m = scrape(proxy.p.admin_port)
+            r.update(bucket=i, start_s=started, event=event["event"] if event else None,
+                     quorum=quorum_counts(m_prev, m))
+            m_prev = m
+            rows.append(r)
+            q = r["quorum"]
+            log(f"  bucket {i + 1:2d}/{buckets} t={started:5.2f} s  {r['achieved_rps']:7.0f} req/s  p50 {r['p50']} us  "
+                f"p99 {r['p99']} us  max {r['max']} us  late {r['late']}  errors {r['errors']}"
+                + ("" if q is None else f"  write-backs {q['write_backs']:.0f}")
+                + (f"  <- {event['event']} {event['node']}" if event else ""))
+        wall = time.monotonic() - t0
+        if kill_at is not None:  # the load is over: how long until kvproxy holds the victim up again
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and watcher.changes and not watcher.changes[-1]["up"]:
+                time.sleep(0.1)
+    finally:
+        watcher.stop()
+    for c in watcher.changes:
+        log(f"  kvproxy marked {victim} {'up' if c['up'] else 'down'} at {c['t']:.2f} s")
+    return {"buckets": rows, "events": events, "quorum": quorum_counts(m_first, m_prev),
+            "proxy_errors": proxy_errors(m_first, m_prev), "wall_s": wall,
+            "node_up_changes": watcher.changes, "node_up_polls": watcher.polls,
+            "node_up_poll_failures": watcher.failures}
 
 
 def phase_of(i, kill_at, restart_at):
@@ -440,7 +490,7 @@ def write_report(out, report):
              f"Produced by `{report['command']}` on {report['date']} in {report['elapsed_s'] / 60:.1f} minutes, tree "
              f"{report['revision']}. Machine: {v['cpu']}, {v['cores']} cores, Linux {v['kernel']}; {v['wrk']}. "
              "Binaries (copied from the build tree at the start, so one set served the whole run): "
-             + "; ".join(f"{n} {b['version']} (built {b['built']}, sha256 {b['sha256']})"
+             + "; ".join(f"{n if b['version'] in ('-', '?') else b['version']} (built {b['built']}, sha256 {b['sha256']})"
                          for n, b in report["binaries"].items()) + ".", ""]
     if report.get("error"):
         lines += [f"**The run failed (harness error): {report['error']}** The figures below are what was measured "
@@ -456,7 +506,7 @@ def write_report(out, report):
     t = report["targets"]
     lines += ["### Targets", "", "| target | measured | met |", "|---|---|---|"]
     for row in t:
-        met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
+        met = {True: "yes", False: "**no**", None: "n/a", "info": "-"}[row["met"]]
         lines.append(f"| {row['target']} | {row['measured']} | {met} |")
     lines.append("")
 
@@ -489,7 +539,16 @@ def write_report(out, report):
                          f"({spread([q['rps']['min'], q['rps']['max']], '.2f')}) | {q['p50']['median']:.2f}x | "
                          f"{q['p99']['median']:.2f}x | {q['cpu_us_per_req']['median']:.2f}x | "
                          f"{q['nodes_us_per_req']['median']:.2f}x | | |")
-        lines.append("")
+        lines += ["", "Everything here shares two cores, so the closed-loop throughput follows the CPU spent per "
+                  "request by everyone on the machine. For scale, the ratio that CPU alone predicts, replicas1's "
+                  "(kvproxy + kvnodes) CPU per request over replicas3's: "
+                  + "; ".join(f"{r['workload']} c={r['conns']} "
+                              f"{r['configs']['replicas1']['total_us_per_req'] / r['configs']['replicas3']['total_us_per_req']:.2f}x"
+                              for r in rows)
+                  + " (wrk's own CPU, the same per request for both, left out). With the nodes on machines of their own "
+                  "and kvproxy the bottleneck, kvproxy's CPU ratio alone would set it: "
+                  + "; ".join(f"{r['workload']} c={r['conns']} {1 / r['ratios']['cpu_us_per_req']['median']:.2f}x"
+                              for r in rows) + ".", ""]
 
     # part 2
     lines += ["### Reads answered in one round trip (`replicas: 3`, no fault)", "",
@@ -505,67 +564,94 @@ def write_report(out, report):
     # part 3
     f = report.get("fault")
     if f:
+        base, fault = f["baseline"], f["with_fault"]
         point = tuple(f["point"])
+        wall = (fault or base)["wall_s"]
         lines += ["### One replica killed and restarted under fixed-rate load (`replicas: 3`)", "",
                   f"bench/loadgen (open loop) at {point_label(point)}, {f['workload']} "
                   f"({100 - WORKLOADS[f['workload']]}% GET / {WORKLOADS[f['workload']]}% PUT over r3:1..N), "
                   f"{f['buckets']} buckets of {f['bucket_s']:g} s back to back, each bucket its own loadgen run on "
                   "new connections with no warm-up, so every request counts, from its **scheduled** send time (no "
-                  "coordinated omission); between buckets the load pauses for the generator's start and drain "
-                  f"(the window took {f['fault_wall_s']:.1f} s for {f['buckets'] * f['bucket_s']:g} s of buckets). Bucket i "
-                  "sends the same requests in both runs (seed i + 1). The fault: SIGKILL of "
-                  f"{f['victim']} in the middle of bucket {f['kill_at'] + 1}, and the same kvnode started again on "
-                  f"the same port with the same data directory in the middle of bucket {f['restart_at'] + 1}. "
-                  "*errors*: non-2xx answers, failed or closed connections, connect failures, timeouts "
-                  f"({5000} ms) and requests never answered (loadgen).", ""]
-        for ev in f["events"]:
-            if ev["event"] == "kill":
-                lines.append(f"- t = {ev['t']:.2f} s: SIGKILL {ev['node']} (pid {ev['pid']})")
-            else:
-                lines.append(f"- t = {ev['t']:.2f} s: {ev['node']} started again, serving "
-                             f"{ev['ready_s'] * 1000:.0f} ms later (pid {ev['pid']})")
-        lines += ["", "| phase | no fault: p50 / p99 (median bucket) / p99 (worst bucket) / max us | errors | "
-                  "with the fault: p50 / p99 (median) / p99 (worst) / max us | errors |", "|---|---|---|---|---|"]
-        for phase in ("before the kill", "replica down", "after the restart"):
-            b, k = f["baseline_phases"].get(phase), f["fault_phases"].get(phase)
-            if not b or not k:
-                continue
-            lines.append(f"| {phase} ({b['buckets']} buckets) | {fmt_us(b['p50_median'])} / {fmt_us(b['p99_median'])} / "
-                         f"{fmt_us(b['p99_worst'])} / {fmt_us(b['max'])} | {b['errors']} | "
-                         f"{fmt_us(k['p50_median'])} / {fmt_us(k['p99_median'])} / {fmt_us(k['p99_worst'])} / "
-                         f"{fmt_us(k['max'])} | {'**' + str(k['errors']) + '**' if k['errors'] else 0} |")
+                  "coordinated omission); between buckets the load pauses for the generator's start and drain and "
+                  f"a scrape of kvproxy's counters (the window took {wall:.1f} s for "
+                  f"{f['buckets'] * f['bucket_s']:g} s of buckets). Bucket i sends the same requests in both runs "
+                  f"(seed i + 1); the run without the fault comes first. The fault: SIGKILL of {f['victim']} in the "
+                  f"middle of bucket {f['kill_at'] + 1}, and the same kvnode started again on the same port with the "
+                  f"same data directory in the middle of bucket {f['restart_at'] + 1}. *errors*: non-2xx answers, "
+                  "failed or closed connections, connect failures, timeouts (5000 ms) and requests never answered "
+                  "(loadgen). *write-backs*: growth of kvproxy's counter over the bucket.", ""]
+        if fault:
+            for ev in fault["events"]:
+                if ev["event"] == "kill":
+                    lines.append(f"- t = {ev['t']:.2f} s: SIGKILL {ev['node']} (pid {ev['pid']})")
+                else:
+                    lines.append(f"- t = {ev['t']:.2f} s: {ev['node']} started again, serving "
+                                 f"{ev['ready_s'] * 1000:.0f} ms later (pid {ev['pid']})")
+            window_end = fault["buckets"][-1]["start_s"] + f["bucket_s"]
+            for c in fault["node_up_changes"]:
+                lines.append(f"- t = {c['t']:.2f} s: kvproxy marks {f['victim']} {'up' if c['up'] else 'down'} "
+                             "(kvproxy_node_up, polled every 100 ms)"
+                             + (" -- after the window, with no load" if c["t"] > window_end else ""))
+            if fault["node_up_changes"] and not fault["node_up_changes"][-1]["up"]:
+                lines.append(f"- kvproxy still held {f['victim']} down 15 s after the window")
+            if not fault["node_up_changes"]:
+                lines.append(f"- kvproxy never marked {f['victim']} down (kvproxy_node_up, polled every 100 ms)")
+            lines += ["", "| phase | no fault: p50 / p99 (median bucket) / p99 (worst bucket) / max us | errors | "
+                      "with the fault: p50 / p99 (median) / p99 (worst) / max us | errors |", "|---|---|---|---|---|"]
+            for phase in ("before the kill", "replica down", "after the restart"):
+                b, k = f["baseline_phases"].get(phase), f["fault_phases"].get(phase)
+                if not b or not k:
+                    continue
+                lines.append(f"| {phase} ({b['buckets']} buckets) | {fmt_us(b['p50_median'])} / "
+                             f"{fmt_us(b['p99_median'])} / {fmt_us(b['p99_worst'])} / {fmt_us(b['max'])} | "
+                             f"{b['errors']} | {fmt_us(k['p50_median'])} / {fmt_us(k['p99_median'])} / "
+                             f"{fmt_us(k['p99_worst'])} / {fmt_us(k['max'])} | {bold_if(k['errors'])} |")
         lines += ["", "Per bucket (t: seconds from the window's start to the bucket's first request):", "",
-                  "| bucket | t no fault / fault s | event | no fault req/s | p50 / p99 / max us | late | errors | "
-                  "fault req/s | p50 / p99 / max us | late | errors |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for b, k in zip(f["baseline"], f["with_fault"]):
-            ev = k["event"] or ""
-            lines.append(f"| {b['bucket'] + 1} | {b['start_s']:.2f} / {k['start_s']:.2f} | {ev} | {b['achieved_rps']:,.0f} | "
-                         f"{b['p50']:,} / {b['p99']:,} / {b['max']:,} | {b['late']} | {b['errors']} | "
-                         f"{k['achieved_rps']:,.0f} | {k['p50']:,} / {k['p99']:,} / {k['max']:,} | {k['late']} | "
-                         f"{'**' + str(k['errors']) + '**' if k['errors'] else 0} |")
-        lines += ["", "kvproxy's own counters over each window (growth of the Prometheus counters):", "",
+                  "| bucket | event | no fault: t s | req/s | p50 / p99 / max us | late | errors | write-backs | "
+                  "fault: t s | req/s | p50 / p99 / max us | late | errors | write-backs |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        fault_rows = fault["buckets"] if fault else [None] * len(base["buckets"])
+        for b, k in zip(base["buckets"], fault_rows):
+            cells = [str(b["bucket"] + 1), (k or {}).get("event") or ""]
+            for r in (b, k):
+                if r is None:
+                    cells += ["n/a"] * 6
+                    continue
+                wb = "n/a" if r["quorum"] is None else f"{r['quorum']['write_backs']:.0f}"
+                cells += [f"{r['start_s']:.2f}", f"{r['achieved_rps']:,.0f}", f"{r['p50']:,} / {r['p99']:,} / {r['max']:,}",
+                          str(r["late"]), bold_if(r["errors"]), wb]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "kvproxy's own counters over each window (growth of the Prometheus counters). "
+                  "`kvproxy_errors_total` counts, per node and cause, replica exchanges that failed or were not "
+                  "sent; with `replicas: 3` they need not have failed any client request.", "",
                   "| window | get ok / refused / failed | put ok / refused / failed | write-backs | one-round reads | "
                   "kvproxy_errors_total by cause |", "|---|---|---|---|---|---|"]
-        for name, counts, perr in (("no fault", f["baseline_quorum"], f["baseline_proxy_errors"]),
-                                   ("with the fault", f["fault_quorum"], f["fault_proxy_errors"])):
-            errs = ", ".join(f"{k} {v:.0f}" for k, v in sorted(perr.items()) if v) or "none"
+        for name, w in (("no fault", base), ("with the fault", fault)):
+            if w is None:
+                continue
+            counts = w["quorum"]
+            errs = ", ".join(f"{k} {v:.0f}" for k, v in sorted(w["proxy_errors"].items()) if v) or "none"
             if counts is None:
                 lines.append(f"| {name} | n/a (metric absent) | n/a | n/a | n/a | {errs} |")
             else:
-                lines.append(f"| {name} | {counts['get_ok']:.0f} / {counts['get_refused']:.0f} / {counts['get_failed']:.0f} | "
-                             f"{counts['put_ok']:.0f} / {counts['put_refused']:.0f} / {counts['put_failed']:.0f} | "
-                             f"{counts['write_backs']:.0f} | {share_text(counts)} | {errs} |")
+                lines.append(f"| {name} | {counts['get_ok']:.0f} / {counts['get_refused']:.0f} / "
+                             f"{counts['get_failed']:.0f} | {counts['put_ok']:.0f} / {counts['put_refused']:.0f} / "
+                             f"{counts['put_failed']:.0f} | {counts['write_backs']:.0f} | {share_text(counts)} | {errs} |")
         lines.append("")
-        fails = f["with_fault"]
-        bad = [r for r in fails if r["errors"]]
-        if bad:
-            lines += [f"**{sum(r['errors'] for r in bad)} request(s) failed with the fault** (buckets "
-                      + ", ".join(str(r["bucket"] + 1) for r in bad) + "): "
-                      + "; ".join(f"bucket {r['bucket'] + 1}: {r['status_errors']} non-2xx, {r['read_errors']} "
-                                  f"connection errors, {r['connect_errors']} connect errors, {r['timeouts']} timeouts, "
-                                  f"{r['unfinished']} unanswered" for r in bad) + ".", ""]
+        for name, w in (("with the fault", fault), ("with no fault", base)):
+            bad = [r for r in (w or {}).get("buckets", []) if r["errors"]]
+            if bad:
+                lines += [f"**{sum(r['errors'] for r in bad)} request(s) failed {name}** (buckets "
+                          + ", ".join(str(r["bucket"] + 1) for r in bad) + "): "
+                          + "; ".join(f"bucket {r['bucket'] + 1}: {r['status_errors']} non-2xx, {r['read_errors']} "
+                                      f"connection errors, {r['connect_errors']} connect errors, {r['timeouts']} "
+                                      f"timeouts, {r['unfinished']} unanswered" for r in bad) + ".", ""]
     with open(out, "w") as fh:
         fh.write("\n".join(lines))
+
+
+def bold_if(n):
+    return f"**{n}**" if n else "0"
 
 
 def targets(report):
@@ -577,7 +663,8 @@ def targets(report):
         rows.append({"target": f"throughput replicas3 / replicas1 >= {TARGET_RPS_RATIO}x (worst workload, median of "
                                "per-round ratios)",
                      "measured": f"{val:.2f}x ({worst['workload']}, {worst['conns']} conns); "
-                                 + ", ".join(f"{r['workload']} c={r['conns']} {r['ratios']['rps']['median']:.2f}x"
+                                 + ", ".join(f"{r['workload']} c={r['conns']} {r['ratios']['rps']['median']:.2f}x "
+                                             f"({spread([r['ratios']['rps']['min'], r['ratios']['rps']['max']], '.2f')})"
                                              for r in summary),
                      "met": val >= TARGET_RPS_RATIO})
         errs = sum(c["errors"] for r in summary for c in r["configs"].values())
@@ -585,28 +672,31 @@ def targets(report):
     total = report["one_round"]["total"]
     share = one_round_share(total)
     rows.append({"target": f"reads answered in one round trip, replicas: 3, no fault >= {TARGET_ONE_ROUND * 100:.0f}%",
-                 "measured": share_text(total), "met": None if share is None else share >= TARGET_ONE_ROUND})
+                 "measured": share_text(total) if report["one_round"]["parts"] else "n/a (not measured)",
+                 "met": None if share is None else share >= TARGET_ONE_ROUND})
     f = report.get("fault")
     if f:
-        errs = sum(r["errors"] for r in f["with_fault"])
-        q = f["fault_quorum"]
-        qfail = None if q is None else sum(q[k] for k in q if k.endswith(("_failed", "_refused")))
-        rows.append({"target": "0 failed requests while a replica is killed and restarted (loadgen; kvproxy's quorum "
-                               "refused + failed)",
-                     "measured": f"{errs} (kvproxy: {'n/a' if qfail is None else f'{qfail:.0f}'})",
-                     "met": errs == 0 and not qfail})
-        b_errs = sum(r["errors"] for r in f["baseline"])
-        rows.append({"target": "0 failed requests in the same load with no fault", "measured": str(b_errs),
+        base, fault = f["baseline"], f["with_fault"]
+        b_errs = sum(r["errors"] for r in base["buckets"])
+        rows.append({"target": "0 failed requests at the fixed rate with no fault", "measured": str(b_errs),
                      "met": b_errs == 0})
-        down_b, down_k = f["baseline_phases"].get("replica down"), f["fault_phases"].get("replica down")
-        whole_b = max(r["p99"] for r in f["baseline"])
-        whole_k = max(r["p99"] for r in f["with_fault"])
-        if down_b and down_k:
-            rows.append({"target": "p99 with a replica down, against no fault (median bucket; worst bucket of the "
-                                   "whole window) -- reported, no bound set",
-                         "measured": f"{fmt_us(down_k['p99_median'])} us vs {fmt_us(down_b['p99_median'])} us; "
-                                     f"worst {fmt_us(whole_k)} us vs {fmt_us(whole_b)} us",
-                         "met": None})
+        if fault:
+            errs = sum(r["errors"] for r in fault["buckets"])
+            q = fault["quorum"]
+            qfail = None if q is None else sum(q[k] for k in q if k.endswith(("_failed", "_refused")))
+            rows.append({"target": "0 failed requests while a replica is killed and restarted (loadgen; kvproxy's "
+                                   "quorum refused + failed)",
+                         "measured": f"{errs} (kvproxy: {'n/a' if qfail is None else f'{qfail:.0f}'})",
+                         "met": errs == 0 and not qfail})
+            down_b, down_k = f["baseline_phases"].get("replica down"), f["fault_phases"].get("replica down")
+            whole_b = max(r["p99"] for r in base["buckets"])
+            whole_k = max(r["p99"] for r in fault["buckets"])
+            if down_b and down_k:
+                rows.append({"target": "p99 with a replica down against no fault: median bucket of the down phase; "
+                                       "worst bucket of the window (reported, no bound)",
+                             "measured": f"{fmt_us(down_k['p99_median'])} us vs {fmt_us(down_b['p99_median'])} us; "
+                                         f"worst {fmt_us(whole_k)} us vs {fmt_us(whole_b)} us",
+                             "met": "info"})
     return rows
 
 
@@ -698,7 +788,7 @@ def main():
             preload(proxies[config].port, PREFIX[config], keys)
             log(f"preloaded {keys} keys {PREFIX[config]}* through {config} in {time.monotonic() - t:.1f} s")
         by_id = {n.id: n for n in nodes}
-        parts, total = [], None
+        parts = report["one_round"]["parts"]  # (runs, quorum counts), filled as they are measured
 
         if not args.skip_closed_loop:
             scripts = {(c, w): lua_script(work, c, w) for c in CONFIGS for w in workloads}
@@ -714,32 +804,21 @@ def main():
         if not args.skip_fault:
             proxy = proxies["replicas3"]
             log(f"fault phase: {point_label(point)} {args.fault_workload}, {buckets} x {bucket_s:g} s, no fault")
-            base, _, base_q, base_e, base_wall = fault_window(bins["loadgen"], proxy, by_id, args.victim, point,
-                                                              args.fault_workload, buckets, bucket_s, keys, None,
-                                                              None, running)
-            parts.append((f"fixed rate, {args.fault_workload}, no fault", base_q))
+            base = fault_window(bins["loadgen"], proxy, by_id, args.victim, point, args.fault_workload, buckets,
+                                bucket_s, keys, None, None)
+            parts.append((f"fixed rate, {args.fault_workload}, no fault", base["quorum"]))
             report["fault"] = {"point": list(point), "workload": args.fault_workload, "buckets": buckets,
                                "bucket_s": bucket_s, "kill_at": kill_at, "restart_at": restart_at,
-                               "victim": args.victim, "baseline": base, "baseline_quorum": base_q,
-                               "baseline_proxy_errors": base_e, "baseline_wall_s": base_wall,
-                               "baseline_phases": phase_summary(base, kill_at, restart_at),
-                               "with_fault": [], "fault_quorum": None, "fault_proxy_errors": {}, "events": [],
-                               "fault_phases": {}, "fault_wall_s": base_wall}
+                               "victim": args.victim, "baseline": base,
+                               "baseline_phases": phase_summary(base["buckets"], kill_at, restart_at),
+                               "with_fault": None, "fault_phases": {}}
             log(f"fault phase: the same, {args.victim} killed in bucket {kill_at + 1} and restarted in bucket "
                 f"{restart_at + 1}")
-            rows, events, q, e, wall = fault_window(bins["loadgen"], proxy, by_id, args.victim, point,
-                                                    args.fault_workload, buckets, bucket_s, keys, kill_at,
-                                                    restart_at, running)
-            report["fault"].update(with_fault=rows, events=events, fault_quorum=q, fault_proxy_errors=e,
-                                   fault_wall_s=wall, fault_phases=phase_summary(rows, kill_at, restart_at))
+            fault = fault_window(bins["loadgen"], proxy, by_id, args.victim, point, args.fault_workload, buckets,
+                                 bucket_s, keys, kill_at, restart_at)
+            report["fault"].update(with_fault=fault, fault_phases=phase_summary(fault["buckets"], kill_at, restart_at))
             if not by_id[args.victim].p.alive():
                 raise HarnessError(f"{args.victim} is not running after its restart:\n{by_id[args.victim].p.output()}")
-        report["one_round"]["parts"] = parts
-        if parts:
-            total = parts[0][1]
-            for _, c in parts[1:]:
-                total = add_counts(total, c)
-        report["one_round"]["total"] = total
     except BaseException as e:  # noqa: BLE001 -- reported, processes stopped, then a nonzero exit
         failed = e
         report["error"] = f"{type(e).__name__}: {e}"
@@ -749,12 +828,18 @@ def main():
         stop_all(running)
         shutil.rmtree(work, ignore_errors=True)
 
+    parts = report["one_round"]["parts"]
+    if parts:
+        total = parts[0][1]
+        for _, counts in parts[1:]:
+            total = add_counts(total, counts)  # None (metric absent) stays None
+        report["one_round"]["total"] = total
     report["elapsed_s"] = time.time() - started
     report["targets"] = targets(report)
     write_report(out, report)
     log(f"wrote {out} (and {os.path.splitext(out)[0]}.json) in {report['elapsed_s']:.0f} s")
     for t in report["targets"]:
-        met = {True: "met", False: "NOT MET", None: "-"}[t["met"]]
+        met = {True: "met", False: "NOT MET", None: "n/a", "info": "info"}[t["met"]]
         log(f"  [{met}] {t['target']}: {t['measured']}")
     if failed is not None:
         sys.exit(f"replication: harness error: {report['error']}")

@@ -78,7 +78,7 @@ void Coordinator::send_query(unsigned i) {
   std::string& s = lane.x.request();
   s.clear();
   const bool head = kind_ != QuorumKind::read;  // a write's tag query needs no value
-  append_replica_get(s, target_, b.address.str(), head, {});
+  append_replica_get(s, target_, b.address.str(), head, w_.opt.node_auth);
   lane.x.start(b, head);
 }
 
@@ -102,9 +102,10 @@ void Coordinator::send_store(unsigned i) {
   s.clear();
   if (kind_ == QuorumKind::read) {  // the write-back of the newest write the query found
     const Held& held = quorum_.newest().held;
-    append_replica_store(s, held.tombstone, target_, b.address.str(), held.tag, newest_body_, {});
+    append_replica_store(s, held.tombstone, target_, b.address.str(), held.tag, newest_body_, w_.opt.node_auth);
   } else {
-    append_replica_store(s, kind_ == QuorumKind::remove, target_, b.address.str(), quorum_.tag(), put_body_, {});
+    append_replica_store(s, kind_ == QuorumKind::remove, target_, b.address.str(), quorum_.tag(), put_body_,
+                         w_.opt.node_auth);
   }
   lane.x.start(b, false);
 }
@@ -129,7 +130,9 @@ void Coordinator::on_node_answer(NodeExchange& x) {
     refused_status_ = x.answer().status;
     refused_body_.assign(x.body());
   } else if (r.kind == ReplicaReply::Kind::failed) {
-    reasons_[i] = "answered " + std::to_string(x.answer().status);
+    const unsigned status = x.answer().status;
+    reasons_[i] = "answered " + std::to_string(status);
+    if (status == 401 || status == 403) reasons_[i] += " (the node wants its admin token: kvproxy --node-token-file)";
     faults_[i] = QuorumCause::node_error;
   }
   x.backend().stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - lane.sent).count()));

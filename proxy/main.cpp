@@ -25,7 +25,7 @@ using namespace kv;
 
 // The flags as given; unset optionals fall back to the ring file's proxy: section, then the default.
 struct Flags {
-  std::string ring_path, access_log, token_file, io = "auto";
+  std::string ring_path, access_log, token_file, node_token_file, io = "auto";
   std::optional<std::string> listen, admin;
   std::optional<std::uint32_t> threads, maxconn, header_ms, idle_ms, connect_ms, response_ms, interval_ms,
       check_timeout_ms, fall, rise;
@@ -52,6 +52,9 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--admin-token-file", f.token_file,
                  "File holding the admin token: changing the ring (POST /admin/...) then needs "
                  "'Authorization: Bearer <token>'; required when --admin is not a loopback address");
+  app.add_option("--node-token-file", f.node_token_file,
+                 "File holding the nodes' admin token, which kvproxy sends on the replica requests of a ring "
+                 "with replicas > 1 (the nodes' /replica/ endpoints need it when they listen off loopback)");
   app.add_option("--access-log", f.access_log, "Write one line per request to this file ('-': stderr); off by default");
   app.add_flag("--check", f.check_only, "Validate the config (and resolve every address), then exit");
   app.add_option("--maxconn", f.maxconn, "Client connections at once; more wait in the accept backlog (default 10000)")
@@ -134,6 +137,23 @@ std::optional<int> settle(const Flags& f, Settings& s) {
               << " is not a loopback address; give --admin-token-file so that changing the ring needs a token"
               << std::endl;
     return 2;
+  }
+  if (!f.node_token_file.empty()) {
+    try {
+      s.options.node_auth = "Authorization: Bearer " + load_token_file(f.node_token_file) + "\r\n";
+    } catch (const ConfigError& e) {
+      std::cerr << "kvproxy: --node-token-file: " << e.what() << std::endl;
+      return 2;
+    }
+  } else if (s.config.replicas > 1) {
+    for (const auto& n : s.config.nodes) {
+      if (is_loopback(n.address.host)) continue;
+      std::cerr << "kvproxy: " << f.ring_path << ": replicas: " << s.config.replicas << " with node " << n.id
+                << " at " << n.address.str()
+                << ", off loopback: its /replica/ endpoints need its admin token; give --node-token-file"
+                << std::endl;
+      return 2;
+    }
   }
   s.ring_path = f.ring_path;
   s.access_log = f.access_log;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <cstddef>
 #include <cstdint>
 
@@ -32,6 +33,8 @@ struct ProxyOptions {
   // Test only (a broken mode the linearizability test must catch): a replicated key's read is
   // answered by the first replica that answers, with no majority and no write-back.
   bool unsafe_read_one = false;
+  // "Authorization: Bearer <token>\r\n" for the nodes' /replica/ endpoints (--node-token-file), or empty.
+  std::string node_auth;
 };
 
 // Requests on replicated keys (replicas > 1), coordinated over their replica sets.

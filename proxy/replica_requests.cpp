@@ -16,6 +16,10 @@ void append_start(std::string& out, std::string_view method, std::string_view pa
   out.append(" HTTP/1.1\r\nHost: "sv).append(host).append("\r\n"sv).append(auth);
 }
 
+// 401, 403: the node refuses the proxy's token, not the client's request. A replica failure (the
+// client cannot fix it), never the client's answer.
+bool refuses_the_proxy(unsigned status) noexcept { return status == 401 || status == 403; }
+
 }  // namespace
 
 void append_replica_get(std::string& out, std::string_view target, std::string_view host, bool head,
@@ -43,7 +47,7 @@ ReplicaReply query_reply(const http::ScannedHead& answer) noexcept {
     if (const auto held = held_of(answer)) return {ReplicaReply::Kind::found, Found{*held, s == 200}};
     return {ReplicaReply::Kind::failed, {}};
   }
-  if (s / 100 == 4) return {ReplicaReply::Kind::refused, {}};
+  if (s / 100 == 4 && !refuses_the_proxy(s)) return {ReplicaReply::Kind::refused, {}};
   return {ReplicaReply::Kind::failed, {}};
 }
 
@@ -53,7 +57,7 @@ ReplicaReply store_reply(const http::ScannedHead& answer, bool remove) noexcept 
     if (held_of(answer)) return {ReplicaReply::Kind::stored, {}};
     return {ReplicaReply::Kind::failed, {}};
   }
-  if (s / 100 == 4 && s != 404 && s != 409) return {ReplicaReply::Kind::refused, {}};
+  if (s / 100 == 4 && s != 404 && s != 409 && !refuses_the_proxy(s)) return {ReplicaReply::Kind::refused, {}};
   return {ReplicaReply::Kind::failed, {}};
 }
 

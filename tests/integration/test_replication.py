@@ -195,5 +195,25 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual((status, json.loads(body)["value"]), (200, "v"))
 
 
+class NodeTokenTest(unittest.TestCase):
+    def test_nodes_that_want_their_token_get_it_from_the_proxy(self):
+        h = harness(self)
+        token = h.write("token", "the-nodes-admin-token-0123\n")
+        nodes = [h.node(f"n{i}", extra=["--admin-token-file", token]) for i in (1, 2, 3)]
+        ring = write_ring(h.path("ring.yaml"), [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)], replicas=3)
+        # Without the token every replica refuses the proxy: a 503 that says what to give.
+        without = h.proxy(ring)
+        status, headers, body = request(without.port, "POST", "/put?key=k", {"value": "v"})
+        detail = json.loads(body)["detail"]
+        self.assertEqual((status, headers["X-KV-Outcome"]), (503, "none"))
+        self.assertIn("answered 401 (the node wants its admin token: kvproxy --node-token-file)", detail)
+        self.assertEqual(proxy_stats(without.admin_port)["quorum"]["failures"]["node_error"], 1)
+        # With it, the replicas answer; a client's own Authorization is not what the proxy sends.
+        proxy = h.proxy(ring, extra=("--node-token-file", token))
+        self.assertEqual(request(proxy.port, "POST", "/put?key=k", {"value": "v"})[0], 200)
+        status, _, body = request(proxy.port, "GET", "/get?key=k", headers={"Authorization": "Bearer wrong-token-here"})
+        self.assertEqual((status, json.loads(body)["value"]), (200, "v"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -123,6 +123,45 @@ class ReplicatedRingTest(unittest.TestCase):
         self.assertEqual(run_kvproxy("--ring", ring, "--check").returncode, 0)  # kvproxy serves it
 
 
+class ReplicatedConfigErrorsTest(unittest.TestCase):
+    """A bad replicas: or zone: is refused the same way by kvproxy --check, kvproxy and ring-rebalance:
+    exit code 2 and one line saying what and where."""
+
+    NODES = ("nodes:\n  - {id: n1, address: 127.0.0.1:1}\n  - {id: n2, address: 127.0.0.1:2}\n"
+             "  - {id: n3, address: 127.0.0.1:3%s}\n")
+    CASES = [
+        ("replicas: 0\n", "", "replicas: must be between 1 and 5, got 0"),
+        ("replicas: 6\n", "", "replicas: must be between 1 and 5, got 6"),
+        ("replicas: -1\n", "", "replicas: expected a whole number, got '-1'"),
+        ("replicas: three\n", "", "replicas: expected a whole number, got 'three'"),
+        ("replicas: 4\n", "", "replicas: 4 replicas need at least 4 nodes; the ring has 3 (line 1)"),
+        ("replicas: 3\n", ", zone: \"a b\"", "nodes[2].zone: 'a b' may contain only letters, digits, '-', '_' and '.'"),
+        ("replicas: 3\n", ", zone: [a]", "nodes[2].zone: expected a value, got a list"),
+        ("replicas: 3\n", ", zone: ''", "nodes[2].zone: must not be empty (leave the field out for no zone)"),
+    ]
+
+    def test_each_bad_configuration_by_each_tool(self):
+        h = harness(self)
+        for i, (head, zone, message) in enumerate(self.CASES):
+            path = h.write(f"bad-{i}.yaml", head + self.NODES % zone)
+            for tool, r in (("kvproxy", run_kvproxy("--ring", path, "--check")),
+                            ("kvproxy", run_kvproxy("--ring", path, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")),
+                            ("ring-rebalance", run("show", "--ring", path))):
+                with self.subTest(config=head + zone, tool=tool):
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertEqual(r.stderr.strip(), f"{tool}: {path}: {message}")
+
+    def test_replicas_off_loopback_need_the_nodes_token(self):
+        h = harness(self)
+        path = h.write("off.yaml", "replicas: 3\n" + self.NODES.replace("127.0.0.1:1", "10.9.9.1:7000") % "")
+        r = run_kvproxy("--ring", path, "--check")
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.strip(), f"kvproxy: {path}: replicas: 3 with node n1 at 10.9.9.1:7000, off loopback: "
+                                           "its /replica/ endpoints need its admin token; give --node-token-file")
+        token = h.write("token", "a-node-token-of-some-length\n")
+        self.assertEqual(run_kvproxy("--ring", path, "--check", "--node-token-file", token).returncode, 0)
+
+
 class DemoTest(unittest.TestCase):
     def test_demo_brings_up_the_nodes_and_stops_cleanly(self):
         h = harness(self)

@@ -55,7 +55,10 @@ TEST_CASE("replica answers: what a query's and a store's answers say", "[replica
   CHECK((q.kind == Kind::found && q.found.held.tag.none()));
   CHECK(query_reply(answer(with(200, ""))).kind == Kind::failed);  // a node that keeps no versions
   CHECK(query_reply(answer(with(400, ""))).kind == Kind::refused);
-  CHECK(query_reply(answer(with(401, ""))).kind == Kind::refused);
+  // The proxy's token refused: the replica failed, the client's request did not.
+  CHECK(query_reply(answer(with(401, ""))).kind == Kind::failed);
+  CHECK(query_reply(answer(with(403, ""))).kind == Kind::failed);
+  CHECK(query_reply(answer(with(405, ""))).kind == Kind::refused);
   CHECK(query_reply(answer(with(500, "X-KV-Version: 5.1\r\n"))).kind == Kind::failed);
 
   CHECK(store_reply(answer(with(200, "X-KV-Version: 5.1\r\nX-KV-Applied: 1\r\n")), false).kind == Kind::stored);
@@ -65,5 +68,7 @@ TEST_CASE("replica answers: what a query's and a store's answers say", "[replica
   CHECK(store_reply(answer(with(200, "")), false).kind == Kind::failed);
   CHECK(store_reply(answer(with(409, "")), false).kind == Kind::failed);
   CHECK(store_reply(answer(with(413, "")), false).kind == Kind::refused);
+  CHECK(store_reply(answer(with(401, "")), false).kind == Kind::failed);
+  CHECK(store_reply(answer(with(403, "")), true).kind == Kind::failed);
   CHECK(store_reply(answer(with(503, "")), true).kind == Kind::failed);
 }
