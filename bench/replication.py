@@ -47,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from kvtest import Process, free_ports, start_retrying_busy, write_ring  # noqa: E402
-from run import VALUE, KvProxy, cpu_seconds, log, measure, median, stop_all, versions  # noqa: E402
+from run import VALUE, KvProxy, log, measure, median, stop_all, versions  # noqa: E402
 from equal_load import git_revision, parse_points, point_label  # noqa: E402
 
 WORKLOADS = {"get": 0, "mixed": 10}  # name: share of PUTs (percent), as bench/equal_load.py and bench/lua/mixed.lua
@@ -73,6 +73,8 @@ def take_binaries(build, bindir, wait_s=300.0):
     that run.KvProxy finds BINDIR/proxy/kvproxy), and returns their paths: the whole run (the restart of a
     killed kvnode included) then uses one consistent set, whatever a rebuild does meanwhile. A binary
     missing or written in the last 2 s (a rebuild under way) is waited for."""
+    if not os.path.isdir(build):
+        raise HarnessError(f"no build tree at {build} (build first: bench/replication.sh does)")
     deadline = time.monotonic() + wait_s
     paths, said = {}, False
     for name, parts in BINARIES.items():
@@ -350,13 +352,21 @@ def loadgen_bucket(loadgen, port, point, workload, seconds, keys, seed, prefix):
     return argv, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def stop_loadgen(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
 def loadgen_result(argv, proc, seconds):
     try:
         out, err = proc.communicate(timeout=seconds + 60)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        stop_loadgen(proc)
         raise HarnessError(f"loadgen did not finish: {' '.join(argv)}")
+    except BaseException:  # a signal, Ctrl-C: the generator goes too
+        stop_loadgen(proc)
+        raise
     line = next((l for l in out.splitlines() if l.startswith("LOADGEN ")), None)
     if proc.returncode != 0 or line is None:
         raise HarnessError(f"loadgen failed ({proc.returncode}): {' '.join(argv)}\n{out}\n{err}")
@@ -427,8 +437,10 @@ def fault_window(loadgen, proxy, nodes, victim, point, workload, buckets, bucket
                         log(f"  {node.id} started again at {event['t']:.2f} s on port {node.port}, same data dir "
                             f"(ready after {event['ready_s'] * 1000:.0f} ms, pid {node.pid})")
                     events.append(event)
-            finally:
-                r = loadgen_result(argv, proc, bucket_s)
+            except BaseException:
+                stop_loadgen(proc)
+                raise
+            r = loadgen_result(argv, proc, bucket_s)
             m = scrape(proxy.p.admin_port)
             r.update(bucket=i, start_s=started, event=event["event"] if event else None,
                      quorum=quorum_counts(m_prev, m))
@@ -528,12 +540,12 @@ def write_report(out, report):
         for r in rows:
             for config in CONFIGS:
                 c = r["configs"][config]
-                lines.append(f"| {r['workload']} | {r['conns']} | {config} | {c['rps']:,.0f} ({spread([c['rps_min'], c['rps_max']], ',.0f')}) | "
-                             f"{c['p50']:,.0f} ({spread([c['p50_min'], c['p50_max']], ',.0f')}) | "
-                             f"{c['p99']:,.0f} ({spread([c['p99_min'], c['p99_max']], ',.0f')}) | "
-                             f"{c['cpu_us_per_req']:.1f} ({spread([c['cpu_us_per_req_min'], c['cpu_us_per_req_max']], '.1f')}) | "
-                             f"{c['nodes_us_per_req']:.1f} ({spread([c['nodes_us_per_req_min'], c['nodes_us_per_req_max']], '.1f')}) | "
-                             f"{c['total_us_per_req']:.1f} | {c['errors']} |")
+
+                def cell(m, fmt):  # the median, and the range over rounds
+                    return f"{format(c[m], fmt)} ({spread([c[m + '_min'], c[m + '_max']], fmt)})"
+                lines.append(f"| {r['workload']} | {r['conns']} | {config} | {cell('rps', ',.0f')} | "
+                             f"{cell('p50', ',.0f')} | {cell('p99', ',.0f')} | {cell('cpu_us_per_req', '.1f')} | "
+                             f"{cell('nodes_us_per_req', '.1f')} | {c['total_us_per_req']:.1f} | {c['errors']} |")
             q = r["ratios"]
             lines.append(f"| {r['workload']} | {r['conns']} | **r3/r1** | **{q['rps']['median']:.2f}x** "
                          f"({spread([q['rps']['min'], q['rps']['max']], '.2f')}) | {q['p50']['median']:.2f}x | "
@@ -542,11 +554,9 @@ def write_report(out, report):
         lines += ["", "Everything here shares two cores, so the closed-loop throughput follows the CPU spent per "
                   "request by everyone on the machine. For scale, the ratio that CPU alone predicts, replicas1's "
                   "(kvproxy + kvnodes) CPU per request over replicas3's: "
-                  + "; ".join(f"{r['workload']} c={r['conns']} "
-                              f"{r['configs']['replicas1']['total_us_per_req'] / r['configs']['replicas3']['total_us_per_req']:.2f}x"
-                              for r in rows)
-                  + " (wrk's own CPU, the same per request for both, left out). With the nodes on machines of their own "
-                  "and kvproxy the bottleneck, kvproxy's CPU ratio alone would set it: "
+                  + "; ".join(f"{r['workload']} c={r['conns']} {cpu_ratio(r):.2f}x" for r in rows)
+                  + " (wrk's own CPU, the same per request for both, left out). With the nodes on machines of their "
+                  "own and kvproxy the bottleneck, kvproxy's CPU ratio alone would set it: "
                   + "; ".join(f"{r['workload']} c={r['conns']} {1 / r['ratios']['cpu_us_per_req']['median']:.2f}x"
                               for r in rows) + ".", ""]
 
@@ -648,6 +658,11 @@ def write_report(out, report):
                                       f"timeouts, {r['unfinished']} unanswered" for r in bad) + ".", ""]
     with open(out, "w") as fh:
         fh.write("\n".join(lines))
+
+
+def cpu_ratio(row):
+    """replicas1's CPU per request (kvproxy + kvnodes) over replicas3's."""
+    return row["configs"]["replicas1"]["total_us_per_req"] / row["configs"]["replicas3"]["total_us_per_req"]
 
 
 def bold_if(n):

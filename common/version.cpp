@@ -1,5 +1,6 @@
 #include "common/version.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <random>
 
@@ -31,9 +32,10 @@ TagMaker::TagMaker() : half_(0) {
   while (half_ == 0);  // writer 0 is the legacy tag's
 }
 
-Tag TagMaker::next(const Tag& newest_seen) noexcept {
+Tag TagMaker::next(const Tag& newest_seen, std::uint64_t floor) noexcept {
   const std::uint32_t seq = seq_.fetch_add(1, std::memory_order_relaxed);
-  return {newest_seen.counter + 1, (std::uint64_t{half_} << 32) | seq};
+  const std::uint64_t counter = std::max(newest_seen.counter + 1, std::min(floor, kMaxTagCounter));
+  return {counter, (std::uint64_t{half_} << 32) | seq};
 }
 
 namespace version {

@@ -5,9 +5,9 @@
 // tag: kvproxy drops these fields from what clients send, and from what it relays back.
 //
 // A tag is (counter, writer), compared counter first. A new write's tag is one counter above the
-// newest the writer has seen for the key; the writer part is unique per write (a random per-process
+// newest the writer has seen for the key (or kvproxy's clock in milliseconds, when that is larger); the writer part is unique per write (a random per-process
 // half and a per-process sequence), so two writes never share a tag, even two of one key at once
-// from one process. No clock is read: correctness never depends on one.
+// from one process. Correctness never depends on a clock: kvproxy's clock only raises counters.
 //
 // Who makes the tag:
 //   - a node, for a write that arrives without one (the common case: one owner per key, the owner
@@ -65,8 +65,11 @@ class TagMaker {
   // `writer_half`: the random per-process upper 32 bits (tests pass their own).
   explicit TagMaker(std::uint32_t writer_half);
   TagMaker();  // a random writer half
-  // A tag newer than `newest_seen`, never made before by any maker (up to 2^32 per process).
-  Tag next(const Tag& newest_seen) noexcept;
+  // A tag newer than `newest_seen`, never made before by any maker (up to 2^32 per process). Its
+  // counter is at least `floor` too: kvproxy passes its clock in milliseconds, so that tags run
+  // roughly in time order across writers (never needed for correctness: a clock behind only means
+  // seen + 1, and one ahead only a larger counter).
+  Tag next(const Tag& newest_seen, std::uint64_t floor = 0) noexcept;
   std::uint32_t writer_half() const noexcept { return half_; }
 
  private:

@@ -308,7 +308,7 @@ void ClientConn::on_node_answer(NodeExchange& x) {
     found_[step_] = {*held, code == 200};
   }
   if (route_.plan == Plan::versioned_write) {
-    if (step_ == 1) tag_ = w_.shared.tags.next(std::max(found_[0].held.tag, found_[1].held.tag));
+    if (step_ == 1) tag_ = w_.shared.next_tag(std::max(found_[0].held.tag, found_[1].held.tag));
     if (step_ == 2 && !proceeds(access_, code)) return relay(x);  // the first owner refused the write
     x.release();
     ++step_;

@@ -181,7 +181,7 @@ void Coordinator::advance() {
   switch (quorum_.action()) {
     case Quorum::Action::wait: break;
     case Quorum::Action::store:
-      quorum_.begin_store(w_.shared.tags.next(quorum_.newest().held.tag));
+      quorum_.begin_store(w_.shared.next_tag(quorum_.newest().held.tag));
       for (unsigned i = 0; i < quorum_.size(); ++i) send_store(i);
       break;
     case Quorum::Action::write_back: {

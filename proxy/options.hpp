@@ -35,6 +35,9 @@ struct ProxyOptions {
   bool unsafe_read_one = false;
   // "Authorization: Bearer <token>\r\n" for the nodes' /replica/ endpoints (--node-token-file), or empty.
   std::string node_auth;
+  // Test only (--test-clock-offset-ms): added to every wall clock reading that goes into a tag, as a
+  // host whose clock is off would.
+  std::chrono::milliseconds clock_offset{0};
 };
 
 // Requests on replicated keys (replicas > 1), coordinated over their replica sets.

@@ -34,6 +34,15 @@ struct Shared {
   int listen_fd = -1;
   bool several_workers = false;
   TagMaker tags{};  // the tags of the versioned writes this process makes (common/version.hpp)
+
+  // The floor of a new tag's counter: the wall clock in milliseconds, moved by
+  // --test-clock-offset-ms (the multi-host tests skew proxies by minutes).
+  std::uint64_t tag_floor() const noexcept {
+    const auto now = std::chrono::system_clock::now().time_since_epoch() + options.clock_offset;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
+    return ms > 0 ? static_cast<std::uint64_t>(ms) : 0;
+  }
+  Tag next_tag(const Tag& newest_seen) noexcept { return tags.next(newest_seen, tag_floor()); }
 };
 
 class Worker {

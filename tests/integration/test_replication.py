@@ -195,6 +195,31 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual((status, json.loads(body)["value"]), (200, "v"))
 
 
+class ClockSkewTest(unittest.TestCase):
+    def test_a_proxy_whose_clock_is_behind_still_writes_after_one_ahead(self):
+        # Last-write-wins by timestamp (Riak, Cassandra) drops the second write here: its clock says it
+        # came first. A tag's counter takes the clock only when that is larger than what was seen.
+        h = harness(self)
+        cluster = Cluster(h, 3)
+        ring = write_ring(h.path("ring.yaml"), [(i, n.port) for i, n in sorted(cluster.nodes.items())], replicas=3)
+        ahead = h.proxy(ring, extra=("--test-clock-offset-ms", str(10 * 60_000)))
+        behind = h.proxy(ring, extra=("--test-clock-offset-ms", str(-10 * 60_000)))
+        now_ms = time.time() * 1000
+        self.assertEqual(request(ahead.port, "POST", "/put?key=k", {"value": "first"})[0], 200)
+        n1 = cluster.nodes["n1"].port
+        self.assertTrue(wait_until(lambda: held(n1, "k")[1] == "first", 5))  # the third store may trail
+        counter = int(held(n1, "k")[2].split(".")[0])
+        self.assertGreater(counter, now_ms + 9 * 60_000)  # the clock ten minutes ahead is in the tag
+        self.assertEqual(request(behind.port, "POST", "/put?key=k", {"value": "second"})[0], 200)
+        self.assertTrue(wait_until(lambda: held(n1, "k")[1] == "second", 5))
+        self.assertEqual(int(held(n1, "k")[2].split(".")[0]), counter + 1)
+        for p in (ahead, behind):
+            status, _, body = request(p.port, "GET", "/get?key=k")
+            self.assertEqual((status, json.loads(body)["value"]), (200, "second"))
+        self.assertEqual(request(behind.port, "DELETE", "/del?key=k")[0], 200)
+        self.assertEqual(request(ahead.port, "GET", "/get?key=k")[0], 404)
+
+
 class NodeTokenTest(unittest.TestCase):
     def test_nodes_that_want_their_token_get_it_from_the_proxy(self):
         h = harness(self)

@@ -42,6 +42,12 @@ TEST_CASE("a TagMaker makes tags newer than what it was shown, each unique", "[v
   CHECK(t3.writer >> 32 == 0x5678);
   CHECK(TagMaker().writer_half() != 0);
 
+  // A clock floor (kvproxy's milliseconds) raises the counter, never lowers it below seen + 1.
+  CHECK(a.next(seen, 1'000).counter == 1'000);
+  CHECK(a.next(seen, 7).counter == 42);  // a clock far behind: seen + 1 all the same
+  CHECK(a.next({1'000, 0}, 1'000).counter == 1'001);
+  CHECK(a.next({}, ~std::uint64_t{0}).counter == kv::kMaxTagCounter);  // never above what nodes take
+
   // From many threads at once, one key: never the same tag twice.
   TagMaker shared(7);
   std::vector<std::vector<Tag>> made(4);
