@@ -29,8 +29,11 @@ Nemeses, each with its undo (Hosts.heal() undoes whatever is still in force):
                                  sees only the others (a minority, when cut off from most)
 
 For linearizability runs across hosts (tests/integration/lintest.py's workload and checker):
-MultiHostCluster (nodes and proxies each on its own host) and lin_run (one nemesis, then heal, final
-reads and tools/histcheck.py).
+MultiHostCluster (nodes and proxies each on its own host, replicas: N when asked) and lin_run (one
+nemesis, then heal, final reads and tools/histcheck.py). With replicas, two more nemeses: a proxy cut
+off from a majority of the nodes (proxy-minority), and proxies restarted with clocks minutes apart
+(clock-skew, kvproxy --test-clock-offset-ms). Proxies send the nodes' admin token (the nodes listen
+off loopback, so their /replica/ endpoints need it).
 
 Needs root and iproute2 (with veth and bridge support): otherwise Hosts() raises unittest.SkipTest
 saying which.
@@ -217,14 +220,17 @@ class Hosts:
         kvtest.check_flags."""
         server = Server(host, name, lambda: self.h.proxy(ring, listen=f"{host.addr}:{PROXY_PORT}",
                                                          admin=f"{host.addr}:{ADMIN_PORT}", checks=checks,
-                                                         extra=("--admin-token-file", self.token, *extra),
+                                                         extra=("--admin-token-file", self.token,
+                                                                "--node-token-file", self.token, *extra),
                                                          netns=host))
         self.servers.append(server)
         return server
 
-    def write_ring(self, name, nodes):
-        """A ring file `name` in the Harness's directory naming kvnode Servers by their addresses."""
-        return write_ring(self.h.path(name), [(n.name, f"{n.host.addr}:{n.proc.port}") for n in nodes])
+    def write_ring(self, name, nodes, replicas=None):
+        """A ring file `name` in the Harness's directory naming kvnode Servers by their addresses, with
+        `replicas` copies per key."""
+        return write_ring(self.h.path(name), [(n.name, f"{n.host.addr}:{n.proc.port}") for n in nodes],
+                          replicas=replicas)
 
     # --- network nemeses ---
 
@@ -274,15 +280,25 @@ class MultiHostCluster:
     """kvnodes n1..nN on hosts h1..hN and kvproxies on the next hosts, one each, all routing by one
     ring file that names the nodes by their hosts' addresses."""
 
-    def __init__(self, hosts, nodes=3, proxies=1, checks=Cluster.CHECKS, proxy_extra=()):
+    def __init__(self, hosts, nodes=3, proxies=1, checks=Cluster.CHECKS, proxy_extra=(), replicas=None):
         if len(hosts.hosts) < nodes + proxies:
             raise ValueError(f"{nodes} nodes and {proxies} proxies need {nodes + proxies} hosts, "
                              f"not {len(hosts.hosts)}")
         self.hosts = hosts
+        self.replicas = replicas or 1
         self.nodes = [hosts.node(hosts.hosts[i], f"n{i + 1}") for i in range(nodes)]
-        self.ring = hosts.write_ring(f"ring-{hosts.suffix}.yaml", self.nodes)
+        self.ring = hosts.write_ring(f"ring-{hosts.suffix}.yaml", self.nodes, replicas=replicas)
+        self.checks, self.proxy_extra = checks, tuple(proxy_extra)
         self.proxies = [hosts.proxy(hosts.hosts[nodes + j], self.ring, f"proxy{j}", checks, proxy_extra)
                         for j in range(proxies)]
+
+    def restart_proxy(self, j, extra=()):
+        """Proxy j stopped (kill -9) and started again on its host and ports with `extra` flags."""
+        old = self.proxies[j]
+        old.kill()
+        self.hosts.servers.remove(old)
+        self.proxies[j] = self.hosts.proxy(old.host, self.ring, old.name, self.checks, self.proxy_extra + tuple(extra))
+        return self.proxies[j]
 
     def healthy(self):
         """Every node UP in every proxy's stats (their health checks have seen them)."""
@@ -347,8 +363,32 @@ def _stop_node(c, rnd):
     return f"SIGSTOP {node!r}", node.resume
 
 
+def _proxy_minority(c, rnd):
+    """A proxy cut off from a majority of the nodes: with replicas, no key keeps a majority through it."""
+    proxy = rnd.choice(c.proxies)
+    nodes = rnd.sample(c.nodes, len(c.nodes) // 2 + 1)
+    c.hosts.cut_off(proxy.host, [n.host for n in nodes])
+    return (f"{proxy!r} cut off from {', '.join(n.name for n in nodes)}",
+            lambda: c.hosts.reconnect(proxy.host, [n.host for n in nodes]))
+
+
+SKEW_MS = (60_000, 600_000)  # a clock one to ten minutes off, either way
+
+
+def _clock_skew(c, rnd):
+    """A proxy restarted with its clock one to ten minutes ahead or behind (kvproxy
+    --test-clock-offset-ms); it stays so after the round, until the next round restarts one."""
+    j = rnd.randrange(len(c.proxies))
+    skew = rnd.choice((-1, 1)) * rnd.randrange(*SKEW_MS)
+    c.restart_proxy(j, ("--test-clock-offset-ms", str(skew)))
+    return f"proxy{j} restarted with its clock {skew / 60_000:+.1f} min", lambda: None
+
+
 NEMESES = {"isolate-node": _isolate_node, "proxy-cut-off": _proxy_cut_off, "kill-node": _kill_node,
            "stop-node": _stop_node}
+# With replicas: these too. Every nemesis but these two leaves every key a majority through every proxy.
+REPLICATED_NEMESES = {**NEMESES, "proxy-minority": _proxy_minority, "clock-skew": _clock_skew}
+KEEP_A_MAJORITY = ("isolate-node", "proxy-cut-off", "kill-node", "stop-node")
 
 
 def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=20000):
@@ -364,7 +404,7 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     started = time.monotonic()
     try:
         wait_until(lambda: len(recorder.ops()) >= 20, timeout=5)  # the load under way before the first fault
-        _rounds(c, rnd, started + seconds, log, lambda r: NEMESES[nemesis](c, r))
+        _rounds(c, rnd, started + seconds, log, lambda r: REPLICATED_NEMESES[nemesis](c, r))
     finally:
         c.hosts.heal()
         load.stop()
@@ -374,6 +414,10 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     lintest.final_reads(recorder, proxies, keys)
     result = lintest.histcheck.check_history(recorder.ops())
     summary = lintest.result_summary(result)
+    not_ok = {}
+    for o in recorder.ops():
+        if o["process"] != "final" and o["outcome"] != "ok":
+            not_ok[o["outcome"]] = not_ok.get(o["outcome"], 0) + 1
     summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
-                   workload_errors=load.errors)
+                   workload_errors=load.errors, replicas=c.replicas, not_ok=not_ok)
     return summary, recorder, result

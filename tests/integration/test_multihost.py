@@ -4,8 +4,10 @@
 The harness first: what a proxy answers, seen from outside, while a node's host is isolated, cut off
 one way, or out of the proxy's sight, and after each is undone. Then linearizability across hosts:
 lintest's workload through two proxies while one nemesis at a time strikes, checked by
-tools/histcheck.py. Every key has one owner today, so requests for a key whose owner cannot be reached
-fail (fail or info outcomes); the check is that nothing acknowledged is lost or goes back in time.
+tools/histcheck.py. With one owner per key, requests for a key whose owner cannot be reached fail
+(fail or info outcomes); the check is that nothing acknowledged is lost or goes back in time. With
+replicas: 3, the same and two more nemeses (a proxy that sees a minority, proxies with clocks minutes
+apart), and no request may fail while its key keeps a majority.
 
 The store's deliberately broken mode (kvproxy --unsafe-unversioned, ring-rebalance
 --unsafe-unversioned-copy) is not run here: it only changes how keys that move during a ring change
@@ -18,7 +20,7 @@ import socket
 import unittest
 
 import multihost
-from kvtest import harness, proxy_node_state, put_all, q, request, wait_until
+from kvtest import harness, proxy_node_state, proxy_stats, put_all, q, request, wait_until
 from multihost import Hosts, MultiHostCluster
 from test_linearizable import save
 
@@ -136,6 +138,37 @@ class LinearizableAcrossHostsTest(unittest.TestCase):
                 self.assertGreater(ok("put"), 25, summary)
                 self.assertGreater(ok("del"), 5, summary)
                 self.assertGreater(sum(1 for o in ops if o["outcome"] != "ok"), 0, summary)
+                self.assertEqual(summary["failed_keys"], [], f"{nemesis}: not linearizable:\n{result.report()}")
+                self.assertEqual(summary["lost_writes"], 0, f"{nemesis}: lost writes:\n{result.report()}")
+                self.assertEqual(summary["unknown_keys"], [], f"{nemesis}: the checker ran out of budget")
+
+    def test_replicas_three_two_proxies_one_nemesis_at_a_time(self):
+        # replicas: 3 on n1..n3: every key on every node. Under the nemeses that leave every key a
+        # majority through every proxy, no request may fail; the fault shows in the replicas' errors.
+        h = harness(self)
+        c = MultiHostCluster(Hosts(h, 5), nodes=3, proxies=2, proxy_extra=PROXY_TIMEOUTS, replicas=3)
+        self.assertTrue(wait_until(c.healthy, 10), "the proxies never saw every node up")
+
+        def replica_errors():
+            return sum(sum(n["errors"].values()) for p in c.proxies for n in proxy_stats(p.admin)["nodes"])
+
+        for i, nemesis in enumerate(multihost.REPLICATED_NEMESES):
+            with self.subTest(nemesis=nemesis):
+                errors_before = replica_errors()
+                summary, recorder, result = multihost.lin_run(c, nemesis, SECONDS, seed=21 + i)
+                save(f"multihost-replicas3-{nemesis}", summary, recorder)
+                ops = [o for o in recorder.ops() if o["process"] != "final"]
+                ok = lambda f: sum(1 for o in ops if o["f"] == f and o["outcome"] == "ok")  # noqa: E731
+                self.assertEqual(summary["workload_errors"], [])
+                self.assertTrue(summary["log"], "the nemesis never struck")
+                self.assertGreater(ok("get"), 40, summary)
+                self.assertGreater(ok("put"), 25, summary)
+                self.assertGreater(ok("del"), 5, summary)
+                if nemesis in multihost.KEEP_A_MAJORITY:
+                    self.assertEqual(summary["not_ok"], {}, f"{nemesis}: a request failed while its key kept a majority")
+                    self.assertGreater(replica_errors(), errors_before, "the fault was never felt")
+                elif nemesis == "proxy-minority":
+                    self.assertTrue(summary["not_ok"], "a proxy that sees a minority answered everything")
                 self.assertEqual(summary["failed_keys"], [], f"{nemesis}: not linearizable:\n{result.report()}")
                 self.assertEqual(summary["lost_writes"], 0, f"{nemesis}: lost writes:\n{result.report()}")
                 self.assertEqual(summary["unknown_keys"], [], f"{nemesis}: the checker ran out of budget")
