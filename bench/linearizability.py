@@ -8,6 +8,11 @@ linearizable, lost acknowledged writes) to --out (bench/LINEARIZABILITY.md, whic
 bench/RESULTS.md), the figures beside it (.json), and each history to build/release/artifacts/.
 Exits 1 when any nemesis found an anomaly or a lost write.
 
+With --hosts: across hosts (tests/integration/multihost.py: root, network namespaces on a bridge), three
+kvnodes and two kvproxies each on a host of its own, with the multi-host nemeses (with --replicas 3:
+kill, pause, isolation, one-way cuts, a proxy in a minority, clock skew), written to
+bench/LINEARIZABILITY_HOSTS.md; the same failed-request rule for the nemeses that keep a majority.
+
 With --replicas 3: every key on three of the four kvnodes (ring A is n1..n4), the nemeses that strike
 nodes and proxies, written to bench/LINEARIZABILITY_REPLICAS.md; also exits 1 when a request failed
 under a nemesis that leaves every key a majority (kill-node, stop-node).
@@ -30,12 +35,15 @@ os.environ.setdefault("KVRING_ARTIFACTS", os.path.join(BUILD, "artifacts"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import kvtest  # noqa: E402
 import lintest  # noqa: E402
+import multihost  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=300, help="nemesis time per run (default 300)")
-    ap.add_argument("--nemesis", action="append", choices=lintest.NEMESES + ["rebalance-partial"],
+    ap.add_argument("--hosts", action="store_true", help="across network namespaces (tests/integration/multihost.py)")
+    ap.add_argument("--nemesis", action="append",
+                    choices=sorted(set(lintest.NEMESES + ["rebalance-partial"]) | set(multihost.REPLICATED_NEMESES)),
                     help="run only these (default: every one; with --replicas, those of lintest.REPLICATED_NEMESES)")
     ap.add_argument("--replicas", type=int, default=1, help="replicas per key (default 1)")
     ap.add_argument("--clients", type=int, default=6)
@@ -44,20 +52,37 @@ def main():
     args = ap.parse_args()
     replicated = args.replicas > 1
     if not args.out:
-        args.out = os.path.join(ROOT, "bench", "LINEARIZABILITY_REPLICAS.md" if replicated else "LINEARIZABILITY.md")
-    nemeses = args.nemesis or (lintest.REPLICATED_NEMESES if replicated else lintest.NEMESES + ["rebalance-partial"])
+        name = ("LINEARIZABILITY_HOSTS.md" if args.hosts else
+                "LINEARIZABILITY_REPLICAS.md" if replicated else "LINEARIZABILITY.md")
+        args.out = os.path.join(ROOT, "bench", name)
+    if args.hosts:
+        nemeses = args.nemesis or list(multihost.REPLICATED_NEMESES if replicated else multihost.NEMESES)
+    else:
+        nemeses = args.nemesis or (lintest.REPLICATED_NEMESES if replicated else lintest.NEMESES + ["rebalance-partial"])
     started = time.time()
     rows = []
-    for nemesis in nemeses:
+    hosts_h = kvtest.Harness() if args.hosts else None
+    cluster = None
+    if args.hosts:
+        cluster = multihost.MultiHostCluster(multihost.Hosts(hosts_h, 5), nodes=3, proxies=2,
+                                             proxy_extra=("--connect-timeout-ms", "500", "--response-timeout-ms", "1500"),
+                                             replicas=args.replicas if replicated else None)
+        if not kvtest.wait_until(cluster.healthy, 10):
+            raise SystemExit("linearizability: the proxies never saw every node up")
+    for i, nemesis in enumerate(nemeses):
         h = kvtest.Harness()
         try:
             print(f"linearizability: {nemesis} for {args.seconds:.0f} s", file=sys.stderr, flush=True)
-            summary, recorder, result = lintest.run(h, nemesis, args.seconds, keys=args.keys, clients=args.clients,
-                                                    replicas=args.replicas)
+            if args.hosts:
+                summary, recorder, result = multihost.lin_run(cluster, nemesis, args.seconds, clients=args.clients,
+                                                              seed=1 + i, max_ops=None, max_rounds=None)
+            else:
+                summary, recorder, result = lintest.run(h, nemesis, args.seconds, keys=args.keys,
+                                                        clients=args.clients, replicas=args.replicas)
         finally:
             h.close()
         os.makedirs(os.environ["KVRING_ARTIFACTS"], exist_ok=True)
-        suffix = f"-replicas{args.replicas}" if replicated else ""
+        suffix = (f"-replicas{args.replicas}" if replicated else "") + ("-hosts" if args.hosts else "")
         recorder.dump(os.path.join(os.environ["KVRING_ARTIFACTS"], f"lin-long-{nemesis}{suffix}.jsonl"))
         by = collections.Counter((o["f"], o["outcome"]) for o in recorder.ops())
         summary["by_outcome"] = {f"{f} {o}": n for (f, o), n in sorted(by.items())}
@@ -69,19 +94,30 @@ def main():
             print(result.report(), file=sys.stderr)
     minutes = (time.time() - started) / 60
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    flags = (" --hosts" if args.hosts else "") + (f" --replicas {args.replicas}" if replicated else "")
+    keep_majority = multihost.KEEP_A_MAJORITY if args.hosts else ("kill-node", "stop-node")
+    if args.hosts:
+        setup = ("three kvnodes and two kvproxies, each in a network namespace of its own on one bridge "
+                 "(tests/integration/multihost.py), on keys of each nemesis's own, "
+                 + ("every key on all three nodes (replicas: 3). " if replicated else "one owner per key. "))
+    else:
+        setup = (f"put/get/delete on {args.keys} keys, four kvnodes, "
+                 + ("one ring of the four with every key on three of them. " if replicated
+                    else "rings of three and four nodes. "))
     lines = [
-        "## Linearizability under faults" + (f", replicas: {args.replicas}" if replicated else ""),
+        "## Linearizability under faults" + (" across hosts" if args.hosts else "")
+        + (f", replicas: {args.replicas}" if replicated else ""),
         "",
-        f"Produced by `bench/linearizability.sh --seconds {args.seconds:.0f}"
-        f"{f' --replicas {args.replicas}' if replicated else ''}` on {stamp} in {minutes:.1f} minutes: "
-        f"{args.clients} clients, each with a keep-alive connection to each of two kvproxies (picked per "
-        f"operation), put/get/delete on {args.keys} keys with unique values, four kvnodes, "
-        + ("one ring of the four with every key on three of them; a request that is not ok (fail or info) "
-           "is a failed request, which kill-node and stop-node must not make. "
-           if replicated else "rings of three and four nodes. ") + "Every operation is recorded with its invoke and completion times and its outcome, the "
+        f"Produced by `bench/linearizability.sh --seconds {args.seconds:.0f}{flags}` on {stamp} in {minutes:.1f} "
+        f"minutes: {args.clients} clients, each with a keep-alive connection to each of two kvproxies (picked "
+        "per operation), unique values per write, " + setup
+        + (f"A request that is not ok (fail or info) is a failed request, which {', '.join(keep_majority)} "
+           "must not make (they leave every key a majority through every proxy). " if replicated else "")
+        + "Every operation is recorded with its invoke and completion times and its outcome, the "
         "nemesis runs for the time given, the cluster heals, every key is read through both proxies, and "
         "each key's history is checked for linearizability as a register with delete (tools/histcheck.py). "
-        "Nemeses as in tests/integration/lintest.py; `rounds` counts the nemesis's actions (an apply, a kill, a restart of apply, a pause).",
+        "Nemeses as in tests/integration/" + ("multihost.py" if args.hosts else "lintest.py")
+        + "; `rounds` counts the nemesis's actions (an apply, a kill, a restart of apply, a pause, a fault held and undone).",
         "",
         "| nemesis | seconds | rounds | ops checked | ok put / get / del | info (unknown) | keys not linearizable | lost writes |"
         + (" requests not ok |" if replicated else ""),
@@ -100,7 +136,9 @@ def main():
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump(rows, f, indent=1, default=str)
     bad = [r for r in rows if r["failed_keys"] or r["lost_writes"]
-           or (replicated and r["nemesis"] in ("kill-node", "stop-node") and r["not_ok"])]
+           or (replicated and r["nemesis"] in keep_majority and r["not_ok"])]
+    if hosts_h:
+        hosts_h.close()
     sys.exit(1 if bad else 0)
 
 

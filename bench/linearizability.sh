@@ -4,7 +4,13 @@
 #   bench/linearizability.sh                 5 minutes per nemesis (about 35 minutes): writes
 #                                            bench/LINEARIZABILITY.md (and .json beside it)
 #   bench/linearizability.sh --seconds 60    shorter; --nemesis NAME to run one
-# Everything runs on 127.0.0.1 and is stopped afterwards.
+#   bench/linearizability.sh --replicas 3    every key on three of four nodes: kill-node, stop-node,
+#                                            kill-proxy; writes bench/LINEARIZABILITY_REPLICAS.md
+#   bench/linearizability.sh --hosts --replicas 3
+#                                            across network namespaces (root): kill, pause, isolation,
+#                                            one-way cuts, a proxy in a minority, clock skew; writes
+#                                            bench/LINEARIZABILITY_HOSTS.md
+# Everything runs on 127.0.0.1 (or in namespaces it creates) and is stopped afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/build.sh

@@ -322,10 +322,13 @@ HOLD = (0.5, 2.0)   # how long a fault lasts, seconds, at random: at times past 
 MAX_ROUNDS = 20     # faults per run at most, whatever the time
 
 
-def _rounds(c, rnd, deadline, log, fault):
-    """fault(rnd) -> (description, undo), repeated until `deadline` (at most MAX_ROUNDS times): the
-    fault held for a while, undone, then the proxies given the time to see every node up again."""
-    for _ in range(MAX_ROUNDS):
+def _rounds(c, rnd, deadline, log, fault, max_rounds=MAX_ROUNDS):
+    """fault(rnd) -> (description, undo), repeated until `deadline` (at most `max_rounds` times, None:
+    no limit): the fault held for a while, undone, then the proxies given the time to see every node
+    up again."""
+    rounds = 0
+    while max_rounds is None or rounds < max_rounds:
+        rounds += 1
         if time.monotonic() >= deadline:
             return
         what, undo = fault(rnd)
@@ -391,10 +394,11 @@ REPLICATED_NEMESES = {**NEMESES, "proxy-minority": _proxy_minority, "clock-skew"
 KEEP_A_MAJORITY = ("isolate-node", "proxy-cut-off", "kill-node", "stop-node")
 
 
-def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=20000):
+def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=20000, max_rounds=MAX_ROUNDS):
     """One run on MultiHostCluster `c`: lintest's workload through every proxy on keys of its own
     (`keys_per_node` per node, named after the nemesis), the nemesis for `seconds`, heal, final reads
-    through every proxy, tools/histcheck.py. Returns (summary, recorder, result) as lintest.run."""
+    through every proxy, tools/histcheck.py. Returns (summary, recorder, result) as lintest.run. The
+    suite's bounds (operations per client, faults per run) are lifted with None for long runs."""
     rnd = random.Random(seed)
     recorder = lintest.histcheck.Recorder()
     keys = [k for ks in c.keys_per_node(nemesis, keys_per_node).values() for k in ks]
@@ -404,7 +408,7 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     started = time.monotonic()
     try:
         wait_until(lambda: len(recorder.ops()) >= 20, timeout=5)  # the load under way before the first fault
-        _rounds(c, rnd, started + seconds, log, lambda r: REPLICATED_NEMESES[nemesis](c, r))
+        _rounds(c, rnd, started + seconds, log, lambda r: REPLICATED_NEMESES[nemesis](c, r), max_rounds)
     finally:
         c.hosts.heal()
         load.stop()
