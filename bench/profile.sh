@@ -12,7 +12,7 @@
 # the same either way.
 #   bench/profile.sh [--node] [OUT.callgrind]      then: callgrind_annotate OUT.callgrind | less
 # PUT_PERCENT sets the share of PUTs (default 10), RATE the requests/s per connection (default 100),
-# NODE_ENGINE=rocksdb the engine of --node (default memory).
+# NODE_ENGINE=rocksdb the engine of --node (default memory), REPLICAS=3 a replicated ring for kvproxy.
 # KVRING_BUILD names the build to profile (default build/release), so two builds can be compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,7 @@ s=[socket.socket() for _ in range(5)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(" ".join(str(x.getsockname()[1]) for x in s))'))
 if [ "$TARGET" = kvproxy ]; then
-  { echo "nodes:"; for i in 0 1 2; do echo "  - {id: n$((i + 1)), address: 127.0.0.1:${ports[$i]}}"; done; } > "$WORK/ring.yaml"
+  { [ -n "${REPLICAS:-}" ] && echo "replicas: $REPLICAS"; echo "nodes:"; for i in 0 1 2; do echo "  - {id: n$((i + 1)), address: 127.0.0.1:${ports[$i]}}"; done; } > "$WORK/ring.yaml"
   for i in 0 1 2; do
     "$B/node/kvnode" --id "n$((i + 1))" --port "${ports[$i]}" --engine memory 2>/dev/null &
     pids+=($!)

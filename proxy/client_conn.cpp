@@ -261,14 +261,14 @@ void ClientConn::run_step() {
     case Plan::read_both:
       if (step_ < 2) {  // both plans begin with the tag queries
         to = route_.nodes[step_];
-        append_query(s, req().target, to->address.str());
+        append_query(s, req().target, to->host);
       } else if (route_.plan == Plan::versioned_write) {
         to = route_.nodes[step_ - 2];
         http::append_relayed_request(s, req(), reader_.body(), http::kOwnFieldPrefixLower,
                                      w_.opt.unsafe_unversioned ? std::string() : version::version_line(tag_));
       } else {
         to = route_.nodes[1 - newer_];
-        append_write_back(s, req().target, to->address.str(), found_[newer_].held, saved_body_);
+        append_write_back(s, req().target, to->host, found_[newer_].held, saved_body_);
       }
       break;
   }
@@ -399,7 +399,7 @@ void ClientConn::start_quorum(std::uint64_t key_hash) {
       pick = (pick + 1) % set.size;
     asked = asked.subspan(pick, 1);
   }
-  if (!coord_) coord_ = std::make_unique<Coordinator>(w_);
+  if (!coord_) coord_ = w_.take_coordinator();
   quorum_active_ = true;
   coord_->start(*this, kind, asked, req().target, reader_.body());
 }

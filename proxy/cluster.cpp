@@ -15,7 +15,7 @@
 namespace kv::proxy {
 
 Backend::Backend(std::string i, HostPort a)
-    : id(std::move(i)), address(std::move(a)), node_field(std::string(http::kNodeField) + ": " + id + "\r\n"), slot([] {
+    : id(std::move(i)), address(std::move(a)), node_field(std::string(http::kNodeField) + ": " + id + "\r\n"), host(address.str()), slot([] {
         static std::atomic<std::uint32_t> next{0};
         return next.fetch_add(1, std::memory_order_relaxed);
       }()) {}

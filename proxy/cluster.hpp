@@ -50,6 +50,7 @@ struct Backend : std::enable_shared_from_this<Backend> {
   const std::string id;
   const HostPort address;
   const std::string node_field;  // "X-KV-Node: <id>\r\n", which the proxy adds to each of its answers
+  const std::string host;        // address.str(), made once: the Host of every request to the node
   // Unique in the process and small (one per Backend ever made, counting up): where each worker
   // keeps its pool for this backend, in a vector.
   const std::uint32_t slot;

@@ -78,7 +78,7 @@ void Coordinator::send_query(unsigned i) {
   std::string& s = lane.x.request();
   s.clear();
   const bool head = kind_ != QuorumKind::read;  // a write's tag query needs no value
-  append_replica_get(s, target_, b.address.str(), head, w_.opt.node_auth);
+  append_replica_get(s, target_, b.host, head, w_.opt.node_auth);
   lane.x.start(b, head);
 }
 
@@ -102,9 +102,9 @@ void Coordinator::send_store(unsigned i) {
   s.clear();
   if (kind_ == QuorumKind::read) {  // the write-back of the newest write the query found
     const Held& held = quorum_.newest().held;
-    append_replica_store(s, held.tombstone, target_, b.address.str(), held.tag, newest_body_, w_.opt.node_auth);
+    append_replica_store(s, held.tombstone, target_, b.host, held.tag, newest_body_, w_.opt.node_auth);
   } else {
-    append_replica_store(s, kind_ == QuorumKind::remove, target_, b.address.str(), quorum_.tag(), put_body_,
+    append_replica_store(s, kind_ == QuorumKind::remove, target_, b.host, quorum_.tag(), put_body_,
                          w_.opt.node_auth);
   }
   lane.x.start(b, false);

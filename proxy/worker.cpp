@@ -14,6 +14,10 @@
 
 namespace kv::proxy {
 
+namespace {
+constexpr std::size_t kIdleCoordinators = 256;  // kept for reuse; a burst's extra ones are freed
+}  // namespace
+
 Worker::Worker(Shared& s, std::unique_ptr<net::IoLoop> l)
     : shared(s), opt(s.options), counters(s.counters), cluster(s.cluster), log(s.log), loop_ptr(std::move(l)),
       loop(*loop_ptr), pools(loop, opt) {}
@@ -95,8 +99,10 @@ void Worker::tick() {
     Coordinator& c = *stragglers_[i];
     if (c.deadline() <= now) c.on_deadline();
     if (c.idle()) {
+      auto done = std::move(stragglers_[i]);
       stragglers_[i] = std::move(stragglers_.back());
       stragglers_.pop_back();
+      if (idle_coordinators_.size() < kIdleCoordinators) idle_coordinators_.push_back(std::move(done));
     } else {
       ++i;
     }
@@ -110,7 +116,24 @@ void Worker::tick() {
   }
 }
 
-void Worker::adopt(std::unique_ptr<Coordinator> c) { stragglers_.push_back(std::move(c)); }
+// Sorted after the batch of completions (its code may be on the stack now): idle ones back to the
+// pool, the others ticked until they are.
+void Worker::adopt(std::unique_ptr<Coordinator> c) { returned_.push_back(std::move(c)); }
+
+void Worker::sort_returned() {
+  for (auto& c : returned_) {
+    if (!c->idle()) stragglers_.push_back(std::move(c));
+    else if (idle_coordinators_.size() < kIdleCoordinators) idle_coordinators_.push_back(std::move(c));
+  }
+  returned_.clear();
+}
+
+std::unique_ptr<Coordinator> Worker::take_coordinator() {
+  if (idle_coordinators_.empty()) return std::make_unique<Coordinator>(*this);
+  auto c = std::move(idle_coordinators_.back());
+  idle_coordinators_.pop_back();
+  return c;
+}
 
 void Worker::begin_drain(std::chrono::milliseconds timeout) {
   if (draining) return;
@@ -132,10 +155,14 @@ void Worker::run() {
       http::kSweepInterval, [this] { tick(); },
       [this] {
         dead_clients_.clear();
+        sort_returned();
         pools.collect();
       });
   // The loop has stopped: nothing refers to these any more (the loop frees their channels).
   clients_.clear();
+  returned_.clear();
+  stragglers_.clear();
+  idle_coordinators_.clear();
   pools.clear();
   dead_clients_.clear();
 }

@@ -61,6 +61,9 @@ class Worker {
   // A coordinator whose client is done while some of its exchanges still run: ticked until they end,
   // then freed.
   void adopt(std::unique_ptr<Coordinator> c);
+  // An idle coordinator: one kept from an earlier request (its lanes, buffers and exchanges keep
+  // their memory), or a new one.
+  std::unique_ptr<Coordinator> take_coordinator();
 
   Shared& shared;
   const ProxyOptions& opt;
@@ -79,12 +82,15 @@ class Worker {
   void accepted(int fd);
   void set_listening(bool on);
   void maybe_listen();
+  void sort_returned();
 
   std::list<std::unique_ptr<ClientConn>> clients_;
   // Closed connections, freed after the batch of completions that closed them (their code may still
   // be on the stack).
   std::vector<std::unique_ptr<ClientConn>> dead_clients_;
   std::vector<std::unique_ptr<Coordinator>> stragglers_;
+  std::vector<std::unique_ptr<Coordinator>> idle_coordinators_;  // at most kIdleCoordinators
+  std::vector<std::unique_ptr<Coordinator>> returned_;  // given back in this batch of completions
   std::shared_ptr<const Topology> topology_;
   std::uint64_t version_ = 0;
   bool listening_ = false;
