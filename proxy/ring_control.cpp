@@ -65,8 +65,20 @@ asio::awaitable<ReloadResult> RingControl::reload(std::string yaml, std::string 
   const ScopedFlag changing(changing_);
   try {
     // Parse, validate, resolve and build off the event loop; only the swap happens here.
-    std::function<std::shared_ptr<Topology>()> build = [this, yaml = std::move(yaml), source]() {
-      return cluster_.prepare(parse_ring_config(yaml, source), source);
+    const auto current = cluster_.topology();
+    std::function<std::shared_ptr<Topology>()> build = [this, current, yaml = std::move(yaml), source]() {
+      auto next = cluster_.prepare(parse_ring_config(yaml, source), source);
+      // A reload moves no data. With one owner per key that is the operator's call (as HAProxy's);
+      // with replicas it would break the majorities' overlap (a majority of the new replica set may
+      // hold none of a key's writes), so replicated membership changes only through a rebalance.
+      const std::uint32_t was = current->ring->replicas(), now = next->ring->replicas();
+      if ((was > 1 || now > 1) && next->fingerprint != current->fingerprint)
+        throw ConfigError(source + ": " +
+                          (was != now ? "replicas: " + std::to_string(was) + " -> " + std::to_string(now)
+                                      : std::string("the membership of a ring with replicas: ") + std::to_string(was)) +
+                          " cannot change by a reload, which moves no data (a majority of the new replica sets "
+                          "could hold none of a key's writes); only proxy settings can");
+      return next;
     };
     auto next = co_await net::async_run(control_, std::move(build), asio::use_awaitable);
     r.version = cluster_.publish(std::move(next));

@@ -111,6 +111,27 @@ for _ in $(seq 1 50); do
 done
 show curl -s "$P/get?key=$probe"
 
+if [ "${#NODES[@]}" -ge 3 ]; then
+  # A second kvproxy on the same nodes, routing by a copy of the ring with replicas: 3.
+  { echo "replicas: 3"; grep -v '^replicas:' "$RING"; } > "$DEMO/ring-replicas.yaml"
+  "$BIN/proxy/kvproxy" --ring "$DEMO/ring-replicas.yaml" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
+    --check-interval-ms 500 --check-fall 2 --check-rise 2 > "$LOGS/kvproxy-replicas.log" 2>&1 &
+  pids+=($!)
+  R=$(for _ in $(seq 1 100); do grep -o 'listening on [^,]*' "$LOGS/kvproxy-replicas.log" && break; sleep 0.1; done | head -1 | awk '{print $3}')
+  [ -n "$R" ] || { echo "demo: the replicated kvproxy did not start; see $LOGS/kvproxy-replicas.log" >&2; exit 1; }
+  wait_healthy "kvproxy (replicas: 3)" "$R" "$LOGS/kvproxy-replicas.log"
+  echo "== replicas: 3 through a second kvproxy at $R: every key on three nodes, each request decided by a majority"
+  show curl -s -i -X POST "http://$R/put?key=carol" -d '{"value": "kept on three nodes"}'
+  echo "== Stopping $victim again: the key still answers, and takes writes (X-KV-Replicas: who holds it)"
+  { kill -9 "${NODE_PID[$victim]}"; wait "${NODE_PID[$victim]}"; } 2>/dev/null || true
+  show curl -s -i "http://$R/get?key=carol"
+  show curl -s -i -X POST "http://$R/put?key=carol" -d '{"value": "written with a node down"}'
+  show curl -s "http://$R/get?key=carol"
+  echo "== Restarting $victim"
+  start_node "$victim" "$victim_addr"
+  wait_healthy "$victim" "$victim_addr" "$LOGS/$victim.log"
+fi
+
 echo "demo: cluster running. Proxy $P, stats page http://$ADMIN/stats, ring $RING, logs in $LOGS."
 echo "demo: press Ctrl-C to stop."
 wait

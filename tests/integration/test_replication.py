@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from kvtest import (Client, Cluster, harness, metric, metrics, proxy_node_state, proxy_stats, request,
+from kvtest import (Client, Cluster, admin, harness, metric, metrics, proxy_node_state, proxy_stats, request,
                     wait_until, write_ring)
 
 
@@ -167,6 +167,25 @@ class ReplicationTest(unittest.TestCase):
         for key, value in acked.items():
             status, _, body = self.c.get(key)
             self.assertEqual((status, json.loads(body)["value"]), (200, value), key)
+
+    def test_a_reload_changes_no_replica_set(self):
+        nodes = [(i, n.port) for i, n in self.nodes()]
+        for name, text, what in (
+                ("one.yaml", dict(replicas=1), "replicas: 3 -> 1"),
+                ("heavier.yaml", dict(replicas=3, heavier=True), "the membership of a ring with replicas: 3")):
+            path = write_ring(self.h.path(name), [(*n, 2) if text.get("heavier") and n[0] == "n1" else n for n in nodes],
+                              replicas=text["replicas"])
+            with open(path) as f:
+                status, body = admin(self.proxy.admin_port, "POST", "/admin/ring", f.read())
+            self.assertEqual(status, 400)
+            self.assertEqual(body["detail"], f"<admin body>: {what} cannot change by a reload, which moves no data (a "
+                                             "majority of the new replica sets could hold none of a key's writes); "
+                                             "only proxy settings can")
+        # The same membership with other proxy settings: taken.
+        path = write_ring(self.h.path("settings.yaml"), nodes, replicas=3, proxy={"timeouts": {"response": 3000}})
+        with open(path) as f:
+            self.assertEqual(admin(self.proxy.admin_port, "POST", "/admin/ring", f.read())[0], 200)
+        self.assertEqual(self.c.put("after-reload", "v")[0], 200)
 
     def test_without_a_majority_a_clear_503_and_the_outcome(self):
         self.assertEqual(self.c.put("carol", "v")[0], 200)
