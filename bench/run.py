@@ -733,8 +733,10 @@ def write_results(out, command, report, quick, threads, proxy_rows, nginx_rows, 
                 lines.append(f"| {n} | {a['users']} | {a['rps']:.0f} | {a['avg']:.2f} / {a['p99']:.0f} | "
                              f"{b['rps']:.0f} | {b['avg']:.2f} / {b['p99']:.0f} | {a['failures'] + b['failures']} |")
         lines.append("")
-    # Written by bench/rebalance.sh, bench/slowloris.sh, bench/equal_load.sh and bench/linearizability.sh.
-    for extra in ("REBALANCE.md", "SLOWLORIS.md", "EQUAL_LOAD.md", "LINEARIZABILITY.md"):
+    # Written by bench/rebalance.sh, bench/slowloris.sh, bench/equal_load.sh, bench/linearizability.sh
+    # (also with --replicas 3 and --hosts) and bench/replication.sh.
+    for extra in ("REBALANCE.md", "SLOWLORIS.md", "EQUAL_LOAD.md", "LINEARIZABILITY.md", "LINEARIZABILITY_REPLICAS.md",
+                  "LINEARIZABILITY_HOSTS.md", "REPLICATION.md"):
         path = os.path.join(ROOT, "bench", extra)
         if os.path.exists(path) and not quick:
             with open(path) as f:
