@@ -116,7 +116,8 @@ if [ "${#NODES[@]}" -ge 3 ]; then
   { echo "replicas: 3"; grep -v '^replicas:' "$RING"; } > "$DEMO/ring-replicas.yaml"
   "$BIN/proxy/kvproxy" --ring "$DEMO/ring-replicas.yaml" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
     --check-interval-ms 500 --check-fall 2 --check-rise 2 > "$LOGS/kvproxy-replicas.log" 2>&1 &
-  pids+=($!)
+  rpid=$!
+  pids+=($rpid)
   R=$(for _ in $(seq 1 100); do grep -o 'listening on [^,]*' "$LOGS/kvproxy-replicas.log" && break; sleep 0.1; done | head -1 | awk '{print $3}')
   [ -n "$R" ] || { echo "demo: the replicated kvproxy did not start; see $LOGS/kvproxy-replicas.log" >&2; exit 1; }
   wait_healthy "kvproxy (replicas: 3)" "$R" "$LOGS/kvproxy-replicas.log"
@@ -127,9 +128,11 @@ if [ "${#NODES[@]}" -ge 3 ]; then
   show curl -s -i "http://$R/get?key=carol"
   show curl -s -i -X POST "http://$R/put?key=carol" -d '{"value": "written with a node down"}'
   show curl -s "http://$R/get?key=carol"
-  echo "== Restarting $victim"
+  echo "== Restarting $victim; the replicated kvproxy stops here (the rest of the demo, and a rebalance, use one owner per key)"
   start_node "$victim" "$victim_addr"
   wait_healthy "$victim" "$victim_addr" "$LOGS/$victim.log"
+  kill -TERM "$rpid"
+  wait "$rpid" 2>/dev/null || true
 fi
 
 echo "demo: cluster running. Proxy $P, stats page http://$ADMIN/stats, ring $RING, logs in $LOGS."

@@ -190,6 +190,10 @@ class DemoTest(unittest.TestCase):
         self.assertIn("(127.0.0.1:%d) is unreachable" % ports[0], out)  # n1 stopped: 503, naming it
         self.assertRegex(out, r'Restarting n1.*\n.*\n\{"status":"success","value":"profile \d+"\}')
         self.assertNotIn("Killed", out)
+        # replicas: 3 through a second proxy: the key answers with n1 dead, and takes a write.
+        self.assertRegex(out, r'Stopping n1 again.*\n\+ curl[^\n]*\nHTTP/1.1 200 OK\r?\n(.*\n)*?'
+                              r'\{"status":"success","value":"kept on three nodes"\}')
+        self.assertIn('{"status":"success","value":"written with a node down"}', out)
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
         rest = demo.stdout.read()
         self.assertEqual(demo.wait(30), 0, out + rest)
@@ -197,9 +201,9 @@ class DemoTest(unittest.TestCase):
         for i in range(5):  # every process exited cleanly and released its port
             with socket.socket() as s:
                 self.assertTrue(wait_until(lambda: s.connect_ex(("127.0.0.1", ports[i])) != 0, 10))
-        for name in ("n1", "n2", "n3", "kvproxy"):
+        for name in ("n1", "n2", "n3", "kvproxy", "kvproxy-replicas"):  # the replicated one stopped already
             with open(h.path("logs", f"{name}.log")) as f:
-                self.assertIn(("kvproxy" if name == "kvproxy" else "kvnode") + ": stopped", f.read())
+                self.assertIn(("kvproxy" if name.startswith("kvproxy") else "kvnode") + ": stopped", f.read())
 
 
 if __name__ == "__main__":
