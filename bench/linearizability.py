@@ -86,7 +86,7 @@ def main():
         recorder.dump(os.path.join(os.environ["KVRING_ARTIFACTS"], f"lin-long-{nemesis}{suffix}.jsonl"))
         by = collections.Counter((o["f"], o["outcome"]) for o in recorder.ops())
         summary["by_outcome"] = {f"{f} {o}": n for (f, o), n in sorted(by.items())}
-        summary["rounds"] = len(summary.pop("log"))
+        summary["rounds"] = sum(1 for entry in summary["log"] if not entry.startswith("undone at "))
         rows.append(summary)
         print(f"linearizability: {nemesis}: {summary['ops']} ops, {len(summary['failed_keys'])} keys not "
               f"linearizable, {summary['lost_writes']} lost writes", file=sys.stderr, flush=True)
@@ -138,6 +138,9 @@ def main():
     bad = [r for r in rows if r["failed_keys"] or r["lost_writes"]
            or (replicated and r["nemesis"] in keep_majority and r["not_ok"])]
     if hosts_h:
+        for server in cluster.proxies + cluster.nodes:  # their logs, beside the histories
+            with open(os.path.join(os.environ["KVRING_ARTIFACTS"], f"lin-long-hosts-{server.name}.log"), "w") as f:
+                f.write(server.proc.output())
         hosts_h.close()
     sys.exit(1 if bad else 0)
 

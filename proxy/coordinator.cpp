@@ -32,6 +32,7 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
     lanes_[i]->busy = true;
     lanes_[i]->store_waiting = false;
     lanes_[i]->storing = false;
+    lanes_[i]->reserved = lanes_[i]->forced = false;
   }
   ++acting_;
   for (unsigned i = 0; i < n; ++i) send_query(i);
@@ -64,15 +65,15 @@ unsigned Coordinator::lane_of(const NodeExchange& x) const noexcept {
   return 0;
 }
 
-void Coordinator::send_query(unsigned i) {
+void Coordinator::send_query(unsigned i, bool even_if_down) {
   Lane& lane = *lanes_[i];
   Backend& b = *replicas_[i];
   lane.busy = true;
   lane.storing = false;
-  if (!b.up.load(std::memory_order_relaxed)) {  // marked down: not asked, it cannot answer
+  if (!even_if_down && !b.up.load(std::memory_order_relaxed)) {  // marked down: asked only if needed
     lane.busy = false;
-    mark_down(i);
-    return reply(i, {ReplicaReply::Kind::not_sent, {}});
+    hold_in_reserve(i);
+    return;
   }
   lane.sent = Clock::now();
   std::string& s = lane.x.request();
@@ -82,7 +83,7 @@ void Coordinator::send_query(unsigned i) {
   lane.x.start(b, head);
 }
 
-void Coordinator::send_store(unsigned i) {
+void Coordinator::send_store(unsigned i, bool even_if_down) {
   Lane& lane = *lanes_[i];
   if (lane.busy) {
     lane.store_waiting = true;  // after this replica's query
@@ -92,10 +93,10 @@ void Coordinator::send_store(unsigned i) {
   Backend& b = *replicas_[i];
   lane.busy = true;
   lane.storing = true;
-  if (!b.up.load(std::memory_order_relaxed)) {
+  if (!even_if_down && !b.up.load(std::memory_order_relaxed)) {
     lane.busy = false;
-    mark_down(i);
-    return reply(i, {ReplicaReply::Kind::not_sent, {}});
+    hold_in_reserve(i);
+    return;
   }
   lane.sent = Clock::now();
   std::string& s = lane.x.request();
@@ -139,25 +140,58 @@ void Coordinator::on_node_answer(NodeExchange& x) {
   x.release();
   reply(i, r);
   if (lane.store_waiting && !lane.busy) send_store(i);
+  settle();
 }
 
 void Coordinator::on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) {
   const unsigned i = lane_of(x);
   Lane& lane = *lanes_[i];
   lane.busy = false;
-  reasons_[i] = detail;
-  faults_[i] = f == NodeExchange::Failure::connect ? QuorumCause::connect
-               : f == NodeExchange::Failure::timeout ? QuorumCause::timeout
-                                                     : QuorumCause::bad_response;
+  if (lane.forced) {  // asked although marked down: the mark stays the cause
+    reasons_[i] = "marked down; asked all the same: " + detail;
+  } else {
+    reasons_[i] = detail;
+    faults_[i] = f == NodeExchange::Failure::connect ? QuorumCause::connect
+                 : f == NodeExchange::Failure::timeout ? QuorumCause::timeout
+                                                       : QuorumCause::bad_response;
+  }
   // A connect that failed sent nothing (NodeExchange retries only where the request never arrived).
   reply(i, {f == NodeExchange::Failure::connect ? ReplicaReply::Kind::not_sent : ReplicaReply::Kind::failed, {}});
   if (lane.store_waiting && !lane.busy) send_store(i);
+  settle();
 }
 
-void Coordinator::mark_down(unsigned i) {
+// A replica marked down is not asked at first: the others are, and a majority of them decides. It is
+// asked after all (call_reserves) only if the others ended without deciding: a node marked down by
+// mistake (a health check that timed out on a busy machine) then still counts, and one truly down
+// costs a connect that fails, only for requests that would fail without it.
+void Coordinator::hold_in_reserve(unsigned i) {
+  lanes_[i]->reserved = true;
   reasons_[i] = "marked down";
   faults_[i] = QuorumCause::down;
   replicas_[i]->stats.error(ErrorClass::down);
+}
+
+void Coordinator::call_reserves() {
+  if (quorum_.action() != Quorum::Action::wait) return;
+  bool reserved = false;
+  for (unsigned i = 0; i < quorum_.size(); ++i) {
+    const Lane& lane = *lanes_[i];
+    if (lane.busy || lane.store_waiting) return;  // an answer may still decide
+    reserved = reserved || lane.reserved;
+  }
+  if (!reserved) return;
+  const bool query = quorum_.targets() == 0;
+  ++acting_;
+  for (unsigned i = 0; i < quorum_.size(); ++i) {
+    Lane& lane = *lanes_[i];
+    if (!lane.reserved) continue;
+    lane.reserved = false;
+    lane.forced = true;
+    if (query) send_query(i, true);
+    else if (quorum_.targets() & (1u << i)) send_store(i, true);
+  }
+  --acting_;
 }
 
 QuorumCause Coordinator::failure_cause() const noexcept {
@@ -203,6 +237,15 @@ void Coordinator::advance() {
   --acting_;
   // Replies that came in while acting (a connect failing at once) may have decided the next step.
   if (acting_ == 0 && quorum_.action() != Quorum::Action::wait && !told_) advance();
+  settle();
+}
+
+// Outside any step's sending: replicas held in reserve are asked once nothing else can decide, and
+// whatever their asking decided at once is acted on.
+void Coordinator::settle() {
+  if (acting_ != 0 || told_) return;
+  call_reserves();
+  if (quorum_.action() != Quorum::Action::wait && !told_) advance();
 }
 
 }  // namespace kv::proxy

@@ -75,16 +75,20 @@ class Coordinator final : NodeExchange::Listener {
     bool store_waiting = false;  // the store step's request is due once the query ends
     bool storing = false;        // the exchange under way is a store (else a query)
     Clock::time_point sent{};    // when the exchange under way started: the replica's latency
+    bool reserved = false;       // marked down: the step's request not sent yet (call_reserves)
+    bool forced = false;         // sent although marked down
   };
 
   void on_node_answer(NodeExchange& x) override;
   void on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) override;
   unsigned lane_of(const NodeExchange& x) const noexcept;
-  void send_query(unsigned i);
-  void send_store(unsigned i);
+  void send_query(unsigned i, bool even_if_down = false);
+  void send_store(unsigned i, bool even_if_down = false);
   void advance();  // acts on quorum_.action() after an answer
   void reply(unsigned i, const ReplicaReply& r);
-  void mark_down(unsigned i);  // replica i is marked down: not asked
+  void hold_in_reserve(unsigned i);  // replica i is marked down: not asked unless needed
+  void call_reserves();              // the others ended undecided: ask the ones held in reserve
+  void settle();
 
   Worker& w_;
   Client* client_ = nullptr;

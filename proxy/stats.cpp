@@ -191,7 +191,10 @@ std::string render_prometheus(const Snapshot& s) {
   for (const auto& n : s.nodes)
     for (std::size_t c = 0; c < n.responses.size(); ++c)
       sample(out, "kvproxy_responses_total", node_label(n) + ",code=\"" + std::to_string(c + 1) + "xx\"", n.responses[c]);
-  header(out, "kvproxy_errors_total", "Answers the proxy made because of a node (502/503/504), by node and cause.",
+  header(out, "kvproxy_errors_total",
+         "Answers the proxy made because of a node (502/503/504), by node and cause; for replicated keys, "
+         "requests to the node as a replica that failed (the quorum usually hid them from the client: "
+         "kvproxy_quorum_failures_total counts those it could not).",
          "counter");
   for (const auto& n : s.nodes)
     for (std::size_t c = 0; c < kErrorClasses; ++c)

@@ -235,22 +235,23 @@ def execute(conns, port, recorder, process, key, f, value, timeout):
         detail = doc.get("detail", "") if isinstance(doc, dict) else ""
     except ValueError:
         doc = None
+    why = {"status": status, "detail": detail}  # kept on the operations that did not succeed
     if f == "get":
         if status == 200 and isinstance(doc, dict) and "value" in doc:
             recorder.complete(handle, "ok", doc["value"])
         elif status == 404:
             recorder.complete(handle, "ok", None)
         else:
-            recorder.complete(handle, "fail")
+            recorder.complete(handle, "fail", **why)
         return
     if status == 200:
         recorder.complete(handle, "ok", "present" if f == "del" else None)
     elif status == 404 and f == "del":
         recorder.complete(handle, "ok", "absent")
     elif 400 <= status < 500 or (status == 503 and (detail.endswith(" is down") or outcome == "none")):
-        recorder.complete(handle, "fail")
+        recorder.complete(handle, "fail", **why)
     else:
-        recorder.complete(handle, "info")
+        recorder.complete(handle, "info", **why)
 
 
 # --- nemeses ---

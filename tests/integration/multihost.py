@@ -331,12 +331,14 @@ def _rounds(c, rnd, deadline, log, fault, max_rounds=MAX_ROUNDS):
         rounds += 1
         if time.monotonic() >= deadline:
             return
+        struck = time.monotonic()  # the history's clock (histcheck.Recorder), to place the fault in it
         what, undo = fault(rnd)
-        log.append(what)
+        log.append(f"{what} at {struck:.3f}")
         try:
             time.sleep(rnd.uniform(*HOLD))
         finally:
             undo()
+            log.append(f"undone at {time.monotonic():.3f}")
         if not wait_until(c.healthy, timeout=15):
             raise RuntimeError(f"not every node came back up after: {what}")
         time.sleep(rnd.uniform(0.1, 0.4))
