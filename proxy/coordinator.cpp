@@ -65,19 +65,29 @@ unsigned Coordinator::lane_of(const NodeExchange& x) const noexcept {
   return 0;
 }
 
-void Coordinator::send_query(unsigned i, bool even_if_down) {
+// Lane i's next request, a store or a query: its buffer, cleared; null when the replica is marked
+// down (and not `even_if_down`): then it is held in reserve, not asked.
+std::string* Coordinator::begin_request(unsigned i, bool storing, bool even_if_down) {
   Lane& lane = *lanes_[i];
-  Backend& b = *replicas_[i];
-  lane.busy = true;
-  lane.storing = false;
-  if (!even_if_down && !b.up.load(std::memory_order_relaxed)) {  // marked down: asked only if needed
+  lane.storing = storing;
+  if (!even_if_down && !replicas_[i]->up.load(std::memory_order_relaxed)) {  // asked only if needed
     lane.busy = false;
     hold_in_reserve(i);
-    return;
+    return nullptr;
   }
+  lane.busy = true;
   lane.sent = Clock::now();
   std::string& s = lane.x.request();
   s.clear();
+  return &s;
+}
+
+void Coordinator::send_query(unsigned i, bool even_if_down) {
+  std::string* request = begin_request(i, false, even_if_down);
+  if (!request) return;
+  std::string& s = *request;
+  Backend& b = *replicas_[i];
+  Lane& lane = *lanes_[i];
   const bool head = kind_ != QuorumKind::read;  // a write's tag query needs no value
   append_replica_get(s, target_, b.host, head, w_.opt.node_auth);
   lane.x.start(b, head);
@@ -90,17 +100,10 @@ void Coordinator::send_store(unsigned i, bool even_if_down) {
     return;
   }
   lane.store_waiting = false;
+  std::string* request = begin_request(i, true, even_if_down);
+  if (!request) return;
+  std::string& s = *request;
   Backend& b = *replicas_[i];
-  lane.busy = true;
-  lane.storing = true;
-  if (!even_if_down && !b.up.load(std::memory_order_relaxed)) {
-    lane.busy = false;
-    hold_in_reserve(i);
-    return;
-  }
-  lane.sent = Clock::now();
-  std::string& s = lane.x.request();
-  s.clear();
   if (kind_ == QuorumKind::read) {  // the write-back of the newest write the query found
     const Held& held = quorum_.newest().held;
     append_replica_store(s, held.tombstone, target_, b.host, held.tag, newest_body_, w_.opt.node_auth);

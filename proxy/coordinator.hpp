@@ -82,6 +82,7 @@ class Coordinator final : NodeExchange::Listener {
   void on_node_answer(NodeExchange& x) override;
   void on_node_failure(NodeExchange& x, NodeExchange::Failure f, const std::string& detail) override;
   unsigned lane_of(const NodeExchange& x) const noexcept;
+  std::string* begin_request(unsigned i, bool storing, bool even_if_down);
   void send_query(unsigned i, bool even_if_down = false);
   void send_store(unsigned i, bool even_if_down = false);
   void advance();  // acts on quorum_.action() after an answer

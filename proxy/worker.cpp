@@ -102,7 +102,7 @@ void Worker::tick() {
       auto done = std::move(stragglers_[i]);
       stragglers_[i] = std::move(stragglers_.back());
       stragglers_.pop_back();
-      if (idle_coordinators_.size() < kIdleCoordinators) idle_coordinators_.push_back(std::move(done));
+      keep_idle(std::move(done));
     } else {
       ++i;
     }
@@ -123,9 +123,14 @@ void Worker::adopt(std::unique_ptr<Coordinator> c) { returned_.push_back(std::mo
 void Worker::sort_returned() {
   for (auto& c : returned_) {
     if (!c->idle()) stragglers_.push_back(std::move(c));
-    else if (idle_coordinators_.size() < kIdleCoordinators) idle_coordinators_.push_back(std::move(c));
+    else keep_idle(std::move(c));
   }
   returned_.clear();
+}
+
+// An idle coordinator back to the pool; freed when the pool is full.
+void Worker::keep_idle(std::unique_ptr<Coordinator> c) {
+  if (idle_coordinators_.size() < kIdleCoordinators) idle_coordinators_.push_back(std::move(c));
 }
 
 std::unique_ptr<Coordinator> Worker::take_coordinator() {

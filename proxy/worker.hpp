@@ -83,6 +83,7 @@ class Worker {
   void set_listening(bool on);
   void maybe_listen();
   void sort_returned();
+  void keep_idle(std::unique_ptr<Coordinator> c);
 
   std::list<std::unique_ptr<ClientConn>> clients_;
   // Closed connections, freed after the batch of completions that closed them (their code may still
