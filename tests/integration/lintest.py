@@ -376,13 +376,9 @@ def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False, repl
         c.close()
     result = histcheck.check_history(recorder.ops())
     summary = result_summary(result)
-    not_ok = {}
-    for o in recorder.ops():
-        if o["process"] != "final" and o["outcome"] != "ok":
-            not_ok[o["outcome"]] = not_ok.get(o["outcome"], 0) + 1
     summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
                    workload_errors=load.errors, unversioned=unversioned, replicas=replicas, read_one=read_one,
-                   not_ok=not_ok)
+                   not_ok=not_ok(recorder))
     return summary, recorder, result
 
 
@@ -403,6 +399,15 @@ def final_reads(recorder, ports, keys):
     finally:
         for c in conns.values():
             c.close()
+
+
+def not_ok(recorder):
+    """{outcome: count} of the load's operations that did not succeed (final reads left out)."""
+    counts = {}
+    for o in recorder.ops():
+        if o["process"] != "final" and o["outcome"] != "ok":
+            counts[o["outcome"]] = counts.get(o["outcome"], 0) + 1
+    return counts
 
 
 def result_summary(result):

@@ -420,10 +420,6 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     lintest.final_reads(recorder, proxies, keys)
     result = lintest.histcheck.check_history(recorder.ops())
     summary = lintest.result_summary(result)
-    not_ok = {}
-    for o in recorder.ops():
-        if o["process"] != "final" and o["outcome"] != "ok":
-            not_ok[o["outcome"]] = not_ok.get(o["outcome"], 0) + 1
     summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
-                   workload_errors=load.errors, replicas=c.replicas, not_ok=not_ok)
+                   workload_errors=load.errors, replicas=c.replicas, not_ok=lintest.not_ok(recorder))
     return summary, recorder, result
