@@ -47,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from kvtest import Process, free_ports, start_retrying_busy, write_ring  # noqa: E402
-from run import VALUE, KvProxy, log, measure, median, stop_all, versions  # noqa: E402
+from run import VALUE, KvProxy, log, measure, median, preload, stop_all, versions  # noqa: E402
 from equal_load import git_revision, parse_points, point_label  # noqa: E402
 
 WORKLOADS = {"get": 0, "mixed": 10}  # name: share of PUTs (percent), as bench/equal_load.py and bench/lua/mixed.lua
@@ -144,32 +144,6 @@ class Node:
     def terminate(self):
         if self.p:
             self.p.terminate()
-
-
-def preload(port, prefix, keys, conns=8):
-    """Writes PREFIX1..PREFIXkeys through `port`, every answer a 200 (else a harness error)."""
-    errors = []
-
-    def worker(lo, hi):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            for i in range(lo, hi):
-                c.request("POST", f"/put?key={prefix}{i}", body=VALUE, headers={"Content-Type": "application/json"})
-                r = c.getresponse()
-                body = r.read()
-                if r.status != 200:
-                    raise HarnessError(f"preload {prefix}{i} through {port}: HTTP {r.status} {body[:200]!r}")
-            c.close()
-        except Exception as e:  # noqa: BLE001 -- reported below
-            errors.append(e)
-    step = (keys + conns - 1) // conns
-    ts = [threading.Thread(target=worker, args=(1 + k * step, min(keys, (k + 1) * step) + 1)) for k in range(conns)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    if errors:
-        raise HarnessError(f"preload through {port} failed: {errors[0]}")
 
 
 def lua_script(work, config, workload):
@@ -800,7 +774,7 @@ def main():
             running.append(proxies[config])
         for config in CONFIGS:
             t = time.monotonic()
-            preload(proxies[config].port, PREFIX[config], keys)
+            preload(proxies[config].port, keys, conns=8, prefix=PREFIX[config], timeout=30, error=HarnessError)
             log(f"preloaded {keys} keys {PREFIX[config]}* through {config} in {time.monotonic() - t:.1f} s")
         by_id = {n.id: n for n in nodes}
         parts = report["one_round"]["parts"]  # (runs, quorum counts), filled as they are measured

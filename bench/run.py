@@ -83,23 +83,32 @@ def wait_http(port, path="/health", timeout=15.0):
     raise RuntimeError(f"nothing answers on port {port}")
 
 
-def preload(port, keys, conns=4):
-    """Writes bench:1..keys through `port` (each proxy hashes differently: its own copy)."""
+def preload(port, keys, conns=4, prefix="bench:", timeout=10, error=RuntimeError):
+    """Writes PREFIX1..PREFIXkeys through `port` (each proxy hashes differently: its own copy) on
+    `conns` connections; raises `error` after all of them ended when any answer was not a 200 or a
+    connection failed."""
+    errors = []
+
     def worker(lo, hi):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for i in range(lo, hi):
-            c.request("POST", f"/put?key=bench:{i}", body=VALUE, headers={"Content-Type": "application/json"})
-            r = c.getresponse()
-            r.read()
-            if r.status != 200:
-                raise RuntimeError(f"preload through {port}: HTTP {r.status}")
-        c.close()
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            for i in range(lo, hi):
+                c.request("POST", f"/put?key={prefix}{i}", body=VALUE, headers={"Content-Type": "application/json"})
+                r = c.getresponse()
+                body = r.read()
+                if r.status != 200:
+                    raise error(f"preload {prefix}{i} through {port}: HTTP {r.status} {body[:200]!r}")
+            c.close()
+        except Exception as e:  # noqa: BLE001 -- reported below, from the calling thread
+            errors.append(e)
     step = (keys + conns - 1) // conns
     ts = [threading.Thread(target=worker, args=(1 + k * step, min(keys, (k + 1) * step) + 1)) for k in range(conns)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
+    if errors:
+        raise error(f"preload through {port} failed: {errors[0]}")
 
 
 class System:
