@@ -1,5 +1,6 @@
 #include "common/hash.hpp"
 
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack (hash_version)
 #include <xxhash.h>
 
 #include <string>
@@ -21,6 +22,24 @@ std::uint64_t hash_point(std::string_view id, std::uint32_t index) noexcept {
   buf[n + 3] = static_cast<char>(index >> 8);
   buf[n + 4] = static_cast<char>(index);
   return XXH3_64bits_withSeed(buf, n + 5, kHashSeed);
+}
+
+}  // namespace kv
+
+namespace kv {
+
+std::uint64_t hash_version(std::string_view stored_key, char kind, std::uint64_t counter, std::uint64_t writer) noexcept {
+  XXH3_state_t state;
+  XXH3_64bits_reset_withSeed(&state, kHashSeed);
+  XXH3_64bits_update(&state, stored_key.data(), stored_key.size());
+  unsigned char tail[17];
+  tail[0] = static_cast<unsigned char>(kind);
+  for (int i = 0; i < 8; ++i) {
+    tail[1 + i] = static_cast<unsigned char>(counter >> (56 - 8 * i));
+    tail[9 + i] = static_cast<unsigned char>(writer >> (56 - 8 * i));
+  }
+  XXH3_64bits_update(&state, tail, sizeof tail);
+  return XXH3_64bits_digest(&state);
 }
 
 }  // namespace kv

@@ -16,4 +16,8 @@ std::uint64_t hash_key(std::string_view key) noexcept;
 // XXH3(id bytes, 0x00, index as 4 big-endian bytes).
 std::uint64_t hash_point(std::string_view id, std::uint32_t index) noexcept;
 
+// The digest of one version a key holds, for anti-entropy's hash trees (common/anti_entropy.hpp):
+// XXH3(stored key, kind byte, counter and writer as 8 big-endian bytes each). Never 0 in practice.
+std::uint64_t hash_version(std::string_view stored_key, char kind, std::uint64_t counter, std::uint64_t writer) noexcept;
+
 }  // namespace kv

@@ -23,6 +23,17 @@ inline std::uint64_t read_be64(std::string_view in) {
   return v;
 }
 
+// The 4-byte big-endian lengths and numbers of the wire formats (transfer.hpp, anti_entropy.hpp).
+inline void append_be32(std::string& out, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+inline std::uint32_t read_be32(std::string_view in) {
+  std::uint32_t v = 0;
+  for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+  return v;
+}
+
 inline std::string storage_key(std::string_view key, std::uint64_t hash) {
   std::string out;
   out.reserve(kStorageKeyPrefix + key.size());

@@ -13,16 +13,6 @@ int hex_digit(char c) {
   return -1;
 }
 
-void append_be32(std::string& out, std::uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
-}
-
-std::uint32_t read_be32(std::string_view in) {
-  std::uint32_t v = 0;
-  for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
-}
-
 }  // namespace
 
 std::string hex64(std::uint64_t v) {

@@ -38,6 +38,7 @@ Route Api::route_of(std::string_view target) noexcept {
   if (path == http::kHealthPath) return Route::health;
   if (path == http::kMetricsPath) return Route::metrics;
   if (path.starts_with(rebalance::kAdminPrefix)) return Route::admin;
+  if (SyncApi::serves(path)) return Route::sync;
   if (path.starts_with(replica::kPrefix)) return Route::replica;
   return Route::other;
 }
@@ -68,6 +69,9 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
       return route;
     case Route::admin:
       admin_.handle(req, res);
+      return route;
+    case Route::sync:
+      if (admin_.authorized(req, res)) sync_.handle(req, res);
       return route;
     case Route::put:
       if (!http::allow_method(res, req.method(), verb::post, "POST")) return route;

@@ -13,6 +13,7 @@
 #include "http/message.hpp"
 #include "node/route.hpp"
 #include "node/store.hpp"
+#include "node/sync_api.hpp"
 
 namespace kv {
 
@@ -37,8 +38,9 @@ struct DeferredWrite {
 
 class Api {
  public:
-  Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {})
-      : store_(store), metrics_(metrics), admin_(store, metrics), limits_(limits), node_id_(std::move(node_id)) {}
+  // `trees`: the node's hash trees, which its peers' anti-entropy exchanges read (null: none).
+  Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {}, const ReplicaTrees* trees = nullptr)
+      : store_(store), metrics_(metrics), admin_(store, metrics), sync_(store, trees), limits_(limits), node_id_(std::move(node_id)) {}
 
   // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
   // With `deferred` given and a group-commit store, a valid put or delete is not applied: it is
@@ -68,6 +70,7 @@ class Api {
   Store& store_;
   NodeMetrics& metrics_;
   AdminApi admin_;
+  SyncApi sync_;
   ApiLimits limits_;
   std::string node_id_;  // empty: no X-KV-Node header
 };

@@ -11,8 +11,11 @@
 #include "common/auth.hpp"
 #include "common/cli.hpp"
 #include "common/config.hpp"
+#include "common/ring.hpp"
 #include "net/server.hpp"
+#include "node/anti_entropy.hpp"
 #include "node/api.hpp"
+#include "node/replica_trees.hpp"
 #include "node/session.hpp"
 #include "node/store.hpp"
 
@@ -23,7 +26,8 @@ using namespace kv;
 struct Flags {
   std::string bind_host = "127.0.0.1";
   int port = 8081;
-  std::string data_dir, node_id, engine = "rocksdb", token_file;
+  std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
+  unsigned ae_interval_ms = 1000, repair_rate = 50'000;
   unsigned threads = 1;
   bool sync = false;
   std::size_t max_key = 1024;
@@ -43,6 +47,15 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--admin-token-file", f.token_file,
                  "File holding the admin token: the rebalancer's /admin/ endpoints then need "
                  "'Authorization: Bearer <token>'; required when --bind is not a loopback address");
+  app.add_option("--ring", f.ring_path,
+                 "ring.yaml: with replicas of 2 or more, the node keeps hash trees of what it holds and pulls what "
+                 "it lacks from the other replicas (anti-entropy); needs --id. Peers are asked with this node's "
+                 "--admin-token-file token: give every node the same one");
+  app.add_option("--anti-entropy-interval-ms", f.ae_interval_ms,
+                 "With --ring: wait between anti-entropy rounds (0: this node pulls nothing; peers still pull from it)")
+      ->capture_default_str();
+  app.add_option("--repair-keys-per-second", f.repair_rate, "With --ring: at most this many keys pulled per second (0: no bound)")
+      ->capture_default_str();
   app.add_option("--threads", f.threads, "Worker threads")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_flag("--sync", f.sync, "fsync the write-ahead log before acknowledging each write (survives power loss)");
   app.add_option("--max-key-bytes", f.max_key, "Longest key, decoded (413 above)")->capture_default_str()->check(CLI::Range(1, 65536));
@@ -54,6 +67,28 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--body-timeout-ms", f.body_ms, "Deadline for reading a request body")->capture_default_str();
   app.add_option("--write-timeout-ms", f.write_ms, "Deadline for writing a response")->capture_default_str();
   app.add_option("--shutdown-timeout-ms", f.shutdown_ms, "SIGTERM: longest wait for in-flight requests")->capture_default_str();
+}
+
+// The ring of --ring, with this node's index in it; or an exit code (2, after saying why).
+std::optional<int> load_ring(const Flags& f, std::shared_ptr<const Ring>& ring, std::uint32_t& self) {
+  if (f.ring_path.empty()) return std::nullopt;
+  if (f.node_id.empty()) {
+    std::cerr << "kvnode: --ring needs --id, this node's id in the ring" << std::endl;
+    return 2;
+  }
+  try {
+    ring = Ring::build(load_ring_config(f.ring_path));
+  } catch (const ConfigError& e) {
+    std::cerr << "kvnode: --ring: " << e.what() << std::endl;
+    return 2;
+  }
+  const int index = ring->find_node(f.node_id);
+  if (index < 0) {
+    std::cerr << "kvnode: --id: '" << f.node_id << "' is not a node of " << f.ring_path << std::endl;
+    return 2;
+  }
+  self = static_cast<std::uint32_t>(index);
+  return std::nullopt;
 }
 
 // The listen address and the admin token, or an exit code (2, after saying why).
@@ -91,17 +126,36 @@ std::optional<int> check(const Flags& f, HostPort& bind, std::string& token) {
   return std::nullopt;
 }
 
-// Opens the store and serves until SIGTERM or SIGINT, then flushes and closes it.
-int serve(const Flags& f, const HostPort& bind, std::string token) {
+// Opens the store and serves until SIGTERM or SIGINT, then flushes and closes it. With a replicated
+// ring, the hash trees are built from the store before it serves, and the exchanger runs meanwhile.
+int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_ptr<const Ring> ring, std::uint32_t self) {
   std::unique_ptr<Store> store;
+  std::unique_ptr<ReplicaTrees> trees;
   try {
     store = f.engine == "memory" ? open_memory_store() : open_rocksdb_store({f.data_dir, f.sync});
+    if (ring && ring->replicas() > 1) {
+      const auto started = std::chrono::steady_clock::now();
+      trees = std::make_unique<ReplicaTrees>(ring, self);
+      const std::uint64_t keys = trees->build(*store);
+      store->set_observer(trees.get());
+      std::cerr << "kvnode: hash trees of " << trees->sets().size() << " replica sets built from " << keys << " keys in "
+                << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
+                << " ms" << std::endl;
+    } else if (ring) {
+      std::cerr << "kvnode: anti-entropy off: the ring has replicas: 1" << std::endl;
+    }
   } catch (const StoreError& e) {
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;
   }
   NodeMetrics metrics;
-  Api api(*store, metrics, ApiLimits{f.max_key, f.max_value}, f.node_id);
+  Api api(*store, metrics, ApiLimits{f.max_key, f.max_value}, f.node_id, trees.get());
+  std::unique_ptr<AntiEntropy> exchanger;
+  if (trees && f.ae_interval_ms > 0) {
+    exchanger = std::make_unique<AntiEntropy>(
+        *store, *trees, AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000), token});
+    metrics.set_section([&exchanger] { return exchanger->render(); });
+  }
   api.set_admin_token(std::move(token));
   http::ServerLimits limits;
   limits.idle_timeout = std::chrono::milliseconds(f.idle_ms);
@@ -126,7 +180,9 @@ int serve(const Flags& f, const HostPort& bind, std::string token) {
   std::cerr << "kvnode " KVRING_VERSION " listening on " << HostPort{bind.host, bound}.str() << " (engine "
             << store->engine() << (f.data_dir.empty() ? "" : ", data dir " + f.data_dir) << ", threads " << f.threads
             << ", sync " << (f.sync ? "on" : "off") << ")" << std::endl;
+  if (exchanger) exchanger->start();
   server.run();
+  if (exchanger) exchanger->stop();
   admin_pool.join();
   store.reset();  // flush and close while `server` still holds SIGTERM/SIGINT
   std::cerr << "kvnode: stopped" << std::endl;
@@ -144,5 +200,8 @@ int main(int argc, char** argv) {
   HostPort bind;
   std::string token;
   if (auto code = check(flags, bind, token)) return *code;
-  return serve(flags, bind, std::move(token));
+  std::shared_ptr<const Ring> ring;
+  std::uint32_t self = 0;
+  if (auto code = load_ring(flags, ring, self)) return *code;
+  return serve(flags, bind, std::move(token), std::move(ring), self);
 }

@@ -61,6 +61,7 @@ std::string NodeMetrics::render(Store& store) const {
   metrics::header(out, "kvnode_uptime_seconds", "Seconds since start.", "gauge");
   metrics::sample(out, "kvnode_uptime_seconds", "",
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  if (section_) out += section_();
   return out;
 }
 

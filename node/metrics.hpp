@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "common/metrics.hpp"
@@ -31,8 +32,10 @@ class NodeMetrics {
   void version_conflicts(std::uint64_t n = 1) noexcept { conflicts_.fetch_add(n, std::memory_order_relaxed); }
   // Tagged writes left out because the key held a newer tag, or the same write.
   void writes_superseded(std::uint64_t n = 1) noexcept { superseded_.fetch_add(n, std::memory_order_relaxed); }
-  // The Prometheus text (0.0.4) of these counters and of `store`'s keys, tombstones and commits.
+  // The Prometheus text (0.0.4) of these counters and of `store`'s keys, tombstones and commits,
+  // then the section set here (anti-entropy's figures). Set it before serving.
   std::string render(Store& store) const;
+  void set_section(std::function<std::string()> section) { section_ = std::move(section); }
 
  private:
   static constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::count_);
@@ -44,6 +47,7 @@ class NodeMetrics {
   std::atomic<std::uint64_t> conflicts_{0};
   std::atomic<std::uint64_t> superseded_{0};
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::function<std::string()> section_;
 };
 
 }  // namespace kv

@@ -8,7 +8,9 @@
 namespace kv {
 
 // replica: /replica/ (common/replica.hpp), a coordinator's request to one replica of a key.
-enum class Route : std::uint8_t { put, get, del, replica, health, metrics, admin, other, count_ };
+// sync: a peer's anti-entropy request (/replica/tree, /replica/digests, /replica/fetch:
+// common/anti_entropy.hpp), which may scan thousands of keys.
+enum class Route : std::uint8_t { put, get, del, replica, sync, health, metrics, admin, other, count_ };
 
 // The `route` label of the metrics.
 constexpr std::string_view route_name(Route r) noexcept {
@@ -17,6 +19,7 @@ constexpr std::string_view route_name(Route r) noexcept {
     case Route::get: return "get";
     case Route::del: return "del";
     case Route::replica: return "replica";
+    case Route::sync: return "sync";
     case Route::health: return "health";
     case Route::metrics: return "metrics";
     case Route::admin: return "admin";

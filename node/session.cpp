@@ -19,16 +19,19 @@ auto async_commit(Store& store, WriteOp op, Token&& token) {
       std::move(op));
 }
 
+// The rebalancer's and the peers' bulk requests, which run on the admin pool.
+bool off_loop(Route r) noexcept { return r == Route::admin || r == Route::sync; }
+
 }  // namespace
 
 bool NodeService::answer_now(http::StringRequest& req, http::StringResponse& res) {
-  if (api_.store().group_commit() || Api::route_of(req.target()) == Route::admin) return false;
+  if (api_.store().group_commit() || off_loop(Api::route_of(req.target()))) return false;
   api_.handle(req, res);  // no group commit: writes are applied before it returns
   return true;
 }
 
 asio::awaitable<void> NodeService::handle(http::StringRequest& req, http::StringResponse& res) {
-  if (Api::route_of(req.target()) == Route::admin) {
+  if (off_loop(Api::route_of(req.target()))) {
     std::function<http::StringResponse()> run = [this, &req] {
       http::StringResponse r;
       api_.handle(req, r);

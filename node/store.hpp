@@ -55,6 +55,27 @@ struct ScanBatch {
   bool done = false;     // every range was scanned to its end
 };
 
+// What a key holds, as far as ordering goes.
+struct Held {
+  enum class Kind : std::uint8_t { nothing, value, tombstone };
+  Kind kind = Kind::nothing;
+  Tag tag{};  // Tag{} with nothing
+
+  bool value() const noexcept { return kind == Kind::value; }
+  bool tombstone() const noexcept { return kind == Kind::tombstone; }
+  friend bool operator==(const Held&, const Held&) = default;
+};
+
+// Told of every change a store makes to what a key holds (a write, an ingested record, a drop), once
+// it is durable, in the key's atomic step: for one key, the calls come in the order of the changes,
+// each `before` the `now` of the one before. kvnode's hash trees (node/replica_trees.hpp) follow the
+// store this way. Called from any writing thread; must not call back into the store.
+class StoreObserver {
+ public:
+  virtual ~StoreObserver() = default;
+  virtual void changed(std::string_view key, const Held& before, const Held& now) noexcept = 0;
+};
+
 struct StoreError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -123,7 +144,19 @@ class Store {
   // Tombstones held (exact on both engines).
   virtual std::uint64_t tombstone_count() = 0;
 
+  // Set once, before the store is written to from more than one thread (kvnode sets it before it
+  // serves). With an observer, every write reads what it replaces (no blind untagged puts).
+  void set_observer(StoreObserver* observer) noexcept { observer_ = observer; }
+
+ protected:
+  void notify(std::string_view key, const Held& before, const Held& now) noexcept {
+    if (observer_ && before != now) observer_->changed(key, before, now);
+  }
+  bool observed() const noexcept { return observer_ != nullptr; }
+
  private:
+  StoreObserver* observer_ = nullptr;
+
   static StoreStatus status_of(WriteResult r, std::string& err) {
     err = std::move(r.err);
     return r.status;

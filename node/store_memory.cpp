@@ -98,8 +98,12 @@ class MemoryStore final : public Store {
     std::unique_lock lock(mutex_);
     for (const auto& r : ranges) {
       for (auto it = map_.lower_bound(range_begin(r)); it != map_.end() && read_be64(it->first) <= r.hi;) {
-        if (it->second.tombstone ? tombstones : data) it = erase(it);
-        else ++it;
+        if (it->second.tombstone ? tombstones : data) {
+          notify(it->first, held_at(it), {});
+          it = erase(it);
+        } else {
+          ++it;
+        }
       }
     }
     return StoreStatus::ok;
@@ -129,12 +133,18 @@ class MemoryStore final : public Store {
     if (op.kind == WriteOp::Kind::drop_value || op.kind == WriteOp::Kind::drop_tombstone) {
       WriteResult r;
       r.applied = drops(op.kind, before);
-      if (r.applied) erase(it);
+      if (r.applied) {
+        erase(it);
+        notify(op.key, before, {});
+      }
       return r;
     }
     const Outcome o = decide(op, before, tags_, [&] { return it->second.value == op.value; });
     if (o.verdict == Verdict::conflict) report_conflict(op.key, *op.tag);
-    if (o.verdict == Verdict::apply) store(it, op, o.now);
+    if (o.verdict == Verdict::apply) {
+      store(it, op, o.now);
+      notify(op.key, before, o.now);
+    }
     return result_of(op, before, o);
   }
 

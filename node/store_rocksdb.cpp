@@ -509,6 +509,11 @@ class RocksStore final : public Store {
     const bool many = ops.size() > 1;
     std::unordered_map<std::string_view, Staged> staged;  // only with more than one op
     std::uint64_t top = 0;                                // the greatest counter the batch stores
+    struct Change {
+      std::string_view key;
+      Held before, now;
+    };
+    std::vector<Change> changes;  // for the observer, told once the batch is durable
     for (std::size_t i = 0; i < ops.size(); ++i) {
       const WriteOp& op = *ops[i];
       const Staged* earlier = nullptr;
@@ -516,7 +521,8 @@ class RocksStore final : public Store {
         if (const auto it = staged.find(op.key); it != staged.end()) earlier = &it->second;
       // An untagged put over a key without a tombstone: a blind write of one record (its tag is
       // newer than anything held: NodeTags' invariant).
-      if (op.kind == WriteOp::Kind::put && !op.tag && !(earlier ? earlier->held.tombstone() : tombstones_.may_hold(op.key))) {
+      if (op.kind == WriteOp::Kind::put && !op.tag && !observed() &&
+          !(earlier ? earlier->held.tombstone() : tombstones_.may_hold(op.key))) {
         const Outcome o = untagged_put(tags_);
         results[i] = result_of(op, {}, o);
         stage_value(wb, op.key, o.now.tag, op.value);
@@ -535,6 +541,7 @@ class RocksStore final : public Store {
         results[i].applied = drops(op.kind, before);
         if (!results[i].applied) continue;
         stage_drop(wb, op.key, before);
+        if (observed()) changes.push_back({op.key, before, {}});
         if (many) staged[op.key] = {};
         continue;
       }
@@ -556,13 +563,17 @@ class RocksStore final : public Store {
       if (o.verdict == Verdict::conflict) report_conflict(op.key, *op.tag);
       if (o.verdict != Verdict::apply) continue;
       stage_write(wb, op, before, o.now);
+      if (observed()) changes.push_back({op.key, before, o.now});
       top = std::max(top, o.now.tag.counter);
       if (many) staged[op.key] = {o.now, op.value};
     }
     if (wb.Count() == 0) return;
-    if (auto failed = commit(wb, top))
+    if (auto failed = commit(wb, top)) {
       for (std::size_t i = 0; i < ops.size(); ++i)
         if (results[i].status != StoreStatus::error) results[i] = {StoreStatus::error, *failed};
+      return;
+    }
+    for (const auto& c : changes) notify(c.key, c.before, c.now);
   }
 
   // A value record: the header, then the value's bytes, put together by RocksDB in its batch.

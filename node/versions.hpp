@@ -14,16 +14,6 @@
 
 namespace kv {
 
-// What a key holds, as far as ordering goes.
-struct Held {
-  enum class Kind : std::uint8_t { nothing, value, tombstone };
-  Kind kind = Kind::nothing;
-  Tag tag{};  // Tag{} with nothing
-
-  bool value() const noexcept { return kind == Kind::value; }
-  bool tombstone() const noexcept { return kind == Kind::tombstone; }
-};
-
 // The tags a node makes for untagged writes: one node-wide counter, kept above every counter the
 // node has stored (NodeTags' invariant: next() > the counter of every value and tombstone held).
 // Then an untagged write's tag, (next()++, a unique writer), is newer than whatever its key holds

@@ -17,10 +17,13 @@
 #include "common/config.hpp"
 #include "common/rebalance.hpp"
 #include "common/ring_change.hpp"
-#include "tools/http_client.hpp"
+#include "net/http_client.hpp"
 #include "tools/log.hpp"
 
 namespace kv::tools {
+
+using net::HttpClient;
+using net::HttpResponse;
 
 // A request that failed for good; what() is the operator's message, naming the server and request.
 struct AdminError : std::runtime_error {

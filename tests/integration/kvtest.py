@@ -33,6 +33,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -437,6 +438,45 @@ def metric(text, name):
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise KeyError(name)
+
+
+def holdings(port, host="127.0.0.1", token=None):
+    """What one kvnode holds, read from its own store (a versioned /admin/scan of the whole ring):
+    {user key: (kind "v" or "t", counter, writer, value bytes)}. Trusts no proxy: convergence checks
+    compare these across replicas."""
+    out = {}
+    after = ""
+    headers = {"Content-Type": "text/plain"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    c = Client(port, host)
+    try:
+        while True:
+            target = "/admin/scan?limit=5000&versions=1" + (f"&after={after}" if after else "")
+            status, rh, body = c.request("POST", target, "0000000000000000 ffffffffffffffff\n", headers)
+            assert status == 200, (status, body)
+            pos = 0
+            while pos < len(body):
+                (klen,) = struct.unpack_from(">I", body, pos)
+                key = body[pos + 4 + 8:pos + 4 + klen].decode()
+                pos += 4 + klen
+                kind = chr(body[pos])
+                counter, writer, vlen = struct.unpack_from(">QQI", body, pos + 1)
+                pos += 1 + 16 + 4
+                out[key] = (kind, counter, writer, body[pos:pos + vlen])
+                pos += vlen
+            if rh["X-KV-Scan-Done"] == "1":
+                return out
+            after = rh["X-KV-Scan-Cursor"]
+    finally:
+        c.close()
+
+
+def differing_keys(held_by_node):
+    """The keys whose versions differ between the nodes' holdings ({node: holdings(...)}), sorted."""
+    views = list(held_by_node.values())
+    keys = set().union(*views)
+    return sorted(k for k in keys if len({(v.get(k) or ("-",))[:3] for v in views}) > 1)
 
 
 def put_all(port, values, threads=1):

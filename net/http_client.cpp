@@ -1,4 +1,4 @@
-#include "tools/http_client.hpp"
+#include "net/http_client.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -8,7 +8,7 @@
 
 #include <stdexcept>
 
-namespace kv::tools {
+namespace kv::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -98,4 +98,4 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
   throw std::runtime_error(what + "the connection was closed twice");
 }
 
-}  // namespace kv::tools
+}  // namespace kv::net

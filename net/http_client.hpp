@@ -1,5 +1,5 @@
-// A small blocking HTTP/1.1 client for ring-rebalance: one keep-alive connection to one server,
-// every exchange bounded by a timeout. A request on a kept-alive connection that the server had
+// A small blocking HTTP/1.1 client, for ring-rebalance and for kvnode's anti-entropy exchanges with
+// its peers: one keep-alive connection to one server, every exchange bounded by a timeout. A request on a kept-alive connection that the server had
 // closed is sent again once on a fresh one. Not thread-safe.
 #pragma once
 
@@ -11,7 +11,7 @@
 
 #include "common/config.hpp"
 
-namespace kv::tools {
+namespace kv::net {
 
 struct HttpResponse {
   unsigned status = 0;
@@ -40,4 +40,4 @@ class HttpClient {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace kv::tools
+}  // namespace kv::net

@@ -1,0 +1,53 @@
+#include "common/anti_entropy.hpp"
+
+#include "common/storage_key.hpp"
+
+namespace kv::anti_entropy {
+
+void append_u32s(std::string& out, const std::vector<std::uint32_t>& v) {
+  out.reserve(out.size() + v.size() * 4);
+  for (auto n : v) append_be32(out, n);
+}
+
+bool parse_u32s(std::string_view body, std::uint32_t bound, std::size_t max, std::vector<std::uint32_t>& out) {
+  out.clear();
+  if (body.size() % 4 != 0 || body.size() / 4 > max) return false;
+  for (std::size_t i = 0; i < body.size(); i += 4) {
+    const std::uint32_t n = read_be32(body.substr(i));
+    if (n >= bound || (!out.empty() && n <= out.back())) return false;
+    out.push_back(n);
+  }
+  return true;
+}
+
+void append_u64s(std::string& out, const std::vector<std::uint64_t>& v) {
+  out.reserve(out.size() + v.size() * 8);
+  for (auto n : v) append_be64(out, n);
+}
+
+bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint64_t>& out) {
+  out.clear();
+  if (body.size() != count * 8) return false;
+  for (std::size_t i = 0; i < body.size(); i += 8) out.push_back(read_be64(body.substr(i)));
+  return true;
+}
+
+void append_key(std::string& out, std::string_view key) {
+  append_be32(out, static_cast<std::uint32_t>(key.size()));
+  out.append(key);
+}
+
+bool parse_keys(std::string_view body, std::size_t max, std::vector<std::string_view>& out) {
+  out.clear();
+  while (!body.empty()) {
+    if (body.size() < 4 || out.size() == max) return false;
+    const std::uint32_t n = read_be32(body);
+    body.remove_prefix(4);
+    if (n < kStorageKeyPrefix || n > body.size()) return false;
+    out.push_back(body.substr(0, n));
+    body.remove_prefix(n);
+  }
+  return true;
+}
+
+}  // namespace kv::anti_entropy

@@ -1,0 +1,70 @@
+// Anti-entropy between kvnodes (REPLICATION.md, guarantee 6): the hash trees' shape and the endpoints
+// a node asks its peers, written once for both sides and the tests.
+//
+// Each node keeps one hash tree per replica set it belongs to (the sets of its ring, members taken
+// without their order): kSegments leaves, leaf s the XOR of the digests of what the node holds for
+// the keys of that set whose ring hash starts with s (a digest: XXH3 of the stored key, the kind and
+// the tag; nothing held, no digest). A segment is one contiguous range of stored keys. Leaves are
+// grouped kFanout to a bucket; a bucket's hash is the XOR of its leaves.
+//
+// A node pulls: it compares its tree of a set with a peer's, bucket hashes first, then the leaves of
+// the buckets that differ, then lists the peer's keys in the segments that differ, and fetches the
+// keys the peer holds newer (or holds where it holds nothing). It stores them as tagged writes
+// (newest tag wins, as /admin/ingest). Each side pulls what it lacks, so nothing moves twice.
+//
+//   GET  /replica/tree?set=IDS     200, the kBuckets bucket hashes: 8 bytes each, big-endian.
+//   POST /replica/tree?set=IDS     body: bucket numbers (4 bytes each, big-endian, ascending, at most
+//                                  kBuckets). 200, each bucket's kFanout leaf hashes, 8 bytes each.
+//   POST /replica/digests?set=IDS  body: segment numbers (4 bytes each, ascending, at most
+//                                  kMaxSegmentsPerRequest). 200, versioned records (transfer.hpp) of
+//                                  every key of the set in those segments, values left out: a value
+//                                  record with an empty value, a tombstone as it is.
+//   POST /replica/fetch            body: stored keys (4-byte big-endian length, then the key; at most
+//                                  kMaxKeysPerFetch). 200, versioned records with their values of what
+//                                  the node holds for them (keys that hold nothing are left out).
+// IDS: the set's node ids, ascending, comma-separated. A node that is not in the set, or was started
+// without --ring (no trees), answers 404 with a JSON detail; a malformed body 400. The token rules of
+// /admin/ apply (common/replica.hpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ring_change.hpp"
+
+namespace kv::anti_entropy {
+
+inline constexpr unsigned kSegmentBits = 16;
+inline constexpr std::uint32_t kSegments = 1u << kSegmentBits;
+inline constexpr std::uint32_t kFanout = 64;
+inline constexpr std::uint32_t kBuckets = kSegments / kFanout;
+inline constexpr std::uint32_t kMaxSegmentsPerRequest = 4096;
+inline constexpr std::uint32_t kMaxKeysPerFetch = 10'000;
+
+inline constexpr std::string_view kTreePath = "/replica/tree";
+inline constexpr std::string_view kDigestsPath = "/replica/digests";
+inline constexpr std::string_view kFetchPath = "/replica/fetch";
+
+inline std::uint32_t segment_of(std::uint64_t ring_hash) noexcept {
+  return static_cast<std::uint32_t>(ring_hash >> (64 - kSegmentBits));
+}
+// The ring hashes of segment s: one contiguous range of stored keys.
+inline HashRange segment_range(std::uint32_t s) noexcept {
+  const unsigned shift = 64 - kSegmentBits;
+  return {std::uint64_t{s} << shift, (std::uint64_t{s} << shift) | ((std::uint64_t{1} << shift) - 1)};
+}
+
+// Bodies: 4-byte and 8-byte big-endian numbers, and length-prefixed keys.
+void append_u32s(std::string& out, const std::vector<std::uint32_t>& v);
+// Ascending, each below `bound`, at most `max` of them; false otherwise.
+bool parse_u32s(std::string_view body, std::uint32_t bound, std::size_t max, std::vector<std::uint32_t>& out);
+void append_u64s(std::string& out, const std::vector<std::uint64_t>& v);
+// Exactly `count` numbers; false otherwise.
+bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint64_t>& out);
+void append_key(std::string& out, std::string_view key);
+// Keys of 8 bytes (the ring hash) or more, at most `max` of them; false otherwise. Views into `body`.
+bool parse_keys(std::string_view body, std::size_t max, std::vector<std::string_view>& out);
+
+}  // namespace kv::anti_entropy

@@ -1,0 +1,213 @@
+#include "node/anti_entropy.hpp"
+
+#include <iostream>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/anti_entropy.hpp"
+#include "common/metrics.hpp"
+#include "common/transfer.hpp"
+#include "net/http_client.hpp"
+#include "node/sync_api.hpp"
+
+namespace kv {
+
+namespace ae = anti_entropy;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t kFetchBatch = 1000;  // keys per /replica/fetch
+
+struct PeerError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace
+
+struct AntiEntropy::Peer {
+  std::uint32_t node = 0;  // ring index
+  PeerSync* stats = nullptr;
+  std::unique_ptr<net::HttpClient> client;
+  bool failing = false;  // the last exchange failed (said once on stderr, until it works again)
+
+  // A 200 answer, or PeerError naming what went wrong.
+  net::HttpResponse call(std::string_view method, const std::string& target, std::string_view body = {}) {
+    net::HttpResponse r = client->request(method, target, body);
+    stats->bytes.fetch_add(body.size() + r.body.size(), std::memory_order_relaxed);
+    if (r.status != 200) throw PeerError(std::string(method) + " " + target + ": " + std::to_string(r.status) + " " + r.body);
+    return r;
+  }
+};
+
+AntiEntropy::AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOptions options)
+    : store_(store), trees_(trees), options_(std::move(options)) {
+  const Ring& ring = trees_.ring();
+  for (std::uint32_t n = 0; n < ring.nodes().size(); ++n) {
+    if (n == trees_.self() || trees_.shared_with(n).empty()) continue;
+    auto stats = std::make_unique<PeerSync>();
+    stats->id = ring.node(n).id;
+    auto link = std::make_unique<Peer>();
+    link->node = n;
+    link->stats = stats.get();
+    link->client = std::make_unique<net::HttpClient>(ring.node(n).address, options_.timeout, options_.token);
+    peers_.push_back(std::move(stats));
+    links_.push_back(std::move(link));
+  }
+}
+
+AntiEntropy::~AntiEntropy() { stop(); }
+
+void AntiEntropy::start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+}
+
+void AntiEntropy::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_.store(true, std::memory_order_relaxed);
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void AntiEntropy::run() {
+  while (!stopping()) {
+    bool busy = false;
+    for (auto& link : links_) {
+      if (stopping()) return;
+      busy = exchange(*link) || busy;
+    }
+    rounds_.fetch_add(1, std::memory_order_relaxed);
+    if (busy) continue;
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, options_.interval, [this] { return stopping(); });
+  }
+}
+
+bool AntiEntropy::exchange(Peer& p) {
+  Found found;
+  try {
+    for (auto set : trees_.shared_with(p.node)) {
+      if (stopping()) return false;
+      const Found f = exchange_set(p, set);
+      found.keys_behind += f.keys_behind;
+      found.segments_differing += f.segments_differing;
+    }
+  } catch (const std::exception& e) {
+    p.stats->failures.fetch_add(1, std::memory_order_relaxed);
+    p.stats->in_sync.store(false, std::memory_order_relaxed);
+    if (!p.failing) std::cerr << "kvnode: anti-entropy with " << p.stats->id << ": " << e.what() << std::endl;
+    p.failing = true;
+    return false;
+  }
+  if (p.failing) std::cerr << "kvnode: anti-entropy with " << p.stats->id << ": exchanging again" << std::endl;
+  p.failing = false;
+  p.stats->keys_behind.store(found.keys_behind, std::memory_order_relaxed);
+  p.stats->segments_differing.store(found.segments_differing, std::memory_order_relaxed);
+  p.stats->in_sync.store(found.segments_differing == 0, std::memory_order_relaxed);
+  p.stats->exchanges.fetch_add(1, std::memory_order_relaxed);
+  return found.keys_behind >= kFetchBatch;  // a backlog: more may have come while it was pulled
+}
+
+// Buckets, then leaves, then the peer's digests of the differing segments against this node's own;
+// then the pull.
+AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
+  const std::string query = "?set=" + trees_.sets()[set].name;
+  std::vector<std::uint64_t> theirs;
+  auto r = p.call("GET", std::string(ae::kTreePath) + query);
+  if (!ae::parse_u64s(r.body, ae::kBuckets, theirs)) throw PeerError("tree: expected " + std::to_string(ae::kBuckets) + " bucket hashes");
+  const auto ours = trees_.buckets(set);
+  std::vector<std::uint32_t> buckets;
+  for (std::uint32_t b = 0; b < ae::kBuckets; ++b)
+    if (ours[b] != theirs[b]) buckets.push_back(b);
+  if (buckets.empty()) return {};
+
+  std::string body;
+  ae::append_u32s(body, buckets);
+  r = p.call("POST", std::string(ae::kTreePath) + query, body);
+  if (!ae::parse_u64s(r.body, buckets.size() * ae::kFanout, theirs)) throw PeerError("tree: leaves do not match the buckets asked");
+  std::vector<std::uint32_t> segments;
+  for (std::size_t i = 0; i < buckets.size(); ++i)
+    for (std::uint32_t j = 0; j < ae::kFanout; ++j) {
+      const std::uint32_t s = buckets[i] * ae::kFanout + j;
+      if (trees_.leaf(set, s) != theirs[i * ae::kFanout + j]) segments.push_back(s);
+    }
+
+  std::vector<std::string> wanted;
+  std::vector<Record> peer_records, own_records;
+  for (std::size_t at = 0; at < segments.size() && !stopping(); at += ae::kMaxSegmentsPerRequest) {
+    const std::vector<std::uint32_t> chunk(segments.begin() + static_cast<std::ptrdiff_t>(at),
+                                           segments.begin() + static_cast<std::ptrdiff_t>(std::min(segments.size(), at + ae::kMaxSegmentsPerRequest)));
+    body.clear();
+    ae::append_u32s(body, chunk);
+    r = p.call("POST", std::string(ae::kDigestsPath) + query, body);
+    std::string err;
+    if (!parse_records(r.body, peer_records, err, true)) throw PeerError("digests: " + err);
+    std::string own;
+    if (!SyncApi::digests(store_, trees_, set, chunk, own, err) || !parse_records(own, own_records, err, true))
+      throw StoreError("reading this node's digests: " + err);
+    std::unordered_map<std::string_view, Tag> held;
+    held.reserve(own_records.size());
+    for (const auto& o : own_records) held.emplace(o.key, o.tag);
+    for (const auto& pr : peer_records) {
+      const auto it = held.find(pr.key);
+      // Newer there, or there and nothing here (a plain record, Tag{}, counts then too).
+      if (it == held.end() || it->second < pr.tag) wanted.emplace_back(pr.key);
+    }
+  }
+  pull(p, wanted);
+  return {wanted.size(), segments.size()};
+}
+
+void AntiEntropy::pull(Peer& p, const std::vector<std::string>& keys) {
+  const auto started = Clock::now();
+  std::size_t done = 0;
+  std::vector<Record> records;
+  while (done < keys.size() && !stopping()) {
+    std::size_t batch = std::min(kFetchBatch, keys.size() - done);
+    if (options_.keys_per_second) batch = std::min<std::size_t>(batch, std::max<std::uint32_t>(1, options_.keys_per_second / 10));
+    std::string body;
+    for (std::size_t i = done; i < done + batch; ++i) ae::append_key(body, keys[i]);
+    const auto r = p.call("POST", std::string(ae::kFetchPath), body);
+    std::string err;
+    if (!parse_records(r.body, records, err, true)) throw PeerError("fetch: " + err);
+    std::size_t written = 0, conflicts = 0;
+    if (store_.ingest(records, written, conflicts, err) != StoreStatus::ok) throw StoreError("storing pulled keys: " + err);
+    p.stats->keys_repaired.fetch_add(written, std::memory_order_relaxed);
+    done += batch;
+    if (options_.keys_per_second) {  // at most keys_per_second: wait until `done` keys are due
+      const auto due = started + std::chrono::microseconds(done * 1'000'000 / options_.keys_per_second);
+      std::unique_lock lock(mutex_);
+      wake_.wait_until(lock, due, [this] { return stopping(); });
+    }
+  }
+}
+
+std::string AntiEntropy::render() const {
+  std::string out;
+  metrics::header(out, "kvnode_anti_entropy_rounds_total", "Anti-entropy rounds (one exchange with every peer).", "counter");
+  metrics::sample(out, "kvnode_anti_entropy_rounds_total", "", rounds());
+  auto each = [&](std::string_view name, std::string_view help, std::string_view type, auto value) {
+    metrics::header(out, name, help, type);
+    for (const auto& p : peers_) metrics::sample(out, name, "peer=\"" + metrics::label_value(p->id) + "\"", std::uint64_t{value(*p)});
+  };
+  auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  each("kvnode_anti_entropy_exchanges_total", "Exchanges of hash trees completed with the peer.", "counter",
+       [&](const PeerSync& p) { return load(p.exchanges); });
+  each("kvnode_anti_entropy_failures_total", "Exchanges with the peer cut short (unreachable, bad answer).", "counter",
+       [&](const PeerSync& p) { return load(p.failures); });
+  each("kvnode_anti_entropy_keys_behind", "Keys the peer held newer at the last exchange (this node was behind on them).",
+       "gauge", [&](const PeerSync& p) { return load(p.keys_behind); });
+  each("kvnode_anti_entropy_segments_differing", "Tree segments that differed from the peer's at the last exchange.", "gauge",
+       [&](const PeerSync& p) { return load(p.segments_differing); });
+  each("kvnode_anti_entropy_keys_repaired_total", "Keys pulled from the peer and stored (newer than what was held).",
+       "counter", [&](const PeerSync& p) { return load(p.keys_repaired); });
+  each("kvnode_anti_entropy_bytes_total", "Request and response bodies exchanged with the peer.", "counter",
+       [&](const PeerSync& p) { return load(p.bytes); });
+  each("kvnode_anti_entropy_in_sync", "1 when the last exchange found every tree shared with the peer equal.", "gauge",
+       [&](const PeerSync& p) { return std::uint64_t{p.in_sync.load(std::memory_order_relaxed) ? 1u : 0u}; });
+  return out;
+}
+
+}  // namespace kv

@@ -1,0 +1,91 @@
+// kvnode's anti-entropy exchanger (common/anti_entropy.hpp): a background thread that, round after
+// round, compares this node's hash tree of each replica set with each peer's in the set, and pulls
+// the keys the peer holds newer. What it pulls goes into the store as tagged writes (newest tag
+// wins, atomically per key), like any other write, so it is safe at any moment: against client
+// writes of the same key, against a peer that dies mid-exchange, against two exchanges at once.
+//
+// A round visits every peer; an exchange with one peer costs one request per shared set when the
+// trees agree (kBuckets hashes, 8 KiB). After a round the exchanger waits `interval` (not when it
+// pulled a backlog: then it goes on at once), so that a healed fault is repaired within about one
+// interval plus the copy, and writes in flight, which make trees differ for a moment, cost one
+// small pull per interval at most. The copy is bounded to `keys_per_second`.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "node/replica_trees.hpp"
+#include "node/store.hpp"
+
+namespace kv {
+
+struct AntiEntropyOptions {
+  std::chrono::milliseconds interval{1000};  // between rounds that found nothing to repair
+  std::uint32_t keys_per_second = 50'000;    // pulled keys, at most (0: no bound)
+  std::chrono::milliseconds timeout{5000};   // each request to a peer
+  std::string token;                         // sent to peers ("Authorization: Bearer"); empty: none
+};
+
+// Per peer, for metrics and tests. Relaxed atomics: read while the exchanger runs.
+struct PeerSync {
+  std::string id;
+  std::atomic<std::uint64_t> exchanges{0};       // completed, agreeing or not
+  std::atomic<std::uint64_t> failures{0};        // exchanges cut short (peer unreachable, bad answer)
+  std::atomic<std::uint64_t> keys_behind{0};     // keys the peer held newer, at the last exchange
+  std::atomic<std::uint64_t> keys_repaired{0};   // keys pulled and stored (newer than what was held)
+  std::atomic<std::uint64_t> segments_differing{0};  // at the last exchange
+  std::atomic<std::uint64_t> bytes{0};           // response bytes received from the peer
+  std::atomic<bool> in_sync{false};              // the last exchange found every shared tree equal
+};
+
+class AntiEntropy {
+ public:
+  AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOptions options);
+  ~AntiEntropy();  // stops
+  AntiEntropy(const AntiEntropy&) = delete;
+  AntiEntropy& operator=(const AntiEntropy&) = delete;
+
+  void start();
+  // Ends the thread: the current request finishes or times out first.
+  void stop();
+
+  const std::vector<std::unique_ptr<PeerSync>>& peers() const noexcept { return peers_; }
+  std::uint64_t rounds() const noexcept { return rounds_.load(std::memory_order_relaxed); }
+  // Prometheus text of the figures above (kvnode_anti_entropy_*).
+  std::string render() const;
+
+ private:
+  struct Peer;
+  struct Found {
+    std::uint64_t keys_behind = 0;         // keys the peer held newer (all pulled, unless stopping)
+    std::uint64_t segments_differing = 0;
+  };
+  void run();
+  // One exchange of every set shared with peer `p`: true when it pulled a backlog (the next round
+  // comes at once, to see whether more came meanwhile).
+  bool exchange(Peer& p);
+  Found exchange_set(Peer& p, std::size_t set);
+  // Pulls `keys` (stored keys the peer holds newer) from the peer, in batches, at the bounded rate.
+  void pull(Peer& p, const std::vector<std::string>& keys);
+  bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
+
+  Store& store_;
+  const ReplicaTrees& trees_;
+  AntiEntropyOptions options_;
+  std::vector<std::unique_ptr<PeerSync>> peers_;
+  std::vector<std::unique_ptr<Peer>> links_;
+  std::atomic<std::uint64_t> rounds_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::thread thread_;
+};
+
+}  // namespace kv

@@ -1,0 +1,118 @@
+#include "node/replica_trees.hpp"
+
+#include <algorithm>
+
+#include "common/hash.hpp"
+#include "common/storage_key.hpp"
+#include "common/transfer.hpp"
+
+namespace kv {
+
+namespace ae = anti_entropy;
+
+std::uint64_t version_digest(std::string_view stored_key, const Held& held) noexcept {
+  switch (held.kind) {
+    case Held::Kind::nothing: return 0;
+    case Held::Kind::value: return hash_version(stored_key, 'v', held.tag.counter, held.tag.writer);
+    case Held::Kind::tombstone: return hash_version(stored_key, 't', held.tag.counter, held.tag.writer);
+  }
+  return 0;
+}
+
+// Up to kMaxReplicas indices below kMaxNodes (4096: 12 bits), each stored plus one in 12 bits.
+std::uint64_t ReplicaTrees::pack(std::vector<std::uint32_t> members) noexcept {
+  std::sort(members.begin(), members.end());
+  std::uint64_t key = 0;
+  for (auto m : members) key = (key << 12) | (m + 1);
+  return key;
+}
+
+ReplicaTrees::ReplicaTrees(std::shared_ptr<const Ring> ring, std::uint32_t self) : ring_(std::move(ring)), self_(self) {
+  // Every arc's set is the placement from its point (Ring::replicas_of_hash of the point itself).
+  for (std::size_t i = 0; i < ring_->point_count(); ++i) {
+    const ReplicaSet rs = ring_->replicas_of_hash(ring_->point(i));
+    if (!rs.contains(self_)) continue;
+    std::vector<std::uint32_t> members(rs.begin(), rs.end());
+    const std::uint64_t key = pack(members);
+    if (by_members_.contains(key)) continue;
+    std::sort(members.begin(), members.end());
+    Set set;
+    for (auto m : members) set.name += (set.name.empty() ? "" : ",") + ring_->node(m).id;
+    set.members = std::move(members);
+    set.leaves = std::make_unique<std::atomic<std::uint64_t>[]>(ae::kSegments);
+    for (std::uint32_t s = 0; s < ae::kSegments; ++s) set.leaves[s].store(0, std::memory_order_relaxed);
+    by_members_.emplace(key, sets_.size());
+    sets_.push_back(std::move(set));
+  }
+  // Nodes are sorted by id, so ascending indices are ascending ids: names sort like member lists.
+  std::vector<std::size_t> order(sets_.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return sets_[a].members < sets_[b].members; });
+  std::vector<Set> sorted;
+  for (auto i : order) sorted.push_back(std::move(sets_[i]));
+  sets_ = std::move(sorted);
+  by_members_.clear();
+  for (std::size_t i = 0; i < sets_.size(); ++i) by_members_.emplace(pack(sets_[i].members), i);
+}
+
+std::uint64_t ReplicaTrees::build(Store& store) {
+  const HashRange all{0, ~std::uint64_t{0}};
+  std::string after, err;
+  std::uint64_t keys = 0;
+  std::vector<Record> records;
+  for (;;) {
+    ScanBatch batch;
+    if (store.scan({&all, 1}, after, 10'000, 8 << 20, true, batch, err) != StoreStatus::ok)
+      throw StoreError("building the hash trees: " + err);
+    if (!parse_records(batch.records, records, err, true)) throw StoreError("building the hash trees: " + err);
+    for (const auto& r : records) {
+      const Held held{r.tombstone ? Held::Kind::tombstone : Held::Kind::value, r.tag};
+      changed(r.key, {}, held);
+    }
+    keys += records.size();
+    if (batch.done || batch.count == 0) break;
+    after = batch.last_key;
+  }
+  return keys;
+}
+
+void ReplicaTrees::changed(std::string_view key, const Held& before, const Held& now) noexcept {
+  if (key.size() < kStorageKeyPrefix) return;
+  const std::uint64_t h = read_be64(key);
+  const int set = set_of_hash(h);
+  if (set < 0) return;  // a key of no set of this node's: in no tree
+  const std::uint64_t d = version_digest(key, before) ^ version_digest(key, now);
+  sets_[static_cast<std::size_t>(set)].leaves[ae::segment_of(h)].fetch_xor(d, std::memory_order_relaxed);
+}
+
+int ReplicaTrees::find(std::string_view name) const noexcept {
+  for (std::size_t i = 0; i < sets_.size(); ++i)
+    if (sets_[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+int ReplicaTrees::set_of_hash(std::uint64_t ring_hash) const noexcept {
+  const ReplicaSet rs = ring_->replicas_of_hash(ring_hash);
+  if (!rs.contains(self_)) return -1;
+  const auto it = by_members_.find(pack({rs.begin(), rs.end()}));
+  return it == by_members_.end() ? -1 : static_cast<int>(it->second);
+}
+
+std::vector<std::size_t> ReplicaTrees::shared_with(std::uint32_t peer) const {
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < sets_.size(); ++i)
+    if (std::binary_search(sets_[i].members.begin(), sets_[i].members.end(), peer)) out.push_back(i);
+  return out;
+}
+
+std::vector<std::uint64_t> ReplicaTrees::buckets(std::size_t set) const {
+  std::vector<std::uint64_t> out(ae::kBuckets, 0);
+  for (std::uint32_t s = 0; s < ae::kSegments; ++s) out[s / ae::kFanout] ^= leaf(set, s);
+  return out;
+}
+
+void ReplicaTrees::append_leaves(std::size_t set, std::uint32_t bucket, std::vector<std::uint64_t>& out) const {
+  for (std::uint32_t s = bucket * ae::kFanout; s < (bucket + 1) * ae::kFanout; ++s) out.push_back(leaf(set, s));
+}
+
+}  // namespace kv

@@ -1,0 +1,119 @@
+#include "node/sync_api.hpp"
+
+#include <boost/beast/http/field.hpp>
+
+#include "common/key.hpp"
+#include "common/storage_key.hpp"
+#include "common/transfer.hpp"
+#include "http/policy.hpp"
+
+namespace kv {
+
+namespace ae = anti_entropy;
+namespace beast = boost::beast;
+using beast::http::status;
+using beast::http::verb;
+
+namespace {
+
+void binary_answer(http::StringResponse& res, std::string body) {
+  res.result(status::ok);
+  res.set(beast::http::field::content_type, "application/octet-stream");
+  res.body() = std::move(body);
+}
+
+}  // namespace
+
+bool SyncApi::serves(std::string_view path) noexcept {
+  return path == ae::kTreePath || path == ae::kDigestsPath || path == ae::kFetchPath;
+}
+
+bool SyncApi::digests(Store& store, const ReplicaTrees& trees, std::size_t set, const std::vector<std::uint32_t>& segments,
+                      std::string& out, std::string& err) {
+  std::vector<HashRange> ranges;
+  for (auto s : segments) {
+    const HashRange r = ae::segment_range(s);
+    if (!ranges.empty() && ranges.back().hi + 1 == r.lo) ranges.back().hi = r.hi;  // adjacent: one range
+    else ranges.push_back(r);
+  }
+  std::string after;
+  std::vector<Record> records;
+  for (;;) {
+    ScanBatch batch;
+    if (store.scan(ranges, after, 10'000, 8 << 20, true, batch, err) != StoreStatus::ok) return false;
+    if (!parse_records(batch.records, records, err, true)) return false;
+    for (const auto& r : records) {
+      if (trees.set_of_hash(read_be64(r.key)) != static_cast<int>(set)) continue;
+      append_versioned_record(out, {r.key, {}, r.tag, r.tombstone});
+    }
+    if (batch.done || batch.count == 0) return true;
+    after = batch.last_key;
+  }
+}
+
+void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) {
+  const auto target = std::string_view(req.target().data(), req.target().size());
+  const auto path = target_path(target);
+  const std::string_view body(req.body().data(), req.body().size());
+  const bool get_tree = path == ae::kTreePath && (req.method() == verb::get || req.method() == verb::head);
+  if (!get_tree && !http::allow_method(res, req.method(), verb::post, path == ae::kTreePath ? "GET, HEAD, POST" : "POST"))
+    return;
+  if (!trees_)
+    return http::error_answer(res, status::not_found,
+                              "anti-entropy is off on this node: it keeps hash trees only when started with --ring "
+                              "on a ring with replicas of 2 or more");
+  if (path == ae::kFetchPath) {
+    std::vector<std::string_view> keys;
+    if (!ae::parse_keys(body, ae::kMaxKeysPerFetch, keys))
+      return http::error_answer(res, status::bad_request,
+                                "body: expected stored keys (4-byte length, then at least 8 bytes), at most " +
+                                    std::to_string(ae::kMaxKeysPerFetch));
+    std::string out, value, err;
+    for (auto key : keys) {
+      Tag tag;
+      bool tombstone = false;
+      const auto st = store_.get_versioned(key, value, tag, tombstone, err);
+      if (st == StoreStatus::error)
+        return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
+      if (st == StoreStatus::ok) append_versioned_record(out, {key, value, tag, false});
+      else if (tombstone) append_versioned_record(out, {key, {}, tag, true});
+    }
+    return binary_answer(res, std::move(out));
+  }
+
+  std::string name;
+  if (!percent_decode(query_value(target, "set"), name) || name.empty())
+    return http::error_answer(res, status::bad_request, "set: expected the set's node ids, ascending, comma-separated");
+  const int set = trees_->find(name);
+  if (set < 0) return http::error_answer(res, status::not_found, "this node is in no replica set '" + name + "'");
+  const auto index = static_cast<std::size_t>(set);
+
+  if (get_tree) {
+    std::string out;
+    ae::append_u64s(out, trees_->buckets(index));
+    return binary_answer(res, std::move(out));
+  }
+  std::vector<std::uint32_t> numbers;
+  if (path == ae::kTreePath) {
+    if (!ae::parse_u32s(body, ae::kBuckets, ae::kBuckets, numbers))
+      return http::error_answer(res, status::bad_request,
+                                "body: expected bucket numbers below " + std::to_string(ae::kBuckets) +
+                                    ", 4 bytes each, ascending");
+    std::vector<std::uint64_t> leaves;
+    leaves.reserve(numbers.size() * ae::kFanout);
+    for (auto b : numbers) trees_->append_leaves(index, b, leaves);
+    std::string out;
+    ae::append_u64s(out, leaves);
+    return binary_answer(res, std::move(out));
+  }
+  if (!ae::parse_u32s(body, ae::kSegments, ae::kMaxSegmentsPerRequest, numbers))
+    return http::error_answer(res, status::bad_request,
+                              "body: expected segment numbers below " + std::to_string(ae::kSegments) +
+                                  ", 4 bytes each, ascending, at most " + std::to_string(ae::kMaxSegmentsPerRequest));
+  std::string out, err;
+  if (!digests(store_, *trees_, index, numbers, out, err))
+    return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
+  binary_answer(res, std::move(out));
+}
+
+}  // namespace kv

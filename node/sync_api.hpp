@@ -1,0 +1,31 @@
+// kvnode's side of anti-entropy (common/anti_entropy.hpp): the endpoints a peer asks this node's
+// hash trees and store through (/replica/tree, /replica/digests, /replica/fetch). No sockets. Each
+// may scan thousands of keys, so the session runs them off its event loops, as /admin/.
+#pragma once
+
+#include "http/message.hpp"
+#include "node/replica_trees.hpp"
+#include "node/store.hpp"
+
+namespace kv {
+
+class SyncApi {
+ public:
+  // `trees` null: the node keeps no trees (no --ring, or replicas: 1), and says so with a 404.
+  SyncApi(Store& store, const ReplicaTrees* trees) : store_(store), trees_(trees) {}
+
+  // A request under one of the three paths, its token already checked: fills `res`.
+  void handle(const http::StringRequest& req, http::StringResponse& res);
+  static bool serves(std::string_view path) noexcept;
+
+  // The versioned records of the keys of set `set` in `segments`, values left out (a value record
+  // with an empty value), in stored-key order. False with `err` on a storage error.
+  static bool digests(Store& store, const ReplicaTrees& trees, std::size_t set, const std::vector<std::uint32_t>& segments,
+                      std::string& out, std::string& err);
+
+ private:
+  Store& store_;
+  const ReplicaTrees* trees_;
+};
+
+}  // namespace kv

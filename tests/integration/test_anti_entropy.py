@@ -1,0 +1,178 @@
+"""Anti-entropy between kvnodes (../shared/REPLICATION.md, guarantee 6): with --ring on a replicated
+ring each node keeps hash trees of what it holds and pulls what it lacks from the other replicas, so
+a replica that missed writes and deletes while it was down, or lost its whole directory, comes back
+equal to the others: every key at the same version on every replica, no deleted key back. Each node's
+holdings are read from its own store (/admin/scan), never through a proxy."""
+import json
+import os
+import shutil
+import unittest
+
+from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, run_kvnode,
+                    start_retrying_busy, wait_until, write_ring)
+
+INTERVAL_MS = 200
+
+
+class AntiEntropyTest(unittest.TestCase):
+    def setUp(self):
+        self.h = harness(self)
+
+    def start(self, intervals=None, rate=None):
+        """Nodes n1..n3 (RocksDB) on a ring of replicas 3, each with --ring and its anti-entropy
+        interval (`intervals`: {id: ms}, default INTERVAL_MS), and one proxy."""
+        self.ports = dict(zip(("n1", "n2", "n3"), free_ports(3)))
+        self.ring = write_ring(self.h.path("ring.yaml"), sorted(self.ports.items()), replicas=3, vnodes=256)
+        self.intervals = intervals or {}
+        self.rate = rate
+        self.nodes = {}
+        for node_id in self.ports:
+            self.start_node(node_id)
+        self.proxy = self.h.proxy(self.ring, checks=Cluster.CHECKS)
+        self.c = Client(self.proxy.port)
+        self.addCleanup(self.c.close)
+
+    def start_node(self, node_id):
+        extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(self.intervals.get(node_id, INTERVAL_MS))]
+        if self.rate:
+            extra += ["--repair-keys-per-second", str(self.rate)]
+        data = self.h.path(node_id)
+        self.nodes[node_id] = start_retrying_busy(
+            lambda: self.h.node(node_id, data, port=self.ports[node_id], extra=extra))
+        return self.nodes[node_id]
+
+    def held(self):
+        return {node_id: holdings(port) for node_id, port in self.ports.items()}
+
+    def converged(self):
+        return not differing_keys(self.held())
+
+    def ae(self, node_id, name, peer):
+        return metric(metrics(self.ports[node_id]), f'kvnode_anti_entropy_{name}{{peer="{peer}"}}')
+
+    def repaired(self, node_id):
+        return sum(self.ae(node_id, "keys_repaired_total", p) for p in self.ports if p != node_id)
+
+    def write(self, keys, value):
+        for k in keys:
+            status, _, body = self.c.put(k, value)
+            self.assertEqual(status, 200, body)
+
+    def delete(self, keys):
+        for k in keys:
+            status, _, body = self.c.delete(k)
+            self.assertIn(status, (200, 404), body)
+
+    def expect(self, values):
+        """Every replica holds `values` ({key: value, or None for deleted}) and the proxy reads them."""
+        held = self.held()
+        self.assertEqual(differing_keys(held), [])
+        for node_id, h in held.items():
+            for k, v in values.items():
+                if v is None:
+                    self.assertEqual(h[k][0], "t", (node_id, k, "a deleted key came back"))
+                else:
+                    self.assertEqual((h[k][0], h[k][3]), ("v", v.encode()), (node_id, k))
+        for k, v in list(values.items())[:50]:
+            status, _, body = self.c.get(k)
+            self.assertEqual((status, json.loads(body).get("value")), (200, v) if v is not None else (404, None))
+
+    def test_a_replica_down_under_writes_and_deletes_catches_up_pulling_only_what_it_missed(self):
+        self.start()
+        base = [f"k{i}" for i in range(300)]
+        self.write(base, "v1")
+        # The third store of each write runs on after the answer; the trees settle the rest.
+        self.assertTrue(wait_until(self.converged, 20), differing_keys(self.held()))
+        from_n3 = {n: self.ae(n, "keys_repaired_total", "n3") for n in ("n1", "n2")}
+        self.nodes["n3"].kill()
+        self.write(base[:200], "v2")
+        self.delete(base[200:250])
+        fresh = [f"new{i}" for i in range(100)]
+        self.write(fresh, "v3")
+        up = {n: holdings(p) for n, p in self.ports.items() if n != "n3"}
+        self.assertEqual(differing_keys(up), [])  # the two that stayed up agree
+        self.start_node("n3")
+        # While n3 was down its copy fell behind by these keys: the checker sees it until repair.
+        self.assertTrue(wait_until(self.converged, 30), differing_keys(self.held()))
+        values = {k: "v2" for k in base[:200]} | {k: None for k in base[200:250]} | {k: "v1" for k in base[250:]}
+        values |= {k: "v3" for k in fresh}
+        self.expect(values)
+        # n3 (a new process: its counters start at 0) pulled each key it missed once (350: 200
+        # overwritten, 50 deleted, 100 new), from one peer or the other; the nodes that stayed up
+        # pulled nothing from it.
+        self.assertEqual(self.repaired("n3"), 350)
+        self.assertEqual({n: self.ae(n, "keys_repaired_total", "n3") for n in ("n1", "n2")}, from_n3)
+        self.assertTrue(wait_until(lambda: self.ae("n3", "in_sync", "n1") == 1 and self.ae("n3", "in_sync", "n2") == 1, 10))
+
+    def test_two_replicas_down_in_turn_with_writes_between(self):
+        self.start()
+        keys = [f"t{i}" for i in range(200)]
+        self.write(keys, "a")
+        self.assertTrue(wait_until(self.converged, 20))
+        self.nodes["n2"].kill()
+        self.write(keys[:100], "b")
+        self.delete(keys[100:120])
+        self.start_node("n2")
+        self.assertTrue(wait_until(self.converged, 30), differing_keys(self.held()))
+        self.nodes["n3"].kill()
+        self.write(keys[50:150], "c")  # some of them deleted above: written again
+        self.delete(keys[:10])
+        self.start_node("n3")
+        self.assertTrue(wait_until(self.converged, 30), differing_keys(self.held()))
+        values = {k: "a" for k in keys}
+        values |= {k: "b" for k in keys[:100]}
+        values |= {k: None for k in keys[100:120]}
+        values |= {k: "c" for k in keys[50:150]}
+        values |= {k: None for k in keys[:10]}
+        self.expect(values)
+
+    def test_a_wiped_replica_rebuilds_from_its_peers(self):
+        self.start(rate=2000)
+        keys = [f"w{i}" for i in range(400)]
+        self.write(keys, "x")
+        self.delete(keys[:40])
+        self.assertTrue(wait_until(self.converged, 20))
+        self.nodes["n1"].kill()
+        shutil.rmtree(self.h.path("n1"))
+        self.start_node("n1")
+        self.assertEqual(holdings(self.ports["n1"]), {})
+        self.assertTrue(wait_until(self.converged, 30), len(differing_keys(self.held())))
+        self.expect({k: None for k in keys[:40]} | {k: "x" for k in keys[40:]})
+        self.assertEqual(self.repaired("n1"), 400)  # values and tombstones alike, each once
+
+    def test_without_anti_entropy_a_replica_stays_behind(self):
+        """The control: n3 pulls nothing (interval 0). n1 and n2 exchange with it and find it behind,
+        so the convergence check above is one that can fail."""
+        self.start(intervals={"n3": 0})
+        keys = [f"c{i}" for i in range(100)]
+        self.write(keys, "1")
+        self.assertTrue(wait_until(self.converged, 20))
+        self.nodes["n3"].kill()
+        self.write(keys[:30], "2")
+        self.start_node("n3")
+        exchanges = self.ae("n1", "exchanges_total", "n3")
+        self.assertTrue(wait_until(lambda: self.ae("n1", "exchanges_total", "n3") >= exchanges + 3, 20))
+        self.assertEqual(len(differing_keys(self.held())), 30)
+        self.assertEqual(self.ae("n1", "in_sync", "n3"), 0)
+        self.assertEqual(self.ae("n1", "keys_behind", "n3"), 0)  # n1 is not behind n3: n3 is behind n1
+        self.assertNotIn("kvnode_anti_entropy_rounds_total", metrics(self.ports["n3"]))
+
+
+class FlagsTest(unittest.TestCase):
+    def setUp(self):
+        self.h = harness(self)
+
+    def test_ring_flag_errors_exit_2_with_the_reason(self):
+        ring = write_ring(self.h.path("ring.yaml"), [("n1", 8081), ("n2", 8082), ("n3", 8083)], replicas=3)
+        r = run_kvnode("--engine", "memory", "--ring", ring)
+        self.assertEqual((r.returncode, r.stderr.strip()), (2, "kvnode: --ring needs --id, this node's id in the ring"))
+        r = run_kvnode("--engine", "memory", "--ring", ring, "--id", "n9")
+        self.assertEqual((r.returncode, r.stderr.strip()), (2, f"kvnode: --id: 'n9' is not a node of {ring}"))
+        bad = self.h.write("bad.yaml", "replicas: 3\nnodes:\n  - id: n1\n    address: 127.0.0.1:1\n")
+        r = run_kvnode("--engine", "memory", "--ring", bad, "--id", "n1")
+        self.assertEqual(r.returncode, 2)
+        self.assertTrue(r.stderr.startswith("kvnode: --ring: " + bad), r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

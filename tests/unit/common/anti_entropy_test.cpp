@@ -1,0 +1,64 @@
+// The anti-entropy wire formats (common/anti_entropy.hpp): numbers and keys in, the same out, and
+// every malformed body refused.
+#include <catch2/catch.hpp>
+
+#include "common/anti_entropy.hpp"
+#include "common/storage_key.hpp"
+
+namespace ae = kv::anti_entropy;
+
+TEST_CASE("anti-entropy: segments cover the hash space in order, one contiguous range each", "[anti_entropy]") {
+  CHECK(ae::segment_of(0) == 0);
+  CHECK(ae::segment_of(~std::uint64_t{0}) == ae::kSegments - 1);
+  for (std::uint32_t s : {0u, 1u, 777u, ae::kSegments - 1}) {
+    const auto r = ae::segment_range(s);
+    CHECK(ae::segment_of(r.lo) == s);
+    CHECK(ae::segment_of(r.hi) == s);
+    if (s + 1 < ae::kSegments) CHECK(ae::segment_range(s + 1).lo == r.hi + 1);
+  }
+  CHECK(ae::kBuckets * ae::kFanout == ae::kSegments);
+}
+
+TEST_CASE("anti-entropy: bucket and segment lists must ascend and stay in bounds", "[anti_entropy]") {
+  std::string body;
+  ae::append_u32s(body, {0, 5, 1023});
+  std::vector<std::uint32_t> out;
+  REQUIRE(ae::parse_u32s(body, 1024, 10, out));
+  CHECK(out == std::vector<std::uint32_t>{0, 5, 1023});
+  CHECK_FALSE(ae::parse_u32s(body, 1023, 10, out));  // 1023 out of bounds
+  CHECK_FALSE(ae::parse_u32s(body, 1024, 2, out));   // too many
+  CHECK_FALSE(ae::parse_u32s(body.substr(1), 1024, 10, out));  // not whole numbers
+  std::string down;
+  ae::append_u32s(down, {5, 5});
+  CHECK_FALSE(ae::parse_u32s(down, 1024, 10, out));  // not ascending
+  CHECK(ae::parse_u32s("", 1024, 10, out));
+  CHECK(out.empty());
+}
+
+TEST_CASE("anti-entropy: hash lists have exactly the count asked", "[anti_entropy]") {
+  std::string body;
+  ae::append_u64s(body, {1, ~std::uint64_t{0}, 0x0102030405060708});
+  std::vector<std::uint64_t> out;
+  REQUIRE(ae::parse_u64s(body, 3, out));
+  CHECK(out[1] == ~std::uint64_t{0});
+  CHECK(out[2] == 0x0102030405060708);
+  CHECK_FALSE(ae::parse_u64s(body, 2, out));
+  CHECK_FALSE(ae::parse_u64s(body + "x", 3, out));
+}
+
+TEST_CASE("anti-entropy: key lists carry any bytes, and refuse keys without their hash", "[anti_entropy]") {
+  std::string body;
+  const std::string a = kv::storage_key("a"), b = kv::storage_key(std::string("\0\xff\n", 3));
+  ae::append_key(body, a);
+  ae::append_key(body, b);
+  std::vector<std::string_view> keys;
+  REQUIRE(ae::parse_keys(body, 10, keys));
+  REQUIRE(keys.size() == 2);
+  CHECK(keys[0] == a);
+  CHECK(keys[1] == b);
+  CHECK_FALSE(ae::parse_keys(body, 1, keys));                         // too many
+  CHECK_FALSE(ae::parse_keys(body.substr(0, body.size() - 1), 10, keys));  // truncated
+  std::string short_key;
+  ae::append_key(short_key, "1234567");
+  CHECK_FALSE(ae::parse_keys(short_key, 10, keys));
+}

@@ -1,0 +1,262 @@
+// The hash trees of anti-entropy (node/replica_trees.hpp) and the endpoints peers read them through
+// (node/sync_api.hpp): the sets a node keeps, trees that follow every change a store makes (on both
+// engines, through every kind of write), and the answers a peer gets.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+#include "common/anti_entropy.hpp"
+#include "common/ring.hpp"
+#include "common/storage_key.hpp"
+#include "common/transfer.hpp"
+#include "node/replica_trees.hpp"
+#include "node/sync_api.hpp"
+
+namespace ae = kv::anti_entropy;
+namespace fs = std::filesystem;
+namespace http = boost::beast::http;
+using kv::StoreStatus;
+
+namespace {
+
+std::shared_ptr<const kv::Ring> ring_of(int n, std::uint32_t replicas, std::uint32_t vnodes = 64) {
+  kv::RingConfig c;
+  c.vnodes = vnodes;
+  c.replicas = replicas;
+  for (int i = 1; i <= n; ++i)
+    c.nodes.push_back({"n" + std::to_string(i), {"127.0.0.1", static_cast<std::uint16_t>(8080 + i)}, 1, {}});
+  return kv::Ring::build(c);
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/kvring-trees-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// Every leaf of every set equal.
+bool same_trees(const kv::ReplicaTrees& a, const kv::ReplicaTrees& b) {
+  if (a.sets().size() != b.sets().size()) return false;
+  for (std::size_t set = 0; set < a.sets().size(); ++set)
+    for (std::uint32_t s = 0; s < ae::kSegments; ++s)
+      if (a.leaf(set, s) != b.leaf(set, s)) return false;
+  return true;
+}
+
+std::size_t nonzero_leaves(const kv::ReplicaTrees& t) {
+  std::size_t n = 0;
+  for (std::size_t set = 0; set < t.sets().size(); ++set)
+    for (std::uint32_t s = 0; s < ae::kSegments; ++s) n += t.leaf(set, s) != 0;
+  return n;
+}
+
+// Random writes of every kind, through the store's every path that changes a key.
+void churn(kv::Store& store, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string err;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string key = kv::storage_key("k" + std::to_string(rng() % 400));
+    switch (rng() % 6) {
+      case 0: store.put(key, "v" + std::to_string(i), err); break;
+      case 1: store.del(key, err); break;
+      case 2: store.write({kv::WriteOp::Kind::put, key, "t" + std::to_string(i), kv::Tag{rng() % 5000 + 1, rng()}}); break;
+      case 3: store.write({kv::WriteOp::Kind::del, key, {}, kv::Tag{rng() % 5000 + 1, rng()}}); break;
+      case 4: {
+        std::string body;
+        kv::append_versioned_record(body, {key, (rng() % 2) ? "" : "ingested", kv::Tag{rng() % 5000 + 1, rng()}, false});
+        std::vector<kv::Record> records;
+        REQUIRE(kv::parse_records(body, records, err, true));
+        std::size_t written = 0, conflicts = 0;
+        REQUIRE(store.ingest(records, written, conflicts, err) == StoreStatus::ok);
+        break;
+      }
+      default: {
+        const std::uint64_t lo = rng();
+        const kv::HashRange r{lo, lo + (std::uint64_t{1} << 54)};
+        if (r.hi > r.lo) REQUIRE(store.drop({&r, 1}, rng() % 2, rng() % 2, err) == StoreStatus::ok);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("replica trees: a node keeps one tree per replica set it is in, named by its ids", "[trees]") {
+  const auto three = ring_of(3, 3);
+  kv::ReplicaTrees t(three, 0);
+  REQUIRE(t.sets().size() == 1);
+  CHECK(t.sets()[0].name == "n1,n2,n3");
+  CHECK(t.find("n1,n2,n3") == 0);
+  CHECK(t.find("n2,n1,n3") == -1);
+  CHECK(t.shared_with(2) == std::vector<std::size_t>{0});
+
+  const auto five = ring_of(5, 3);
+  for (std::uint32_t self = 0; self < 5; ++self) {
+    kv::ReplicaTrees trees(five, self);
+    CHECK(trees.sets().size() > 1);
+    for (std::size_t i = 0; i < trees.sets().size(); ++i) {
+      const auto& set = trees.sets()[i];
+      CHECK(set.members.size() == 3);
+      CHECK(std::is_sorted(set.members.begin(), set.members.end()));
+      CHECK(std::binary_search(set.members.begin(), set.members.end(), self));
+      if (i > 0) CHECK(trees.sets()[i - 1].members < set.members);
+    }
+    // Every key's set: its replica set, when that holds this node.
+    for (int k = 0; k < 2000; ++k) {
+      const std::uint64_t h = kv::hash_key("key" + std::to_string(k));
+      const kv::ReplicaSet rs = five->replicas_of_hash(h);
+      const int set = trees.set_of_hash(h);
+      REQUIRE((set >= 0) == rs.contains(self));
+      if (set < 0) continue;
+      std::vector<std::uint32_t> members(rs.begin(), rs.end());
+      std::sort(members.begin(), members.end());
+      CHECK(trees.sets()[static_cast<std::size_t>(set)].members == members);
+    }
+  }
+}
+
+TEST_CASE("replica trees: an observed store's trees equal trees built from what it holds", "[trees]") {
+  const auto ring = ring_of(5, 3);
+  auto check_engine = [&](kv::Store& store) {
+    kv::ReplicaTrees followed(ring, 1);
+    store.set_observer(&followed);
+    churn(store, 7);
+    CHECK(nonzero_leaves(followed) > 100);
+    kv::ReplicaTrees rebuilt(ring, 1);
+    rebuilt.build(store);
+    CHECK(same_trees(followed, rebuilt));
+    // And a store that drops everything leaves empty trees.
+    std::string err;
+    const kv::HashRange all{0, ~std::uint64_t{0}};
+    REQUIRE(store.drop({&all, 1}, true, true, err) == StoreStatus::ok);
+    CHECK(nonzero_leaves(followed) == 0);
+  };
+  SECTION("memory") {
+    auto store = kv::open_memory_store();
+    check_engine(*store);
+  }
+  SECTION("rocksdb") {
+    TempDir dir;
+    auto store = kv::open_rocksdb_store({dir.path.string(), false});
+    check_engine(*store);
+  }
+  SECTION("rocksdb with --sync (group commit)") {
+    TempDir dir;
+    auto store = kv::open_rocksdb_store({dir.path.string(), true});
+    check_engine(*store);
+  }
+}
+
+TEST_CASE("replica trees: two stores with one differing key differ in that key's segment only", "[trees]") {
+  const auto ring = ring_of(3, 3);
+  auto a = kv::open_memory_store(), b = kv::open_memory_store();
+  kv::ReplicaTrees ta(ring, 0), tb(ring, 1);
+  a->set_observer(&ta);
+  b->set_observer(&tb);
+  for (int i = 0; i < 500; ++i) {
+    const kv::WriteOp op{kv::WriteOp::Kind::put, kv::storage_key("k" + std::to_string(i)), "v", kv::Tag{5, 9}};
+    a->write(op);
+    b->write(op);
+  }
+  CHECK(same_trees(ta, tb));
+  const std::string odd = kv::storage_key("k77");
+  b->write({kv::WriteOp::Kind::del, odd, {}, kv::Tag{6, 1}});
+  std::vector<std::uint32_t> differing;
+  for (std::uint32_t s = 0; s < ae::kSegments; ++s)
+    if (ta.leaf(0, s) != tb.leaf(0, s)) differing.push_back(s);
+  CHECK(differing == std::vector<std::uint32_t>{ae::segment_of(kv::read_be64(odd))});
+  const auto ba = ta.buckets(0), bb = tb.buckets(0);
+  std::size_t buckets_differing = 0;
+  for (std::uint32_t i = 0; i < ae::kBuckets; ++i) buckets_differing += ba[i] != bb[i];
+  CHECK(buckets_differing == 1);
+}
+
+namespace {
+
+http::response<http::string_body> call(kv::SyncApi& api, http::verb method, std::string target, std::string body = {}) {
+  http::request<http::string_body> req{method, target, 11};
+  req.body() = std::move(body);
+  http::response<http::string_body> res;
+  api.handle(req, res);
+  return res;
+}
+
+}  // namespace
+
+TEST_CASE("sync api: trees, leaves, digests of a set's keys only, and fetch with values and tombstones", "[trees]") {
+  const auto ring = ring_of(5, 3);
+  auto store = kv::open_memory_store();
+  kv::ReplicaTrees trees(ring, 0);
+  store->set_observer(&trees);
+  std::string err;
+  for (int i = 0; i < 300; ++i) store->put(kv::storage_key("k" + std::to_string(i)), "value" + std::to_string(i), err);
+  store->del(kv::storage_key("k3"), err);
+  kv::SyncApi api(*store, &trees);
+  const std::string set = trees.sets()[0].name;
+
+  auto res = call(api, http::verb::get, "/replica/tree?set=" + set);
+  REQUIRE(res.result_int() == 200);
+  std::vector<std::uint64_t> buckets;
+  REQUIRE(ae::parse_u64s(res.body(), ae::kBuckets, buckets));
+  CHECK(buckets == trees.buckets(0));
+
+  std::string body;
+  ae::append_u32s(body, {0, 7});
+  res = call(api, http::verb::post, "/replica/tree?set=" + set, body);
+  REQUIRE(res.result_int() == 200);
+  std::vector<std::uint64_t> leaves;
+  REQUIRE(ae::parse_u64s(res.body(), 2 * ae::kFanout, leaves));
+  CHECK(leaves[ae::kFanout + 3] == trees.leaf(0, 7 * ae::kFanout + 3));
+
+  // Digests of every segment: exactly the keys of the set, without values.
+  std::size_t expected = 0;
+  for (int i = 0; i < 300; ++i) expected += trees.set_of_hash(kv::hash_key("k" + std::to_string(i))) == 0;
+  std::vector<std::uint32_t> all(ae::kMaxSegmentsPerRequest);
+  std::size_t got = 0;
+  for (std::uint32_t from = 0; from < ae::kSegments; from += ae::kMaxSegmentsPerRequest) {
+    for (std::uint32_t i = 0; i < ae::kMaxSegmentsPerRequest; ++i) all[i] = from + i;
+    body.clear();
+    ae::append_u32s(body, all);
+    res = call(api, http::verb::post, "/replica/digests?set=" + set, body);
+    REQUIRE(res.result_int() == 200);
+    std::vector<kv::Record> records;
+    REQUIRE(kv::parse_records(res.body(), records, err, true));
+    for (const auto& r : records) {
+      CHECK(r.value.empty());
+      CHECK(trees.set_of_hash(kv::read_be64(r.key)) == 0);
+    }
+    got += records.size();
+  }
+  CHECK(expected > 0);
+  CHECK(got == expected);
+
+  body.clear();
+  ae::append_key(body, kv::storage_key("k1"));
+  ae::append_key(body, kv::storage_key("k3"));
+  ae::append_key(body, kv::storage_key("never"));
+  res = call(api, http::verb::post, "/replica/fetch", body);
+  REQUIRE(res.result_int() == 200);
+  std::vector<kv::Record> records;
+  REQUIRE(kv::parse_records(res.body(), records, err, true));
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].value == "value1");
+  CHECK_FALSE(records[0].tombstone);
+  CHECK_FALSE(records[0].tag.none());
+  CHECK(records[1].tombstone);
+
+  CHECK(call(api, http::verb::get, "/replica/tree?set=n9,n8").result_int() == 404);
+  CHECK(call(api, http::verb::get, "/replica/tree").result_int() == 400);
+  CHECK(call(api, http::verb::post, "/replica/tree?set=" + set, "abc").result_int() == 400);
+  CHECK(call(api, http::verb::post, "/replica/digests?set=" + set, std::string(4, '\xff')).result_int() == 400);
+  CHECK(call(api, http::verb::post, "/replica/fetch", std::string("\x00\x00\x00\x02" "ab", 6)).result_int() == 400);
+  CHECK(call(api, http::verb::delete_, "/replica/fetch").result_int() == 405);
+  kv::SyncApi off(*store, nullptr);
+  res = call(off, http::verb::get, "/replica/tree?set=" + set);
+  CHECK(res.result_int() == 404);
+  CHECK(res.body().find("anti-entropy is off") != std::string::npos);
+}
