@@ -47,9 +47,10 @@ import time
 import unittest
 
 import lintest
-from kvtest import Cluster, owners, start_retrying_busy, wait_until, write_ring
+from kvtest import Cluster, differing_keys, holdings, owners, start_retrying_busy, wait_until, write_ring
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
+AE_INTERVAL_MS = 300  # the nodes' anti-entropy rounds, with replicas
 NET_PREFIX = "10.77"
 CLAIM_METRIC = "4294967295"  # the lowest priority: the bridge's own route wins while it exists
 
@@ -207,11 +208,12 @@ class Hosts:
 
     # --- servers ---
 
-    def node(self, host, node_id, engine="rocksdb"):
+    def node(self, host, node_id, engine="rocksdb", extra=()):
         """kvnode `node_id` on host:NODE_PORT, its data in the Harness's directory (kept across restarts)."""
         data_dir = self.h.path(f"{node_id}-{self.suffix}") if engine == "rocksdb" else None
         server = Server(host, node_id, lambda: self.h.node(node_id, data_dir, engine, NODE_PORT, netns=host,
-                                                           bind=host.addr, extra=["--admin-token-file", self.token]))
+                                                           bind=host.addr,
+                                                           extra=["--admin-token-file", self.token, *extra]))
         self.servers.append(server)
         return server
 
@@ -286,8 +288,13 @@ class MultiHostCluster:
                              f"not {len(hosts.hosts)}")
         self.hosts = hosts
         self.replicas = replicas or 1
-        self.nodes = [hosts.node(hosts.hosts[i], f"n{i + 1}") for i in range(nodes)]
-        self.ring = hosts.write_ring(f"ring-{hosts.suffix}.yaml", self.nodes, replicas=replicas)
+        # The ring first (nodes listen on their host's NODE_PORT), so that with replicas each node can
+        # be given it: then they keep hash trees and pull what they missed from each other.
+        self.ring = write_ring(hosts.h.path(f"ring-{hosts.suffix}.yaml"),
+                               [(f"n{i + 1}", f"{hosts.hosts[i].addr}:{NODE_PORT}") for i in range(nodes)],
+                               replicas=replicas)
+        extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(AE_INTERVAL_MS)] if self.replicas > 1 else []
+        self.nodes = [hosts.node(hosts.hosts[i], f"n{i + 1}", extra=extra) for i in range(nodes)]
         self.checks, self.proxy_extra = checks, tuple(proxy_extra)
         self.proxies = [hosts.proxy(hosts.hosts[nodes + j], self.ring, f"proxy{j}", checks, proxy_extra)
                         for j in range(proxies)]
@@ -417,9 +424,29 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     if not wait_until(c.healthy, timeout=30):
         raise RuntimeError("the cluster did not heal within 30 s")
     final_started = time.monotonic()
+    converged = converge(c) if c.replicas > 1 else None
     lintest.final_reads(recorder, proxies, keys)
     result = lintest.histcheck.check_history(recorder.ops())
     summary = lintest.result_summary(result)
     summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
-                   workload_errors=load.errors, replicas=c.replicas, not_ok=lintest.not_ok(recorder))
+                   workload_errors=load.errors, replicas=c.replicas, not_ok=lintest.not_ok(recorder),
+                   converged=converged)
     return summary, recorder, result
+
+
+def converge(c, timeout=30.0):
+    """After a run healed, with the load stopped: how long until every node's own store (read on the
+    node, not through a proxy) holds every key at the same version, or the keys still differing after
+    `timeout`: {"seconds": s or None, "differing": [...]}."""
+    with open(c.hosts.token) as f:
+        token = f.read().strip()
+    started = time.monotonic()
+    last = []
+
+    def equal():
+        nonlocal last
+        last = differing_keys({n.name: holdings(NODE_PORT, n.host.addr, token) for n in c.nodes})
+        return not last
+
+    done = wait_until(equal, timeout=timeout, interval=0.2)
+    return {"seconds": round(time.monotonic() - started, 2) if done else None, "differing": last[:20]}

@@ -1,0 +1,296 @@
+#!/usr/bin/python3
+"""Anti-entropy (guarantee 6 of ../shared/REPLICATION.md): how fast a replica that missed writes comes
+back equal to the others, how many bytes that moves against the minimum, and what it costs the
+foreground. Started by bench/anti_entropy.sh, which builds first. Three kvnodes (RocksDB, fresh data
+directories) with --ring on a ring of replicas 3, one kvproxy in front, everything on 127.0.0.1.
+
+1. Convergence after an outage under load, for each outage length D: bench/loadgen offers a fixed rate
+   (the study's mix: 90% GET / 10% PUT over the preloaded keys) through kvproxy; n3 is killed (SIGKILL),
+   the load goes on for D seconds, then n3 is started again on its data directory. "Caught up" is the
+   first moment a scan of n3's own store (/admin/scan, never through a proxy) finds every key at a
+   version at least as new as n1 held when n3 came back: everything acknowledged before the fault
+   healed. It is measured from n3's readiness, under the same load. Then the load stops and the run
+   waits until all three stores are equal key for key ("equal, load stopped").
+   Bytes: the request and response bodies of every anti-entropy exchange of all three nodes in that
+   window (kvnode_anti_entropy_bytes_total), against the minimum: the stored key and value bytes of the
+   keys n3 missed (those whose version on n1 at the restart was newer than n3's at the kill).
+2. Foreground cost, closed loop (wrk, the mix): the same three nodes started with --ring (trees kept
+   on every write, an exchange every second) and without (no trees, no exchanges), alternated round by
+   round; and one run while n3 rebuilds a wiped directory at a bounded rate against one right after.
+
+Writes a markdown section to --out (bench/ANTI_ENTROPY.md; with --quick into the build tree) and the
+figures beside it (.json). Exits nonzero only when the harness failed; missed targets are reported.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from kvtest import Process, free_ports, holdings, start_retrying_busy, write_ring  # noqa: E402
+from run import log, measure, median, preload  # noqa: E402
+from replication import HarnessError, binary_info, loadgen_bucket, loadgen_result, take_binaries  # noqa: E402
+
+PREFIX = "bench:"  # bench/lua/mixed.lua's keys
+TARGET_CONVERGE_S = 10.0   # for a 60 s outage
+TARGET_BYTES_RATIO = 2.0
+TARGET_THROUGHPUT = 0.9
+
+
+class Node:
+    """A kvnode on a fixed port and data directory; started with or without --ring."""
+
+    def __init__(self, kvnode, node_id, port, data_dir, ring, extra=()):
+        self.kvnode, self.id, self.port, self.data_dir, self.ring = kvnode, node_id, port, data_dir, ring
+        self.extra = list(extra)
+        self.p = None
+
+    def start(self, ring=True, extra=()):
+        argv = [self.kvnode, "--port", str(self.port), "--id", self.id, "--data-dir", self.data_dir]
+        if ring:
+            argv += ["--ring", self.ring, *self.extra, *extra]
+        self.p = start_retrying_busy(lambda: Process(argv, ready_timeout=120))
+        return self
+
+    @property
+    def pid(self):
+        return self.p.proc.pid
+
+    def kill(self):
+        self.p.kill()
+
+    def stop(self):
+        if self.p:
+            self.p.terminate()
+
+
+def node_metrics(port):
+    """{sample name with labels: value} of a kvnode's anti-entropy figures."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("kvnode_anti_entropy_"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def total(m, prefix):
+    return sum(v for k, v in m.items() if k.startswith(prefix))
+
+
+def tag_of(entry):
+    return (entry[1], entry[2])
+
+
+class Proxy:
+    """kvproxy for run.measure (port, pids)."""
+
+    def __init__(self, kvproxy, ring):
+        self.p = Process([kvproxy, "--ring", ring, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        self.port, self.proc, self.name = self.p.port, self.p.proc, "kvproxy"
+
+    def pids(self):
+        return [self.proc.pid]
+
+
+def outage(paths, proxy, nodes, keys, outage_s, rate, conns, put_percent):
+    """Part 1 for one outage length."""
+    n1, n3 = nodes[0], nodes[2]
+    before_kill = holdings(n3.port)
+    window = outage_s + 120  # the generator runs until stopped
+    argv, gen = loadgen_bucket(paths["loadgen"], proxy.port, (conns, rate / conns), "mixed", window, keys, 7, PREFIX)
+    gen_put = put_percent
+    try:
+        time.sleep(1.0)  # the load is on before the fault
+        n3.kill()
+        log(f"outage {outage_s} s: n3 killed under {rate} req/s ({gen_put}% PUT)")
+        time.sleep(outage_s)
+        reference = holdings(n1.port)  # what n1 held when n3 came back
+        m_before = {n.id: node_metrics(n.port) for n in nodes if n is not n3}
+        t0 = time.monotonic()
+        n3.start()
+        ready = time.monotonic()
+        missed = [k for k, e in reference.items() if k not in before_kill or tag_of(before_kill[k]) < tag_of(e)]
+        minimum = sum(8 + len(k.encode()) + len(reference[k][3]) for k in missed)
+        caught_up = None
+        polls = 0
+        while time.monotonic() - ready < 600:
+            started = time.monotonic()
+            mine = holdings(n3.port)
+            polls += 1
+            if all(k in mine and tag_of(mine[k]) >= tag_of(e) for k, e in reference.items()):
+                caught_up = started - ready
+                break
+            time.sleep(0.1)
+        m_caught = {n.id: node_metrics(n.port) for n in nodes}
+    finally:
+        gen.kill()
+        gen.communicate()
+    stop = time.monotonic()
+    equal_s = None
+    while time.monotonic() - stop < 300:
+        held = [holdings(n.port) for n in nodes]
+        if held[0] == held[1] == held[2]:
+            equal_s = time.monotonic() - stop
+            break
+        time.sleep(0.2)
+    moved = total(m_caught["n3"], "kvnode_anti_entropy_bytes_total") + sum(
+        total(m_caught[i], "kvnode_anti_entropy_bytes_total") - total(m_before[i], "kvnode_anti_entropy_bytes_total")
+        for i in m_before)
+    row = {"outage_s": outage_s, "offered_rps": rate, "put_percent": put_percent, "keys": keys,
+           "missed_keys": len(missed), "minimum_bytes": minimum, "moved_bytes": moved,
+           "bytes_ratio": moved / minimum if minimum else None,
+           "repaired_keys": total(m_caught["n3"], "kvnode_anti_entropy_keys_repaired_total"),
+           "start_s": ready - t0, "caught_up_s": caught_up, "equal_after_stop_s": equal_s, "polls": polls}
+    log(f"outage {outage_s} s: {len(missed)} keys missed, caught up "
+        f"{'never' if caught_up is None else f'{caught_up:.2f} s'} after restart, {moved / 1e3:.0f} kB moved "
+        f"({row['bytes_ratio'] or 0:.2f}x the minimum {minimum / 1e3:.0f} kB), equal {equal_s} s after the load stopped")
+    return row
+
+
+def restart_all(nodes, ring):
+    for n in nodes:
+        n.stop()
+    for n in nodes:
+        n.start(ring=ring)
+
+
+def foreground(paths, proxy, nodes, keys, rounds, seconds, conns, rebuild_rate):
+    """Part 2: with and without --ring, alternated; then during a rebuild against right after it."""
+    rows = []
+    for rnd in range(rounds):
+        for config in (("ring", "no-ring") if rnd % 2 == 0 else ("no-ring", "ring")):
+            restart_all(nodes, config == "ring")
+            r = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
+            r.update(config=config, round=rnd)
+            rows.append(r)
+            log(f"foreground {config} round {rnd + 1}/{rounds}: {r['rps']:.0f} req/s p99 {r['p99']} us, "
+                f"nodes {r['nodes_us_per_req']:.1f} us/req, errors {r['errors']}")
+    restart_all(nodes, True)
+    n3 = nodes[2]
+    n3.stop()
+    shutil.rmtree(n3.data_dir)
+    n3.start(extra=["--repair-keys-per-second", str(rebuild_rate)])
+    during = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
+    behind = total(node_metrics(n3.port), "kvnode_anti_entropy_keys_behind")
+    repaired = total(node_metrics(n3.port), "kvnode_anti_entropy_keys_repaired_total")
+    # Rebuilt: the last exchange with each peer found the trees equal. (Reads through the proxy write
+    # back what they find missing on n3 too, so the pulled count alone says little.)
+    deadline = time.monotonic() + 600
+    while total(node_metrics(n3.port), "kvnode_anti_entropy_in_sync") < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    after = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
+    log(f"during a rebuild at {rebuild_rate} keys/s: {during['rps']:.0f} req/s p99 {during['p99']} us "
+        f"({repaired:.0f} keys pulled in the window); right after: {after['rps']:.0f} req/s p99 {after['p99']} us")
+    n3.stop()
+    n3.start()
+    return {"rounds": rows, "rebuild": {"rate": rebuild_rate, "during": during, "after": after,
+                                        "repaired_in_window": repaired, "behind_at_end": behind}}
+
+
+def write_report(out, report):
+    lines = [f"## Anti-entropy ({report['date']})", "",
+             f"Command: `{report['command']}`. Three kvnodes (RocksDB) with `--ring` on a ring of `replicas: 3`, one "
+             f"kvproxy, {report['keys']} keys of about 60 bytes preloaded, everything on 127.0.0.1 of this 2-core "
+             "machine. Binaries: " + ", ".join(f"{k} {v['version']} ({v['sha256']})" for k, v in report["binaries"].items())
+             + ".", "",
+             "### Convergence after an outage under load", "",
+             "| outage | offered load | keys missed | caught up after restart | equal after the load stopped | "
+             "bytes moved | minimum (missed keys' key + value) | ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["outages"]:
+        caught = "never (600 s)" if r["caught_up_s"] is None else f"{r['caught_up_s']:.2f} s"
+        equal = "no (300 s)" if r["equal_after_stop_s"] is None else f"{r['equal_after_stop_s']:.2f} s"
+        ratio = "-" if r["bytes_ratio"] is None else f"{r['bytes_ratio']:.2f}x"
+        lines.append(f"| {r['outage_s']} s | {r['offered_rps']} req/s, {r['put_percent']}% PUT | {r['missed_keys']} | "
+                     f"{caught} | {equal} | {r['moved_bytes'] / 1e3:.0f} kB | {r['minimum_bytes'] / 1e3:.0f} kB | {ratio} |")
+    lines += ["", "Caught up: n3's own store holds every key at least as new as n1 held at the restart "
+              "(n3 started in the \"start\" time before it, not counted: "
+              + ", ".join(f"{r['start_s']:.2f} s" for r in report["outages"]) + "). Bytes: request and response "
+              "bodies of every exchange of all three nodes from the restart to caught up, tree comparisons included.",
+              ""]
+    fg = report.get("foreground")
+    if fg:
+        lines += ["### Foreground cost (wrk, the mix, closed loop)", "",
+                  "| config | req/s (median) | p99 (median) | kvnodes CPU per request |", "|---|---|---|---|"]
+        by = {}
+        for r in fg["rounds"]:
+            by.setdefault(r["config"], []).append(r)
+        for config, rs in by.items():
+            lines.append(f"| {config} | {median([r['rps'] for r in rs]):.0f} | {median([r['p99'] for r in rs]):.0f} us | "
+                         f"{median([r['nodes_us_per_req'] for r in rs]):.1f} us |")
+        ratios = [a["rps"] / b["rps"] for a in fg["rounds"] if a["config"] == "ring"
+                  for b in fg["rounds"] if b["config"] == "no-ring" and b["round"] == a["round"]]
+        rb = fg["rebuild"]
+        lines += ["", f"with --ring / without, per round: {', '.join(f'{x:.3f}' for x in ratios)} "
+                  f"(median {median(ratios):.3f}; target >= {TARGET_THROUGHPUT}).", "",
+                  f"During a wiped n3's rebuild at {rb['rate']} keys/s ({rb['repaired_in_window']:.0f} keys pulled in the "
+                  f"window): {rb['during']['rps']:.0f} req/s, p99 {rb['during']['p99']} us; right after it: "
+                  f"{rb['after']['rps']:.0f} req/s, p99 {rb['after']['p99']} us "
+                  f"({rb['during']['rps'] / rb['after']['rps']:.3f}x).", ""]
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--outages", default="10,60,300", help="outage lengths in seconds, comma-separated")
+    ap.add_argument("--rate", type=int, default=2000, help="offered req/s during the outages (loadgen)")
+    ap.add_argument("--conns", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rebuild-rate", type=int, default=5000, help="--repair-keys-per-second of the rebuild run")
+    ap.add_argument("--quick", action="store_true", help="small and short: the CI's smoke run")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    if args.quick:
+        args.keys, args.outages, args.rounds, args.seconds, args.rebuild_rate = 3000, "3", 2, 1, 1000
+    out = args.out or (os.path.join(args.build, "bench-quick", "ANTI_ENTROPY.md") if args.quick
+                       else os.path.join(ROOT, "bench", "ANTI_ENTROPY.md"))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    work = tempfile.mkdtemp(prefix="kvring-ae-bench-")
+    running = []
+    try:
+        paths = take_binaries(args.build, os.path.join(work, "bin"))
+        ports = free_ports(3)
+        ring = write_ring(os.path.join(work, "ring.yaml"), [(f"n{i + 1}", p) for i, p in enumerate(ports)], replicas=3)
+        nodes = [Node(paths["kvnode"], f"n{i + 1}", p, os.path.join(work, f"n{i + 1}"), ring) for i, p in enumerate(ports)]
+        running += nodes
+        for n in nodes:
+            n.start()
+        proxy = Proxy(paths["kvproxy"], ring)
+        running.append(proxy.p)
+        log(f"preloading {args.keys} keys")
+        preload(proxy.port, args.keys, conns=8, prefix=PREFIX, error=HarnessError)
+        report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "keys": args.keys,
+                  "command": "bench/anti_entropy.sh " + " ".join(sys.argv[1:]), "binaries": binary_info(paths),
+                  "outages": []}
+        for d in (int(x) for x in args.outages.split(",")):
+            report["outages"].append(outage(paths, proxy, nodes, args.keys, d, args.rate, args.conns, 10))
+        report["foreground"] = foreground(paths, proxy, nodes, args.keys, args.rounds, args.seconds, 16, args.rebuild_rate)
+        write_report(out, report)
+        log(f"wrote {out}")
+    finally:
+        for p in reversed(running):
+            try:
+                p.stop() if isinstance(p, Node) else p.terminate()
+            except Exception as e:  # noqa: BLE001
+                log(f"stopping: {e}")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
