@@ -22,6 +22,12 @@
 //   POST /replica/fetch            body: stored keys (4-byte big-endian length, then the key; at most
 //                                  kMaxKeysPerFetch). 200, versioned records with their values of what
 //                                  the node holds for them (keys that hold nothing are left out).
+// Incarnations (node/incarnation.hpp): every request of an exchange carries the asking node's id and
+// the incarnation of its data directory (kNodeIdField, kIncarnationField); GET /replica/tree answers
+// with what the asked node had recorded of the asker's incarnation before (kRememberedField: 16 hex
+// digits, or "none"), and records the new one.
+// A node that is not serving quorums yet (checking or recovering its data) answers /replica/get with
+// 503 and kStateField naming its state; it still takes /replica/put and /replica/del.
 // IDS: the set's node ids, ascending, comma-separated. A node that is not in the set, or was started
 // without --ring (no trees), answers 404 with a JSON detail; a malformed body 400. The token rules of
 // /admin/ apply (common/replica.hpp).
@@ -42,6 +48,12 @@ inline constexpr std::uint32_t kFanout = 64;
 inline constexpr std::uint32_t kBuckets = kSegments / kFanout;
 inline constexpr std::uint32_t kMaxSegmentsPerRequest = 4096;
 inline constexpr std::uint32_t kMaxKeysPerFetch = 10'000;
+
+inline constexpr std::string_view kNodeIdField = "X-KV-Node-Id";
+inline constexpr std::string_view kIncarnationField = "X-KV-Incarnation";
+inline constexpr std::string_view kRememberedField = "X-KV-Remembered";
+inline constexpr std::string_view kStateField = "X-KV-State";
+inline constexpr std::string_view kNone = "none";
 
 inline constexpr std::string_view kTreePath = "/replica/tree";
 inline constexpr std::string_view kDigestsPath = "/replica/digests";

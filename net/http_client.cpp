@@ -65,6 +65,7 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
     req.set(beast::http::field::host, server_.str());
     req.set(beast::http::field::user_agent, "ring-rebalance/" KVRING_VERSION);
     if (!token_.empty()) req.set(beast::http::field::authorization, "Bearer " + token_);
+    for (const auto& [name, value] : fields_) req.set(name, value);
     if (!body.empty() || method == "POST") {
       req.set(beast::http::field::content_type, content_type);
       req.body() = std::string(body);

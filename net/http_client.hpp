@@ -32,11 +32,14 @@ class HttpClient {
   HttpResponse request(std::string_view method, std::string_view target, std::string_view body = {},
                        std::string_view content_type = "application/octet-stream");
   const HostPort& server() const noexcept { return server_; }
+  // Fields sent with every request from now on (kvnode's id and incarnation, to its peers).
+  void set_fields(std::vector<std::pair<std::string, std::string>> fields) { fields_ = std::move(fields); }
 
  private:
   struct Impl;
   HostPort server_;
   std::string token_;
+  std::vector<std::pair<std::string, std::string>> fields_;
   std::unique_ptr<Impl> impl_;
 };
 

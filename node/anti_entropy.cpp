@@ -40,8 +40,8 @@ struct AntiEntropy::Peer {
   }
 };
 
-AntiEntropy::AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOptions options)
-    : store_(store), trees_(trees), options_(std::move(options)) {
+AntiEntropy::AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOptions options, Incarnation* incarnation)
+    : store_(store), trees_(trees), options_(std::move(options)), incarnation_(incarnation) {
   const Ring& ring = trees_.ring();
   for (std::uint32_t n = 0; n < ring.nodes().size(); ++n) {
     if (n == trees_.self() || trees_.shared_with(n).empty()) continue;
@@ -51,6 +51,9 @@ AntiEntropy::AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOpt
     link->node = n;
     link->stats = stats.get();
     link->client = std::make_unique<net::HttpClient>(ring.node(n).address, options_.timeout, options_.token);
+    if (incarnation_)
+      link->client->set_fields({{std::string(ae::kNodeIdField), ring.node(trees_.self()).id},
+                                {std::string(ae::kIncarnationField), incarnation_->id()}});
     peers_.push_back(std::move(stats));
     links_.push_back(std::move(link));
   }
@@ -101,6 +104,8 @@ bool AntiEntropy::exchange(Peer& p) {
     p.failing = true;
     return false;
   }
+  if (stopping()) return false;  // the pull may have been cut short
+  if (incarnation_) incarnation_->exchange_done(p.stats->id);
   if (p.failing) std::cerr << "kvnode: anti-entropy with " << p.stats->id << ": exchanging again" << std::endl;
   p.failing = false;
   p.stats->keys_behind.store(found.keys_behind, std::memory_order_relaxed);
@@ -117,6 +122,10 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   std::vector<std::uint64_t> theirs;
   auto r = p.call("GET", std::string(ae::kTreePath) + query);
   if (!ae::parse_u64s(r.body, ae::kBuckets, theirs)) throw PeerError("tree: expected " + std::to_string(ae::kBuckets) + " bucket hashes");
+  if (incarnation_) {
+    const std::string remembered = r.field(ae::kRememberedField);
+    incarnation_->peer_remembers(p.stats->id, remembered == ae::kNone ? std::string() : remembered);
+  }
   const auto ours = trees_.buckets(set);
   std::vector<std::uint32_t> buckets;
   for (std::uint32_t b = 0; b < ae::kBuckets; ++b)
@@ -186,6 +195,15 @@ void AntiEntropy::pull(Peer& p, const std::vector<std::string>& keys) {
 
 std::string AntiEntropy::render() const {
   std::string out;
+  if (incarnation_) {
+    metrics::header(out, "kvnode_state", "1 for this node's state: serving, or checking / recovering its data "
+                                         "(then it answers no quorum reads).", "gauge");
+    const NodeState now = incarnation_->state();
+    for (auto s : {NodeState::checking, NodeState::recovering, NodeState::serving})
+      metrics::sample(out, "kvnode_state", "state=\"" + std::string(state_name(s)) + "\"", std::uint64_t{s == now ? 1u : 0u});
+    metrics::header(out, "kvnode_recovery_peers_done", "Peers answered (checking) or rebuilt from (recovering).", "gauge");
+    metrics::sample(out, "kvnode_recovery_peers_done", "", std::uint64_t{incarnation_->peers_done()});
+  }
   metrics::header(out, "kvnode_anti_entropy_rounds_total", "Anti-entropy rounds (one exchange with every peer).", "counter");
   metrics::sample(out, "kvnode_anti_entropy_rounds_total", "", rounds());
   auto each = [&](std::string_view name, std::string_view help, std::string_view type, auto value) {

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "node/incarnation.hpp"
 #include "node/replica_trees.hpp"
 #include "node/store.hpp"
 
@@ -47,7 +48,9 @@ struct PeerSync {
 
 class AntiEntropy {
  public:
-  AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOptions options);
+  // With `incarnation`, every request carries this node's id and incarnation; peers' answers tell it
+  // whether they remember another (checking), and completed exchanges advance a rebuild (recovering).
+  AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOptions options, Incarnation* incarnation = nullptr);
   ~AntiEntropy();  // stops
   AntiEntropy(const AntiEntropy&) = delete;
   AntiEntropy& operator=(const AntiEntropy&) = delete;
@@ -79,6 +82,7 @@ class AntiEntropy {
   Store& store_;
   const ReplicaTrees& trees_;
   AntiEntropyOptions options_;
+  Incarnation* incarnation_;
   std::vector<std::unique_ptr<PeerSync>> peers_;
   std::vector<std::unique_ptr<Peer>> links_;
   std::atomic<std::uint64_t> rounds_{0};

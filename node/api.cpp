@@ -4,6 +4,7 @@
 
 #include <boost/beast/http/field.hpp>
 
+#include "common/anti_entropy.hpp"
 #include "common/json.hpp"
 #include "common/key.hpp"
 #include "common/rebalance.hpp"
@@ -55,9 +56,15 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
     case Route::health:
       if (http::allow_method(res, req.method(), verb::get, http::kReadMethods)) {
         const auto write_error = store_.write_error();
+        std::string state;
+        if (incarnation_)
+          state = ",\"state\":\"" + std::string(state_name(incarnation_->state())) + "\",\"incarnation\":\"" +
+                  incarnation_->id() + "\",\"peers_done\":" + std::to_string(incarnation_->peers_done()) +
+                  ",\"peers\":" + std::to_string(incarnation_->peer_count());
         http::json_answer(res, status::ok,
                           R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
-                              (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + "}");
+                              (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + state +
+                              "}");
       }
       return route;
     case Route::metrics:
@@ -96,6 +103,18 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
                            : op == Route::put ? http::allow_method(res, req.method(), verb::post, "POST")
                                               : http::allow_method(res, req.method(), verb::delete_, "DELETE");
       if (!allowed) return route;
+      // A replica that may have forgot writes answers no quorum read or tag query (node/incarnation.hpp).
+      if (op == Route::get && incarnation_ && gate_reads_ && !incarnation_->serving()) {
+        const NodeState state = incarnation_->state();
+        res.set(anti_entropy::kStateField, state_name(state));
+        http::error_answer(res, status::service_unavailable,
+                           "this replica is " + std::string(state_name(state)) + " its data (" +
+                               std::to_string(incarnation_->peers_done()) + " of " +
+                               std::to_string(incarnation_->peer_count()) +
+                               " peers done): it takes writes, but answers no quorum reads until it holds every "
+                               "acknowledged write");
+        return route;
+      }
       break;
     }
     default: break;

@@ -39,8 +39,11 @@ struct DeferredWrite {
 class Api {
  public:
   // `trees`: the node's hash trees, which its peers' anti-entropy exchanges read (null: none).
-  Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {}, const ReplicaTrees* trees = nullptr)
-      : store_(store), metrics_(metrics), admin_(store, metrics), sync_(store, trees), limits_(limits), node_id_(std::move(node_id)) {}
+  // `incarnation`: whether this replica counts in quorums yet (null: always).
+  Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {}, const ReplicaTrees* trees = nullptr,
+      Incarnation* incarnation = nullptr)
+      : store_(store), metrics_(metrics), admin_(store, metrics), sync_(store, trees, incarnation), limits_(limits),
+        node_id_(std::move(node_id)), incarnation_(incarnation) {}
 
   // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
   // With `deferred` given and a group-commit store, a valid put or delete is not applied: it is
@@ -50,6 +53,9 @@ class Api {
   void finish_write(const WriteForm& form, const WriteResult& result, http::StringResponse& res);
 
   Store& store() noexcept { return store_; }
+  // A broken mode for the tests (kvnode --unsafe-serve-at-once): quorum reads are answered in every
+  // state of the incarnation. Set before serving.
+  void unsafe_serve_at_once() noexcept { gate_reads_ = false; }
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
   // another). Set before serving.
   void set_admin_token(std::string token) { admin_.set_token(std::move(token)); }
@@ -73,6 +79,8 @@ class Api {
   SyncApi sync_;
   ApiLimits limits_;
   std::string node_id_;  // empty: no X-KV-Node header
+  Incarnation* incarnation_;
+  bool gate_reads_ = true;
 };
 
 }  // namespace kv

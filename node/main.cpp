@@ -15,6 +15,7 @@
 #include "net/server.hpp"
 #include "node/anti_entropy.hpp"
 #include "node/api.hpp"
+#include "node/incarnation.hpp"
 #include "node/replica_trees.hpp"
 #include "node/session.hpp"
 #include "node/store.hpp"
@@ -28,6 +29,7 @@ struct Flags {
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
   unsigned ae_interval_ms = 1000, repair_rate = 50'000;
+  bool recover = false, unsafe_serve_at_once = false;
   unsigned threads = 1;
   bool sync = false;
   std::size_t max_key = 1024;
@@ -56,6 +58,11 @@ void add_flags(CLI::App& app, Flags& f) {
       ->capture_default_str();
   app.add_option("--repair-keys-per-second", f.repair_rate, "With --ring: at most this many keys pulled per second (0: no bound)")
       ->capture_default_str();
+  app.add_flag("--recover", f.recover,
+               "With --ring: rebuild from the peers before answering quorum reads, as after a lost disk (for a data "
+               "directory restored from a backup, which forgot the writes after it)");
+  // A broken mode for the tests: a node with a new data directory answers quorum reads at once.
+  app.add_flag("--unsafe-serve-at-once", f.unsafe_serve_at_once)->group("");
   app.add_option("--threads", f.threads, "Worker threads")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_flag("--sync", f.sync, "fsync the write-ahead log before acknowledging each write (survives power loss)");
   app.add_option("--max-key-bytes", f.max_key, "Longest key, decoded (413 above)")->capture_default_str()->check(CLI::Range(1, 65536));
@@ -71,7 +78,11 @@ void add_flags(CLI::App& app, Flags& f) {
 
 // The ring of --ring, with this node's index in it; or an exit code (2, after saying why).
 std::optional<int> load_ring(const Flags& f, std::shared_ptr<const Ring>& ring, std::uint32_t& self) {
-  if (f.ring_path.empty()) return std::nullopt;
+  if (f.ring_path.empty()) {
+    if (!f.recover) return std::nullopt;
+    std::cerr << "kvnode: --recover needs --ring (the peers to rebuild from)" << std::endl;
+    return 2;
+  }
   if (f.node_id.empty()) {
     std::cerr << "kvnode: --ring needs --id, this node's id in the ring" << std::endl;
     return 2;
@@ -88,6 +99,12 @@ std::optional<int> load_ring(const Flags& f, std::shared_ptr<const Ring>& ring, 
     return 2;
   }
   self = static_cast<std::uint32_t>(index);
+  if (f.recover && (ring->replicas() < 2 || f.ae_interval_ms == 0)) {
+    std::cerr << "kvnode: --recover rebuilds from the other replicas: it needs a ring with replicas of 2 or more "
+                 "and --anti-entropy-interval-ms above 0"
+              << std::endl;
+    return 2;
+  }
   return std::nullopt;
 }
 
@@ -131,6 +148,7 @@ std::optional<int> check(const Flags& f, HostPort& bind, std::string& token) {
 int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_ptr<const Ring> ring, std::uint32_t self) {
   std::unique_ptr<Store> store;
   std::unique_ptr<ReplicaTrees> trees;
+  std::unique_ptr<Incarnation> incarnation;
   try {
     store = f.engine == "memory" ? open_memory_store() : open_rocksdb_store({f.data_dir, f.sync});
     if (ring && ring->replicas() > 1) {
@@ -138,6 +156,13 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
       trees = std::make_unique<ReplicaTrees>(ring, self);
       const std::uint64_t keys = trees->build(*store);
       store->set_observer(trees.get());
+      // Without exchanges (interval 0) the node cannot check or rebuild its data: it has no peers to
+      // ask, and serves at once.
+      std::vector<std::string> peers;
+      for (std::uint32_t n = 0; n < ring->nodes().size() && f.ae_interval_ms > 0; ++n)
+        if (n != self && !trees->shared_with(n).empty()) peers.push_back(ring->node(n).id);
+      incarnation = std::make_unique<Incarnation>(*store, std::move(peers), f.recover);
+      std::cerr << "kvnode: incarnation " << incarnation->id() << ", " << state_name(incarnation->state()) << std::endl;
       std::cerr << "kvnode: hash trees of " << trees->sets().size() << " replica sets built from " << keys << " keys in "
                 << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
                 << " ms" << std::endl;
@@ -149,11 +174,13 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
     return 1;
   }
   NodeMetrics metrics;
-  Api api(*store, metrics, ApiLimits{f.max_key, f.max_value}, f.node_id, trees.get());
+  Api api(*store, metrics, ApiLimits{f.max_key, f.max_value}, f.node_id, trees.get(), incarnation.get());
+  if (f.unsafe_serve_at_once) api.unsafe_serve_at_once();
   std::unique_ptr<AntiEntropy> exchanger;
   if (trees && f.ae_interval_ms > 0) {
     exchanger = std::make_unique<AntiEntropy>(
-        *store, *trees, AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000), token});
+        *store, *trees, AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000), token},
+        incarnation.get());
     metrics.set_section([&exchanger] { return exchanger->render(); });
   }
   api.set_admin_token(std::move(token));

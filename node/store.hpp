@@ -144,6 +144,13 @@ class Store {
   // Tombstones held (exact on both engines).
   virtual std::uint64_t tombstone_count() = 0;
 
+  // The node's own small records, apart from the data (anti-entropy's incarnation, its state, what it
+  // knows of its peers): the value, or "" when absent. set_meta returns once the record is durable
+  // (RocksDB: the meta family, the write-ahead log fsynced; memory: until exit). Keys used by the
+  // store itself are never touched: callers use names under "node/" and "peer/".
+  virtual std::string meta(std::string_view key) = 0;
+  virtual void set_meta(std::string_view key, std::string_view value) = 0;
+
   // Set once, before the store is written to from more than one thread (kvnode sets it before it
   // serves). With an observer, every write reads what it replaces (no blind untagged puts).
   void set_observer(StoreObserver* observer) noexcept { observer_ = observer; }

@@ -109,6 +109,17 @@ class MemoryStore final : public Store {
     return StoreStatus::ok;
   }
 
+  std::string meta(std::string_view key) override {
+    std::shared_lock lock(mutex_);
+    const auto it = meta_.find(key);
+    return it == meta_.end() ? std::string() : it->second;
+  }
+
+  void set_meta(std::string_view key, std::string_view value) override {
+    std::unique_lock lock(mutex_);
+    meta_.insert_or_assign(std::string(key), std::string(value));
+  }
+
   std::uint64_t tombstone_count() override {
     std::shared_lock lock(mutex_);
     return tombstones_;
@@ -172,6 +183,7 @@ class MemoryStore final : public Store {
   Map map_;
   std::size_t tombstones_ = 0;  // entries of map_ that are tombstones
   NodeTags tags_;               // the tags of untagged writes (node/versions.hpp)
+  std::map<std::string, std::string, std::less<>> meta_;
 };
 
 }  // namespace

@@ -323,6 +323,21 @@ class RocksStore final : public Store {
     return apply_one(op);
   }
 
+  std::string meta(std::string_view key) override {
+    std::string value;
+    const auto s = db_->Get(rocksdb::ReadOptions(), meta_, slice(key), &value);
+    if (s.IsNotFound()) return {};
+    if (!s.ok()) throw StoreError("reading " + std::string(key) + ": " + s.ToString());
+    return value;
+  }
+
+  void set_meta(std::string_view key, std::string_view value) override {
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    if (const auto s = db_->Put(sync, meta_, slice(key), slice(value)); !s.ok())
+      throw StoreError("writing " + std::string(key) + ": " + s.ToString());
+  }
+
   std::uint64_t key_count() override { return estimate(data_); }
   std::uint64_t tombstone_count() override { return tombstones_.total(); }
 

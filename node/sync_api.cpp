@@ -28,6 +28,22 @@ bool SyncApi::serves(std::string_view path) noexcept {
   return path == ae::kTreePath || path == ae::kDigestsPath || path == ae::kFetchPath;
 }
 
+void SyncApi::remember_asker(const http::StringRequest& req, http::StringResponse& res) {
+  const auto field = [&](std::string_view name) {
+    const auto it = req.find(name);
+    return it == req.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+  };
+  const auto peer = field(ae::kNodeIdField), incarnation = field(ae::kIncarnationField);
+  std::uint64_t ignored = 0;
+  const int node = trees_->ring().find_node(peer);
+  // Only a node that shares a set with this one, with a well-formed id, is recorded.
+  if (!incarnation_ || node < 0 || static_cast<std::uint32_t>(node) == trees_->self() ||
+      trees_->shared_with(static_cast<std::uint32_t>(node)).empty() || !parse_hex64(incarnation, ignored))
+    return;
+  const std::string before = incarnation_->saw_peer(peer, incarnation);
+  res.set(ae::kRememberedField, before.empty() ? ae::kNone : std::string_view(before));
+}
+
 bool SyncApi::digests(Store& store, const ReplicaTrees& trees, std::size_t set, const std::vector<std::uint32_t>& segments,
                       std::string& out, std::string& err) {
   std::vector<HashRange> ranges;
@@ -91,7 +107,8 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
   if (get_tree) {
     std::string out;
     ae::append_u64s(out, trees_->buckets(index));
-    return binary_answer(res, std::move(out));
+    binary_answer(res, std::move(out));
+    return remember_asker(req, res);
   }
   std::vector<std::uint32_t> numbers;
   if (path == ae::kTreePath) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "http/message.hpp"
+#include "node/incarnation.hpp"
 #include "node/replica_trees.hpp"
 #include "node/store.hpp"
 
@@ -12,7 +13,9 @@ namespace kv {
 class SyncApi {
  public:
   // `trees` null: the node keeps no trees (no --ring, or replicas: 1), and says so with a 404.
-  SyncApi(Store& store, const ReplicaTrees* trees) : store_(store), trees_(trees) {}
+  // `incarnation`: where peers' incarnations are recorded (null: nowhere, nothing answered).
+  SyncApi(Store& store, const ReplicaTrees* trees, Incarnation* incarnation = nullptr)
+      : store_(store), trees_(trees), incarnation_(incarnation) {}
 
   // A request under one of the three paths, its token already checked: fills `res`.
   void handle(const http::StringRequest& req, http::StringResponse& res);
@@ -24,8 +27,12 @@ class SyncApi {
                       std::string& out, std::string& err);
 
  private:
+  // The asker's incarnation recorded, and what was recorded before said (GET /replica/tree).
+  void remember_asker(const http::StringRequest& req, http::StringResponse& res);
+
   Store& store_;
   const ReplicaTrees* trees_;
+  Incarnation* incarnation_;
 };
 
 }  // namespace kv

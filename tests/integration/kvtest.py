@@ -114,6 +114,13 @@ class Process:
         self._done()
         return self.proc.returncode
 
+    def pause(self):
+        """SIGSTOP: the process holds its sockets and answers nothing (terminate() resumes it)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self):
         """SIGKILL by its pid (a crash, as the tests make one)."""
         if self.proc.poll() is None:
@@ -389,9 +396,9 @@ class Client:
         self.conn.close()
 
 
-def request(port, method, target, body=None, headers=None, token=None, timeout=10.0):
+def request(port, method, target, body=None, headers=None, token=None, timeout=10.0, host="127.0.0.1"):
     """One request on a connection of its own: (status, headers, body). `token` is sent as a Bearer."""
-    c = Client(port, timeout=timeout)
+    c = Client(port, host, timeout=timeout)
     try:
         h = dict(headers or {})
         if token:

@@ -38,6 +38,7 @@ off loopback, so their /replica/ endpoints need it).
 Needs root and iproute2 (with veth and bridge support): otherwise Hosts() raises unittest.SkipTest
 saying which.
 """
+import json
 import os
 import random
 import secrets
@@ -47,7 +48,8 @@ import time
 import unittest
 
 import lintest
-from kvtest import Cluster, differing_keys, holdings, owners, start_retrying_busy, wait_until, write_ring
+from kvtest import (Cluster, differing_keys, holdings, owners, request, start_retrying_busy, wait_until,
+                    write_ring)
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
 AE_INTERVAL_MS = 300  # the nodes' anti-entropy rounds, with replicas
@@ -308,8 +310,18 @@ class MultiHostCluster:
         return self.proxies[j]
 
     def healthy(self):
-        """Every node UP in every proxy's stats (their health checks have seen them)."""
-        return lintest.all_up([p.admin for p in self.proxies])
+        """Every node UP in every proxy's stats (their health checks have seen them) and, with replicas,
+        serving quorums (a new data directory first checks with its peers: node/incarnation.hpp)."""
+        return lintest.all_up([p.admin for p in self.proxies]) and all(self.state(n) == "serving" for n in self.nodes
+                                                                       if self.replicas > 1)
+
+    def state(self, node):
+        """A kvnode's incarnation state from its /health ("serving", "checking", "recovering")."""
+        try:
+            _, _, body = request(NODE_PORT, "GET", "/health", host=node.host.addr, timeout=2)
+            return json.loads(body).get("state")
+        except OSError:
+            return None
 
     def keys_per_node(self, prefix, per_node):
         """{node id: [keys]}: `per_node` keys named prefix-I owned by each node (by ring-rebalance owner)."""

@@ -8,10 +8,11 @@ import os
 import shutil
 import unittest
 
-from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, run_kvnode,
-                    start_retrying_busy, wait_until, write_ring)
+from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, request,
+                    run_kvnode, start_retrying_busy, wait_until, write_ring)
 
 INTERVAL_MS = 200
+PROXY_TIMEOUTS = ("--connect-timeout-ms", "500", "--response-timeout-ms", "1000")
 
 
 class AntiEntropyTest(unittest.TestCase):
@@ -28,12 +29,18 @@ class AntiEntropyTest(unittest.TestCase):
         self.nodes = {}
         for node_id in self.ports:
             self.start_node(node_id)
-        self.proxy = self.h.proxy(self.ring, checks=Cluster.CHECKS)
+        # New directories check with their peers before they answer quorum reads (node/incarnation.hpp).
+        self.assertTrue(wait_until(lambda: all(self.state(n) == "serving" for n in self.ports), 10))
+        self.proxy = self.h.proxy(self.ring, checks=Cluster.CHECKS, extra=PROXY_TIMEOUTS)
         self.c = Client(self.proxy.port)
         self.addCleanup(self.c.close)
 
-    def start_node(self, node_id):
-        extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(self.intervals.get(node_id, INTERVAL_MS))]
+    def state(self, node_id):
+        return json.loads(request(self.ports[node_id], "GET", "/health")[2])["state"]
+
+    def start_node(self, node_id, extra=()):
+        extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(self.intervals.get(node_id, INTERVAL_MS)),
+                 *extra]
         if self.rate:
             extra += ["--repair-keys-per-second", str(self.rate)]
         data = self.h.path(node_id)
@@ -140,6 +147,42 @@ class AntiEntropyTest(unittest.TestCase):
         self.expect({k: None for k in keys[:40]} | {k: "x" for k in keys[40:]})
         self.assertEqual(self.repaired("n1"), 400)  # values and tombstones alike, each once
 
+    def stale_read_after_a_disk_loss(self, unsafe):
+        """k = v1 everywhere; n3 down, k = v2 (on n1 and n2); n1 loses its disk; n2 paused; n3 and
+        a wiped n1 back. The two live replicas, n3 (v1) and n1 (empty), are a majority only if n1
+        counts: then a read answers v1, older than the acknowledged v2. Returns that read's answer
+        (status, value), then resumes n2 and waits until every replica holds v2."""
+        self.start()
+        self.write(["k"], "v1")
+        self.assertTrue(wait_until(self.converged, 20))
+        self.nodes["n3"].kill()
+        self.write(["k"], "v2")
+        self.nodes["n1"].kill()
+        shutil.rmtree(self.h.path("n1"))
+        self.nodes["n2"].pause()
+        self.start_node("n3")
+        self.start_node("n1", ["--unsafe-serve-at-once"] if unsafe else [])
+        # n3 remembers n1's old incarnation: n1 rebuilds, and cannot finish while n2 is paused.
+        self.assertTrue(wait_until(lambda: self.state("n1") == "recovering", 10))
+        status, _, body = self.c.get("k")
+        answer = (status, json.loads(body).get("value"))
+        self.nodes["n2"].resume()
+        self.assertTrue(wait_until(lambda: self.state("n1") == "serving", 30))
+        self.assertTrue(wait_until(self.converged, 30), differing_keys(self.held()))
+        self.assertEqual(holdings(self.ports["n1"])["k"][3], b"v2")
+        return answer
+
+    def test_a_wiped_replica_answers_no_quorum_read_until_it_has_rebuilt(self):
+        status, value = self.stale_read_after_a_disk_loss(unsafe=False)
+        self.assertEqual(status, 503, value)  # no majority that can be trusted: refused, never stale
+        status, _, body = self.c.get("k")
+        self.assertEqual((status, json.loads(body)["value"]), (200, "v2"))
+
+    def test_control_a_wiped_replica_that_counts_at_once_serves_a_stale_read(self):
+        """The broken mode (--unsafe-serve-at-once): the same history returns v1, so the test above is
+        one that can fail."""
+        self.assertEqual(self.stale_read_after_a_disk_loss(unsafe=True), (200, "v1"))
+
     def test_without_anti_entropy_a_replica_stays_behind(self):
         """The control: n3 pulls nothing (interval 0). n1 and n2 exchange with it and find it behind,
         so the convergence check above is one that can fail."""
@@ -168,6 +211,12 @@ class FlagsTest(unittest.TestCase):
         self.assertEqual((r.returncode, r.stderr.strip()), (2, "kvnode: --ring needs --id, this node's id in the ring"))
         r = run_kvnode("--engine", "memory", "--ring", ring, "--id", "n9")
         self.assertEqual((r.returncode, r.stderr.strip()), (2, f"kvnode: --id: 'n9' is not a node of {ring}"))
+        r = run_kvnode("--engine", "memory", "--recover")
+        self.assertEqual((r.returncode, r.stderr.strip()), (2, "kvnode: --recover needs --ring (the peers to rebuild from)"))
+        r = run_kvnode("--engine", "memory", "--ring", ring, "--id", "n1", "--recover", "--anti-entropy-interval-ms", "0")
+        self.assertEqual((r.returncode, r.stderr.strip()),
+                         (2, "kvnode: --recover rebuilds from the other replicas: it needs a ring with replicas of 2 or "
+                             "more and --anti-entropy-interval-ms above 0"))
         bad = self.h.write("bad.yaml", "replicas: 3\nnodes:\n  - id: n1\n    address: 127.0.0.1:1\n")
         r = run_kvnode("--engine", "memory", "--ring", bad, "--id", "n1")
         self.assertEqual(r.returncode, 2)

@@ -62,6 +62,8 @@ class TestStore final : public kv::Store {
     return fail ? failed(err) : inner_->drop(r, data, tombs, err);
   }
   std::uint64_t tombstone_count() override { return inner_->tombstone_count(); }
+  std::string meta(std::string_view k) override { return inner_->meta(k); }
+  void set_meta(std::string_view k, std::string_view v) override { inner_->set_meta(k, v); }
 
  private:
   static StoreStatus failed(std::string& err) {
