@@ -25,7 +25,8 @@
 // Incarnations (node/incarnation.hpp): every request of an exchange carries the asking node's id and
 // the incarnation of its data directory (kNodeIdField, kIncarnationField); GET /replica/tree answers
 // with what the asked node had recorded of the asker's incarnation before (kRememberedField: 16 hex
-// digits, or "none"), and records the new one.
+// digits, or "none"), and its own state (kStateField), and records the new one. A serving node pulls
+// nothing from a peer that is not serving yet (it holds nothing that a majority of the others lacks).
 // A node that is not serving quorums yet (checking or recovering its data) answers /replica/get with
 // 503 and kStateField naming its state; it still takes /replica/put and /replica/del.
 // IDS: the set's node ids, ascending, comma-separated. A node that is not in the set, or was started

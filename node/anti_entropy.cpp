@@ -125,6 +125,10 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   if (incarnation_) {
     const std::string remembered = r.field(ae::kRememberedField);
     incarnation_->peer_remembers(p.stats->id, remembered == ae::kNone ? std::string() : remembered);
+    // A peer rebuilding its data holds nothing a serving node lacks (every acknowledged write is on
+    // a majority of the others too), and listing its partial copy costs both sides a scan a round.
+    const std::string state = r.field(ae::kStateField);
+    if (incarnation_->serving() && !state.empty() && state != state_name(NodeState::serving)) return {0, 1};
   }
   const auto ours = trees_.buckets(set);
   std::vector<std::uint32_t> buckets;

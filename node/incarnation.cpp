@@ -43,6 +43,7 @@ Incarnation::Incarnation(Store& store, std::vector<std::string> peers, bool reco
     store.set_meta(kIdKey, id_);
   } else {
     state_ = parse_state(store.meta(kStateKey));
+    std::cerr << "kvnode: incarnation " << id_ << ": " << state_name(state_) << std::endl;
   }
   if (recover) enter(NodeState::recovering);
   if (peers_.empty() && state_ != NodeState::serving) enter(NodeState::serving);  // nobody to ask
@@ -50,8 +51,7 @@ Incarnation::Incarnation(Store& store, std::vector<std::string> peers, bool reco
 
 void Incarnation::enter(NodeState s) {
   store_.set_meta(kStateKey, state_name(s));
-  if (s != state_ || s != NodeState::serving)
-    std::cerr << "kvnode: incarnation " << id_ << ": " << state_name(s) << std::endl;
+  std::cerr << "kvnode: incarnation " << id_ << ": " << state_name(s) << std::endl;
   state_ = s;
   done_.clear();
 }

@@ -156,16 +156,15 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
       trees = std::make_unique<ReplicaTrees>(ring, self);
       const std::uint64_t keys = trees->build(*store);
       store->set_observer(trees.get());
+      std::cerr << "kvnode: hash trees of " << trees->sets().size() << " replica sets built from " << keys << " keys in "
+                << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
+                << " ms" << std::endl;
       // Without exchanges (interval 0) the node cannot check or rebuild its data: it has no peers to
       // ask, and serves at once.
       std::vector<std::string> peers;
       for (std::uint32_t n = 0; n < ring->nodes().size() && f.ae_interval_ms > 0; ++n)
         if (n != self && !trees->shared_with(n).empty()) peers.push_back(ring->node(n).id);
       incarnation = std::make_unique<Incarnation>(*store, std::move(peers), f.recover);
-      std::cerr << "kvnode: incarnation " << incarnation->id() << ", " << state_name(incarnation->state()) << std::endl;
-      std::cerr << "kvnode: hash trees of " << trees->sets().size() << " replica sets built from " << keys << " keys in "
-                << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
-                << " ms" << std::endl;
     } else if (ring) {
       std::cerr << "kvnode: anti-entropy off: the ring has replicas: 1" << std::endl;
     }

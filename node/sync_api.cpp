@@ -42,6 +42,7 @@ void SyncApi::remember_asker(const http::StringRequest& req, http::StringRespons
     return;
   const std::string before = incarnation_->saw_peer(peer, incarnation);
   res.set(ae::kRememberedField, before.empty() ? ae::kNone : std::string_view(before));
+  res.set(ae::kStateField, state_name(incarnation_->state()));
 }
 
 bool SyncApi::digests(Store& store, const ReplicaTrees& trees, std::size_t set, const std::vector<std::uint32_t>& segments,
