@@ -11,8 +11,14 @@
 // the buckets that differ, then lists the peer's keys in the segments that differ, and fetches the
 // keys the peer holds newer (or holds where it holds nothing). It stores them as tagged writes
 // (newest tag wins, as /admin/ingest). Each side pulls what it lacks, so nothing moves twice.
+// A bucket's counter sum (the sum, mod 2^64, of the tag counters its keys hold) says which side is
+// ahead: a node descends into a differing bucket only where the peer's sum is not below its own
+// (compared as the signed difference), so a node that is ahead does not list a stale peer's keys to
+// find nothing. Both sides skip a bucket only if each sum is below the other: never, so every
+// difference is pulled by one side or the other, and then the bucket is equal or turns the other way.
 //
-//   GET  /replica/tree?set=IDS     200, the kBuckets bucket hashes: 8 bytes each, big-endian.
+//   GET  /replica/tree?set=IDS     200, the kBuckets bucket hashes, then the kBuckets bucket counter
+//                                  sums: 8 bytes each, big-endian.
 //   POST /replica/tree?set=IDS     body: bucket numbers (4 bytes each, big-endian, ascending, at most
 //                                  kBuckets). 200, each bucket's kFanout leaf hashes, 8 bytes each.
 //   POST /replica/digests?set=IDS  body: segment numbers (4 bytes each, ascending, at most

@@ -121,7 +121,8 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   const std::string query = "?set=" + trees_.sets()[set].name;
   std::vector<std::uint64_t> theirs;
   auto r = p.call("GET", std::string(ae::kTreePath) + query);
-  if (!ae::parse_u64s(r.body, ae::kBuckets, theirs)) throw PeerError("tree: expected " + std::to_string(ae::kBuckets) + " bucket hashes");
+  if (!ae::parse_u64s(r.body, 2 * ae::kBuckets, theirs))
+    throw PeerError("tree: expected " + std::to_string(ae::kBuckets) + " bucket hashes and counter sums");
   if (incarnation_) {
     const std::string remembered = r.field(ae::kRememberedField);
     incarnation_->peer_remembers(p.stats->id, remembered == ae::kNone ? std::string() : remembered);
@@ -131,10 +132,15 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
     if (incarnation_->serving() && !state.empty() && state != state_name(NodeState::serving)) return {0, 1};
   }
   const auto ours = trees_.buckets(set);
+  const auto sums = trees_.counter_sums(set);
   std::vector<std::uint32_t> buckets;
-  for (std::uint32_t b = 0; b < ae::kBuckets; ++b)
-    if (ours[b] != theirs[b]) buckets.push_back(b);
-  if (buckets.empty()) return {};
+  std::uint64_t ahead = 0;  // differing buckets where this node is ahead: the peer's to pull
+  for (std::uint32_t b = 0; b < ae::kBuckets; ++b) {
+    if (ours[b] == theirs[b]) continue;
+    if (static_cast<std::int64_t>(theirs[ae::kBuckets + b] - sums[b]) < 0) ++ahead;
+    else buckets.push_back(b);
+  }
+  if (buckets.empty()) return {0, ahead};
 
   std::string body;
   ae::append_u32s(body, buckets);
@@ -170,7 +176,7 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
     }
   }
   pull(p, wanted);
-  return {wanted.size(), segments.size()};
+  return {wanted.size(), segments.size() + ahead};
 }
 
 void AntiEntropy::pull(Peer& p, const std::vector<std::string>& keys) {
@@ -197,6 +203,22 @@ void AntiEntropy::pull(Peer& p, const std::vector<std::string>& keys) {
   }
 }
 
+std::string AntiEntropy::health_fields() const {
+  std::uint64_t behind = 0, repaired = 0, exchanges = 0, failures = 0, bytes = 0, in_sync = 0;
+  for (const auto& p : peers_) {
+    behind += p->keys_behind.load(std::memory_order_relaxed);
+    repaired += p->keys_repaired.load(std::memory_order_relaxed);
+    exchanges += p->exchanges.load(std::memory_order_relaxed);
+    failures += p->failures.load(std::memory_order_relaxed);
+    bytes += p->bytes.load(std::memory_order_relaxed);
+    in_sync += p->in_sync.load(std::memory_order_relaxed) ? 1 : 0;
+  }
+  return ",\"anti_entropy\":{\"keys_behind\":" + std::to_string(behind) + ",\"keys_repaired\":" + std::to_string(repaired) +
+         ",\"exchanges\":" + std::to_string(exchanges) + ",\"failures\":" + std::to_string(failures) +
+         ",\"bytes\":" + std::to_string(bytes) + ",\"peers_in_sync\":" + std::to_string(in_sync) +
+         ",\"peers\":" + std::to_string(peers_.size()) + "}";
+}
+
 std::string AntiEntropy::render() const {
   std::string out;
   if (incarnation_) {
@@ -221,7 +243,7 @@ std::string AntiEntropy::render() const {
        [&](const PeerSync& p) { return load(p.failures); });
   each("kvnode_anti_entropy_keys_behind", "Keys the peer held newer at the last exchange (this node was behind on them).",
        "gauge", [&](const PeerSync& p) { return load(p.keys_behind); });
-  each("kvnode_anti_entropy_segments_differing", "Tree segments that differed from the peer's at the last exchange.", "gauge",
+  each("kvnode_anti_entropy_segments_differing", "Tree segments that differed from the peer's at the last exchange (a bucket where this node was ahead, left to the peer to pull, counts as one).", "gauge",
        [&](const PeerSync& p) { return load(p.segments_differing); });
   each("kvnode_anti_entropy_keys_repaired_total", "Keys pulled from the peer and stored (newer than what was held).",
        "counter", [&](const PeerSync& p) { return load(p.keys_repaired); });

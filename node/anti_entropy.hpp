@@ -41,7 +41,8 @@ struct PeerSync {
   std::atomic<std::uint64_t> failures{0};        // exchanges cut short (peer unreachable, bad answer)
   std::atomic<std::uint64_t> keys_behind{0};     // keys the peer held newer, at the last exchange
   std::atomic<std::uint64_t> keys_repaired{0};   // keys pulled and stored (newer than what was held)
-  std::atomic<std::uint64_t> segments_differing{0};  // at the last exchange
+  std::atomic<std::uint64_t> segments_differing{0};  // at the last exchange (a bucket where this node
+                                                     // was ahead counts as one)
   std::atomic<std::uint64_t> bytes{0};           // response bytes received from the peer
   std::atomic<bool> in_sync{false};              // the last exchange found every shared tree equal
 };
@@ -63,6 +64,8 @@ class AntiEntropy {
   std::uint64_t rounds() const noexcept { return rounds_.load(std::memory_order_relaxed); }
   // Prometheus text of the figures above (kvnode_anti_entropy_*).
   std::string render() const;
+  // The figures summed over peers, as JSON fields for /health: ,"anti_entropy":{...}.
+  std::string health_fields() const;
 
  private:
   struct Peer;

@@ -60,11 +60,12 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
         if (incarnation_)
           state = ",\"state\":\"" + std::string(state_name(incarnation_->state())) + "\",\"incarnation\":\"" +
                   incarnation_->id() + "\",\"peers_done\":" + std::to_string(incarnation_->peers_done()) +
-                  ",\"peers\":" + std::to_string(incarnation_->peer_count());
+                  ",\"peers\":" + std::to_string(incarnation_->peer_count()) +
+                  ",\"tombstones\":" + std::to_string(store_.tombstone_count());
         http::json_answer(res, status::ok,
                           R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
                               (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + state +
-                              "}");
+                              (health_section_ ? health_section_() : std::string()) + "}");
       }
       return route;
     case Route::metrics:

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,6 +57,9 @@ class Api {
   // A broken mode for the tests (kvnode --unsafe-serve-at-once): quorum reads are answered in every
   // state of the incarnation. Set before serving.
   void unsafe_serve_at_once() noexcept { gate_reads_ = false; }
+  // More fields for /health's JSON (",\"name\":value..."; kvnode's anti-entropy summary, which
+  // kvproxy's health checks read). Set before serving.
+  void set_health_section(std::function<std::string()> section) { health_section_ = std::move(section); }
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
   // another). Set before serving.
   void set_admin_token(std::string token) { admin_.set_token(std::move(token)); }
@@ -81,6 +85,7 @@ class Api {
   std::string node_id_;  // empty: no X-KV-Node header
   Incarnation* incarnation_;
   bool gate_reads_ = true;
+  std::function<std::string()> health_section_;
 };
 
 }  // namespace kv

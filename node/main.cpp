@@ -181,6 +181,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
         *store, *trees, AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000), token},
         incarnation.get());
     metrics.set_section([&exchanger] { return exchanger->render(); });
+    api.set_health_section([&exchanger] { return exchanger->health_fields(); });
   }
   api.set_admin_token(std::move(token));
   http::ServerLimits limits;

@@ -41,6 +41,8 @@ ReplicaTrees::ReplicaTrees(std::shared_ptr<const Ring> ring, std::uint32_t self)
     set.members = std::move(members);
     set.leaves = std::make_unique<std::atomic<std::uint64_t>[]>(ae::kSegments);
     for (std::uint32_t s = 0; s < ae::kSegments; ++s) set.leaves[s].store(0, std::memory_order_relaxed);
+    set.counters = std::make_unique<std::atomic<std::uint64_t>[]>(ae::kBuckets);
+    for (std::uint32_t b = 0; b < ae::kBuckets; ++b) set.counters[b].store(0, std::memory_order_relaxed);
     by_members_.emplace(key, sets_.size());
     sets_.push_back(std::move(set));
   }
@@ -82,7 +84,11 @@ void ReplicaTrees::changed(std::string_view key, const Held& before, const Held&
   const int set = set_of_hash(h);
   if (set < 0) return;  // a key of no set of this node's: in no tree
   const std::uint64_t d = version_digest(key, before) ^ version_digest(key, now);
-  sets_[static_cast<std::size_t>(set)].leaves[ae::segment_of(h)].fetch_xor(d, std::memory_order_relaxed);
+  const std::uint32_t segment = ae::segment_of(h);
+  Set& s = sets_[static_cast<std::size_t>(set)];
+  s.leaves[segment].fetch_xor(d, std::memory_order_relaxed);
+  // Nothing held counts 0; the sum wraps, and only differences between replicas are compared.
+  s.counters[segment / ae::kFanout].fetch_add(now.tag.counter - before.tag.counter, std::memory_order_relaxed);
 }
 
 int ReplicaTrees::find(std::string_view name) const noexcept {
@@ -108,6 +114,12 @@ std::vector<std::size_t> ReplicaTrees::shared_with(std::uint32_t peer) const {
 std::vector<std::uint64_t> ReplicaTrees::buckets(std::size_t set) const {
   std::vector<std::uint64_t> out(ae::kBuckets, 0);
   for (std::uint32_t s = 0; s < ae::kSegments; ++s) out[s / ae::kFanout] ^= leaf(set, s);
+  return out;
+}
+
+std::vector<std::uint64_t> ReplicaTrees::counter_sums(std::size_t set) const {
+  std::vector<std::uint64_t> out(ae::kBuckets);
+  for (std::uint32_t b = 0; b < ae::kBuckets; ++b) out[b] = sets_[set].counters[b].load(std::memory_order_relaxed);
   return out;
 }
 

@@ -34,6 +34,9 @@ class ReplicaTrees final : public StoreObserver {
     std::vector<std::uint32_t> members;  // ring node indices, ascending
     std::string name;                    // their ids, ascending, comma-separated (the wire name)
     std::unique_ptr<std::atomic<std::uint64_t>[]> leaves;  // anti_entropy::kSegments of them
+    // Per bucket, the sum (mod 2^64) of the tag counters of what its keys hold: which side of a
+    // differing bucket is ahead (common/anti_entropy.hpp).
+    std::unique_ptr<std::atomic<std::uint64_t>[]> counters;  // anti_entropy::kBuckets of them
   };
 
   // The sets of `ring` that hold node `self` (an index into ring->nodes()), each with an empty tree.
@@ -60,6 +63,8 @@ class ReplicaTrees final : public StoreObserver {
   }
   // anti_entropy::kBuckets hashes, each the XOR of its kFanout leaves.
   std::vector<std::uint64_t> buckets(std::size_t set) const;
+  // anti_entropy::kBuckets counter sums.
+  std::vector<std::uint64_t> counter_sums(std::size_t set) const;
   // The kFanout leaves of `bucket`, appended to `out`.
   void append_leaves(std::size_t set, std::uint32_t bucket, std::vector<std::uint64_t>& out) const;
 

@@ -108,6 +108,7 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
   if (get_tree) {
     std::string out;
     ae::append_u64s(out, trees_->buckets(index));
+    ae::append_u64s(out, trees_->counter_sums(index));
     binary_answer(res, std::move(out));
     return remember_asker(req, res);
   }

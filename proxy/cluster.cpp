@@ -1,5 +1,7 @@
 #include "proxy/cluster.hpp"
 
+#include <boost/json.hpp>
+
 #include <netdb.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -194,6 +196,37 @@ std::size_t Cluster::older_in_use() {
   std::size_t n = 0;
   for (const auto& w : retired_) n += static_cast<std::size_t>(w.use_count());
   return n;
+}
+
+bool parse_replica_health(std::string_view body, ReplicaHealth& out) {
+  boost::system::error_code ec;
+  const boost::json::value doc = boost::json::parse(boost::json::string_view(body.data(), body.size()), ec);
+  if (ec || !doc.is_object()) return false;
+  const auto& o = doc.get_object();
+  const auto* state = o.if_contains("state");
+  if (!state || !state->is_string()) return false;
+  auto number = [](const boost::json::object& from, std::string_view name) -> std::uint64_t {
+    const auto* v = from.if_contains(boost::json::string_view(name.data(), name.size()));
+    if (!v) return 0;
+    if (v->is_uint64()) return v->get_uint64();
+    if (v->is_int64() && v->get_int64() >= 0) return static_cast<std::uint64_t>(v->get_int64());
+    return 0;
+  };
+  ReplicaHealth r;
+  r.state.assign(state->get_string().data(), state->get_string().size());
+  r.tombstones = number(o, "tombstones");
+  if (const auto* ae = o.if_contains("anti_entropy"); ae && ae->is_object()) {
+    const auto& a = ae->get_object();
+    r.keys_behind = number(a, "keys_behind");
+    r.keys_repaired = number(a, "keys_repaired");
+    r.exchanges = number(a, "exchanges");
+    r.failures = number(a, "failures");
+    r.bytes = number(a, "bytes");
+    r.peers_in_sync = number(a, "peers_in_sync");
+    r.peers = number(a, "peers");
+  }
+  out = std::move(r);
+  return true;
 }
 
 bool Cluster::check_result(Backend& b, bool ok, const std::string& what) {

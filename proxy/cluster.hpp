@@ -43,6 +43,18 @@ struct BackendStats {
   std::uint64_t requests() const noexcept;
 };
 
+// What a replicated kvnode's /health says of its copy (kvnode --ring: node/incarnation.hpp,
+// node/anti_entropy.hpp): its state and its anti-entropy figures, summed over its peers. Empty
+// `state`: the node says nothing of it.
+struct ReplicaHealth {
+  std::string state;  // serving, checking, recovering
+  std::uint64_t keys_behind = 0, keys_repaired = 0, exchanges = 0, failures = 0, bytes = 0;
+  std::uint64_t peers_in_sync = 0, peers = 0, tombstones = 0;
+};
+
+// Reads a /health body; false (and `out` left alone) when it is no JSON object with a "state".
+bool parse_replica_health(std::string_view body, ReplicaHealth& out);
+
 struct Backend : std::enable_shared_from_this<Backend> {
   // One per node id and address, shared by every topology that has the node (its weight is the
   // ring's business), so health, pools and statistics carry over reloads and rebalances.
@@ -67,6 +79,7 @@ struct Backend : std::enable_shared_from_this<Backend> {
   std::string last_check = "none yet";
   std::chrono::system_clock::time_point last_check_at{};
   std::chrono::system_clock::time_point last_change_at = std::chrono::system_clock::now();
+  ReplicaHealth replica;  // from the last check that answered
 
   std::string label() const { return id + " (" + address.str() + ")"; }
 };

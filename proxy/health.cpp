@@ -22,8 +22,10 @@ using net::use_ec;
 
 namespace {
 
-// One check: connect, GET /health, a 200 within the timeout. `what` says what happened.
-asio::awaitable<bool> check_once(asio::io_context& ioc, const Backend& b, std::chrono::milliseconds timeout, std::string& what) {
+// One check: connect, GET /health, a 200 within the timeout. `what` says what happened; `body` is
+// the answer's body.
+asio::awaitable<bool> check_once(asio::io_context& ioc, const Backend& b, std::chrono::milliseconds timeout, std::string& what,
+                                 std::string& body) {
   const auto t0 = Clock::now();
   beast::tcp_stream stream(ioc);
   beast::error_code ec;
@@ -54,6 +56,7 @@ asio::awaitable<bool> check_once(asio::io_context& ioc, const Backend& b, std::c
   std::snprintf(buf, sizeof buf, "HTTP %u in %.1f ms", status,
                 std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   what = buf;
+  body = std::move(parser.get().body());
   co_return status == 200;
 }
 
@@ -61,9 +64,13 @@ asio::awaitable<void> check_loop(Cluster& cluster, asio::io_context& ioc, std::s
   asio::steady_timer timer(ioc);
   beast::error_code ec;
   while (!b->retired.load()) {
-    std::string what;
-    const bool ok = co_await check_once(ioc, *b, cluster.health().timeout, what);
+    std::string what, body;
+    const bool ok = co_await check_once(ioc, *b, cluster.health().timeout, what, body);
     if (b->retired.load()) break;
+    if (ReplicaHealth replica; ok && parse_replica_health(body, replica)) {
+      std::lock_guard lock(b->mutex);
+      b->replica = std::move(replica);
+    }
     cluster.check_result(*b, ok, what);
     timer.expires_after(cluster.health().interval);
     co_await timer.async_wait(use_ec(ec));

@@ -110,6 +110,7 @@ Snapshot snapshot(const Cluster& cluster, const ProxyCounters& counters) {
       std::lock_guard lock(b.mutex);
       n.last_check = b.last_check;
       n.since = iso_time(b.last_change_at);
+      n.replica = b.replica;
     }
     n.weight = v.weight;
     n.ownership = v.ownership;
@@ -212,6 +213,32 @@ std::string render_prometheus(const Snapshot& s) {
   }
   header(out, "kvproxy_node_connects_total", "New connections opened to nodes.", "counter");
   for (const auto& n : s.nodes) sample(out, "kvproxy_node_connects_total", node_label(n), n.connects);
+  // Replicated nodes (kvnode --ring), from their last health check.
+  bool replicas = false;
+  for (const auto& n : s.nodes) replicas = replicas || !n.replica.state.empty();
+  if (replicas) {
+    header(out, "kvproxy_node_replica_state", "1 for the state a node's copy is in (its /health): serving, or checking / "
+           "recovering its data (then it answers no quorum read).", "gauge");
+    for (const auto& n : s.nodes)
+      for (std::string_view st : {"checking", "recovering", "serving"})
+        if (!n.replica.state.empty())
+          sample(out, "kvproxy_node_replica_state", node_label(n) + ",state=\"" + std::string(st) + "\"",
+                 std::uint64_t{n.replica.state == st ? 1u : 0u});
+    auto each = [&](std::string_view name, std::string_view help, std::string_view type, auto field) {
+      header(out, name, help, type);
+      for (const auto& n : s.nodes)
+        if (!n.replica.state.empty()) sample(out, name, node_label(n), field(n.replica));
+    };
+    each("kvproxy_node_keys_behind", "Keys a node's peers held newer at its last anti-entropy exchanges.", "gauge",
+         [](const ReplicaHealth& r) { return r.keys_behind; });
+    each("kvproxy_node_keys_repaired_total", "Keys a node pulled from its peers by anti-entropy (since it started).",
+         "counter", [](const ReplicaHealth& r) { return r.keys_repaired; });
+    each("kvproxy_node_anti_entropy_exchanges_total", "A node's anti-entropy exchanges with its peers (since it started).",
+         "counter", [](const ReplicaHealth& r) { return r.exchanges; });
+    each("kvproxy_node_anti_entropy_bytes_total", "Bytes of a node's anti-entropy exchanges (since it started).", "counter",
+         [](const ReplicaHealth& r) { return r.bytes; });
+    each("kvproxy_node_tombstones", "Tombstones a node holds.", "gauge", [](const ReplicaHealth& r) { return r.tombstones; });
+  }
   header(out, "kvproxy_retries_total", "Requests retried once because a pooled connection had been closed.", "counter");
   sample(out, "kvproxy_retries_total", "", s.retries);
   header(out, "kvproxy_local_responses_total", "Answers without a node behind them (no key, /health, /metrics).",
@@ -248,7 +275,14 @@ std::string render_json(const Snapshot& s) {
       out += (c ? ",\"" : "\"") + std::string(error_class_name(static_cast<ErrorClass>(c))) + "\":" + std::to_string(n.errors[c]);
     out += "},\"latency_ms\":{\"p50\":" + fmt("%.3f", n.p50_ms) + ",\"p99\":" + fmt("%.3f", n.p99_ms) + "}" +
            ",\"pool\":{\"active\":" + std::to_string(n.pool_active) + ",\"idle\":" + std::to_string(n.pool_idle) + "}" +
-           ",\"last_check\":" + json_quote(n.last_check) + "}";
+           ",\"last_check\":" + json_quote(n.last_check);
+    if (const auto& r = n.replica; !r.state.empty())
+      out += ",\"replica\":{\"state\":" + json_quote(r.state) + ",\"keys_behind\":" + std::to_string(r.keys_behind) +
+             ",\"keys_repaired\":" + std::to_string(r.keys_repaired) + ",\"exchanges\":" + std::to_string(r.exchanges) +
+             ",\"failures\":" + std::to_string(r.failures) + ",\"bytes\":" + std::to_string(r.bytes) +
+             ",\"peers_in_sync\":" + std::to_string(r.peers_in_sync) + ",\"peers\":" + std::to_string(r.peers) +
+             ",\"tombstones\":" + std::to_string(r.tombstones) + "}";
+    out += "}";
   }
   out += "],\"clients\":{\"open\":" + std::to_string(s.client_open) + ",\"total\":" + std::to_string(s.client_total) +
          "},\"retries\":" + std::to_string(s.retries) + ",\"replicas\":" + std::to_string(s.replicas) +
@@ -314,6 +348,21 @@ std::string render_html(const Snapshot& s) {
     quorum += " &middot; latency ms p50 " + fmt("%.2f", s.quorum_p50_ms) + ", p99 " + fmt("%.2f", s.quorum_p99_ms) +
               " &middot; per node below: each request to the replica</p>\n";
   }
+  std::string replica_rows;
+  for (const auto& n : s.nodes) {
+    const auto& r = n.replica;
+    if (r.state.empty()) continue;
+    replica_rows += "<tr data-replica=\"" + html_escape(n.backend->id) + "\" data-replica-state=\"" + html_escape(r.state) +
+                    "\"><td class=\"id\">" + html_escape(n.backend->id) + "</td><td class=\"state\">" + html_escape(r.state) +
+                    "</td><td>" + std::to_string(r.keys_behind) + "</td><td>" + std::to_string(r.keys_repaired) + "</td><td>" +
+                    std::to_string(r.exchanges) + "</td><td>" + std::to_string(r.failures) + "</td><td>" +
+                    fmt("%.1f", static_cast<double>(r.bytes) / 1e3) + "</td><td>" + std::to_string(r.peers_in_sync) + " of " +
+                    std::to_string(r.peers) + "</td><td>" + std::to_string(r.tombstones) + "</td></tr>\n";
+  }
+  if (!replica_rows.empty())
+    quorum += "<h2>Replicas: each node's copy (anti-entropy)</h2>\n<table id=\"replicas\">\n<thead><tr><th>node</th>"
+              "<th>state</th><th>keys behind</th><th>keys repaired</th><th>exchanges</th><th>failed</th><th>kB exchanged</th>"
+              "<th>peers in sync</th><th>tombstones</th></tr></thead>\n<tbody>\n" + replica_rows + "</tbody></table>\n";
   return R"(<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
 <title>kvproxy stats</title>

@@ -33,6 +33,7 @@ struct NodeRow {
   std::array<std::uint64_t, kErrorClasses> errors{};
   double p50_ms = 0, p99_ms = 0;
   std::uint64_t pool_active = 0, pool_idle = 0, connects = 0;
+  ReplicaHealth replica;  // empty state: the node says nothing of a replica
 };
 
 struct Snapshot {

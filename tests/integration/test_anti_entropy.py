@@ -8,8 +8,8 @@ import os
 import shutil
 import unittest
 
-from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, request,
-                    run_kvnode, start_retrying_busy, wait_until, write_ring)
+from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, proxy_stats,
+                    request, run_kvnode, start_retrying_busy, wait_until, write_ring)
 
 INTERVAL_MS = 200
 PROXY_TIMEOUTS = ("--connect-timeout-ms", "500", "--response-timeout-ms", "1000")
@@ -110,6 +110,15 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual(self.repaired("n3"), 350)
         self.assertEqual({n: self.ae(n, "keys_repaired_total", "n3") for n in ("n1", "n2")}, from_n3)
         self.assertTrue(wait_until(lambda: self.ae("n3", "in_sync", "n1") == 1 and self.ae("n3", "in_sync", "n2") == 1, 10))
+        # kvproxy's health checks read each node's /health: its stats show the copy's state and figures.
+        def replica(node_id):
+            return next(n for n in proxy_stats(self.proxy.admin_port)["nodes"] if n["id"] == node_id).get("replica")
+        self.assertTrue(wait_until(lambda: (replica("n3") or {}).get("keys_repaired") == 350, 10), replica("n3"))
+        self.assertEqual(replica("n3")["state"], "serving")
+        self.assertEqual(replica("n1")["tombstones"], 50)
+        text = metrics(self.proxy.admin_port)
+        self.assertEqual(metric(text, 'kvproxy_node_keys_repaired_total{node="n3"}'), 350)
+        self.assertEqual(metric(text, 'kvproxy_node_replica_state{node="n3",state="serving"}'), 1)
 
     def test_two_replicas_down_in_turn_with_writes_between(self):
         self.start()

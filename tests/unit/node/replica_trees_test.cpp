@@ -42,9 +42,11 @@ struct TempDir {
 // Every leaf of every set equal.
 bool same_trees(const kv::ReplicaTrees& a, const kv::ReplicaTrees& b) {
   if (a.sets().size() != b.sets().size()) return false;
-  for (std::size_t set = 0; set < a.sets().size(); ++set)
+  for (std::size_t set = 0; set < a.sets().size(); ++set) {
     for (std::uint32_t s = 0; s < ae::kSegments; ++s)
       if (a.leaf(set, s) != b.leaf(set, s)) return false;
+    if (a.counter_sums(set) != b.counter_sums(set)) return false;
+  }
   return true;
 }
 
@@ -174,6 +176,9 @@ TEST_CASE("replica trees: two stores with one differing key differ in that key's
   std::size_t buckets_differing = 0;
   for (std::uint32_t i = 0; i < ae::kBuckets; ++i) buckets_differing += ba[i] != bb[i];
   CHECK(buckets_differing == 1);
+  // b is ahead there: its counter sum is above a's by the delete's counter over the value's.
+  const std::uint32_t bucket = ae::segment_of(kv::read_be64(odd)) / ae::kFanout;
+  CHECK(tb.counter_sums(0)[bucket] - ta.counter_sums(0)[bucket] == 1);
 }
 
 namespace {
@@ -202,8 +207,9 @@ TEST_CASE("sync api: trees, leaves, digests of a set's keys only, and fetch with
   auto res = call(api, http::verb::get, "/replica/tree?set=" + set);
   REQUIRE(res.result_int() == 200);
   std::vector<std::uint64_t> buckets;
-  REQUIRE(ae::parse_u64s(res.body(), ae::kBuckets, buckets));
-  CHECK(buckets == trees.buckets(0));
+  REQUIRE(ae::parse_u64s(res.body(), 2 * ae::kBuckets, buckets));
+  CHECK(std::vector<std::uint64_t>(buckets.begin(), buckets.begin() + ae::kBuckets) == trees.buckets(0));
+  CHECK(std::vector<std::uint64_t>(buckets.begin() + ae::kBuckets, buckets.end()) == trees.counter_sums(0));
 
   std::string body;
   ae::append_u32s(body, {0, 7});

@@ -594,3 +594,48 @@ TEST_CASE("render_ring_json: the ring in use, each node with its weight, share a
     CHECK(prom(render_prometheus(s), "kvproxy_node_ownership_ratio{node=\"v6\"}") == "1");
   }
 }
+
+TEST_CASE("a replicated node's copy, from its /health: its state and anti-entropy figures in all three", "[stats]") {
+  ReplicaHealth r;
+  CHECK_FALSE(parse_replica_health(R"({"status":"ok","engine":"rocksdb","writable":true})", r));  // no replica
+  CHECK_FALSE(parse_replica_health("not json", r));
+  CHECK_FALSE(parse_replica_health(R"({"state":3})", r));
+  REQUIRE(parse_replica_health(
+      R"({"status":"ok","state":"recovering","tombstones":7,"anti_entropy":{"keys_behind":40,"keys_repaired":350,)"
+      R"("exchanges":12,"failures":1,"bytes":98765,"peers_in_sync":1,"peers":2}})",
+      r));
+  CHECK(r.state == "recovering");
+  CHECK(r.keys_behind == 40);
+  CHECK(r.keys_repaired == 350);
+  CHECK(r.tombstones == 7);
+  CHECK(r.peers_in_sync == 1);
+  CHECK(r.peers == 2);
+
+  Fixture f;
+  {
+    std::lock_guard lock(f.n2->mutex);
+    f.n2->replica = r;
+  }
+  const Snapshot s = snapshot(f.cluster, f.counters);
+  const json::value doc = json::parse(render_json(s));
+  const auto& replica = json_node(doc, "n2").at("replica");
+  CHECK(replica.at("state").as_string() == "recovering");
+  CHECK(replica.at("keys_repaired").to_number<std::uint64_t>() == 350);
+  CHECK(replica.at("tombstones").to_number<std::uint64_t>() == 7);
+  CHECK_FALSE(json_node(doc, "n1").contains("replica"));
+  const std::string metrics = render_prometheus(s);
+  CHECK(prom(metrics, "kvproxy_node_replica_state{node=\"n2\",state=\"recovering\"}") == "1");
+  CHECK(prom(metrics, "kvproxy_node_replica_state{node=\"n2\",state=\"serving\"}") == "0");
+  CHECK(prom(metrics, "kvproxy_node_keys_behind{node=\"n2\"}") == "40");
+  CHECK(prom(metrics, "kvproxy_node_keys_repaired_total{node=\"n2\"}") == "350");
+  CHECK(prom(metrics, "kvproxy_node_tombstones{node=\"n2\"}") == "7");
+  CHECK(metrics.find("kvproxy_node_keys_behind{node=\"n1\"}") == std::string::npos);
+  const std::string html = render_html(s);
+  CHECK(html.find("<tr data-replica=\"n2\" data-replica-state=\"recovering\"><td class=\"id\">n2</td><td class=\"state\">"
+                  "recovering</td><td>40</td><td>350</td><td>12</td><td>1</td><td>98.8</td><td>1 of 2</td><td>7</td></tr>") !=
+        std::string::npos);
+  // Without any replicated node: no such table, no such series.
+  Fixture plain;
+  CHECK(render_html(snapshot(plain.cluster, plain.counters)).find("id=\"replicas\"") == std::string::npos);
+  CHECK(render_prometheus(snapshot(plain.cluster, plain.counters)).find("kvproxy_node_replica_state") == std::string::npos);
+}
