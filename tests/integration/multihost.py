@@ -30,9 +30,11 @@ Nemeses, each with its undo (Hosts.heal() undoes whatever is still in force):
 
 For linearizability runs across hosts (tests/integration/lintest.py's workload and checker):
 MultiHostCluster (nodes and proxies each on its own host, replicas: N when asked) and lin_run (one
-nemesis, then heal, final reads and tools/histcheck.py). With replicas, two more nemeses: a proxy cut
-off from a majority of the nodes (proxy-minority), and proxies restarted with clocks minutes apart
-(clock-skew, kvproxy --test-clock-offset-ms). Proxies send the nodes' admin token (the nodes listen
+nemesis, then heal, final reads and tools/histcheck.py). With replicas, three more nemeses: a node
+killed and its data directory deleted (wipe-node: it comes back empty and rebuilds from its peers), a
+proxy cut off from a majority of the nodes (proxy-minority), and proxies restarted with clocks minutes
+apart (clock-skew, kvproxy --test-clock-offset-ms). With replicas the nodes run anti-entropy (--ring),
+and every run ends with a check that all replicas converged (converge()). Proxies send the nodes' admin token (the nodes listen
 off loopback, so their /replica/ endpoints need it).
 
 Needs root and iproute2 (with veth and bridge support): otherwise Hosts() raises unittest.SkipTest
@@ -42,6 +44,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -216,6 +219,7 @@ class Hosts:
         server = Server(host, node_id, lambda: self.h.node(node_id, data_dir, engine, NODE_PORT, netns=host,
                                                            bind=host.addr,
                                                            extra=["--admin-token-file", self.token, *extra]))
+        server.data_dir = data_dir
         self.servers.append(server)
         return server
 
@@ -381,6 +385,15 @@ def _kill_node(c, rnd):
     return f"kill -9 {node!r}", node.restart
 
 
+def _wipe_node(c, rnd):
+    """kill -9 and the node's data directory deleted (a lost disk); it comes back empty, with a new
+    incarnation, and rebuilds from its peers before it answers quorum reads (node/incarnation.hpp)."""
+    node = rnd.choice(c.nodes)
+    node.kill()
+    shutil.rmtree(node.data_dir)
+    return f"kill -9 {node!r} and wipe its data", node.restart
+
+
 def _stop_node(c, rnd):
     node = rnd.choice(c.nodes)
     node.pause()
@@ -411,8 +424,9 @@ def _clock_skew(c, rnd):
 NEMESES = {"isolate-node": _isolate_node, "proxy-cut-off": _proxy_cut_off, "kill-node": _kill_node,
            "stop-node": _stop_node}
 # With replicas: these too. Every nemesis but these two leaves every key a majority through every proxy.
-REPLICATED_NEMESES = {**NEMESES, "proxy-minority": _proxy_minority, "clock-skew": _clock_skew}
-KEEP_A_MAJORITY = ("isolate-node", "proxy-cut-off", "kill-node", "stop-node")
+REPLICATED_NEMESES = {**NEMESES, "wipe-node": _wipe_node, "proxy-minority": _proxy_minority,
+                      "clock-skew": _clock_skew}
+KEEP_A_MAJORITY = ("isolate-node", "proxy-cut-off", "kill-node", "stop-node", "wipe-node")
 
 
 def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=20000, max_rounds=MAX_ROUNDS):
