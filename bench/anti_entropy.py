@@ -258,8 +258,9 @@ def write_report(out, report):
                   f"window): {rb['during']['rps']:.0f} req/s, p99 {rb['during']['p99']} us; right after it: "
                   f"{rb['after']['rps']:.0f} req/s, p99 {rb['after']['p99']} us "
                   f"({rb['during']['rps'] / rb['after']['rps']:.3f}x). With n3 simply down (nothing to rebuild): "
-                  f"{rb['down']['rps']:.0f} req/s, p99 {rb['down']['p99']} us: a recovering replica answers no quorum "
-                  "read, so each read waits for both of the others, as with a replica down.", ""]
+                  f"{rb['down']['rps']:.0f} req/s, p99 {rb['down']['p99']} us. A recovering replica answers no quorum "
+                  "read, so each read waits for both of the others, as with a replica down; the rest of the "
+                  "difference is the rebuild's own cost.", ""]
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
