@@ -27,16 +27,16 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from kvtest import Process, free_ports, holdings, start_retrying_busy, write_ring  # noqa: E402
+from kvtest import Process, free_ports, holdings, write_ring  # noqa: E402
 from run import log, measure, median, preload  # noqa: E402
-from replication import HarnessError, binary_info, loadgen_bucket, loadgen_result, take_binaries  # noqa: E402
+import replication  # noqa: E402
+from replication import HarnessError, binary_info, loadgen_bucket, take_binaries  # noqa: E402
 
 PREFIX = "bench:"  # bench/lua/mixed.lua's keys
 TARGET_CONVERGE_S = 10.0   # for a 60 s outage
@@ -44,31 +44,18 @@ TARGET_BYTES_RATIO = 2.0
 TARGET_THROUGHPUT = 0.9
 
 
-class Node:
-    """A kvnode on a fixed port and data directory; started with or without --ring."""
+class Node(replication.Node):
+    """replication.Node, started with --ring (and its flags) or without."""
 
     def __init__(self, kvnode, node_id, port, data_dir, ring, extra=()):
-        self.kvnode, self.id, self.port, self.data_dir, self.ring = kvnode, node_id, port, data_dir, ring
-        self.extra = list(extra)
-        self.p = None
+        super().__init__(kvnode, node_id, port, data_dir, start=False)
+        self.ring, self.extra = ring, list(extra)
 
     def start(self, ring=True, extra=()):
-        argv = [self.kvnode, "--port", str(self.port), "--id", self.id, "--data-dir", self.data_dir]
-        if ring:
-            argv += ["--ring", self.ring, *self.extra, *extra]
-        self.p = start_retrying_busy(lambda: Process(argv, ready_timeout=120))
-        return self
-
-    @property
-    def pid(self):
-        return self.p.proc.pid
-
-    def kill(self):
-        self.p.kill()
+        return super().start(["--ring", self.ring, *self.extra, *extra] if ring else [])
 
     def stop(self):
-        if self.p:
-            self.p.terminate()
+        self.terminate()
 
 
 def node_metrics(port):

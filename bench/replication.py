@@ -122,16 +122,18 @@ def binary_info(paths):
 # --- nodes, proxies, keys ---
 
 class Node:
-    """A kvnode on a fixed port and data directory, so that it can be killed and started again as itself."""
+    """A kvnode on a fixed port and data directory, so that it can be killed and started again as itself.
+    Started at once unless `start` is false; `start(extra)` adds flags for that start only."""
 
-    def __init__(self, kvnode, node_id, port, data_dir):
+    def __init__(self, kvnode, node_id, port, data_dir, start=True):
         self.kvnode, self.id, self.port, self.data_dir = kvnode, node_id, port, data_dir
         self.p = None
-        self.start()
+        if start:
+            self.start()
 
-    def start(self):
-        self.p = start_retrying_busy(lambda: Process([self.kvnode, "--port", str(self.port), "--id", self.id,
-                                                      "--data-dir", self.data_dir]))
+    def start(self, extra=()):
+        argv = [self.kvnode, "--port", str(self.port), "--id", self.id, "--data-dir", self.data_dir, *extra]
+        self.p = start_retrying_busy(lambda: Process(argv, ready_timeout=120))
         return self
 
     @property
