@@ -33,7 +33,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from kvtest import Process, free_ports, holdings, write_ring  # noqa: E402
+from kvtest import Process, free_ports, holdings, node_state, write_ring  # noqa: E402
 from run import log, measure, median, preload  # noqa: E402
 import replication  # noqa: E402
 from replication import HarnessError, binary_info, loadgen_bucket, take_binaries  # noqa: E402
@@ -73,10 +73,7 @@ def node_metrics(port):
 def wait_serving(nodes, timeout=60.0):
     deadline = time.monotonic() + timeout
     while True:
-        states = []
-        for n in nodes:
-            with urllib.request.urlopen(f"http://127.0.0.1:{n.port}/health", timeout=10) as r:
-                states.append(json.loads(r.read()).get("state"))
+        states = [node_state(n.port) for n in nodes]
         if all(s == "serving" for s in states):
             return
         if time.monotonic() > deadline:

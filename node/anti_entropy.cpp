@@ -43,8 +43,7 @@ struct AntiEntropy::Peer {
 AntiEntropy::AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOptions options, Incarnation* incarnation)
     : store_(store), trees_(trees), options_(std::move(options)), incarnation_(incarnation) {
   const Ring& ring = trees_.ring();
-  for (std::uint32_t n = 0; n < ring.nodes().size(); ++n) {
-    if (n == trees_.self() || trees_.shared_with(n).empty()) continue;
+  for (const std::uint32_t n : trees_.peers()) {
     auto stats = std::make_unique<PeerSync>();
     stats->id = ring.node(n).id;
     auto link = std::make_unique<Peer>();

@@ -162,8 +162,8 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
       // Without exchanges (interval 0) the node cannot check or rebuild its data: it has no peers to
       // ask, and serves at once.
       std::vector<std::string> peers;
-      for (std::uint32_t n = 0; n < ring->nodes().size() && f.ae_interval_ms > 0; ++n)
-        if (n != self && !trees->shared_with(n).empty()) peers.push_back(ring->node(n).id);
+      if (f.ae_interval_ms > 0)
+        for (const std::uint32_t n : trees->peers()) peers.push_back(ring->node(n).id);
       incarnation = std::make_unique<Incarnation>(*store, std::move(peers), f.recover);
     } else if (ring) {
       std::cerr << "kvnode: anti-entropy off: the ring has replicas: 1" << std::endl;

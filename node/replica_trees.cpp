@@ -1,6 +1,8 @@
 #include "node/replica_trees.hpp"
 
 #include <algorithm>
+#include <array>
+#include <set>
 
 #include "common/hash.hpp"
 #include "common/storage_key.hpp"
@@ -19,42 +21,47 @@ std::uint64_t version_digest(std::string_view stored_key, const Held& held) noex
   return 0;
 }
 
-// Up to kMaxReplicas indices below kMaxNodes (4096: 12 bits), each stored plus one in 12 bits.
-std::uint64_t ReplicaTrees::pack(std::vector<std::uint32_t> members) noexcept {
+// Up to kMaxReplicas indices below kMaxNodes (4096: 12 bits), each stored plus one in 12 bits. On
+// every write's path: sorts a copy on the stack, no allocation.
+std::uint64_t ReplicaTrees::pack(const ReplicaSet& rs) noexcept {
+  std::array<std::uint32_t, kMaxReplicas> members = rs.node;
+  std::fill(members.begin() + rs.size, members.end(), ~std::uint32_t{0});  // the unused slots sort last
   std::sort(members.begin(), members.end());
   std::uint64_t key = 0;
-  for (auto m : members) key = (key << 12) | (m + 1);
+  for (std::uint32_t i = 0; i < rs.size; ++i) key = (key << 12) | (members[i] + 1);
   return key;
 }
 
 ReplicaTrees::ReplicaTrees(std::shared_ptr<const Ring> ring, std::uint32_t self) : ring_(std::move(ring)), self_(self) {
   // Every arc's set is the placement from its point (Ring::replicas_of_hash of the point itself).
+  // Nodes are sorted by id, so ascending indices are ascending ids: the sets come out ordered by
+  // their names.
+  std::set<std::vector<std::uint32_t>> distinct;
   for (std::size_t i = 0; i < ring_->point_count(); ++i) {
     const ReplicaSet rs = ring_->replicas_of_hash(ring_->point(i));
     if (!rs.contains(self_)) continue;
     std::vector<std::uint32_t> members(rs.begin(), rs.end());
-    const std::uint64_t key = pack(members);
-    if (by_members_.contains(key)) continue;
     std::sort(members.begin(), members.end());
+    distinct.insert(std::move(members));
+  }
+  std::set<std::uint32_t> peers;
+  for (const auto& members : distinct) {
     Set set;
-    for (auto m : members) set.name += (set.name.empty() ? "" : ",") + ring_->node(m).id;
-    set.members = std::move(members);
+    ReplicaSet rs;
+    for (auto m : members) {
+      set.name += (set.name.empty() ? "" : ",") + ring_->node(m).id;
+      rs.node[rs.size++] = m;
+      if (m != self_) peers.insert(m);
+    }
+    set.members = members;
     set.leaves = std::make_unique<std::atomic<std::uint64_t>[]>(ae::kSegments);
     for (std::uint32_t s = 0; s < ae::kSegments; ++s) set.leaves[s].store(0, std::memory_order_relaxed);
     set.counters = std::make_unique<std::atomic<std::uint64_t>[]>(ae::kBuckets);
     for (std::uint32_t b = 0; b < ae::kBuckets; ++b) set.counters[b].store(0, std::memory_order_relaxed);
-    by_members_.emplace(key, sets_.size());
+    by_members_.emplace(pack(rs), sets_.size());
     sets_.push_back(std::move(set));
   }
-  // Nodes are sorted by id, so ascending indices are ascending ids: names sort like member lists.
-  std::vector<std::size_t> order(sets_.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return sets_[a].members < sets_[b].members; });
-  std::vector<Set> sorted;
-  for (auto i : order) sorted.push_back(std::move(sets_[i]));
-  sets_ = std::move(sorted);
-  by_members_.clear();
-  for (std::size_t i = 0; i < sets_.size(); ++i) by_members_.emplace(pack(sets_[i].members), i);
+  peers_.assign(peers.begin(), peers.end());
 }
 
 std::uint64_t ReplicaTrees::build(Store& store) {
@@ -100,7 +107,7 @@ int ReplicaTrees::find(std::string_view name) const noexcept {
 int ReplicaTrees::set_of_hash(std::uint64_t ring_hash) const noexcept {
   const ReplicaSet rs = ring_->replicas_of_hash(ring_hash);
   if (!rs.contains(self_)) return -1;
-  const auto it = by_members_.find(pack({rs.begin(), rs.end()}));
+  const auto it = by_members_.find(pack(rs));
   return it == by_members_.end() ? -1 : static_cast<int>(it->second);
 }
 

@@ -57,6 +57,8 @@ class ReplicaTrees final : public StoreObserver {
   int set_of_hash(std::uint64_t ring_hash) const noexcept;
   // The indices in sets() of the sets that hold node `peer` too.
   std::vector<std::size_t> shared_with(std::uint32_t peer) const;
+  // This node's peers: the ring indices of the other nodes of its sets, ascending.
+  const std::vector<std::uint32_t>& peers() const noexcept { return peers_; }
 
   std::uint64_t leaf(std::size_t set, std::uint32_t segment) const noexcept {
     return sets_[set].leaves[segment].load(std::memory_order_relaxed);
@@ -69,12 +71,14 @@ class ReplicaTrees final : public StoreObserver {
   void append_leaves(std::size_t set, std::uint32_t bucket, std::vector<std::uint64_t>& out) const;
 
  private:
-  static std::uint64_t pack(std::vector<std::uint32_t> members) noexcept;
+  // A set's members, whatever their order, as one number (the key of by_members_).
+  static std::uint64_t pack(const ReplicaSet& rs) noexcept;
 
   std::shared_ptr<const Ring> ring_;
   std::uint32_t self_;
   std::vector<Set> sets_;
   std::unordered_map<std::uint64_t, std::size_t> by_members_;  // pack(members) -> index in sets_
+  std::vector<std::uint32_t> peers_;
 };
 
 }  // namespace kv

@@ -2,6 +2,8 @@
 
 #include <boost/beast/http/field.hpp>
 
+#include <algorithm>
+
 #include "common/key.hpp"
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
@@ -37,8 +39,9 @@ void SyncApi::remember_asker(const http::StringRequest& req, http::StringRespons
   std::uint64_t ignored = 0;
   const int node = trees_->ring().find_node(peer);
   // Only a node that shares a set with this one, with a well-formed id, is recorded.
-  if (!incarnation_ || node < 0 || static_cast<std::uint32_t>(node) == trees_->self() ||
-      trees_->shared_with(static_cast<std::uint32_t>(node)).empty() || !parse_hex64(incarnation, ignored))
+  const auto& peers = trees_->peers();
+  if (!incarnation_ || node < 0 || !std::binary_search(peers.begin(), peers.end(), static_cast<std::uint32_t>(node)) ||
+      !parse_hex64(incarnation, ignored))
     return;
   const std::string before = incarnation_->saw_peer(peer, incarnation);
   res.set(ae::kRememberedField, before.empty() ? ae::kNone : std::string_view(before));

@@ -408,6 +408,12 @@ def request(port, method, target, body=None, headers=None, token=None, timeout=1
         c.close()
 
 
+def node_state(port, host="127.0.0.1", timeout=10.0):
+    """A kvnode's replica state from its /health ("checking", "recovering", "serving": kvnode --ring,
+    node/incarnation.hpp); None when it has none."""
+    return json.loads(request(port, "GET", "/health", host=host, timeout=timeout)[2]).get("state")
+
+
 def admin(port, method, target, body=None, token=None):
     """An admin call (a node's or a proxy's): (status, the JSON answer or None when empty)."""
     status, _, data = request(port, method, target, body, token=token, timeout=60)

@@ -40,7 +40,6 @@ off loopback, so their /replica/ endpoints need it).
 Needs root and iproute2 (with veth and bridge support): otherwise Hosts() raises unittest.SkipTest
 saying which.
 """
-import json
 import os
 import random
 import secrets
@@ -51,7 +50,7 @@ import time
 import unittest
 
 import lintest
-from kvtest import (Cluster, differing_keys, holdings, owners, request, start_retrying_busy, wait_until,
+from kvtest import (Cluster, differing_keys, holdings, node_state, owners, start_retrying_busy, wait_until,
                     write_ring)
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
@@ -322,8 +321,7 @@ class MultiHostCluster:
     def state(self, node):
         """A kvnode's incarnation state from its /health ("serving", "checking", "recovering")."""
         try:
-            _, _, body = request(NODE_PORT, "GET", "/health", host=node.host.addr, timeout=2)
-            return json.loads(body).get("state")
+            return node_state(NODE_PORT, node.host.addr, timeout=2)
         except OSError:
             return None
 

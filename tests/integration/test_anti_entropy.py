@@ -4,12 +4,11 @@ a replica that missed writes and deletes while it was down, or lost its whole di
 equal to the others: every key at the same version on every replica, no deleted key back. Each node's
 holdings are read from its own store (/admin/scan), never through a proxy."""
 import json
-import os
 import shutil
 import unittest
 
-from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, proxy_stats,
-                    request, run_kvnode, start_retrying_busy, wait_until, write_ring)
+from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, node_state,
+                    proxy_stats, run_kvnode, start_retrying_busy, wait_until, write_ring)
 
 INTERVAL_MS = 200
 PROXY_TIMEOUTS = ("--connect-timeout-ms", "500", "--response-timeout-ms", "1000")
@@ -36,7 +35,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.addCleanup(self.c.close)
 
     def state(self, node_id):
-        return json.loads(request(self.ports[node_id], "GET", "/health")[2])["state"]
+        return node_state(self.ports[node_id])
 
     def start_node(self, node_id, extra=()):
         extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(self.intervals.get(node_id, INTERVAL_MS)),

@@ -96,6 +96,7 @@ TEST_CASE("replica trees: a node keeps one tree per replica set it is in, named 
   CHECK(t.find("n1,n2,n3") == 0);
   CHECK(t.find("n2,n1,n3") == -1);
   CHECK(t.shared_with(2) == std::vector<std::size_t>{0});
+  CHECK(t.peers() == std::vector<std::uint32_t>{1, 2});
 
   const auto five = ring_of(5, 3);
   for (std::uint32_t self = 0; self < 5; ++self) {
@@ -107,6 +108,8 @@ TEST_CASE("replica trees: a node keeps one tree per replica set it is in, named 
       CHECK(std::is_sorted(set.members.begin(), set.members.end()));
       CHECK(std::binary_search(set.members.begin(), set.members.end(), self));
       if (i > 0) CHECK(trees.sets()[i - 1].members < set.members);
+      for (auto m : set.members)
+        CHECK((m == self) != std::binary_search(trees.peers().begin(), trees.peers().end(), m));
     }
     // Every key's set: its replica set, when that holds this node.
     for (int k = 0; k < 2000; ++k) {
