@@ -57,10 +57,15 @@ class ReplicationTest(unittest.TestCase):
         status, _, body = self.c.get("alice")
         self.assertEqual((status, json.loads(body)["value"]), (200, "v1"))
         status, _, _ = self.c.put("alice", "v2")
+        # Again every replica before the reads: a read that meets the one still storing v2 would write
+        # it back (legitimately), and this test counts write-backs.
+        self.assertTrue(wait_until(lambda: all(held(n.port, "alice")[1] == "v2" for _, n in self.nodes()), 5))
         self.assertEqual(self.c.get("alice")[0], 200)
         self.assertEqual(json.loads(self.c.get("alice")[2])["value"], "v2")
         self.assertEqual(self.c.delete("alice")[0], 200)
+        self.assertTrue(wait_until(lambda: all(held(n.port, "alice")[0] == 404 for _, n in self.nodes()), 5))
         self.assertEqual(self.c.delete("alice")[0], 404)
+        self.assertTrue(wait_until(lambda: len({held(n.port, "alice") for _, n in self.nodes()}) == 1, 5))
         self.assertEqual(self.c.get("alice")[0], 404)
         self.assertTrue(wait_until(lambda: all(held(n.port, "alice")[0] == 404 for _, n in self.nodes()), 5))
         # Counted: 4 reads, 2 writes, 2 deletes, all decided, none written back.
