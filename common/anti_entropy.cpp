@@ -1,6 +1,9 @@
 #include "common/anti_entropy.hpp"
 
+#include <algorithm>
+
 #include "common/storage_key.hpp"
+#include "common/version.hpp"
 
 namespace kv::anti_entropy {
 
@@ -48,6 +51,37 @@ bool parse_keys(std::string_view body, std::size_t max, std::vector<std::string_
     body.remove_prefix(n);
   }
   return true;
+}
+
+void append_floors(std::string& out, const std::vector<SegmentFloor>& floors) {
+  out.reserve(out.size() + floors.size() * 12);
+  for (const auto& f : floors) {
+    append_be32(out, f.segment);
+    append_be64(out, f.floor);
+  }
+}
+
+bool parse_floors(std::string_view body, std::vector<SegmentFloor>& out) {
+  out.clear();
+  if (body.size() % 12 != 0 || body.size() / 12 > kSegments) return false;
+  for (std::size_t i = 0; i < body.size(); i += 12) {
+    const SegmentFloor f{read_be32(body.substr(i)), read_be64(body.substr(i + 4))};
+    if (f.segment >= kSegments || (!out.empty() && f.segment <= out.back().segment) || f.floor == 0 || f.floor > kMaxTagCounter)
+      return false;
+    out.push_back(f);
+  }
+  return true;
+}
+
+std::vector<SegmentFloor> floors_of(const std::vector<std::pair<std::string, Tag>>& tombstones) {
+  std::vector<SegmentFloor> out;
+  for (const auto& [key, tag] : tombstones) {
+    if (key.size() < kStorageKeyPrefix || tag.counter == 0) continue;
+    const std::uint32_t s = segment_of(read_be64(key));
+    if (out.empty() || out.back().segment != s) out.push_back({s, tag.counter});
+    else out.back().floor = std::max(out.back().floor, tag.counter);
+  }
+  return out;
 }
 
 }  // namespace kv::anti_entropy

@@ -35,6 +35,21 @@
 // nothing from a peer that is not serving yet (it holds nothing that a majority of the others lacks).
 // A node that is not serving quorums yet (checking or recovering its data) answers /replica/get with
 // 503 and kStateField naming its state; it still takes /replica/put and /replica/del.
+// Tombstones purged by evidence (node/floors.hpp): a node that found a bucket equal with every peer
+// of a set purges the tombstones it holds there: it raises the floors of their segments on itself,
+// then has every peer, at the incarnation it had when it showed its tree, raise them and drop the
+// same tombstones, then drops its own:
+//   GET  /replica/floors           200, every segment floor this node keeps: floor records.
+//   POST /replica/purge?set=IDS    with kExpectField: the incarnation the asker saw. Body: versioned
+//                                  records (transfer.hpp) of the tombstones, in stored-key order. Each
+//                                  segment's floor is raised to the greatest counter among its
+//                                  tombstones, durably; then each tombstone is dropped where the key
+//                                  still holds exactly it. 200 {"purged":N}; 409 when this node's
+//                                  incarnation is another one (its data was lost since: it may not
+//                                  hold the tombstones any more), and nothing is changed.
+// A floor record: the segment (4 bytes, big-endian; ascending) and its floor (8 bytes, a tag counter
+// from 1 to kMaxTagCounter). GET /replica/tree answers with the asked node's own incarnation too
+// (kIncarnationField).
 // IDS: the set's node ids, ascending, comma-separated. A node that is not in the set, or was started
 // without --ring (no trees), answers 404 with a JSON detail; a malformed body 400. The token rules of
 // /admin/ apply (common/replica.hpp).
@@ -46,6 +61,7 @@
 #include <vector>
 
 #include "common/ring_change.hpp"
+#include "common/version.hpp"
 
 namespace kv::anti_entropy {
 
@@ -61,10 +77,14 @@ inline constexpr std::string_view kIncarnationField = "X-KV-Incarnation";
 inline constexpr std::string_view kRememberedField = "X-KV-Remembered";
 inline constexpr std::string_view kStateField = "X-KV-State";
 inline constexpr std::string_view kNone = "none";
+inline constexpr std::string_view kExpectField = "X-KV-Expect-Incarnation";
 
 inline constexpr std::string_view kTreePath = "/replica/tree";
 inline constexpr std::string_view kDigestsPath = "/replica/digests";
 inline constexpr std::string_view kFetchPath = "/replica/fetch";
+inline constexpr std::string_view kFloorsPath = "/replica/floors";
+inline constexpr std::string_view kPurgePath = "/replica/purge";
+inline constexpr std::uint32_t kMaxPurgePerRequest = 20'000;
 
 inline std::uint32_t segment_of(std::uint64_t ring_hash) noexcept {
   return static_cast<std::uint32_t>(ring_hash >> (64 - kSegmentBits));
@@ -83,6 +103,18 @@ void append_u64s(std::string& out, const std::vector<std::uint64_t>& v);
 // Exactly `count` numbers; false otherwise.
 bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint64_t>& out);
 void append_key(std::string& out, std::string_view key);
+
+struct SegmentFloor {
+  std::uint32_t segment = 0;
+  std::uint64_t floor = 0;
+  friend bool operator==(const SegmentFloor&, const SegmentFloor&) = default;
+};
+void append_floors(std::string& out, const std::vector<SegmentFloor>& floors);
+// Segments ascending and below kSegments, floors from 1 to kMaxTagCounter; false otherwise.
+bool parse_floors(std::string_view body, std::vector<SegmentFloor>& out);
+// The floors a purge of `tombstones` (stored keys in order, with their tags) raises: per segment,
+// the greatest counter.
+std::vector<SegmentFloor> floors_of(const std::vector<std::pair<std::string, Tag>>& tombstones);
 // Keys of 8 bytes (the ring hash) or more, at most `max` of them; false otherwise. Views into `body`.
 bool parse_keys(std::string_view body, std::size_t max, std::vector<std::string_view>& out);
 

@@ -41,7 +41,12 @@ HttpClient::HttpClient(HostPort server, std::chrono::milliseconds timeout, std::
 HttpClient::~HttpClient() = default;
 
 HttpResponse HttpClient::request(std::string_view method, std::string_view target, std::string_view body,
-                                 std::string_view content_type) {
+                                 const std::vector<std::pair<std::string, std::string>>& extra) {
+  return send(method, target, body, "application/octet-stream", extra);
+}
+
+HttpResponse HttpClient::send(std::string_view method, std::string_view target, std::string_view body,
+                              std::string_view content_type, const std::vector<std::pair<std::string, std::string>>& extra) {
   auto& s = *impl_;
   const std::string what = server_.str() + ": " + std::string(method) + " " + std::string(target) + ": ";
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -66,6 +71,7 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
     req.set(beast::http::field::user_agent, "ring-rebalance/" KVRING_VERSION);
     if (!token_.empty()) req.set(beast::http::field::authorization, "Bearer " + token_);
     for (const auto& [name, value] : fields_) req.set(name, value);
+    for (const auto& [name, value] : extra) req.set(name, value);
     if (!body.empty() || method == "POST") {
       req.set(beast::http::field::content_type, content_type);
       req.body() = std::string(body);

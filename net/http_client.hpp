@@ -30,12 +30,20 @@ class HttpClient {
 
   // Throws std::runtime_error("HOST:PORT: METHOD TARGET: reason") when no answer came.
   HttpResponse request(std::string_view method, std::string_view target, std::string_view body = {},
-                       std::string_view content_type = "application/octet-stream");
+                       std::string_view content_type = "application/octet-stream") {
+    return send(method, target, body, content_type, {});
+  }
+  // With more fields for this request only.
+  HttpResponse request(std::string_view method, std::string_view target, std::string_view body,
+                       const std::vector<std::pair<std::string, std::string>>& extra);
   const HostPort& server() const noexcept { return server_; }
   // Fields sent with every request from now on (kvnode's id and incarnation, to its peers).
   void set_fields(std::vector<std::pair<std::string, std::string>> fields) { fields_ = std::move(fields); }
 
  private:
+  HttpResponse send(std::string_view method, std::string_view target, std::string_view body, std::string_view content_type,
+                    const std::vector<std::pair<std::string, std::string>>& extra);
+
   struct Impl;
   HostPort server_;
   std::string token_;

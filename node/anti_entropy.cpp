@@ -6,6 +6,7 @@
 
 #include "common/anti_entropy.hpp"
 #include "common/metrics.hpp"
+#include "common/storage_key.hpp"
 #include "common/transfer.hpp"
 #include "net/http_client.hpp"
 #include "node/sync_api.hpp"
@@ -74,13 +75,28 @@ void AntiEntropy::stop() {
 }
 
 void AntiEntropy::run() {
+  const Floors* floors = trees_.floors();
   while (!stopping()) {
+    // The tombstones first, then settle(): each one listed is in the trees the round compares.
+    std::vector<std::pair<std::string, Tag>> candidates;
+    if (options_.purge && floors && floors->known() && (!incarnation_ || incarnation_->serving()) &&
+        store_.tombstone_count() > 0) {
+      const HashRange everything{0, ~std::uint64_t{0}};
+      std::string err;
+      if (store_.tombstones({&everything, 1}, options_.purge_limit, candidates, err) != StoreStatus::ok) {
+        std::cerr << "kvnode: listing tombstones to purge: " << err << std::endl;
+        candidates.clear();
+      }
+      store_.settle();
+    }
+    evidence_.assign(trees_.sets().size(), Evidence{});
     bool busy = false;
     for (auto& link : links_) {
       if (stopping()) return;
       busy = exchange(*link) || busy;
     }
     rounds_.fetch_add(1, std::memory_order_relaxed);
+    if (!candidates.empty() && !stopping()) purge(candidates);
     if (busy) continue;
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, options_.interval, [this] { return stopping(); });
@@ -90,6 +106,7 @@ void AntiEntropy::run() {
 bool AntiEntropy::exchange(Peer& p) {
   Found found;
   try {
+    if (const Floors* floors = trees_.floors(); floors && !floors->known()) learn_floors(p);
     for (auto set : trees_.shared_with(p.node)) {
       if (stopping()) return false;
       const Found f = exchange_set(p, set);
@@ -99,6 +116,7 @@ bool AntiEntropy::exchange(Peer& p) {
   } catch (const std::exception& e) {
     p.stats->failures.fetch_add(1, std::memory_order_relaxed);
     p.stats->in_sync.store(false, std::memory_order_relaxed);
+    for (auto set : trees_.shared_with(p.node)) evidence_[set].broken = true;
     if (!p.failing) std::cerr << "kvnode: anti-entropy with " << p.stats->id << ": " << e.what() << std::endl;
     p.failing = true;
     return false;
@@ -128,9 +146,11 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
     // A peer rebuilding its data holds nothing a serving node lacks (every acknowledged write is on
     // a majority of the others too), and listing its partial copy costs both sides a scan a round.
     const std::string state = r.field(ae::kStateField);
+    if (!state.empty() && state != state_name(NodeState::serving)) evidence_[set].broken = true;
     if (incarnation_->serving() && !state.empty() && state != state_name(NodeState::serving)) return {0, 1};
   }
   const auto ours = trees_.buckets(set);
+  note(set, p.node, r.field(ae::kIncarnationField), ours, theirs);
   const auto sums = trees_.counter_sums(set);
   std::vector<std::uint32_t> buckets;
   std::uint64_t ahead = 0;  // differing buckets where this node is ahead: the peer's to pull
@@ -187,11 +207,15 @@ void AntiEntropy::pull(Peer& p, const std::vector<std::string>& keys) {
     if (options_.keys_per_second) batch = std::min<std::size_t>(batch, std::max<std::uint32_t>(1, options_.keys_per_second / 10));
     std::string body;
     for (std::size_t i = done; i < done + batch; ++i) ae::append_key(body, keys[i]);
+    // The floors' generation as the records are asked for: a record the peer held then goes in even
+    // below a floor, unless a floor rose meanwhile (node/floors.hpp).
+    const std::uint64_t floors_seen = trees_.floors() ? trees_.floors()->generation() : 0;
     const auto r = p.call("POST", std::string(ae::kFetchPath), body);
     std::string err;
     if (!parse_records(r.body, records, err, true)) throw PeerError("fetch: " + err);
     std::size_t written = 0, conflicts = 0;
-    if (store_.ingest(records, written, conflicts, err) != StoreStatus::ok) throw StoreError("storing pulled keys: " + err);
+    if (store_.ingest(records, written, conflicts, err, floors_seen) != StoreStatus::ok)
+      throw StoreError("storing pulled keys: " + err);
     p.stats->keys_repaired.fetch_add(written, std::memory_order_relaxed);
     done += batch;
     if (options_.keys_per_second) {  // at most keys_per_second: wait until `done` keys are due
@@ -199,6 +223,84 @@ void AntiEntropy::pull(Peer& p, const std::vector<std::string>& keys) {
       std::unique_lock lock(mutex_);
       wake_.wait_until(lock, due, [this] { return stopping(); });
     }
+  }
+}
+
+void AntiEntropy::learn_floors(Peer& p) {
+  const auto r = p.call("GET", std::string(ae::kFloorsPath));
+  std::vector<ae::SegmentFloor> floors;
+  if (!ae::parse_floors(r.body, floors)) throw PeerError("floors: expected floor records");
+  trees_.floors()->raise(floors);
+  trees_.floors()->learned_from(p.stats->id);
+}
+
+void AntiEntropy::note(std::size_t set, std::uint32_t peer, const std::string& incarnation,
+                       const std::vector<std::uint64_t>& ours, const std::vector<std::uint64_t>& theirs) {
+  Evidence& ev = evidence_[set];
+  if (incarnation.empty()) {
+    ev.broken = true;  // a peer without an incarnation cannot be asked to raise floors
+    return;
+  }
+  if (ev.own.empty()) {
+    ev.own = ours;
+    ev.agree.assign(ae::kBuckets, true);
+  }
+  for (std::uint32_t b = 0; b < ae::kBuckets; ++b)
+    if (ours[b] != ev.own[b] || ours[b] != theirs[b]) ev.agree[b] = false;
+  ev.incarnations.emplace_back(peer, incarnation);
+  ++ev.peers;
+}
+
+// Why this order is safe: node/floors.hpp. Each candidate was listed before the round and settled
+// into the trees; if its key still holds exactly that tombstone at the drop, it held it all round,
+// so each equal bucket says the peer held it too.
+void AntiEntropy::purge(const std::vector<std::pair<std::string, Tag>>& candidates) {
+  const bool unsafe = options_.unsafe_purge_early;
+  std::vector<std::vector<std::pair<std::string, Tag>>> by_set(trees_.sets().size());
+  for (const auto& c : candidates) {
+    const std::uint64_t hash = read_be64(c.first);
+    const int set = trees_.set_of_hash(hash);
+    if (set < 0) continue;
+    const Evidence& ev = evidence_[static_cast<std::size_t>(set)];
+    const std::size_t peers = trees_.sets()[static_cast<std::size_t>(set)].members.size() - 1;
+    if (ev.own.empty() || (!unsafe && (ev.broken || ev.peers != peers))) continue;
+    if (!ev.agree[ae::segment_of(hash) / ae::kFanout]) continue;
+    by_set[static_cast<std::size_t>(set)].push_back(c);
+  }
+  for (std::size_t set = 0; set < by_set.size() && !stopping(); ++set) {
+    auto& list = by_set[set];
+    if (list.size() > ae::kMaxPurgePerRequest) list.resize(ae::kMaxPurgePerRequest);  // the rest next round
+    if (list.empty()) continue;
+    {
+      std::string body;
+      for (const auto& [key, tag] : list) append_versioned_record(body, {key, {}, tag, true});
+      try {
+        trees_.floors()->raise(ae::floors_of(list));  // this node's own stores first
+        // Each peer raises the same floors, then drops the same tombstones: all replicas let go of
+        // them at about one time, so that none pulls back from another one that the others dropped.
+        for (const auto& [peer, incarnation] : evidence_[set].incarnations) {
+          Peer* link = nullptr;
+          for (auto& l : links_)
+            if (l->node == peer) link = l.get();
+          if (!link) throw PeerError("no link to a peer of the set");
+          net::HttpResponse r = link->client->request("POST", std::string(ae::kPurgePath) + "?set=" + trees_.sets()[set].name,
+                                                      body, {{std::string(ae::kExpectField), incarnation}});
+          link->stats->bytes.fetch_add(body.size() + r.body.size(), std::memory_order_relaxed);
+          if (r.status != 200) throw PeerError(link->stats->id + " purged nothing: " + std::to_string(r.status) + " " + r.body);
+        }
+      } catch (const std::exception& e) {
+        purge_failures_.fetch_add(1, std::memory_order_relaxed);
+        std::cerr << "kvnode: purging tombstones of " << trees_.sets()[set].name << ": " << e.what() << std::endl;
+        continue;
+      }
+    }
+    std::size_t n = 0;
+    std::string err;
+    if (store_.purge_tombstones(list, n, err) != StoreStatus::ok) {
+      purge_failures_.fetch_add(1, std::memory_order_relaxed);
+      std::cerr << "kvnode: purging tombstones: " << err << std::endl;
+    }
+    trees_.floors()->count_purged(n);
   }
 }
 
@@ -215,7 +317,8 @@ std::string AntiEntropy::health_fields() const {
   return ",\"anti_entropy\":{\"keys_behind\":" + std::to_string(behind) + ",\"keys_repaired\":" + std::to_string(repaired) +
          ",\"exchanges\":" + std::to_string(exchanges) + ",\"failures\":" + std::to_string(failures) +
          ",\"bytes\":" + std::to_string(bytes) + ",\"peers_in_sync\":" + std::to_string(in_sync) +
-         ",\"peers\":" + std::to_string(peers_.size()) + "}";
+         ",\"peers\":" + std::to_string(peers_.size()) + ",\"tombstones_purged\":" + std::to_string((trees_.floors() ? trees_.floors()->purged() : 0)) +
+         ",\"purge_failures\":" + std::to_string(purge_failures_.load(std::memory_order_relaxed)) + "}";
 }
 
 std::string AntiEntropy::render() const {
@@ -231,6 +334,18 @@ std::string AntiEntropy::render() const {
   }
   metrics::header(out, "kvnode_anti_entropy_rounds_total", "Anti-entropy rounds (one exchange with every peer).", "counter");
   metrics::sample(out, "kvnode_anti_entropy_rounds_total", "", rounds());
+  metrics::header(out, "kvnode_tombstones_purged_total",
+                  "Tombstones purged: every replica of the key held it (found in an exchange), floors raised first.", "counter");
+  metrics::sample(out, "kvnode_tombstones_purged_total", "", (trees_.floors() ? trees_.floors()->purged() : 0));
+  metrics::header(out, "kvnode_tombstone_purge_failures_total",
+                  "Purges given up: a peer raised no floors (unreachable, or its data lost since), or a storage error.", "counter");
+  metrics::sample(out, "kvnode_tombstone_purge_failures_total", "", purge_failures_.load(std::memory_order_relaxed));
+  if (const Floors* floors = trees_.floors()) {
+    metrics::header(out, "kvnode_floor_segments", "Segments with a floor (a deleted key there was purged).", "gauge");
+    metrics::sample(out, "kvnode_floor_segments", "", std::uint64_t{floors->segments()});
+    metrics::header(out, "kvnode_floors_known", "1 once this node knows its peers' floors (a new directory learns them first).", "gauge");
+    metrics::sample(out, "kvnode_floors_known", "", std::uint64_t{floors->known() ? 1u : 0u});
+  }
   auto each = [&](std::string_view name, std::string_view help, std::string_view type, auto value) {
     metrics::header(out, name, help, type);
     for (const auto& p : peers_) metrics::sample(out, name, "peer=\"" + metrics::label_value(p->id) + "\"", std::uint64_t{value(*p)});

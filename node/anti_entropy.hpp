@@ -9,6 +9,12 @@
 // pulled a backlog: then it goes on at once), so that a healed fault is repaired within about one
 // interval plus the copy, and writes in flight, which make trees differ for a moment, cost one
 // small pull per interval at most. The copy is bounded to `keys_per_second`.
+//
+// Tombstones are purged by evidence (node/floors.hpp): each round starts by listing the tombstones
+// this node holds (after which the trees know every one of them: Store::settle), and ends by purging
+// those in buckets it found equal to every peer's of their set, with its own bucket the same at each
+// comparison; floors raised on itself and on every peer first. Purges and pulls run on this one thread.
+// A node with a new data directory learns every peer's floors first (GET /replica/floors).
 #pragma once
 
 #include <atomic>
@@ -32,6 +38,11 @@ struct AntiEntropyOptions {
   std::uint32_t keys_per_second = 50'000;    // pulled keys, at most (0: no bound)
   std::chrono::milliseconds timeout{5000};   // each request to a peer
   std::string token;                         // sent to peers ("Authorization: Bearer"); empty: none
+  bool purge = true;                         // purge tombstones by evidence
+  // A broken mode for the tests (kvnode --unsafe-purge-early): purge on the evidence of the peers
+  // that answered, a missing one ignored.
+  bool unsafe_purge_early = false;
+  std::size_t purge_limit = 100'000;         // tombstones considered per round
 };
 
 // Per peer, for metrics and tests. Relaxed atomics: read while the exchanger runs.
@@ -73,6 +84,14 @@ class AntiEntropy {
     std::uint64_t keys_behind = 0;         // keys the peer held newer (all pulled, unless stopping)
     std::uint64_t segments_differing = 0;
   };
+  // What a round learned of one set: which buckets every peer showed equal to this node's.
+  struct Evidence {
+    std::vector<std::uint64_t> own;      // this node's bucket hashes at the round's first comparison
+    std::vector<bool> agree;             // equal to every peer's so far, and own unchanged
+    std::vector<std::pair<std::uint32_t, std::string>> incarnations;  // peer (ring index), incarnation shown
+    std::size_t peers = 0;               // peers compared
+    bool broken = false;                 // a peer failed or was not serving: no evidence this round
+  };
   void run();
   // One exchange of every set shared with peer `p`: true when it pulled a backlog (the next round
   // comes at once, to see whether more came meanwhile).
@@ -80,6 +99,11 @@ class AntiEntropy {
   Found exchange_set(Peer& p, std::size_t set);
   // Pulls `keys` (stored keys the peer holds newer) from the peer, in batches, at the bounded rate.
   void pull(Peer& p, const std::vector<std::string>& keys);
+  // Floors: a new directory's learning from `p`; and a round's purge.
+  void learn_floors(Peer& p);
+  void purge(const std::vector<std::pair<std::string, Tag>>& candidates);
+  void note(std::size_t set, std::uint32_t peer, const std::string& incarnation, const std::vector<std::uint64_t>& ours,
+            const std::vector<std::uint64_t>& theirs);
   bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
 
   Store& store_;
@@ -89,6 +113,8 @@ class AntiEntropy {
   std::vector<std::unique_ptr<PeerSync>> peers_;
   std::vector<std::unique_ptr<Peer>> links_;
   std::atomic<std::uint64_t> rounds_{0};
+  std::vector<Evidence> evidence_;  // per set of trees_, for the current round
+  std::atomic<std::uint64_t> purge_failures_{0};
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
   std::condition_variable wake_;

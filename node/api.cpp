@@ -62,6 +62,10 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
                   incarnation_->id() + "\",\"peers_done\":" + std::to_string(incarnation_->peers_done()) +
                   ",\"peers\":" + std::to_string(incarnation_->peer_count()) +
                   ",\"tombstones\":" + std::to_string(store_.tombstone_count());
+        if (floors_)
+          state += ",\"floors\":{\"segments\":" + std::to_string(floors_->segments()) +
+                   ",\"known\":" + (floors_->known() ? "true" : "false") +
+                   ",\"peers_learned\":" + std::to_string(floors_->peers_learned()) + "}";
         http::json_answer(res, status::ok,
                           R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
                               (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + state +
@@ -129,7 +133,7 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
   }
   const bool replica = route == Route::replica;  // always versioned; a write must bring its tag
   if (op != Route::get) write(op, req, storage_key(key.key), res, deferred, replica);
-  else if (replica || asks_versions(req)) get_versioned(storage_key(key.key), res);
+  else if (replica || asks_versions(req)) get_versioned(storage_key(key.key), res, replica);
   else get(storage_key(key.key), res);
   return route;
 }
@@ -140,6 +144,7 @@ void Api::get(const std::string& skey, http::StringResponse& res) {
     case StoreStatus::ok: http::json_answer(res, status::ok, json_value(value)); break;
     case StoreStatus::not_found: http::error_answer(res, status::not_found, "Key not found"); break;
     case StoreStatus::conflict:  // a write's answer only
+    case StoreStatus::below_floor:
     case StoreStatus::error:
       metrics_.store_error();
       http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
@@ -147,7 +152,7 @@ void Api::get(const std::string& skey, http::StringResponse& res) {
   }
 }
 
-void Api::get_versioned(const std::string& skey, http::StringResponse& res) {
+void Api::get_versioned(const std::string& skey, http::StringResponse& res, bool replica) {
   std::string value, err;
   Tag tag;
   bool tombstone = false;
@@ -155,11 +160,14 @@ void Api::get_versioned(const std::string& skey, http::StringResponse& res) {
     case StoreStatus::ok: http::json_answer(res, status::ok, json_value(value)); break;
     case StoreStatus::not_found: http::error_answer(res, status::not_found, "Key not found"); break;
     case StoreStatus::conflict:  // a write's answer only
+    case StoreStatus::below_floor:
     case StoreStatus::error:
       metrics_.store_error();
       return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
   }
   set_version_fields(res, tag, tombstone);
+  if (replica && floors_ && tag.none() && !tombstone)
+    if (const auto floor = floors_->floor_of_hash(read_be64(skey))) res.set(replica::kFloorField, std::to_string(floor));
 }
 
 void Api::write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res,
@@ -184,6 +192,8 @@ void Api::write(Route route, const http::StringRequest& req, std::string skey, h
     form.versioned = true;
   }
   if (replica && (!form.tag || form.tag->none())) return http::error_answer(res, status::bad_request, replica::kTagRequired);
+  op.floored = replica;
+  form.ring_hash = read_be64(op.key);
   if (deferred && store_.group_commit()) {
     *deferred = DeferredWrite{std::move(op), form};
     return;
@@ -200,6 +210,20 @@ void Api::finish_write(const WriteForm& form, const WriteResult& result, http::S
       http::error_answer(res, status::conflict,
                          "version " + format_tag(form.tag.value_or(result.held)) + " already holds another value");
       break;
+    case StoreStatus::below_floor: {
+      metrics_.writes_below_floor();
+      const std::uint64_t floor = floors_ && floors_->known() ? floors_->floor_of_hash(form.ring_hash) : 0;
+      http::error_answer(res, status::conflict,
+                         floor ? "version " + format_tag(form.tag.value_or(Tag{})) + " is not above the floor " +
+                                     std::to_string(floor) +
+                                     " of its key's segment, where deleted keys were purged: refused, not stored; "
+                                     "write again with a new version"
+                               : std::string("this replica is new and still learning its peers' floors: refused, not "
+                                             "stored; write again"));
+      res.set(replica::kFloorField, floor ? std::to_string(floor) : std::string(replica::kFloorUnknown));
+      res.set(version::kAppliedField, "0");
+      return;
+    }
     case StoreStatus::error:
       metrics_.store_error();
       // No version fields: what the key holds is unknown.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -29,6 +30,7 @@ struct WriteForm {
   WriteOp::Kind kind = WriteOp::Kind::put;
   std::optional<Tag> tag;   // the request's X-KV-Version: the answer says X-KV-Applied
   bool versioned = false;   // tagged, or X-KV-Versioned: 1: the answer says X-KV-Version (and X-KV-Tombstone)
+  std::uint64_t ring_hash = 0;  // the key's: a below_floor answer names its segment's floor
 };
 
 // A valid write handed back to the caller (a group-commit store), with how to answer it.
@@ -44,7 +46,7 @@ class Api {
   Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {}, const ReplicaTrees* trees = nullptr,
       Incarnation* incarnation = nullptr)
       : store_(store), metrics_(metrics), admin_(store, metrics), sync_(store, trees, incarnation), limits_(limits),
-        node_id_(std::move(node_id)), incarnation_(incarnation) {}
+        node_id_(std::move(node_id)), incarnation_(incarnation), floors_(trees ? trees->floors() : nullptr) {}
 
   // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
   // With `deferred` given and a group-commit store, a valid put or delete is not applied: it is
@@ -75,7 +77,8 @@ class Api {
              std::optional<DeferredWrite>* deferred, bool replica = false);
   void get(const std::string& skey, http::StringResponse& res);
   // X-KV-Versioned: 1: the value with the fields that say what the key holds.
-  void get_versioned(const std::string& skey, http::StringResponse& res);
+  // `replica`: a coordinator's read or tag query, told the segment's floor where the key holds nothing.
+  void get_versioned(const std::string& skey, http::StringResponse& res, bool replica = false);
 
   Store& store_;
   NodeMetrics& metrics_;
@@ -84,6 +87,7 @@ class Api {
   ApiLimits limits_;
   std::string node_id_;  // empty: no X-KV-Node header
   Incarnation* incarnation_;
+  const Floors* floors_;  // null: no floors (no replicated ring)
   bool gate_reads_ = true;
   std::function<std::string()> health_section_;
 };

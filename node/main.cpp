@@ -29,7 +29,7 @@ struct Flags {
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
   unsigned ae_interval_ms = 1000, repair_rate = 50'000;
-  bool recover = false, unsafe_serve_at_once = false;
+  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false;
   unsigned threads = 1;
   bool sync = false;
   std::size_t max_key = 1024;
@@ -59,10 +59,13 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--repair-keys-per-second", f.repair_rate, "With --ring: at most this many keys pulled per second (0: no bound)")
       ->capture_default_str();
   app.add_flag("--recover", f.recover,
-               "With --ring: rebuild from the peers before answering quorum reads, as after a lost disk (for a data "
-               "directory restored from a backup, which forgot the writes after it)");
+               "With --ring: discard this directory's data and rebuild it from the peers before answering quorum "
+               "reads, as after a lost disk (for a data directory restored from a backup: it forgot the writes after "
+               "it, and may hold keys deleted since, whose tombstones the peers have purged)");
   // A broken mode for the tests: a node with a new data directory answers quorum reads at once.
   app.add_flag("--unsafe-serve-at-once", f.unsafe_serve_at_once)->group("");
+  // A broken mode for the tests: tombstones purged when the peers that answered hold them.
+  app.add_flag("--unsafe-purge-early", f.unsafe_purge_early)->group("");
   app.add_option("--threads", f.threads, "Worker threads")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_flag("--sync", f.sync, "fsync the write-ahead log before acknowledging each write (survives power loss)");
   app.add_option("--max-key-bytes", f.max_key, "Longest key, decoded (413 above)")->capture_default_str()->check(CLI::Range(1, 65536));
@@ -149,9 +152,16 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   std::unique_ptr<Store> store;
   std::unique_ptr<ReplicaTrees> trees;
   std::unique_ptr<Incarnation> incarnation;
+  std::unique_ptr<Floors> floors;
   try {
     store = f.engine == "memory" ? open_memory_store() : open_rocksdb_store({f.data_dir, f.sync});
     if (ring && ring->replicas() > 1) {
+      if (f.recover) {
+        const HashRange everything{0, ~std::uint64_t{0}};
+        std::string err;
+        if (store->drop({&everything, 1}, true, true, err) != StoreStatus::ok) throw StoreError("--recover: discarding the data: " + err);
+        std::cerr << "kvnode: --recover: this directory's data discarded; rebuilding it from the peers" << std::endl;
+      }
       const auto started = std::chrono::steady_clock::now();
       trees = std::make_unique<ReplicaTrees>(ring, self);
       const std::uint64_t keys = trees->build(*store);
@@ -164,7 +174,11 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
       std::vector<std::string> peers;
       if (f.ae_interval_ms > 0)
         for (const std::uint32_t n : trees->peers()) peers.push_back(ring->node(n).id);
-      incarnation = std::make_unique<Incarnation>(*store, std::move(peers), f.recover);
+      incarnation = std::make_unique<Incarnation>(*store, peers, f.recover);
+      // A directory that may have lost data learns every peer's floors before it takes replicated
+      // writes (node/floors.hpp).
+      floors = std::make_unique<Floors>(*store, std::move(peers), !incarnation->serving());
+      trees->set_floors(floors.get());
     } else if (ring) {
       std::cerr << "kvnode: anti-entropy off: the ring has replicas: 1" << std::endl;
     }
@@ -178,7 +192,9 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   std::unique_ptr<AntiEntropy> exchanger;
   if (trees && f.ae_interval_ms > 0) {
     exchanger = std::make_unique<AntiEntropy>(
-        *store, *trees, AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000), token},
+        *store, *trees,
+        AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000), token,
+                           true, f.unsafe_purge_early},
         incarnation.get());
     metrics.set_section([&exchanger] { return exchanger->render(); });
     api.set_health_section([&exchanger] { return exchanger->health_fields(); });

@@ -52,6 +52,10 @@ std::string NodeMetrics::render(Store& store) const {
   metrics::header(out, "kvnode_writes_superseded_total",
                   "Tagged writes left out: the key held a newer version, or this one already.", "counter");
   metrics::sample(out, "kvnode_writes_superseded_total", "", superseded_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_writes_below_floor_total",
+                  "Coordinators' stores refused (409, X-KV-Floor): the key held nothing and the version was not above "
+                  "its segment's floor (or the floors were not learned yet).", "counter");
+  metrics::sample(out, "kvnode_writes_below_floor_total", "", below_floor_.load(std::memory_order_relaxed));
   metrics::header(out, "kvnode_group_commits_total", "Group commits (one batch, one fsync each) with --sync.", "counter");
   metrics::sample(out, "kvnode_group_commits_total", "", store.commits());
   metrics::header(out, "kvnode_connections_open", "Client connections open now.", "gauge");

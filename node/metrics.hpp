@@ -32,6 +32,7 @@ class NodeMetrics {
   void version_conflicts(std::uint64_t n = 1) noexcept { conflicts_.fetch_add(n, std::memory_order_relaxed); }
   // Tagged writes left out because the key held a newer tag, or the same write.
   void writes_superseded(std::uint64_t n = 1) noexcept { superseded_.fetch_add(n, std::memory_order_relaxed); }
+  void writes_below_floor() noexcept { below_floor_.fetch_add(1, std::memory_order_relaxed); }
   // The Prometheus text (0.0.4) of these counters and of `store`'s keys, tombstones and commits,
   // then the section set here (anti-entropy's figures). Set it before serving.
   std::string render(Store& store) const;
@@ -46,6 +47,7 @@ class NodeMetrics {
   std::atomic<std::uint64_t> store_errors_{0};
   std::atomic<std::uint64_t> conflicts_{0};
   std::atomic<std::uint64_t> superseded_{0};
+  std::atomic<std::uint64_t> below_floor_{0};
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<std::string()> section_;
 };

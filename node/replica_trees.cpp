@@ -104,6 +104,10 @@ int ReplicaTrees::find(std::string_view name) const noexcept {
   return -1;
 }
 
+bool ReplicaTrees::admits(std::string_view key, const Tag& tag, std::uint64_t floors_seen) const noexcept {
+  return !floors_ || key.size() < kStorageKeyPrefix || floors_->admits(read_be64(key), tag.counter, floors_seen);
+}
+
 int ReplicaTrees::set_of_hash(std::uint64_t ring_hash) const noexcept {
   const ReplicaSet rs = ring_->replicas_of_hash(ring_hash);
   if (!rs.contains(self_)) return -1;

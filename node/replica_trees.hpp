@@ -21,6 +21,7 @@
 
 #include "common/anti_entropy.hpp"
 #include "common/ring.hpp"
+#include "node/floors.hpp"
 #include "node/store.hpp"
 
 namespace kv {
@@ -47,6 +48,12 @@ class ReplicaTrees final : public StoreObserver {
   std::uint64_t build(Store& store);
 
   void changed(std::string_view key, const Held& before, const Held& now) noexcept override;
+  // A floored write goes in where its key holds nothing only above the segment's floor (and only
+  // once the floors are known). Without floors, always.
+  bool admits(std::string_view key, const Tag& tag, std::uint64_t floors_seen) const noexcept override;
+  // Set once, before the store is observed.
+  void set_floors(Floors* floors) noexcept { floors_ = floors; }
+  Floors* floors() const noexcept { return floors_; }
 
   const Ring& ring() const noexcept { return *ring_; }
   std::uint32_t self() const noexcept { return self_; }
@@ -79,6 +86,7 @@ class ReplicaTrees final : public StoreObserver {
   std::vector<Set> sets_;
   std::unordered_map<std::uint64_t, std::size_t> by_members_;  // pack(members) -> index in sets_
   std::vector<std::uint32_t> peers_;
+  Floors* floors_ = nullptr;
 };
 
 }  // namespace kv

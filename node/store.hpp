@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/ring_change.hpp"
@@ -19,20 +20,30 @@
 namespace kv {
 
 // conflict: a write whose tag equals the one held, with another value or kind (common/version.hpp).
-enum class StoreStatus { ok, not_found, conflict, error };
+// below_floor: a coordinator's store refused, not stored, because the key holds nothing and its tag
+// is not above its segment's floor (node/floors.hpp: a key deleted there may have had it).
+enum class StoreStatus { ok, not_found, conflict, below_floor, error };
 
 // One write of one key, applied in one atomic step against every other write of that key.
 struct WriteOp {
   // put / del: a client's write, or one ingested record (a value or a tombstone).
   // drop_value / drop_tombstone: the rebalancer's purge of one key, done only if the key still holds
   // that kind when the step runs, so that a purge never deletes a write that came after its scan.
-  enum class Kind { put, del, drop_value, drop_tombstone } kind = Kind::put;
+  // purge_tombstone: anti-entropy's purge of a tombstone every replica holds, done only if the key
+  // still holds a tombstone with exactly `tag` (node/floors.hpp).
+  enum class Kind { put, del, drop_value, drop_tombstone, purge_tombstone } kind = Kind::put;
   std::string key;  // storage key
   std::string value;
   // Without a tag (a plain client write) the store makes one, newer than what the key holds. With
   // one, the write goes in only if its tag is newer than the one held (Tag{}, the tag of plain
   // records and of data written before versions, goes in only where the key holds nothing at all).
   std::optional<Tag> tag = std::nullopt;
+  // A coordinator's store of a value (/replica/put): where the key holds nothing, it goes in only
+  // if the observer admits its tag (StoreObserver::admits: above the segment's floor), else
+  // below_floor. A tombstone is never refused: it brings nothing back. With `floors_seen` (a record anti-entropy pulled), checked only if the floors
+  // changed since that generation (node/floors.hpp says why).
+  bool floored = false;
+  std::uint64_t floors_seen = 0;
 };
 
 struct WriteResult {
@@ -74,6 +85,13 @@ class StoreObserver {
  public:
   virtual ~StoreObserver() = default;
   virtual void changed(std::string_view key, const Held& before, const Held& now) noexcept = 0;
+  // Whether a floored write of `tag` may go in where `key` holds nothing (`floors_seen`: the
+  // generation of the floors its record was fetched under, or 0). Asked inside the key's atomic
+  // step, so that it is ordered against a purge of the key (whose floor is raised first).
+  virtual bool admits(std::string_view key, const Tag& tag, std::uint64_t floors_seen) const noexcept {
+    (void)key, (void)tag, (void)floors_seen;
+    return true;
+  }
 };
 
 struct StoreError : std::runtime_error {
@@ -135,14 +153,27 @@ class Store {
   // writes of the same key. A plain record (Tag{}) goes in only where the key holds nothing at all.
   // `written` counts those stored, `conflicts` those refused (the same tag holds another write); the
   // rest were superseded.
-  virtual StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::size_t& conflicts,
-                             std::string& err) = 0;
+  // With `floors_seen` (anti-entropy's pulls: the floors' generation when the records were asked
+  // for), each is a floored write (WriteOp::floors_seen); 0: none is.
+  StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::size_t& conflicts, std::string& err,
+                     std::uint64_t floors_seen = 0) {
+    return ingest_records(records, floors_seen, written, conflicts, err);
+  }
+  virtual StoreStatus ingest_records(std::span<const Record> records, std::uint64_t floors_seen, std::size_t& written,
+                                     std::size_t& conflicts, std::string& err) = 0;
   // Deletes every value (with `data`) and every tombstone (with `tombstones`) in `ranges`, with its
   // tag: such a key then holds nothing. Each key is checked and deleted in one atomic step against
   // writes of it, so a value written after the scan that found a tombstone stays.
   virtual StoreStatus drop(std::span<const HashRange> ranges, bool data, bool tombstones, std::string& err) = 0;
   // Tombstones held (exact on both engines).
   virtual std::uint64_t tombstone_count() = 0;
+  // The tombstones in `ranges`, in order, with their tags: at most `limit` of them (0: all).
+  virtual StoreStatus tombstones(std::span<const HashRange> ranges, std::size_t limit,
+                                 std::vector<std::pair<std::string, Tag>>& out, std::string& err) = 0;
+  // Deletes each (stored key, tag) where the key still holds a tombstone of exactly that tag, each in
+  // its key's atomic step; `purged` counts them.
+  virtual StoreStatus purge_tombstones(std::span<const std::pair<std::string, Tag>> tombstones, std::size_t& purged,
+                                       std::string& err) = 0;
 
   // The node's own small records, apart from the data (anti-entropy's incarnation, its state, what it
   // knows of its peers): the value, or "" when absent. set_meta returns once the record is durable
@@ -150,6 +181,13 @@ class Store {
   // store itself are never touched: callers use names under "node/" and "peer/".
   virtual std::string meta(std::string_view key) = 0;
   virtual void set_meta(std::string_view key, std::string_view value) = 0;
+  // Several records in one durable write; and every record whose key starts with `prefix`, in order.
+  virtual void set_metas(std::span<const std::pair<std::string, std::string>> records) = 0;
+  virtual std::vector<std::pair<std::string, std::string>> metas(std::string_view prefix) = 0;
+
+  // Returns once every write step that had stored its change when settle() was called has also told
+  // the observer of it: what a scan found before the call, the observer knows after it.
+  virtual void settle() = 0;
 
   // Set once, before the store is written to from more than one thread (kvnode sets it before it
   // serves). With an observer, every write reads what it replaces (no blind untagged puts).
@@ -160,6 +198,12 @@ class Store {
     if (observer_ && before != now) observer_->changed(key, before, now);
   }
   bool observed() const noexcept { return observer_ != nullptr; }
+  // In the key's atomic step, what the key holds read: whether `op` is a floored write the observer
+  // refuses (below_floor).
+  bool below_floor(const WriteOp& op, const Held& held) const noexcept {
+    return op.floored && op.kind == WriteOp::Kind::put && op.tag && held.kind == Held::Kind::nothing && observer_ &&
+           !observer_->admits(op.key, *op.tag, op.floors_seen);
+  }
 
  private:
   StoreObserver* observer_ = nullptr;

@@ -83,11 +83,12 @@ class MemoryStore final : public Store {
     return StoreStatus::ok;
   }
 
-  StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::size_t& conflicts, std::string&) override {
+  StoreStatus ingest_records(std::span<const Record> records, std::uint64_t floors_seen, std::size_t& written,
+                             std::size_t& conflicts, std::string&) override {
     std::unique_lock lock(mutex_);
     written = conflicts = 0;
     for (const auto& r : records) {
-      const WriteResult res = apply_locked(op_of(r));
+      const WriteResult res = apply_locked(op_of(r, floors_seen));
       written += res.applied ? 1 : 0;
       conflicts += res.status == StoreStatus::conflict ? 1 : 0;
     }
@@ -125,6 +126,43 @@ class MemoryStore final : public Store {
     return tombstones_;
   }
 
+  StoreStatus tombstones(std::span<const HashRange> ranges, std::size_t limit, std::vector<std::pair<std::string, Tag>>& out,
+                         std::string&) override {
+    std::shared_lock lock(mutex_);
+    for (const auto& r : ranges)
+      for (auto it = map_.lower_bound(range_begin(r)); it != map_.end() && read_be64(it->first) <= r.hi; ++it) {
+        if (!it->second.tombstone) continue;
+        if (limit && out.size() == limit) return StoreStatus::ok;
+        out.emplace_back(it->first, it->second.tag);
+      }
+    return StoreStatus::ok;
+  }
+
+  StoreStatus purge_tombstones(std::span<const std::pair<std::string, Tag>> tombstones, std::size_t& purged,
+                               std::string&) override {
+    std::unique_lock lock(mutex_);
+    purged = 0;
+    for (const auto& [key, tag] : tombstones) {
+      WriteOp op{WriteOp::Kind::purge_tombstone, key, {}, tag};
+      purged += apply_locked(op).applied ? 1 : 0;
+    }
+    return StoreStatus::ok;
+  }
+
+  void settle() override { std::unique_lock lock(mutex_); }  // writes notify under the lock
+
+  void set_metas(std::span<const std::pair<std::string, std::string>> records) override {
+    std::unique_lock lock(mutex_);
+    for (const auto& [k, v] : records) meta_.insert_or_assign(k, v);
+  }
+
+  std::vector<std::pair<std::string, std::string>> metas(std::string_view prefix) override {
+    std::shared_lock lock(mutex_);
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto it = meta_.lower_bound(prefix); it != meta_.end() && it->first.starts_with(prefix); ++it) out.emplace_back(*it);
+    return out;
+  }
+
  private:
   static std::string range_begin(const HashRange& r) {
     std::string k;
@@ -141,16 +179,16 @@ class MemoryStore final : public Store {
   WriteResult apply_locked(const WriteOp& op) {
     auto it = map_.find(op.key);
     const Held before = held_at(it);
-    if (op.kind == WriteOp::Kind::drop_value || op.kind == WriteOp::Kind::drop_tombstone) {
+    if (is_drop(op.kind)) {
       WriteResult r;
-      r.applied = drops(op.kind, before);
+      r.applied = drops(op, before);
       if (r.applied) {
         erase(it);
         notify(op.key, before, {});
       }
       return r;
     }
-    const Outcome o = decide(op, before, tags_, [&] { return it->second.value == op.value; });
+    const Outcome o = decide(op, before, tags_, below_floor(op, before), [&] { return it->second.value == op.value; });
     if (o.verdict == Verdict::conflict) report_conflict(op.key, *op.tag);
     if (o.verdict == Verdict::apply) {
       store(it, op, o.now);

@@ -338,6 +338,72 @@ class RocksStore final : public Store {
       throw StoreError("writing " + std::string(key) + ": " + s.ToString());
   }
 
+  void settle() override {
+    // A write stores and tells the observer in one step: under its stripe, or on the committer
+    // thread, which runs one op after everything queued before it.
+    if (committer_) {
+      committer_->submit_and_wait({WriteOp::Kind::purge_tombstone, std::string(kStorageKeyPrefix, '\0'), {}});
+      return;
+    }
+    for (auto& s : stripes_) std::lock_guard lock(s);
+  }
+
+  void set_metas(std::span<const std::pair<std::string, std::string>> records) override {
+    rocksdb::WriteBatch wb;
+    for (const auto& [k, v] : records) wb.Put(meta_, slice(k), slice(v));
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    if (const auto s = db_->Write(sync, &wb); !s.ok()) throw StoreError("writing " + std::to_string(records.size()) + " meta records: " + s.ToString());
+  }
+
+  std::vector<std::pair<std::string, std::string>> metas(std::string_view prefix) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+    for (it->Seek(slice(prefix)); it->Valid() && view(it->key()).starts_with(prefix); it->Next())
+      out.emplace_back(std::string(view(it->key())), std::string(view(it->value())));
+    if (!it->status().ok()) throw StoreError("reading meta records: " + it->status().ToString());
+    return out;
+  }
+
+  StoreStatus tombstones(std::span<const HashRange> ranges, std::size_t limit, std::vector<std::pair<std::string, Tag>>& out,
+                         std::string& err) override {
+    RangeIterator ri;
+    for (const auto& r : ranges) {
+      auto& it = open_range(ri, tombs_, r);
+      for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
+        if (limit && out.size() == limit) return StoreStatus::ok;
+        Tag tag;
+        if (!decode_tombstone(view(it->value()), tag)) {
+          err = bad_record("tombstone", view(it->key())).ToString();
+          return StoreStatus::error;
+        }
+        out.emplace_back(std::string(view(it->key())), tag);
+      }
+      if (!it->status().ok()) {
+        err = it->status().ToString();
+        return StoreStatus::error;
+      }
+    }
+    return StoreStatus::ok;
+  }
+
+  StoreStatus purge_tombstones(std::span<const std::pair<std::string, Tag>> tombstones, std::size_t& purged,
+                               std::string& err) override {
+    purged = 0;
+    std::vector<WriteOp> batch;
+    auto flush = [&] {
+      std::vector<WriteResult> results;
+      if (!drop_batch(batch, err, &results)) return false;
+      for (const auto& r : results) purged += r.applied ? 1 : 0;
+      return true;
+    };
+    for (const auto& [key, tag] : tombstones) {
+      batch.push_back({WriteOp::Kind::purge_tombstone, key, {}, tag});
+      if (batch.size() >= kDropBatch && !flush()) return StoreStatus::error;
+    }
+    return flush() ? StoreStatus::ok : StoreStatus::error;
+  }
+
   std::uint64_t key_count() override { return estimate(data_); }
   std::uint64_t tombstone_count() override { return tombstones_.total(); }
 
@@ -378,8 +444,8 @@ class RocksStore final : public Store {
     return StoreStatus::ok;
   }
 
-  StoreStatus ingest(std::span<const Record> records, std::size_t& written, std::size_t& conflicts,
-                     std::string& err) override {
+  StoreStatus ingest_records(std::span<const Record> records, std::uint64_t floors_seen, std::size_t& written,
+                             std::size_t& conflicts, std::string& err) override {
     written = conflicts = 0;
     auto tally = [&](WriteResult r) {
       if (r.status == StoreStatus::error) {
@@ -394,13 +460,13 @@ class RocksStore final : public Store {
       // Through the committer, the only writer: the whole batch usually shares one fsync.
       std::vector<WriteOp> ops;
       ops.reserve(records.size());
-      for (const auto& r : records) ops.push_back(op_of(r));
+      for (const auto& r : records) ops.push_back(op_of(r, floors_seen));
       for (auto& r : committer_->submit_all_and_wait(std::move(ops)))
         if (!tally(std::move(r))) return StoreStatus::error;
       return StoreStatus::ok;
     }
     for (const auto& r : records) {
-      const WriteOp op = op_of(r);
+      const WriteOp op = op_of(r, floors_seen);
       std::lock_guard lock(stripe(op.key));
       if (!tally(apply_one(op))) return StoreStatus::error;
     }
@@ -485,7 +551,7 @@ class RocksStore final : public Store {
 
   // The write ops of `batch` through the key's atomic step: the committer, or every stripe at once
   // (a batch holds keys of any stripe; up to kDropBatch of them hold the stripes for a few ms).
-  bool drop_batch(std::vector<WriteOp>& batch, std::string& err) {
+  bool drop_batch(std::vector<WriteOp>& batch, std::string& err, std::vector<WriteResult>* kept = nullptr) {
     if (batch.empty()) return true;
     std::vector<WriteResult> results;
     if (committer_) {
@@ -505,6 +571,7 @@ class RocksStore final : public Store {
         return false;
       }
     }
+    if (kept) *kept = std::move(results);
     return true;
   }
 
@@ -552,8 +619,8 @@ class RocksStore final : public Store {
         results[i] = {StoreStatus::error, s.ToString()};
         continue;
       }
-      if (op.kind == WriteOp::Kind::drop_value || op.kind == WriteOp::Kind::drop_tombstone) {
-        results[i].applied = drops(op.kind, before);
+      if (is_drop(op.kind)) {
+        results[i].applied = drops(op, before);
         if (!results[i].applied) continue;
         stage_drop(wb, op.key, before);
         if (observed()) changes.push_back({op.key, before, {}});
@@ -561,7 +628,7 @@ class RocksStore final : public Store {
         continue;
       }
       rocksdb::Status read;  // of the held value, read only to settle two writes with one tag
-      const Outcome o = decide(op, before, tags_, [&] {
+      const Outcome o = decide(op, before, tags_, below_floor(op, before), [&] {
         if (earlier) return earlier->value == op.value;
         rocksdb::PinnableSlice record;
         read = db_->Get(rocksdb::ReadOptions(), data_, slice(op.key), &record);

@@ -7,6 +7,7 @@
 #include "common/key.hpp"
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
+#include "common/version.hpp"
 #include "http/policy.hpp"
 
 namespace kv {
@@ -27,7 +28,8 @@ void binary_answer(http::StringResponse& res, std::string body) {
 }  // namespace
 
 bool SyncApi::serves(std::string_view path) noexcept {
-  return path == ae::kTreePath || path == ae::kDigestsPath || path == ae::kFetchPath;
+  return path == ae::kTreePath || path == ae::kDigestsPath || path == ae::kFetchPath || path == ae::kFloorsPath ||
+         path == ae::kPurgePath;
 }
 
 void SyncApi::remember_asker(const http::StringRequest& req, http::StringResponse& res) {
@@ -43,6 +45,7 @@ void SyncApi::remember_asker(const http::StringRequest& req, http::StringRespons
   if (!incarnation_ || node < 0 || !std::binary_search(peers.begin(), peers.end(), static_cast<std::uint32_t>(node)) ||
       !parse_hex64(incarnation, ignored))
     return;
+  res.set(ae::kIncarnationField, incarnation_->id());
   const std::string before = incarnation_->saw_peer(peer, incarnation);
   res.set(ae::kRememberedField, before.empty() ? ae::kNone : std::string_view(before));
   res.set(ae::kStateField, state_name(incarnation_->state()));
@@ -76,12 +79,21 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
   const auto path = target_path(target);
   const std::string_view body(req.body().data(), req.body().size());
   const bool get_tree = path == ae::kTreePath && (req.method() == verb::get || req.method() == verb::head);
-  if (!get_tree && !http::allow_method(res, req.method(), verb::post, path == ae::kTreePath ? "GET, HEAD, POST" : "POST"))
+  const bool get_floors = path == ae::kFloorsPath && (req.method() == verb::get || req.method() == verb::head);
+  if (!get_tree && !get_floors &&
+      !http::allow_method(res, req.method(), verb::post,
+                          path == ae::kTreePath ? "GET, HEAD, POST" : path == ae::kFloorsPath ? "GET, HEAD" : "POST"))
     return;
   if (!trees_)
     return http::error_answer(res, status::not_found,
                               "anti-entropy is off on this node: it keeps hash trees only when started with --ring "
                               "on a ring with replicas of 2 or more");
+  Floors* floors = trees_->floors();
+  if (get_floors) {
+    std::string out;
+    if (floors) ae::append_floors(out, floors->all());
+    return binary_answer(res, std::move(out));
+  }
   if (path == ae::kFetchPath) {
     std::vector<std::string_view> keys;
     if (!ae::parse_keys(body, ae::kMaxKeysPerFetch, keys))
@@ -108,6 +120,45 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
   if (set < 0) return http::error_answer(res, status::not_found, "this node is in no replica set '" + name + "'");
   const auto index = static_cast<std::size_t>(set);
 
+  if (path == ae::kPurgePath) {
+    std::vector<Record> records;
+    std::string err;
+    std::vector<std::pair<std::string, Tag>> tombstones;
+    const bool parsed = parse_records(body, records, err, true);
+    for (const auto& r : records) {
+      if (!r.tombstone || r.tag.none() || trees_->set_of_hash(read_be64(r.key)) != set ||
+          (!tombstones.empty() && r.key <= tombstones.back().first)) {
+        err = "a record that is not a tombstone of the set, tagged, in stored-key order";
+        break;
+      }
+      tombstones.emplace_back(std::string(r.key), r.tag);
+    }
+    if (!parsed || tombstones.size() != records.size() || records.size() > ae::kMaxPurgePerRequest)
+      return http::error_answer(res, status::bad_request,
+                                "body: expected versioned tombstone records of the set's keys, in stored-key order, at "
+                                "most " + std::to_string(ae::kMaxPurgePerRequest) + ": " +
+                                    (records.size() > ae::kMaxPurgePerRequest ? std::string("too many") : err));
+    const auto expect = req.find(ae::kExpectField);
+    if (expect == req.end())
+      return http::error_answer(res, status::bad_request,
+                                std::string(ae::kExpectField) + ": required (the incarnation that showed the evidence)");
+    const std::string_view expected(expect->value().data(), expect->value().size());
+    if (!incarnation_ || !floors || expected != incarnation_->id())
+      return http::error_answer(res, status::conflict,
+                                "this node's incarnation is " + (incarnation_ ? incarnation_->id() : std::string("none")) +
+                                    ", not " + std::string(expected) +
+                                    ": its data was lost since, and it may not hold the tombstones; purge nothing");
+    try {
+      floors->raise(ae::floors_of(tombstones));  // durably, before any tombstone goes
+    } catch (const StoreError& e) {
+      return http::error_answer(res, status::internal_server_error, std::string("Storage write failed: ") + e.what());
+    }
+    std::size_t purged = 0;
+    if (store_.purge_tombstones(tombstones, purged, err) != StoreStatus::ok)
+      return http::error_answer(res, status::internal_server_error, "Storage write failed: " + err);
+    floors->count_purged(purged);
+    return http::json_answer(res, status::ok, "{\"purged\":" + std::to_string(purged) + "}");
+  }
   if (get_tree) {
     std::string out;
     ae::append_u64s(out, trees_->buckets(index));

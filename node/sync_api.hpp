@@ -1,5 +1,6 @@
 // kvnode's side of anti-entropy (common/anti_entropy.hpp): the endpoints a peer asks this node's
-// hash trees and store through (/replica/tree, /replica/digests, /replica/fetch). No sockets. Each
+// hash trees and store through (/replica/tree, /replica/digests, /replica/fetch), and its segment
+// floors (/replica/floors: node/floors.hpp). No sockets. Each
 // may scan thousands of keys, so the session runs them off its event loops, as /admin/.
 #pragma once
 
@@ -17,7 +18,7 @@ class SyncApi {
   SyncApi(Store& store, const ReplicaTrees* trees, Incarnation* incarnation = nullptr)
       : store_(store), trees_(trees), incarnation_(incarnation) {}
 
-  // A request under one of the three paths, its token already checked: fills `res`.
+  // A request under one of the four paths, its token already checked: fills `res`.
   void handle(const http::StringRequest& req, http::StringResponse& res);
   static bool serves(std::string_view path) noexcept;
 

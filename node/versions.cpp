@@ -20,6 +20,7 @@ Verdict judge(const WriteOp& op, const Held& held) noexcept {
 WriteResult result_of(const WriteOp& op, const Held& before, const Outcome& outcome) {
   WriteResult r;
   if (outcome.verdict == Verdict::conflict) r.status = StoreStatus::conflict;
+  else if (outcome.verdict == Verdict::below_floor) r.status = StoreStatus::below_floor;
   else if (op.kind == WriteOp::Kind::del && !before.value()) r.status = StoreStatus::not_found;
   r.held = outcome.now.tag;
   r.applied = outcome.verdict == Verdict::apply;
@@ -28,12 +29,22 @@ WriteResult result_of(const WriteOp& op, const Held& before, const Outcome& outc
   return r;
 }
 
-bool drops(WriteOp::Kind kind, const Held& held) noexcept {
-  return (kind == WriteOp::Kind::drop_value && held.value()) || (kind == WriteOp::Kind::drop_tombstone && held.tombstone());
+bool is_drop(WriteOp::Kind kind) noexcept {
+  return kind == WriteOp::Kind::drop_value || kind == WriteOp::Kind::drop_tombstone || kind == WriteOp::Kind::purge_tombstone;
 }
 
-WriteOp op_of(const Record& r) {
-  return {r.tombstone ? WriteOp::Kind::del : WriteOp::Kind::put, std::string(r.key), std::string(r.value), r.tag};
+bool drops(const WriteOp& op, const Held& held) noexcept {
+  switch (op.kind) {
+    case WriteOp::Kind::drop_value: return held.value();
+    case WriteOp::Kind::drop_tombstone: return held.tombstone();
+    case WriteOp::Kind::purge_tombstone: return held.tombstone() && op.tag && held.tag == *op.tag;
+    default: return false;
+  }
+}
+
+WriteOp op_of(const Record& r, std::uint64_t floors_seen) {
+  return {r.tombstone ? WriteOp::Kind::del : WriteOp::Kind::put, std::string(r.key), std::string(r.value), r.tag,
+          floors_seen != 0, floors_seen};
 }
 
 void report_conflict(std::string_view stored_key, const Tag& tag) {

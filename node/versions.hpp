@@ -54,6 +54,7 @@ enum class Verdict : std::uint8_t {
   keep,            // leave the key as it is: superseded, the same write again, or an untagged delete of no value
   conflict,        // refuse it: its tag is held by another write (a bug somewhere, not a tie)
   compare_values,  // the same real tag as the value held: keep if the values are equal, else conflict
+  below_floor,     // refuse it: a floored write where the key holds nothing, its tag not above the floor
 };
 
 // The rule for a put or a delete over `held`:
@@ -75,8 +76,10 @@ struct Outcome {
 // tag is its own (and the node's counter moves above it), or for an untagged one a new one from the
 // node's counter. An untagged put is always applied with a new tag, whatever is held: an engine may
 // skip the read and decide it with untagged_put() instead.
+// `below_floor`: Store::below_floor(op, held), asked by the engine in the same atomic step.
 template <class SameValue>
-Outcome decide(const WriteOp& op, const Held& held, NodeTags& tags, SameValue&& same_value) {
+Outcome decide(const WriteOp& op, const Held& held, NodeTags& tags, bool below_floor, SameValue&& same_value) {
+  if (below_floor) return {Verdict::below_floor, held};
   Verdict v = judge(op, held);
   if (v == Verdict::compare_values) v = same_value() ? Verdict::keep : Verdict::conflict;
   if (v != Verdict::apply) return {v, held};
@@ -93,11 +96,12 @@ inline Outcome untagged_put(NodeTags& tags) noexcept { return {Verdict::apply, {
 // false: it is decided without reading what it replaces (untagged_put), so `before` is not known.
 WriteResult result_of(const WriteOp& op, const Held& before, const Outcome& outcome);
 
-// Whether a drop_value / drop_tombstone op deletes a key that holds `held`.
-bool drops(WriteOp::Kind kind, const Held& held) noexcept;
+// Whether a drop_value / drop_tombstone / purge_tombstone op deletes a key that holds `held`.
+bool is_drop(WriteOp::Kind kind) noexcept;
+bool drops(const WriteOp& op, const Held& held) noexcept;
 
-// An ingested record as the tagged write it is.
-WriteOp op_of(const Record& r);
+// An ingested record as the tagged write it is; with `floors_seen`, a floored one (WriteOp).
+WriteOp op_of(const Record& r, std::uint64_t floors_seen = 0);
 
 // A refused write, on stderr (one line per occurrence): two writes with one tag are a bug somewhere.
 void report_conflict(std::string_view stored_key, const Tag& tag);

@@ -215,6 +215,7 @@ bool parse_replica_health(std::string_view body, ReplicaHealth& out) {
   ReplicaHealth r;
   r.state.assign(state->get_string().data(), state->get_string().size());
   r.tombstones = number(o, "tombstones");
+  if (const auto* fl = o.if_contains("floors"); fl && fl->is_object()) r.floor_segments = number(fl->get_object(), "segments");
   if (const auto* ae = o.if_contains("anti_entropy"); ae && ae->is_object()) {
     const auto& a = ae->get_object();
     r.keys_behind = number(a, "keys_behind");
@@ -224,6 +225,7 @@ bool parse_replica_health(std::string_view body, ReplicaHealth& out) {
     r.bytes = number(a, "bytes");
     r.peers_in_sync = number(a, "peers_in_sync");
     r.peers = number(a, "peers");
+    r.tombstones_purged = number(a, "tombstones_purged");
   }
   out = std::move(r);
   return true;

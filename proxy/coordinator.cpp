@@ -133,6 +133,10 @@ void Coordinator::on_node_answer(NodeExchange& x) {
   if (r.kind == ReplicaReply::Kind::refused) {
     refused_status_ = x.answer().status;
     refused_body_.assign(x.body());
+  } else if (r.kind == ReplicaReply::Kind::below_floor) {
+    reasons_[i] = "refused the version: not above the floor of the key's segment (409, X-KV-Floor: " +
+                  std::string(floor_field(x.answer())) + ")";
+    faults_[i] = QuorumCause::below_floor;
   } else if (r.kind == ReplicaReply::Kind::failed) {
     const unsigned status = x.answer().status;
     reasons_[i] = "answered " + std::to_string(status);
@@ -218,7 +222,9 @@ void Coordinator::advance() {
   switch (quorum_.action()) {
     case Quorum::Action::wait: break;
     case Quorum::Action::store:
-      quorum_.begin_store(w_.shared.next_tag(quorum_.newest().held.tag));
+      // Above the newest tag seen, and above every floor reported (a store at or below a replica's
+      // floor is refused where the key holds nothing).
+      quorum_.begin_store(w_.shared.next_tag(std::max(quorum_.newest().held.tag, Tag{quorum_.floor(), 0})));
       for (unsigned i = 0; i < quorum_.size(); ++i) send_store(i);
       break;
     case Quorum::Action::write_back: {

@@ -44,7 +44,7 @@ struct ProxyOptions {
 enum class QuorumOp : std::uint8_t { get, put, del, count_ };
 enum class QuorumResult : std::uint8_t { ok, refused, failed, count_ };
 // Why a request found no majority: what the replicas it missed had in common (mixed: not one thing).
-enum class QuorumCause : std::uint8_t { down, connect, timeout, bad_response, node_error, mixed, count_ };
+enum class QuorumCause : std::uint8_t { down, connect, timeout, bad_response, node_error, below_floor, mixed, count_ };
 std::string_view quorum_op_name(QuorumOp o) noexcept;
 std::string_view quorum_result_name(QuorumResult r) noexcept;
 std::string_view quorum_cause_name(QuorumCause c) noexcept;

@@ -1,5 +1,7 @@
 #include "proxy/quorum.hpp"
 
+#include <algorithm>
+
 namespace kv::proxy {
 
 namespace {
@@ -25,6 +27,7 @@ void Quorum::on_reply(unsigned replica, const ReplicaReply& reply) noexcept {
       case Kind::found:
         answered_ |= bit;
         found_[replica] = reply.found;
+        floor_ = std::max(floor_, reply.found.floor);
         if (answered_ == bit || newer_of(newest_, reply.found) == 1) {
           newest_ = reply.found;
           newest_replica_ = replica;
@@ -68,6 +71,7 @@ void Quorum::on_reply(unsigned replica, const ReplicaReply& reply) noexcept {
       store_failed_ |= bit;
       break;
     case Kind::not_sent:
+    case Kind::below_floor:
       store_failed_ |= bit;
       not_sent_ |= bit;
       break;

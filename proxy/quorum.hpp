@@ -35,6 +35,7 @@ struct ReplicaReply {
     refused,   // a 4xx about the request itself (bad body, value too large): the client's answer
     failed,    // no usable answer after the request was sent: it may have been applied
     not_sent,  // the request never left (no connection): surely not applied
+    below_floor,  // to a store: refused below the key's segment floor (node/floors.hpp): surely not applied
   };
   Kind kind = Kind::failed;
   Found found;  // kind == found
@@ -73,6 +74,8 @@ class Quorum {
   const Found& newest() const noexcept { return newest_; }
   unsigned newest_replica() const noexcept { return newest_replica_; }
   const Tag& tag() const noexcept { return tag_; }
+  // The greatest segment floor the queries reported: a write's tag goes above it too.
+  std::uint64_t floor() const noexcept { return floor_; }
   // On answer: the replicas known to hold what the answer says (a read's agreeing majority or the
   // write-back's holders; a write's stores).
   std::uint32_t holders() const noexcept { return holders_; }
@@ -107,12 +110,13 @@ class Quorum {
   Found found_[kMaxReplicas];
   Found newest_;
   unsigned newest_replica_ = 0;
+  std::uint64_t floor_ = 0;
   // Store step (a write's store, or a read's write-back)
   Tag tag_;
   std::uint32_t targets_ = 0;
   std::uint32_t holders_ = 0;       // hold the write being stored (or newer)
   std::uint32_t store_failed_ = 0;  // of the targets: answered without holding it, or not at all
-  std::uint32_t not_sent_ = 0;      // of the targets: the store never left (surely not applied)
+  std::uint32_t not_sent_ = 0;      // of the targets: surely not applied (never left, or refused below a floor)
   bool one_round_ = false;
   unsigned refused_ = 0;
   std::uint32_t missing_ = 0;

@@ -2,6 +2,7 @@
 
 #include "common/key.hpp"
 #include "common/replica.hpp"
+#include <charconv>
 #include "http/head_writer.hpp"
 
 namespace kv::proxy {
@@ -21,6 +22,12 @@ void append_start(std::string& out, std::string_view method, std::string_view pa
 bool refuses_the_proxy(unsigned status) noexcept { return status == 401 || status == 403; }
 
 }  // namespace
+
+std::string_view floor_field(const http::ScannedHead& answer) noexcept {
+  for (const auto& f : answer.fields)
+    if (http::iequal_lower(f.name, replica::kFloorFieldLower)) return f.value;
+  return {};
+}
 
 void append_replica_get(std::string& out, std::string_view target, std::string_view host, bool head,
                         std::string_view auth) {
@@ -44,7 +51,17 @@ void append_replica_store(std::string& out, bool remove, std::string_view target
 ReplicaReply query_reply(const http::ScannedHead& answer) noexcept {
   const unsigned s = answer.status;
   if (s == 200 || s == 404) {
-    if (const auto held = held_of(answer)) return {ReplicaReply::Kind::found, Found{*held, s == 200}};
+    if (const auto held = held_of(answer)) {
+      Found found{*held, s == 200};
+      const auto floor = floor_field(answer);
+      std::uint64_t n = 0;
+      if (!floor.empty()) {
+        const auto [end, ec] = std::from_chars(floor.data(), floor.data() + floor.size(), n);
+        if (ec != std::errc() || end != floor.data() + floor.size() || n > kMaxTagCounter) return {ReplicaReply::Kind::failed, {}};
+      }
+      found.floor = n;
+      return {ReplicaReply::Kind::found, found};
+    }
     return {ReplicaReply::Kind::failed, {}};
   }
   if (s / 100 == 4 && !refuses_the_proxy(s)) return {ReplicaReply::Kind::refused, {}};
@@ -57,6 +74,7 @@ ReplicaReply store_reply(const http::ScannedHead& answer, bool remove) noexcept 
     if (held_of(answer)) return {ReplicaReply::Kind::stored, {}};
     return {ReplicaReply::Kind::failed, {}};
   }
+  if (s == 409 && !floor_field(answer).empty()) return {ReplicaReply::Kind::below_floor, {}};
   if (s / 100 == 4 && s != 404 && s != 409 && !refuses_the_proxy(s)) return {ReplicaReply::Kind::refused, {}};
   return {ReplicaReply::Kind::failed, {}};
 }

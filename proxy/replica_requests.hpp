@@ -23,15 +23,19 @@ void append_replica_get(std::string& out, std::string_view target, std::string_v
 void append_replica_store(std::string& out, bool remove, std::string_view target, std::string_view host,
                           const Tag& tag, std::string_view put_body, std::string_view auth);
 
-// What an answer to append_replica_get says: found (a 200 or 404 with a valid X-KV-Version), refused
+// What an answer to append_replica_get says: found (a 200 or 404 with a valid X-KV-Version, and a
+// valid X-KV-Floor if any: Found::floor), refused
 // (another 4xx: about the request, the client's answer), else failed (a 5xx, a 401 or 403 refusing
 // the proxy's token, or a node that does not keep versions).
 ReplicaReply query_reply(const http::ScannedHead& answer) noexcept;
 // What an answer to append_replica_store says: stored (a 200, or a delete's 404, with its version:
-// the replica holds that tag or a newer one), refused (another 4xx), else failed: a 5xx; a 401 or 403
+// the replica holds that tag or a newer one), below_floor (a 409 with X-KV-Floor: refused, surely
+// not stored), refused (another 4xx), else failed: a 5xx; a 401 or 403
 // (the proxy's token refused); a 409 (the
 // same tag holding another value, which a coordinator never causes); a put's 404 (a node without the
 // replica endpoints).
 ReplicaReply store_reply(const http::ScannedHead& answer, bool remove) noexcept;
+// X-KV-Floor's value in an answer ("" when absent).
+std::string_view floor_field(const http::ScannedHead& answer) noexcept;
 
 }  // namespace kv::proxy

@@ -81,6 +81,7 @@ std::string_view quorum_cause_name(QuorumCause c) noexcept {
     case QuorumCause::timeout: return "timeout";
     case QuorumCause::bad_response: return "bad_response";
     case QuorumCause::node_error: return "node_error";
+    case QuorumCause::below_floor: return "below_floor";
     case QuorumCause::mixed: return "mixed";
     case QuorumCause::count_: break;
   }
@@ -238,6 +239,11 @@ std::string render_prometheus(const Snapshot& s) {
     each("kvproxy_node_anti_entropy_bytes_total", "Bytes of a node's anti-entropy exchanges (since it started).", "counter",
          [](const ReplicaHealth& r) { return r.bytes; });
     each("kvproxy_node_tombstones", "Tombstones a node holds.", "gauge", [](const ReplicaHealth& r) { return r.tombstones; });
+    each("kvproxy_node_tombstones_purged_total",
+         "Tombstones a node purged once every replica held them (since it started).", "counter",
+         [](const ReplicaHealth& r) { return r.tombstones_purged; });
+    each("kvproxy_node_floor_segments", "Segments where a node keeps a floor (deleted keys purged there).", "gauge",
+         [](const ReplicaHealth& r) { return r.floor_segments; });
   }
   header(out, "kvproxy_retries_total", "Requests retried once because a pooled connection had been closed.", "counter");
   sample(out, "kvproxy_retries_total", "", s.retries);
@@ -281,7 +287,8 @@ std::string render_json(const Snapshot& s) {
              ",\"keys_repaired\":" + std::to_string(r.keys_repaired) + ",\"exchanges\":" + std::to_string(r.exchanges) +
              ",\"failures\":" + std::to_string(r.failures) + ",\"bytes\":" + std::to_string(r.bytes) +
              ",\"peers_in_sync\":" + std::to_string(r.peers_in_sync) + ",\"peers\":" + std::to_string(r.peers) +
-             ",\"tombstones\":" + std::to_string(r.tombstones) + "}";
+             ",\"tombstones\":" + std::to_string(r.tombstones) + ",\"tombstones_purged\":" + std::to_string(r.tombstones_purged) +
+             ",\"floor_segments\":" + std::to_string(r.floor_segments) + "}";
     out += "}";
   }
   out += "],\"clients\":{\"open\":" + std::to_string(s.client_open) + ",\"total\":" + std::to_string(s.client_total) +
@@ -357,12 +364,13 @@ std::string render_html(const Snapshot& s) {
                     "</td><td>" + std::to_string(r.keys_behind) + "</td><td>" + std::to_string(r.keys_repaired) + "</td><td>" +
                     std::to_string(r.exchanges) + "</td><td>" + std::to_string(r.failures) + "</td><td>" +
                     fmt("%.1f", static_cast<double>(r.bytes) / 1e3) + "</td><td>" + std::to_string(r.peers_in_sync) + " of " +
-                    std::to_string(r.peers) + "</td><td>" + std::to_string(r.tombstones) + "</td></tr>\n";
+                    std::to_string(r.peers) + "</td><td>" + std::to_string(r.tombstones) + "</td><td>" +
+                    std::to_string(r.tombstones_purged) + "</td></tr>\n";
   }
   if (!replica_rows.empty())
     quorum += "<h2>Replicas: each node's copy (anti-entropy)</h2>\n<table id=\"replicas\">\n<thead><tr><th>node</th>"
               "<th>state</th><th>keys behind</th><th>keys repaired</th><th>exchanges</th><th>failed</th><th>kB exchanged</th>"
-              "<th>peers in sync</th><th>tombstones</th></tr></thead>\n<tbody>\n" + replica_rows + "</tbody></table>\n";
+              "<th>peers in sync</th><th>tombstones</th><th>purged</th></tr></thead>\n<tbody>\n" + replica_rows + "</tbody></table>\n";
   return R"(<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
 <title>kvproxy stats</title>

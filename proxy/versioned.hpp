@@ -24,6 +24,7 @@ std::optional<Held> held_of(const http::ScannedHead& answer) noexcept;
 struct Found {
   Held held;
   bool value = false;
+  std::uint64_t floor = 0;  // a replica query's X-KV-Floor: a new write's tag must be above it
 };
 // Which of two owners' states is newer: 1 for `b`, else 0. The newer tag; at equal tags, a value
 // over nothing, which differ only with Tag{} (a value from before versions: it has no order).

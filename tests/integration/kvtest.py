@@ -411,7 +411,13 @@ def request(port, method, target, body=None, headers=None, token=None, timeout=1
 def node_state(port, host="127.0.0.1", timeout=10.0):
     """A kvnode's replica state from its /health ("checking", "recovering", "serving": kvnode --ring,
     node/incarnation.hpp); None when it has none."""
-    return json.loads(request(port, "GET", "/health", host=host, timeout=timeout)[2]).get("state")
+    return node_health(port, host, timeout).get("state")
+
+
+def node_health(port, host="127.0.0.1", timeout=10.0):
+    """A kvnode's /health document: with --ring, its state, tombstones held, floors and anti-entropy
+    figures ("anti_entropy": tombstones_purged, ...)."""
+    return json.loads(request(port, "GET", "/health", host=host, timeout=timeout)[2])
 
 
 def admin(port, method, target, body=None, token=None):
@@ -486,10 +492,18 @@ def holdings(port, host="127.0.0.1", token=None):
 
 
 def differing_keys(held_by_node):
-    """The keys whose versions differ between the nodes' holdings ({node: holdings(...)}), sorted."""
+    """The keys whose versions differ between the nodes' holdings ({node: holdings(...)}), sorted. A
+    tombstone counts as nothing held: each replica purges its own once every replica holds it
+    (node/floors.hpp), so for a moment one holds it and another holds nothing, and both mean deleted.
+    A value against a tombstone or nothing, or two versions of a value, differ."""
     views = list(held_by_node.values())
     keys = set().union(*views)
-    return sorted(k for k in keys if len({(v.get(k) or ("-",))[:3] for v in views}) > 1)
+
+    def state(v, k):
+        h = v.get(k)
+        return ("-",) if h is None or h[0] == "t" else h[:3]
+
+    return sorted(k for k in keys if len({state(v, k) for v in views}) > 1)
 
 
 def put_all(port, values, threads=1):

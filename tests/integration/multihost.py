@@ -50,7 +50,7 @@ import time
 import unittest
 
 import lintest
-from kvtest import (Cluster, differing_keys, holdings, node_state, owners, start_retrying_busy, wait_until,
+from kvtest import (Cluster, differing_keys, holdings, node_health, node_state, owners, start_retrying_busy, wait_until,
                     write_ring)
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
@@ -473,4 +473,18 @@ def converge(c, timeout=30.0):
         return not last
 
     done = wait_until(equal, timeout=timeout, interval=0.2)
-    return {"seconds": round(time.monotonic() - started, 2) if done else None, "differing": last[:20]}
+    result = {"seconds": round(time.monotonic() - started, 2) if done else None, "differing": last[:20]}
+    # Then every tombstone is purged: every replica holds it, and none is still needed (node/floors.hpp).
+    tombstones = {}
+
+    def purged():
+        tombstones.update({n.name: node_health(NODE_PORT, n.host.addr)["tombstones"] for n in c.nodes})
+        return not any(tombstones.values())
+
+    purge_started = time.monotonic()
+    result["purged_seconds"] = round(time.monotonic() - purge_started, 2) if done and wait_until(
+        purged, timeout=timeout, interval=0.2) else None
+    result["tombstones_left"] = dict(tombstones)
+    result["tombstones_purged"] = {n.name: node_health(NODE_PORT, n.host.addr).get("anti_entropy", {}).get(
+        "tombstones_purged") for n in c.nodes}
+    return result

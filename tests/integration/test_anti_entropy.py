@@ -7,8 +7,8 @@ import json
 import shutil
 import unittest
 
-from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, node_state,
-                    proxy_stats, run_kvnode, start_retrying_busy, wait_until, write_ring)
+from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, node_health,
+                    node_state, proxy_stats, request, run_kvnode, start_retrying_busy, wait_until, write_ring)
 
 INTERVAL_MS = 200
 PROXY_TIMEOUTS = ("--connect-timeout-ms", "500", "--response-timeout-ms", "1000")
@@ -18,13 +18,14 @@ class AntiEntropyTest(unittest.TestCase):
     def setUp(self):
         self.h = harness(self)
 
-    def start(self, intervals=None, rate=None):
+    def start(self, intervals=None, rate=None, extra=()):
         """Nodes n1..n3 (RocksDB) on a ring of replicas 3, each with --ring and its anti-entropy
         interval (`intervals`: {id: ms}, default INTERVAL_MS), and one proxy."""
         self.ports = dict(zip(("n1", "n2", "n3"), free_ports(3)))
         self.ring = write_ring(self.h.path("ring.yaml"), sorted(self.ports.items()), replicas=3, vnodes=256)
         self.intervals = intervals or {}
         self.rate = rate
+        self.extra = list(extra)
         self.nodes = {}
         for node_id in self.ports:
             self.start_node(node_id)
@@ -39,7 +40,7 @@ class AntiEntropyTest(unittest.TestCase):
 
     def start_node(self, node_id, extra=()):
         extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(self.intervals.get(node_id, INTERVAL_MS)),
-                 *extra]
+                 *self.extra, *extra]
         if self.rate:
             extra += ["--repair-keys-per-second", str(self.rate)]
         data = self.h.path(node_id)
@@ -69,14 +70,23 @@ class AntiEntropyTest(unittest.TestCase):
             status, _, body = self.c.delete(k)
             self.assertIn(status, (200, 404), body)
 
+    def tombstones(self, node_id):
+        """(tombstones held, tombstones purged) on one node, from its /health."""
+        doc = node_health(self.ports[node_id])
+        return doc["tombstones"], doc["anti_entropy"]["tombstones_purged"]
+
+    def purged_everywhere(self):
+        return all(self.tombstones(n)[0] == 0 for n in self.ports)
+
     def expect(self, values):
-        """Every replica holds `values` ({key: value, or None for deleted}) and the proxy reads them."""
+        """Every replica holds `values` ({key: value, or None for deleted: a tombstone, or nothing once
+        purged}) and the proxy reads them."""
         held = self.held()
         self.assertEqual(differing_keys(held), [])
         for node_id, h in held.items():
             for k, v in values.items():
                 if v is None:
-                    self.assertEqual(h[k][0], "t", (node_id, k, "a deleted key came back"))
+                    self.assertEqual(h.get(k, ("t",))[0], "t", (node_id, k, "a deleted key came back"))
                 else:
                     self.assertEqual((h[k][0], h[k][3]), ("v", v.encode()), (node_id, k))
         for k, v in list(values.items())[:50]:
@@ -114,7 +124,10 @@ class AntiEntropyTest(unittest.TestCase):
             return next(n for n in proxy_stats(self.proxy.admin_port)["nodes"] if n["id"] == node_id).get("replica")
         self.assertTrue(wait_until(lambda: (replica("n3") or {}).get("keys_repaired") == 350, 10), replica("n3"))
         self.assertEqual(replica("n3")["state"], "serving")
-        self.assertEqual(replica("n1")["tombstones"], 50)
+        # Every replica holds the 50 tombstones now: each node purges its own, and says so.
+        self.assertTrue(wait_until(lambda: (replica("n1") or {}).get("tombstones_purged") == 50, 10), replica("n1"))
+        self.assertEqual(replica("n1")["tombstones"], 0)
+        self.assertGreater(replica("n1")["floor_segments"], 0)
         text = metrics(self.proxy.admin_port)
         self.assertEqual(metric(text, 'kvproxy_node_keys_repaired_total{node="n3"}'), 350)
         self.assertEqual(metric(text, 'kvproxy_node_replica_state{node="n3",state="serving"}'), 1)
@@ -147,13 +160,88 @@ class AntiEntropyTest(unittest.TestCase):
         self.write(keys, "x")
         self.delete(keys[:40])
         self.assertTrue(wait_until(self.converged, 20))
+        self.assertTrue(wait_until(self.purged_everywhere, 20))  # the deleted keys leave floors behind
+        floors = node_health(self.ports["n2"])["floors"]
         self.nodes["n1"].kill()
         shutil.rmtree(self.h.path("n1"))
         self.start_node("n1")
         self.assertEqual(holdings(self.ports["n1"]), {})
         self.assertTrue(wait_until(self.converged, 30), len(differing_keys(self.held())))
         self.expect({k: None for k in keys[:40]} | {k: "x" for k in keys[40:]})
-        self.assertEqual(self.repaired("n1"), 400)  # values and tombstones alike, each once
+        self.assertEqual(self.repaired("n1"), 360)  # every value, each once
+        # The new directory learned its peers' floors before it took any replicated write.
+        self.assertTrue(wait_until(lambda: node_health(self.ports["n1"])["floors"]["known"], 10))
+        self.assertEqual(node_health(self.ports["n1"])["floors"], floors | {"known": True, "peers_learned": 2})
+
+    def rounds(self, node_id):
+        return metric(metrics(self.ports[node_id]), "kvnode_anti_entropy_rounds_total")
+
+    def deleted_while_a_replica_was_away(self, unsafe):
+        """d0..d19 = v1 on every replica; n3 down; the keys deleted (tombstones on n1 and n2); five
+        rounds pass; n3 back, still holding v1. Returns each node's (tombstones held, purged) before
+        n3 came back, and the proxy's reads of the keys, (status, value), once every replica agrees."""
+        self.start(extra=["--unsafe-purge-early"] if unsafe else ())
+        keys = [f"d{i}" for i in range(20)]
+        self.write(keys, "v1")
+        self.assertTrue(wait_until(self.converged, 20))
+        self.nodes["n3"].kill()
+        self.delete(keys)
+        rounds = {n: self.rounds(n) for n in ("n1", "n2")}
+        self.assertTrue(wait_until(lambda: all(self.rounds(n) >= rounds[n] + 5 for n in rounds), 20))
+        if unsafe:
+            self.assertTrue(wait_until(lambda: all(self.tombstones(n)[0] == 0 for n in ("n1", "n2")), 20))
+        before = {n: self.tombstones(n) for n in ("n1", "n2")}
+        self.start_node("n3")
+        self.assertTrue(wait_until(self.converged, 30), differing_keys(self.held()))
+        answers = [self.c.get(k) for k in keys]
+        return before, [(status, json.loads(body).get("value")) for status, _, body in answers]
+
+    def test_a_tombstone_is_purged_only_once_every_replica_holds_it(self):
+        before, answers = self.deleted_while_a_replica_was_away(unsafe=False)
+        # n3 was down: nothing showed that it held the tombstones, so n1 and n2 kept them.
+        self.assertEqual(before, {"n1": (20, 0), "n2": (20, 0)})
+        self.assertEqual(answers, [(404, None)] * 20)
+        # n3 back: it pulled the tombstones; then every node purges its own, and nothing is left.
+        self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
+        self.assertEqual({n: self.tombstones(n) for n in self.ports}, {n: (0, 20) for n in self.ports})
+        self.assertEqual(self.held(), {n: {} for n in self.ports})
+        self.assertEqual([self.c.get(f"d{i}")[0] for i in range(20)], [404] * 20)
+
+    def test_control_a_tombstone_purged_early_lets_a_returning_replica_bring_the_key_back(self):
+        """The broken mode (--unsafe-purge-early: purged on the evidence of the peers that answered,
+        no floors): the same history brings every deleted key back, so the test above is one that
+        can fail."""
+        before, answers = self.deleted_while_a_replica_was_away(unsafe=True)
+        self.assertEqual({n: held for n, (held, _) in before.items()}, {"n1": 0, "n2": 0})  # purged without n3
+        self.assertEqual(answers, [(200, "v1")] * 20)
+
+    def test_a_delayed_store_of_a_purged_key_is_refused_and_new_writes_go_above_the_floor(self):
+        self.start()
+        self.write(["z"], "v1")
+        self.assertTrue(wait_until(self.converged, 20))
+        _, counter, writer, _ = self.held()["n1"]["z"]
+        self.delete(["z"])
+        self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
+        self.assertEqual(self.held(), {n: {} for n in self.ports})
+        # The first write's store, delayed until now (as from a paused proxy): refused on every
+        # replica, surely not stored, and the key stays deleted.
+        for node_id, port in self.ports.items():
+            status, headers, body = request(port, "POST", "/replica/put?key=z", json.dumps({"value": "v1"}),
+                                            {"X-KV-Version": f"{counter}.{writer:016x}", "Content-Type": "application/json"})
+            self.assertEqual((status, headers.get("X-KV-Applied")), (409, "0"), body)
+            self.assertGreater(int(headers["X-KV-Floor"]), counter)
+            self.assertIn("is not above the floor", json.loads(body)["detail"])
+            self.assertEqual(metric(metrics(port), "kvnode_writes_below_floor_total"), 1)
+        self.assertEqual(self.c.get("z")[0], 404)
+        self.assertEqual(self.held(), {n: {} for n in self.ports})
+        # A tag query of the key reports the floor, so a new write's tag goes above it.
+        status, headers, _ = request(self.ports["n1"], "HEAD", "/replica/get?key=z")
+        self.assertEqual(status, 404)
+        floor = int(headers["X-KV-Floor"])
+        self.write(["z"], "v2")
+        self.assertEqual(json.loads(self.c.get("z")[2])["value"], "v2")
+        self.assertTrue(wait_until(self.converged, 20))
+        self.assertGreater(self.held()["n1"]["z"][1], floor)
 
     def stale_read_after_a_disk_loss(self, unsafe):
         """k = v1 everywhere; n3 down, k = v2 (on n1 and n2); n1 loses its disk; n2 paused; n3 and

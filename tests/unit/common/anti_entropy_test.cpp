@@ -62,3 +62,38 @@ TEST_CASE("anti-entropy: key lists carry any bytes, and refuse keys without thei
   ae::append_key(short_key, "1234567");
   CHECK_FALSE(ae::parse_keys(short_key, 10, keys));
 }
+
+TEST_CASE("anti-entropy: floor records round-trip; out of order, out of bounds or zero floors are refused", "[anti_entropy][floors]") {
+  using ae::SegmentFloor;
+  const std::vector<SegmentFloor> floors{{0, 1}, {7, 99}, {ae::kSegments - 1, kv::kMaxTagCounter}};
+  std::string body;
+  ae::append_floors(body, floors);
+  CHECK(body.size() == 36);
+  std::vector<SegmentFloor> out;
+  REQUIRE(ae::parse_floors(body, out));
+  CHECK(out == floors);
+  CHECK(ae::parse_floors("", out));
+  CHECK(out.empty());
+  auto refused = [&](std::vector<SegmentFloor> v) {
+    std::string b;
+    ae::append_floors(b, v);
+    return !ae::parse_floors(b, out);
+  };
+  CHECK(refused({{7, 1}, {7, 2}}));
+  CHECK(refused({{8, 1}, {7, 2}}));
+  CHECK(refused({{ae::kSegments, 1}}));
+  CHECK(refused({{1, 0}}));
+  CHECK(refused({{1, kv::kMaxTagCounter + 1}}));
+  CHECK_FALSE(ae::parse_floors(body.substr(1), out));
+}
+
+TEST_CASE("anti-entropy: a purge's floors are each segment's greatest tombstone counter", "[anti_entropy][floors]") {
+  auto key_in = [](std::uint32_t segment, char c) {
+    std::string k;
+    kv::append_be64(k, ae::segment_range(segment).lo + static_cast<unsigned char>(c));
+    return k + c;
+  };
+  const std::vector<std::pair<std::string, kv::Tag>> tombstones{
+      {key_in(2, 'a'), {30, 1}}, {key_in(2, 'b'), {50, 1}}, {key_in(2, 'c'), {40, 1}}, {key_in(5, 'a'), {7, 1}}};
+  CHECK(ae::floors_of(tombstones) == std::vector<ae::SegmentFloor>{{2, 50}, {5, 7}});
+}

@@ -55,8 +55,9 @@ class TestStore final : public kv::Store {
   StoreStatus count(std::span<const kv::HashRange> r, std::uint64_t& n, std::string& err) override {
     return fail ? failed(err) : inner_->count(r, n, err);
   }
-  StoreStatus ingest(std::span<const kv::Record> r, std::size_t& written, std::size_t& conflicts, std::string& err) override {
-    return fail ? failed(err) : inner_->ingest(r, written, conflicts, err);
+  StoreStatus ingest_records(std::span<const kv::Record> r, std::uint64_t floors_seen, std::size_t& written,
+                             std::size_t& conflicts, std::string& err) override {
+    return fail ? failed(err) : inner_->ingest(r, written, conflicts, err, floors_seen);
   }
   StoreStatus drop(std::span<const kv::HashRange> r, bool data, bool tombs, std::string& err) override {
     return fail ? failed(err) : inner_->drop(r, data, tombs, err);
@@ -64,6 +65,16 @@ class TestStore final : public kv::Store {
   std::uint64_t tombstone_count() override { return inner_->tombstone_count(); }
   std::string meta(std::string_view k) override { return inner_->meta(k); }
   void set_meta(std::string_view k, std::string_view v) override { inner_->set_meta(k, v); }
+  void set_metas(std::span<const std::pair<std::string, std::string>> r) override { inner_->set_metas(r); }
+  std::vector<std::pair<std::string, std::string>> metas(std::string_view prefix) override { return inner_->metas(prefix); }
+  StoreStatus tombstones(std::span<const kv::HashRange> r, std::size_t limit, std::vector<std::pair<std::string, kv::Tag>>& out,
+                         std::string& err) override {
+    return fail ? failed(err) : inner_->tombstones(r, limit, out, err);
+  }
+  StoreStatus purge_tombstones(std::span<const std::pair<std::string, kv::Tag>> t, std::size_t& purged, std::string& err) override {
+    return fail ? failed(err) : inner_->purge_tombstones(t, purged, err);
+  }
+  void settle() override { inner_->settle(); }
 
  private:
   static StoreStatus failed(std::string& err) {

@@ -41,6 +41,7 @@ TEST_CASE("metrics: a fresh node renders every family, in a stable order", "[met
                            "# TYPE kvnode_store_errors_total counter",
                            "# TYPE kvnode_version_conflicts_total counter",
                            "# TYPE kvnode_writes_superseded_total counter",
+                           "# TYPE kvnode_writes_below_floor_total counter",
                            "# TYPE kvnode_group_commits_total counter",
                            "# TYPE kvnode_connections_open gauge",
                            "# TYPE kvnode_connections_total counter",

@@ -279,3 +279,39 @@ TEST_CASE("quorum: reads never return less than a write a majority held, over ra
     if (up == n) REQUIRE(q.action() != Action::wait);
   }
 }
+
+TEST_CASE("quorum: a write's tag goes above every floor its query found; stores refused below one were not stored", "[quorum][floors]") {
+  Quorum q(QuorumKind::write, 3);
+  ReplicaReply floored = nothing();
+  floored.found.floor = 70;
+  q.on_reply(0, floored);
+  q.on_reply(1, value(9));
+  REQUIRE(q.action() == Action::store);
+  CHECK(q.newest().held.tag == Tag{9, 1});
+  CHECK(q.floor() == 70);  // the caller makes the tag above max(newest, floor)
+
+  SECTION("refused below the floor everywhere: surely not stored, outcome none") {
+    q.begin_store(Tag{10, 3});
+    q.on_reply(0, {Kind::below_floor, {}});
+    q.on_reply(1, {Kind::below_floor, {}});
+    CHECK(q.action() == Action::wait);  // the third decides none or unknown
+    q.on_reply(2, {Kind::below_floor, {}});
+    CHECK(q.action() == Action::fail);
+    CHECK(q.outcome() == Quorum::Outcome::none);
+  }
+  SECTION("taken by one before its floor rose, refused by two: unknown") {
+    q.begin_store(Tag{10, 3});
+    q.on_reply(0, kStored);
+    q.on_reply(1, {Kind::below_floor, {}});
+    q.on_reply(2, {Kind::below_floor, {}});
+    CHECK(q.action() == Action::fail);
+    CHECK(q.outcome() == Quorum::Outcome::unknown);
+  }
+  SECTION("refused by one: the other two make the majority") {
+    q.begin_store(Tag{71, 3});
+    q.on_reply(0, {Kind::below_floor, {}});
+    q.on_reply(1, kStored);
+    q.on_reply(2, kStored);
+    CHECK(q.action() == Action::answer);
+  }
+}

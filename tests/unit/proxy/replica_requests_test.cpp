@@ -67,6 +67,15 @@ TEST_CASE("replica answers: what a query's and a store's answers say", "[replica
   CHECK(store_reply(answer(with(404, "")), false).kind == Kind::failed);  // a put's 404: a node without /replica/
   CHECK(store_reply(answer(with(200, "")), false).kind == Kind::failed);
   CHECK(store_reply(answer(with(409, "")), false).kind == Kind::failed);
+  // Refused below the key's segment floor (node/floors.hpp): surely not stored.
+  CHECK(store_reply(answer(with(409, "X-KV-Floor: 812\r\nX-KV-Applied: 0\r\n")), false).kind == Kind::below_floor);
+  CHECK(store_reply(answer(with(409, "X-KV-Floor: unknown\r\n")), true).kind == Kind::below_floor);
+  CHECK(floor_field(answer(with(409, "x-kv-floor: 812\r\n"))) == "812");
+  // A tag query of a key that holds nothing tells the floor; a malformed one is a bad answer.
+  q = query_reply(answer(with(404, "X-KV-Version: 0.0\r\nX-KV-Floor: 812\r\n")));
+  CHECK((q.kind == Kind::found && q.found.floor == 812));
+  CHECK(query_reply(answer(with(404, "X-KV-Version: 0.0\r\nX-KV-Floor: many\r\n"))).kind == Kind::failed);
+  CHECK(query_reply(answer(with(404, "X-KV-Version: 0.0\r\n"))).found.floor == 0);
   CHECK(store_reply(answer(with(413, "")), false).kind == Kind::refused);
   CHECK(store_reply(answer(with(401, "")), false).kind == Kind::failed);
   CHECK(store_reply(answer(with(403, "")), true).kind == Kind::failed);

@@ -601,13 +601,16 @@ TEST_CASE("a replicated node's copy, from its /health: its state and anti-entrop
   CHECK_FALSE(parse_replica_health("not json", r));
   CHECK_FALSE(parse_replica_health(R"({"state":3})", r));
   REQUIRE(parse_replica_health(
-      R"({"status":"ok","state":"recovering","tombstones":7,"anti_entropy":{"keys_behind":40,"keys_repaired":350,)"
-      R"("exchanges":12,"failures":1,"bytes":98765,"peers_in_sync":1,"peers":2}})",
+      R"({"status":"ok","state":"recovering","tombstones":7,"floors":{"segments":5,"known":true,"peers_learned":2},)"
+      R"("anti_entropy":{"keys_behind":40,"keys_repaired":350,)"
+      R"("exchanges":12,"failures":1,"bytes":98765,"peers_in_sync":1,"peers":2,"tombstones_purged":9}})",
       r));
   CHECK(r.state == "recovering");
   CHECK(r.keys_behind == 40);
   CHECK(r.keys_repaired == 350);
   CHECK(r.tombstones == 7);
+  CHECK(r.tombstones_purged == 9);
+  CHECK(r.floor_segments == 5);
   CHECK(r.peers_in_sync == 1);
   CHECK(r.peers == 2);
 
@@ -622,6 +625,8 @@ TEST_CASE("a replicated node's copy, from its /health: its state and anti-entrop
   CHECK(replica.at("state").as_string() == "recovering");
   CHECK(replica.at("keys_repaired").to_number<std::uint64_t>() == 350);
   CHECK(replica.at("tombstones").to_number<std::uint64_t>() == 7);
+  CHECK(replica.at("tombstones_purged").to_number<std::uint64_t>() == 9);
+  CHECK(replica.at("floor_segments").to_number<std::uint64_t>() == 5);
   CHECK_FALSE(json_node(doc, "n1").contains("replica"));
   const std::string metrics = render_prometheus(s);
   CHECK(prom(metrics, "kvproxy_node_replica_state{node=\"n2\",state=\"recovering\"}") == "1");
@@ -629,10 +634,12 @@ TEST_CASE("a replicated node's copy, from its /health: its state and anti-entrop
   CHECK(prom(metrics, "kvproxy_node_keys_behind{node=\"n2\"}") == "40");
   CHECK(prom(metrics, "kvproxy_node_keys_repaired_total{node=\"n2\"}") == "350");
   CHECK(prom(metrics, "kvproxy_node_tombstones{node=\"n2\"}") == "7");
+  CHECK(prom(metrics, "kvproxy_node_tombstones_purged_total{node=\"n2\"}") == "9");
+  CHECK(prom(metrics, "kvproxy_node_floor_segments{node=\"n2\"}") == "5");
   CHECK(metrics.find("kvproxy_node_keys_behind{node=\"n1\"}") == std::string::npos);
   const std::string html = render_html(s);
   CHECK(html.find("<tr data-replica=\"n2\" data-replica-state=\"recovering\"><td class=\"id\">n2</td><td class=\"state\">"
-                  "recovering</td><td>40</td><td>350</td><td>12</td><td>1</td><td>98.8</td><td>1 of 2</td><td>7</td></tr>") !=
+                  "recovering</td><td>40</td><td>350</td><td>12</td><td>1</td><td>98.8</td><td>1 of 2</td><td>7</td><td>9</td></tr>") !=
         std::string::npos);
   // Without any replicated node: no such table, no such series.
   Fixture plain;

@@ -1,0 +1,102 @@
+// Tombstones purged by evidence, not by time (REPLICATION.md, guarantee 5), and the per-segment
+// floors that make a purge safe.
+//
+// A tombstone keeps a deleted key deleted: a delayed store of an older write of the key finds it and
+// is superseded. Dropping it is safe only when nothing can bring an older write back. So:
+//   1. Evidence. A node purges only tombstones it listed before an anti-entropy round (and settled
+//      into its trees), in buckets whose hash it found, in that round, equal to every peer's of the
+//      set, its own the same at each comparison: every replica then held those tombstones (a 64-bit
+//      XOR hash of the exact versions). A tombstone is dropped only if its key still holds exactly
+//      it; then it held it all round.
+//   2. Floors, raised everywhere first. Each segment (common/anti_entropy.hpp) keeps a floor: the
+//      greatest tag counter of the tombstones purged in it. The node raises the floors on itself, then
+//      asks every peer of the set, at the incarnation that showed the evidence, to raise them and drop
+//      the same tombstones (POST /replica/purge; a peer that lost its data since refuses, and this
+//      node drops nothing), then drops its own. Raising is durable before anything is dropped. All
+//      replicas let go at about one time, so none pulls a tombstone back from another one for long.
+// From then on a coordinator's store of a value (/replica/put, a read's write-back) where the key
+// holds nothing goes in only with a tag above the floor: a delayed store of the purged key's older
+// write is refused (409, X-KV-Floor), surely not stored, as is, rarely, a store of another key of the
+// segment whose tag query came before the floor rose (the write then fails with outcome "none", or
+// succeeds on the replicas that took it before). A tombstone is never refused: it brings nothing
+// back. A tag query of a key that holds nothing answers the floor, so new writes get tags above it.
+//
+// Why anti-entropy's pulls are checked only when a floor rose meanwhile: no replica holds an older
+// write of a purged key after the evidence. Each replica held the tombstone then; it keeps it until a
+// purge (floor raised first) or a newer write; its coordinator stores are checked. So what a peer
+// holds when asked is no older write of a purged key; only a pull asked for before a purge and stored
+// after it could be, and the floors' generation tells those (Floors::admits). A replica whose data
+// went back in time breaks the premise: a new or wiped directory learns every peer's floors before it
+// admits any coordinator store (until then it refuses them, X-KV-Floor: unknown), and a directory
+// restored from a backup must be started with kvnode --recover, which discards it (it may hold writes
+// deleted since, whose tombstones are gone).
+//
+// Floors only rise. They are kept in the store's meta records (node/floor/<segment, 4 hex digits>),
+// one per segment that has one. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/anti_entropy.hpp"
+#include "node/store.hpp"
+
+namespace kv {
+
+class Floors {
+ public:
+  // Loads the floors kept in `store`. `learn`: this directory must learn the floors of `peers`
+  // before it admits a coordinator's store (a new directory, or one whose data was discarded); an
+  // earlier start that had not finished learning resumes it.
+  Floors(Store& store, std::vector<std::string> peers, bool learn);
+
+  std::uint64_t floor_of_hash(std::uint64_t ring_hash) const noexcept {
+    return floors_[anti_entropy::segment_of(ring_hash)].load(std::memory_order_acquire);
+  }
+  std::uint64_t floor(std::uint32_t segment) const noexcept { return floors_[segment].load(std::memory_order_acquire); }
+  // Every peer's floors were learned (or none had to be).
+  bool known() const noexcept { return known_.load(std::memory_order_acquire); }
+  // Whether a store of a tag with this counter may go in where its key holds nothing: a coordinator's
+  // (floors_seen 0) only above the floor, once the floors are known; a record anti-entropy pulled
+  // under generation `floors_seen`, always while no floor has risen since, else the same.
+  bool admits(std::uint64_t ring_hash, std::uint64_t counter, std::uint64_t floors_seen = 0) const noexcept {
+    if (floors_seen != 0 && floors_seen == generation()) return true;
+    return known() && counter > floor_of_hash(ring_hash);
+  }
+  // Rises with every raise() that changed a floor, before it returns (from 1).
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+
+  // Raises each segment's floor to at least the one given, durably (one write), before it returns;
+  // in memory first, so that no store is admitted below a floor being written. Throws StoreError.
+  void raise(const std::vector<anti_entropy::SegmentFloor>& floors);
+  // Every segment that has a floor, ascending.
+  std::vector<anti_entropy::SegmentFloor> all() const;
+  std::size_t segments() const noexcept { return segments_.load(std::memory_order_relaxed); }
+  // Tombstones this node purged (its own purges and its peers' asks), since it started.
+  void count_purged(std::uint64_t n) noexcept { purged_.fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t purged() const noexcept { return purged_.load(std::memory_order_relaxed); }
+
+  // Learning: `peer`'s floors were raised here (raise() first); once every peer's were, known().
+  void learned_from(std::string_view peer);
+  std::size_t peers_learned() const;
+  std::size_t peer_count() const noexcept { return peers_.size(); }
+
+ private:
+  Store& store_;
+  std::vector<std::string> peers_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> floors_;  // anti_entropy::kSegments of them
+  std::atomic<std::size_t> segments_{0};                  // with a floor above 0
+  std::atomic<bool> known_{true};
+  std::atomic<std::uint64_t> generation_{1};
+  std::atomic<std::uint64_t> purged_{0};
+  mutable std::mutex mutex_;                        // raise() and learning
+  std::set<std::string, std::less<>> learned_;      // peers learned from, while learning
+};
+
+}  // namespace kv
