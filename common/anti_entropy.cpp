@@ -53,6 +53,44 @@ bool parse_keys(std::string_view body, std::size_t max, std::vector<std::string_
   return true;
 }
 
+std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt) noexcept {
+  std::uint64_t z = version_digest ^ salt;  // splitmix64's finalizer: every bit of both moves the result
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return static_cast<std::uint32_t>((z ^ (z >> 31)) >> 32);
+}
+
+void append_diff_request(std::string& out, std::uint64_t salt, const std::vector<SegmentDigests>& segments) {
+  append_be64(out, salt);
+  for (const auto& s : segments) {
+    append_be32(out, s.segment);
+    append_be32(out, static_cast<std::uint32_t>(s.digests.size()));
+    for (auto d : s.digests) append_be32(out, d);
+  }
+}
+
+bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<SegmentDigests>& out) {
+  out.clear();
+  if (body.size() < 8) return false;
+  salt = read_be64(body);
+  body.remove_prefix(8);
+  while (!body.empty()) {
+    if (body.size() < 8 || out.size() == kMaxSegmentsPerRequest) return false;
+    SegmentDigests s;
+    s.segment = read_be32(body);
+    const std::uint32_t n = read_be32(body.substr(4));
+    body.remove_prefix(8);
+    if (s.segment >= kSegments || (!out.empty() && s.segment <= out.back().segment) || n > kMaxKeysPerFetch ||
+        body.size() / 4 < n)
+      return false;
+    s.digests.reserve(n);
+    for (std::uint32_t i = 0; i < n; ++i) s.digests.push_back(read_be32(body.substr(4 * i)));
+    body.remove_prefix(4 * std::size_t{n});
+    out.push_back(std::move(s));
+  }
+  return true;
+}
+
 void append_floors(std::string& out, const std::vector<SegmentFloor>& floors) {
   out.reserve(out.size() + floors.size() * 12);
   for (const auto& f : floors) {

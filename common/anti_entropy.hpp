@@ -8,8 +8,8 @@
 // grouped kFanout to a bucket; a bucket's hash is the XOR of its leaves.
 //
 // A node pulls: it compares its tree of a set with a peer's, bucket hashes first, then the leaves of
-// the buckets that differ, then lists the peer's keys in the segments that differ, and fetches the
-// keys the peer holds newer (or holds where it holds nothing). It stores them as tagged writes
+// the buckets that differ, then sends short digests of what it holds in the segments that differ
+// and gets back, in the same answer, what the peer holds otherwise there (/replica/diff). It stores them as tagged writes
 // (newest tag wins, as /admin/ingest). Each side pulls what it lacks, so nothing moves twice.
 // A bucket's counter sum (the sum, mod 2^64, of the tag counters its keys hold) says which side is
 // ahead: a node descends into a differing bucket only where the peer's sum is not below its own
@@ -28,6 +28,18 @@
 //   POST /replica/fetch            body: stored keys (4-byte big-endian length, then the key; at most
 //                                  kMaxKeysPerFetch). 200, versioned records with their values of what
 //                                  the node holds for them (keys that hold nothing are left out).
+//   POST /replica/diff?set=IDS&limit=N   what the exchanger uses instead of the two above, in one
+//                                  round trip: body, an 8-byte salt, then per segment (ascending, at
+//                                  most kMaxSegmentsPerRequest) the segment (4 bytes), a count (4
+//                                  bytes) and that many short digests (4 bytes each) of what the asker
+//                                  holds there (short_digest of each key's version digest). 200, the
+//                                  versioned records with values of every key of the set in those
+//                                  segments whose short digest is not among the asker's: what it lacks
+//                                  or holds in another version. Whole segments, in order; after a
+//                                  segment that brings the records to N (at most kMaxKeysPerFetch) the
+//                                  answer stops, and kNextSegmentField names the first segment left
+//                                  out. The salt changes every request, so two versions whose short
+//                                  digests collide are told apart the next time.
 // Incarnations (node/incarnation.hpp): every request of an exchange carries the asking node's id and
 // the incarnation of its data directory (kNodeIdField, kIncarnationField); GET /replica/tree answers
 // with what the asked node had recorded of the asker's incarnation before (kRememberedField: 16 hex
@@ -78,11 +90,13 @@ inline constexpr std::string_view kRememberedField = "X-KV-Remembered";
 inline constexpr std::string_view kStateField = "X-KV-State";
 inline constexpr std::string_view kNone = "none";
 inline constexpr std::string_view kExpectField = "X-KV-Expect-Incarnation";
+inline constexpr std::string_view kNextSegmentField = "X-KV-Next-Segment";
 
 inline constexpr std::string_view kTreePath = "/replica/tree";
 inline constexpr std::string_view kDigestsPath = "/replica/digests";
 inline constexpr std::string_view kFetchPath = "/replica/fetch";
 inline constexpr std::string_view kFloorsPath = "/replica/floors";
+inline constexpr std::string_view kDiffPath = "/replica/diff";
 inline constexpr std::string_view kPurgePath = "/replica/purge";
 inline constexpr std::uint32_t kMaxPurgePerRequest = 20'000;
 
@@ -103,6 +117,18 @@ void append_u64s(std::string& out, const std::vector<std::uint64_t>& v);
 // Exactly `count` numbers; false otherwise.
 bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint64_t>& out);
 void append_key(std::string& out, std::string_view key);
+
+// A version digest (hash_version of a key, its kind and tag) cut to 4 bytes under a salt.
+std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt) noexcept;
+struct SegmentDigests {
+  std::uint32_t segment = 0;
+  std::vector<std::uint32_t> digests;  // any order
+  friend bool operator==(const SegmentDigests&, const SegmentDigests&) = default;
+};
+void append_diff_request(std::string& out, std::uint64_t salt, const std::vector<SegmentDigests>& segments);
+// Segments ascending, below kSegments, at most kMaxSegmentsPerRequest, each with at most
+// kMaxKeysPerFetch digests; false otherwise.
+bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<SegmentDigests>& out);
 
 struct SegmentFloor {
   std::uint32_t segment = 0;

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "common/anti_entropy.hpp"
+#include "common/hash.hpp"
 #include "common/metrics.hpp"
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
@@ -18,7 +19,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t kFetchBatch = 1000;  // keys per /replica/fetch
+constexpr std::size_t kBacklog = 1000;  // keys pulled in one exchange that make the next round come at once
 
 struct PeerError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -129,7 +130,7 @@ bool AntiEntropy::exchange(Peer& p) {
   p.stats->segments_differing.store(found.segments_differing, std::memory_order_relaxed);
   p.stats->in_sync.store(found.segments_differing == 0, std::memory_order_relaxed);
   p.stats->exchanges.fetch_add(1, std::memory_order_relaxed);
-  return found.keys_behind >= kFetchBatch;  // a backlog: more may have come while it was pulled
+  return found.keys_behind >= kBacklog;  // a backlog: more may have come while it was pulled
 }
 
 // Buckets, then leaves, then the peer's digests of the differing segments against this node's own;
@@ -172,58 +173,78 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
       if (trees_.leaf(set, s) != theirs[i * ae::kFanout + j]) segments.push_back(s);
     }
 
-  std::vector<std::string> wanted;
-  std::vector<Record> peer_records, own_records;
+  std::uint64_t behind = 0;
+  std::vector<Record> own_records;
   for (std::size_t at = 0; at < segments.size() && !stopping(); at += ae::kMaxSegmentsPerRequest) {
     const std::vector<std::uint32_t> chunk(segments.begin() + static_cast<std::ptrdiff_t>(at),
                                            segments.begin() + static_cast<std::ptrdiff_t>(std::min(segments.size(), at + ae::kMaxSegmentsPerRequest)));
-    body.clear();
-    ae::append_u32s(body, chunk);
-    r = p.call("POST", std::string(ae::kDigestsPath) + query, body);
-    std::string err;
-    if (!parse_records(r.body, peer_records, err, true)) throw PeerError("digests: " + err);
-    std::string own;
+    std::string own, err;
     if (!SyncApi::digests(store_, trees_, set, chunk, own, err) || !parse_records(own, own_records, err, true))
       throw StoreError("reading this node's digests: " + err);
-    std::unordered_map<std::string_view, Tag> held;
-    held.reserve(own_records.size());
-    for (const auto& o : own_records) held.emplace(o.key, o.tag);
-    for (const auto& pr : peer_records) {
-      const auto it = held.find(pr.key);
-      // Newer there, or there and nothing here (a plain record, Tag{}, counts then too).
-      if (it == held.end() || it->second < pr.tag) wanted.emplace_back(pr.key);
-    }
+    behind += pull(p, query, chunk, own_records);
   }
-  pull(p, wanted);
-  return {wanted.size(), segments.size() + ahead};
+  return {behind, segments.size() + ahead};
 }
 
-void AntiEntropy::pull(Peer& p, const std::vector<std::string>& keys) {
+// One POST /replica/diff after another over `segments`, each sending what this node holds there
+// (`own`: its records of those segments, values left out, in stored-key order) and storing what the
+// peer holds otherwise, at the bounded rate. Returns the keys the peer held newer.
+std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::vector<std::uint32_t>& segments,
+                                const std::vector<Record>& own) {
+  const std::uint64_t salt = salts_();
+  std::vector<ae::SegmentDigests> asked;
+  asked.reserve(segments.size());
+  std::unordered_map<std::string_view, Tag> held;
+  held.reserve(own.size());
+  std::size_t k = 0;
+  for (const std::uint32_t s : segments) {
+    ae::SegmentDigests sd{s, {}};
+    for (; k < own.size() && ae::segment_of(read_be64(own[k].key)) == s; ++k) {
+      const Record& o = own[k];
+      sd.digests.push_back(ae::short_digest(hash_version(o.key, o.tombstone ? 't' : 'v', o.tag.counter, o.tag.writer), salt));
+      held.emplace(o.key, o.tag);
+    }
+    asked.push_back(std::move(sd));
+  }
+  const std::size_t limit =
+      options_.keys_per_second ? std::clamp<std::size_t>(options_.keys_per_second / 10, 1, ae::kMaxKeysPerFetch) : ae::kMaxKeysPerFetch;
+  const std::string target = std::string(ae::kDiffPath) + query + "&limit=" + std::to_string(limit);
   const auto started = Clock::now();
-  std::size_t done = 0;
+  std::uint64_t behind = 0, done = 0;
   std::vector<Record> records;
-  while (done < keys.size() && !stopping()) {
-    std::size_t batch = std::min(kFetchBatch, keys.size() - done);
-    if (options_.keys_per_second) batch = std::min<std::size_t>(batch, std::max<std::uint32_t>(1, options_.keys_per_second / 10));
+  std::size_t from = 0;
+  while (from < asked.size() && !stopping()) {
     std::string body;
-    for (std::size_t i = done; i < done + batch; ++i) ae::append_key(body, keys[i]);
+    ae::append_diff_request(body, salt, {asked.begin() + static_cast<std::ptrdiff_t>(from), asked.end()});
     // The floors' generation as the records are asked for: a record the peer held then goes in even
     // below a floor, unless a floor rose meanwhile (node/floors.hpp).
     const std::uint64_t floors_seen = trees_.floors() ? trees_.floors()->generation() : 0;
-    const auto r = p.call("POST", std::string(ae::kFetchPath), body);
+    const auto r = p.call("POST", target, body);
     std::string err;
-    if (!parse_records(r.body, records, err, true)) throw PeerError("fetch: " + err);
+    if (!parse_records(r.body, records, err, true)) throw PeerError("diff: " + err);
+    for (const auto& rec : records) {
+      const auto it = held.find(rec.key);
+      // Newer there, or there and nothing here (a plain record, Tag{}, counts then too).
+      if (it == held.end() || it->second < rec.tag) ++behind;
+    }
     std::size_t written = 0, conflicts = 0;
     if (store_.ingest(records, written, conflicts, err, floors_seen) != StoreStatus::ok)
       throw StoreError("storing pulled keys: " + err);
     p.stats->keys_repaired.fetch_add(written, std::memory_order_relaxed);
-    done += batch;
+    done += records.size();
+    const std::string next = r.field(ae::kNextSegmentField);
+    if (next.empty()) break;
+    std::size_t to = from + 1;
+    while (to < asked.size() && std::to_string(asked[to].segment) != next) ++to;
+    if (to == asked.size()) throw PeerError("diff: " + std::string(ae::kNextSegmentField) + " " + next + " was not asked for");
+    from = to;
     if (options_.keys_per_second) {  // at most keys_per_second: wait until `done` keys are due
       const auto due = started + std::chrono::microseconds(done * 1'000'000 / options_.keys_per_second);
       std::unique_lock lock(mutex_);
       wake_.wait_until(lock, due, [this] { return stopping(); });
     }
   }
+  return behind;
 }
 
 void AntiEntropy::learn_floors(Peer& p) {

@@ -23,10 +23,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/transfer.hpp"
 #include "node/incarnation.hpp"
 #include "node/replica_trees.hpp"
 #include "node/store.hpp"
@@ -97,8 +99,8 @@ class AntiEntropy {
   // comes at once, to see whether more came meanwhile).
   bool exchange(Peer& p);
   Found exchange_set(Peer& p, std::size_t set);
-  // Pulls `keys` (stored keys the peer holds newer) from the peer, in batches, at the bounded rate.
-  void pull(Peer& p, const std::vector<std::string>& keys);
+  std::uint64_t pull(Peer& p, const std::string& query, const std::vector<std::uint32_t>& segments,
+                     const std::vector<Record>& own);
   // Floors: a new directory's learning from `p`; and a round's purge.
   void learn_floors(Peer& p);
   void purge(const std::vector<std::pair<std::string, Tag>>& candidates);
@@ -115,6 +117,7 @@ class AntiEntropy {
   std::atomic<std::uint64_t> rounds_{0};
   std::vector<Evidence> evidence_;  // per set of trees_, for the current round
   std::atomic<std::uint64_t> purge_failures_{0};
+  std::mt19937_64 salts_{std::random_device{}()};  // one salt per diff (the exchanger's thread only)
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
   std::condition_variable wake_;

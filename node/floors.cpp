@@ -29,8 +29,8 @@ Floors::Floors(Store& store, std::vector<std::string> peers, bool learn)
     std::uint32_t segment = 0;
     std::uint64_t floor = 0;
     const std::string_view hex = std::string_view(key).substr(kFloorPrefix.size());
-    const auto whole = [](std::string_view text, auto& n, int base) {
-      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n, base);
+    const auto whole = [](std::string_view text, auto& out, int base) {
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out, base);
       return ec == std::errc() && end == text.data() + text.size() && !text.empty();
     };
     if (!whole(hex, segment, 16) || segment >= ae::kSegments || !whole(value, floor, 10))

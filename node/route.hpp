@@ -8,7 +8,7 @@
 namespace kv {
 
 // replica: /replica/ (common/replica.hpp), a coordinator's request to one replica of a key.
-// sync: a peer's anti-entropy request (/replica/tree, /replica/digests, /replica/fetch:
+// sync: a peer's anti-entropy request (/replica/tree, /replica/diff, /replica/floors, /replica/purge, ...:
 // common/anti_entropy.hpp), which may scan thousands of keys.
 enum class Route : std::uint8_t { put, get, del, replica, sync, health, metrics, admin, other, count_ };
 

@@ -3,7 +3,9 @@
 #include <boost/beast/http/field.hpp>
 
 #include <algorithm>
+#include <charconv>
 
+#include "common/hash.hpp"
 #include "common/key.hpp"
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
@@ -29,7 +31,7 @@ void binary_answer(http::StringResponse& res, std::string body) {
 
 bool SyncApi::serves(std::string_view path) noexcept {
   return path == ae::kTreePath || path == ae::kDigestsPath || path == ae::kFetchPath || path == ae::kFloorsPath ||
-         path == ae::kPurgePath;
+         path == ae::kPurgePath || path == ae::kDiffPath;
 }
 
 void SyncApi::remember_asker(const http::StringRequest& req, http::StringResponse& res) {
@@ -72,6 +74,40 @@ bool SyncApi::digests(Store& store, const ReplicaTrees& trees, std::size_t set, 
     if (batch.done || batch.count == 0) return true;
     after = batch.last_key;
   }
+}
+
+bool SyncApi::diff(Store& store, const ReplicaTrees& trees, std::size_t set, std::uint64_t salt,
+                   const std::vector<ae::SegmentDigests>& asked, std::size_t limit, std::string& out, std::int64_t& next,
+                   std::string& err) {
+  next = -1;
+  std::size_t records = 0;
+  std::vector<Record> batch_records;
+  std::vector<std::uint32_t> theirs;
+  for (std::size_t i = 0; i < asked.size(); ++i) {
+    theirs = asked[i].digests;
+    std::sort(theirs.begin(), theirs.end());
+    const HashRange range = ae::segment_range(asked[i].segment);
+    std::string after;
+    for (;;) {
+      ScanBatch batch;
+      if (store.scan({&range, 1}, after, 10'000, 8 << 20, true, batch, err) != StoreStatus::ok) return false;
+      if (!parse_records(batch.records, batch_records, err, true)) return false;
+      for (const auto& r : batch_records) {
+        if (trees.set_of_hash(read_be64(r.key)) != static_cast<int>(set)) continue;
+        const std::uint64_t d = hash_version(r.key, r.tombstone ? 't' : 'v', r.tag.counter, r.tag.writer);
+        if (std::binary_search(theirs.begin(), theirs.end(), ae::short_digest(d, salt))) continue;
+        append_versioned_record(out, r);
+        ++records;
+      }
+      if (batch.done || batch.count == 0) break;
+      after = batch.last_key;
+    }
+    if (records >= limit && i + 1 < asked.size()) {
+      next = asked[i + 1].segment;
+      return true;
+    }
+  }
+  return true;
 }
 
 void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) {
@@ -165,6 +201,33 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
     ae::append_u64s(out, trees_->counter_sums(index));
     binary_answer(res, std::move(out));
     return remember_asker(req, res);
+  }
+  if (path == ae::kDiffPath) {
+    std::uint64_t salt = 0;
+    std::vector<ae::SegmentDigests> asked;
+    if (!ae::parse_diff_request(body, salt, asked))
+      return http::error_answer(res, status::bad_request,
+                                "body: expected an 8-byte salt, then per segment (ascending, below " +
+                                    std::to_string(ae::kSegments) + ", at most " +
+                                    std::to_string(ae::kMaxSegmentsPerRequest) +
+                                    ") its number, a count and that many 4-byte digests (at most " +
+                                    std::to_string(ae::kMaxKeysPerFetch) + ")");
+    std::size_t limit = ae::kMaxKeysPerFetch;
+    if (const auto text = query_value(target, "limit"); !text.empty()) {
+      std::uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (ec != std::errc() || end != text.data() + text.size() || n == 0 || n > ae::kMaxKeysPerFetch)
+        return http::error_answer(res, status::bad_request,
+                                  "limit: expected records per answer, 1 to " + std::to_string(ae::kMaxKeysPerFetch));
+      limit = n;
+    }
+    std::string out, err;
+    std::int64_t next = -1;
+    if (!diff(store_, *trees_, index, salt, asked, limit, out, next, err))
+      return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
+    binary_answer(res, std::move(out));
+    if (next >= 0) res.set(ae::kNextSegmentField, std::to_string(next));
+    return;
   }
   std::vector<std::uint32_t> numbers;
   if (path == ae::kTreePath) {

@@ -1,5 +1,5 @@
 // kvnode's side of anti-entropy (common/anti_entropy.hpp): the endpoints a peer asks this node's
-// hash trees and store through (/replica/tree, /replica/digests, /replica/fetch), and its segment
+// hash trees and store through (/replica/tree, /replica/diff, /replica/digests, /replica/fetch), and its segment
 // floors (/replica/floors: node/floors.hpp). No sockets. Each
 // may scan thousands of keys, so the session runs them off its event loops, as /admin/.
 #pragma once
@@ -18,7 +18,7 @@ class SyncApi {
   SyncApi(Store& store, const ReplicaTrees* trees, Incarnation* incarnation = nullptr)
       : store_(store), trees_(trees), incarnation_(incarnation) {}
 
-  // A request under one of the four paths, its token already checked: fills `res`.
+  // A request under one of those paths, its token already checked: fills `res`.
   void handle(const http::StringRequest& req, http::StringResponse& res);
   static bool serves(std::string_view path) noexcept;
 
@@ -26,6 +26,13 @@ class SyncApi {
   // with an empty value), in stored-key order. False with `err` on a storage error.
   static bool digests(Store& store, const ReplicaTrees& trees, std::size_t set, const std::vector<std::uint32_t>& segments,
                       std::string& out, std::string& err);
+  // POST /replica/diff's answer: the versioned records with values of the keys of set `set` in the
+  // asked segments whose short digest (under `salt`) the asker did not send, whole segments in order,
+  // stopping after the segment that brings them to `limit`; `next` is then the first segment left out
+  // (-1: none). False with `err` on a storage error.
+  static bool diff(Store& store, const ReplicaTrees& trees, std::size_t set, std::uint64_t salt,
+                   const std::vector<anti_entropy::SegmentDigests>& asked, std::size_t limit, std::string& out,
+                   std::int64_t& next, std::string& err);
 
  private:
   // The asker's incarnation recorded, and what was recorded before said (GET /replica/tree).

@@ -97,3 +97,28 @@ TEST_CASE("anti-entropy: a purge's floors are each segment's greatest tombstone 
       {key_in(2, 'a'), {30, 1}}, {key_in(2, 'b'), {50, 1}}, {key_in(2, 'c'), {40, 1}}, {key_in(5, 'a'), {7, 1}}};
   CHECK(ae::floors_of(tombstones) == std::vector<ae::SegmentFloor>{{2, 50}, {5, 7}});
 }
+
+TEST_CASE("anti-entropy: diff requests round-trip; bad ones are refused; salts change short digests", "[anti_entropy]") {
+  const std::vector<ae::SegmentDigests> segments{{3, {7, 1, 9}}, {4, {}}, {ae::kSegments - 1, {42}}};
+  std::string body;
+  ae::append_diff_request(body, 0xabcdef, segments);
+  std::uint64_t salt = 0;
+  std::vector<ae::SegmentDigests> out;
+  REQUIRE(ae::parse_diff_request(body, salt, out));
+  CHECK(salt == 0xabcdef);
+  CHECK(out == segments);
+  CHECK_FALSE(ae::parse_diff_request(body.substr(0, body.size() - 1), salt, out));
+  CHECK_FALSE(ae::parse_diff_request("1234567", salt, out));
+  auto refused = [&](std::vector<ae::SegmentDigests> v) {
+    std::string b;
+    ae::append_diff_request(b, 1, v);
+    return !ae::parse_diff_request(b, salt, out);
+  };
+  CHECK(refused({{4, {}}, {3, {}}}));
+  CHECK(refused({{ae::kSegments, {}}}));
+  CHECK(refused({{1, std::vector<std::uint32_t>(ae::kMaxKeysPerFetch + 1)}}));
+  int same = 0;
+  for (std::uint64_t d = 1; d < 1000; ++d) same += ae::short_digest(d, 1) == ae::short_digest(d, 2);
+  CHECK(same < 3);
+  CHECK(ae::short_digest(5, 9) == ae::short_digest(5, 9));
+}

@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "common/anti_entropy.hpp"
+#include "common/hash.hpp"
 #include "common/ring.hpp"
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
@@ -268,4 +270,90 @@ TEST_CASE("sync api: trees, leaves, digests of a set's keys only, and fetch with
   res = call(off, http::verb::get, "/replica/tree?set=" + set);
   CHECK(res.result_int() == 404);
   CHECK(res.body().find("anti-entropy is off") != std::string::npos);
+}
+
+TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, whole segments up to the limit", "[trees]") {
+  const auto ring = ring_of(5, 3);
+  auto theirs = kv::open_memory_store(), ours = kv::open_memory_store();
+  kv::ReplicaTrees their_trees(ring, 0), our_trees(ring, 0);
+  theirs->set_observer(&their_trees);
+  ours->set_observer(&our_trees);
+  std::string err;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 400; ++i)
+    if (their_trees.set_of_hash(kv::hash_key("d" + std::to_string(i))) == 0) keys.push_back("d" + std::to_string(i));
+  REQUIRE(keys.size() > 20);
+  // The peer holds every key; this node the first half at the same versions, and one of them deleted.
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const kv::Tag tag{10 + i, 7};
+    const std::string k = kv::storage_key(keys[i]);
+    REQUIRE(theirs->write({kv::WriteOp::Kind::put, k, "v" + std::to_string(i), tag}).applied);
+    if (i < keys.size() / 2) REQUIRE(ours->write({kv::WriteOp::Kind::put, k, "v" + std::to_string(i), tag}).applied);
+  }
+  REQUIRE(ours->write({kv::WriteOp::Kind::del, kv::storage_key(keys[0]), {}, kv::Tag{99, 7}}).applied);
+  kv::SyncApi api(*theirs, &their_trees);
+  const std::string set = their_trees.sets()[0].name;
+
+  // Ask for every segment, with this node's short digests: back comes the second half (lacking) and
+  // keys[0] (this node's tombstone is another version; the newer one, it stays when ingested).
+  const std::uint64_t salt = 0x5eed;
+  std::vector<std::uint32_t> every;
+  for (std::uint32_t s = 0; s < ae::kMaxSegmentsPerRequest; ++s) every.push_back(s);
+  std::vector<std::string> got;
+  for (std::uint32_t from = 0; from < ae::kSegments; from += ae::kMaxSegmentsPerRequest) {
+    for (auto& s : every) s = from + (s % ae::kMaxSegmentsPerRequest);
+    std::string own;
+    REQUIRE(kv::SyncApi::digests(*ours, our_trees, 0, every, own, err));
+    std::vector<kv::Record> own_records;
+    REQUIRE(kv::parse_records(own, own_records, err, true));
+    std::vector<ae::SegmentDigests> asked;
+    std::size_t k = 0;
+    for (auto s : every) {
+      ae::SegmentDigests sd{s, {}};
+      for (; k < own_records.size() && ae::segment_of(kv::read_be64(own_records[k].key)) == s; ++k) {
+        const auto& o = own_records[k];
+        sd.digests.push_back(ae::short_digest(kv::hash_version(o.key, o.tombstone ? 't' : 'v', o.tag.counter, o.tag.writer), salt));
+      }
+      asked.push_back(sd);
+    }
+    std::string body;
+    ae::append_diff_request(body, salt, asked);
+    auto res = call(api, http::verb::post, "/replica/diff?set=" + set, body);
+    REQUIRE(res.result_int() == 200);
+    CHECK(res[std::string(ae::kNextSegmentField)].empty());
+    std::vector<kv::Record> records;
+    REQUIRE(kv::parse_records(res.body(), records, err, true));
+    for (const auto& r : records) {
+      CHECK(r.value.starts_with("v"));
+      got.emplace_back(kv::user_key(r.key));
+    }
+  }
+  std::vector<std::string> expected(keys.begin() + static_cast<std::ptrdiff_t>(keys.size() / 2), keys.end());
+  expected.push_back(keys[0]);
+  std::sort(got.begin(), got.end());
+  std::sort(expected.begin(), expected.end());
+  CHECK(got == expected);
+
+  // With a limit of 1 and nothing held here, the answer stops after its first segment that had a key
+  // and names the next one asked.
+  std::set<std::uint32_t> with_keys;
+  for (const auto& k : keys) with_keys.insert(ae::segment_of(kv::hash_key(k)));
+  REQUIRE(with_keys.size() > 2);
+  std::vector<ae::SegmentDigests> asked;
+  for (auto s : with_keys) asked.push_back({s, {}});
+  std::string body;
+  ae::append_diff_request(body, salt, asked);
+  auto res = call(api, http::verb::post, "/replica/diff?set=" + set + "&limit=1", body);
+  REQUIRE(res.result_int() == 200);
+  std::vector<kv::Record> records;
+  REQUIRE(kv::parse_records(res.body(), records, err, true));
+  REQUIRE_FALSE(records.empty());
+  const auto first = ae::segment_of(kv::read_be64(records[0].key));
+  for (const auto& r : records) CHECK(ae::segment_of(kv::read_be64(r.key)) == first);
+  CHECK(first == *with_keys.begin());
+  CHECK(res[std::string(ae::kNextSegmentField)] == std::to_string(*std::next(with_keys.begin())));
+
+  CHECK(call(api, http::verb::post, "/replica/diff?set=" + set + "&limit=0", body).result_int() == 400);
+  CHECK(call(api, http::verb::post, "/replica/diff?set=" + set, "short").result_int() == 400);
+  CHECK(call(api, http::verb::get, "/replica/diff?set=" + set).result_int() == 405);
 }
