@@ -35,6 +35,13 @@ bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint6
   return true;
 }
 
+bool parse_u32_list(std::string_view body, std::size_t count, std::vector<std::uint32_t>& out) {
+  out.clear();
+  if (body.size() != count * 4) return false;
+  for (std::size_t i = 0; i < body.size(); i += 4) out.push_back(read_be32(body.substr(i)));
+  return true;
+}
+
 void append_key(std::string& out, std::string_view key) {
   append_be32(out, static_cast<std::uint32_t>(key.size()));
   out.append(key);

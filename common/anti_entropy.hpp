@@ -20,7 +20,9 @@
 //   GET  /replica/tree?set=IDS     200, the kBuckets bucket hashes, then the kBuckets bucket counter
 //                                  sums: 8 bytes each, big-endian.
 //   POST /replica/tree?set=IDS     body: bucket numbers (4 bytes each, big-endian, ascending, at most
-//                                  kBuckets). 200, each bucket's kFanout leaf hashes, 8 bytes each.
+//                                  kBuckets). 200, each bucket's kFanout leaf hashes, 8 bytes each;
+//                                  with &salt=S (a decimal 64-bit number), each leaf's short_digest
+//                                  under S instead, 4 bytes each (what the exchanger asks).
 //   POST /replica/digests?set=IDS  body: segment numbers (4 bytes each, ascending, at most
 //                                  kMaxSegmentsPerRequest). 200, versioned records (transfer.hpp) of
 //                                  every key of the set in those segments, values left out: a value
@@ -116,6 +118,7 @@ bool parse_u32s(std::string_view body, std::uint32_t bound, std::size_t max, std
 void append_u64s(std::string& out, const std::vector<std::uint64_t>& v);
 // Exactly `count` numbers; false otherwise.
 bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint64_t>& out);
+bool parse_u32_list(std::string_view body, std::size_t count, std::vector<std::uint32_t>& out);
 void append_key(std::string& out, std::string_view key);
 
 // A version digest (hash_version of a key, its kind and tag) cut to 4 bytes under a salt.

@@ -239,7 +239,18 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
     leaves.reserve(numbers.size() * ae::kFanout);
     for (auto b : numbers) trees_->append_leaves(index, b, leaves);
     std::string out;
-    ae::append_u64s(out, leaves);
+    if (const auto salt_text = query_value(target, "salt"); !salt_text.empty()) {
+      std::uint64_t salt = 0;
+      const auto [end, ec] = std::from_chars(salt_text.data(), salt_text.data() + salt_text.size(), salt);
+      if (ec != std::errc() || end != salt_text.data() + salt_text.size())
+        return http::error_answer(res, status::bad_request, "salt: expected a decimal number below 2^64");
+      std::vector<std::uint32_t> short_leaves;
+      short_leaves.reserve(leaves.size());
+      for (auto l : leaves) short_leaves.push_back(ae::short_digest(l, salt));
+      ae::append_u32s(out, short_leaves);
+    } else {
+      ae::append_u64s(out, leaves);
+    }
     return binary_answer(res, std::move(out));
   }
   if (!ae::parse_u32s(body, ae::kSegments, ae::kMaxSegmentsPerRequest, numbers))
