@@ -60,9 +60,10 @@ void Floors::raise(const std::vector<ae::SegmentFloor>& floors) {
     if (was == 0) segments_.fetch_add(1, std::memory_order_relaxed);
     records.emplace_back(floor_key(f.segment), std::to_string(f.floor));
   }
-  if (records.empty()) return;
+  // Every raise moves the generation, changed or not: it comes before a purge's drops, and a pull
+  // asked for before them must be checked against the floors (admits()).
   generation_.fetch_add(1, std::memory_order_acq_rel);
-  store_.set_metas(records);
+  if (!records.empty()) store_.set_metas(records);
 }
 
 std::vector<ae::SegmentFloor> Floors::all() const {

@@ -31,6 +31,21 @@
 // restored from a backup must be started with kvnode --recover, which discards it (it may hold writes
 // deleted since, whose tombstones are gone).
 //
+// What is still wrong, so purging is off by default (kvnode --purge-tombstones turns it on). Quorum
+// reads rely on every replica's state only moving forward in tag order; a purge moves a replica from
+// the tombstone back to "nothing" (tag 0.0). The multi-host suite under ASan found the consequence: a
+// read through a proxy cut off from two replicas got its first answer, the deleted value, from the
+// third one, which had not seen the delete yet; by the time the other two answered they had purged
+// the tombstone and said "nothing", so the stale value was the newest the read saw; its write-back
+// was refused below the floor where the key held nothing, but taken as superseded where a newer
+// write had landed meanwhile, which counts as holding it: the read returned a value deleted before
+// it began. (A proxy-cut-off run also ended with a deleted value back on every replica; not yet
+// explained.) The floor a "nothing" answer carries is the only trace of the purged tombstone, and it
+// is per segment, not per key: a read cannot tell "this key was deleted and purged" from "this
+// replica missed this key". The direction: when a value's tag is not above a floor some answer
+// carries, count only replicas that hold exactly that version (answers, applied write-backs), never
+// a superseded write-back; and a delete in that case must not report "present" on that evidence.
+//
 // Floors only rise. They are kept in the store's meta records (node/floor/<segment, 4 hex digits>),
 // one per segment that has one. Thread-safe.
 #pragma once
@@ -69,7 +84,7 @@ class Floors {
     if (floors_seen != 0 && floors_seen == generation()) return true;
     return known() && counter > floor_of_hash(ring_hash);
   }
-  // Rises with every raise() that changed a floor, before it returns (from 1).
+  // Rises with every raise(), before it returns (from 1).
   std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
   // Raises each segment's floor to at least the one given, durably (one write), before it returns;

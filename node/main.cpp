@@ -29,7 +29,7 @@ struct Flags {
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
   unsigned ae_interval_ms = 1000, repair_rate = 50'000;
-  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false;
+  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false;
   unsigned threads = 1;
   bool sync = false;
   std::size_t max_key = 1024;
@@ -62,6 +62,10 @@ void add_flags(CLI::App& app, Flags& f) {
                "With --ring: discard this directory's data and rebuild it from the peers before answering quorum "
                "reads, as after a lost disk (for a data directory restored from a backup: it forgot the writes after "
                "it, and may hold keys deleted since, whose tombstones the peers have purged)");
+  app.add_flag("--purge-tombstones", f.purge,
+               "With --ring: purge a tombstone once every replica holds it, raising its segment's floor first "
+               "(experimental, off by default: it can make a read that overlaps the purge return a deleted value; "
+               "see node/floors.hpp)");
   // A broken mode for the tests: a node with a new data directory answers quorum reads at once.
   app.add_flag("--unsafe-serve-at-once", f.unsafe_serve_at_once)->group("");
   // A broken mode for the tests: tombstones purged when the peers that answered hold them.
@@ -177,7 +181,8 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
       incarnation = std::make_unique<Incarnation>(*store, peers, f.recover);
       // A directory that may have lost data learns every peer's floors before it takes replicated
       // writes (node/floors.hpp).
-      floors = std::make_unique<Floors>(*store, std::move(peers), !incarnation->serving());
+      // (--unsafe-serve-at-once, the broken mode, counts at once in everything: no learning either.)
+      floors = std::make_unique<Floors>(*store, std::move(peers), !incarnation->serving() && !f.unsafe_serve_at_once);
       trees->set_floors(floors.get());
     } else if (ring) {
       std::cerr << "kvnode: anti-entropy off: the ring has replicas: 1" << std::endl;
@@ -194,7 +199,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
     exchanger = std::make_unique<AntiEntropy>(
         *store, *trees,
         AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000), token,
-                           true, f.unsafe_purge_early},
+                           f.purge || f.unsafe_purge_early, f.unsafe_purge_early},
         incarnation.get());
     metrics.set_section([&exchanger] { return exchanger->render(); });
     api.set_health_section([&exchanger] { return exchanger->health_fields(); });

@@ -167,8 +167,6 @@ class LinearizableAcrossHostsTest(unittest.TestCase):
                 self.check_history(nemesis, summary, recorder, result)
                 # Healed and the load stopped, anti-entropy makes every replica equal.
                 self.assertIsNotNone(summary["converged"]["seconds"], f"{nemesis}: replicas still differ: {summary['converged']}")
-                # ... and then purges every tombstone (each replica holds it; none is needed any more).
-                self.assertIsNotNone(summary["converged"]["purged_seconds"], f"{nemesis}: tombstones left: {summary['converged']}")
                 if nemesis in multihost.KEEP_A_MAJORITY:
                     self.assertEqual(summary["not_ok"], {}, f"{nemesis}: a request failed while its key kept a majority")
                     self.assertGreater(replica_errors(), errors_before, "the fault was never felt")
