@@ -84,6 +84,12 @@ class Floors {
     if (floors_seen != 0 && floors_seen == generation()) return true;
     return known() && counter > floor_of_hash(ring_hash);
   }
+  // Whether a tombstone with this counter, where its key holds nothing, is at or below a known
+  // floor: left out (a tombstone re-made there would let an older value in by its tag).
+  bool buried(std::uint64_t ring_hash, std::uint64_t counter) const noexcept {
+    const std::uint64_t f = floor_of_hash(ring_hash);
+    return known() && f != 0 && counter <= f;
+  }
   // Rises with every raise(), before it returns (from 1).
   std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 

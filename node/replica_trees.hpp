@@ -51,6 +51,7 @@ class ReplicaTrees final : public StoreObserver {
   // A floored write goes in where its key holds nothing only above the segment's floor (and only
   // once the floors are known). Without floors, always.
   bool admits(std::string_view key, const Tag& tag, std::uint64_t floors_seen) const noexcept override;
+  bool buried(std::string_view key, const Tag& tag) const noexcept override;
   // Set once, before the store is observed.
   void set_floors(Floors* floors) noexcept { floors_ = floors; }
   Floors* floors() const noexcept { return floors_; }

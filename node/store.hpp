@@ -24,6 +24,15 @@ namespace kv {
 // is not above its segment's floor (node/floors.hpp: a key deleted there may have had it).
 enum class StoreStatus { ok, not_found, conflict, below_floor, error };
 
+// What the one rule of versioned writes decides for a write (node/versions.hpp).
+enum class Verdict : std::uint8_t {
+  apply,           // store the write
+  keep,            // leave the key as it is: superseded, the same write again, or an untagged delete of no value
+  conflict,        // refuse it: its tag is held by another write (a bug somewhere, not a tie)
+  compare_values,  // the same real tag as the value held: keep if the values are equal, else conflict
+  below_floor,     // refuse it: a floored write where the key holds nothing, its tag not above the floor
+};
+
 // One write of one key, applied in one atomic step against every other write of that key.
 struct WriteOp {
   // put / del: a client's write, or one ingested record (a value or a tombstone).
@@ -40,8 +49,10 @@ struct WriteOp {
   std::optional<Tag> tag = std::nullopt;
   // A coordinator's store of a value (/replica/put): where the key holds nothing, it goes in only
   // if the observer admits its tag (StoreObserver::admits: above the segment's floor), else
-  // below_floor. A tombstone is never refused: it brings nothing back. With `floors_seen` (a record anti-entropy pulled), checked only if the floors
-  // changed since that generation (node/floors.hpp says why).
+  // below_floor. A tombstone at or below the floor where the key holds nothing is left out, as
+  // superseded: the key is deleted already (StoreObserver::buried), and a tombstone re-made below a
+  // floor would let an older value in by its tag. With `floors_seen` (a record anti-entropy pulled),
+  // a value is checked only if the floors changed since that generation (node/floors.hpp says why).
   bool floored = false;
   std::uint64_t floors_seen = 0;
 };
@@ -91,6 +102,12 @@ class StoreObserver {
   virtual bool admits(std::string_view key, const Tag& tag, std::uint64_t floors_seen) const noexcept {
     (void)key, (void)tag, (void)floors_seen;
     return true;
+  }
+  // Whether a tombstone of `tag` where `key` holds nothing is at or below a known floor: the key is
+  // deleted already, as far as any write at or below the floor goes.
+  virtual bool buried(std::string_view key, const Tag& tag) const noexcept {
+    (void)key, (void)tag;
+    return false;
   }
 };
 
@@ -198,11 +215,14 @@ class Store {
     if (observer_ && before != now) observer_->changed(key, before, now);
   }
   bool observed() const noexcept { return observer_ != nullptr; }
-  // In the key's atomic step, what the key holds read: whether `op` is a floored write the observer
-  // refuses (below_floor).
-  bool below_floor(const WriteOp& op, const Held& held) const noexcept {
-    return op.floored && op.kind == WriteOp::Kind::put && op.tag && held.kind == Held::Kind::nothing && observer_ &&
-           !observer_->admits(op.key, *op.tag, op.floors_seen);
+  // In the key's atomic step, what the key holds read: what the floors decide of a floored write
+  // where the key holds nothing (below_floor for a value, keep for a buried tombstone), if anything.
+  std::optional<Verdict> floor_verdict(const WriteOp& op, const Held& held) const noexcept {
+    if (!op.floored || !op.tag || held.kind != Held::Kind::nothing || !observer_) return std::nullopt;
+    if (op.kind == WriteOp::Kind::put)
+      return observer_->admits(op.key, *op.tag, op.floors_seen) ? std::nullopt : std::optional(Verdict::below_floor);
+    if (op.kind == WriteOp::Kind::del && observer_->buried(op.key, *op.tag)) return Verdict::keep;
+    return std::nullopt;
   }
 
  private:

@@ -188,7 +188,7 @@ class MemoryStore final : public Store {
       }
       return r;
     }
-    const Outcome o = decide(op, before, tags_, below_floor(op, before), [&] { return it->second.value == op.value; });
+    const Outcome o = decide(op, before, tags_, floor_verdict(op, before), [&] { return it->second.value == op.value; });
     if (o.verdict == Verdict::conflict) report_conflict(op.key, *op.tag);
     if (o.verdict == Verdict::apply) {
       store(it, op, o.now);

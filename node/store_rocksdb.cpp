@@ -628,7 +628,7 @@ class RocksStore final : public Store {
         continue;
       }
       rocksdb::Status read;  // of the held value, read only to settle two writes with one tag
-      const Outcome o = decide(op, before, tags_, below_floor(op, before), [&] {
+      const Outcome o = decide(op, before, tags_, floor_verdict(op, before), [&] {
         if (earlier) return earlier->value == op.value;
         rocksdb::PinnableSlice record;
         read = db_->Get(rocksdb::ReadOptions(), data_, slice(op.key), &record);

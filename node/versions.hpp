@@ -49,13 +49,6 @@ class NodeTags {
   TagMaker maker_;  // the writer halves: a random per-process half and a sequence
 };
 
-enum class Verdict : std::uint8_t {
-  apply,           // store the write
-  keep,            // leave the key as it is: superseded, the same write again, or an untagged delete of no value
-  conflict,        // refuse it: its tag is held by another write (a bug somewhere, not a tie)
-  compare_values,  // the same real tag as the value held: keep if the values are equal, else conflict
-  below_floor,     // refuse it: a floored write where the key holds nothing, its tag not above the floor
-};
 
 // The rule for a put or a delete over `held`:
 //   untagged put: apply (the store makes a tag newer than held's); untagged delete: apply if a value
@@ -76,10 +69,10 @@ struct Outcome {
 // tag is its own (and the node's counter moves above it), or for an untagged one a new one from the
 // node's counter. An untagged put is always applied with a new tag, whatever is held: an engine may
 // skip the read and decide it with untagged_put() instead.
-// `below_floor`: Store::below_floor(op, held), asked by the engine in the same atomic step.
+// `floors`: Store::floor_verdict(op, held), asked by the engine in the same atomic step.
 template <class SameValue>
-Outcome decide(const WriteOp& op, const Held& held, NodeTags& tags, bool below_floor, SameValue&& same_value) {
-  if (below_floor) return {Verdict::below_floor, held};
+Outcome decide(const WriteOp& op, const Held& held, NodeTags& tags, std::optional<Verdict> floors, SameValue&& same_value) {
+  if (floors) return {*floors, held};
   Verdict v = judge(op, held);
   if (v == Verdict::compare_values) v = same_value() ? Verdict::keep : Verdict::conflict;
   if (v != Verdict::apply) return {v, held};

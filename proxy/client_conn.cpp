@@ -429,7 +429,7 @@ void ClientConn::on_quorum_done(Coordinator& c) {
       if (op == QuorumOp::get && !q.one_round()) counters.write_backs.fetch_add(1, std::memory_order_relaxed);
       const std::string fields = answer_fields_;
       if (access_ == Access::read) local_answer(c.newest_status(), http::kJson, c.newest_body(), fields);
-      else if (access_ == Access::write || q.newest().value) local_answer(200, http::kJson, json_success(), fields);
+      else if (access_ == Access::write || q.present()) local_answer(200, http::kJson, json_success(), fields);
       else local_answer(404, http::kJson, json_error("Key not found"), fields);
       break;
     }

@@ -6,9 +6,10 @@ namespace kv::proxy {
 
 namespace {
 
-// Whether `f` holds the write `newest` or a newer one: it counts towards a majority holding it.
-bool holds(const Found& f, const Found& newest) noexcept {
-  return same_state(f, newest) || f.held.tag > newest.held.tag;
+// Whether `f` holds the write `newest` or a newer one: it counts towards a majority holding it;
+// `exactly` (ambiguous()): only that write.
+bool holds(const Found& f, const Found& newest, bool exactly = false) noexcept {
+  return same_state(f, newest) || (!exactly && f.held.tag > newest.held.tag);
 }
 
 }  // namespace
@@ -50,7 +51,7 @@ void Quorum::on_reply(unsigned replica, const ReplicaReply& reply) noexcept {
     if (kind_ == QuorumKind::read && !((answered_ | failed_) & bit)) {
       answered_ |= bit;
       found_[replica] = reply.found;
-      if (holds(reply.found, newest_)) {
+      if (holds(reply.found, newest_, ambiguous())) {
         holders_ |= bit;
         store_failed_ &= ~bit;
       }
@@ -60,7 +61,11 @@ void Quorum::on_reply(unsigned replica, const ReplicaReply& reply) noexcept {
   }
   if (!(targets_ & bit) || ((holders_ | store_failed_) & bit)) return;
   switch (reply.kind) {
-    case Kind::stored: holders_ |= bit; break;
+    case Kind::stored:
+      // An ambiguous read's write-back counts only where the replica now holds exactly that write.
+      if (kind_ == QuorumKind::read && ambiguous() && !same_state(reply.found, newest_)) store_failed_ |= bit;
+      else holders_ |= bit;
+      break;
     case Kind::refused:
       // Every replica checks a request alike, so a refused store was refused everywhere: the client's
       // answer, unless some replica took it (then it counts as a failure, below).
@@ -82,13 +87,26 @@ void Quorum::on_reply(unsigned replica, const ReplicaReply& reply) noexcept {
 
 void Quorum::after_query() noexcept {
   if (count(answered_) >= majority()) {
+    if (kind_ == QuorumKind::remove && ambiguous()) {
+      unsigned have = 0;
+      for (unsigned r = 0; r < n_; ++r) have += (answered_ & (1u << r)) && same_state(found_[r], newest_) ? 1 : 0;
+      const unsigned lack = count(answered_) - have;
+      if (have >= majority() || lack >= majority()) {
+        present_ = have >= majority();
+        action_ = Action::store;
+        return;
+      }
+      if (count(answered_ | failed_) < n_) return;  // the others decide
+      missing_ = failed_;
+      return finish(Action::fail);  // nothing stored: outcome none
+    }
     if (kind_ != QuorumKind::read) {
       action_ = Action::store;  // the caller makes the tag (begin_store)
       return;
     }
     std::uint32_t have = 0;
     for (unsigned r = 0; r < n_; ++r)
-      if ((answered_ & (1u << r)) && holds(found_[r], newest_)) have |= 1u << r;
+      if ((answered_ & (1u << r)) && holds(found_[r], newest_, ambiguous())) have |= 1u << r;
     holders_ = have;
     if (count(have) >= majority()) {
       one_round_ = true;

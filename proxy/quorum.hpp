@@ -31,7 +31,8 @@ enum class QuorumKind : std::uint8_t { read, write, remove };
 struct ReplicaReply {
   enum class Kind : std::uint8_t {
     found,     // to a query: what it holds (a 200 or 404 carrying a version)
-    stored,    // to a store or write-back: it holds that tag or a newer one (applied or superseded)
+    stored,    // to a store or write-back: it holds that tag or a newer one (applied or superseded;
+               // `found.held`: what it holds after)
     refused,   // a 4xx about the request itself (bad body, value too large): the client's answer
     failed,    // no usable answer after the request was sent: it may have been applied
     not_sent,  // the request never left (no connection): surely not applied
@@ -87,6 +88,16 @@ class Quorum {
   Outcome outcome() const noexcept { return (targets_ & ~not_sent_) ? Outcome::unknown : Outcome::none; }
   // A read answered in one round trip: the majority agreed.
   bool one_round() const noexcept { return one_round_; }
+  // A remove's answer: whether the read made within it found a value (200) or not (404).
+  bool present() const noexcept { return kind_ == QuorumKind::remove && ambiguous() ? present_ : newest_.value; }
+  // The newest find is a value not above a floor some answer reported. A replica that purged a
+  // tombstone of the key answers "nothing" with its segment's floor, and a floor does not say which
+  // key was purged: the value may be one deleted (and purged) before the request began, seen on a
+  // replica the delete had not reached yet (node/floors.hpp). Then only replicas that hold exactly
+  // that version count towards a read's majority (never one that superseded its write-back), and a
+  // remove reports "present" only when a majority of its answers hold it, "absent" when a majority
+  // do not, and fails, storing nothing, when neither can be known.
+  bool ambiguous() const noexcept { return newest_.value && floor_ != 0 && newest_.held.tag.counter <= floor_; }
 
  private:
   enum class Step : std::uint8_t { query, store, done };
@@ -118,6 +129,7 @@ class Quorum {
   std::uint32_t store_failed_ = 0;  // of the targets: answered without holding it, or not at all
   std::uint32_t not_sent_ = 0;      // of the targets: surely not applied (never left, or refused below a floor)
   bool one_round_ = false;
+  bool present_ = false;  // a remove's answer, when ambiguous()
   unsigned refused_ = 0;
   std::uint32_t missing_ = 0;
 };

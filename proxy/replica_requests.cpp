@@ -71,7 +71,7 @@ ReplicaReply query_reply(const http::ScannedHead& answer) noexcept {
 ReplicaReply store_reply(const http::ScannedHead& answer, bool remove) noexcept {
   const unsigned s = answer.status;
   if (s == 200 || (remove && s == 404)) {
-    if (held_of(answer)) return {ReplicaReply::Kind::stored, {}};
+    if (const auto held = held_of(answer)) return {ReplicaReply::Kind::stored, Found{*held, !held->tombstone && !held->tag.none()}};
     return {ReplicaReply::Kind::failed, {}};
   }
   if (s == 409 && !floor_field(answer).empty()) return {ReplicaReply::Kind::below_floor, {}};

@@ -29,7 +29,7 @@ void append_replica_store(std::string& out, bool remove, std::string_view target
 // the proxy's token, or a node that does not keep versions).
 ReplicaReply query_reply(const http::ScannedHead& answer) noexcept;
 // What an answer to append_replica_store says: stored (a 200, or a delete's 404, with its version:
-// the replica holds that tag or a newer one), below_floor (a 409 with X-KV-Floor: refused, surely
+// the replica holds that tag or a newer one; Found::held says which), below_floor (a 409 with X-KV-Floor: refused, surely
 // not stored), refused (another 4xx), else failed: a 5xx; a 401 or 403
 // (the proxy's token refused); a 409 (the
 // same tag holding another value, which a coordinator never causes); a put's 404 (a node without the

@@ -55,6 +55,9 @@ from kvtest import (Cluster, differing_keys, holdings, node_health, node_state, 
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
 AE_INTERVAL_MS = 300  # the nodes' anti-entropy rounds, with replicas
+# More kvnode flags for replicated runs, from the environment (KVRING_MULTIHOST_NODE_FLAGS, split on
+# spaces): to run the suite with --purge-tombstones, which is off by default (node/floors.hpp).
+NODE_FLAGS = os.environ.get("KVRING_MULTIHOST_NODE_FLAGS", "").split()
 NET_PREFIX = "10.77"
 CLAIM_METRIC = "4294967295"  # the lowest priority: the bridge's own route wins while it exists
 
@@ -298,7 +301,7 @@ class MultiHostCluster:
         self.ring = write_ring(hosts.h.path(f"ring-{hosts.suffix}.yaml"),
                                [(f"n{i + 1}", f"{hosts.hosts[i].addr}:{NODE_PORT}") for i in range(nodes)],
                                replicas=replicas)
-        extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(AE_INTERVAL_MS)] if self.replicas > 1 else []
+        extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(AE_INTERVAL_MS), *NODE_FLAGS] if self.replicas > 1 else []
         self.nodes = [hosts.node(hosts.hosts[i], f"n{i + 1}", extra=extra) for i in range(nodes)]
         self.checks, self.proxy_extra = checks, tuple(proxy_extra)
         self.proxies = [hosts.proxy(hosts.hosts[nodes + j], self.ring, f"proxy{j}", checks, proxy_extra)

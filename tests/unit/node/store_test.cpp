@@ -1099,6 +1099,7 @@ struct FloorObserver final : kv::StoreObserver {
   bool admits(std::string_view, const Tag& tag, std::uint64_t floors_seen) const noexcept override {
     return (floors_seen != 0 && floors_seen == generation) || tag.counter > floor;
   }
+  bool buried(std::string_view, const Tag& tag) const noexcept override { return floor != 0 && tag.counter <= floor; }
 };
 
 }  // namespace
@@ -1145,8 +1146,12 @@ TEST_CASE("floors: a floored write goes in where nothing is held only above the 
   CHECK(floored(K::put, other, {8, 9}).status == StoreStatus::below_floor);  // at the floor: refused too
   CHECK(seen(s, gone) == kNothing);
   CHECK(seen(s, other) == kNothing);
-  // A tombstone is never refused (it brings nothing back): a read's write-back of one not purged yet.
-  CHECK(floored(K::del, kv::storage_key("deleted late"), {4, 1}).applied);
+  // A tombstone at or below the floor where nothing is held is left out as superseded (the key is
+  // deleted already; re-made, it would let an older value in by its tag); above the floor it goes in.
+  r = floored(K::del, kv::storage_key("deleted late"), {4, 1});
+  CHECK((r.status == StoreStatus::not_found && !r.applied));
+  CHECK(seen(s, kv::storage_key("deleted late")) == kNothing);
+  CHECK(floored(K::del, kv::storage_key("deleted late"), {9, 1}).applied);
   // Above the floor: in. Where a key holds something, its tag decides, floor or not.
   CHECK(floored(K::put, other, {9, 1}).applied);
   CHECK(floored(K::put, held, {6, 1}).applied);

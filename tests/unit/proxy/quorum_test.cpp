@@ -315,3 +315,72 @@ TEST_CASE("quorum: a write's tag goes above every floor its query found; stores 
     CHECK(q.action() == Action::answer);
   }
 }
+
+namespace {
+
+ReplicaReply purged(std::uint64_t floor) {
+  ReplicaReply r = nothing();
+  r.found.floor = floor;
+  return r;
+}
+ReplicaReply stored_at(std::uint64_t counter) { return {Kind::stored, Found{Held{Tag{counter, 1}, false}, true}}; }
+
+}  // namespace
+
+TEST_CASE("quorum: a value not above a floor another replica reports counts only where it is held exactly", "[quorum][floors]") {
+  SECTION("a read: a superseded write-back is no proof (the value may have been deleted and purged)") {
+    Quorum q(QuorumKind::read, 3);
+    q.on_reply(0, value(5));   // a replica the delete had not reached yet
+    q.on_reply(1, purged(9));  // one that purged the key's tombstone: nothing, floor 9
+    REQUIRE(q.ambiguous());
+    REQUIRE(q.action() == Action::write_back);
+    q.begin_write_back();
+    CHECK(q.targets() == 0b110);
+    q.on_reply(1, {Kind::below_floor, {}});
+    q.on_reply(2, stored_at(12));  // superseded by a newer write: not a holder of 5
+    CHECK(q.action() == Action::fail);
+  }
+  SECTION("a read: a majority that holds exactly that version answers") {
+    Quorum q(QuorumKind::read, 3);
+    q.on_reply(0, value(5));
+    q.on_reply(1, purged(9));
+    q.begin_write_back();
+    q.on_reply(2, value(5));  // the query's late answer: holds it exactly
+    CHECK(q.action() == Action::answer);
+    CHECK(q.holders() == 0b101);
+  }
+  SECTION("a value above every floor: ABD as usual") {
+    Quorum q(QuorumKind::read, 3);
+    q.on_reply(0, value(10));
+    q.on_reply(1, purged(9));
+    CHECK_FALSE(q.ambiguous());
+    q.begin_write_back();
+    q.on_reply(2, stored_at(12));
+    CHECK(q.action() == Action::answer);
+  }
+  SECTION("a remove reports present or absent only on a majority, else fails storing nothing") {
+    Quorum absent(QuorumKind::remove, 3);
+    absent.on_reply(0, value(5));
+    absent.on_reply(1, purged(9));
+    CHECK(absent.action() == Action::wait);  // one holds it, one does not: the third decides
+    absent.on_reply(2, purged(9));
+    REQUIRE(absent.action() == Action::store);
+    CHECK_FALSE(absent.present());
+    CHECK(absent.floor() == 9);
+
+    Quorum present(QuorumKind::remove, 3);
+    present.on_reply(0, value(5));
+    present.on_reply(1, purged(9));
+    present.on_reply(2, value(5));
+    REQUIRE(present.action() == Action::store);
+    CHECK(present.present());
+
+    Quorum unknown(QuorumKind::remove, 3);
+    unknown.on_reply(0, value(5));
+    unknown.on_reply(1, purged(9));
+    unknown.on_reply(2, kFailed);
+    CHECK(unknown.action() == Action::fail);
+    CHECK(unknown.outcome() == Quorum::Outcome::none);
+    CHECK(unknown.missing() == 0b100);
+  }
+}
