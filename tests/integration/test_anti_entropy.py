@@ -204,7 +204,12 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual(answers, [(404, None)] * 20)
         # n3 back: it pulled the tombstones; then every node purges its own, and nothing is left.
         self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
-        self.assertEqual({n: self.tombstones(n) for n in self.ports}, {n: (0, 20) for n in self.ports})
+        # Each node dropped each tombstone at least once (again if it pulled one back from a peer that
+        # had not let go yet; a slow machine sees that).
+        for n in self.ports:
+            held, purged = self.tombstones(n)
+            self.assertEqual(held, 0, n)
+            self.assertGreaterEqual(purged, 20, n)
         self.assertEqual(self.held(), {n: {} for n in self.ports})
         self.assertEqual([self.c.get(f"d{i}")[0] for i in range(20)], [404] * 20)
 
