@@ -5,7 +5,6 @@
 #include <unordered_map>
 
 #include "common/anti_entropy.hpp"
-#include "common/hash.hpp"
 #include "common/metrics.hpp"
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
@@ -33,9 +32,10 @@ struct AntiEntropy::Peer {
   std::unique_ptr<net::HttpClient> client;
   bool failing = false;  // the last exchange failed (said once on stderr, until it works again)
 
-  // A 200 answer, or PeerError naming what went wrong.
-  net::HttpResponse call(std::string_view method, const std::string& target, std::string_view body = {}) {
-    net::HttpResponse r = client->request(method, target, body);
+  // A 200 answer, or PeerError naming what went wrong. `extra`: fields for this request only.
+  net::HttpResponse call(std::string_view method, const std::string& target, std::string_view body = {},
+                         const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+    net::HttpResponse r = client->request(method, target, body, extra);
     stats->bytes.fetch_add(body.size() + r.body.size(), std::memory_order_relaxed);
     if (r.status != 200) throw PeerError(std::string(method) + " " + target + ": " + std::to_string(r.status) + " " + r.body);
     return r;
@@ -206,7 +206,7 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
     ae::SegmentDigests sd{s, {}};
     for (; k < own.size() && ae::segment_of(read_be64(own[k].key)) == s; ++k) {
       const Record& o = own[k];
-      sd.digests.push_back(ae::short_digest(hash_version(o.key, o.tombstone ? 't' : 'v', o.tag.counter, o.tag.writer), salt));
+      sd.digests.push_back(ae::short_digest(version_digest(o), salt));
       held.emplace(o.key, o.tag);
     }
     asked.push_back(std::move(sd));
@@ -309,10 +309,8 @@ void AntiEntropy::purge(const std::vector<std::pair<std::string, Tag>>& candidat
           for (auto& l : links_)
             if (l->node == peer) link = l.get();
           if (!link) throw PeerError("no link to a peer of the set");
-          net::HttpResponse r = link->client->request("POST", std::string(ae::kPurgePath) + "?set=" + trees_.sets()[set].name,
-                                                      body, {{std::string(ae::kExpectField), incarnation}});
-          link->stats->bytes.fetch_add(body.size() + r.body.size(), std::memory_order_relaxed);
-          if (r.status != 200) throw PeerError(link->stats->id + " purged nothing: " + std::to_string(r.status) + " " + r.body);
+          link->call("POST", std::string(ae::kPurgePath) + "?set=" + trees_.sets()[set].name, body,
+                     {{std::string(ae::kExpectField), incarnation}});
         }
       } catch (const std::exception& e) {
         purge_failures_.fetch_add(1, std::memory_order_relaxed);

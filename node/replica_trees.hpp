@@ -21,6 +21,7 @@
 
 #include "common/anti_entropy.hpp"
 #include "common/ring.hpp"
+#include "common/transfer.hpp"
 #include "node/floors.hpp"
 #include "node/store.hpp"
 
@@ -28,6 +29,10 @@ namespace kv {
 
 // The digest of what a key holds (0 for nothing): hash_version of the kind and tag.
 std::uint64_t version_digest(std::string_view stored_key, const Held& held) noexcept;
+// The same of a versioned record (a value or a tombstone, with its tag).
+inline std::uint64_t version_digest(const Record& r) noexcept {
+  return version_digest(r.key, {r.tombstone ? Held::Kind::tombstone : Held::Kind::value, r.tag});
+}
 
 class ReplicaTrees final : public StoreObserver {
  public:

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <charconv>
 
-#include "common/hash.hpp"
 #include "common/key.hpp"
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
@@ -94,8 +93,7 @@ bool SyncApi::diff(Store& store, const ReplicaTrees& trees, std::size_t set, std
       if (!parse_records(batch.records, batch_records, err, true)) return false;
       for (const auto& r : batch_records) {
         if (trees.set_of_hash(read_be64(r.key)) != static_cast<int>(set)) continue;
-        const std::uint64_t d = hash_version(r.key, r.tombstone ? 't' : 'v', r.tag.counter, r.tag.writer);
-        if (std::binary_search(theirs.begin(), theirs.end(), ae::short_digest(d, salt))) continue;
+        if (std::binary_search(theirs.begin(), theirs.end(), ae::short_digest(version_digest(r), salt))) continue;
         append_versioned_record(out, r);
         ++records;
       }

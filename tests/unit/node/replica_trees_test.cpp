@@ -319,7 +319,7 @@ TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, who
       ae::SegmentDigests sd{s, {}};
       for (; k < own_records.size() && ae::segment_of(kv::read_be64(own_records[k].key)) == s; ++k) {
         const auto& o = own_records[k];
-        sd.digests.push_back(ae::short_digest(kv::hash_version(o.key, o.tombstone ? 't' : 'v', o.tag.counter, o.tag.writer), salt));
+        sd.digests.push_back(ae::short_digest(kv::version_digest(o), salt));
       }
       asked.push_back(sd);
     }
