@@ -4,13 +4,15 @@ kvnodes (RocksDB, fresh data directories), and one replica killed and restarted 
 
 Started by bench/replication.sh, which builds first. Three parts:
 
-1. Closed loop (wrk, one thread, as bench/run.py measures req/s): two kvproxies on the same nodes, one on a
-   ring with `replicas: 1` and one on the same ring with `replicas: 3`, alternated round by round (the order
-   rotated), GET only and the mix (90% GET / 10% PUT, bench/lua/mixed.lua's). Each configuration has its
-   own copy of the same preload (keys r1:1..N through the first proxy, r3:1..N through the second), so a
-   PUT through one never makes the other's replicas disagree. Reported: req/s, p50/p99, CPU seconds per
-   request of kvproxy and of the three kvnodes together (/proc utime + stime), medians over rounds with
-   their spread, and replicas3/replicas1 per round (target: throughput >= 0.5x).
+1. Closed loop (wrk, one thread, as bench/run.py measures req/s): three kvproxies on the same nodes, one on
+   a ring with `replicas: 1`, one on the same ring with `replicas: 3` (kvproxy's default: each query step
+   asks a majority, the third replica is a spare), and one with `replicas: 3` and --spare-after-ms 0
+   (every step asks all three: replicas3all), alternated round by round (the order rotated), GET only and
+   the mix (90% GET / 10% PUT, bench/lua/mixed.lua's). Each configuration has its own copy of the same
+   preload (keys r1:1..N, r3:1..N, ra:1..N), so a PUT through one never makes another's replicas
+   disagree. Reported: req/s, p50/p99, CPU seconds per request of kvproxy and of the three kvnodes
+   together (/proc utime + stime), medians over rounds with their spread, and replicas3/replicas1 (and
+   replicas3all/replicas1) per round (target: replicas3's throughput >= 0.5x).
 2. Reads answered in one round trip with `replicas: 3` and no fault, from the proxy's Prometheus text
    (admin listener, GET /metrics): 1 - kvproxy_quorum_write_backs_total / kvproxy_quorum_requests_total
    {op="get",result="ok"}, as deltas over the fault-free runs (target: >= 99%). "n/a (metric absent)"
@@ -51,8 +53,10 @@ from run import VALUE, KvProxy, log, measure, median, preload, stop_all, version
 from equal_load import git_revision, parse_points, point_label  # noqa: E402
 
 WORKLOADS = {"get": 0, "mixed": 10}  # name: share of PUTs (percent), as bench/equal_load.py and bench/lua/mixed.lua
-CONFIGS = ("replicas1", "replicas3")
-PREFIX = {"replicas1": "r1:", "replicas3": "r3:"}
+CONFIGS = ("replicas1", "replicas3", "replicas3all")
+PREFIX = {"replicas1": "r1:", "replicas3": "r3:", "replicas3all": "ra:"}
+EXTRA = {"replicas3all": ("--spare-after-ms", "0")}  # kvproxy's flags per configuration
+RATIO_LABEL = {"replicas3": "r3/r1", "replicas3all": "r3all/r1"}
 BINARIES = {"kvnode": ("node", "kvnode"), "kvproxy": ("proxy", "kvproxy"), "loadgen": ("bench", "loadgen")}
 TARGET_RPS_RATIO = 0.5
 TARGET_ONE_ROUND = 0.99
@@ -261,7 +265,7 @@ def closed_loop(proxies, nodes, scripts, workloads, conns_list, rounds, seconds,
     for workload in workloads:
         for conns in conns_list:
             for rnd in range(rounds):
-                order = order0[rnd % 2:] + order0[:rnd % 2]
+                order = order0[rnd % len(order0):] + order0[:rnd % len(order0)]
                 for config in order:
                     proxy = proxies[config]
                     m0 = scrape(proxy.p.admin_port)
@@ -288,11 +292,12 @@ def spread(values, fmt):
 
 def summarize(results):
     """Per (workload, conns): per configuration the medians over rounds and their range, and the per-round
-    ratios replicas3 / replicas1 (median and range)."""
+    ratios of each replicated configuration over replicas1 (median and range): "ratios" for replicas3,
+    "ratios_by"[config] for each."""
     rows = []
     for workload, conns in dict.fromkeys((r["workload"], r["conns"]) for r in results):
         group = [r for r in results if r["workload"] == workload and r["conns"] == conns]
-        row = {"workload": workload, "conns": conns, "configs": {}, "ratios": {}}
+        row = {"workload": workload, "conns": conns, "configs": {}, "ratios_by": {}}
         for config in CONFIGS:
             mine = [r for r in group if r["config"] == config]
             c = {"rounds": len(mine), "errors": sum(r["errors"] for r in mine)}
@@ -301,14 +306,17 @@ def summarize(results):
                 c[m], c[m + "_min"], c[m + "_max"] = median(vals), min(vals), max(vals)
             c["total_us_per_req"] = median([r["cpu_us_per_req"] + r["nodes_us_per_req"] for r in mine])
             row["configs"][config] = c
-        for m in ("rps", "p50", "p99", "cpu_us_per_req", "nodes_us_per_req"):
-            ratios = []
-            for r3 in (r for r in group if r["config"] == "replicas3"):
-                r1 = next((r for r in group if r["config"] == "replicas1" and r["round"] == r3["round"]), None)
-                if r1 and r1[m]:
-                    ratios.append(r3[m] / r1[m])
-            row["ratios"][m] = {"median": median(ratios), "min": min(ratios, default=float("nan")),
-                                "max": max(ratios, default=float("nan"))}
+        for config in CONFIGS[1:]:
+            by = row["ratios_by"][config] = {}
+            for m in ("rps", "p50", "p99", "cpu_us_per_req", "nodes_us_per_req"):
+                ratios = []
+                for r3 in (r for r in group if r["config"] == config):
+                    r1 = next((r for r in group if r["config"] == "replicas1" and r["round"] == r3["round"]), None)
+                    if r1 and r1[m]:
+                        ratios.append(r3[m] / r1[m])
+                by[m] = {"median": median(ratios), "min": min(ratios, default=float("nan")),
+                         "max": max(ratios, default=float("nan"))}
+        row["ratios"] = row["ratios_by"]["replicas3"]
         r3 = [r["quorum"] for r in group if r["config"] == "replicas3"]
         quorum = r3[0] if r3 else None
         for counts in r3[1:]:
@@ -483,11 +491,15 @@ def write_report(out, report):
     if report.get("error"):
         lines += [f"**The run failed (harness error): {report['error']}** The figures below are what was measured "
                   "before it.", ""]
-    lines += ["Three kvnodes (RocksDB, fresh data directories, one thread each) and two kvproxies (one data-path "
-              "thread each) on them: one on a ring with `replicas: 1`, one on the same ring with `replicas: 3` "
-              "(every /get, /put, /del sent to all three replicas and answered at a majority). Each proxy has "
-              f"its own copy of the same preload: {a['keys']} keys of about 50 bytes (r1:1..N through the first, "
-              "r3:1..N through the second), so a PUT through one never makes the other's replicas disagree. "
+    lines += ["Three kvnodes (RocksDB, fresh data directories, one thread each) and three kvproxies (one "
+              "data-path thread each) on them: *replicas1* on a ring with `replicas: 1`; *replicas3* on the same "
+              "ring with `replicas: 3`, kvproxy's default (each step's queries, a read's or a write's tag query, "
+              "go to a majority: the first two replicas up in placement order; the third, a spare, is asked when "
+              "one of them fails or stays silent for --spare-after-ms, 20 ms; stores go to all three; answered "
+              "at a majority); *replicas3all* the same with --spare-after-ms 0 (every step sent to all three "
+              "replicas, as before the spares). Each proxy has "
+              f"its own copy of the same preload: {a['keys']} keys of about 50 bytes (r1:1..N, r3:1..N and "
+              "ra:1..N), so a PUT through one never makes another's replicas disagree. "
               "Everything on 127.0.0.1 of the same two cores. Health checks at kvproxy's defaults.", ""]
 
     # targets
@@ -504,11 +516,11 @@ def write_report(out, report):
         lines += ["### Throughput, latency and CPU (closed loop)", "",
                   f"wrk (one thread) over keep-alive connections, {a['rounds']} round(s) of {a['seconds']} s per "
                   "configuration, workload and connection count, after a 1 s warm-up of each; the order of the "
-                  "two configurations rotated each round. get: GETs of preloaded keys, uniformly at random; "
+                  "configurations rotated each round. get: GETs of preloaded keys, uniformly at random; "
                   "mixed: 90% GET / 10% PUT. Figures are medians over rounds, the range over rounds after them. "
                   "*CPU us/req*: user + system time from /proc over the run, divided by the requests wrk "
-                  "completed; kvnodes is the three nodes together. *r3/r1*: replicas3's figure over replicas1's "
-                  "in the same round, median (range). *errors*: non-2xx answers, socket errors and timeouts "
+                  "completed; kvnodes is the three nodes together. *r3/r1* (*r3all/r1*): replicas3's "
+                  "(replicas3all's) figure over replicas1's in the same round, median (range). *errors*: non-2xx answers, socket errors and timeouts "
                   "(wrk), summed over rounds. Latencies are wrk's (closed loop: from the send of each request, "
                   "at saturation), in microseconds.", "",
                   "| workload | conns | config | req/s | p50 us | p99 us | kvproxy CPU us/req | kvnodes CPU us/req | "
@@ -522,11 +534,14 @@ def write_report(out, report):
                 lines.append(f"| {r['workload']} | {r['conns']} | {config} | {cell('rps', ',.0f')} | "
                              f"{cell('p50', ',.0f')} | {cell('p99', ',.0f')} | {cell('cpu_us_per_req', '.1f')} | "
                              f"{cell('nodes_us_per_req', '.1f')} | {c['total_us_per_req']:.1f} | {c['errors']} |")
-            q = r["ratios"]
-            lines.append(f"| {r['workload']} | {r['conns']} | **r3/r1** | **{q['rps']['median']:.2f}x** "
-                         f"({spread([q['rps']['min'], q['rps']['max']], '.2f')}) | {q['p50']['median']:.2f}x | "
-                         f"{q['p99']['median']:.2f}x | {q['cpu_us_per_req']['median']:.2f}x | "
-                         f"{q['nodes_us_per_req']['median']:.2f}x | | |")
+            for config, q in r["ratios_by"].items():
+                label = f"**{RATIO_LABEL[config]}**" if config == "replicas3" else RATIO_LABEL[config]
+                val = f"{q['rps']['median']:.2f}x"
+                lines.append(f"| {r['workload']} | {r['conns']} | {label} | "
+                             f"{f'**{val}**' if config == 'replicas3' else val} "
+                             f"({spread([q['rps']['min'], q['rps']['max']], '.2f')}) | {q['p50']['median']:.2f}x | "
+                             f"{q['p99']['median']:.2f}x | {q['cpu_us_per_req']['median']:.2f}x | "
+                             f"{q['nodes_us_per_req']['median']:.2f}x | | |")
         lines += ["", "Everything here shares two cores, so the closed-loop throughput follows the CPU spent per "
                   "request by everyone on the machine. For scale, the ratio that CPU alone predicts, replicas1's "
                   "(kvproxy + kvnodes) CPU per request over replicas3's: "
@@ -770,9 +785,11 @@ def main():
         members = [(n.id, n.port) for n in nodes]
         rings = {"replicas1": write_ring(os.path.join(work, "ring-replicas1.yaml"), members, replicas=1),
                  "replicas3": write_ring(os.path.join(work, "ring-replicas3.yaml"), members, replicas=3)}
+        rings["replicas3all"] = rings["replicas3"]
         proxies = {}
         for config in CONFIGS:
-            proxies[config] = KvProxy(os.path.join(work, "bin"), rings[config], 1, work, config)
+            proxies[config] = KvProxy(os.path.join(work, "bin"), rings[config], 1, work, config,
+                                      extra=EXTRA.get(config, ()))
             running.append(proxies[config])
         for config in CONFIGS:
             t = time.monotonic()

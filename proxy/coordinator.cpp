@@ -22,6 +22,12 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
   newest_body_.clear();
   newest_status_ = refused_status_ = 0;
   refused_body_.clear();
+  // The first majority of the replicas up are asked; the others up are spares (all asked when
+  // spare_after is 0, or the quorum is of one replica).
+  const unsigned ask = w_.opt.spare_after.count() > 0 ? quorum_.majority() : n;
+  unsigned up = 0;
+  spare_wanted_ = false;
+  spare_at_ = Clock::time_point::max();
   for (unsigned i = 0; i < n; ++i) {
     replicas_[i] = replicas[i];
     reasons_[i].clear();
@@ -33,9 +39,16 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
     lanes_[i]->store_waiting = false;
     lanes_[i]->storing = false;
     lanes_[i]->reserved = lanes_[i]->forced = false;
+    lanes_[i]->spare = false;
+    if (replicas_[i]->up.load(std::memory_order_relaxed) && up++ >= ask) {
+      lanes_[i]->busy = false;
+      lanes_[i]->spare = true;
+      spare_at_ = w_.loop.now() + w_.opt.spare_after;
+    }
   }
   ++acting_;
-  for (unsigned i = 0; i < n; ++i) send_query(i);
+  for (unsigned i = 0; i < n; ++i)
+    if (!lanes_[i]->spare) send_query(i);
   --acting_;
   advance();
 }
@@ -46,8 +59,14 @@ bool Coordinator::idle() const noexcept {
   return true;
 }
 
+bool Coordinator::has_spares() const noexcept {
+  for (unsigned i = 0; i < quorum_.size(); ++i)
+    if (lanes_[i] && lanes_[i]->spare) return true;
+  return false;
+}
+
 Coordinator::Clock::time_point Coordinator::deadline() const noexcept {
-  auto d = Clock::time_point::max();
+  auto d = !told_ && has_spares() ? spare_at_ : Clock::time_point::max();
   for (unsigned i = 0; i < quorum_.size(); ++i)
     if (lanes_[i] && lanes_[i]->busy) d = std::min(d, lanes_[i]->x.deadline());
   return d;
@@ -55,6 +74,7 @@ Coordinator::Clock::time_point Coordinator::deadline() const noexcept {
 
 void Coordinator::on_deadline() {
   const auto now = w_.loop.now();
+  if (!told_ && spare_at_ <= now && has_spares()) ask_spares(true);
   for (unsigned i = 0; i < quorum_.size(); ++i)
     if (lanes_[i] && lanes_[i]->busy && lanes_[i]->x.deadline() <= now) lanes_[i]->x.on_deadline();
 }
@@ -70,6 +90,7 @@ unsigned Coordinator::lane_of(const NodeExchange& x) const noexcept {
 std::string* Coordinator::begin_request(unsigned i, bool storing, bool even_if_down) {
   Lane& lane = *lanes_[i];
   lane.storing = storing;
+  lane.spare = false;  // a store (or write-back) reaches a spare directly
   if (!even_if_down && !replicas_[i]->up.load(std::memory_order_relaxed)) {  // asked only if needed
     lane.busy = false;
     hold_in_reserve(i);
@@ -145,6 +166,7 @@ void Coordinator::on_node_answer(NodeExchange& x) {
   }
   x.backend().stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - lane.sent).count()));
   x.release();
+  if (!lane.storing && r.kind != ReplicaReply::Kind::found) spare_wanted_ = true;
   reply(i, r);
   if (lane.store_waiting && !lane.busy) send_store(i);
   settle();
@@ -162,6 +184,7 @@ void Coordinator::on_node_failure(NodeExchange& x, NodeExchange::Failure f, cons
                  : f == NodeExchange::Failure::timeout ? QuorumCause::timeout
                                                        : QuorumCause::bad_response;
   }
+  if (!lane.storing) spare_wanted_ = true;
   // A connect that failed sent nothing (NodeExchange retries only where the request never arrived).
   reply(i, {f == NodeExchange::Failure::connect ? ReplicaReply::Kind::not_sent : ReplicaReply::Kind::failed, {}});
   if (lane.store_waiting && !lane.busy) send_store(i);
@@ -185,20 +208,33 @@ void Coordinator::call_reserves() {
   for (unsigned i = 0; i < quorum_.size(); ++i) {
     const Lane& lane = *lanes_[i];
     if (lane.busy || lane.store_waiting) return;  // an answer may still decide
-    reserved = reserved || lane.reserved;
+    reserved = reserved || lane.reserved || lane.spare;
   }
   if (!reserved) return;
   const bool query = quorum_.targets() == 0;
   ++acting_;
   for (unsigned i = 0; i < quorum_.size(); ++i) {
     Lane& lane = *lanes_[i];
-    if (!lane.reserved) continue;
-    lane.reserved = false;
-    lane.forced = true;
+    if (!lane.reserved && !lane.spare) continue;
+    lane.forced = lane.reserved;  // a spare is asked as any replica (down since: asked all the same)
+    lane.reserved = lane.spare = false;
     if (query) send_query(i, true);
     else if (quorum_.targets() & (1u << i)) send_store(i, true);
   }
   --acting_;
+}
+
+// Only the query step has spares (a store reaches every replica). A spare marked down since is
+// held in reserve by send_query, for call_reserves.
+void Coordinator::ask_spares(bool late) {
+  spare_wanted_ = false;
+  if (quorum_.action() != Quorum::Action::wait || quorum_.targets() != 0 || !has_spares()) return;
+  (late ? w_.counters.quorum.spares_late : w_.counters.quorum.spares_failed).fetch_add(1, std::memory_order_relaxed);
+  ++acting_;
+  for (unsigned i = 0; i < quorum_.size(); ++i)
+    if (lanes_[i]->spare) send_query(i);
+  --acting_;
+  settle();
 }
 
 QuorumCause Coordinator::failure_cause() const noexcept {
@@ -253,6 +289,8 @@ void Coordinator::advance() {
 // whatever their asking decided at once is acted on.
 void Coordinator::settle() {
   if (acting_ != 0 || told_) return;
+  if (spare_wanted_) ask_spares(false);
+  if (told_) return;
   call_reserves();
   if (quorum_.action() != Quorum::Action::wait && !told_) advance();
 }

@@ -1,10 +1,14 @@
 // One client request over a key's replica set (replicas: N): proxy/quorum.hpp's steps run through one
-// NodeExchange per replica, each sending proxy/replica_requests.hpp's requests. Every step goes to
-// all N at once and is decided at a majority; a replica's exchange runs its requests in turn (a store
-// waits for that replica's query to end), so a slow replica costs the request nothing but its own
-// lane. When the quorum decides, the client hears once (Client::on_quorum_done) and may answer at
-// once; the exchanges still under way (stragglers) run to their end, so that their pooled connections
-// are kept, and the worker ticks the coordinator until idle() (a coordinator outlives its request).
+// NodeExchange per replica, each sending proxy/replica_requests.hpp's requests. A step's queries go
+// to a majority of the replicas, the first ones up in placement order; the others are spares, asked
+// as soon as an asked replica fails, or once ProxyOptions::spare_after passed without a decision (a
+// stalled replica), or when the asked ones ended undecided (a read's disagreement is settled by its
+// write-back, which goes to them as well). Stores go to all N. With spare_after 0 every query goes to
+// all N. Each step is decided at a majority; a replica's exchange runs its requests in turn (a store
+// waits for that replica's query to end). When the quorum decides, the client hears once
+// (Client::on_quorum_done) and may answer at once; the exchanges still under way (stragglers) run to
+// their end, so that their pooled connections are kept, and the worker ticks the coordinator until
+// idle() (a coordinator outlives its request).
 #pragma once
 
 #include <array>
@@ -77,6 +81,7 @@ class Coordinator final : NodeExchange::Listener {
     Clock::time_point sent{};    // when the exchange under way started: the replica's latency
     bool reserved = false;       // marked down: the step's request not sent yet (call_reserves)
     bool forced = false;         // sent although marked down
+    bool spare = false;          // up, not asked yet: a majority of the others was (ask_spares)
   };
 
   void on_node_answer(NodeExchange& x) override;
@@ -89,6 +94,8 @@ class Coordinator final : NodeExchange::Listener {
   void reply(unsigned i, const ReplicaReply& r);
   void hold_in_reserve(unsigned i);  // replica i is marked down: not asked unless needed
   void call_reserves();              // the others ended undecided: ask the ones held in reserve
+  bool has_spares() const noexcept;
+  void ask_spares(bool late);  // an asked replica failed (or, late, spare_at_ passed): ask the spares
   void settle();
 
   Worker& w_;
@@ -106,6 +113,8 @@ class Coordinator final : NodeExchange::Listener {
   std::string refused_body_;
   unsigned refused_status_ = 0;
   unsigned acting_ = 0;  // re-entrancy depth of advance() (a connect can fail inside start())
+  Clock::time_point spare_at_ = Clock::time_point::max();  // when the spares are asked at the latest
+  bool spare_wanted_ = false;  // an asked replica failed in the query step: the spares are due
 };
 
 }  // namespace kv::proxy

@@ -37,6 +37,7 @@ struct Flags {
   std::uint64_t max_body = (std::uint64_t{1} << 20) * 6 + 4096;
   std::uint32_t max_header = 8192;
   unsigned shutdown_ms = 10'000;
+  std::uint32_t spare_ms = static_cast<std::uint32_t>(proxy::ProxyOptions{}.spare_after.count());
   std::size_t pool_max_idle = proxy::ProxyOptions{}.max_idle_per_node;
   std::uint32_t pool_idle_ms = static_cast<std::uint32_t>(proxy::ProxyOptions{}.pool_idle_timeout.count());
 };
@@ -64,6 +65,12 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--client-idle-timeout-ms", f.idle_ms, "Keep-alive wait between client requests (default 60000)");
   app.add_option("--connect-timeout-ms", f.connect_ms, "Connecting to a node (default 1000)");
   app.add_option("--response-timeout-ms", f.response_ms, "Request sent to a node to its whole answer (default 10000)");
+  app.add_option("--spare-after-ms", f.spare_ms,
+                 "replicas > 1: each step's queries go to a majority of the key's replicas (the first ones up, in "
+                 "placement order); the others, held as spares, are asked as soon as an asked replica fails, or "
+                 "after this long without a decision. 0 asks every replica at once (more work per request, no "
+                 "wait when a replica stalls)")
+      ->capture_default_str()->check(CLI::Range(0u, 3'600'000u));
   app.add_option("--check-interval-ms", f.interval_ms, "Active health check interval (default 2000)");
   app.add_option("--check-timeout-ms", f.check_timeout_ms, "Health check timeout (default 1000)");
   app.add_option("--check-fall", f.fall, "Failed checks in a row that mark a node down (default 3)")->check(CLI::Range(1, 100));
@@ -177,6 +184,7 @@ std::optional<int> settle(const Flags& f, Settings& s) {
   opt.response_timeout = std::chrono::milliseconds(pick(f.response_ms, px.response_ms, 10'000u));
   opt.client.body_timeout = std::max(opt.client.body_timeout, opt.client.header_timeout);
   opt.max_key_bytes = f.max_key;
+  opt.spare_after = std::chrono::milliseconds(f.spare_ms);
   opt.unsafe_unversioned = f.unsafe_unversioned;
   opt.unsafe_read_one = f.unsafe_read_one;
   opt.clock_offset = std::chrono::milliseconds(f.clock_offset_ms);

@@ -27,6 +27,10 @@ struct ProxyOptions {
   std::size_t max_idle_per_node = 1024;
   std::chrono::milliseconds pool_idle_timeout{30'000};  // under kvnode's idle timeout (60 s)
   std::size_t maxconn = 10'000;  // client connections at once; more wait in the accept backlog
+  // replicas > 1: a step's queries go to a majority of the replicas (the first ones up, in placement
+  // order); the others, the spares, are asked when one of those fails or after this long without a
+  // decision. 0: every replica is asked at once.
+  std::chrono::milliseconds spare_after{20};
   // Test only (a broken mode the linearizability test must catch): a ring change routed as before
   // per-key versions: untagged writes to both owners, read_new reads from the new owner alone.
   bool unsafe_unversioned = false;
@@ -55,6 +59,8 @@ struct QuorumCounters {
   static constexpr std::size_t kCauses = static_cast<std::size_t>(QuorumCause::count_);
   std::array<std::array<std::atomic<std::uint64_t>, kResults>, kOps> requests{};
   std::atomic<std::uint64_t> write_backs{0};  // reads that wrote the newest back before answering
+  std::atomic<std::uint64_t> spares_failed{0};  // requests that asked their spares: an asked replica failed
+  std::atomic<std::uint64_t> spares_late{0};    // requests that asked their spares: no decision in time
   std::array<std::atomic<std::uint64_t>, kCauses> failures{};
   metrics::Histogram latency;  // request read to answer made, every result
 

@@ -140,6 +140,8 @@ Snapshot snapshot(const Cluster& cluster, const ProxyCounters& counters) {
   for (std::size_t o = 0; o < QuorumCounters::kOps; ++o)
     for (std::size_t r = 0; r < QuorumCounters::kResults; ++r) s.quorum[o][r] = q.requests[o][r].load();
   s.write_backs = q.write_backs.load();
+  s.spares_failed = q.spares_failed.load();
+  s.spares_late = q.spares_late.load();
   for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c) s.quorum_failures[c] = q.failures[c].load();
   s.quorum_p50_ms = q.latency.quantile(0.5) * 1000;
   s.quorum_p99_ms = q.latency.quantile(0.99) * 1000;
@@ -176,6 +178,12 @@ std::string render_prometheus(const Snapshot& s) {
   header(out, "kvproxy_quorum_write_backs_total",
          "Reads whose majority disagreed: the newest write was written back before the answer.", "counter");
   sample(out, "kvproxy_quorum_write_backs_total", "", s.write_backs);
+  header(out, "kvproxy_quorum_spares_asked_total",
+         "Requests that asked the replicas held as spares (kvproxy --spare-after-ms), by why: an asked "
+         "replica failed, or no decision came in time.",
+         "counter");
+  sample(out, "kvproxy_quorum_spares_asked_total", "reason=\"failed\"", s.spares_failed);
+  sample(out, "kvproxy_quorum_spares_asked_total", "reason=\"late\"", s.spares_late);
   header(out, "kvproxy_quorum_failures_total",
          "Requests that found no majority, by what the replicas missed had in common.", "counter");
   for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
@@ -301,7 +309,9 @@ std::string render_json(const Snapshot& s) {
              "\":" + std::to_string(s.quorum[o][r]);
     out += "}";
   }
-  out += "},\"write_backs\":" + std::to_string(s.write_backs) + ",\"failures\":{";
+  out += "},\"write_backs\":" + std::to_string(s.write_backs) +
+         ",\"spares_asked\":{\"failed\":" + std::to_string(s.spares_failed) +
+         ",\"late\":" + std::to_string(s.spares_late) + "},\"failures\":{";
   for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
     out += (c ? ",\"" : "\"") + std::string(quorum_cause_name(static_cast<QuorumCause>(c))) +
            "\":" + std::to_string(s.quorum_failures[c]);
@@ -349,6 +359,8 @@ std::string render_html(const Snapshot& s) {
                                                 static_cast<double>(reads)) +
                            " of reads in one round trip)"
                      : std::string()) +
+              " &middot; spares asked " + std::to_string(s.spares_failed) + " after a failure, " +
+              std::to_string(s.spares_late) + " after --spare-after-ms" +
               " &middot; failures by cause:";
     for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
       quorum += " " + std::string(quorum_cause_name(static_cast<QuorumCause>(c))) + " " + std::to_string(s.quorum_failures[c]);

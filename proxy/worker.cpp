@@ -87,14 +87,24 @@ void Worker::remove_client(ClientConn& c) {
   if (draining && clients_.empty()) loop.stop();
 }
 
+namespace {
+constexpr std::chrono::milliseconds kTickInterval{10};
+constexpr unsigned kTicksPerSweep = static_cast<unsigned>(http::kSweepInterval / kTickInterval);
+}  // namespace
+
+// Every kTickInterval: the clients' deadlines (a quorum's spares are due within a few ms); every
+// http::kSweepInterval the rest of the sweep.
+
 void Worker::tick() {
   const auto now = loop.now();
+  const bool sweep = ++ticks_ % kTicksPerSweep == 0;
   for (auto it = clients_.begin(); it != clients_.end();) {
     ClientConn& c = **it;
     ++it;  // c may close, which takes it off the list
     if (c.deadline() <= now) c.on_deadline();
-    else c.trim();
+    else if (sweep) c.trim();
   }
+  if (!sweep) return;
   for (std::size_t i = 0; i < stragglers_.size();) {
     Coordinator& c = *stragglers_[i];
     if (c.deadline() <= now) c.on_deadline();
@@ -157,7 +167,7 @@ void Worker::run() {
   loop.set_listener(shared.listen_fd, shared.several_workers, [this](int fd) { accepted(fd); });
   maybe_listen();
   loop.run(
-      http::kSweepInterval, [this] { tick(); },
+      kTickInterval, [this] { tick(); },
       [this] {
         dead_clients_.clear();
         sort_returned();

@@ -1,7 +1,7 @@
 // One data-path worker: a thread with its own I/O loop (net/io_loop.hpp), its client connections,
 // its pools of node connections and its own pointer to the topology in use, so that the request path
 // takes no lock. It accepts under the listeners' policy (net/listener.hpp), looks at every deadline
-// on its tick (http::kSweepInterval), and drains on request. Everything but the calls DataPath posts
+// on its tick (every 10 ms; the sweep every http::kSweepInterval), and drains on request. Everything but the calls DataPath posts
 // to it runs on its thread.
 #pragma once
 
@@ -79,6 +79,7 @@ class Worker {
 
  private:
   void tick();
+  unsigned ticks_ = 0;
   void accepted(int fd);
   void set_listening(bool on);
   void maybe_listen();

@@ -13,6 +13,10 @@ from kvtest import (Client, Cluster, admin, harness, metric, metrics, proxy_node
                     wait_until, write_ring)
 
 
+def proxy_node(admin_port, node_id):
+    return next(n for n in proxy_stats(admin_port)["nodes"] if n["id"] == node_id)
+
+
 def held(port, key):
     """What one kvnode holds of `key`: (status, value or None, its version)."""
     status, headers, body = request(port, "GET", f"/replica/get?key={key}")
@@ -43,6 +47,8 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual(metric(text, "kvproxy_quorum_write_backs_total"), q["write_backs"])
         for cause, n in q["failures"].items():
             self.assertEqual(metric(text, f'kvproxy_quorum_failures_total{{cause="{cause}"}}'), n)
+        for reason, n in q["spares_asked"].items():
+            self.assertEqual(metric(text, f'kvproxy_quorum_spares_asked_total{{reason="{reason}"}}'), n)
         return q
 
     def test_every_replica_holds_each_write_and_delete(self):
@@ -76,9 +82,12 @@ class ReplicationTest(unittest.TestCase):
                                          "del": {"ok": 2, "refused": 0, "failed": 0}})
         self.assertEqual(q["write_backs"], 0)
         self.assertEqual(sum(q["failures"].values()), 0)
-        # Each replica's requests (tag queries, stores, reads) are in its node's figures.
-        for n in proxy_stats(self.proxy.admin_port)["nodes"]:
-            self.assertGreaterEqual(n["requests"], 8, n)
+        # Each replica's requests are in its node's figures: every store reached all three (4 each);
+        # each of the 8 query steps (4 reads, 4 tag queries) asked a majority, two replicas, and its
+        # spare only if one of those failed or was late (a busy machine).
+        counts = [n["requests"] for n in proxy_stats(self.proxy.admin_port)["nodes"]]
+        self.assertTrue(all(c >= 4 for c in counts), counts)
+        self.assertEqual(sum(counts), 4 * 3 + 8 * 2 + sum(q["spares_asked"].values()), (counts, q))
         text = metrics(self.proxy.admin_port)
         self.assertEqual(metric(text, "kvproxy_replicas"), 3)
         self.assertEqual(metric(text, "kvproxy_quorum_duration_seconds_count"), 8)
@@ -226,6 +235,46 @@ class ReplicationTest(unittest.TestCase):
         self.assertEqual(status, 503)
         self.assertIn("n2 (127.0.0.1:%d): marked down; asked all the same: connect: " % n2.port, detail)
         self.assertRegex(detail, r"n3 \(127.0.0.1:%d\): (marked down; asked all the same: )?no answer within 500 ms" % n3.port)
+
+    def test_a_stalled_or_dead_replica_costs_a_spare_not_a_failure(self):
+        # Each query step asks a majority (the first two replicas up, in placement order); the third is
+        # asked when one of them is still silent after --spare-after-ms, or at once when one fails. The
+        # health checks are slowed down so that n1 is never marked down here.
+        proxy = self.h.proxy(self.ring, checks={"interval": 60000, "timeout": 1000, "fall": 3, "rise": 1},
+                             extra=("--spare-after-ms", "50"))
+        keys = [f"spare{i}" for i in range(30)]
+        for k in keys:
+            self.assertEqual(request(proxy.port, "POST", f"/put?key={k}", {"value": k})[0], 200)
+
+        def spares():
+            return proxy_stats(proxy.admin_port)["quorum"]["spares_asked"]
+
+        self.assertEqual(spares(), {"failed": 0, "late": 0})
+        n1 = self.cluster.nodes["n1"]
+        os.kill(n1.proc.pid, signal.SIGSTOP)
+        try:
+            for k in keys:
+                status, headers, body = request(proxy.port, "GET", f"/get?key={k}")
+                self.assertEqual((status, json.loads(body)["value"]), (200, k))
+                self.assertNotIn("n1", headers["X-KV-Replicas"].split(","))
+                self.assertEqual(request(proxy.port, "POST", f"/put?key={k}", {"value": k + "-2"})[0], 200)
+        finally:
+            os.kill(n1.proc.pid, signal.SIGCONT)
+        late = spares()["late"]
+        self.assertGreater(late, 0)  # n1 is among the first two of about two keys in three
+        self.assertEqual(spares()["failed"], 0)
+        # Gone (connections refused): the spare is asked as soon as the failure is known (the first
+        # failure marks n1 down; from then on it is held in reserve, not asked first). The queries
+        # that waited on n1 end first, so that none of their failures marks it down before.
+        self.assertTrue(wait_until(lambda: proxy_node(proxy.admin_port, "n1")["pool"]["active"] == 0, 10))
+        n1.kill()
+        for k in keys:
+            status, _, body = request(proxy.port, "GET", f"/get?key={k}")
+            self.assertEqual((status, json.loads(body)["value"]), (200, k + "-2"))
+        self.assertGreater(spares()["failed"], 0)
+        self.assertEqual(spares()["late"], late)
+        self.assertEqual(proxy_stats(proxy.admin_port)["quorum"]["failures"],
+                         {c: 0 for c in proxy_stats(proxy.admin_port)["quorum"]["failures"]})
 
     def test_without_a_majority_a_clear_503_and_the_outcome(self):
         self.assertEqual(self.c.put("carol", "v")[0], 200)
