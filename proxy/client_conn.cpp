@@ -203,7 +203,7 @@ void ClientConn::dispatch() {
   topology_ = w_.current();
   access_ = access_of(req().method);
   const std::uint64_t key_hash = hash_key(key.key);
-  if (topology_->ring->replicas() > 1 && (path == "/get"sv || path == "/put"sv || path == "/del"sv)) {
+  if (replicated(*topology_) && (path == "/get"sv || path == "/put"sv || path == "/del"sv)) {
     // The methods kvnode takes on each path, refused here as a node would (no replica is asked).
     const auto m = req().method;
     std::string_view allow;
@@ -385,23 +385,23 @@ void ClientConn::on_node_failure(NodeExchange& x, NodeExchange::Failure f, const
 // ---- replicated keys ------------------------------------------------------------------------------
 
 void ClientConn::start_quorum(std::uint64_t key_hash) {
-  const ReplicaSet set = topology_->ring->replicas_of_hash(key_hash);
-  std::array<Backend*, kMaxReplicas> replicas{};
-  for (std::uint32_t i = 0; i < set.size; ++i) replicas[i] = topology_->backends[set.node[i]].get();
+  const ReplicaRoute r = replica_route(*topology_, key_hash);
+  if (r.moving) w_.counters.rebalance_routed.fetch_add(1, std::memory_order_relaxed);
   const QuorumKind kind = access_ == Access::read    ? QuorumKind::read
                           : access_ == Access::remove ? QuorumKind::remove
                                                       : QuorumKind::write;
-  std::span<Backend* const> asked(replicas.data(), set.size);
-  if (w_.opt.unsafe_read_one && kind == QuorumKind::read) [[unlikely]] {
-    // The broken mode: one replica (in turn, skipping those marked down) is a quorum of one.
-    unsigned pick = w_.read_one_turn++ % set.size;
-    for (unsigned tries = 0; tries < set.size && !replicas[pick]->up.load(std::memory_order_relaxed); ++tries)
-      pick = (pick + 1) % set.size;
-    asked = asked.subspan(pick, 1);
-  }
   if (!coord_) coord_ = w_.take_coordinator();
   quorum_active_ = true;
-  coord_->start(*this, kind, asked, req().target, reader_.body());
+  if (w_.opt.unsafe_read_one && kind == QuorumKind::read) [[unlikely]] {
+    // The broken mode: one replica (in turn, skipping those marked down) is a quorum of one.
+    unsigned pick = w_.read_one_turn++ % r.count;
+    for (unsigned tries = 0; tries < r.count && !r.replicas[pick]->up.load(std::memory_order_relaxed); ++tries)
+      pick = (pick + 1) % r.count;
+    coord_->start(*this, kind, r.members().subspan(pick, 1), QuorumSystem::majority_of(1), req().target,
+                  reader_.body());
+    return;
+  }
+  coord_->start(*this, kind, r.members(), r.system, req().target, reader_.body());
 }
 
 // The quorum decided: the client's answer, made from what the replicas said.

@@ -116,18 +116,6 @@ std::vector<NodeView> node_views(const Topology& t) {
   return out;
 }
 
-namespace {
-
-// A rebalance moves one owner per key: a replicated ring is refused as its new ring (and ring-rebalance
-// apply refuses it first), with the file and field.
-void refuse_replicas(const RingConfig& config, std::string_view source) {
-  if (config.replicas == 1) return;
-  throw ConfigError(std::string(source) + ": replicas: " + std::to_string(config.replicas) +
-                    " cannot be the new ring of a rebalance yet (it moves one owner per key); use replicas: 1");
-}
-
-}  // namespace
-
 std::shared_ptr<Topology> Cluster::prepare(RingConfig config, std::string_view source) const {
   validate_ring_config(config, source);
   auto t = std::make_shared<Topology>();
@@ -142,7 +130,6 @@ std::shared_ptr<Topology> Cluster::prepare(RingConfig config, std::string_view s
 std::shared_ptr<Migration> Cluster::prepare_migration(RingConfig config, std::string yaml, Phase phase,
                                                     std::string_view source) const {
   validate_ring_config(config, source);
-  refuse_replicas(config, source);
   auto m = std::make_shared<Migration>();
   m->change = {phase, topology()->fingerprint, ring_fingerprint(config), std::move(yaml)};
   m->ring = Ring::build(config);

@@ -10,22 +10,27 @@ namespace kv::proxy {
 
 Coordinator::Coordinator(Worker& w) : w_(w) {}
 
-void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* const> replicas, std::string_view target,
-                        std::string_view put_body) {
+void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* const> replicas,
+                        const QuorumSystem& system, std::string_view target, std::string_view put_body) {
   client_ = &client;
   told_ = false;
   kind_ = kind;
-  const unsigned n = static_cast<unsigned>(std::min<std::size_t>(replicas.size(), kMaxReplicas));
-  quorum_ = Quorum(kind, n);
+  // The system numbers the replicas as given (a mismatch would be the caller's bug: then one set).
+  const bool fits = system.members() == replicas.size();
+  quorum_ = Quorum(kind, fits ? system : QuorumSystem::majority_of(static_cast<unsigned>(replicas.size())));
+  const unsigned n = quorum_.size();
   target_.assign(target);
   put_body_.assign(kind == QuorumKind::write ? put_body : std::string_view());
   newest_body_.clear();
   newest_status_ = refused_status_ = 0;
   refused_body_.clear();
-  // The first majority of the replicas up are asked; the others up are spares (all asked when
-  // spare_after is 0, or the quorum is of one replica).
-  const unsigned ask = w_.opt.spare_after.count() > 0 ? quorum_.majority() : n;
-  unsigned up = 0;
+  // A smallest quorum of the replicas up is asked, the first in placement order; the others up are
+  // spares (all asked when spare_after is 0). Replicas marked down are held in reserve (send_query).
+  std::uint32_t up = 0;
+  for (unsigned i = 0; i < n; ++i)
+    if (replicas[i]->up.load(std::memory_order_relaxed)) up |= 1u << i;
+  const QuorumSystem& qs = quorum_.system();
+  const std::uint32_t ask = w_.opt.spare_after.count() > 0 ? qs.first_quorum(up) : qs.all();
   spare_wanted_ = false;
   spare_at_ = Clock::time_point::max();
   for (unsigned i = 0; i < n; ++i) {
@@ -40,7 +45,7 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
     lanes_[i]->storing = false;
     lanes_[i]->reserved = lanes_[i]->forced = false;
     lanes_[i]->spare = false;
-    if (replicas_[i]->up.load(std::memory_order_relaxed) && up++ >= ask) {
+    if ((up & ~ask) & (1u << i)) {
       lanes_[i]->busy = false;
       lanes_[i]->spare = true;
       spare_at_ = w_.loop.now() + w_.opt.spare_after;

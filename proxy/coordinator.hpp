@@ -8,7 +8,8 @@
 // waits for that replica's query to end). When the quorum decides, the client hears once
 // (Client::on_quorum_done) and may answer at once; the exchanges still under way (stragglers) run to
 // their end, so that their pooled connections are kept, and the worker ticks the coordinator until
-// idle() (a coordinator outlives its request).
+// idle() (a coordinator outlives its request). During a ring change the replicas are the union of the
+// key's old and new replica sets, and "a majority" is a majority of each (QuorumSystem).
 #pragma once
 
 #include <array>
@@ -43,10 +44,11 @@ class Coordinator final : NodeExchange::Listener {
   Coordinator& operator=(const Coordinator&) = delete;
 
   // Runs a request of `kind` on `replicas` (in placement order; they live as long as the topology the
-  // caller holds). `target`: the client's (its query string names the key); `put_body`: a write's
-  // body. Copies what it needs. The client hears once, possibly before start() returns.
-  void start(Client& client, QuorumKind kind, std::span<Backend* const> replicas, std::string_view target,
-             std::string_view put_body);
+  // caller holds), whose quorums `system` says (of as many members). `target`: the client's (its
+  // query string names the key); `put_body`: a write's body. Copies what it needs. The client hears
+  // once, possibly before start() returns.
+  void start(Client& client, QuorumKind kind, std::span<Backend* const> replicas, const QuorumSystem& system,
+             std::string_view target, std::string_view put_body);
   // The client no longer listens (it answered, or went away). Stragglers run on.
   void detach() noexcept { client_ = nullptr; }
   // No exchange under way: the coordinator may be reused or freed.
@@ -103,10 +105,10 @@ class Coordinator final : NodeExchange::Listener {
   bool told_ = false;  // the client heard
   QuorumKind kind_ = QuorumKind::read;
   Quorum quorum_{QuorumKind::read, 1};
-  std::array<Backend*, kMaxReplicas> replicas_{};
-  std::array<std::unique_ptr<Lane>, kMaxReplicas> lanes_;
-  std::array<std::string, kMaxReplicas> reasons_;
-  std::array<QuorumCause, kMaxReplicas> faults_{};  // with reasons_: the kind of the last fault
+  std::array<Backend*, kMaxMembers> replicas_{};
+  std::array<std::unique_ptr<Lane>, kMaxMembers> lanes_;
+  std::array<std::string, kMaxMembers> reasons_;
+  std::array<QuorumCause, kMaxMembers> faults_{};  // with reasons_: the kind of the last fault
   std::string target_, put_body_;
   std::string newest_body_;  // the newest query answer's body (a read's answer, a write-back's value)
   unsigned newest_status_ = 0;

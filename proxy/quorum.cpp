@@ -14,8 +14,52 @@ bool holds(const Found& f, const Found& newest, bool exactly = false) noexcept {
 
 }  // namespace
 
-Quorum::Quorum(QuorumKind kind, unsigned replicas) noexcept
-    : kind_(kind), n_(replicas < 1 ? 1 : replicas > kMaxReplicas ? kMaxReplicas : replicas), all_((1u << n_) - 1) {}
+QuorumSystem QuorumSystem::majority_of(unsigned n) noexcept {
+  QuorumSystem s;
+  s.members_ = n < 1 ? 1 : n > kMaxMembers ? kMaxMembers : n;
+  s.sets_ = {s.all(), 0};
+  return s;
+}
+
+QuorumSystem QuorumSystem::joint(unsigned members, std::uint32_t old_set, std::uint32_t new_set) noexcept {
+  QuorumSystem s = majority_of(members);
+  old_set &= s.all();
+  new_set &= s.all();
+  if (old_set == 0 || new_set == 0 || old_set == new_set) {
+    s.sets_ = {old_set | new_set ? old_set | new_set : s.all(), 0};
+    return s;
+  }
+  s.sets_ = {old_set, new_set};
+  s.set_count_ = 2;
+  return s;
+}
+
+bool QuorumSystem::is_quorum(std::uint32_t bits) const noexcept {
+  for (unsigned i = 0; i < set_count_; ++i)
+    if (__builtin_popcount(bits & sets_[i]) < __builtin_popcount(sets_[i]) / 2 + 1) return false;
+  return true;
+}
+
+std::uint32_t QuorumSystem::first_quorum(std::uint32_t usable) const noexcept {
+  usable &= all();
+  const std::uint32_t shared = set_count_ == 2 ? sets_[0] & sets_[1] : all();
+  std::uint32_t pick = 0;
+  // A member is taken while some set it belongs to still lacks a majority.
+  auto wanted = [&](std::uint32_t bit) {
+    for (unsigned i = 0; i < set_count_; ++i)
+      if ((sets_[i] & bit) && __builtin_popcount(pick & sets_[i]) < __builtin_popcount(sets_[i]) / 2 + 1) return true;
+    return false;
+  };
+  for (const std::uint32_t pass : {shared, ~shared})
+    for (unsigned m = 0; m < members_; ++m) {
+      const std::uint32_t bit = std::uint32_t{1} << m;
+      if ((usable & pass & bit) && wanted(bit)) pick |= bit;
+    }
+  return is_quorum(pick) ? pick : usable;
+}
+
+Quorum::Quorum(QuorumKind kind, const QuorumSystem& system) noexcept
+    : kind_(kind), system_(system), n_(system.members()), all_(system.all()) {}
 
 void Quorum::on_reply(unsigned replica, const ReplicaReply& reply) noexcept {
   if (step_ == Step::done || replica >= n_) return;
@@ -86,17 +130,18 @@ void Quorum::on_reply(unsigned replica, const ReplicaReply& reply) noexcept {
 }
 
 void Quorum::after_query() noexcept {
-  if (count(answered_) >= majority()) {
+  if (system_.is_quorum(answered_)) {
     if (kind_ == QuorumKind::remove && ambiguous()) {
-      unsigned have = 0;
-      for (unsigned r = 0; r < n_; ++r) have += (answered_ & (1u << r)) && same_state(found_[r], newest_) ? 1 : 0;
-      const unsigned lack = count(answered_) - have;
-      if (have >= majority() || lack >= majority()) {
-        present_ = have >= majority();
+      std::uint32_t have = 0;
+      for (unsigned r = 0; r < n_; ++r)
+        if ((answered_ & (1u << r)) && same_state(found_[r], newest_)) have |= 1u << r;
+      const std::uint32_t lack = answered_ & ~have;
+      if (system_.is_quorum(have) || system_.is_quorum(lack)) {
+        present_ = system_.is_quorum(have);
         action_ = Action::store;
         return;
       }
-      if (count(answered_ | failed_) < n_) return;  // the others decide
+      if ((answered_ | failed_) != all_) return;  // the others decide
       missing_ = failed_;
       return finish(Action::fail);  // nothing stored: outcome none
     }
@@ -108,14 +153,14 @@ void Quorum::after_query() noexcept {
     for (unsigned r = 0; r < n_; ++r)
       if ((answered_ & (1u << r)) && holds(found_[r], newest_, ambiguous())) have |= 1u << r;
     holders_ = have;
-    if (count(have) >= majority()) {
+    if (system_.is_quorum(have)) {
       one_round_ = true;
       return finish(Action::answer);
     }
     action_ = Action::write_back;
     return;
   }
-  if (count(failed_) > n_ - majority()) {
+  if (!system_.is_quorum(all_ & ~failed_)) {
     missing_ = failed_;
     finish(Action::fail);
   }
@@ -143,9 +188,9 @@ void Quorum::begin_write_back() noexcept {
 }
 
 void Quorum::after_store() noexcept {
-  if (count(holders_) >= majority()) return finish(Action::answer);
+  if (system_.is_quorum(holders_)) return finish(Action::answer);
   const std::uint32_t pending = targets_ & ~holders_ & ~store_failed_;
-  if (count(holders_) + count(pending) >= majority()) return;
+  if (system_.is_quorum(holders_ | pending)) return;
   // No majority can hold it any more. While every store that ended never left, the ones still out
   // decide whether the failure is "none" or "unknown": they are waited for (each has its deadline).
   if (pending && !(holders_ | (store_failed_ & ~not_sent_))) return;

@@ -15,8 +15,13 @@
 // whether it may have taken effect (outcome()): "none" only when no store left at all, so while all
 // that ended never left, the ones still out are waited for before a failure is said. Late answers of a finished step are still taken
 // when they help: a replica found holding the newest write counts towards the write-back's majority.
+//
+// "A majority" is the QuorumSystem's: of the one replica set, or during a ring change a majority of
+// the key's old replica set and one of its new set (joint quorums), the request's replicas being the
+// union of the two.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "common/config.hpp"
@@ -24,6 +29,39 @@
 #include "proxy/versioned.hpp"
 
 namespace kv::proxy {
+
+// A request's replicas: a key's replica set, or during a ring change the union of its old and new sets.
+inline constexpr unsigned kMaxMembers = 2 * kMaxReplicas;
+
+// Which of a request's replicas make a quorum: a majority of each of its sets. One set normally.
+// During a ring change (../shared/REPLICATION.md, guarantee 8) two: the key's replica set in the
+// ring the change starts from and the one in the ring it goes to. A proxy that routes by either ring
+// alone then meets, in a majority of that ring's set, every quorum of a proxy in the change, and two
+// proxies in the change meet in both: the overlap ABD needs, while proxies take the change's steps at
+// different times. Members are numbered in the request's order; bit i stands for member i.
+class QuorumSystem {
+ public:
+  // The n replicas of one set.
+  static QuorumSystem majority_of(unsigned n) noexcept;
+  // `members` replicas, every one in `old_set`, in `new_set` or in both. The same set twice is one.
+  static QuorumSystem joint(unsigned members, std::uint32_t old_set, std::uint32_t new_set) noexcept;
+
+  unsigned members() const noexcept { return members_; }
+  std::uint32_t all() const noexcept { return (std::uint32_t{1} << members_) - 1; }
+  bool is_joint() const noexcept { return set_count_ == 2; }
+  unsigned set_count() const noexcept { return set_count_; }
+  std::uint32_t set(unsigned i) const noexcept { return sets_[i]; }
+  // A majority of every set is among `bits`.
+  bool is_quorum(std::uint32_t bits) const noexcept;
+  // The replicas to ask first, of `usable`: a quorum as small as it can be, taken in member order,
+  // the members of both sets first; every one of `usable` when they make no quorum.
+  std::uint32_t first_quorum(std::uint32_t usable) const noexcept;
+
+ private:
+  unsigned members_ = 1;
+  unsigned set_count_ = 1;
+  std::array<std::uint32_t, 2> sets_{1, 0};
+};
 
 enum class QuorumKind : std::uint8_t { read, write, remove };
 
@@ -55,10 +93,13 @@ class Quorum {
   };
   enum class Outcome : std::uint8_t { none, unknown };
 
-  Quorum(QuorumKind kind, unsigned replicas) noexcept;
+  Quorum(QuorumKind kind, const QuorumSystem& system) noexcept;
+  Quorum(QuorumKind kind, unsigned replicas) noexcept : Quorum(kind, QuorumSystem::majority_of(replicas)) {}
 
   unsigned size() const noexcept { return n_; }
-  unsigned majority() const noexcept { return n_ / 2 + 1; }
+  const QuorumSystem& system() const noexcept { return system_; }
+  // Of a single set: how many of its replicas make a majority.
+  unsigned majority() const noexcept { return system_.members() / 2 + 1; }
   Action action() const noexcept { return action_; }
 
   // The answer of `replica` (0 .. size()-1) to the request of the current step, or a late one to
@@ -108,9 +149,9 @@ class Quorum {
     action_ = a;
     step_ = Step::done;
   }
-  static unsigned count(std::uint32_t bits) noexcept { return static_cast<unsigned>(__builtin_popcount(bits)); }
 
   QuorumKind kind_;
+  QuorumSystem system_;
   unsigned n_;
   Step step_ = Step::query;
   Action action_ = Action::wait;
@@ -118,7 +159,7 @@ class Quorum {
   // Query step
   std::uint32_t answered_ = 0;  // found
   std::uint32_t failed_ = 0;    // gave nothing usable
-  Found found_[kMaxReplicas];
+  Found found_[kMaxMembers];
   Found newest_;
   unsigned newest_replica_ = 0;
   std::uint64_t floor_ = 0;

@@ -20,10 +20,12 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 
 #include "http/policy.hpp"
 #include "http/scan.hpp"
 #include "proxy/cluster.hpp"
+#include "proxy/quorum.hpp"
 
 namespace kv::proxy {
 
@@ -75,6 +77,48 @@ inline Route route(const Topology& t, std::uint64_t key_hash, Access access) noe
       break;
     }
   }
+  return r;
+}
+
+// ---- replicated rings -----------------------------------------------------------------------------
+// With replicas (either ring of a change having more than one), every request of a key is a quorum
+// request (proxy/quorum.hpp) over its replicas. Outside a change, or for a key whose replica set is
+// the same in both rings, those are its replica set in placement order, a majority of them a quorum.
+// During a change (both phases alike) a key whose set changes is asked at the union of its old set
+// (in placement order) and the new set's members not in it (in theirs), and a quorum is a majority of
+// each set (joint quorums; ../shared/REPLICATION.md, guarantee 8). The phases differ only for the
+// rebalancer, which copies in dual_write what the new sets lack before any proxy routes by NEW alone.
+struct ReplicaRoute {
+  std::array<Backend*, kMaxMembers> replicas{};  // live as long as the topology the route was made from
+  unsigned count = 0;
+  QuorumSystem system;
+  bool moving = false;  // the key's replica set changes in the ring change in progress
+  std::span<Backend* const> members() const noexcept { return {replicas.data(), count}; }
+};
+
+inline bool replicated(const Topology& t) noexcept {
+  return t.ring->replicas() > 1 || (t.migration && t.migration->ring->replicas() > 1);
+}
+
+inline ReplicaRoute replica_route(const Topology& t, std::uint64_t key_hash) noexcept {
+  ReplicaRoute r;
+  const ReplicaSet before = t.ring->replicas_of_hash(key_hash);
+  for (std::uint32_t n : before) r.replicas[r.count++] = t.backends[n].get();
+  const std::uint32_t old_set = (std::uint32_t{1} << r.count) - 1;
+  std::uint32_t new_set = old_set;
+  if (t.migration) [[unlikely]] {
+    const Migration& m = *t.migration;
+    new_set = 0;
+    for (std::uint32_t n : m.ring->replicas_of_hash(key_hash)) {
+      Backend* b = m.backends[n].get();  // shared with the ring in use where id and address match
+      unsigned i = 0;
+      while (i < r.count && r.replicas[i] != b) ++i;
+      if (i == r.count) r.replicas[r.count++] = b;
+      new_set |= std::uint32_t{1} << i;
+    }
+    r.moving = new_set != old_set;
+  }
+  r.system = QuorumSystem::joint(r.count, old_set, new_set);
   return r;
 }
 

@@ -517,15 +517,18 @@ TEST_CASE("prepare validates the config before it resolves anything", "[cluster]
   CHECK(c.topology() == nullptr);
 }
 
-TEST_CASE("a replicated ring is served, but not as a rebalance's new ring", "[cluster][replicas]") {
+TEST_CASE("a replicated ring is served, and may be a rebalance's new ring", "[cluster][replicas]") {
   Cluster c{HealthSettings{}};
   RingConfig r = ring_of(3);
   r.replicas = 3;
   c.publish(c.prepare(r, "ring.yaml"));
   CHECK(c.topology()->ring->replicas() == 3);
-  CHECK_THROWS_MATCHES(c.prepare_migration(r, "", Phase::dual_write, "<admin body>"), ConfigError,
-                       Catch::Matchers::Message("<admin body>: replicas: 3 cannot be the new ring of a rebalance yet (it "
-                                                "moves one owner per key); use replicas: 1"));
+  // Replica sets move under joint quorums (proxy/routing.hpp), so a replicated ring may be moved to.
+  RingConfig bigger = ring_of(4);
+  bigger.replicas = 3;
+  const auto m = c.prepare_migration(bigger, "", Phase::dual_write, "<admin body>");
+  CHECK(m->ring->replicas() == 3);
+  CHECK(m->backends.size() == 4);
 }
 
 TEST_CASE("an IPv6 node: resolved and labelled with brackets", "[cluster]") {

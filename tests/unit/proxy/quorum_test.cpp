@@ -384,3 +384,169 @@ TEST_CASE("quorum: a value not above a floor another replica reports counts only
     CHECK(unknown.missing() == 0b100);
   }
 }
+
+// ---- joint quorums (a ring change: the key's old replica set and its new one) ------------------
+
+TEST_CASE("quorum system: one set is a majority of it; two sets need a majority of each", "[quorum][joint]") {
+  const QuorumSystem three = QuorumSystem::majority_of(3);
+  CHECK_FALSE(three.is_joint());
+  CHECK(three.is_quorum(0b011));
+  CHECK(three.is_quorum(0b101));
+  CHECK_FALSE(three.is_quorum(0b100));
+  CHECK(three.first_quorum(0b111) == 0b011);  // the first majority in placement order
+  CHECK(three.first_quorum(0b110) == 0b110);
+  CHECK(three.first_quorum(0b100) == 0b100);  // no quorum up: every one up is asked
+
+  // A node replaces another: old {A,B,C}, new {A,B,D}; members A=0, B=1, C=2, D=3.
+  const QuorumSystem swap = QuorumSystem::joint(4, 0b0111, 0b1011);
+  REQUIRE(swap.is_joint());
+  CHECK(swap.is_quorum(0b0011));        // A and B: two of each set
+  CHECK_FALSE(swap.is_quorum(0b0101));  // A and C: two of the old set, one of the new
+  CHECK_FALSE(swap.is_quorum(0b1001));  // A and D: one of the old set
+  CHECK(swap.is_quorum(0b1101));        // A, C and D
+  CHECK(swap.first_quorum(0b1111) == 0b0011);  // the members of both sets first
+  CHECK(swap.first_quorum(0b1101) == 0b1101);  // B down: A, then C for the old set and D for the new
+
+  // replicas 1 -> 3: old {A}, new {A,B,C}: A is in every quorum.
+  const QuorumSystem grow = QuorumSystem::joint(3, 0b001, 0b111);
+  CHECK(grow.is_quorum(0b011));
+  CHECK_FALSE(grow.is_quorum(0b110));
+  CHECK(grow.first_quorum(0b111) == 0b011);
+
+  // Disjoint sets: old {A,B,C}, new {D,E,F}.
+  const QuorumSystem move = QuorumSystem::joint(6, 0b000111, 0b111000);
+  CHECK(move.first_quorum(0b111111) == 0b011011);
+  CHECK_FALSE(move.is_quorum(0b000111));
+
+  // The same set twice is one set.
+  CHECK_FALSE(QuorumSystem::joint(3, 0b111, 0b111).is_joint());
+}
+
+// The overlap every proxy relies on while the others take the change's steps at other times: a quorum
+// of a proxy in the change meets every quorum of one routing by the old ring alone, by the new ring
+// alone, or in the change too. Every pair of sets of up to 5 members each (the union up to 10), every
+// pair of quorums.
+TEST_CASE("quorum system: joint quorums meet every quorum of either ring and each other", "[quorum][joint][property]") {
+  std::mt19937 rng(19);
+  for (int round = 0; round < 400; ++round) {
+    const unsigned members = 1 + rng() % kMaxMembers;
+    const std::uint32_t all = (1u << members) - 1;
+    std::uint32_t old_set = 0, new_set = 0;
+    while (!old_set || !new_set || __builtin_popcount(old_set) > 5 || __builtin_popcount(new_set) > 5 ||
+           (old_set | new_set) != all) {
+      old_set = rng() & all;
+      new_set = rng() & all;
+    }
+    const QuorumSystem joint = QuorumSystem::joint(members, old_set, new_set);
+    auto majority_of = [](std::uint32_t set, std::uint32_t bits) {
+      return __builtin_popcount(bits & set) >= __builtin_popcount(set) / 2 + 1;
+    };
+    for (std::uint32_t a = 0; a <= all; ++a) {
+      if (!joint.is_quorum(a)) continue;
+      INFO("round " << round << " old " << old_set << " new " << new_set << " quorum " << a);
+      REQUIRE(majority_of(old_set, a));
+      REQUIRE(majority_of(new_set, a));
+      for (std::uint32_t b = 0; b <= all; b += 1 + rng() % 7) {
+        if (majority_of(old_set, b) || majority_of(new_set, b) || joint.is_quorum(b)) REQUIRE((a & b) != 0);
+      }
+    }
+    const std::uint32_t first = joint.first_quorum(all);
+    REQUIRE(joint.is_quorum(first));
+    // As small as it can be: dropping any member breaks it.
+    for (unsigned m = 0; m < members; ++m)
+      if (first & (1u << m)) REQUIRE_FALSE(joint.is_quorum(first & ~(1u << m)));
+  }
+}
+
+TEST_CASE("quorum: a joint request waits for a majority of each set, and fails when either is lost", "[quorum][joint]") {
+  // old {A,B,C} = 0..2, new {A,B,D} with D = 3.
+  const QuorumSystem swap = QuorumSystem::joint(4, 0b0111, 0b1011);
+  SECTION("a read: two of the old set are not enough while the new set has one") {
+    Quorum q(QuorumKind::read, swap);
+    q.on_reply(0, value(5));
+    q.on_reply(2, value(5));
+    CHECK(q.action() == Action::wait);
+    q.on_reply(3, nothing());  // the new replica, not copied to yet
+    REQUIRE(q.action() == Action::write_back);  // it lacks the newest: written back there first
+    q.begin_write_back();
+    CHECK(q.targets() == 0b1010);
+    q.on_reply(3, kStored);
+    CHECK(q.action() == Action::answer);
+    CHECK(q.newest().held.tag == Tag{5, 1});
+  }
+  SECTION("a write fails once the new set cannot make a majority, though the old one can") {
+    Quorum q(QuorumKind::write, swap);
+    q.on_reply(0, value(5));
+    q.on_reply(1, kFailed);
+    q.on_reply(2, value(5));
+    CHECK(q.action() == Action::wait);
+    q.on_reply(3, kNotSent);
+    CHECK(q.action() == Action::fail);
+    CHECK(q.missing() == 0b1010);
+  }
+  SECTION("a write's store holds once a majority of each set has it") {
+    Quorum q(QuorumKind::write, swap);
+    for (unsigned r = 0; r < 4; ++r) q.on_reply(r, value(5));
+    REQUIRE(q.action() == Action::store);
+    q.begin_store(Tag{6, 2});
+    CHECK(q.targets() == 0b1111);
+    q.on_reply(0, kStored);
+    q.on_reply(2, kStored);
+    CHECK(q.action() == Action::wait);  // the old set has two, the new set one
+    q.on_reply(3, kStored);
+    CHECK(q.action() == Action::answer);
+  }
+}
+
+// The history property of the single-set test above, across a ring change: writes committed by a
+// quorum of the old ring alone (before the change), then reads by joint quorums, never return less.
+TEST_CASE("quorum: joint reads never return less than a write the old ring's majority held", "[quorum][joint][property]") {
+  std::mt19937 rng(2027);
+  for (int round = 0; round < 20000; ++round) {
+    const unsigned old_n = 1 + rng() % 5, added = rng() % 4;
+    const unsigned members = old_n + added;
+    const std::uint32_t old_set = (1u << old_n) - 1;
+    std::uint32_t new_set = ((1u << members) - 1) & ~old_set;  // the added members, and some old ones
+    for (unsigned r = 0; r < old_n; ++r)
+      if (rng() % 2 || new_set == 0) new_set |= 1u << r;
+    const QuorumSystem joint = QuorumSystem::joint(members, old_set, new_set);
+    std::vector<std::uint64_t> held(members, 0);
+    for (unsigned r = 0; r < old_n; ++r) held[r] = rng() % 4;  // new members hold nothing yet
+    std::vector<std::uint64_t> sorted(held.begin(), held.begin() + old_n);
+    std::sort(sorted.rbegin(), sorted.rend());
+    const std::uint64_t committed = sorted[old_n / 2];  // held by a majority of the old set
+    std::vector<bool> down(members);
+    for (unsigned r = 0; r < members; ++r) down[r] = rng() % 5 == 0;
+
+    Quorum q(QuorumKind::read, joint);
+    std::vector<unsigned> order(members);
+    for (unsigned r = 0; r < members; ++r) order[r] = r;
+    std::shuffle(order.begin(), order.end(), rng);
+    for (unsigned r : order) {
+      q.on_reply(r, down[r] ? kFailed : held[r] ? value(held[r]) : nothing());
+      if (q.action() != Action::wait) break;
+    }
+    if (q.action() == Action::write_back) {
+      q.begin_write_back();
+      const std::uint64_t tag = q.tag().counter;
+      for (unsigned r : order) {
+        if (!(q.targets() & (1u << r))) continue;
+        const bool ok = !down[r];
+        if (ok) held[r] = std::max(held[r], tag);
+        q.on_reply(r, ok ? kStored : kFailed);
+        if (q.action() != Action::wait) break;
+      }
+    }
+    INFO("round " << round);
+    if (q.action() == Action::answer) {
+      const std::uint64_t got = q.newest().held.tag.counter;
+      REQUIRE(got >= committed);
+      std::uint32_t holding = 0;
+      for (unsigned r = 0; r < members; ++r)
+        if (held[r] >= got) holding |= 1u << r;
+      REQUIRE(joint.is_quorum(holding));  // later reads by the new ring alone see it
+    } else {
+      REQUIRE(q.action() == Action::fail);
+    }
+  }
+}

@@ -154,3 +154,97 @@ TEST_CASE("a versioned write goes on to its next node only if the first took it"
   CHECK(proceeds(Access::remove, 404));  // the first owner held no value: it keeps the tombstone all the same
   CHECK_FALSE(proceeds(Access::remove, 500));
 }
+
+// ---- replicated rings ---------------------------------------------------------------------------
+
+namespace {
+
+RingConfig replicated_ring(int nodes, std::uint32_t replicas) {
+  RingConfig c = ring_of(nodes);
+  c.replicas = replicas;
+  return c;
+}
+
+std::string ids(const ReplicaRoute& r) {
+  std::string out;
+  for (Backend* b : r.members()) out += (out.empty() ? "" : " ") + b->id;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("replicated routing: a key's replica set, and the union of both sets while it changes", "[routing][replication]") {
+  Cluster cluster{HealthSettings{}};
+  cluster.publish(cluster.prepare(replicated_ring(3, 3), "old.yaml"));
+  const auto none = cluster.topology();
+  CHECK(replicated(*none));
+  const std::string key = "key-1";
+  const ReplicaRoute plain = replica_route(*none, hash_key(key));
+  CHECK(plain.count == 3);
+  CHECK_FALSE(plain.moving);
+  CHECK_FALSE(plain.system.is_joint());
+
+  SECTION("a fourth node: keys it joins have four replicas, a majority of each set a quorum") {
+    auto m = cluster.prepare_migration(replicated_ring(4, 3), "nodes: ...", Phase::dual_write, "new.yaml");
+    const auto change = with_migration(*none, m);
+    int moving = 0, staying = 0;
+    for (int i = 0; i < 200; ++i) {
+      const std::string k = "key-" + std::to_string(i);
+      const std::uint64_t h = hash_key(k);
+      const ReplicaRoute r = replica_route(*change, h);
+      const ReplicaSet before = none->ring->replicas_of_hash(h), after = m->ring->replicas_of_hash(h);
+      bool n4 = false;
+      for (std::uint32_t n : after) n4 = n4 || m->ring->node(n).id == "n4";
+      INFO(k << ": " << ids(r));
+      CHECK(r.moving == n4);  // adding a node changes only the sets it joins
+      if (!r.moving) {
+        CHECK(ids(r) == ids(replica_route(*none, h)));
+        CHECK_FALSE(r.system.is_joint());
+        ++staying;
+        continue;
+      }
+      ++moving;
+      REQUIRE(r.count == 4);
+      CHECK(r.replicas[3]->id == "n4");  // the old set in placement order, then the new member
+      for (std::uint32_t i2 = 0; i2 < before.size; ++i2) CHECK(r.replicas[i2]->id == none->ring->node(before.node[i2]).id);
+      REQUIRE(r.system.is_joint());
+      CHECK(r.system.set(0) == 0b0111);
+      // The new set: n4 and the two old replicas it keeps.
+      std::uint32_t expect = 0;
+      for (std::uint32_t n : after)
+        for (unsigned j = 0; j < r.count; ++j)
+          if (r.replicas[j]->id == m->ring->node(n).id) expect |= 1u << j;
+      CHECK(r.system.set(1) == expect);
+      CHECK(__builtin_popcount(expect) == 3);
+      CHECK(r.system.first_quorum(0b1111) == (r.system.set(0) & r.system.set(1)));  // the two kept replicas
+    }
+    CHECK(moving > 0);
+    CHECK(staying > 0);
+    // The other phase routes alike: only the rebalancer tells them apart.
+    auto m2 = std::make_shared<Migration>(*m);
+    m2->change.phase = Phase::read_new;
+    const auto later = with_migration(*none, m2);
+    for (int i = 0; i < 50; ++i) {
+      const std::uint64_t h = hash_key("key-" + std::to_string(i));
+      CHECK(ids(replica_route(*later, h)) == ids(replica_route(*change, h)));
+    }
+  }
+
+  SECTION("replicas 1 -> 3: the old owner is in every quorum") {
+    Cluster one{HealthSettings{}};
+    one.publish(one.prepare(replicated_ring(3, 1), "old.yaml"));
+    const auto before = one.topology();
+    CHECK_FALSE(replicated(*before));
+    auto m = one.prepare_migration(replicated_ring(3, 3), "nodes: ...", Phase::dual_write, "new.yaml");
+    const auto change = with_migration(*before, m);
+    CHECK(replicated(*change));
+    const std::uint64_t h = hash_key(key);
+    const ReplicaRoute r = replica_route(*change, h);
+    CHECK(r.moving);
+    REQUIRE(r.count == 3);
+    CHECK(r.replicas[0]->id == before->ring->node(before->ring->owner_of_hash(h)).id);
+    CHECK(r.system.set(0) == 0b001);
+    CHECK(r.system.set(1) == 0b111);
+    CHECK_FALSE(r.system.is_quorum(0b110));
+  }
+}
