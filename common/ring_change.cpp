@@ -46,6 +46,44 @@ std::vector<Move> moved_ranges(const Ring& from, const Ring& to) {
   return out;
 }
 
+std::vector<ReplicaMove> replica_moves(const Ring& from, const Ring& to) {
+  std::vector<ReplicaMove> out;
+  if (from.point_count() == 0 || to.point_count() == 0) return out;
+  auto same_nodes = [&](const ReplicaSet& a, const ReplicaSet& b) {
+    if (a.size != b.size) return false;
+    for (std::uint32_t x : a) {
+      bool found = false;
+      for (std::uint32_t y : b) found = found || from.node(x).id == to.node(y).id;
+      if (!found) return false;
+    }
+    return true;
+  };
+  auto same_sets = [](const ReplicaSet& a, const ReplicaSet& b) {
+    return a.size == b.size && std::equal(a.begin(), a.end(), b.begin());
+  };
+  // Hashes (previous cut, cut] have one set in each ring: that of the first point at or after the cut.
+  std::vector<std::uint64_t> cuts;
+  cuts.reserve(from.point_count() + to.point_count() + 1);
+  for (std::size_t i = 0; i < from.point_count(); ++i) cuts.push_back(from.point(i));
+  for (std::size_t i = 0; i < to.point_count(); ++i) cuts.push_back(to.point(i));
+  cuts.push_back(kMax);  // past the last point of both: wraps to the first
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  std::uint64_t lo = 0;
+  for (const std::uint64_t cut : cuts) {
+    const ReplicaSet a = from.replicas_of_hash(cut), b = to.replicas_of_hash(cut);
+    if (!same_nodes(a, b)) {
+      if (!out.empty() && out.back().range.hi + 1 == lo && same_sets(out.back().from, a) && same_sets(out.back().to, b))
+        out.back().range.hi = cut;
+      else
+        out.push_back(ReplicaMove{{lo, cut}, a, b});
+    }
+    if (cut == kMax) break;
+    lo = cut + 1;
+  }
+  return out;
+}
+
 std::string ring_fingerprint(const RingConfig& config) {
   std::vector<const NodeConfig*> nodes;
   for (const auto& n : config.nodes) nodes.push_back(&n);

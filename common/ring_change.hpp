@@ -33,6 +33,19 @@ struct Move {
 // (from, to) merged. Exact: a linear merge of both rings' points.
 std::vector<Move> moved_ranges(const Ring& from, const Ring& to);
 
+// A stretch of the hash space whose replica set changes (replicas: N, either ring): the set in each
+// ring, as node indices of that ring in placement order. Sets are compared as sets of ids: the same
+// nodes in another order hold the same data. With replicas 1 in both rings these are moved_ranges'.
+struct ReplicaMove {
+  HashRange range;
+  ReplicaSet from;
+  ReplicaSet to;
+};
+
+// Every range whose replica set differs between the rings, in hash order, adjacent ranges with the
+// same sets merged. Exact: the sets are constant between two consecutive points of either ring.
+std::vector<ReplicaMove> replica_moves(const Ring& from, const Ring& to);
+
 // A ring's identity for agreement checks between processes: 16 hex digits over vnodes, replicas and
 // the sorted (id, address, weight, zone) of every node. The proxy: section does not count. A ring
 // with replicas 1 and no zones has the fingerprint it had before those fields existed.

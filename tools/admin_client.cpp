@@ -133,6 +133,11 @@ std::uint64_t NodeAdmin::count(std::span<const HashRange> ranges) {
   return keys;
 }
 
+bool NodeAdmin::follows_a_ring() {
+  const auto r = call(exchange_, retry_, label_, "GET", "/health", {});
+  return r.body.find("\"state\":") != std::string::npos;
+}
+
 ScanBatch NodeAdmin::scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after,
                           bool versions) {
   std::string error;

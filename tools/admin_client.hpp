@@ -88,6 +88,9 @@ class NodeAdmin {
   std::uint64_t ingest(std::string_view records, bool versions);
   // Deletes what `what` names in `ranges`, kRangesPerRequest ranges at a time.
   void drop(rebalance::Drop what, std::span<const HashRange> ranges);
+  // Whether the node keeps replicas of a ring of its own (kvnode --ring with replicas: its /health
+  // says its replica state): its anti-entropy follows that ring.
+  bool follows_a_ring();
 
   const std::string& id() const noexcept { return id_; }
   const HostPort& address() const noexcept { return address_; }

@@ -2,6 +2,7 @@
 // what they share (the plan, the flows, the clients) is a member of one run.
 #include "tools/apply.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -40,6 +41,7 @@ class Apply {
   int run() {
     if (!plan()) return 0;
     const Resume where = where_proxies_stand();
+    if (replicated_) refuse_nodes_that_follow_a_ring(where.start == StartAt::clear);
     if (where.start == StartAt::clear) clear_new_owners();
     else log_.line(where.resuming_line());
     if (where.start <= StartAt::begin) {
@@ -61,13 +63,6 @@ class Apply {
     // NEW's text goes to the proxies as given, so it is read once with the config.
     RingConfig from_cfg = load_ring_config(opt_.from_path), to_cfg = load_ring_config(opt_.to_path, &to_yaml_);
     check_change(from_cfg, opt_.from_path, to_cfg, opt_.to_path);
-    auto one_copy = [](const RingConfig& cfg, const std::string& path) {
-      if (cfg.replicas != 1)
-        throw ConfigError(path + ": replicas: " + std::to_string(cfg.replicas) +
-                          " is not moved by this ring-rebalance yet (it moves one owner per key); `plan` shows the change");
-    };
-    one_copy(from_cfg, opt_.from_path);
-    one_copy(to_cfg, opt_.to_path);
     const auto from_ring = Ring::build(from_cfg), to_ring = Ring::build(to_cfg);
     to_nodes_ = to_cfg.nodes;
     plan_ = make_plan(from_cfg, *from_ring, to_cfg, *to_ring);
@@ -76,10 +71,26 @@ class Apply {
       log_.line("OLD and NEW are the same ring (" + plan_.from_fingerprint + "): nothing to do");
       return false;
     }
-    flows_ = group_flows(plan_.moves, *from_ring, *to_ring);
+    replicated_ = from_cfg.replicas > 1 || to_cfg.replicas > 1;
+    if (replicated_) {
+      const auto moves = replica_moves(*from_ring, *to_ring);
+      replica_ = replica_change(moves, *from_ring, *to_ring);
+      for (const auto& m : moves) replica_share_ += range_share(m.range);
+      flows_ = replica_.copies;
+    } else {
+      flows_ = group_flows(plan_.moves, *from_ring, *to_ring);
+    }
+    std::string what = percent(plan_.moved) + " of the key space moves (ideal " + percent(plan_.ideal_moved) + ") in " +
+                       std::to_string(plan_.moves.size()) + " ranges";
+    if (replicated_) {
+      std::size_t ranges = 0;
+      for (const auto& g : replica_.copies) ranges += g.ranges.size();
+      what = "replicas " + std::to_string(from_cfg.replicas) + " -> " + std::to_string(to_cfg.replicas) + ": " +
+             percent(replica_share_) + " of the key space changes replica set; " + std::to_string(replica_.copies.size()) +
+             " copies (source -> target) of " + std::to_string(ranges) + " ranges";
+    }
     log_.line("rebalance " + opt_.from_path + " (ring " + rings_.from_fingerprint + ") -> " + opt_.to_path + " (ring " +
-              rings_.to_fingerprint + "): " + percent(plan_.moved) + " of the key space moves (ideal " +
-              percent(plan_.ideal_moved) + ") in " + std::to_string(plan_.moves.size()) + " ranges");
+              rings_.to_fingerprint + "): " + what);
     return true;
   }
 
@@ -96,7 +107,33 @@ class Apply {
   // rebalance may have left copies there that deletes since have not reached.
   void clear_new_owners() {
     log_.step("clearing the moving ranges on their new owners");
+    if (replicated_) {  // only the members new to a range: the others hold its live data
+      for (const auto& g : replica_.gains) nodes_.node(g.id, g.address).drop(Drop::all, g.ranges);
+      return;
+    }
     for (const auto& f : flows_) nodes_.node(f.to_id, f.to).drop(Drop::all, f.ranges);
+  }
+
+  // A node whose anti-entropy follows its own --ring would keep exchanging by the old ring after the
+  // change (pulling back the ranges it lost); nodes cannot be told a new ring yet. Refused before
+  // anything starts (a change already begun is carried on: stopping half-way helps nobody).
+  void refuse_nodes_that_follow_a_ring(bool starting) {
+    if (!starting) return;
+    std::vector<std::string> following;
+    for (const auto& n : to_nodes_)
+      if (nodes_.node(n.id, n.address).follows_a_ring()) following.push_back(n.id);
+    for (const auto& g : replica_.losses)
+      if (std::find(following.begin(), following.end(), g.id) == following.end() &&
+          nodes_.node(g.id, g.address).follows_a_ring())
+        following.push_back(g.id);
+    if (following.empty()) return;
+    std::string ids;
+    for (const auto& id : following) ids += (ids.empty() ? "" : ", ") + id;
+    const bool one = following.size() == 1;
+    throw std::runtime_error(std::string(one ? "node " : "nodes ") + ids + (one ? " runs" : " run") +
+                             " anti-entropy on a ring of " + (one ? "its" : "their") +
+                             " own (kvnode --ring), which this ring-rebalance cannot change yet: restart " +
+                             (one ? "it" : "them") + " without --ring for the change, then with the new ring");
   }
 
   void begin() {
@@ -123,6 +160,13 @@ class Apply {
   // leaves one, so that a ring change's copy never brings an older value back after it; with every
   // proxy on NEW and no change in progress, no copy is left to guard against, on any node.
   void remove_moved_ranges() {
+    if (replicated_) {
+      // Tombstones stay: with replicas they are what keeps a replica that missed a delete from
+      // bringing the value back (anti-entropy, read repair); they go by evidence (node/floors.hpp).
+      log_.step("removing the moved ranges from the replicas that left them");
+      for (const auto& l : replica_.losses) nodes_.node(l.id, l.address).drop(Drop::all, l.ranges);
+      return;
+    }
     log_.step("removing the moved ranges from their old owners");
     for (const auto& f : flows_) nodes_.node(f.from_id, f.from).drop(Drop::all, f.ranges);
     const HashRange whole_ring{0, ~std::uint64_t{0}};
@@ -148,7 +192,10 @@ class Apply {
   Plan plan_;
   RingPair rings_;
   std::string to_yaml_;
-  std::vector<Flow> flows_;
+  std::vector<Flow> flows_;  // replicated: the copies (source -> target)
+  bool replicated_ = false;   // replicas above 1 in either ring: replica sets move (replica_)
+  ReplicaChange replica_;
+  double replica_share_ = 0;  // of the key space, changing replica set
   std::vector<NodeConfig> to_nodes_;  // NEW's nodes
   std::vector<ProxyAdmin> proxies_;
   NodeAdmins nodes_;

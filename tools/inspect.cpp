@@ -151,7 +151,7 @@ int print_plan(const std::string& from_path, const std::string& to_path, bool as
                   n.held_after * 100, n.ideal_held_before * 100, n.ideal_held_after * 100,
                   ratio(n.held_before, n.ideal_held_before), ratio(n.held_after, n.ideal_held_after));
     }
-    std::printf("\nthe moves below are of each key's first replica; `apply` does not move replica sets yet\n");
+    std::printf("\nthe moves below are of each key's first replica; `apply` moves replica sets (see the README)\n");
   }
   if (p.flows.empty()) {
     std::printf("\nnothing moves\n");

@@ -1,24 +1,32 @@
-"""Ring changes with replicas (../shared/REPLICATION.md, guarantee 8), kvproxy's part: while a change is
-in progress, a key whose replica set changes is asked at the union of its old and new sets, and each
-step needs a majority of each set (joint quorums). Driven through the proxy's admin steps, as
-ring-rebalance takes them; the nodes are killed and started again to show which majorities a request
-needs in each phase."""
+"""Ring changes with replicas (../shared/REPLICATION.md, guarantee 8).
+
+JointQuorumTest, kvproxy's part: while a change is in progress, a key whose replica set changes is
+asked at the union of its old and new sets, and each step needs a majority of each set (joint
+quorums). Driven through the proxy's admin steps, as ring-rebalance takes them; nodes are killed and
+started again to show which majorities a request needs in each phase.
+
+ApplyTest: `ring-rebalance apply` under load through two proxies, adding a node and going from 1 to 3
+replicas. Afterwards every key reads back as last acknowledged through both proxies, each value is
+held by a majority of its key's new replica set, and no node outside that set holds it."""
 import json
 import subprocess
 import unittest
 
-from kvtest import (RING_REBALANCE, Client, Cluster, admin, harness, metric, metrics, migration, proxy_node_state,
-                    request, wait_until)
+from kvtest import (RING_REBALANCE, Client, Cluster, Load, admin, harness, metric, metrics, migration,
+                    proxy_node_state, put_all, request, ring_rebalance, wait_until)
+from test_rebalance import scan_node
 
 
 def replica_sets(ring, keys):
     """{key: [node ids]}: each key's replica set in placement order, as ring-rebalance computes it."""
-    res = subprocess.run([RING_REBALANCE, "owner", "--ring", ring, *keys], capture_output=True, text=True,
-                         check=True, timeout=60)
+    keys = list(keys)
     out = {}
-    for line in res.stdout.splitlines():
-        fields = line.split("\t")
-        out[fields[0]] = fields[4].split(",") if len(fields) > 4 else [fields[1]]
+    for i in range(0, len(keys), 2000):  # a bounded command line
+        res = subprocess.run([RING_REBALANCE, "owner", "--ring", ring, *keys[i:i + 2000]], capture_output=True,
+                             text=True, check=True, timeout=60)
+        for line in res.stdout.splitlines():
+            fields = line.split("\t")
+            out[fields[0]] = fields[4].split(",") if len(fields) > 4 else [fields[1]]
     return out
 
 
@@ -143,6 +151,110 @@ class JointQuorumTest(unittest.TestCase):
         self.kill(owner)
         self.assertEqual(self.c.put(key, "v5")[0], 200)
         self.assertEqual(json.loads(self.c.get(key)[2])["value"], "v5")
+
+
+class ApplyTest(unittest.TestCase):
+    maxDiff = None
+    STATIC_KEYS = 3000
+
+    def setUp(self):
+        self.h = harness(self)
+
+    def start(self, node_ids, old_members, new_members, old_replicas, new_replicas):
+        self.cluster = Cluster(self.h, node_ids)
+        old = self.cluster.write_ring(old_members, "old.yaml", replicas=old_replicas)
+        new = self.cluster.write_ring(new_members, "new.yaml", replicas=new_replicas)
+        for i in range(2):
+            self.cluster.start_proxy(old, own_copy=f"proxy{i}.yaml", checks={"interval": 200})
+        return old, new
+
+    def preload(self):
+        data = {f"static-{i}": f"value-{i}-{'x' * (i % 40)}" for i in range(self.STATIC_KEYS)}
+        failed = put_all(self.cluster.port, data, threads=4)
+        self.assertFalse(failed, failed[:5])
+        return data
+
+    def apply(self, old, new, *extra):
+        res = ring_rebalance("apply", "--from", old, "--to", new, *self.cluster.admin_args(), "--progress", "lines",
+                             "--json", *extra, timeout=240)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        return json.loads(res.stdout), res.stderr
+
+    def verify(self, new_ring, static, load):
+        self.assertEqual(load.errors, [], "requests failed during the change")
+        self.assertEqual(load.violations, [], "answers contradicted acknowledged operations")
+        self.assertGreater(load.ops, 100, "the load did not run")
+        expected = dict(static)
+        expected.update(load.state)
+        for i, proxy in enumerate(self.cluster.proxies):
+            c = Client(proxy.port)
+            wrong = []
+            for k, v in expected.items():
+                status, _, body = c.get(k)
+                if (v is None and status != 404) or (v is not None and (status != 200 or json.loads(body)["value"] != v)):
+                    wrong.append((k, v, status, body[:80]))
+            c.close()
+            self.assertEqual(wrong[:10], [], f"proxy {i}: keys read back wrong")
+        sets = replica_sets(new_ring, expected.keys())
+        where = {}
+        for nid, p in self.cluster.nodes.items():
+            for k, v in scan_node(p.port).items():
+                where.setdefault(k, []).append((nid, v))
+        wrong = []
+        for k, v in expected.items():
+            members = sets[k]
+            outside = [nid for nid, _ in where.get(k, []) if nid not in members]
+            holding = [nid for nid, got in where.get(k, []) if got == v]
+            if outside:
+                wrong.append((k, "held outside its replica set", members, outside))
+            if v is not None and len(holding) < len(members) // 2 + 1:
+                wrong.append((k, "held by less than a majority of", members, where.get(k)))
+        self.assertEqual(wrong[:10], [])
+
+    def test_add_a_node_at_replicas_3_under_load_through_two_proxies(self):
+        old, new = self.start(["n1", "n2", "n3", "n4"], ["n1", "n2", "n3"], ["n1", "n2", "n3", "n4"], 3, 3)
+        static = self.preload()
+        load = Load.owned([p.port for p in self.cluster.proxies], "live", 100).start()
+        self.assertTrue(wait_until(lambda: load.ops > 200, 20))
+        summary, log = self.apply(old, new)
+        load.finish()
+        self.assertIn("removing the moved ranges from the replicas that left them", log)
+        self.assertGreater(summary["keys_copied"], 0)
+        self.verify(new, static, load)
+        for i in range(2):
+            self.assertEqual(migration(self.cluster.proxies[i].admin_port)["phase"], "none")
+
+    def test_replicas_1_to_3_under_load(self):
+        old, new = self.start(["n1", "n2", "n3"], ["n1", "n2", "n3"], ["n1", "n2", "n3"], 1, 3)
+        static = self.preload()
+        load = Load.owned([p.port for p in self.cluster.proxies], "live", 100).start()
+        self.assertTrue(wait_until(lambda: load.ops > 200, 20))
+        self.apply(old, new)
+        load.finish()
+        self.verify(new, static, load)
+        # Replicas 3 now: a node's death fails no request.
+        self.cluster.nodes["n2"].kill()
+        c = Client(self.cluster.port)
+        self.addCleanup(c.close)
+        for k in list(static)[:100]:
+            status, _, body = c.get(k)
+            self.assertEqual((status, json.loads(body)["value"]), (200, static[k]))
+
+    def test_apply_refuses_nodes_whose_anti_entropy_follows_their_own_ring(self):
+        self.cluster = Cluster(self.h, [])
+        for nid in ("n1", "n2", "n3"):
+            self.cluster.start_node(nid)
+        old = self.cluster.write_ring(["n1", "n2", "n3"], "old.yaml", replicas=3)
+        new = self.cluster.write_ring(["n1", "n2", "n3"], "new.yaml", replicas=1)
+        # n1 again, this time with --ring (anti-entropy follows the old ring).
+        self.cluster.nodes["n1"].terminate()
+        port = self.cluster.nodes["n1"].port
+        self.cluster.nodes["n1"] = self.h.node("n1", self.h.path("n1-data"), port=port, extra=["--ring", old])
+        self.cluster.start_proxy(old, own_copy="proxy0.yaml", checks={"interval": 200})
+        res = ring_rebalance("apply", "--from", old, "--to", new, *self.cluster.admin_args(), timeout=120)
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn("node n1 runs anti-entropy on a ring of its own (kvnode --ring)", res.stderr)
+        self.assertEqual(migration(self.cluster.admin)["phase"], "none")  # nothing began
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 #include <limits>
 #include <random>
 
@@ -234,4 +237,66 @@ TEST_CASE("transfer: ranges and records round-trip; malformed input is refused w
   std::uint64_t v = 0;
   CHECK(kv::parse_hex64("FFFFFFFFFFFFFFFF", v));
   CHECK(v == ~std::uint64_t{0});
+}
+
+namespace {
+
+RingConfig replicated(std::initializer_list<std::pair<const char*, std::uint32_t>> list, std::uint32_t replicas) {
+  RingConfig c = nodes(list);
+  c.replicas = replicas;
+  return c;
+}
+
+std::vector<std::string> ids_of(const kv::Ring& r, const kv::ReplicaSet& s) {
+  std::vector<std::string> out;
+  for (std::uint32_t n : s) out.push_back(r.node(n).id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// replica_moves against lookups: inside each range the sets are as stated and differ; random hashes
+// are inside a range exactly when their sets differ (as sets of ids).
+void check_replica_moves(const RingConfig& a_cfg, const RingConfig& b_cfg) {
+  const auto a = kv::Ring::build(a_cfg), b = kv::Ring::build(b_cfg);
+  const auto moves = kv::replica_moves(*a, *b);
+  std::uint64_t next_free = 0;
+  for (const auto& m : moves) {
+    REQUIRE(m.range.lo <= m.range.hi);
+    REQUIRE(m.range.lo >= next_free);
+    REQUIRE(ids_of(*a, m.from) != ids_of(*b, m.to));
+    for (std::uint64_t h : {m.range.lo, m.range.hi, m.range.lo + (m.range.hi - m.range.lo) / 2}) {
+      REQUIRE(ids_of(*a, a->replicas_of_hash(h)) == ids_of(*a, m.from));
+      REQUIRE(ids_of(*b, b->replicas_of_hash(h)) == ids_of(*b, m.to));
+    }
+    if (m.range.hi == std::numeric_limits<std::uint64_t>::max()) break;
+    next_free = m.range.hi + 1;
+  }
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 20000; ++i) {
+    const std::uint64_t h = rng();
+    auto it = std::upper_bound(moves.begin(), moves.end(), h,
+                               [](std::uint64_t v, const kv::ReplicaMove& m) { return v < m.range.lo; });
+    const bool inside = it != moves.begin() && std::prev(it)->range.hi >= h;
+    REQUIRE(inside == (ids_of(*a, a->replicas_of_hash(h)) != ids_of(*b, b->replicas_of_hash(h))));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("replica_moves is exact for adding and removing nodes and changing replicas", "[ring_change][replication]") {
+  check_replica_moves(replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}}, 3), replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}, {"n4", 1}}, 3));
+  check_replica_moves(replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}, {"n4", 1}, {"n5", 1}}, 3),
+                      replicated({{"n1", 1}, {"n2", 1}, {"n4", 1}, {"n5", 1}}, 3));
+  check_replica_moves(replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}}, 1), replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}}, 3));
+  check_replica_moves(replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}, {"n4", 1}, {"n5", 1}}, 3),
+                      replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}, {"n4", 1}, {"n5", 1}}, 5));
+  check_replica_moves(replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}, {"n4", 1}}, 3),
+                      replicated({{"n1", 1}, {"n2", 3}, {"n3", 1}, {"n4", 1}}, 3));
+  // replicas 1 -> 3 over three nodes: every key gains two copies, the whole ring is one change.
+  const auto one = kv::Ring::build(replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}}, 1));
+  const auto three = kv::Ring::build(replicated({{"n1", 1}, {"n2", 1}, {"n3", 1}}, 3));
+  double share = 0;
+  for (const auto& m : kv::replica_moves(*one, *three)) share += kv::range_share(m.range);
+  CHECK(share == Approx(1.0));
+  CHECK(kv::replica_moves(*three, *three).empty());
 }
