@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 
-from kvtest import (Cluster, RING_REBALANCE, SOURCE, admin, free_ports, migration, owners, proxy_stats, q,
+from kvtest import (Cluster, RING_REBALANCE, SOURCE, _owner_lines, admin, free_ports, migration, proxy_stats, q,
                     start_retrying_busy, wait_until)
 
 sys.path.insert(0, os.path.join(SOURCE, "tools"))
@@ -56,10 +56,13 @@ class LinCluster:
         self.h = h
         self.cluster = Cluster(h, ["n1", "n2", "n3", "n4"])
         if replicas > 1:
+            # A is n1..n4, B is n1..n3: a ring change takes n4 out of the replica sets it is in (A -> B)
+            # or puts it back (B -> A).
             self.ring_a = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-a.yaml", replicas=replicas)
+            self.ring_b = self.cluster.write_ring(["n1", "n2", "n3"], name="ring-b.yaml", replicas=replicas)
         else:
             self.ring_a = self.cluster.write_ring(["n1", "n2", "n3"], name="ring-a.yaml")
-        self.ring_b = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-b.yaml")
+            self.ring_b = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-b.yaml")
         self.on_b = False  # which ring the proxies route by, once no change is in progress
         self.unversioned = unversioned  # the broken mode: the protocol as it was before versions
         self.read_one = read_one  # the broken mode with replicas: a read from one replica
@@ -77,8 +80,8 @@ class LinCluster:
         self.apply_log = []
         # Keys that move from A to B, for the nemesis's own writes (rebalance-partial), and what it
         # needs to record them: set by run().
-        a, b = owners(self.ring_a, WINDOW_CANDIDATES), owners(self.ring_b, WINDOW_CANDIDATES)
-        self.window_keys = [k for k in WINDOW_CANDIDATES if a[k] != b[k]][:10]
+        a, b = replica_sets(self.ring_a, WINDOW_CANDIDATES), replica_sets(self.ring_b, WINDOW_CANDIDATES)
+        self.window_keys = [k for k in WINDOW_CANDIDATES if set(a[k]) != set(b[k])][:10]
         self.recorder, self.conns, self.round = None, {}, 0
 
     def _start_proxy(self, i):
@@ -139,6 +142,12 @@ class LinCluster:
     def healthy(self):
         """Every node up through every proxy (their health checks have seen them)."""
         return all_up(self.admin_ports)
+
+
+def replica_sets(ring, keys):
+    """{key: [node ids]}: each key's replica set (its owner alone with replicas 1), as ring-rebalance
+    computes it."""
+    return {f[0]: f[4].split(",") if len(f) > 4 else [f[1]] for f in _owner_lines(ring, keys)}
 
 
 def all_up(admin_ports):
@@ -340,12 +349,38 @@ def _stop_node(lc, rnd, deadline, log):
         time.sleep(rnd.uniform(0.5, 1.5))
 
 
+def _rebalance_kill_node(lc, rnd, deadline, log):
+    """A ring change with a node killed in the middle of it (at a random moment of apply: a proxy step,
+    the copy or the clean-up) and started again; apply, when the node it needed was gone, runs again
+    to the end. With replicas 3 every key keeps a majority of its old and of its new set: no request
+    may fail."""
+    while time.monotonic() < deadline:
+        p = subprocess.Popen(lc.apply_argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(rnd.uniform(0.05, 0.6))
+        node_id = rnd.choice(sorted(lc.cluster.nodes))
+        lc.cluster.nodes[node_id].kill()
+        log.append(f"apply running; kill -9 {node_id}")
+        time.sleep(rnd.uniform(0.3, 0.8))
+        lc.restart_node(node_id)
+        _, err = p.communicate(timeout=120)
+        lc.apply_log.append(err)
+        if p.returncode == 0:
+            lc.on_b = not lc.on_b
+            log.append("apply done through the kill")
+        else:
+            lc.apply()
+            log.append("apply rerun to the end")
+        time.sleep(rnd.uniform(0.2, 0.8))
+
+
 NEMESIS_RUNS = {"rebalance": _rebalance, "rebalance-killed": _rebalance_killed,
                 "rebalance-partial": _rebalance_partial, "kill-node": _kill_node,
-                "kill-proxy": _kill_proxy, "stop-node": _stop_node}
+                "kill-proxy": _kill_proxy, "stop-node": _stop_node, "rebalance-kill-node": _rebalance_kill_node}
 
 
-REPLICATED_NEMESES = ["kill-node", "stop-node", "kill-proxy"]
+# With replicas: ring changes move replica sets (joint quorums, ../shared/REPLICATION.md guarantee 8).
+REPLICATED_NEMESES = ["kill-node", "stop-node", "kill-proxy", "rebalance", "rebalance-killed", "rebalance-partial",
+                      "rebalance-kill-node"]
 
 
 def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False, replicas=1, read_one=False):
@@ -353,7 +388,7 @@ def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False, repl
     dict (histcheck's result, plus the nemesis log and the operations of the load that did not
     succeed, by outcome) and the history."""
     if replicas > 1 and nemesis not in REPLICATED_NEMESES:
-        raise ValueError(f"{nemesis}: not a nemesis for replicas: {replicas} (ring changes move one owner per key)")
+        raise ValueError(f"{nemesis}: not a nemesis for replicas: {replicas}")
     lc = LinCluster(h, unversioned=unversioned, replicas=replicas, read_one=read_one)
     rnd = random.Random(seed)
     recorder = histcheck.Recorder()

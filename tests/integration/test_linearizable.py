@@ -5,7 +5,8 @@ Each run must check a real history (enough operations, reads and writes that suc
 key that is not linearizable and no lost acknowledged write. And the checker must be able to fail:
 the store's deliberately broken modes (the ring change as it was before per-key versions: ring-rebalance
 --unsafe-unversioned-copy, kvproxy --unsafe-unversioned; with replicas: 3, reads from one replica
-without write-back: kvproxy --unsafe-read-one) must make it find anomalies.
+without write-back: kvproxy --unsafe-read-one) must make it find anomalies. With replicas: 3 the ring
+changes move replica sets (n4 out of them and back).
 """
 import json
 import os
@@ -71,6 +72,23 @@ class Linearizable(unittest.TestCase):
 
     def test_replicated_proxy_killed(self):
         self.check_run("kill-proxy", replicas=3)  # requests through the killed proxy fail, of course
+
+    # Ring changes with replicas 3 (n4 out of the replica sets and back): joint quorums while proxies
+    # take the steps at different times; with every node up, or one killed during the change, every key
+    # keeps a majority of its old and its new set, so no request may fail.
+    def test_replicated_rebalance_back_and_forth(self):
+        summary = self.check_run("rebalance", replicas=3)
+        self.assertEqual(summary["not_ok"], {}, "a request failed during a ring change with every node up")
+
+    def test_replicated_rebalance_with_a_node_killed_during_it(self):
+        summary = self.check_run("rebalance-kill-node", replicas=3)
+        self.assertEqual(summary["not_ok"], {}, "a request failed while its key kept a majority of both sets")
+
+    def test_replicated_rebalance_killed_at_every_step_and_rerun(self):
+        self.check_run("rebalance-killed", replicas=3)
+
+    def test_replicated_rebalance_stopped_after_one_proxy_then_rerun(self):
+        self.check_run("rebalance-partial", replicas=3)
 
     def test_the_checker_catches_reads_from_one_replica(self):
         # The broken mode with replicas: a read asks one replica (each in turn) and writes nothing
