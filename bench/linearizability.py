@@ -13,9 +13,11 @@ kvnodes and two kvproxies each on a host of its own, with the multi-host nemeses
 kill, pause, isolation, one-way cuts, a proxy in a minority, clock skew), written to
 bench/LINEARIZABILITY_HOSTS.md; the same failed-request rule for the nemeses that keep a majority.
 
-With --replicas 3: every key on three of the four kvnodes (ring A is n1..n4), the nemeses that strike
-nodes and proxies, written to bench/LINEARIZABILITY_REPLICAS.md; also exits 1 when a request failed
-under a nemesis that leaves every key a majority (kill-node, stop-node).
+With --replicas 3: every key on three of the four kvnodes (ring A is n1..n4, B is n1..n3), the nemeses
+that strike nodes and proxies and the ring changes between A and B, written to
+bench/LINEARIZABILITY_REPLICAS.md; also exits 1 when a request failed under a nemesis that leaves every
+key a majority of its replica set, or of both sets during a change (kill-node, stop-node, rebalance,
+rebalance-kill-node).
 """
 import argparse
 import collections
@@ -43,7 +45,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=300, help="nemesis time per run (default 300)")
     ap.add_argument("--hosts", action="store_true", help="across network namespaces (tests/integration/multihost.py)")
     ap.add_argument("--nemesis", action="append",
-                    choices=sorted(set(lintest.NEMESES + ["rebalance-partial"]) | set(multihost.REPLICATED_NEMESES)),
+                    choices=sorted(set(lintest.NEMESES + ["rebalance-partial"]) | set(lintest.REPLICATED_NEMESES)
+                                   | set(multihost.REPLICATED_NEMESES)),
                     help="run only these (default: every one; with --replicas, those of lintest.REPLICATED_NEMESES)")
     ap.add_argument("--replicas", type=int, default=1, help="replicas per key (default 1)")
     ap.add_argument("--clients", type=int, default=6)
@@ -95,14 +98,16 @@ def main():
     minutes = (time.time() - started) / 60
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     flags = (" --hosts" if args.hosts else "") + (f" --replicas {args.replicas}" if replicated else "")
-    keep_majority = multihost.KEEP_A_MAJORITY if args.hosts else ("kill-node", "stop-node")
+    keep_majority = multihost.KEEP_A_MAJORITY if args.hosts else ("kill-node", "stop-node", "rebalance",
+                                                                   "rebalance-kill-node")
     if args.hosts:
         setup = ("three kvnodes and two kvproxies, each in a network namespace of its own on one bridge "
                  "(tests/integration/multihost.py), on keys of each nemesis's own, "
                  + ("every key on all three nodes (replicas: 3). " if replicated else "one owner per key. "))
     else:
         setup = (f"put/get/delete on {args.keys} keys, four kvnodes, "
-                 + ("one ring of the four with every key on three of them. " if replicated
+                 + ("every key on three of them, rings of the four (A) and of n1..n3 (B): ring changes take n4 "
+                   "out of the replica sets and put it back. " if replicated
                     else "rings of three and four nodes. "))
     lines = [
         "## Linearizability under faults" + (" across hosts" if args.hosts else "")

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include "common/config.hpp"
@@ -12,6 +13,7 @@
 #include "common/ring.hpp"
 #include "common/ring_change.hpp"
 #include "common/transfer.hpp"
+#include "tools/flows.hpp"
 
 namespace kv::tools {
 namespace {
@@ -86,11 +88,51 @@ int print_owners(const std::string& path, const std::vector<std::string>& keys) 
   return 0;
 }
 
+namespace {
+
+// A replicated change as plan shows it: apply's copies (tools/flows.hpp) and each node's gains and
+// losses, as shares of the key space.
+struct ReplicaPlan {
+  struct Copy {
+    std::string from, to;
+    double share = 0;
+    std::size_t ranges = 0;
+  };
+  std::vector<Copy> copies;
+  std::map<std::string, double> gains, losses;
+  double changed = 0, copied = 0;
+};
+
+ReplicaPlan replica_plan(const Ring& from, const Ring& to) {
+  ReplicaPlan out;
+  const auto moves = replica_moves(from, to);
+  for (const auto& m : moves) out.changed += range_share(m.range);
+  const ReplicaChange change = replica_change(moves, from, to);
+  auto share = [](const std::vector<HashRange>& ranges) {
+    double s = 0;
+    for (const auto& r : ranges) s += range_share(r);
+    return s;
+  };
+  for (const auto& f : change.copies) {
+    out.copies.push_back({f.from_id, f.to_id, share(f.ranges), f.ranges.size()});
+    out.copied += out.copies.back().share;
+  }
+  for (const auto& g : change.gains) out.gains[g.id] = share(g.ranges);
+  for (const auto& l : change.losses) out.losses[l.id] = share(l.ranges);
+  return out;
+}
+
+}  // namespace
+
 int print_plan(const std::string& from_path, const std::string& to_path, bool as_json, bool list_ranges) {
   const auto from_cfg = load_ring_config(from_path), to_cfg = load_ring_config(to_path);
   check_change(from_cfg, from_path, to_cfg, to_path);
   const auto from = Ring::build(from_cfg), to = Ring::build(to_cfg);
   const Plan p = make_plan(from_cfg, *from, to_cfg, *to);
+  const bool replicated = p.replicas_before > 1 || p.replicas_after > 1;
+  const ReplicaPlan rp = replicated ? replica_plan(*from, *to) : ReplicaPlan{};
+  auto gained = [&](const std::string& id) { return rp.gains.count(id) ? rp.gains.at(id) : 0.0; };
+  auto lost = [&](const std::string& id) { return rp.losses.count(id) ? rp.losses.at(id) : 0.0; };
 
   if (as_json) {
     json::object o;
@@ -110,7 +152,23 @@ int print_plan(const std::string& from_path, const std::string& to_path, bool as
                                    {"held_after", n.held_after},
                                    {"ideal_held_before", n.ideal_held_before},
                                    {"ideal_held_after", n.ideal_held_after}});
+    if (replicated)
+      for (std::size_t i = 0; i < p.nodes.size(); ++i) {
+        auto& node = nodes[i].as_object();
+        node["gains"] = gained(p.nodes[i].id);
+        node["losses"] = lost(p.nodes[i].id);
+        node["ideal_gains"] = std::max(0.0, p.nodes[i].ideal_held_after - p.nodes[i].ideal_held_before);
+        node["ideal_losses"] = std::max(0.0, p.nodes[i].ideal_held_before - p.nodes[i].ideal_held_after);
+      }
     o["nodes"] = std::move(nodes);
+    if (replicated) {
+      json::array copies;
+      for (const auto& c : rp.copies)
+        copies.push_back(json::object{{"from", c.from}, {"to", c.to}, {"share", c.share}, {"ranges", c.ranges}});
+      o["replica_copies"] = std::move(copies);
+      o["replica_changed"] = rp.changed;
+      o["replica_copied"] = rp.copied;
+    }
     o["replicas_before"] = p.replicas_before;
     o["replicas_after"] = p.replicas_after;
     json::array flows;
@@ -144,14 +202,28 @@ int print_plan(const std::string& from_path, const std::string& to_path, bool as
     // With replication each node holds copies of more than the keys it owns first.
     std::printf("\nwith replication (replicas %u -> %u): the share of the key space each node holds a copy of\n",
                 p.replicas_before, p.replicas_after);
-    std::printf("%-16s %21s %21s %21s\n", "node", "holds", "ideal", "vs ideal");
+    std::printf("%-16s %21s %21s %21s %17s %17s\n", "node", "holds", "ideal", "vs ideal", "gains (ideal)",
+                "loses (ideal)");
     for (const auto& n : p.nodes) {
       auto ratio = [](double held, double ideal) { return ideal > 0 ? held / ideal : 0.0; };
-      std::printf("%-16s %8.3f%% -> %7.3f%% %8.3f%% -> %7.3f%% %8.4fx -> %7.4fx\n", n.id.c_str(), n.held_before * 100,
-                  n.held_after * 100, n.ideal_held_before * 100, n.ideal_held_after * 100,
-                  ratio(n.held_before, n.ideal_held_before), ratio(n.held_after, n.ideal_held_after));
+      std::printf("%-16s %8.3f%% -> %7.3f%% %8.3f%% -> %7.3f%% %8.4fx -> %7.4fx %7.3f%% (%6.3f%%) %7.3f%% (%6.3f%%)\n",
+                  n.id.c_str(), n.held_before * 100, n.held_after * 100, n.ideal_held_before * 100,
+                  n.ideal_held_after * 100, ratio(n.held_before, n.ideal_held_before),
+                  ratio(n.held_after, n.ideal_held_after), gained(n.id) * 100,
+                  std::max(0.0, n.ideal_held_after - n.ideal_held_before) * 100, lost(n.id) * 100,
+                  std::max(0.0, n.ideal_held_before - n.ideal_held_after) * 100);
     }
-    std::printf("\nthe moves below are of each key's first replica; `apply` moves replica sets (see the README)\n");
+    // What apply copies: each changing range from a majority of its old set to the members its new
+    // set needs (tools/flows.hpp), so more than the gains when a range has several sources.
+    std::printf("\napply copies (source -> target)\n%-16s %-16s %10s %8s\n", "from", "to", "share", "ranges");
+    for (const auto& c : rp.copies)
+      std::printf("%-16s %-16s %9.3f%% %8zu\n", c.from.c_str(), c.to.c_str(), c.share * 100, c.ranges);
+    double gains = 0;
+    for (const auto& [id, share] : rp.gains) gains += share;
+    std::printf("\n%.3f%% of the key space changes replica set; nodes gain copies of %.3f%% in all; apply copies "
+                "%.3f%% (%.2fx the gains)\n",
+                rp.changed * 100, gains * 100, rp.copied * 100, gains > 0 ? rp.copied / gains : 0.0);
+    std::printf("\nthe owner moves below are of each key's first replica\n");
   }
   if (p.flows.empty()) {
     std::printf("\nnothing moves\n");

@@ -68,7 +68,7 @@ REPLICATED = ("replicas: 3\nvnodes: 4096\nnodes:\n"
 
 
 class ReplicatedRingTest(unittest.TestCase):
-    """replicas: and zone: in ring.yaml, as the tools show them; apply refuses them (not built yet)."""
+    """replicas: and zone: in ring.yaml, as the tools show them and plan their changes."""
 
     def test_owner_prints_the_replica_set(self):
         ring = harness(self).write("ring.yaml", REPLICATED)
@@ -106,6 +106,32 @@ class ReplicatedRingTest(unittest.TestCase):
         self.assertAlmostEqual(sum(n["held_before"] for n in p["nodes"]), 1.0, places=6)
         text = run("plan", "--from", one, "--to", ring).stdout
         self.assertIn("with replication (replicas 1 -> 3)", text)
+        # 1 -> 3: every key gains two copies, each copied from its one owner (1.00x the gains).
+        self.assertAlmostEqual(p["replica_changed"], 1.0, places=6)
+        self.assertAlmostEqual(sum(n["gains"] for n in p["nodes"]), 2.0, places=6)
+        self.assertAlmostEqual(p["replica_copied"], 2.0, places=6)
+        self.assertIn("apply copies 200.000% (1.00x the gains)", text)
+
+    def test_plan_of_a_node_added_at_replicas_3(self):
+        h = harness(self)
+        three = REPLICATED.replace("vnodes: 4096\n", "").replace("zone: a", "zone: z").replace("zone: b", "zone: z")
+        three = three.replace("zone: c", "zone: z")
+        old = h.write("old.yaml", three.split("  - {id: n4")[0])
+        new = h.write("new.yaml", three)
+        p = plan(old, new)
+        nodes = {n["id"]: n for n in p["nodes"]}
+        # n4 gains a copy of the share of the key space whose sets it joins; each old node loses about a
+        # third of that, against the ideal of 75% and 25%.
+        self.assertAlmostEqual(nodes["n4"]["gains"], p["replica_changed"], places=9)
+        self.assertLess(abs(nodes["n4"]["gains"] - 0.75), 0.02)
+        self.assertAlmostEqual(nodes["n4"]["ideal_gains"], 0.75, places=6)
+        self.assertAlmostEqual(sum(nodes[n]["losses"] for n in ("n1", "n2", "n3")), nodes["n4"]["gains"], places=9)
+        for n in ("n1", "n2", "n3"):
+            self.assertEqual(nodes[n]["gains"], 0)
+            self.assertAlmostEqual(nodes[n]["ideal_losses"], 0.25, places=6)
+        # Each gained range comes from two of its three old replicas (a majority).
+        self.assertEqual({c["to"] for c in p["replica_copies"]}, {"n4"})
+        self.assertAlmostEqual(p["replica_copied"], 2 * nodes["n4"]["gains"], places=9)
 
     def test_errors_and_a_replicated_apply_that_cannot_reach_its_proxy(self):
         h = harness(self)
