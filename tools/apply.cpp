@@ -138,7 +138,9 @@ class Apply {
 
   void begin() {
     proxy_step(Step::begin, rings_.from_fingerprint, to_yaml_,
-               std::string(phase_name(Phase::dual_write)) + ": writes of moving keys go to both owners");
+               std::string(phase_name(Phase::dual_write)) +
+                   (replicated_ ? ": requests of keys whose replica set changes need a majority of the old set and of the new"
+                                : ": writes of moving keys go to both owners"));
   }
 
   void copy() {
@@ -148,7 +150,8 @@ class Apply {
 
   void read_new() {
     proxy_step(Step::read_new, rings_.to_fingerprint, {},
-               std::string(phase_name(Phase::read_new)) + ": reads of moving keys go to their new owners");
+               std::string(phase_name(Phase::read_new)) +
+                   (replicated_ ? ": the copy is done; still both majorities" : ": reads of moving keys go to their new owners"));
   }
 
   void finish() {
