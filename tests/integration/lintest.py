@@ -52,18 +52,30 @@ class LinCluster:
     """Nodes n1..n4, rings A (n1..n3) and B (n1..n4), two proxies on A on fixed ports (a restart keeps
     them, so clients and ring-rebalance find it again)."""
 
-    def __init__(self, h, proxies=2, unversioned=False, replicas=1, read_one=False):
+    def __init__(self, h, proxies=2, unversioned=False, replicas=1, read_one=False, cycle_start=0):
         self.h = h
-        self.cluster = Cluster(h, ["n1", "n2", "n3", "n4"])
+        self.cluster = Cluster(h, ["n1", "n2", "n3", "n4"] + (["n5"] if replicas > 1 else []))
         if replicas > 1:
-            # A is n1..n4, B is n1..n3: a ring change takes n4 out of the replica sets it is in (A -> B)
-            # or puts it back (B -> A).
-            self.ring_a = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-a.yaml", replicas=replicas)
-            self.ring_b = self.cluster.write_ring(["n1", "n2", "n3"], name="ring-b.yaml", replicas=replicas)
+            # Ring changes go round a cycle that makes every kind of change a replicated ring has: n4
+            # taken out of the replica sets and put back, n2 reweighed, 3 -> 5 -> 3 replicas (n5
+            # joining and leaving), 3 -> 1 -> 3.
+            a = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-a.yaml", replicas=replicas)
+            cycle = [("A", a),
+                     ("B", self.cluster.write_ring(["n1", "n2", "n3"], name="ring-b.yaml", replicas=replicas)),
+                     ("A", a),
+                     ("C", self.cluster.write_ring(["n1", ("n2", 2), "n3", "n4"], name="ring-c.yaml", replicas=replicas)),
+                     ("D", self.cluster.write_ring(["n1", "n2", "n3", "n4", "n5"], name="ring-d.yaml", replicas=5)),
+                     ("A", a),
+                     ("E", self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-e.yaml", replicas=1))]
         else:
-            self.ring_a = self.cluster.write_ring(["n1", "n2", "n3"], name="ring-a.yaml")
-            self.ring_b = self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-b.yaml")
-        self.on_b = False  # which ring the proxies route by, once no change is in progress
+            cycle = [("A", self.cluster.write_ring(["n1", "n2", "n3"], name="ring-a.yaml")),
+                     ("B", self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-b.yaml"))]
+        self.cycle = cycle
+        self.replicas_of = {name: (1 if name == "E" or replicas == 1 else 5 if name == "D" else replicas)
+                            for name, _ in cycle}
+        # The ring of the cycle the proxies route by, once no change is in progress; they start on it.
+        self.at = cycle_start % len(cycle)
+        self.ring_a = cycle[self.at][1]
         self.unversioned = unversioned  # the broken mode: the protocol as it was before versions
         self.read_one = read_one  # the broken mode with replicas: a read from one replica
         ports = free_ports(2 * proxies)
@@ -80,7 +92,7 @@ class LinCluster:
         self.apply_log = []
         # Keys that move from A to B, for the nemesis's own writes (rebalance-partial), and what it
         # needs to record them: set by run().
-        a, b = replica_sets(self.ring_a, WINDOW_CANDIDATES), replica_sets(self.ring_b, WINDOW_CANDIDATES)
+        a, b = replica_sets(self.ring_a, WINDOW_CANDIDATES), replica_sets(self.next_ring(), WINDOW_CANDIDATES)
         self.window_keys = [k for k in WINDOW_CANDIDATES if set(a[k]) != set(b[k])][:10]
         self.recorder, self.conns, self.round = None, {}, 0
 
@@ -100,8 +112,18 @@ class LinCluster:
         port = self.cluster.nodes[node_id].port
         self.cluster.start_node(node_id, port)
 
+    def next_ring(self):
+        return self.cycle[(self.at + 1) % len(self.cycle)][1]
+
+    def step_name(self):
+        """The change apply makes next, as "A->B"."""
+        return f"{self.cycle[self.at][0]}->{self.cycle[(self.at + 1) % len(self.cycle)][0]}"
+
+    def advance(self):
+        self.at = (self.at + 1) % len(self.cycle)
+
     def apply_argv(self, timeout_ms=5000):
-        old, new = (self.ring_b, self.ring_a) if self.on_b else (self.ring_a, self.ring_b)
+        old, new = self.cycle[self.at][1], self.next_ring()
         argv = [RING_REBALANCE, "apply", "--from", old, "--to", new, "--progress", "lines",
                 "--timeout-ms", str(timeout_ms)]
         for a in self.admin_ports:
@@ -111,12 +133,12 @@ class LinCluster:
         return argv
 
     def apply(self, timeout=120):
-        """apply to the other ring, to its end; flips on_b. Raises with its output when it fails."""
+        """apply to the next ring of the cycle, to its end. Raises with its output when it fails."""
         res = subprocess.run(self.apply_argv(), capture_output=True, text=True, timeout=timeout)
         self.apply_log.append(res.stderr)
         if res.returncode != 0:
             raise RuntimeError(f"apply exited {res.returncode}:\n{res.stderr}")
-        self.on_b = not self.on_b
+        self.advance()
         return res.stderr
 
     def apply_killed_after(self, step_lines):
@@ -135,7 +157,7 @@ class LinCluster:
         p.stderr.close()
         self.apply_log.append("".join(out))
         if p.returncode == 0:
-            self.on_b = not self.on_b
+            self.advance()
             return False
         return True
 
@@ -267,8 +289,9 @@ def execute(conns, port, recorder, process, key, f, value, timeout):
 
 def _rebalance(lc, rnd, deadline, log):
     while time.monotonic() < deadline:
+        step = lc.step_name()
         lc.apply()
-        log.append("apply " + ("A->B" if lc.on_b else "B->A"))
+        log.append("apply " + step)
         time.sleep(rnd.uniform(0.1, 0.5))
 
 
@@ -277,13 +300,13 @@ def _apply_stopped_after_one_proxy(lc, rnd, log):
     cannot be reached, or apply dies between the two): the first proxy's begin step is taken here as
     apply takes it. The load goes on through both, one in each phase, then apply runs again to the end
     (it resumes at begin: the copy is not started before every proxy holds both rings)."""
-    new = lc.ring_a if lc.on_b else lc.ring_b
+    new = lc.next_ring()
     fp = migration(lc.admin_ports[0])["fingerprint"]
     with open(new) as f:
         status, body = admin(lc.admin_ports[0], "POST", f"/admin/migration/begin?from={fp}", f.read())
     if status != 200:
         raise RuntimeError(f"begin on proxy 0: {status} {body}")
-    log.append("proxy 0 in dual_write, proxy 1 not")
+    log.append(f"{lc.step_name()}: proxy 0 in dual_write, proxy 1 not")
     # On keys of their own (the load does not touch them, so nothing heals what this does): a moving
     # key written through the proxy in dual_write, then through the one still on OLD, then read.
     # Only the old owner gets the second write; the copy must carry it over the first.
@@ -302,8 +325,9 @@ def _rebalance_killed(lc, rnd, deadline, log):
         if k % 3 == 0:
             _apply_stopped_after_one_proxy(lc, rnd, log)
         else:
+            step = lc.step_name()
             killed = lc.apply_killed_after(1 + (k // 3 + k) % 6)
-            log.append(f"apply killed={killed}")
+            log.append(f"apply {step} killed={killed}")
             time.sleep(rnd.uniform(0.1, 0.8))
         lc.apply()
         log.append("apply rerun to the end")
@@ -352,20 +376,25 @@ def _stop_node(lc, rnd, deadline, log):
 def _rebalance_kill_node(lc, rnd, deadline, log):
     """A ring change with a node killed in the middle of it (at a random moment of apply: a proxy step,
     the copy or the clean-up) and started again; apply, when the node it needed was gone, runs again
-    to the end. With replicas 3 every key keeps a majority of its old and of its new set: no request
-    may fail."""
+    to the end. With 3 or 5 replicas on both sides every key keeps a majority of its old and of its new
+    set: no request may fail (the changes to and from replicas 1 run without a kill)."""
     while time.monotonic() < deadline:
+        step = lc.step_name()
+        if any(lc.replicas_of[name] == 1 for name in step.split("->")):
+            lc.apply()  # a key with one replica fails while it is down, rightly: no kill
+            log.append(f"apply {step} (replicas 1 on one side: no kill)")
+            continue
         p = subprocess.Popen(lc.apply_argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(rnd.uniform(0.05, 0.6))
         node_id = rnd.choice(sorted(lc.cluster.nodes))
         lc.cluster.nodes[node_id].kill()
-        log.append(f"apply running; kill -9 {node_id}")
+        log.append(f"apply {step} running; kill -9 {node_id}")
         time.sleep(rnd.uniform(0.3, 0.8))
         lc.restart_node(node_id)
         _, err = p.communicate(timeout=120)
         lc.apply_log.append(err)
         if p.returncode == 0:
-            lc.on_b = not lc.on_b
+            lc.advance()
             log.append("apply done through the kill")
         else:
             lc.apply()
@@ -378,6 +407,8 @@ NEMESIS_RUNS = {"rebalance": _rebalance, "rebalance-killed": _rebalance_killed,
                 "kill-proxy": _kill_proxy, "stop-node": _stop_node, "rebalance-kill-node": _rebalance_kill_node}
 
 
+CYCLE_START = {"rebalance-killed": 3, "rebalance-partial": 5}  # C -> D -> A ...; A -> E -> A ...
+
 # With replicas: ring changes move replica sets (joint quorums, ../shared/REPLICATION.md guarantee 8).
 REPLICATED_NEMESES = ["kill-node", "stop-node", "kill-proxy", "rebalance", "rebalance-killed", "rebalance-partial",
                       "rebalance-kill-node"]
@@ -389,7 +420,10 @@ def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False, repl
     succeed, by outcome) and the history."""
     if replicas > 1 and nemesis not in REPLICATED_NEMESES:
         raise ValueError(f"{nemesis}: not a nemesis for replicas: {replicas}")
-    lc = LinCluster(h, unversioned=unversioned, replicas=replicas, read_one=read_one)
+    # With replicas the nemeses that change the ring start at different points of the cycle, so that the
+    # suite's short runs make every kind of change between them.
+    start = CYCLE_START.get(nemesis, 0) if replicas > 1 else 0
+    lc = LinCluster(h, unversioned=unversioned, replicas=replicas, read_one=read_one, cycle_start=start)
     rnd = random.Random(seed)
     recorder = histcheck.Recorder()
     lc.recorder = recorder
