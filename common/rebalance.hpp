@@ -43,6 +43,10 @@ inline constexpr std::string_view kScanPath = "/admin/scan";      // ?limit=N&ma
 inline constexpr std::string_view kCountPath = "/admin/count";    // answer: {"keys": N}
 inline constexpr std::string_view kIngestPath = "/admin/ingest";  // answer: {"written": N, "skipped": M}
 inline constexpr std::string_view kDropPath = "/admin/drop";      // ?what=data|tombstones|all
+// POST, body: a ring's YAML. A kvnode with --ring adopts it: it writes it to its --ring file and
+// starts again on it (its hash trees and anti-entropy peers follow the ring); answer
+// {"status":"success","restarting":true|false} (false: it runs on that ring already).
+inline constexpr std::string_view kNodeRingPath = "/admin/ring";
 inline constexpr std::string_view kLimitParam = "limit", kMaxBytesParam = "max_bytes", kAfterParam = "after";
 inline constexpr std::string_view kWhatParam = "what";
 // versions=1 on scan and ingest: versioned records (transfer.hpp), tombstones included, newer wins.

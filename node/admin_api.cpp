@@ -47,13 +47,22 @@ void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res)
   const auto target = std::string_view(req.target().data(), req.target().size());
   const auto path = target_path(target);
   if (!authorized(req, res)) return;
+  const bool ring = path == rebalance::kNodeRingPath && adopt_ring_;
   if (path != rebalance::kScanPath && path != rebalance::kCountPath && path != rebalance::kIngestPath &&
-      path != rebalance::kDropPath) {
+      path != rebalance::kDropPath && !ring) {
     http::error_answer(res, status::not_found, "Not found");
     return;
   }
   if (!http::allow_method(res, req.method(), beast::http::verb::post, "POST")) return;
   const std::string_view body(req.body().data(), req.body().size());
+  if (ring) {
+    const auto [code, answer] = adopt_ring_(body);
+    res.result(static_cast<beast::http::status>(code));
+    res.set(beast::http::field::content_type, "application/json");
+    res.body() = answer;
+    res.prepare_payload();
+    return;
+  }
   if (path == rebalance::kIngestPath) return ingest(target, body, res);
 
   // The others take a range list, checked before their own parameters.

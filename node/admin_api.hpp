@@ -5,6 +5,9 @@
 // serving.
 #pragma once
 
+#include <functional>
+#include <utility>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -33,6 +36,10 @@ class AdminApi {
   // When set, every request needs "Authorization: Bearer <token>" (401 without, 403 with another),
   // checked before anything else, so that a caller without it learns nothing of the endpoints.
   void set_token(std::string token) { token_ = std::move(token); }
+  // What POST /admin/ring does with its body (kvnode's main: node/main.cpp); unset, it is a 404.
+  // Returns the answer's status and body.
+  using RingAdopter = std::function<std::pair<unsigned, std::string>(std::string_view yaml)>;
+  void set_ring_adopter(RingAdopter adopt) { adopt_ring_ = std::move(adopt); }
 
   // Answers a request whose path is under /admin/: fills `res` (status, fields, body).
   void handle(const http::StringRequest& req, http::StringResponse& res);
@@ -51,6 +58,7 @@ class AdminApi {
   Store& store_;
   NodeMetrics& metrics_;
   std::string token_;  // empty: no token needed
+  RingAdopter adopt_ring_;
 };
 
 }  // namespace kv

@@ -65,6 +65,8 @@ class Api {
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
   // another). Set before serving.
   void set_admin_token(std::string token) { admin_.set_token(std::move(token)); }
+  // POST /admin/ring's handling (AdminApi::RingAdopter). Set before serving.
+  void set_ring_adopter(AdminApi::RingAdopter adopt) { admin_.set_ring_adopter(std::move(adopt)); }
 
   // The route of a request target, known from its path alone: the session decides from it, before
   // handle(), where a request runs.

@@ -4,14 +4,22 @@
 
 #include <boost/asio/thread_pool.hpp>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cctype>
+#include <cstring>
 #include <iostream>
 #include <stdexcept>
+#include <vector>
 
 #include "common/auth.hpp"
 #include "common/cli.hpp"
 #include "common/config.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
 #include "common/ring.hpp"
+#include "common/ring_change.hpp"
 #include "net/server.hpp"
 #include "node/anti_entropy.hpp"
 #include "node/api.hpp"
@@ -83,6 +91,35 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--shutdown-timeout-ms", f.shutdown_ms, "SIGTERM: longest wait for in-flight requests")->capture_default_str();
 }
 
+// POST /admin/ring (common/rebalance.hpp): a node adopts a new ring by starting again on it, so that
+// its hash trees, anti-entropy peers and floors follow the ring as at any start (the trees are rebuilt
+// from the store). ring-rebalance does it one node at a time once every proxy routes by the new
+// ring; with replicas 3 a node restarting fails no request.
+struct Restart {
+  std::atomic<bool> wanted{false};
+  std::uint16_t port = 0;  // the port it listened on: the new image listens on the same
+};
+
+std::pair<unsigned, std::string> adopt_ring(const Flags& f, std::string_view yaml, Restart& restart, net::Server& server) {
+  if (f.ring_path.empty()) return {409, json_error("this node runs without --ring: it has no ring to change")};
+  try {
+    const RingConfig next = parse_ring_config(yaml, "<admin body>");
+    if (Ring::build(next)->find_node(f.node_id) < 0)
+      return {409, json_error("'" + f.node_id + "' is not a node of this ring: a node leaving the ring keeps its own")};
+    if (ring_fingerprint(next) == ring_fingerprint(load_ring_config(f.ring_path)))
+      return {200, "{\"status\":\"success\",\"restarting\":false}"};
+    write_file_atomic(f.ring_path, yaml);
+  } catch (const ConfigError& e) {
+    return {400, json_error(e.what())};
+  } catch (const std::exception& e) {
+    return {500, json_error(e.what())};
+  }
+  std::cerr << "kvnode: adopting the ring written to " << f.ring_path << ": starting again on it" << std::endl;
+  restart.wanted = true;
+  server.stop();  // this answer still goes out: a busy connection finishes its request
+  return {200, "{\"status\":\"success\",\"restarting\":true}"};
+}
+
 // The ring of --ring, with this node's index in it; or an exit code (2, after saying why).
 std::optional<int> load_ring(const Flags& f, std::shared_ptr<const Ring>& ring, std::uint32_t& self) {
   if (f.ring_path.empty()) {
@@ -152,7 +189,8 @@ std::optional<int> check(const Flags& f, HostPort& bind, std::string& token) {
 
 // Opens the store and serves until SIGTERM or SIGINT, then flushes and closes it. With a replicated
 // ring, the hash trees are built from the store before it serves, and the exchanger runs meanwhile.
-int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_ptr<const Ring> ring, std::uint32_t self) {
+int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_ptr<const Ring> ring, std::uint32_t self,
+          Restart& restart) {
   std::unique_ptr<Store> store;
   std::unique_ptr<ReplicaTrees> trees;
   std::unique_ptr<Incarnation> incarnation;
@@ -218,6 +256,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   boost::asio::thread_pool admin_pool(1);  // the rebalancer's bulk requests, off the event loops
   NodeService service(api, metrics, admin_pool);
   net::Server server("kvnode", f.threads, std::chrono::milliseconds(f.shutdown_ms));
+  api.set_ring_adopter([&](std::string_view yaml) { return adopt_ring(f, yaml, restart, server); });
   std::uint16_t bound = 0;
   try {
     bound = server.listen(bind, net::serve_with(limits, service));
@@ -225,6 +264,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;
   }
+  restart.port = bound;
   std::cerr << "kvnode " KVRING_VERSION " listening on " << HostPort{bind.host, bound}.str() << " (engine "
             << store->engine() << (f.data_dir.empty() ? "" : ", data dir " + f.data_dir) << ", threads " << f.threads
             << ", sync " << (f.sync ? "on" : "off") << ")" << std::endl;
@@ -251,5 +291,31 @@ int main(int argc, char** argv) {
   std::shared_ptr<const Ring> ring;
   std::uint32_t self = 0;
   if (auto code = load_ring(flags, ring, self)) return *code;
-  return serve(flags, bind, std::move(token), std::move(ring), self);
+  Restart restart;
+  const int code = serve(flags, bind, std::move(token), std::move(ring), self, restart);
+  if (code != 0 || !restart.wanted) return code;
+  // Started again in place (the same pid) on the ring now in the --ring file, on the port it had, and
+  // never with --recover: the data directory is intact.
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--recover") continue;
+    if (a == "--port" && i + 1 < argc) {
+      args.push_back("--port");
+      args.push_back(std::to_string(restart.port));
+      ++i;
+      continue;
+    }
+    if (a.starts_with("--port=")) {
+      args.push_back("--port=" + std::to_string(restart.port));
+      continue;
+    }
+    args.emplace_back(a);
+  }
+  std::vector<char*> exec_argv;
+  for (auto& a : args) exec_argv.push_back(a.data());
+  exec_argv.push_back(nullptr);
+  execv("/proc/self/exe", exec_argv.data());
+  std::cerr << "kvnode: cannot start again on the new ring: " << std::strerror(errno) << std::endl;
+  return 1;
 }

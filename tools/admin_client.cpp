@@ -138,6 +138,27 @@ bool NodeAdmin::follows_a_ring() {
   return r.body.find("\"state\":") != std::string::npos;
 }
 
+bool NodeAdmin::adopt_ring(std::string_view yaml) {
+  const auto r = call(exchange_, retry_, label_, "POST", rebalance::kNodeRingPath, yaml, "application/yaml");
+  return r.body.find("\"restarting\":true") != std::string::npos;
+}
+
+void NodeAdmin::wait_serving(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::string last = "no answer";
+  while (std::chrono::steady_clock::now() < until) {
+    try {
+      const HttpResponse r = exchange_("GET", "/health", {}, "text/plain");
+      if (r.status == 200 && r.body.find("\"state\":\"serving\"") != std::string::npos) return;
+      last = "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 200);
+    } catch (const std::exception& e) {
+      last = e.what();
+    }
+    retry_.sleep(std::chrono::milliseconds(100));
+  }
+  throw AdminError(label_ + ": not serving again after adopting the new ring: " + last);
+}
+
 ScanBatch NodeAdmin::scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after,
                           bool versions) {
   std::string error;

@@ -91,6 +91,12 @@ class NodeAdmin {
   // Whether the node keeps replicas of a ring of its own (kvnode --ring with replicas: its /health
   // says its replica state): its anti-entropy follows that ring.
   bool follows_a_ring();
+  // POST /admin/ring: the node adopts the ring `yaml`; true when it starts again to do so (false: it
+  // runs on that ring already).
+  bool adopt_ring(std::string_view yaml);
+  // Waits until the node answers /health again with its replica state "serving", up to `timeout`;
+  // throws AdminError naming the state it last had.
+  void wait_serving(std::chrono::milliseconds timeout);
 
   const std::string& id() const noexcept { return id_; }
   const HostPort& address() const noexcept { return address_; }

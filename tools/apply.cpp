@@ -3,6 +3,7 @@
 #include "tools/apply.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -41,9 +42,9 @@ class Apply {
   int run() {
     if (!plan()) return 0;
     const Resume where = where_proxies_stand();
-    if (replicated_) refuse_nodes_that_follow_a_ring(where.start == StartAt::clear);
     if (where.start == StartAt::clear) clear_new_owners();
     else log_.line(where.resuming_line());
+    if (replicated_ && where.start <= StartAt::begin) adopt_new_ring_on_nodes();
     if (where.start <= StartAt::begin) {
       begin();
       copy();
@@ -114,28 +115,6 @@ class Apply {
     for (const auto& f : flows_) nodes_.node(f.to_id, f.to).drop(Drop::all, f.ranges);
   }
 
-  // A node whose anti-entropy follows its own --ring would keep exchanging by the old ring after the
-  // change (pulling back the ranges it lost); nodes cannot be told a new ring yet. Refused before
-  // anything starts (a change already begun is carried on: stopping half-way helps nobody).
-  void refuse_nodes_that_follow_a_ring(bool starting) {
-    if (!starting) return;
-    std::vector<std::string> following;
-    for (const auto& n : to_nodes_)
-      if (nodes_.node(n.id, n.address).follows_a_ring()) following.push_back(n.id);
-    for (const auto& g : replica_.losses)
-      if (std::find(following.begin(), following.end(), g.id) == following.end() &&
-          nodes_.node(g.id, g.address).follows_a_ring())
-        following.push_back(g.id);
-    if (following.empty()) return;
-    std::string ids;
-    for (const auto& id : following) ids += (ids.empty() ? "" : ", ") + id;
-    const bool one = following.size() == 1;
-    throw std::runtime_error(std::string(one ? "node " : "nodes ") + ids + (one ? " runs" : " run") +
-                             " anti-entropy on a ring of " + (one ? "its" : "their") +
-                             " own (kvnode --ring), which this ring-rebalance cannot change yet: restart " +
-                             (one ? "it" : "them") + " without --ring for the change, then with the new ring");
-  }
-
   void begin() {
     proxy_step(Step::begin, rings_.from_fingerprint, to_yaml_,
                std::string(phase_name(Phase::dual_write)) +
@@ -164,6 +143,7 @@ class Apply {
   // proxy on NEW and no change in progress, no copy is left to guard against, on any node.
   void remove_moved_ranges() {
     if (replicated_) {
+      adopt_new_ring_on_nodes();
       // Tombstones stay: with replicas they are what keeps a replica that missed a delete from
       // bringing the value back (anti-entropy, read repair); they go by evidence (node/floors.hpp).
       log_.step("removing the moved ranges from the replicas that left them");
@@ -175,6 +155,31 @@ class Apply {
     const HashRange whole_ring{0, ~std::uint64_t{0}};
     for (const auto& n : to_nodes_) nodes_.node(n.id, n.address).drop(Drop::tombstones, {&whole_ring, 1});
     log_.step("purged the tombstones on the " + std::to_string(to_nodes_.size()) + " nodes of NEW");
+  }
+
+  // Nodes whose anti-entropy follows their own --ring adopt NEW (node/main.cpp: each starts again on
+  // it), one at a time, each serving again before the next, and before any proxy asks a new replica:
+  // proxies still route by OLD, whose majorities a node restarting leaves intact. From then on each
+  // node's anti-entropy exchanges by NEW's sets (moving only newer versions, as a copy does), a
+  // member new to a set learns from its peers that it is new (node/incarnation.hpp) and serves, and
+  // no node pulls back by OLD what it is about to lose. A node leaving the ring keeps OLD: the others
+  // no longer exchange with it. Taken again before the ranges are dropped (a no-op where done).
+  void adopt_new_ring_on_nodes() {
+    std::size_t adopted = 0, following = 0;
+    std::vector<NodeAdmin*> waiting;
+    for (const auto& n : to_nodes_) {
+      NodeAdmin& node = nodes_.node(n.id, n.address);
+      if (!node.follows_a_ring()) continue;
+      ++following;
+      waiting.push_back(&node);
+      if (!node.adopt_ring(to_yaml_)) continue;
+      node.wait_serving(std::chrono::seconds(120));
+      ++adopted;
+    }
+    for (NodeAdmin* node : waiting) node->wait_serving(std::chrono::seconds(120));  // a new member: once its peers answered
+    if (following > 0)
+      log_.step("the nodes that follow a ring of their own run on NEW, serving (" + std::to_string(adopted) +
+                " started again on it, " + std::to_string(following - adopted) + " on it already)");
   }
 
   void summary(bool copied_before) {

@@ -12,8 +12,8 @@ import json
 import subprocess
 import unittest
 
-from kvtest import (RING_REBALANCE, Client, Cluster, Load, admin, harness, metric, metrics, migration,
-                    proxy_node_state, put_all, request, ring_rebalance, wait_until)
+from kvtest import (RING_REBALANCE, Client, Cluster, Load, admin, free_ports, harness, metric, metrics, migration,
+                    node_health, proxy_node_state, put_all, request, ring_rebalance, wait_until, write_ring)
 from test_rebalance import scan_node
 
 
@@ -240,21 +240,74 @@ class ApplyTest(unittest.TestCase):
             status, _, body = c.get(k)
             self.assertEqual((status, json.loads(body)["value"]), (200, static[k]))
 
-    def test_apply_refuses_nodes_whose_anti_entropy_follows_their_own_ring(self):
+    def test_nodes_with_anti_entropy_adopt_the_new_ring_and_converge_on_it(self):
+        # Every node runs anti-entropy on a ring file of its own: n1..n3 on the old ring, n4 (new) on
+        # the new one. apply has each node of the new ring adopt it (starting again on it, one at a
+        # time, while the proxies still route by the old ring) before the change begins: n4 then learns
+        # from its peers that it is new, and serves. Afterwards every node exchanges with its three
+        # peers of the new ring, all in sync, and none pulled back what it dropped.
         self.cluster = Cluster(self.h, [])
-        for nid in ("n1", "n2", "n3"):
-            self.cluster.start_node(nid)
-        old = self.cluster.write_ring(["n1", "n2", "n3"], "old.yaml", replicas=3)
-        new = self.cluster.write_ring(["n1", "n2", "n3"], "new.yaml", replicas=1)
-        # n1 again, this time with --ring (anti-entropy follows the old ring).
-        self.cluster.nodes["n1"].terminate()
-        port = self.cluster.nodes["n1"].port
-        self.cluster.nodes["n1"] = self.h.node("n1", self.h.path("n1-data"), port=port, extra=["--ring", old])
-        self.cluster.start_proxy(old, own_copy="proxy0.yaml", checks={"interval": 200})
-        res = ring_rebalance("apply", "--from", old, "--to", new, *self.cluster.admin_args(), timeout=120)
-        self.assertEqual(res.returncode, 1, res.stderr)
-        self.assertIn("node n1 runs anti-entropy on a ring of its own (kvnode --ring)", res.stderr)
-        self.assertEqual(migration(self.cluster.admin)["phase"], "none")  # nothing began
+        ports = dict(zip(["n1", "n2", "n3", "n4"], free_ports(4)))
+        old = write_ring(self.h.path("old.yaml"), [(n, ports[n]) for n in ("n1", "n2", "n3")], replicas=3)
+        new = write_ring(self.h.path("new.yaml"), [(n, ports[n]) for n in ("n1", "n2", "n3", "n4")], replicas=3)
+        for n in ("n1", "n2", "n3", "n4"):
+            ring = self.h.path(f"{n}-ring.yaml")
+            with open(new if n == "n4" else old) as src, open(ring, "w") as dst:
+                dst.write(src.read())
+            self.cluster.nodes[n] = self.h.node(n, self.h.path(f"{n}-data"), port=ports[n],
+                                                extra=["--ring", ring, "--anti-entropy-interval-ms", "200"])
+        for i in range(2):
+            self.cluster.start_proxy(old, own_copy=f"proxy{i}.yaml", checks={"interval": 200})
+        static = self.preload()
+        load = Load.owned([p.port for p in self.cluster.proxies], "live", 100).start()
+        self.assertTrue(wait_until(lambda: load.ops > 200, 20))
+        pids = {n: p.pid for n, p in self.cluster.nodes.items()}
+        summary, log = self.apply(old, new)
+        load.finish()
+        self.assertIn("the nodes that follow a ring of their own run on NEW, serving (3 started again on it, 1 on it "
+                      "already)", log)
+        self.assertLess(log.index("run on NEW, serving"), log.index("dual_write"))
+        self.assertEqual({n: p.pid for n, p in self.cluster.nodes.items()}, pids)  # in place, the same processes
+        for n in ("n1", "n2", "n3"):
+            with open(self.h.path(f"{n}-ring.yaml")) as f, open(new) as g:
+                self.assertEqual(f.read(), g.read())
+        self.verify(new, static, load)
+
+        def converged():
+            health = [node_health(p.port) for p in self.cluster.nodes.values()]
+            return all(h.get("state") == "serving" and h["anti_entropy"]["peers"] == 3 and
+                       h["anti_entropy"]["peers_in_sync"] == 3 for h in health)
+        self.assertTrue(wait_until(converged, 60), [node_health(p.port) for p in self.cluster.nodes.values()])
+        # Converged on the new ring: still no copy outside a key's new replica set, and now every
+        # replica of every key holds it (n4 rebuilt what it had not been copied, if anything).
+        self.verify(new, static, load)
+
+
+class NodeRingTest(unittest.TestCase):
+    """kvnode's POST /admin/ring: what it refuses, and a ring it runs on already (no restart)."""
+
+    def test_refusals_and_the_same_ring(self):
+        h = harness(self)
+        plain = h.node("n1")
+        status, body = admin(plain.port, "POST", "/admin/ring", "nodes: []\n")
+        self.assertEqual((status, body["detail"]), (409, "this node runs without --ring: it has no ring to change"))
+        port, other = free_ports(2)
+        ring = write_ring(h.path("ring.yaml"), [("n1", port), ("n2", other), ("n3", other + 1)], replicas=3)
+        with open(ring) as f:
+            text = f.read()
+        node = h.node("n1", h.path("n1-ring-data"), port=port, extra=["--ring", ring, "--anti-entropy-interval-ms", "0"])
+        status, body = admin(node.port, "POST", "/admin/ring", "replicas: 3\nnodes: [")
+        self.assertEqual(status, 400)
+        self.assertTrue(body["detail"].startswith("<admin body>: "), body)
+        elsewhere = text.replace("id: n1", "id: n9")
+        status, body = admin(node.port, "POST", "/admin/ring", elsewhere)
+        self.assertEqual((status, body["detail"]),
+                         (409, "'n1' is not a node of this ring: a node leaving the ring keeps its own"))
+        status, body = admin(node.port, "POST", "/admin/ring", text)
+        self.assertEqual((status, body), (200, {"status": "success", "restarting": False}))
+        status, _, _ = request(node.port, "GET", "/admin/ring")
+        self.assertEqual(status, 405)
+        self.assertTrue(node.alive())
 
 
 if __name__ == "__main__":
