@@ -96,6 +96,7 @@ void add_flags(CLI::App& app, Flags& f) {
 // from the store). ring-rebalance does it one node at a time once every proxy routes by the new
 // ring; with replicas 3 a node restarting fails no request.
 struct Restart {
+  std::string running;     // the fingerprint of the ring this process runs on (the file may be newer)
   std::atomic<bool> wanted{false};
   std::uint16_t port = 0;  // the port it listened on: the new image listens on the same
 };
@@ -106,8 +107,9 @@ std::pair<unsigned, std::string> adopt_ring(const Flags& f, std::string_view yam
     const RingConfig next = parse_ring_config(yaml, "<admin body>");
     if (Ring::build(next)->find_node(f.node_id) < 0)
       return {409, json_error("'" + f.node_id + "' is not a node of this ring: a node leaving the ring keeps its own")};
-    if (ring_fingerprint(next) == ring_fingerprint(load_ring_config(f.ring_path)))
-      return {200, "{\"status\":\"success\",\"restarting\":false}"};
+    // Another node may share the file and have written it: what counts is the ring this one runs on.
+    if (ring_fingerprint(next) == restart.running) return {200, "{\"status\":\"success\",\"restarting\":false}"};
+    if (restart.wanted) return {409, json_error("this node is starting again on another ring already")};
     write_file_atomic(f.ring_path, yaml);
   } catch (const ConfigError& e) {
     return {400, json_error(e.what())};
@@ -121,7 +123,8 @@ std::pair<unsigned, std::string> adopt_ring(const Flags& f, std::string_view yam
 }
 
 // The ring of --ring, with this node's index in it; or an exit code (2, after saying why).
-std::optional<int> load_ring(const Flags& f, std::shared_ptr<const Ring>& ring, std::uint32_t& self) {
+std::optional<int> load_ring(const Flags& f, std::shared_ptr<const Ring>& ring, std::uint32_t& self,
+                             std::string& fingerprint) {
   if (f.ring_path.empty()) {
     if (!f.recover) return std::nullopt;
     std::cerr << "kvnode: --recover needs --ring (the peers to rebuild from)" << std::endl;
@@ -132,7 +135,9 @@ std::optional<int> load_ring(const Flags& f, std::shared_ptr<const Ring>& ring, 
     return 2;
   }
   try {
-    ring = Ring::build(load_ring_config(f.ring_path));
+    const RingConfig config = load_ring_config(f.ring_path);
+    fingerprint = ring_fingerprint(config);
+    ring = Ring::build(config);
   } catch (const ConfigError& e) {
     std::cerr << "kvnode: --ring: " << e.what() << std::endl;
     return 2;
@@ -290,8 +295,8 @@ int main(int argc, char** argv) {
   if (auto code = check(flags, bind, token)) return *code;
   std::shared_ptr<const Ring> ring;
   std::uint32_t self = 0;
-  if (auto code = load_ring(flags, ring, self)) return *code;
   Restart restart;
+  if (auto code = load_ring(flags, ring, self, restart.running)) return *code;
   const int code = serve(flags, bind, std::move(token), std::move(ring), self, restart);
   if (code != 0 || !restart.wanted) return code;
   // Started again in place (the same pid) on the ring now in the --ring file, on the port it had, and

@@ -309,6 +309,30 @@ class NodeRingTest(unittest.TestCase):
         self.assertEqual(status, 405)
         self.assertTrue(node.alive())
 
+    def test_nodes_sharing_a_ring_file_each_start_again_on_a_new_ring(self):
+        # The first node to adopt writes the shared file; the second runs on the old ring all the same,
+        # so it must start again too (the ring a node runs on counts, not the file).
+        h = harness(self)
+        ports = free_ports(3)
+        ring = write_ring(h.path("shared.yaml"), [(f"n{i + 1}", p) for i, p in enumerate(ports[:2])], replicas=2)
+        nodes = [h.node(f"n{i + 1}", h.path(f"n{i + 1}-data"), port=ports[i],
+                        extra=["--ring", ring, "--anti-entropy-interval-ms", "0"]) for i in range(2)]
+        bigger = write_ring(h.path("bigger.yaml"), [(f"n{i + 1}", p) for i, p in enumerate(ports)], replicas=2)
+        with open(bigger) as f:
+            text = f.read()
+        for node in nodes:
+            status, body = admin(node.port, "POST", "/admin/ring", text)
+            self.assertEqual((status, body), (200, {"status": "success", "restarting": True}))
+        def serving(node):
+            try:
+                return node_health(node.port).get("state") == "serving"
+            except OSError:  # starting again
+                return False
+
+        for node in nodes:  # started again in place, on the new ring: the same answer is now a no-op
+            self.assertTrue(wait_until(lambda: serving(node), 20))
+            self.assertEqual(admin(node.port, "POST", "/admin/ring", text), (200, {"status": "success", "restarting": False}))
+
 
 if __name__ == "__main__":
     unittest.main()
