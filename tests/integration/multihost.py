@@ -50,7 +50,7 @@ import time
 import unittest
 
 import lintest
-from kvtest import (Cluster, differing_keys, holdings, node_health, node_state, owners, start_retrying_busy, wait_until,
+from kvtest import (Cluster, RING_REBALANCE, differing_keys, holdings, node_health, node_state, owners, start_retrying_busy, wait_until,
                     write_ring)
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
@@ -290,10 +290,10 @@ class MultiHostCluster:
     """kvnodes n1..nN on hosts h1..hN and kvproxies on the next hosts, one each, all routing by one
     ring file that names the nodes by their hosts' addresses."""
 
-    def __init__(self, hosts, nodes=3, proxies=1, checks=Cluster.CHECKS, proxy_extra=(), replicas=None):
-        if len(hosts.hosts) < nodes + proxies:
-            raise ValueError(f"{nodes} nodes and {proxies} proxies need {nodes + proxies} hosts, "
-                             f"not {len(hosts.hosts)}")
+    def __init__(self, hosts, nodes=3, proxies=1, checks=Cluster.CHECKS, proxy_extra=(), replicas=None, spare=False):
+        if len(hosts.hosts) < nodes + proxies + spare:
+            raise ValueError(f"{nodes} nodes, {proxies} proxies and {int(spare)} spare need {nodes + proxies + spare} "
+                             f"hosts, not {len(hosts.hosts)}")
         self.hosts = hosts
         self.replicas = replicas or 1
         # The ring first (nodes listen on their host's NODE_PORT), so that with replicas each node can
@@ -306,6 +306,48 @@ class MultiHostCluster:
         self.checks, self.proxy_extra = checks, tuple(proxy_extra)
         self.proxies = [hosts.proxy(hosts.hosts[nodes + j], self.ring, f"proxy{j}", checks, proxy_extra)
                         for j in range(proxies)]
+        # With `spare` (and replicas): one more node, on the next host, that ring changes put into the
+        # replica sets and take out again (ring A: the nodes above; ring B: with it). It runs
+        # anti-entropy on B, its own copy; the others, whose ring file (self.ring, the proxies' too)
+        # ring-rebalance has them rewrite, adopt each ring as apply goes.
+        self.spare, self.on_b = None, False
+        if spare and self.replicas > 1:
+            host = hosts.hosts[nodes + proxies]
+            spare_id = f"n{nodes + 1}"
+            members = [(f"n{i + 1}", f"{hosts.hosts[i].addr}:{NODE_PORT}") for i in range(nodes)]
+            self.ring_a = write_ring(hosts.h.path(f"ring-a-{hosts.suffix}.yaml"), members, replicas=replicas)
+            self.ring_b = write_ring(hosts.h.path(f"ring-b-{hosts.suffix}.yaml"),
+                                     members + [(spare_id, f"{host.addr}:{NODE_PORT}")], replicas=replicas)
+            own = hosts.h.path(f"{spare_id}-ring-{hosts.suffix}.yaml")
+            shutil.copyfile(self.ring_b, own)
+            self.spare = hosts.node(host, spare_id, extra=["--ring", own, *extra[2:]])
+
+    def change_ring(self, during=None):
+        """ring-rebalance apply to the other ring (A -> B or B -> A) through every proxy; `during`, when
+        given, is called once apply has run a moment (a node killed, say) and returns the undo, called
+        before apply is waited for. An apply that fails (a node it needed was down) runs again. Returns
+        what happened, for the nemesis log."""
+        old, new = (self.ring_b, self.ring_a) if self.on_b else (self.ring_a, self.ring_b)
+        argv = [RING_REBALANCE, "apply", "--from", old, "--to", new, "--admin-token-file", self.hosts.token,
+                "--timeout-ms", "5000", "--progress", "lines"]
+        for p in self.proxies:
+            argv += ["--proxy-admin", f"{p.host.addr}:{ADMIN_PORT}"]
+        what = "A -> B" if not self.on_b else "B -> A"
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if during:
+            time.sleep(random.uniform(0.05, 0.5))
+            struck, undo = during()
+            what += f" ({struck})"
+            time.sleep(random.uniform(0.3, 0.8))
+            undo()
+        _, err = p.communicate(timeout=300)
+        if p.returncode != 0:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            if res.returncode != 0:
+                raise RuntimeError(f"apply {what} failed twice:\n{err}\n{res.stderr}")
+            what += ", run again to the end"
+        self.on_b = not self.on_b
+        return what
 
     def restart_proxy(self, j, extra=()):
         """Proxy j stopped (kill -9) and started again on its host and ports with `extra` flags."""
@@ -422,6 +464,25 @@ def _clock_skew(c, rnd):
     return f"proxy{j} restarted with its clock {skew / 60_000:+.1f} min", lambda: None
 
 
+def _ring_change(c, rnd):
+    """A ring change under the load (MultiHostCluster with a spare): the spare node into the replica
+    sets or out of them; held for a while afterwards like any fault."""
+    return f"apply {c.change_ring()}", lambda: None
+
+
+def _ring_change_kill_node(c, rnd):
+    """A ring change with a node of either ring killed during it, and started again; with replicas 3
+    every key keeps a majority of its old and of its new set."""
+    def kill():
+        node = rnd.choice(c.nodes + [c.spare])
+        node.kill()
+        return f"kill -9 {node!r}", node.restart
+    return f"apply {c.change_ring(during=kill)}", lambda: None
+
+
+# Ring changes with replicas, on a MultiHostCluster with a spare; they leave every key a majority.
+RING_NEMESES = {"ring-change": _ring_change, "ring-change-kill-node": _ring_change_kill_node}
+
 NEMESES = {"isolate-node": _isolate_node, "proxy-cut-off": _proxy_cut_off, "kill-node": _kill_node,
            "stop-node": _stop_node}
 # With replicas: these too. Every nemesis but these two leaves every key a majority through every proxy.
@@ -444,10 +505,15 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     started = time.monotonic()
     try:
         wait_until(lambda: len(recorder.ops()) >= 20, timeout=5)  # the load under way before the first fault
-        _rounds(c, rnd, started + seconds, log, lambda r: REPLICATED_NEMESES[nemesis](c, r), max_rounds)
+        strike = {**REPLICATED_NEMESES, **RING_NEMESES}[nemesis]
+        _rounds(c, rnd, started + seconds, log, lambda r: strike(c, r), max_rounds)
     finally:
         c.hosts.heal()
         load.stop()
+    if c.on_b:  # back to ring A, whose nodes all hold every key: what converge() compares
+        if not wait_until(c.healthy, timeout=30):
+            raise RuntimeError("the cluster did not heal within 30 s")
+        log.append(f"apply {c.change_ring()} after the run")
     if not wait_until(c.healthy, timeout=30):
         raise RuntimeError("the cluster did not heal within 30 s")
     final_started = time.monotonic()
