@@ -40,7 +40,7 @@ std::string step_target(Step s, std::string_view fingerprint);
 
 // ---- kvnode's admin endpoints (bodies and answers: transfer.hpp) --------------------------------
 inline constexpr std::string_view kScanPath = "/admin/scan";      // ?limit=N&max_bytes=B[&after=CURSOR]
-inline constexpr std::string_view kCountPath = "/admin/count";    // answer: {"keys": N}
+inline constexpr std::string_view kCountPath = "/admin/count";    // answer: {"keys": N, "bytes": B}
 inline constexpr std::string_view kIngestPath = "/admin/ingest";  // answer: {"written": N, "skipped": M}
 inline constexpr std::string_view kDropPath = "/admin/drop";      // ?what=data|tombstones|all
 // POST, body: a ring's YAML. A kvnode with --ring adopts it: it writes it to its --ring file and

@@ -113,10 +113,11 @@ void AdminApi::ingest(std::string_view target, std::string_view body, http::Stri
 }
 
 void AdminApi::count(std::span<const HashRange> ranges, http::StringResponse& res) {
-  std::uint64_t n = 0;
+  Store::Size size;
   std::string err;
-  if (store_.count(ranges, n, err) != StoreStatus::ok) return store_failed(res, "Storage scan failed", err);
-  http::json_answer(res, status::ok, "{\"status\":\"success\",\"keys\":" + std::to_string(n) + "}");
+  if (store_.measure(ranges, size, err) != StoreStatus::ok) return store_failed(res, "Storage scan failed", err);
+  http::json_answer(res, status::ok, "{\"status\":\"success\",\"keys\":" + std::to_string(size.keys) +
+                                         ",\"bytes\":" + std::to_string(size.bytes) + "}");
 }
 
 void AdminApi::drop(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res) {

@@ -166,6 +166,14 @@ class Store {
                            std::size_t max_bytes, bool versioned, ScanBatch& out, std::string& err) = 0;
   // How many values `ranges` hold.
   virtual StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string& err) = 0;
+  // How many values `ranges` hold, and their bytes as stored (key and value).
+  struct Size {
+    std::uint64_t keys = 0, bytes = 0;
+  };
+  virtual StoreStatus measure(std::span<const HashRange> ranges, Size& out, std::string& err) {
+    out = {};
+    return count(ranges, out.keys, err);
+  }
   // Each record as a tagged write (a value, or a tombstone), newer wins, each atomic against client
   // writes of the same key. A plain record (Tag{}) goes in only where the key holds nothing at all.
   // `written` counts those stored, `conflicts` those refused (the same tag holds another write); the

@@ -83,6 +83,18 @@ class MemoryStore final : public Store {
     return StoreStatus::ok;
   }
 
+  StoreStatus measure(std::span<const HashRange> ranges, Size& out, std::string&) override {
+    std::shared_lock lock(mutex_);
+    out = {};
+    for (const auto& r : ranges)
+      for (auto it = map_.lower_bound(range_begin(r)); it != map_.end() && read_be64(it->first) <= r.hi; ++it)
+        if (!it->second.tombstone) {
+          ++out.keys;
+          out.bytes += it->first.size() + it->second.value.size();
+        }
+    return StoreStatus::ok;
+  }
+
   StoreStatus ingest_records(std::span<const Record> records, std::uint64_t floors_seen, std::size_t& written,
                              std::size_t& conflicts, std::string&) override {
     std::unique_lock lock(mutex_);

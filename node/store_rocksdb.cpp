@@ -444,6 +444,23 @@ class RocksStore final : public Store {
     return StoreStatus::ok;
   }
 
+  StoreStatus measure(std::span<const HashRange> ranges, Size& out, std::string& err) override {
+    out = {};
+    RangeIterator ri;
+    for (const auto& r : ranges) {
+      auto& it = open_range(ri, data_, r);
+      for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
+        ++out.keys;
+        out.bytes += it->key().size() + it->value().size();
+      }
+      if (!it->status().ok()) {
+        err = it->status().ToString();
+        return StoreStatus::error;
+      }
+    }
+    return StoreStatus::ok;
+  }
+
   StoreStatus ingest_records(std::span<const Record> records, std::uint64_t floors_seen, std::size_t& written,
                              std::size_t& conflicts, std::string& err) override {
     written = conflicts = 0;

@@ -133,6 +133,19 @@ std::uint64_t NodeAdmin::count(std::span<const HashRange> ranges) {
   return keys;
 }
 
+NodeAdmin::Size NodeAdmin::measure(std::span<const HashRange> ranges) {
+  Size size;
+  in_chunks(ranges, [&](std::span<const HashRange> chunk) {
+    const auto r = call(exchange_, retry_, label_, "POST", rebalance::kCountPath, ranges_body(chunk));
+    const auto keys = count_field(r.body, "keys"), bytes = count_field(r.body, "bytes");
+    if (!keys || !bytes)
+      throw AdminError(label_ + ": POST " + std::string(rebalance::kCountPath) + ": unexpected answer: " + r.body.substr(0, 200));
+    size.keys += *keys;
+    size.bytes += *bytes;
+  });
+  return size;
+}
+
 bool NodeAdmin::follows_a_ring() {
   const auto r = call(exchange_, retry_, label_, "GET", "/health", {});
   return r.body.find("\"state\":") != std::string::npos;

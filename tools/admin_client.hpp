@@ -78,6 +78,11 @@ class NodeAdmin {
   NodeAdmin(std::string id, HostPort address, Exchange exchange, RetryPolicy retry = {});
   // The keys `ranges` hold, counted kRangesPerRequest ranges at a time.
   std::uint64_t count(std::span<const HashRange> ranges);
+  // The keys the node holds in `ranges` and their bytes as stored (POST /admin/count).
+  struct Size {
+    std::uint64_t keys = 0, bytes = 0;
+  };
+  Size measure(std::span<const HashRange> ranges);
   // At most `limit` records (and about `max_bytes`, at least one record) of `ranges`, at most
   // kRangesPerRequest of them, in stored key order, after the stored key `after` ("": from the start).
   // With `versions`: versioned records, tombstones included (common/transfer.hpp).

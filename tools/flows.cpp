@@ -72,7 +72,7 @@ RangeCopies range_copies(const std::vector<std::string>& old_set, const std::vec
 }
 
 ReplicaChange replica_change(const std::vector<ReplicaMove>& moves, const Ring& from, const Ring& to) {
-  std::map<std::pair<std::string, std::string>, Flow> copies;
+  std::map<std::pair<std::string, std::string>, Flow> copies, primary;
   std::map<std::string, NodeRanges> gains, losses;
   auto add = [](std::vector<HashRange>& ranges, const HashRange& r) {
     if (!ranges.empty() && ranges.back().hi + 1 == r.lo) ranges.back().hi = r.hi;
@@ -91,12 +91,18 @@ ReplicaChange replica_change(const std::vector<ReplicaMove>& moves, const Ring& 
         add(it->second.ranges, mv.range);
       }
       if (!(c.targets & (1u << j))) continue;
+      const bool gained = std::find(old_set.begin(), old_set.end(), t.id) == old_set.end();
+      bool first = gained;  // primary: what members new to the range gain, from one source
       for (std::size_t i = 0; i < old_set.size(); ++i) {
         if (!(c.sources & (1u << i)) || old_set[i] == t.id) continue;
         const RingNode& src = from.node(mv.from.node[i]);
-        auto [it, added] = copies.try_emplace({src.id, t.id});
-        if (added) it->second = Flow{src.id, t.id, src.address, t.address, {}};
-        add(it->second.ranges, mv.range);
+        for (auto* group : {&copies, first ? &primary : nullptr}) {
+          if (!group) continue;
+          auto [it, added] = group->try_emplace({src.id, t.id});
+          if (added) it->second = Flow{src.id, t.id, src.address, t.address, {}};
+          add(it->second.ranges, mv.range);
+        }
+        first = false;
       }
     }
     for (std::uint32_t n : mv.from) {
@@ -109,6 +115,7 @@ ReplicaChange replica_change(const std::vector<ReplicaMove>& moves, const Ring& 
   }
   ReplicaChange out;
   for (auto& [ids, f] : copies) out.copies.push_back(std::move(f));
+  for (auto& [ids, f] : primary) out.primary.push_back(std::move(f));
   for (auto& [id, g] : gains) out.gains.push_back(std::move(g));
   for (auto& [id, l] : losses) out.losses.push_back(std::move(l));
   return out;

@@ -39,6 +39,7 @@ struct NodeRanges {
 // the write (5 -> 3 replicas, for instance, gains nobody but must refresh one kept member).
 struct ReplicaChange {
   std::vector<Flow> copies;        // source -> target, sorted by their ids
+  std::vector<Flow> primary;       // the first source of each range -> each member new to it: what it gains, once
   std::vector<NodeRanges> gains;   // members new to ranges: cleared before the change begins
   std::vector<NodeRanges> losses;  // members ranges leave: dropped once every proxy is on NEW
 };

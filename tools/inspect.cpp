@@ -13,7 +13,9 @@
 #include "common/ring.hpp"
 #include "common/ring_change.hpp"
 #include "common/transfer.hpp"
+#include "tools/admin_client.hpp"
 #include "tools/flows.hpp"
+#include "tools/progress.hpp"
 
 namespace kv::tools {
 namespace {
@@ -124,13 +126,54 @@ ReplicaPlan replica_plan(const Ring& from, const Ring& to) {
 
 }  // namespace
 
-int print_plan(const std::string& from_path, const std::string& to_path, bool as_json, bool list_ranges) {
+namespace {
+
+// plan --count: per node, the keys and bytes it gains and loses, as the nodes of OLD hold them now.
+struct Counted {
+  std::uint64_t gains_keys = 0, gains_bytes = 0, losses_keys = 0, losses_bytes = 0;
+};
+
+std::map<std::string, Counted> count_on_nodes(const Ring& from, const Ring& to, const std::vector<Move>& moves,
+                                              bool replicated, const CountOptions& o) {
+  NodeAdmins nodes([&o](const HostPort& a) { return http_exchange(a, o.timeout, o.token); }, RetryPolicy{});
+  std::map<std::string, Counted> out;
+  auto gain = [&](const Flow& f) {  // measured on its source
+    const auto s = nodes.node(f.from_id, f.from).measure(f.ranges);
+    out[f.to_id].gains_keys += s.keys;
+    out[f.to_id].gains_bytes += s.bytes;
+    return s;
+  };
+  if (!replicated) {
+    for (const auto& f : group_flows(moves, from, to)) {
+      const auto s = gain(f);
+      out[f.from_id].losses_keys += s.keys;
+      out[f.from_id].losses_bytes += s.bytes;
+    }
+    return out;
+  }
+  const ReplicaChange change = replica_change(replica_moves(from, to), from, to);
+  for (const auto& f : change.primary) gain(f);
+  for (const auto& l : change.losses) {
+    const auto s = nodes.node(l.id, l.address).measure(l.ranges);
+    out[l.id].losses_keys += s.keys;
+    out[l.id].losses_bytes += s.bytes;
+  }
+  return out;
+}
+
+}  // namespace
+
+int print_plan(const std::string& from_path, const std::string& to_path, bool as_json, bool list_ranges,
+               const std::optional<CountOptions>& count) {
   const auto from_cfg = load_ring_config(from_path), to_cfg = load_ring_config(to_path);
   check_change(from_cfg, from_path, to_cfg, to_path);
   const auto from = Ring::build(from_cfg), to = Ring::build(to_cfg);
   const Plan p = make_plan(from_cfg, *from, to_cfg, *to);
   const bool replicated = p.replicas_before > 1 || p.replicas_after > 1;
   const ReplicaPlan rp = replicated ? replica_plan(*from, *to) : ReplicaPlan{};
+  const std::map<std::string, Counted> counted =
+      count ? count_on_nodes(*from, *to, p.moves, replicated, *count) : std::map<std::string, Counted>{};
+  auto counted_of = [&](const std::string& id) { return counted.count(id) ? counted.at(id) : Counted{}; };
   auto gained = [&](const std::string& id) { return rp.gains.count(id) ? rp.gains.at(id) : 0.0; };
   auto lost = [&](const std::string& id) { return rp.losses.count(id) ? rp.losses.at(id) : 0.0; };
 
@@ -159,6 +202,15 @@ int print_plan(const std::string& from_path, const std::string& to_path, bool as
         node["losses"] = lost(p.nodes[i].id);
         node["ideal_gains"] = std::max(0.0, p.nodes[i].ideal_held_after - p.nodes[i].ideal_held_before);
         node["ideal_losses"] = std::max(0.0, p.nodes[i].ideal_held_before - p.nodes[i].ideal_held_after);
+      }
+    if (count)
+      for (std::size_t i = 0; i < p.nodes.size(); ++i) {
+        auto& node = nodes[i].as_object();
+        const Counted c = counted_of(p.nodes[i].id);
+        node["gains_keys"] = c.gains_keys;
+        node["gains_bytes"] = c.gains_bytes;
+        node["losses_keys"] = c.losses_keys;
+        node["losses_bytes"] = c.losses_bytes;
       }
     o["nodes"] = std::move(nodes);
     if (replicated) {
@@ -224,6 +276,16 @@ int print_plan(const std::string& from_path, const std::string& to_path, bool as
                 "%.3f%% (%.2fx the gains)\n",
                 rp.changed * 100, gains * 100, rp.copied * 100, gains > 0 ? rp.copied / gains : 0.0);
     std::printf("\nthe owner moves below are of each key's first replica\n");
+  }
+  if (count) {
+    std::printf("\nkeys and bytes (as stored), counted on the nodes now\n%-16s %14s %14s %14s %14s\n", "node",
+                "gains keys", "gains bytes", "loses keys", "loses bytes");
+    for (const auto& n : p.nodes) {
+      const Counted c = counted_of(n.id);
+      std::printf("%-16s %14llu %14s %14llu %14s\n", n.id.c_str(), static_cast<unsigned long long>(c.gains_keys),
+                  human_bytes(c.gains_bytes).c_str(), static_cast<unsigned long long>(c.losses_keys),
+                  human_bytes(c.losses_bytes).c_str());
+    }
   }
   if (p.flows.empty()) {
     std::printf("\nnothing moves\n");

@@ -37,6 +37,11 @@ int main(int argc, char** argv) {
   plan_cmd->add_option("--to", to_path, "NEW ring.yaml")->required();
   plan_cmd->add_flag("--json", as_json, "One JSON document on stdout, for scripts");
   plan_cmd->add_flag("--ranges", list_ranges, "Also list every moving range (lo, hi, from, to)");
+  bool count = false;
+  std::string plan_token_file;
+  plan_cmd->add_flag("--count", count,
+                     "Also ask the nodes (of OLD) how many keys and bytes each node gains and loses");
+  plan_cmd->add_option("--admin-token-file", plan_token_file, "With --count: the nodes' admin token");
 
   kv::tools::ApplyOptions ao;
   std::vector<std::string> proxy_admins;
@@ -70,7 +75,11 @@ int main(int argc, char** argv) {
   try {
     if (*show_cmd) return kv::tools::print_shares(ring_path);
     if (*owner_cmd) return kv::tools::print_owners(ring_path, keys);
-    if (*plan_cmd) return kv::tools::print_plan(from_path, to_path, as_json, list_ranges);
+    if (*plan_cmd) {
+      std::optional<kv::tools::CountOptions> counting;
+      if (count) counting = kv::tools::CountOptions{plan_token_file.empty() ? "" : kv::load_token_file(plan_token_file)};
+      return kv::tools::print_plan(from_path, to_path, as_json, list_ranges, counting);
+    }
     if (*apply_cmd) {
       for (const auto& p : proxy_admins) {
         auto hp = kv::parse_host_port(p);

@@ -214,6 +214,23 @@ class ApplyTest(unittest.TestCase):
     def test_add_a_node_at_replicas_3_under_load_through_two_proxies(self):
         old, new = self.start(["n1", "n2", "n3", "n4"], ["n1", "n2", "n3"], ["n1", "n2", "n3", "n4"], 3, 3)
         static = self.preload()
+        # plan --count: the keys each node gains and loses, counted on the nodes, exactly those whose
+        # replica set it joins or leaves (once every third store, which runs on after the answer, is in).
+        def stored():
+            return sum(admin(self.cluster.nodes[n].port, "POST", "/admin/count", "0000000000000000 ffffffffffffffff\n")[1]["keys"]
+                       for n in ("n1", "n2", "n3"))
+        self.assertTrue(wait_until(lambda: stored() == 3 * len(static), 10))
+        res = ring_rebalance("plan", "--from", old, "--to", new, "--count", "--json")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        counted = {n["id"]: n for n in json.loads(res.stdout)["nodes"]}
+        before, after = replica_sets(old, static), replica_sets(new, static)
+        for nid in ("n1", "n2", "n3", "n4"):
+            gains = sum(1 for k in static if nid in after[k] and nid not in before[k])
+            losses = sum(1 for k in static if nid in before[k] and nid not in after[k])
+            self.assertEqual((counted[nid]["gains_keys"], counted[nid]["losses_keys"]), (gains, losses), nid)
+            self.assertGreater(counted[nid]["gains_bytes"] + counted[nid]["losses_bytes"], 40 * (gains + losses) - 1)
+        text = ring_rebalance("plan", "--from", old, "--to", new, "--count").stdout
+        self.assertIn("keys and bytes (as stored), counted on the nodes now", text)
         load = Load.owned([p.port for p in self.cluster.proxies], "live", 100).start()
         self.assertTrue(wait_until(lambda: load.ops > 200, 20))
         summary, log = self.apply(old, new)

@@ -55,6 +55,9 @@ class TestStore final : public kv::Store {
   StoreStatus count(std::span<const kv::HashRange> r, std::uint64_t& n, std::string& err) override {
     return fail ? failed(err) : inner_->count(r, n, err);
   }
+  StoreStatus measure(std::span<const kv::HashRange> r, Size& out, std::string& err) override {
+    return fail ? failed(err) : inner_->measure(r, out, err);
+  }
   StoreStatus ingest_records(std::span<const kv::Record> r, std::uint64_t floors_seen, std::size_t& written,
                              std::size_t& conflicts, std::string& err) override {
     return fail ? failed(err) : inner_->ingest(r, written, conflicts, err, floors_seen);
@@ -408,9 +411,10 @@ TEST_CASE("admin: ingest refuses malformed records and keys under the wrong hash
 TEST_CASE("admin: count", "[api][admin]") {
   Node n;
   for (const char* k : {"a", "b", "c"}) n.call(V::post, std::string("/put?key=") + k, R"({"value":"v"})");
-  check_answer(n.call(V::post, "/admin/count", kEverything), 200, R"({"status":"success","keys":3})");
-  check_answer(n.call(V::post, "/admin/count", hash_range_of("b")), 200, R"({"status":"success","keys":1})");
-  check_answer(n.call(V::post, "/admin/count", ""), 200, R"({"status":"success","keys":0})");
+  // Bytes as stored: the 8-byte hash and the key, and the value.
+  check_answer(n.call(V::post, "/admin/count", kEverything), 200, R"({"status":"success","keys":3,"bytes":30})");
+  check_answer(n.call(V::post, "/admin/count", hash_range_of("b")), 200, R"({"status":"success","keys":1,"bytes":10})");
+  check_answer(n.call(V::post, "/admin/count", ""), 200, R"({"status":"success","keys":0,"bytes":0})");
 }
 
 TEST_CASE("admin: scan returns records in batches, resumed from the cursor", "[api][admin]") {
@@ -554,7 +558,7 @@ TEST_CASE("admin: with a token, every /admin/ request needs it; client routes do
   CHECK(n.call(V::post, "/admin/count", kEverything, {{"Authorization", token}}).result_int() == 403);
 
   check_answer(n.call(V::post, "/admin/count", kEverything, {{"Authorization", bearer}}), 200,
-               R"({"status":"success","keys":0})");
+               R"({"status":"success","keys":0,"bytes":0})");
   check_answer(n.call(V::post, "/admin/nothing", {}, {{"Authorization", bearer}}), 404, detail("Not found"));
   CHECK(n.call(V::post, "/put?key=a", R"({"value":"v"})").result_int() == 200);
 }

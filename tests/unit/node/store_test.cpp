@@ -205,6 +205,15 @@ void moving_semantics(kv::Store& s) {
     CHECK(n == 5);
     CHECK(s.count(std::vector<HashRange>{{0, kMax}}, n, err) == kv::StoreStatus::ok);
     CHECK(n == placed.size());
+    // measure: the same keys, and their bytes as stored (at least the stored keys': hash and key).
+    kv::Store::Size size;
+    CHECK(s.measure(ranges, size, err) == kv::StoreStatus::ok);
+    CHECK(size.keys == 5);
+    CHECK(size.bytes >= stored_at(0, "zero").size() + stored_at(5, "five-a").size() + stored_at(5, "five-b").size() +
+                            stored_at(1000, "thousand").size() + stored_at(kMax, "top").size());
+    kv::Store::Size none;
+    CHECK(s.measure(std::vector<HashRange>{{6, 99}}, none, err) == kv::StoreStatus::ok);
+    CHECK((none.keys == 0 && none.bytes == 0));
     CHECK(scan_all(s, {{6, 99}}, 10).empty());
   }
 
