@@ -57,8 +57,9 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
       if (http::allow_method(res, req.method(), verb::get, http::kReadMethods)) {
         const auto write_error = store_.write_error();
         std::string state;
+        if (!ring_fingerprint_.empty()) state = ",\"ring\":\"" + ring_fingerprint_ + "\"";
         if (incarnation_)
-          state = ",\"state\":\"" + std::string(state_name(incarnation_->state())) + "\",\"incarnation\":\"" +
+          state += ",\"state\":\"" + std::string(state_name(incarnation_->state())) + "\",\"incarnation\":\"" +
                   incarnation_->id() + "\",\"peers_done\":" + std::to_string(incarnation_->peers_done()) +
                   ",\"peers\":" + std::to_string(incarnation_->peer_count()) +
                   ",\"tombstones\":" + std::to_string(store_.tombstone_count());

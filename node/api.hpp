@@ -62,6 +62,9 @@ class Api {
   // More fields for /health's JSON (",\"name\":value..."; kvnode's anti-entropy summary, which
   // kvproxy's health checks read). Set before serving.
   void set_health_section(std::function<std::string()> section) { health_section_ = std::move(section); }
+  // With --ring: /health says the fingerprint of the ring the node runs on ("ring"), so that whoever
+  // had it adopt another (POST /admin/ring) can tell when it runs on that one. Set before serving.
+  void set_ring_fingerprint(std::string fingerprint) { ring_fingerprint_ = std::move(fingerprint); }
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
   // another). Set before serving.
   void set_admin_token(std::string token) { admin_.set_token(std::move(token)); }
@@ -92,6 +95,7 @@ class Api {
   const Floors* floors_;  // null: no floors (no replicated ring)
   bool gate_reads_ = true;
   std::function<std::string()> health_section_;
+  std::string ring_fingerprint_;
 };
 
 }  // namespace kv

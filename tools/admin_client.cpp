@@ -156,13 +156,16 @@ bool NodeAdmin::adopt_ring(std::string_view yaml) {
   return r.body.find("\"restarting\":true") != std::string::npos;
 }
 
-void NodeAdmin::wait_serving(std::chrono::milliseconds timeout) {
+void NodeAdmin::wait_serving(std::string_view fingerprint, std::chrono::milliseconds timeout) {
+  const std::string ring = "\"ring\":\"" + std::string(fingerprint) + "\"";
   const auto until = std::chrono::steady_clock::now() + timeout;
   std::string last = "no answer";
   while (std::chrono::steady_clock::now() < until) {
     try {
       const HttpResponse r = exchange_("GET", "/health", {}, "text/plain");
-      if (r.status == 200 && r.body.find("\"state\":\"serving\"") != std::string::npos) return;
+      if (r.status == 200 && r.body.find(ring) != std::string::npos &&
+          r.body.find("\"state\":\"serving\"") != std::string::npos)
+        return;
       last = "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 200);
     } catch (const std::exception& e) {
       last = e.what();

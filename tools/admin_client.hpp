@@ -99,9 +99,9 @@ class NodeAdmin {
   // POST /admin/ring: the node adopts the ring `yaml`; true when it starts again to do so (false: it
   // runs on that ring already).
   bool adopt_ring(std::string_view yaml);
-  // Waits until the node answers /health again with its replica state "serving", up to `timeout`;
-  // throws AdminError naming the state it last had.
-  void wait_serving(std::chrono::milliseconds timeout);
+  // Waits until the node answers /health on the ring `fingerprint` (the process started again on it)
+  // with its replica state "serving", up to `timeout`; throws AdminError naming what it last said.
+  void wait_serving(std::string_view fingerprint, std::chrono::milliseconds timeout);
 
   const std::string& id() const noexcept { return id_; }
   const HostPort& address() const noexcept { return address_; }

@@ -173,10 +173,10 @@ class Apply {
       ++following;
       waiting.push_back(&node);
       if (!node.adopt_ring(to_yaml_)) continue;
-      node.wait_serving(std::chrono::seconds(120));
+      node.wait_serving(rings_.to_fingerprint, std::chrono::seconds(120));
       ++adopted;
     }
-    for (NodeAdmin* node : waiting) node->wait_serving(std::chrono::seconds(120));  // a new member: once its peers answered
+    for (NodeAdmin* node : waiting) node->wait_serving(rings_.to_fingerprint, std::chrono::seconds(120));  // a new member: once its peers answered
     if (following > 0)
       log_.step("the nodes that follow a ring of their own run on NEW, serving (" + std::to_string(adopted) +
                 " started again on it, " + std::to_string(following - adopted) + " on it already)");

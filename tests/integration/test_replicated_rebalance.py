@@ -12,7 +12,7 @@ import json
 import subprocess
 import unittest
 
-from kvtest import (RING_REBALANCE, Client, Cluster, Load, admin, free_ports, harness, metric, metrics, migration,
+from kvtest import (RING_REBALANCE, Client, Cluster, Load, admin, fingerprint, free_ports, harness, metric, metrics, migration,
                     node_health, proxy_node_state, put_all, request, ring_rebalance, wait_until, write_ring)
 from test_rebalance import scan_node
 
@@ -348,6 +348,7 @@ class NodeRingTest(unittest.TestCase):
 
         for node in nodes:  # started again in place, on the new ring: the same answer is now a no-op
             self.assertTrue(wait_until(lambda: serving(node), 20))
+            self.assertEqual(node_health(node.port)["ring"], fingerprint(bigger))  # the ring it runs on
             self.assertEqual(admin(node.port, "POST", "/admin/ring", text), (200, {"status": "success", "restarting": False}))
 
 
