@@ -745,7 +745,8 @@ def write_results(out, command, report, quick, threads, proxy_rows, nginx_rows, 
     # Written by bench/rebalance.sh, bench/slowloris.sh, bench/equal_load.sh, bench/linearizability.sh
     # (also with --replicas 3 and --hosts) and bench/replication.sh.
     for extra in ("REBALANCE.md", "SLOWLORIS.md", "EQUAL_LOAD.md", "LINEARIZABILITY.md", "LINEARIZABILITY_REPLICAS.md",
-                  "LINEARIZABILITY_HOSTS.md", "REPLICATION.md"):
+                  "LINEARIZABILITY_HOSTS.md", "REPLICATION.md", "LINEARIZABILITY_REPLICA_CHANGES.md",
+                  "REPLICA_CHANGE.md"):
         path = os.path.join(ROOT, "bench", extra)
         if os.path.exists(path) and not quick:
             with open(path) as f:
