@@ -106,8 +106,8 @@ def main():
                  + ("every key on all three nodes (replicas: 3). " if replicated else "one owner per key. "))
     else:
         setup = (f"put/get/delete on {args.keys} keys, four kvnodes, "
-                 + ("every key on three of them, rings of the four (A) and of n1..n3 (B): ring changes take n4 "
-                   "out of the replica sets and put it back. " if replicated
+                 + ("every key on three of them; ring changes go round lintest's cycle (n4 out of the replica sets "
+                   "and back, n2 reweighed, 3 -> 5 -> 3 and 3 -> 1 -> 3 replicas). " if replicated
                     else "rings of three and four nodes. "))
     lines = [
         "## Linearizability under faults" + (" across hosts" if args.hosts else "")
