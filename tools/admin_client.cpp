@@ -148,7 +148,7 @@ NodeAdmin::Size NodeAdmin::measure(std::span<const HashRange> ranges) {
 
 bool NodeAdmin::follows_a_ring() {
   const auto r = call(exchange_, retry_, label_, "GET", "/health", {});
-  return r.body.find("\"state\":") != std::string::npos;
+  return r.body.find("\"ring\":") != std::string::npos;
 }
 
 bool NodeAdmin::adopt_ring(std::string_view yaml) {
@@ -163,8 +163,10 @@ void NodeAdmin::wait_serving(std::string_view fingerprint, std::chrono::millisec
   while (std::chrono::steady_clock::now() < until) {
     try {
       const HttpResponse r = exchange_("GET", "/health", {}, "text/plain");
+      // On a ring with replicas 1 a node keeps no replica state (no anti-entropy): its ring is enough.
+      const bool has_state = r.body.find("\"state\":") != std::string::npos;
       if (r.status == 200 && r.body.find(ring) != std::string::npos &&
-          r.body.find("\"state\":\"serving\"") != std::string::npos)
+          (!has_state || r.body.find("\"state\":\"serving\"") != std::string::npos))
         return;
       last = "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 200);
     } catch (const std::exception& e) {

@@ -93,14 +93,15 @@ class NodeAdmin {
   std::uint64_t ingest(std::string_view records, bool versions);
   // Deletes what `what` names in `ranges`, kRangesPerRequest ranges at a time.
   void drop(rebalance::Drop what, std::span<const HashRange> ranges);
-  // Whether the node keeps replicas of a ring of its own (kvnode --ring with replicas: its /health
-  // says its replica state): its anti-entropy follows that ring.
+  // Whether the node runs on a ring of its own (kvnode --ring: its /health names it), which its
+  // anti-entropy follows when the ring has replicas.
   bool follows_a_ring();
   // POST /admin/ring: the node adopts the ring `yaml`; true when it starts again to do so (false: it
   // runs on that ring already).
   bool adopt_ring(std::string_view yaml);
   // Waits until the node answers /health on the ring `fingerprint` (the process started again on it)
-  // with its replica state "serving", up to `timeout`; throws AdminError naming what it last said.
+  // with its replica state "serving" (none on a ring with replicas 1), up to `timeout`; throws
+  // AdminError naming what it last said.
   void wait_serving(std::string_view fingerprint, std::chrono::milliseconds timeout);
 
   const std::string& id() const noexcept { return id_; }

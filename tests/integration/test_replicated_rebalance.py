@@ -299,6 +299,40 @@ class ApplyTest(unittest.TestCase):
         # replica of every key holds it (n4 rebuilt what it had not been copied, if anything).
         self.verify(new, static, load)
 
+    def test_nodes_with_anti_entropy_through_replicas_3_to_1_and_back(self):
+        # On a ring with replicas 1 a node keeps no replica state (no anti-entropy), but it still runs
+        # on that ring: apply has it adopt replicas 1, and later replicas 3 again.
+        self.cluster = Cluster(self.h, [])
+        ports = dict(zip(["n1", "n2", "n3"], free_ports(3)))
+        three = write_ring(self.h.path("three.yaml"), [(n, ports[n]) for n in ports], replicas=3)
+        one = write_ring(self.h.path("one.yaml"), [(n, ports[n]) for n in ports], replicas=1)
+        for n in ports:
+            ring = self.h.path(f"{n}-ring.yaml")
+            with open(three) as src, open(ring, "w") as dst:
+                dst.write(src.read())
+            self.cluster.nodes[n] = self.h.node(n, self.h.path(f"{n}-data"), port=ports[n],
+                                                extra=["--ring", ring, "--anti-entropy-interval-ms", "200"])
+        self.cluster.start_proxy(three, own_copy="proxy0.yaml", checks={"interval": 200})
+        # New directories: each node first learns from its peers that it is new (node/incarnation.hpp).
+        self.assertTrue(wait_until(lambda: all(node_health(p.port).get("state") == "serving"
+                                               for p in self.cluster.nodes.values()), 20))
+        data = {f"k{i}": f"v{i}" for i in range(300)}
+        self.assertFalse(put_all(self.cluster.port, data, threads=2))
+        for old, new, replicas in ((three, one, 1), (one, three, 3)):
+            _, log = self.apply(old, new)
+            self.assertIn("the nodes that follow a ring of their own run on NEW, serving (3 started again on it", log)
+            for n, node in self.cluster.nodes.items():
+                health = node_health(node.port)
+                self.assertEqual(health["ring"], fingerprint(new), n)
+                self.assertEqual("state" in health, replicas > 1, health)  # no replica state at replicas 1
+            c = Client(self.cluster.port)
+            answers = {k: c.get(k) for k in data}
+            c.close()
+            wrong = [(k, a[0]) for k, a in answers.items() if a[0] != 200 or json.loads(a[2])["value"] != data[k]]
+            self.assertEqual(wrong, [])
+        self.assertTrue(wait_until(lambda: all(node_health(p.port)["anti_entropy"]["peers_in_sync"] == 2
+                                               for p in self.cluster.nodes.values()), 30))
+
 
 class NodeRingTest(unittest.TestCase):
     """kvnode's POST /admin/ring: what it refuses, and a ring it runs on already (no restart)."""
