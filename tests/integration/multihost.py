@@ -291,9 +291,10 @@ class MultiHostCluster:
     ring file that names the nodes by their hosts' addresses."""
 
     def __init__(self, hosts, nodes=3, proxies=1, checks=Cluster.CHECKS, proxy_extra=(), replicas=None, spare=False):
-        if len(hosts.hosts) < nodes + proxies + spare:
-            raise ValueError(f"{nodes} nodes, {proxies} proxies and {int(spare)} spare need {nodes + proxies + spare} "
-                             f"hosts, not {len(hosts.hosts)}")
+        need = nodes + proxies + (2 if spare else 0)
+        if len(hosts.hosts) < need:
+            raise ValueError(f"{nodes} nodes, {proxies} proxies{' and 2 spares' if spare else ''} need {need} hosts, "
+                             f"not {len(hosts.hosts)}")
         self.hosts = hosts
         self.replicas = replicas or 1
         # The ring first (nodes listen on their host's NODE_PORT), so that with replicas each node can
@@ -306,47 +307,67 @@ class MultiHostCluster:
         self.checks, self.proxy_extra = checks, tuple(proxy_extra)
         self.proxies = [hosts.proxy(hosts.hosts[nodes + j], self.ring, f"proxy{j}", checks, proxy_extra)
                         for j in range(proxies)]
-        # With `spare` (and replicas): one more node, on the next host, that ring changes put into the
-        # replica sets and take out again (ring A: the nodes above; ring B: with it). It runs
-        # anti-entropy on B, its own copy; the others, whose ring file (self.ring, the proxies' too)
-        # ring-rebalance has them rewrite, adopt each ring as apply goes.
-        self.spare, self.on_b = None, False
+        # With `spare` (and replicas): two more nodes, n4 and n5 on the next hosts, for ring changes.
+        # The rings, by name: A the nodes above (where every run starts and ends), B with n4, C that
+        # with n2 at weight 2, D with n4 and n5 and replicas 5, E the nodes above with replicas 1. The
+        # spares run anti-entropy on a copy of D of their own (a node new to a ring starts on it); the
+        # others, whose ring file (self.ring, the proxies' too) ring-rebalance has them rewrite, adopt
+        # each ring as apply goes.
+        self.spares, self.rings, self.at = [], {}, "A"
         if spare and self.replicas > 1:
-            host = hosts.hosts[nodes + proxies]
-            spare_id = f"n{nodes + 1}"
+            spare_hosts = hosts.hosts[nodes + proxies:nodes + proxies + 2]
             members = [(f"n{i + 1}", f"{hosts.hosts[i].addr}:{NODE_PORT}") for i in range(nodes)]
-            self.ring_a = write_ring(hosts.h.path(f"ring-a-{hosts.suffix}.yaml"), members, replicas=replicas)
-            self.ring_b = write_ring(hosts.h.path(f"ring-b-{hosts.suffix}.yaml"),
-                                     members + [(spare_id, f"{host.addr}:{NODE_PORT}")], replicas=replicas)
-            own = hosts.h.path(f"{spare_id}-ring-{hosts.suffix}.yaml")
-            shutil.copyfile(self.ring_b, own)
-            self.spare = hosts.node(host, spare_id, extra=["--ring", own, *extra[2:]])
+            extras = [(f"n{nodes + 1 + k}", f"{h.addr}:{NODE_PORT}") for k, h in enumerate(spare_hosts)]
 
-    def change_ring(self, during=None):
-        """ring-rebalance apply to the other ring (A -> B or B -> A) through every proxy; `during`, when
-        given, is called once apply has run a moment (a node killed, say) and returns the undo, called
-        before apply is waited for. An apply that fails (a node it needed was down) runs again. Returns
-        what happened, for the nemesis log."""
-        old, new = (self.ring_b, self.ring_a) if self.on_b else (self.ring_a, self.ring_b)
-        argv = [RING_REBALANCE, "apply", "--from", old, "--to", new, "--admin-token-file", self.hosts.token,
-                "--timeout-ms", "5000", "--progress", "lines"]
+            def ring(name, nodes_, replicas_):
+                return write_ring(hosts.h.path(f"ring-{name.lower()}-{hosts.suffix}.yaml"), nodes_, replicas=replicas_)
+            self.rings = {"A": ring("A", members, replicas), "B": ring("B", members + extras[:1], replicas),
+                          "C": ring("C", [members[0], (*members[1], 2), *members[2:], extras[0]], replicas),
+                          "D": ring("D", members + extras, 5), "E": ring("E", members, 1)}
+            for (spare_id, _), host in zip(extras, spare_hosts):
+                own = hosts.h.path(f"{spare_id}-ring-{hosts.suffix}.yaml")
+                shutil.copyfile(self.rings["D"], own)
+                self.spares.append(hosts.node(host, spare_id, extra=["--ring", own, *extra[2:]]))
+
+    def apply_argv(self, to):
+        argv = [RING_REBALANCE, "apply", "--from", self.rings[self.at], "--to", self.rings[to], "--admin-token-file",
+                self.hosts.token, "--timeout-ms", "5000", "--progress", "lines"]
         for p in self.proxies:
             argv += ["--proxy-admin", f"{p.host.addr}:{ADMIN_PORT}"]
-        what = "A -> B" if not self.on_b else "B -> A"
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return argv
+
+    def change_ring(self, to, during=None, kill_apply_after=None):
+        """ring-rebalance apply from the ring in use to ring `to` (a name of self.rings) through every
+        proxy. `during`, when given, is called once apply has run a moment (a node killed, say) and
+        returns (what, undo), undo called before apply is waited for. `kill_apply_after`: apply is
+        killed (SIGKILL) once it has written that many step lines. An apply that failed or was killed
+        runs again to the end. Returns what happened, for the nemesis log."""
+        what = f"{self.at} -> {to}"
+        p = subprocess.Popen(self.apply_argv(to), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        err = ""
+        if kill_apply_after:
+            seen = 0
+            for line in p.stderr:
+                err += line
+                seen += "step:" in line
+                if seen >= kill_apply_after:
+                    p.kill()
+                    what += f" (apply killed after {seen} steps)"
+                    break
         if during:
             time.sleep(random.uniform(0.05, 0.5))
             struck, undo = during()
             what += f" ({struck})"
             time.sleep(random.uniform(0.3, 0.8))
             undo()
-        _, err = p.communicate(timeout=300)
+        _, more = p.communicate(timeout=300)
+        err += more or ""
         if p.returncode != 0:
-            res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            res = subprocess.run(self.apply_argv(to), capture_output=True, text=True, timeout=300)
             if res.returncode != 0:
                 raise RuntimeError(f"apply {what} failed twice:\n{err}\n{res.stderr}")
             what += ", run again to the end"
-        self.on_b = not self.on_b
+        self.at = to
         return what
 
     def restart_proxy(self, j, extra=()):
@@ -464,24 +485,32 @@ def _clock_skew(c, rnd):
     return f"proxy{j} restarted with its clock {skew / 60_000:+.1f} min", lambda: None
 
 
-def _ring_change(c, rnd):
-    """A ring change under the load (MultiHostCluster with a spare): the spare node into the replica
-    sets or out of them; held for a while afterwards like any fault."""
-    return f"apply {c.change_ring()}", lambda: None
+CYCLE = ["B", "C", "D", "A", "E", "A"]  # from A: add n4, reweigh n2, 3 -> 5 (n5 too), 5 -> 3, 3 -> 1, 1 -> 3
+
+
+def _ring_changes(c, rnd, kill_apply=False):
+    """Every kind of ring change in turn under the load (MultiHostCluster with spares): CYCLE from A;
+    with `kill_apply`, each apply killed after a random number of steps and run again."""
+    done = [c.change_ring(to, kill_apply_after=rnd.randint(1, 5) if kill_apply else None) for to in CYCLE]
+    return "apply " + "; ".join(done), lambda: None
 
 
 def _ring_change_kill_node(c, rnd):
-    """A ring change with a node of either ring killed during it, and started again; with replicas 3
-    every key keeps a majority of its old and of its new set."""
+    """n4 into the replica sets and out again, with a node of either ring killed during each change and
+    started again; with replicas 3 every key keeps a majority of its old and of its new set."""
     def kill():
-        node = rnd.choice(c.nodes + [c.spare])
+        node = rnd.choice(c.nodes + c.spares[:1])
         node.kill()
         return f"kill -9 {node!r}", node.restart
-    return f"apply {c.change_ring(during=kill)}", lambda: None
+    done = [c.change_ring(to, during=kill) for to in ("B", "A")]
+    return "apply " + "; ".join(done), lambda: None
 
 
-# Ring changes with replicas, on a MultiHostCluster with a spare; they leave every key a majority.
-RING_NEMESES = {"ring-change": _ring_change, "ring-change-kill-node": _ring_change_kill_node}
+# Ring changes with replicas, on a MultiHostCluster with spares. Each leaves every key a majority of
+# its old and its new set, but for the changes to and from replicas 1 (E), where a key's one replica
+# restarting to adopt a ring fails its requests for that moment.
+RING_NEMESES = {"ring-changes": _ring_changes, "ring-changes-apply-killed": lambda c, r: _ring_changes(c, r, True),
+                "ring-change-kill-node": _ring_change_kill_node}
 
 NEMESES = {"isolate-node": _isolate_node, "proxy-cut-off": _proxy_cut_off, "kill-node": _kill_node,
            "stop-node": _stop_node}
@@ -510,10 +539,10 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     finally:
         c.hosts.heal()
         load.stop()
-    if c.on_b:  # back to ring A, whose nodes all hold every key: what converge() compares
+    if c.rings and c.at != "A":  # back to ring A, whose nodes all hold every key: what converge() compares
         if not wait_until(c.healthy, timeout=30):
             raise RuntimeError("the cluster did not heal within 30 s")
-        log.append(f"apply {c.change_ring()} after the run")
+        log.append(f"apply {c.change_ring('A')} after the run")
     if not wait_until(c.healthy, timeout=30):
         raise RuntimeError("the cluster did not heal within 30 s")
     final_started = time.monotonic()

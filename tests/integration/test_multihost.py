@@ -174,22 +174,25 @@ class LinearizableAcrossHostsTest(unittest.TestCase):
                     self.assertTrue(summary["not_ok"], "a proxy that sees a minority answered everything")
 
     def test_replicas_three_ring_changes_across_hosts(self):
-        # replicas: 3 on n1..n3, and n4 (a host of its own) put into the replica sets and taken out
-        # again by ring-rebalance apply under the load through two proxies, plain and with a node of
-        # either ring killed during the change. The nodes run anti-entropy and adopt each ring as apply
-        # goes; every key keeps a majority of its old and its new set, so no request may fail; the
-        # run ends back on n1..n3, whose replicas must converge.
+        # replicas: 3 on n1..n3 under the load through two proxies, with n4 and n5 on hosts of their
+        # own, and every kind of ring change ring-rebalance apply makes: n4 added, n2 reweighed, 3 -> 5
+        # replicas (n5 too), 5 -> 3, 3 -> 1, 1 -> 3; then the same with each apply killed part way and
+        # run again; then n4 in and out with a node of either ring killed during each change. The nodes
+        # run anti-entropy and adopt each ring as apply goes; every run ends back on n1..n3, whose
+        # replicas must converge. With three replicas on both sides no request may fail (to and from
+        # replicas 1 a key's one replica restarting to adopt a ring fails its requests a moment).
         h = harness(self)
-        c = MultiHostCluster(Hosts(h, 6), nodes=3, proxies=2, proxy_extra=PROXY_TIMEOUTS, replicas=3, spare=True)
+        c = MultiHostCluster(Hosts(h, 7), nodes=3, proxies=2, proxy_extra=PROXY_TIMEOUTS, replicas=3, spare=True)
         self.assertTrue(wait_until(c.healthy, 10), "the proxies never saw every node up")
         for i, nemesis in enumerate(multihost.RING_NEMESES):
             with self.subTest(nemesis=nemesis):
-                summary, recorder, result = multihost.lin_run(c, nemesis, SECONDS, seed=41 + i)
+                summary, recorder, result = multihost.lin_run(c, nemesis, SECONDS, seed=41 + i, max_rounds=1)
                 save(f"multihost-replicas3-{nemesis}", summary, recorder)
                 self.check_history(nemesis, summary, recorder, result)
-                self.assertTrue(any(entry.startswith("apply A -> B") for entry in summary["log"]), summary["log"])
+                self.assertTrue(summary["log"][0].startswith("apply A -> B"), summary["log"])
                 self.assertIsNotNone(summary["converged"]["seconds"], f"{nemesis}: replicas still differ: {summary['converged']}")
-                self.assertEqual(summary["not_ok"], {}, f"{nemesis}: a request failed while its key kept a majority of both sets")
+                if nemesis == "ring-change-kill-node":
+                    self.assertEqual(summary["not_ok"], {}, f"{nemesis}: a request failed while its key kept a majority of both sets")
 
 
 if __name__ == "__main__":
