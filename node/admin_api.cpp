@@ -56,12 +56,8 @@ void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res)
   if (!http::allow_method(res, req.method(), beast::http::verb::post, "POST")) return;
   const std::string_view body(req.body().data(), req.body().size());
   if (ring) {
-    const auto [code, answer] = adopt_ring_(body);
-    res.result(static_cast<beast::http::status>(code));
-    res.set(beast::http::field::content_type, "application/json");
-    res.body() = answer;
-    res.prepare_payload();
-    return;
+    auto [code, answer] = adopt_ring_(body);
+    return http::json_answer(res, static_cast<status>(code), std::move(answer));
   }
   if (path == rebalance::kIngestPath) return ingest(target, body, res);
 

@@ -5,14 +5,13 @@
 // serving.
 #pragma once
 
-#include <functional>
-#include <utility>
-
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/ring_change.hpp"
 #include "http/message.hpp"

@@ -164,15 +164,17 @@ class Store {
   // records, each tag read consistently with its value.
   virtual StoreStatus scan(std::span<const HashRange> ranges, std::string_view after, std::size_t limit,
                            std::size_t max_bytes, bool versioned, ScanBatch& out, std::string& err) = 0;
-  // How many values `ranges` hold.
-  virtual StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string& err) = 0;
   // How many values `ranges` hold, and their bytes as stored (key and value).
   struct Size {
     std::uint64_t keys = 0, bytes = 0;
   };
-  virtual StoreStatus measure(std::span<const HashRange> ranges, Size& out, std::string& err) {
-    out = {};
-    return count(ranges, out.keys, err);
+  virtual StoreStatus measure(std::span<const HashRange> ranges, Size& out, std::string& err) = 0;
+  // How many values `ranges` hold (measure's keys).
+  StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string& err) {
+    Size size;
+    const StoreStatus status = measure(ranges, size, err);
+    n = size.keys;
+    return status;
   }
   // Each record as a tagged write (a value, or a tombstone), newer wins, each atomic against client
   // writes of the same key. A plain record (Tag{}) goes in only where the key holds nothing at all.

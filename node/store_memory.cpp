@@ -74,15 +74,6 @@ class MemoryStore final : public Store {
     return StoreStatus::ok;
   }
 
-  StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string&) override {
-    std::shared_lock lock(mutex_);
-    n = 0;
-    for (const auto& r : ranges)
-      for (auto it = map_.lower_bound(range_begin(r)); it != map_.end() && read_be64(it->first) <= r.hi; ++it)
-        n += it->second.tombstone ? 0 : 1;
-    return StoreStatus::ok;
-  }
-
   StoreStatus measure(std::span<const HashRange> ranges, Size& out, std::string&) override {
     std::shared_lock lock(mutex_);
     out = {};

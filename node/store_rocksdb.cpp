@@ -430,20 +430,6 @@ class RocksStore final : public Store {
     return StoreStatus::error;
   }
 
-  StoreStatus count(std::span<const HashRange> ranges, std::uint64_t& n, std::string& err) override {
-    n = 0;
-    RangeIterator ri;
-    for (const auto& r : ranges) {
-      auto& it = open_range(ri, data_, r);
-      for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) ++n;
-      if (!it->status().ok()) {
-        err = it->status().ToString();
-        return StoreStatus::error;
-      }
-    }
-    return StoreStatus::ok;
-  }
-
   StoreStatus measure(std::span<const HashRange> ranges, Size& out, std::string& err) override {
     out = {};
     RangeIterator ri;

@@ -34,9 +34,13 @@ QuorumSystem QuorumSystem::joint(unsigned members, std::uint32_t old_set, std::u
   return s;
 }
 
+bool QuorumSystem::has_majority(std::uint32_t bits, std::uint32_t set) noexcept {
+  return __builtin_popcount(bits & set) >= __builtin_popcount(set) / 2 + 1;
+}
+
 bool QuorumSystem::is_quorum(std::uint32_t bits) const noexcept {
   for (unsigned i = 0; i < set_count_; ++i)
-    if (__builtin_popcount(bits & sets_[i]) < __builtin_popcount(sets_[i]) / 2 + 1) return false;
+    if (!has_majority(bits, sets_[i])) return false;
   return true;
 }
 
@@ -47,7 +51,7 @@ std::uint32_t QuorumSystem::first_quorum(std::uint32_t usable) const noexcept {
   // A member is taken while some set it belongs to still lacks a majority.
   auto wanted = [&](std::uint32_t bit) {
     for (unsigned i = 0; i < set_count_; ++i)
-      if ((sets_[i] & bit) && __builtin_popcount(pick & sets_[i]) < __builtin_popcount(sets_[i]) / 2 + 1) return true;
+      if ((sets_[i] & bit) && !has_majority(pick, sets_[i])) return true;
     return false;
   };
   for (const std::uint32_t pass : {shared, ~shared})

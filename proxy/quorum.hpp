@@ -58,6 +58,9 @@ class QuorumSystem {
   std::uint32_t first_quorum(std::uint32_t usable) const noexcept;
 
  private:
+  // A majority of `set` is among `bits`.
+  static bool has_majority(std::uint32_t bits, std::uint32_t set) noexcept;
+
   unsigned members_ = 1;
   unsigned set_count_ = 1;
   std::array<std::uint32_t, 2> sets_{1, 0};

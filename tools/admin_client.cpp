@@ -120,31 +120,24 @@ NodeAdmin::NodeAdmin(std::string id, HostPort address, Exchange exchange, RetryP
     : id_(std::move(id)), address_(std::move(address)), label_("node " + id_ + " (" + address_.str() + ")"),
       exchange_(std::move(exchange)), retry_(std::move(retry)) {}
 
-std::uint64_t NodeAdmin::count(std::span<const HashRange> ranges) {
-  // Counting has always named the node without its address; kept, so that no message changes.
-  const std::string label = "node " + id_;
-  std::uint64_t keys = 0;
-  in_chunks(ranges, [&](std::span<const HashRange> chunk) {
-    const auto r = call(exchange_, retry_, label, "POST", rebalance::kCountPath, ranges_body(chunk));
-    const auto n = count_field(r.body, "keys");
-    if (!n) throw AdminError(label + ": POST " + std::string(rebalance::kCountPath) + ": unexpected answer: " + r.body.substr(0, 200));
-    keys += *n;
-  });
-  return keys;
-}
-
-NodeAdmin::Size NodeAdmin::measure(std::span<const HashRange> ranges) {
+NodeAdmin::Size NodeAdmin::sum_counts(const std::string& label, std::span<const HashRange> ranges, bool bytes) {
   Size size;
   in_chunks(ranges, [&](std::span<const HashRange> chunk) {
-    const auto r = call(exchange_, retry_, label_, "POST", rebalance::kCountPath, ranges_body(chunk));
-    const auto keys = count_field(r.body, "keys"), bytes = count_field(r.body, "bytes");
-    if (!keys || !bytes)
-      throw AdminError(label_ + ": POST " + std::string(rebalance::kCountPath) + ": unexpected answer: " + r.body.substr(0, 200));
+    const auto r = call(exchange_, retry_, label, "POST", rebalance::kCountPath, ranges_body(chunk));
+    const auto keys = count_field(r.body, "keys");
+    const auto b = bytes ? count_field(r.body, "bytes") : std::optional<std::uint64_t>(0);
+    if (!keys || !b)
+      throw AdminError(label + ": POST " + std::string(rebalance::kCountPath) + ": unexpected answer: " + r.body.substr(0, 200));
     size.keys += *keys;
-    size.bytes += *bytes;
+    size.bytes += *b;
   });
   return size;
 }
+
+// Counting has always named the node without its address; kept, so that no message changes.
+std::uint64_t NodeAdmin::count(std::span<const HashRange> ranges) { return sum_counts("node " + id_, ranges, false).keys; }
+
+NodeAdmin::Size NodeAdmin::measure(std::span<const HashRange> ranges) { return sum_counts(label_, ranges, true); }
 
 bool NodeAdmin::follows_a_ring() {
   const auto r = call(exchange_, retry_, label_, "GET", "/health", {});

@@ -108,6 +108,10 @@ class NodeAdmin {
   const HostPort& address() const noexcept { return address_; }
 
  private:
+  // POST /admin/count over `ranges`, kRangesPerRequest at a time, summed; errors named by `label`.
+  // `bytes`: the answers must give them too.
+  Size sum_counts(const std::string& label, std::span<const HashRange> ranges, bool bytes);
+
   std::string id_;
   HostPort address_;
   std::string label_;

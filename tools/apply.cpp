@@ -165,21 +165,22 @@ class Apply {
   // no node pulls back by OLD what it is about to lose. A node leaving the ring keeps OLD: the others
   // no longer exchange with it. Taken again before the ranges are dropped (a no-op where done).
   void adopt_new_ring_on_nodes() {
-    std::size_t adopted = 0, following = 0;
-    std::vector<NodeAdmin*> waiting;
+    std::size_t adopted = 0;
+    std::vector<NodeAdmin*> already;  // on NEW already: a member new to the ring serves once its peers answered
     for (const auto& n : to_nodes_) {
       NodeAdmin& node = nodes_.node(n.id, n.address);
       if (!node.follows_a_ring()) continue;
-      ++following;
-      waiting.push_back(&node);
-      if (!node.adopt_ring(to_yaml_)) continue;
+      if (!node.adopt_ring(to_yaml_)) {
+        already.push_back(&node);
+        continue;
+      }
       node.wait_serving(rings_.to_fingerprint, std::chrono::seconds(120));
       ++adopted;
     }
-    for (NodeAdmin* node : waiting) node->wait_serving(rings_.to_fingerprint, std::chrono::seconds(120));  // a new member: once its peers answered
-    if (following > 0)
+    for (NodeAdmin* node : already) node->wait_serving(rings_.to_fingerprint, std::chrono::seconds(120));
+    if (adopted + already.size() > 0)
       log_.step("the nodes that follow a ring of their own run on NEW, serving (" + std::to_string(adopted) +
-                " started again on it, " + std::to_string(following - adopted) + " on it already)");
+                " started again on it, " + std::to_string(already.size()) + " on it already)");
   }
 
   void summary(bool copied_before) {

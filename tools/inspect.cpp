@@ -105,11 +105,9 @@ struct ReplicaPlan {
   double changed = 0, copied = 0;
 };
 
-ReplicaPlan replica_plan(const Ring& from, const Ring& to) {
+ReplicaPlan replica_plan(const std::vector<ReplicaMove>& moves, const ReplicaChange& change) {
   ReplicaPlan out;
-  const auto moves = replica_moves(from, to);
   for (const auto& m : moves) out.changed += range_share(m.range);
-  const ReplicaChange change = replica_change(moves, from, to);
   auto share = [](const std::vector<HashRange>& ranges) {
     double s = 0;
     for (const auto& r : ranges) s += range_share(r);
@@ -124,17 +122,14 @@ ReplicaPlan replica_plan(const Ring& from, const Ring& to) {
   return out;
 }
 
-}  // namespace
-
-namespace {
-
 // plan --count: per node, the keys and bytes it gains and loses, as the nodes of OLD hold them now.
 struct Counted {
   std::uint64_t gains_keys = 0, gains_bytes = 0, losses_keys = 0, losses_bytes = 0;
 };
 
+// `change`: null when neither ring has replicas (then the owner moves of `moves` count).
 std::map<std::string, Counted> count_on_nodes(const Ring& from, const Ring& to, const std::vector<Move>& moves,
-                                              bool replicated, const CountOptions& o) {
+                                              const ReplicaChange* change, const CountOptions& o) {
   NodeAdmins nodes([&o](const HostPort& a) { return http_exchange(a, o.timeout, o.token); }, RetryPolicy{});
   std::map<std::string, Counted> out;
   auto gain = [&](const Flow& f) {  // measured on its source
@@ -143,7 +138,7 @@ std::map<std::string, Counted> count_on_nodes(const Ring& from, const Ring& to, 
     out[f.to_id].gains_bytes += s.bytes;
     return s;
   };
-  if (!replicated) {
+  if (!change) {
     for (const auto& f : group_flows(moves, from, to)) {
       const auto s = gain(f);
       out[f.from_id].losses_keys += s.keys;
@@ -151,9 +146,8 @@ std::map<std::string, Counted> count_on_nodes(const Ring& from, const Ring& to, 
     }
     return out;
   }
-  const ReplicaChange change = replica_change(replica_moves(from, to), from, to);
-  for (const auto& f : change.primary) gain(f);
-  for (const auto& l : change.losses) {
+  for (const auto& f : change->primary) gain(f);
+  for (const auto& l : change->losses) {
     const auto s = nodes.node(l.id, l.address).measure(l.ranges);
     out[l.id].losses_keys += s.keys;
     out[l.id].losses_bytes += s.bytes;
@@ -170,9 +164,11 @@ int print_plan(const std::string& from_path, const std::string& to_path, bool as
   const auto from = Ring::build(from_cfg), to = Ring::build(to_cfg);
   const Plan p = make_plan(from_cfg, *from, to_cfg, *to);
   const bool replicated = p.replicas_before > 1 || p.replicas_after > 1;
-  const ReplicaPlan rp = replicated ? replica_plan(*from, *to) : ReplicaPlan{};
+  const std::vector<ReplicaMove> moves = replicated ? replica_moves(*from, *to) : std::vector<ReplicaMove>{};
+  const ReplicaChange change = replicated ? replica_change(moves, *from, *to) : ReplicaChange{};
+  const ReplicaPlan rp = replicated ? replica_plan(moves, change) : ReplicaPlan{};
   const std::map<std::string, Counted> counted =
-      count ? count_on_nodes(*from, *to, p.moves, replicated, *count) : std::map<std::string, Counted>{};
+      count ? count_on_nodes(*from, *to, p.moves, replicated ? &change : nullptr, *count) : std::map<std::string, Counted>{};
   auto counted_of = [&](const std::string& id) { return counted.count(id) ? counted.at(id) : Counted{}; };
   auto gained = [&](const std::string& id) { return rp.gains.count(id) ? rp.gains.at(id) : 0.0; };
   auto lost = [&](const std::string& id) { return rp.losses.count(id) ? rp.losses.at(id) : 0.0; };

@@ -3,10 +3,8 @@
 // return the exit code; bad files throw ConfigError.
 #pragma once
 
-#include <optional>
-
 #include <chrono>
-
+#include <optional>
 #include <string>
 #include <vector>
 

@@ -52,9 +52,6 @@ class TestStore final : public kv::Store {
                    bool versioned, kv::ScanBatch& out, std::string& err) override {
     return fail ? failed(err) : inner_->scan(r, after, limit, max_bytes, versioned, out, err);
   }
-  StoreStatus count(std::span<const kv::HashRange> r, std::uint64_t& n, std::string& err) override {
-    return fail ? failed(err) : inner_->count(r, n, err);
-  }
   StoreStatus measure(std::span<const kv::HashRange> r, Size& out, std::string& err) override {
     return fail ? failed(err) : inner_->measure(r, out, err);
   }
