@@ -401,6 +401,16 @@ void ClientConn::start_quorum(std::uint64_t key_hash) {
                   reader_.body());
     return;
   }
+  if (w_.opt.unsafe_new_set_only && r.moving) [[unlikely]] {
+    // The broken mode: the key's new replica set alone, as if the change were made the moment it begins.
+    std::array<Backend*, kMaxMembers> members{};
+    unsigned count = 0;
+    for (unsigned i = 0; i < r.count; ++i)
+      if (r.system.set(1) & (1u << i)) members[count++] = r.replicas[i];
+    coord_->start(*this, kind, std::span<Backend* const>(members.data(), count), QuorumSystem::majority_of(count),
+                  req().target, reader_.body());
+    return;
+  }
   coord_->start(*this, kind, r.members(), r.system, req().target, reader_.body());
 }
 

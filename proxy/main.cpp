@@ -32,6 +32,7 @@ struct Flags {
   bool check_only = false;
   bool unsafe_unversioned = false;
   bool unsafe_read_one = false;
+  bool unsafe_new_set_only = false;
   std::int64_t clock_offset_ms = 0;
   std::size_t max_key = 1024;
   std::uint64_t max_body = (std::uint64_t{1} << 20) * 6 + 4096;
@@ -93,6 +94,11 @@ void add_flags(CLI::App& app, Flags& f) {
                "Test only: answer a replicated key's read from one replica (each in turn), with no majority "
                "and no write-back. It returns stale values; the linearizability test runs it to show that "
                "its checker catches that")
+      ->group("");
+  app.add_flag("--unsafe-new-set-only", f.unsafe_new_set_only,
+               "Test only: during a ring change, ask a replicated key whose replica set changes at its new set "
+               "alone (no joint quorum). It loses writes when most of a set changes; the linearizability test "
+               "runs it to show that its checker catches that")
       ->group("");
   app.add_option("--test-clock-offset-ms", f.clock_offset_ms,
                  "Test only: move this process's wall clock by this many milliseconds (negative: behind), as "
@@ -187,6 +193,7 @@ std::optional<int> settle(const Flags& f, Settings& s) {
   opt.spare_after = std::chrono::milliseconds(f.spare_ms);
   opt.unsafe_unversioned = f.unsafe_unversioned;
   opt.unsafe_read_one = f.unsafe_read_one;
+  opt.unsafe_new_set_only = f.unsafe_new_set_only;
   opt.clock_offset = std::chrono::milliseconds(f.clock_offset_ms);
   opt.max_idle_per_node = f.pool_max_idle;
   opt.pool_idle_timeout = std::chrono::milliseconds(f.pool_idle_ms);

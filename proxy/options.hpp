@@ -37,6 +37,9 @@ struct ProxyOptions {
   // Test only (a broken mode the linearizability test must catch): a replicated key's read is
   // answered by the first replica that answers, with no majority and no write-back.
   bool unsafe_read_one = false;
+  // Test only (a broken mode the linearizability test must catch): during a ring change a replicated
+  // key whose replica set changes is asked at its new set alone, a majority of it a quorum.
+  bool unsafe_new_set_only = false;
   // "Authorization: Bearer <token>\r\n" for the nodes' /replica/ endpoints (--node-token-file), or empty.
   std::string node_auth;
   // Test only (--test-clock-offset-ms): added to every wall clock reading that goes into a tag, as a

@@ -52,8 +52,10 @@ class LinCluster:
     """Nodes n1..n4, rings A (n1..n3) and B (n1..n4), two proxies on A on fixed ports (a restart keeps
     them, so clients and ring-rebalance find it again)."""
 
-    def __init__(self, h, proxies=2, unversioned=False, replicas=1, read_one=False, cycle_start=0):
+    def __init__(self, h, proxies=2, unversioned=False, replicas=1, read_one=False, cycle_start=0, cycle="all",
+                 new_set_only=False):
         self.h = h
+        kind = cycle
         self.cluster = Cluster(h, ["n1", "n2", "n3", "n4"] + (["n5"] if replicas > 1 else []))
         if replicas > 1:
             # Ring changes go round a cycle that makes every kind of change a replicated ring has: n4
@@ -67,6 +69,12 @@ class LinCluster:
                      ("D", self.cluster.write_ring(["n1", "n2", "n3", "n4", "n5"], name="ring-d.yaml", replicas=5)),
                      ("A", a),
                      ("E", self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-e.yaml", replicas=1))]
+            if kind == "replace":
+                # Most of each replica set replaced at once: A's sets of n1..n4 against R's of n1, n2, n5,
+                # so half the keys keep one member alone, which a majority of their new set can do
+                # without: what joint quorums are for.
+                cycle = [("A", a), ("R", self.cluster.write_ring(["n1", "n2", "n5"], name="ring-r.yaml",
+                                                                 replicas=replicas))]
         else:
             cycle = [("A", self.cluster.write_ring(["n1", "n2", "n3"], name="ring-a.yaml")),
                      ("B", self.cluster.write_ring(["n1", "n2", "n3", "n4"], name="ring-b.yaml"))]
@@ -78,6 +86,7 @@ class LinCluster:
         self.ring_a = cycle[self.at][1]
         self.unversioned = unversioned  # the broken mode: the protocol as it was before versions
         self.read_one = read_one  # the broken mode with replicas: a read from one replica
+        self.new_set_only = new_set_only  # the broken mode of ring changes with replicas: no joint quorums
         ports = free_ports(2 * proxies)
         self.proxy_ports = ports[:proxies]
         self.admin_ports = ports[proxies:]
@@ -102,6 +111,8 @@ class LinCluster:
             extra.append("--unsafe-unversioned")
         if self.read_one:
             extra.append("--unsafe-read-one")
+        if self.new_set_only:
+            extra.append("--unsafe-new-set-only")
         return self.h.proxy(self.proxy_rings[i], listen=f"127.0.0.1:{self.proxy_ports[i]}",
                             admin=f"127.0.0.1:{self.admin_ports[i]}", checks=Cluster.CHECKS, extra=tuple(extra))
 
@@ -414,16 +425,19 @@ REPLICATED_NEMESES = ["kill-node", "stop-node", "kill-proxy", "rebalance", "reba
                       "rebalance-kill-node"]
 
 
-def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False, replicas=1, read_one=False):
+def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False, replicas=1, read_one=False,
+        cycle="all", new_set_only=False):
     """One run: cluster, load, `nemesis` for `seconds`, heal, final reads, check. Returns a summary
     dict (histcheck's result, plus the nemesis log and the operations of the load that did not
-    succeed, by outcome) and the history."""
+    succeed, by outcome) and the history. With replicas, `cycle` "replace" makes the ring changes go
+    between A and R (most of each replica set replaced) instead of round every kind of change."""
     if replicas > 1 and nemesis not in REPLICATED_NEMESES:
         raise ValueError(f"{nemesis}: not a nemesis for replicas: {replicas}")
     # With replicas the nemeses that change the ring start at different points of the cycle, so that the
     # suite's short runs make every kind of change between them.
-    start = CYCLE_START.get(nemesis, 0) if replicas > 1 else 0
-    lc = LinCluster(h, unversioned=unversioned, replicas=replicas, read_one=read_one, cycle_start=start)
+    start = CYCLE_START.get(nemesis, 0) if replicas > 1 and cycle == "all" else 0
+    lc = LinCluster(h, unversioned=unversioned, replicas=replicas, read_one=read_one, cycle_start=start, cycle=cycle,
+                    new_set_only=new_set_only)
     rnd = random.Random(seed)
     recorder = histcheck.Recorder()
     lc.recorder = recorder
@@ -447,6 +461,7 @@ def run(h, nemesis, seconds, keys=20, clients=6, seed=1, unversioned=False, repl
     summary = result_summary(result)
     summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
                    workload_errors=load.errors, unversioned=unversioned, replicas=replicas, read_one=read_one,
+                   cycle=cycle, new_set_only=new_set_only,
                    not_ok=not_ok(recorder))
     return summary, recorder, result
 

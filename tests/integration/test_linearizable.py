@@ -5,8 +5,10 @@ Each run must check a real history (enough operations, reads and writes that suc
 key that is not linearizable and no lost acknowledged write. And the checker must be able to fail:
 the store's deliberately broken modes (the ring change as it was before per-key versions: ring-rebalance
 --unsafe-unversioned-copy, kvproxy --unsafe-unversioned; with replicas: 3, reads from one replica
-without write-back: kvproxy --unsafe-read-one) must make it find anomalies. With replicas: 3 the ring
-changes move replica sets (n4 out of them and back).
+without write-back: kvproxy --unsafe-read-one; ring changes with replicas: 3 and no joint quorums:
+kvproxy --unsafe-new-set-only) must make it find anomalies. With replicas: 3 the ring changes move
+replica sets: round lintest's cycle of every kind of change, and between A and R, which replaces most of
+each set.
 """
 import json
 import os
@@ -26,10 +28,11 @@ def save(name, summary, recorder):
 
 
 class Linearizable(unittest.TestCase):
-    def check_run(self, nemesis, keys=20, replicas=1):
+    def check_run(self, nemesis, keys=20, replicas=1, cycle="all"):
         h = harness(self)
-        summary, recorder, result = lintest.run(h, nemesis, SECONDS, keys=keys, replicas=replicas)
-        save(nemesis if replicas == 1 else f"{nemesis}-replicas{replicas}", summary, recorder)
+        summary, recorder, result = lintest.run(h, nemesis, SECONDS, keys=keys, replicas=replicas, cycle=cycle)
+        save(nemesis if replicas == 1 else f"{nemesis}-replicas{replicas}" + ("" if cycle == "all" else f"-{cycle}"),
+             summary, recorder)
         ops = recorder.ops()
         ok = lambda f: sum(1 for o in ops if o["f"] == f and o["outcome"] == "ok")
         self.assertEqual(summary["workload_errors"], [])
@@ -89,6 +92,31 @@ class Linearizable(unittest.TestCase):
 
     def test_replicated_rebalance_stopped_after_one_proxy_then_rerun(self):
         self.check_run("rebalance-partial", replicas=3)
+
+    # Most of each replica set replaced in one change (A: n1..n4, R: n1, n2, n5, replicas 3): half the
+    # keys keep one member alone, so a majority of the new set can miss every write of the old one.
+    def test_replicated_rebalance_replacing_most_of_each_set(self):
+        summary = self.check_run("rebalance", replicas=3, cycle="replace")
+        self.assertEqual(summary["not_ok"], {}, "a request failed during a ring change with every node up")
+
+    def test_replicated_rebalance_replacing_most_of_each_set_stopped_after_one_proxy(self):
+        self.check_run("rebalance-partial", replicas=3, cycle="replace")
+
+    def test_the_checker_catches_ring_changes_without_joint_quorums(self):
+        # The broken mode of ring changes with replicas: a key whose replica set changes is asked at its
+        # new set alone (kvproxy --unsafe-new-set-only). While one proxy is in the change and the other
+        # is not, their majorities of the old and the new set need not meet, and where most of a set is
+        # replaced, a read of the new set goes back to before the writes made through the old.
+        failures = []
+        for attempt in range(3):
+            h = harness(self)
+            summary, recorder, result = lintest.run(h, "rebalance-partial", SECONDS, seed=31 + attempt, replicas=3,
+                                                    cycle="replace", new_set_only=True)
+            save(f"broken-new-set-only-{attempt}", summary, recorder)
+            if summary["failed_keys"] or summary["lost_writes"]:
+                failures.append(summary)
+                break
+        self.assertTrue(failures, "ring changes without joint quorums passed the check: the checker proves nothing")
 
     def test_the_checker_catches_reads_from_one_replica(self):
         # The broken mode with replicas: a read asks one replica (each in turn) and writes nothing
