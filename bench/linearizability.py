@@ -12,6 +12,10 @@ With --hosts: across hosts (tests/integration/multihost.py: root, network namesp
 kvnodes and two kvproxies each on a host of its own, with the multi-host nemeses (with --replicas 3:
 kill, pause, isolation, one-way cuts, a proxy in a minority, clock skew), written to
 bench/LINEARIZABILITY_HOSTS.md; the same failed-request rule for the nemeses that keep a majority.
+With --hosts --replicas 3 and ring-change nemeses (multihost.CHANGE_NEMESES: one kind of change per
+nemesis, each change plain, with apply killed or with a node killed; multihost.RING_NEMESES): two more
+hosts for n4 and n5, written to bench/LINEARIZABILITY_HOSTS_RING_CHANGES.md; no request may fail but
+in the changes to and from replicas 1.
 
 With --replicas 3: every key on three of the four kvnodes (ring A is n1..n4, B is n1..n3), the nemeses
 that strike nodes and proxies and the ring changes between A and B, written to
@@ -46,7 +50,8 @@ def main():
     ap.add_argument("--hosts", action="store_true", help="across network namespaces (tests/integration/multihost.py)")
     ap.add_argument("--nemesis", action="append",
                     choices=sorted(set(lintest.NEMESES + ["rebalance-partial"]) | set(lintest.REPLICATED_NEMESES)
-                                   | set(multihost.REPLICATED_NEMESES)),
+                                   | set(multihost.REPLICATED_NEMESES) | set(multihost.RING_NEMESES)
+                                   | set(multihost.CHANGE_NEMESES)),
                     help="run only these (default: every one; with --replicas, those of lintest.REPLICATED_NEMESES)")
     ap.add_argument("--replicas", type=int, default=1, help="replicas per key (default 1)")
     ap.add_argument("--clients", type=int, default=6)
@@ -54,8 +59,12 @@ def main():
     ap.add_argument("--out", help="default bench/LINEARIZABILITY.md (replicas 1), bench/LINEARIZABILITY_REPLICAS.md")
     args = ap.parse_args()
     replicated = args.replicas > 1
+    ring_nemeses = set(multihost.RING_NEMESES) | set(multihost.CHANGE_NEMESES)
+    ring_changes = args.hosts and any(n in ring_nemeses for n in args.nemesis or ())
+    if ring_changes and not replicated:
+        raise SystemExit("linearizability: the ring changes across hosts need --replicas 3")
     if not args.out:
-        name = ("LINEARIZABILITY_HOSTS.md" if args.hosts else
+        name = ("LINEARIZABILITY_HOSTS_RING_CHANGES.md" if ring_changes else "LINEARIZABILITY_HOSTS.md" if args.hosts else
                 "LINEARIZABILITY_REPLICAS.md" if replicated else "LINEARIZABILITY.md")
         args.out = os.path.join(ROOT, "bench", name)
     if args.hosts:
@@ -67,9 +76,9 @@ def main():
     hosts_h = kvtest.Harness() if args.hosts else None
     cluster = None
     if args.hosts:
-        cluster = multihost.MultiHostCluster(multihost.Hosts(hosts_h, 5), nodes=3, proxies=2,
+        cluster = multihost.MultiHostCluster(multihost.Hosts(hosts_h, 7 if ring_changes else 5), nodes=3, proxies=2,
                                              proxy_extra=("--connect-timeout-ms", "500", "--response-timeout-ms", "1500"),
-                                             replicas=args.replicas if replicated else None)
+                                             replicas=args.replicas if replicated else None, spare=ring_changes)
         if not kvtest.wait_until(cluster.healthy, 10):
             raise SystemExit("linearizability: the proxies never saw every node up")
     for i, nemesis in enumerate(nemeses):
@@ -98,12 +107,21 @@ def main():
     minutes = (time.time() - started) / 60
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     flags = (" --hosts" if args.hosts else "") + (f" --replicas {args.replicas}" if replicated else "")
-    keep_majority = multihost.KEEP_A_MAJORITY if args.hosts else ("kill-node", "stop-node", "rebalance",
-                                                                   "rebalance-kill-node")
+    keep_majority = (multihost.KEEP_A_MAJORITY + multihost.RING_KEEP_A_MAJORITY if args.hosts else
+                     ("kill-node", "stop-node", "rebalance", "rebalance-kill-node"))
     if args.hosts:
         setup = ("three kvnodes and two kvproxies, each in a network namespace of its own on one bridge "
                  "(tests/integration/multihost.py), on keys of each nemesis's own, "
                  + ("every key on all three nodes (replicas: 3). " if replicated else "one owner per key. "))
+        if ring_changes:
+            setup += ("Two more kvnodes, n4 and n5, on hosts of their own; every node runs anti-entropy and adopts "
+                      "each ring as apply goes (tests/integration/multihost.py's rings: A n1..n3, B A with n4, C B "
+                      "with n2 at weight 2, D n1..n5 with replicas 5, E A with replicas 1, R n1, n4, n5). Each "
+                      "change-KIND round makes a change and its reverse (add-remove A -> B -> A, reweigh -> C -> B, "
+                      "replicas-3-5 A -> D -> A, replicas-3-1 A -> E -> A, replace A -> R -> A: two of every "
+                      "key's three replicas replaced at once), each change at random plain, with apply killed "
+                      "after one to five steps and run again, or with a node of either ring killed during it and "
+                      "started again (never where one side has replicas 1); every run ends back on A. ")
     else:
         setup = (f"put/get/delete on {args.keys} keys, four kvnodes, "
                  + ("every key on three of them; ring changes go round lintest's cycle (n4 out of the replica sets "

@@ -10,6 +10,12 @@
 #                                            across network namespaces (root): kill, pause, isolation,
 #                                            one-way cuts, a proxy in a minority, clock skew; writes
 #                                            bench/LINEARIZABILITY_HOSTS.md
+#   bench/linearizability.sh --hosts --replicas 3 --nemesis change-replace ...
+#                                            ring changes across hosts, one kind per nemesis
+#                                            (change-add-remove, change-reweigh, change-replicas-3-5,
+#                                            change-replicas-3-1, change-replace; also ring-changes,
+#                                            ring-changes-apply-killed, ring-change-kill-node): writes
+#                                            bench/LINEARIZABILITY_HOSTS_RING_CHANGES.md
 # Everything runs on 127.0.0.1 (or in namespaces it creates) and is stopped afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -314,6 +314,7 @@ class MultiHostCluster:
         # others, whose ring file (self.ring, the proxies' too) ring-rebalance has them rewrite, adopt
         # each ring as apply goes.
         self.spares, self.rings, self.at = [], {}, "A"
+        self.ring_nodes, self.ring_replicas = {}, {}
         if spare and self.replicas > 1:
             spare_hosts = hosts.hosts[nodes + proxies:nodes + proxies + 2]
             members = [(f"n{i + 1}", f"{hosts.hosts[i].addr}:{NODE_PORT}") for i in range(nodes)]
@@ -323,7 +324,13 @@ class MultiHostCluster:
                 return write_ring(hosts.h.path(f"ring-{name.lower()}-{hosts.suffix}.yaml"), nodes_, replicas=replicas_)
             self.rings = {"A": ring("A", members, replicas), "B": ring("B", members + extras[:1], replicas),
                           "C": ring("C", [members[0], (*members[1], 2), *members[2:], extras[0]], replicas),
-                          "D": ring("D", members + extras, 5), "E": ring("E", members, 1)}
+                          "D": ring("D", members + extras, 5), "E": ring("E", members, 1),
+                          "R": ring("R", members[:1] + extras, replicas)}
+            # Each ring's node ids and replicas, for the nemeses that strike a node of a change.
+            ids = lambda nodes_: [n[0] for n in nodes_]
+            self.ring_nodes = {"A": ids(members), "B": ids(members + extras[:1]), "C": ids(members + extras[:1]),
+                               "D": ids(members + extras), "E": ids(members), "R": ids(members[:1] + extras)}
+            self.ring_replicas = {name: 5 if name == "D" else 1 if name == "E" else self.replicas for name in self.rings}
             for (spare_id, _), host in zip(extras, spare_hosts):
                 own = hosts.h.path(f"{spare_id}-ring-{hosts.suffix}.yaml")
                 shutil.copyfile(self.rings["D"], own)
@@ -506,11 +513,46 @@ def _ring_change_kill_node(c, rnd):
     return "apply " + "; ".join(done), lambda: None
 
 
+def _one_change(c, rnd, to):
+    """A change from the ring in use to `to`, at random plain, with apply killed part way and run again,
+    or with a node of either ring killed during it (not where either side has replicas 1: the key's one
+    replica down fails its requests, rightly)."""
+    fault = rnd.choice(("none", "apply-killed", "kill-node"))
+    if fault == "kill-node" and 1 in (c.ring_replicas[c.at], c.ring_replicas[to]):
+        fault = "none"
+    if fault == "apply-killed":
+        return c.change_ring(to, kill_apply_after=rnd.randint(1, 5))
+    if fault == "kill-node":
+        either = set(c.ring_nodes[c.at]) | set(c.ring_nodes[to])
+        struck = rnd.choice([n for n in c.nodes + c.spares if n.name in either])
+
+        def kill():
+            struck.kill()
+            return f"kill -9 {struck!r}", struck.restart
+        return c.change_ring(to, during=kill)
+    return c.change_ring(to)
+
+
+# One kind of change at a time, for the long runs (bench/linearizability.py --hosts --replicas 3 --nemesis
+# change-KIND): each round makes the change and its reverse, each with a fault of _one_change.
+# replace: n1..n3 -> n1, n4, n5, two of every key's three replicas replaced at once.
+CHANGES = {"add-remove": ["B", "A"], "reweigh": ["C", "B"], "replicas-3-5": ["D", "A"], "replicas-3-1": ["E", "A"],
+           "replace": ["R", "A"]}
+
+
+def _change_kind(kind):
+    def strike(c, rnd):
+        return "apply " + "; ".join(_one_change(c, rnd, to) for to in CHANGES[kind]), lambda: None
+    return strike
+
+
 # Ring changes with replicas, on a MultiHostCluster with spares. Each leaves every key a majority of
 # its old and its new set, but for the changes to and from replicas 1 (E), where a key's one replica
 # restarting to adopt a ring fails its requests for that moment.
 RING_NEMESES = {"ring-changes": _ring_changes, "ring-changes-apply-killed": lambda c, r: _ring_changes(c, r, True),
                 "ring-change-kill-node": _ring_change_kill_node}
+CHANGE_NEMESES = {f"change-{kind}": _change_kind(kind) for kind in CHANGES}
+RING_KEEP_A_MAJORITY = ("ring-change-kill-node", *(f"change-{kind}" for kind in CHANGES if kind != "replicas-3-1"))
 
 NEMESES = {"isolate-node": _isolate_node, "proxy-cut-off": _proxy_cut_off, "kill-node": _kill_node,
            "stop-node": _stop_node}
@@ -534,7 +576,7 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     started = time.monotonic()
     try:
         wait_until(lambda: len(recorder.ops()) >= 20, timeout=5)  # the load under way before the first fault
-        strike = {**REPLICATED_NEMESES, **RING_NEMESES}[nemesis]
+        strike = {**REPLICATED_NEMESES, **RING_NEMESES, **CHANGE_NEMESES}[nemesis]
         _rounds(c, rnd, started + seconds, log, lambda r: strike(c, r), max_rounds)
     finally:
         c.hosts.heal()

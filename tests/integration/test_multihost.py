@@ -180,16 +180,20 @@ class LinearizableAcrossHostsTest(unittest.TestCase):
         # run again; then n4 in and out with a node of either ring killed during each change. The nodes
         # run anti-entropy and adopt each ring as apply goes; every run ends back on n1..n3, whose
         # replicas must converge. With three replicas on both sides no request may fail (to and from
-        # replicas 1 a key's one replica restarting to adopt a ring fails its requests a moment).
+        # replicas 1 a key's one replica restarting to adopt a ring fails its requests a moment). Last,
+        # n1..n3 -> n1, n4, n5 and back, two of every key's three replicas replaced at once, each change
+        # plain, with apply killed part way, or with a node killed, at random (the long runs' change-*
+        # nemeses, bench/linearizability.py --hosts).
         h = harness(self)
         c = MultiHostCluster(Hosts(h, 7), nodes=3, proxies=2, proxy_extra=PROXY_TIMEOUTS, replicas=3, spare=True)
         self.assertTrue(wait_until(c.healthy, 10), "the proxies never saw every node up")
-        for i, nemesis in enumerate(multihost.RING_NEMESES):
+        for i, nemesis in enumerate([*multihost.RING_NEMESES, "change-replace"]):
             with self.subTest(nemesis=nemesis):
                 summary, recorder, result = multihost.lin_run(c, nemesis, SECONDS, seed=41 + i, max_rounds=1)
                 save(f"multihost-replicas3-{nemesis}", summary, recorder)
                 self.check_history(nemesis, summary, recorder, result)
-                self.assertTrue(summary["log"][0].startswith("apply A -> B"), summary["log"])
+                first = "apply A -> R" if nemesis == "change-replace" else "apply A -> B"
+                self.assertTrue(summary["log"][0].startswith(first), summary["log"])
                 self.assertIsNotNone(summary["converged"]["seconds"], f"{nemesis}: replicas still differ: {summary['converged']}")
                 if nemesis == "ring-change-kill-node":
                     self.assertEqual(summary["not_ok"], {}, f"{nemesis}: a request failed while its key kept a majority of both sets")
