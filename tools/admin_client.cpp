@@ -149,25 +149,36 @@ bool NodeAdmin::adopt_ring(std::string_view yaml) {
   return r.body.find("\"restarting\":true") != std::string::npos;
 }
 
-void NodeAdmin::wait_serving(std::string_view fingerprint, std::chrono::milliseconds timeout) {
+bool NodeAdmin::poll_serving(std::string_view fingerprint, std::chrono::milliseconds timeout, std::string& last) {
   const std::string ring = "\"ring\":\"" + std::string(fingerprint) + "\"";
   const auto until = std::chrono::steady_clock::now() + timeout;
-  std::string last = "no answer";
-  while (std::chrono::steady_clock::now() < until) {
+  last = "no answer";
+  do {
     try {
       const HttpResponse r = exchange_("GET", "/health", {}, "text/plain");
       // On a ring with replicas 1 a node keeps no replica state (no anti-entropy): its ring is enough.
       const bool has_state = r.body.find("\"state\":") != std::string::npos;
-      if (r.status == 200 && r.body.find(ring) != std::string::npos &&
+      if (r.status == 200 && (fingerprint.empty() || r.body.find(ring) != std::string::npos) &&
           (!has_state || r.body.find("\"state\":\"serving\"") != std::string::npos))
-        return;
+        return true;
       last = "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 200);
     } catch (const std::exception& e) {
       last = e.what();
     }
     retry_.sleep(std::chrono::milliseconds(100));
-  }
-  throw AdminError(label_ + ": not serving again after adopting the new ring: " + last);
+  } while (std::chrono::steady_clock::now() < until);
+  return false;
+}
+
+void NodeAdmin::wait_serving(std::string_view fingerprint, std::chrono::milliseconds timeout) {
+  std::string last;
+  if (!poll_serving(fingerprint, timeout, last))
+    throw AdminError(label_ + ": not serving again after adopting the new ring: " + last);
+}
+
+bool NodeAdmin::serving_within(std::chrono::milliseconds timeout) {
+  std::string last;
+  return poll_serving({}, timeout, last);
 }
 
 ScanBatch NodeAdmin::scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after,

@@ -103,6 +103,8 @@ class NodeAdmin {
   // with its replica state "serving" (none on a ring with replicas 1), up to `timeout`; throws
   // AdminError naming what it last said.
   void wait_serving(std::string_view fingerprint, std::chrono::milliseconds timeout);
+  // Whether the node answers /health, serving quorum reads (on whatever ring), within `timeout`.
+  bool serving_within(std::chrono::milliseconds timeout);
 
   const std::string& id() const noexcept { return id_; }
   const HostPort& address() const noexcept { return address_; }
@@ -111,6 +113,9 @@ class NodeAdmin {
   // POST /admin/count over `ranges`, kRangesPerRequest at a time, summed; errors named by `label`.
   // `bytes`: the answers must give them too.
   Size sum_counts(const std::string& label, std::span<const HashRange> ranges, bool bytes);
+  // Polls /health until it answers serving (on the ring `fingerprint`, or any when empty) or `timeout`
+  // passed; `last` says what it last answered.
+  bool poll_serving(std::string_view fingerprint, std::chrono::milliseconds timeout, std::string& last);
 
   std::string id_;
   HostPort address_;

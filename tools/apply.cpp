@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <set>
+#include <string>
 
 #include "common/rebalance.hpp"
 #include "common/ring.hpp"
@@ -44,7 +46,7 @@ class Apply {
     const Resume where = where_proxies_stand();
     if (where.start == StartAt::clear) clear_new_owners();
     else log_.line(where.resuming_line());
-    if (replicated_ && where.start <= StartAt::begin) adopt_new_ring_on_nodes();
+    if (replicated_ && where.start <= StartAt::begin) adopt_new_ring_on_nodes(from_nodes_);
     if (where.start <= StartAt::begin) {
       begin();
       copy();
@@ -66,6 +68,7 @@ class Apply {
     check_change(from_cfg, opt_.from_path, to_cfg, opt_.to_path);
     const auto from_ring = Ring::build(from_cfg), to_ring = Ring::build(to_cfg);
     to_nodes_ = to_cfg.nodes;
+    from_nodes_ = from_cfg.nodes;
     plan_ = make_plan(from_cfg, *from_ring, to_cfg, *to_ring);
     rings_ = {plan_.from_fingerprint, opt_.from_path, plan_.to_fingerprint, opt_.to_path};
     if (plan_.from_fingerprint == plan_.to_fingerprint) {
@@ -143,7 +146,7 @@ class Apply {
   // proxy on NEW and no change in progress, no copy is left to guard against, on any node.
   void remove_moved_ranges() {
     if (replicated_) {
-      adopt_new_ring_on_nodes();
+      adopt_new_ring_on_nodes(to_nodes_);
       // Tombstones stay: with replicas they are what keeps a replica that missed a delete from
       // bringing the value back (anti-entropy, read repair); they go by evidence (node/floors.hpp).
       log_.step("removing the moved ranges from the replicas that left them");
@@ -164,12 +167,27 @@ class Apply {
   // member new to a set learns from its peers that it is new (node/incarnation.hpp) and serves, and
   // no node pulls back by OLD what it is about to lose. A node leaving the ring keeps OLD: the others
   // no longer exchange with it. Taken again before the ranges are dropped (a no-op where done).
-  void adopt_new_ring_on_nodes() {
+  //
+  // A node starting again is one replica short for a moment in every set it belongs to, so it is not
+  // started while another node of `routed` (the ring the proxies route by: OLD before the change, NEW
+  // after it) is down or not serving (a killed node coming back, say): it waits for that one, up to
+  // kPeerWait; a node still down after that (dead, one the change removes) is not waited for again:
+  // its sets are one replica short while each node restarts, which the log says.
+  void adopt_new_ring_on_nodes(const std::vector<NodeConfig>& routed) {
     std::size_t adopted = 0;
     std::vector<NodeAdmin*> already;  // on NEW already: a member new to the ring serves once its peers answered
+    std::set<std::string> down;       // peers found down for kPeerWait: not waited for again
     for (const auto& n : to_nodes_) {
       NodeAdmin& node = nodes_.node(n.id, n.address);
       if (!node.follows_a_ring()) continue;
+      for (const auto& peer : routed) {
+        if (peer.id == n.id || down.contains(peer.id)) continue;
+        if (!nodes_.node(peer.id, peer.address).serving_within(kPeerWait)) {
+          down.insert(peer.id);
+          log_.line("node " + peer.id + " (" + peer.address.str() + ") is not serving: starting " + n.id +
+                    " again on NEW leaves the keys they share one replica short while it does");
+        }
+      }
       if (!node.adopt_ring(to_yaml_)) {
         already.push_back(&node);
         continue;
@@ -205,7 +223,9 @@ class Apply {
   bool replicated_ = false;   // replicas above 1 in either ring: replica sets move (replica_)
   ReplicaChange replica_;
   double replica_share_ = 0;  // of the key space, changing replica set
-  std::vector<NodeConfig> to_nodes_;  // NEW's nodes
+  std::vector<NodeConfig> to_nodes_;    // NEW's nodes
+  std::vector<NodeConfig> from_nodes_;  // OLD's nodes
+  static constexpr std::chrono::seconds kPeerWait{30};
   std::vector<ProxyAdmin> proxies_;
   NodeAdmins nodes_;
   CopyResult copy_;  // this run's copy; all zero when an earlier run did it

@@ -302,8 +302,16 @@ class MultiHostCluster:
         self.ring = write_ring(hosts.h.path(f"ring-{hosts.suffix}.yaml"),
                                [(f"n{i + 1}", f"{hosts.hosts[i].addr}:{NODE_PORT}") for i in range(nodes)],
                                replicas=replicas)
-        extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(AE_INTERVAL_MS), *NODE_FLAGS] if self.replicas > 1 else []
-        self.nodes = [hosts.node(hosts.hosts[i], f"n{i + 1}", extra=extra) for i in range(nodes)]
+        # Each node its ring file of its own, as on hosts of their own: a node adopting a new ring rewrites
+        # it, and one the new ring leaves out keeps the old one (it could not start on a ring without it).
+        extra = ["--anti-entropy-interval-ms", str(AE_INTERVAL_MS), *NODE_FLAGS] if self.replicas > 1 else []
+        self.nodes = []
+        for i in range(nodes):
+            own = []
+            if self.replicas > 1:
+                own = ["--ring", hosts.h.path(f"n{i + 1}-ring-{hosts.suffix}.yaml")]
+                shutil.copyfile(self.ring, own[1])
+            self.nodes.append(hosts.node(hosts.hosts[i], f"n{i + 1}", extra=own + extra))
         self.checks, self.proxy_extra = checks, tuple(proxy_extra)
         self.proxies = [hosts.proxy(hosts.hosts[nodes + j], self.ring, f"proxy{j}", checks, proxy_extra)
                         for j in range(proxies)]
@@ -311,8 +319,7 @@ class MultiHostCluster:
         # The rings, by name: A the nodes above (where every run starts and ends), B with n4, C that
         # with n2 at weight 2, D with n4 and n5 and replicas 5, E the nodes above with replicas 1. The
         # spares run anti-entropy on a copy of D of their own (a node new to a ring starts on it); the
-        # others, whose ring file (self.ring, the proxies' too) ring-rebalance has them rewrite, adopt
-        # each ring as apply goes.
+        # others adopt each ring as apply goes, which has them rewrite their ring files.
         self.spares, self.rings, self.at = [], {}, "A"
         self.ring_nodes, self.ring_replicas = {}, {}
         if spare and self.replicas > 1:
@@ -334,7 +341,7 @@ class MultiHostCluster:
             for (spare_id, _), host in zip(extras, spare_hosts):
                 own = hosts.h.path(f"{spare_id}-ring-{hosts.suffix}.yaml")
                 shutil.copyfile(self.rings["D"], own)
-                self.spares.append(hosts.node(host, spare_id, extra=["--ring", own, *extra[2:]]))
+                self.spares.append(hosts.node(host, spare_id, extra=["--ring", own, *extra]))
 
     def apply_argv(self, to):
         argv = [RING_REBALANCE, "apply", "--from", self.rings[self.at], "--to", self.rings[to], "--admin-token-file",
