@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""Speed as the data grows: kvproxy (one thread) in front of three kvnodes on RocksDB, filled with N keys
+(bench:1 .. bench:N, about 60 bytes each) and then, right after the fill, wrk's study mix (90% GET / 10%
+PUT, uniform over all N keys) for --rounds runs of --seconds. Started by bench/growth.sh, which builds
+first.
+
+For each key count: the requests/s and p99 (median over the rounds), the ratio to the smallest key
+count, each node's resident memory (VmRSS) after the runs, and the bytes on disk per node and per key
+(the data directories, WAL included). With --reference BUILD the same is measured for that build (the
+build before a change) at each key count, the two taking turns, each on a fresh fill.
+
+Writes a markdown section to --out (bench/GROWTH.md; with --quick, into the build tree) and the figures
+beside it (.json).
+"""
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from kvtest import Process, write_ring  # noqa: E402
+from equal_load import git_revision  # noqa: E402
+from rebalance import fill  # noqa: E402
+from run import KvProxy, log, median, versions, wrk  # noqa: E402
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def disk_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total
+
+
+def measure(build, keys, rounds, seconds, conns, label, node_flags=()):
+    """A fresh cluster of `build` (its kvnodes given `node_flags`), filled with `keys` keys, then `rounds`
+    wrk runs of the mix."""
+    work = tempfile.mkdtemp(prefix=f"kvring-growth-{label}-")
+    nodes, proxy = [], None
+    try:
+        for i in range(1, 4):
+            nodes.append(Process([os.path.join(build, "node", "kvnode"), "--port", "0", "--id", f"n{i}",
+                                  "--data-dir", os.path.join(work, f"n{i}"), *node_flags]))
+        ring = write_ring(os.path.join(work, "ring.yaml"), [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)])
+        proxy = KvProxy(build, ring, 1, work)
+        t0 = time.time()
+        fill(proxy.port, keys, [n.port for n in nodes])
+        fill_s = time.time() - t0
+        runs = [wrk(proxy.port, "mixed.lua", conns, seconds, keys) for _ in range(rounds)]
+        rss = [rss_bytes(n.proc.pid) for n in nodes]
+        disk = [disk_bytes(os.path.join(work, f"n{i}")) for i in range(1, 4)]
+    finally:
+        if proxy:
+            proxy.stop()
+        for n in nodes:
+            n.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    r = {"label": label, "keys": keys, "fill_s": fill_s, "rps": median([x["rps"] for x in runs]),
+         "p99_us": median([x["p99"] for x in runs]), "errors": sum(x["errors"] for x in runs),
+         "runs": [{k: x[k] for k in ("rps", "p50", "p99", "p999", "errors")} for x in runs],
+         "rss_per_node": rss, "disk_per_node": disk, "disk_per_key": sum(disk) / keys}
+    log(f"{label} {keys:>9} keys: fill {fill_s:.0f} s, {r['rps']:.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms, "
+        f"RSS {max(rss) / 2**20:.0f} MiB/node, disk {sum(disk) / 2**20:.0f} MiB ({r['disk_per_key']:.0f} B/key), "
+        f"{r['errors']} errors")
+    return r
+
+
+def write_markdown(path, command, date, args, rows, elapsed):
+    v = versions()
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    lines = [
+        "## Speed as the data grows (issue 20)",
+        "",
+        f"Produced by `{command}` on {date} (revision {git_revision()}) in {elapsed / 60:.1f} minutes, on "
+        f"{v['cpu']} ({v['cores']} cores): kvproxy (one thread) in front of three kvnodes on RocksDB, each cluster "
+        "fresh, filled with N keys through the proxy (wrk, bench/lua/fill.lua), then right after the fill "
+        f"{args.rounds} runs of {args.seconds:g} s of wrk (one thread, {args.conns} connections, bench/lua/mixed.lua: "
+        "90% GET / 10% PUT, uniform over all N keys); requests/s and p99 are the medians of the runs. "
+        "Memory: each node's resident set after the runs (the largest of the three); disk: the three data "
+        "directories (WAL included) right after the runs, per node and per key."
+        + (f" `{labels[0]}` is the build before the change (--reference), `{labels[-1]}` this one; they take turns "
+           "at each key count." if len(labels) > 1 else ""),
+        "",
+        "| build | keys | fill (s) | req/s | vs the fewest keys | p99 (ms) | RSS per node (MiB) | disk per node (MiB) | bytes on disk per key | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label in labels:
+        mine = [r for r in rows if r["label"] == label]
+        base = min(mine, key=lambda r: r["keys"])
+        for r in sorted(mine, key=lambda r: r["keys"]):
+            lines.append(f"| {label} | {r['keys']:,} | {r['fill_s']:.0f} | {r['rps']:,.0f} | {r['rps'] / base['rps']:.2f}x | "
+                         f"{r['p99_us'] / 1000:.2f} | {max(r['rss_per_node']) / 2**20:.0f} | "
+                         f"{sum(r['disk_per_node']) / 3 / 2**20:.0f} | {r['disk_per_key']:.0f} | {r['errors']} |")
+    lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10,000 and 50,000 keys, one round of 2 s, into the build tree")
+    ap.add_argument("--keys", default="10000,1000000,4000000", help="key counts (default 10000,1000000,4000000)")
+    ap.add_argument("--build", default=os.environ.get("KVRING_BUILD", os.path.join(ROOT, "build", "release")))
+    ap.add_argument("--reference", help="a build tree to measure the same way, taking turns (the build before a change)")
+    ap.add_argument("--rounds", type=int, help="wrk runs per key count (default 3; --quick 1)")
+    ap.add_argument("--seconds", type=int, help="seconds per wrk run, whole (default 10; --quick 2)")
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--node-flags", default="", help="extra kvnode flags for this build's nodes (not the reference's)")
+    ap.add_argument("--out", help="default bench/GROWTH.md (--quick: BUILD/bench-quick/GROWTH.md)")
+    args = ap.parse_args()
+    try:
+        counts = [int(k) for k in ("10000,50000" if args.quick else args.keys).split(",") if k]
+    except ValueError:
+        ap.error(f"--keys: {args.keys!r} is not a comma-separated list of integers")
+    if not counts or any(k < 100 for k in counts):
+        ap.error("--keys: at least 100 keys each")
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.seconds = args.seconds or (2 if args.quick else 10)
+    if args.rounds < 1 or args.seconds < 1 or args.conns < 1:
+        ap.error("--rounds >= 1, --seconds >= 1, --conns >= 1")
+    builds = [("reference", args.reference)] if args.reference else []
+    builds.append(("this build" + (f" {args.node_flags}" if args.node_flags else "") if args.reference else "kvring",
+                   args.build))
+    for _, b in builds:
+        if not os.access(os.path.join(b, "node", "kvnode"), os.X_OK):
+            sys.exit(f"growth: no {b}/node/kvnode: build first (bench/growth.sh does)")
+    out = args.out or (os.path.join(args.build, "bench-quick", "GROWTH.md") if args.quick
+                       else os.path.join(ROOT, "bench", "GROWTH.md"))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    command = " ".join(["bench/growth.sh"] + sys.argv[1:])
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = time.time()
+    rows = []
+    for keys in counts:
+        for label, build in builds:
+            flags = args.node_flags.split() if build == args.build else []
+            rows.append(measure(build, keys, args.rounds, args.seconds, args.conns, label, flags))
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump({"command": command, "date": date, "rows": rows}, f, indent=1)
+    write_markdown(out, command, date, args, rows, time.time() - started)
+    log(f"wrote {out} in {time.time() - started:.0f} s")
+    if any(r["errors"] for r in rows):
+        sys.exit("growth: some requests failed (see the errors column)")
+
+
+if __name__ == "__main__":
+    main()
