@@ -171,18 +171,18 @@ class Apply {
   // A node starting again is one replica short for a moment in every set it belongs to, so it is not
   // started while another node of `routed` (the ring the proxies route by: OLD before the change, NEW
   // after it) is down or not serving (a killed node coming back, say): it waits for that one, up to
-  // kPeerWait; a node still down after that (dead, one the change removes) is not waited for again:
+  // --node-wait-ms; a node still down after that (dead, one the change removes) is not waited for again:
   // its sets are one replica short while each node restarts, which the log says.
   void adopt_new_ring_on_nodes(const std::vector<NodeConfig>& routed) {
     std::size_t adopted = 0;
     std::vector<NodeAdmin*> already;  // on NEW already: a member new to the ring serves once its peers answered
-    std::set<std::string> down;       // peers found down for kPeerWait: not waited for again
+    std::set<std::string> down;       // peers found down for the whole wait: not waited for again
     for (const auto& n : to_nodes_) {
       NodeAdmin& node = nodes_.node(n.id, n.address);
       if (!node.follows_a_ring()) continue;
       for (const auto& peer : routed) {
         if (peer.id == n.id || down.contains(peer.id)) continue;
-        if (!nodes_.node(peer.id, peer.address).serving_within(kPeerWait)) {
+        if (!nodes_.node(peer.id, peer.address).serving_within(opt_.node_wait)) {
           down.insert(peer.id);
           log_.line("node " + peer.id + " (" + peer.address.str() + ") is not serving: starting " + n.id +
                     " again on NEW leaves the keys they share one replica short while it does");
@@ -225,7 +225,6 @@ class Apply {
   double replica_share_ = 0;  // of the key space, changing replica set
   std::vector<NodeConfig> to_nodes_;    // NEW's nodes
   std::vector<NodeConfig> from_nodes_;  // OLD's nodes
-  static constexpr std::chrono::seconds kPeerWait{30};
   std::vector<ProxyAdmin> proxies_;
   NodeAdmins nodes_;
   CopyResult copy_;  // this run's copy; all zero when an earlier run did it

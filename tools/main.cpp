@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   apply_cmd->add_option("--timeout-ms", timeout_ms, "Deadline for each request to a node or proxy")
       ->capture_default_str()->check(CLI::Range(100, 3'600'000));
+  unsigned node_wait_ms = 30'000;
+  apply_cmd->add_option("--node-wait-ms", node_wait_ms,
+                        "With nodes that follow a ring (kvnode --ring): how long to wait for a node that is down before "
+                        "starting another again on NEW (then it is not waited for: a dead node being removed)")
+      ->capture_default_str()->check(CLI::Range(0, 3'600'000));
   apply_cmd->add_option("--progress", progress, "bar (redrawn), lines (one a second), or auto (bar on a terminal)")
       ->capture_default_str()->check(CLI::IsMember({"auto", "bar", "lines"}));
   apply_cmd->add_flag("--json", ao.json, "Print a JSON summary on stdout at the end");
@@ -90,6 +95,7 @@ int main(int argc, char** argv) {
         ao.proxies.push_back(*hp);
       }
       ao.timeout = std::chrono::milliseconds(timeout_ms);
+      ao.node_wait = std::chrono::milliseconds(node_wait_ms);
       ao.copy.versions = !unversioned_copy;
       if (!token_file.empty()) ao.token = kv::load_token_file(token_file);
       ao.progress_bar = progress == "bar" || (progress == "auto" && ::isatty(2));

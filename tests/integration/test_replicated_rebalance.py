@@ -299,6 +299,61 @@ class ApplyTest(unittest.TestCase):
         # replica of every key holds it (n4 rebuilt what it had not been copied, if anything).
         self.verify(new, static, load)
 
+    def ring_following_cluster(self, old_members, new_members, all_members):
+        """Nodes each on a ring file of their own (those of NEW only on NEW), one proxy on OLD."""
+        self.cluster = Cluster(self.h, [])
+        ports = dict(zip(all_members, free_ports(len(all_members))))
+        old = write_ring(self.h.path("old.yaml"), [(n, ports[n]) for n in old_members], replicas=3)
+        new = write_ring(self.h.path("new.yaml"), [(n, ports[n]) for n in new_members], replicas=3)
+        self.node_args = {}
+        for n in all_members:
+            ring = self.h.path(f"{n}-ring.yaml")
+            with open(old if n in old_members else new) as src, open(ring, "w") as dst:
+                dst.write(src.read())
+            self.node_args[n] = (n, self.h.path(f"{n}-data"))
+            self.cluster.nodes[n] = self.h.node(n, self.h.path(f"{n}-data"), port=ports[n],
+                                                extra=["--ring", ring, "--anti-entropy-interval-ms", "200"])
+        self.cluster.start_proxy(old, own_copy="proxy0.yaml", checks={"interval": 200})
+        self.assertTrue(wait_until(lambda: all(node_health(self.cluster.nodes[n].port).get("state") == "serving"
+                                               for n in old_members), 20))
+        return old, new, ports
+
+    def test_no_node_starts_again_on_new_while_another_is_down(self):
+        # n3 killed just before apply and started again 1.5 s later. Every node of OLD shares every
+        # key's set, so a node starting again on NEW meanwhile would leave the keys one replica of
+        # three (requests fail); apply waits for n3 first, and nothing fails.
+        old, new, ports = self.ring_following_cluster(["n1", "n2", "n3"], ["n1", "n2", "n3", "n4"],
+                                                      ["n1", "n2", "n3", "n4"])
+        static = self.preload()
+        load = Load.owned([self.cluster.port], "live", 100).start()
+        self.assertTrue(wait_until(lambda: load.ops > 200, 20))
+        self.cluster.nodes["n3"].kill()
+        apply = subprocess.Popen([RING_REBALANCE, "apply", "--from", old, "--to", new, *self.cluster.admin_args(),
+                                  "--progress", "lines"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.assertFalse(wait_until(lambda: apply.poll() is not None, 1.5), "apply did not wait for n3")
+        n, data_dir = self.node_args["n3"]
+        self.cluster.nodes["n3"] = self.h.node(n, data_dir, port=ports["n3"],
+                                               extra=["--ring", self.h.path("n3-ring.yaml"), "--anti-entropy-interval-ms", "200"])
+        _, log = apply.communicate(timeout=240)
+        load.finish()
+        self.assertEqual(apply.returncode, 0, log)
+        self.assertNotIn("is not serving", log)
+        self.assertIn("run on NEW, serving (3 started again on it, 1 on it already)", log)
+        self.verify(new, static, load)  # no request failed, every key where it belongs
+
+    def test_a_node_down_for_good_is_waited_for_once(self):
+        # n3 dead, the change replacing it with n4: apply waits --node-wait-ms for it, says what starting
+        # n1 again then costs, and does not wait for it again before n2.
+        old, new, ports = self.ring_following_cluster(["n1", "n2", "n3"], ["n1", "n2", "n4"], ["n1", "n2", "n3", "n4"])
+        self.cluster.nodes["n3"].kill()
+        res = ring_rebalance("apply", "--from", old, "--to", new, *self.cluster.admin_args(), "--progress", "lines",
+                             "--node-wait-ms", "300", "--timeout-ms", "1000", timeout=240)
+        line = (f"ring-rebalance: node n3 (127.0.0.1:{ports['n3']}) is not serving: starting n1 again on NEW leaves the "
+                "keys they share one replica short while it does")
+        self.assertEqual(res.stderr.count("is not serving"), 1, res.stderr)
+        self.assertIn(line, res.stderr.splitlines())
+        self.assertIn("run on NEW, serving (2 started again on it, 1 on it already)", res.stderr)
+
     def test_nodes_with_anti_entropy_through_replicas_3_to_1_and_back(self):
         # On a ring with replicas 1 a node keeps no replica state (no anti-entropy), but it still runs
         # on that ring: apply has it adopt replicas 1, and later replicas 3 again.
