@@ -139,9 +139,13 @@ std::uint64_t NodeAdmin::count(std::span<const HashRange> ranges) { return sum_c
 
 NodeAdmin::Size NodeAdmin::measure(std::span<const HashRange> ranges) { return sum_counts(label_, ranges, true); }
 
-bool NodeAdmin::follows_a_ring() {
+std::optional<std::string> NodeAdmin::ring_running() {
   const auto r = call(exchange_, retry_, label_, "GET", "/health", {});
-  return r.body.find("\"ring\":") != std::string::npos;
+  constexpr std::string_view field = "\"ring\":\"";
+  const auto at = r.body.find(field);
+  if (at == std::string::npos) return std::nullopt;
+  const auto from = at + field.size(), to = r.body.find('"', from);
+  return r.body.substr(from, to == std::string::npos ? std::string::npos : to - from);
 }
 
 bool NodeAdmin::adopt_ring(std::string_view yaml) {

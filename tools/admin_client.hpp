@@ -10,6 +10,7 @@
 #include <map>
 #include <span>
 #include <stdexcept>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -93,9 +94,9 @@ class NodeAdmin {
   std::uint64_t ingest(std::string_view records, bool versions);
   // Deletes what `what` names in `ranges`, kRangesPerRequest ranges at a time.
   void drop(rebalance::Drop what, std::span<const HashRange> ranges);
-  // Whether the node runs on a ring of its own (kvnode --ring: its /health names it), which its
-  // anti-entropy follows when the ring has replicas.
-  bool follows_a_ring();
+  // The fingerprint of the ring the node runs on, when it runs on a ring of its own (kvnode --ring:
+  // its /health names it), which its anti-entropy follows when the ring has replicas.
+  std::optional<std::string> ring_running();
   // POST /admin/ring: the node adopts the ring `yaml`; true when it starts again to do so (false: it
   // runs on that ring already).
   bool adopt_ring(std::string_view yaml);

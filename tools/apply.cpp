@@ -179,15 +179,9 @@ class Apply {
     std::set<std::string> down;       // peers found down for the whole wait: not waited for again
     for (const auto& n : to_nodes_) {
       NodeAdmin& node = nodes_.node(n.id, n.address);
-      if (!node.follows_a_ring()) continue;
-      for (const auto& peer : routed) {
-        if (peer.id == n.id || down.contains(peer.id)) continue;
-        if (!nodes_.node(peer.id, peer.address).serving_within(opt_.node_wait)) {
-          down.insert(peer.id);
-          log_.line("node " + peer.id + " (" + peer.address.str() + ") is not serving: starting " + n.id +
-                    " again on NEW leaves the keys they share one replica short while it does");
-        }
-      }
+      const auto running = node.ring_running();
+      if (!running) continue;
+      if (*running != rings_.to_fingerprint) wait_for_peers(n.id, routed, down);  // it is about to start again
       if (!node.adopt_ring(to_yaml_)) {
         already.push_back(&node);
         continue;
@@ -199,6 +193,19 @@ class Apply {
     if (adopted + already.size() > 0)
       log_.step("the nodes that follow a ring of their own run on NEW, serving (" + std::to_string(adopted) +
                 " started again on it, " + std::to_string(already.size()) + " on it already)");
+  }
+
+  // Waits up to --node-wait-ms for each node of `routed` but `id` and those in `down` to serve; one
+  // that does not is logged and put in `down`.
+  void wait_for_peers(const std::string& id, const std::vector<NodeConfig>& routed, std::set<std::string>& down) {
+    for (const auto& peer : routed) {
+      if (peer.id == id || down.contains(peer.id)) continue;
+      if (!nodes_.node(peer.id, peer.address).serving_within(opt_.node_wait)) {
+        down.insert(peer.id);
+        log_.line("node " + peer.id + " (" + peer.address.str() + ") is not serving: starting " + id +
+                  " again on NEW leaves the keys they share one replica short while it does");
+      }
+    }
   }
 
   void summary(bool copied_before) {
