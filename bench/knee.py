@@ -184,6 +184,20 @@ def plot(results, plots_dir, node_counts, workloads):
             ax.plot(xs, [r[metric] / 1000 for r in rows], linestyle=style, marker="o", markersize=3,
                     color=color or colors.get(system), label=f"{system}{label_suffix} {metric.replace('p999', 'p99.9')}")
 
+    def finish(ax, ylabel, title):
+        ax.set_yscale("log")
+        ax.set_xlabel("achieved throughput (requests/s)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=3)
+
+    def save(fig, name):
+        fig.tight_layout()
+        files.append(os.path.join(plots_dir, name))
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+
     for nodes in node_counts:
         fig, axes = plt.subplots(1, len(workloads), figsize=(6.4 * len(workloads), 4.6), squeeze=False)
         for ax, workload in zip(axes[0], workloads):
@@ -197,17 +211,9 @@ def plot(results, plots_dir, node_counts, workloads):
                     ax.axvline(knee["achieved_rps"], color=colors.get(system), alpha=0.35, linewidth=1)
                     ax.annotate(f"knee {knee['offered'] / 1000:g}k", (knee["achieved_rps"], knee["p99"] / 1000),
                                 fontsize=7, color=colors.get(system), textcoords="offset points", xytext=(-40, 8))
-            ax.set_yscale("log")
-            ax.set_xlabel("achieved throughput (requests/s)")
-            ax.set_ylabel("latency from the scheduled time (ms, log)")
-            ax.set_title(f"{nodes} kvnode{'s' if nodes > 1 else ''}, {workload} ({WORKLOADS[workload]}% PUT), open loop")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7, ncol=3)
-        fig.tight_layout()
-        path = os.path.join(plots_dir, f"knee_{nodes}node{'s' if nodes > 1 else ''}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+            finish(ax, "latency from the scheduled time (ms, log)",
+                   f"{nodes} kvnode{'s' if nodes > 1 else ''}, {workload} ({WORKLOADS[workload]}% PUT), open loop")
+        save(fig, f"knee_{nodes}node{'s' if nodes > 1 else ''}.png")
     fig, axes = plt.subplots(1, len(workloads), figsize=(6.4 * len(workloads), 4.6), squeeze=False)
     styles = {1: ":", 2: "--", 3: "-"}
     for ax, workload in zip(axes[0], workloads):
@@ -216,17 +222,8 @@ def plot(results, plots_dir, node_counts, workloads):
                 rows = [r for r in results if (r["nodes"], r["workload"], r["system"]) == (nodes, workload, system)]
                 if rows:
                     curve(ax, rows, system, f" {nodes}n", styles=(("p99", styles.get(nodes, "-")),))
-        ax.set_yscale("log")
-        ax.set_xlabel("achieved throughput (requests/s)")
-        ax.set_ylabel("p99 from the scheduled time (ms, log)")
-        ax.set_title(f"p99, every system and node count, {workload}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    path = os.path.join(plots_dir, "knee_all.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(path)
+        finish(ax, "p99 from the scheduled time (ms, log)", f"p99, every system and node count, {workload}")
+    save(fig, "knee_all.png")
     return files
 
 
