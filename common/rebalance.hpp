@@ -44,8 +44,10 @@ inline constexpr std::string_view kCountPath = "/admin/count";    // answer: {"k
 inline constexpr std::string_view kIngestPath = "/admin/ingest";  // answer: {"written": N, "skipped": M}
 inline constexpr std::string_view kDropPath = "/admin/drop";      // ?what=data|tombstones|all
 // POST, body: a ring's YAML. A kvnode with --ring adopts it: it writes it to its --ring file and
-// starts again on it (its hash trees and anti-entropy peers follow the ring); answer
-// {"status":"success","restarting":true|false} (false: it runs on that ring already).
+// adopts it in place, in the background, serving throughout (its hash trees and anti-entropy peers
+// follow the ring: node/replication.hpp); its /health names the ring it runs on. Answer
+// {"status":"success","adopting":true|false,"restarting":false} (adopting false: it runs on that ring
+// already; "restarting" is always false now, kept for rebalancers from when a node started again).
 inline constexpr std::string_view kNodeRingPath = "/admin/ring";
 inline constexpr std::string_view kLimitParam = "limit", kMaxBytesParam = "max_bytes", kAfterParam = "after";
 inline constexpr std::string_view kWhatParam = "what";

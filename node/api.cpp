@@ -31,6 +31,16 @@ void set_version_fields(http::StringResponse& res, const Tag& held, bool tombsto
 
 }  // namespace
 
+Api::Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id, const ReplicaTrees* trees,
+         Incarnation* incarnation)
+    : store_(store), metrics_(metrics), admin_(store, metrics), limits_(limits), node_id_(std::move(node_id)) {
+  auto role = std::make_shared<NodeRole>();
+  role->trees = std::shared_ptr<const ReplicaTrees>(std::shared_ptr<void>(), trees);  // not owned
+  role->incarnation = incarnation;
+  role->floors = trees ? trees->floors() : nullptr;
+  role_.store(std::move(role));
+}
+
 Route Api::route_of(std::string_view target) noexcept {
   const auto path = target_path(target);
   if (path == "/get") return Route::get;
@@ -54,24 +64,7 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
       http::error_answer(res, status::not_found, http::kNotFound);
       return route;
     case Route::health:
-      if (http::allow_method(res, req.method(), verb::get, http::kReadMethods)) {
-        const auto write_error = store_.write_error();
-        std::string state;
-        if (!ring_fingerprint_.empty()) state = ",\"ring\":\"" + ring_fingerprint_ + "\"";
-        if (incarnation_)
-          state += ",\"state\":\"" + std::string(state_name(incarnation_->state())) + "\",\"incarnation\":\"" +
-                  incarnation_->id() + "\",\"peers_done\":" + std::to_string(incarnation_->peers_done()) +
-                  ",\"peers\":" + std::to_string(incarnation_->peer_count()) +
-                  ",\"tombstones\":" + std::to_string(store_.tombstone_count());
-        if (floors_)
-          state += ",\"floors\":{\"segments\":" + std::to_string(floors_->segments()) +
-                   ",\"known\":" + (floors_->known() ? "true" : "false") +
-                   ",\"peers_learned\":" + std::to_string(floors_->peers_learned()) + "}";
-        http::json_answer(res, status::ok,
-                          R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
-                              (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + state +
-                              (health_section_ ? health_section_() : std::string()) + "}");
-      }
+      if (http::allow_method(res, req.method(), verb::get, http::kReadMethods)) health(*role_.load(), res);
       return route;
     case Route::metrics:
       if (http::allow_method(res, req.method(), verb::get, http::kReadMethods)) {
@@ -84,7 +77,10 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
       admin_.handle(req, res);
       return route;
     case Route::sync:
-      if (admin_.authorized(req, res)) sync_.handle(req, res);
+      if (admin_.authorized(req, res)) {
+        const auto role = role_.load();
+        SyncApi(store_, role->trees.get(), role->incarnation).handle(req, res);
+      }
       return route;
     case Route::put:
       if (!http::allow_method(res, req.method(), verb::post, "POST")) return route;
@@ -110,13 +106,15 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
                                               : http::allow_method(res, req.method(), verb::delete_, "DELETE");
       if (!allowed) return route;
       // A replica that may have forgot writes answers no quorum read or tag query (node/incarnation.hpp).
-      if (op == Route::get && incarnation_ && gate_reads_ && !incarnation_->serving()) {
-        const NodeState state = incarnation_->state();
+      const auto role = role_.load();
+      const Incarnation* incarnation = role->incarnation;
+      if (op == Route::get && incarnation && gate_reads_ && !incarnation->serving()) {
+        const NodeState state = incarnation->state();
         res.set(anti_entropy::kStateField, state_name(state));
         http::error_answer(res, status::service_unavailable,
                            "this replica is " + std::string(state_name(state)) + " its data (" +
-                               std::to_string(incarnation_->peers_done()) + " of " +
-                               std::to_string(incarnation_->peer_count()) +
+                               std::to_string(incarnation->peers_done()) + " of " +
+                               std::to_string(incarnation->peer_count()) +
                                " peers done): it takes writes, but answers no quorum reads until it holds every "
                                "acknowledged write");
         return route;
@@ -137,6 +135,25 @@ Route Api::handle(const http::StringRequest& req, http::StringResponse& res, std
   else if (replica || asks_versions(req)) get_versioned(storage_key(key.key), res, replica);
   else get(storage_key(key.key), res);
   return route;
+}
+
+void Api::health(const NodeRole& role, http::StringResponse& res) {
+  const auto write_error = store_.write_error();
+  std::string state;
+  if (!role.ring.empty()) state = ",\"ring\":\"" + role.ring + "\"";
+  if (const Incarnation* incarnation = role.incarnation)
+    state += ",\"state\":\"" + std::string(state_name(incarnation->state())) + "\",\"incarnation\":\"" +
+             incarnation->id() + "\",\"peers_done\":" + std::to_string(incarnation->peers_done()) +
+             ",\"peers\":" + std::to_string(incarnation->peer_count()) +
+             ",\"tombstones\":" + std::to_string(store_.tombstone_count());
+  if (const Floors* floors = role.floors)
+    state += ",\"floors\":{\"segments\":" + std::to_string(floors->segments()) +
+             ",\"known\":" + (floors->known() ? "true" : "false") +
+             ",\"peers_learned\":" + std::to_string(floors->peers_learned()) + "}";
+  http::json_answer(res, status::ok,
+                    R"({"status":"ok","engine":")" + std::string(store_.engine()) + "\",\"writable\":" +
+                        (write_error.empty() ? "true" : "false,\"detail\":" + json_quote(write_error)) + state +
+                        (role.health ? role.health() : std::string()) + "}");
 }
 
 void Api::get(const std::string& skey, http::StringResponse& res) {
@@ -167,8 +184,9 @@ void Api::get_versioned(const std::string& skey, http::StringResponse& res, bool
       return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
   }
   set_version_fields(res, tag, tombstone);
-  if (replica && floors_ && tag.none() && !tombstone)
-    if (const auto floor = floors_->floor_of_hash(read_be64(skey))) res.set(replica::kFloorField, std::to_string(floor));
+  if (!replica || !tag.none() || tombstone) return;
+  if (const Floors* floors = role_.load()->floors)
+    if (const auto floor = floors->floor_of_hash(read_be64(skey))) res.set(replica::kFloorField, std::to_string(floor));
 }
 
 void Api::write(Route route, const http::StringRequest& req, std::string skey, http::StringResponse& res,
@@ -213,7 +231,8 @@ void Api::finish_write(const WriteForm& form, const WriteResult& result, http::S
       break;
     case StoreStatus::below_floor: {
       metrics_.writes_below_floor();
-      const std::uint64_t floor = floors_ && floors_->known() ? floors_->floor_of_hash(form.ring_hash) : 0;
+      const Floors* floors = role_.load()->floors;
+      const std::uint64_t floor = floors && floors->known() ? floors->floor_of_hash(form.ring_hash) : 0;
       http::error_answer(res, status::conflict,
                          floor ? "version " + format_tag(form.tag.value_or(Tag{})) + " is not above the floor " +
                                      std::to_string(floor) +

@@ -6,13 +6,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/shared_slot.hpp"
 #include "node/admin_api.hpp"
 #include "node/metrics.hpp"
 #include "http/message.hpp"
+#include "node/role.hpp"
 #include "node/route.hpp"
 #include "node/store.hpp"
 #include "node/sync_api.hpp"
@@ -42,11 +45,10 @@ struct DeferredWrite {
 class Api {
  public:
   // `trees`: the node's hash trees, which its peers' anti-entropy exchanges read (null: none).
-  // `incarnation`: whether this replica counts in quorums yet (null: always).
+  // `incarnation`: whether this replica counts in quorums yet (null: always). Both outlive the Api
+  // (kvnode publishes roles instead: set_role).
   Api(Store& store, NodeMetrics& metrics, ApiLimits limits, std::string node_id = {}, const ReplicaTrees* trees = nullptr,
-      Incarnation* incarnation = nullptr)
-      : store_(store), metrics_(metrics), admin_(store, metrics), sync_(store, trees, incarnation), limits_(limits),
-        node_id_(std::move(node_id)), incarnation_(incarnation), floors_(trees ? trees->floors() : nullptr) {}
+      Incarnation* incarnation = nullptr);
 
   // Fills `res` (status, headers, body; not keep-alive or Content-Length) and returns the route.
   // With `deferred` given and a group-commit store, a valid put or delete is not applied: it is
@@ -59,12 +61,12 @@ class Api {
   // A broken mode for the tests (kvnode --unsafe-serve-at-once): quorum reads are answered in every
   // state of the incarnation. Set before serving.
   void unsafe_serve_at_once() noexcept { gate_reads_ = false; }
-  // More fields for /health's JSON (",\"name\":value..."; kvnode's anti-entropy summary, which
-  // kvproxy's health checks read). Set before serving.
-  void set_health_section(std::function<std::string()> section) { health_section_ = std::move(section); }
-  // With --ring: /health says the fingerprint of the ring the node runs on ("ring"), so that whoever
-  // had it adopt another (POST /admin/ring) can tell when it runs on that one. Set before serving.
-  void set_ring_fingerprint(std::string fingerprint) { ring_fingerprint_ = std::move(fingerprint); }
+  // What the node is for its ring (node/role.hpp), from the next request on; any time. With --ring,
+  // /health says the fingerprint of the ring the node runs on ("ring"), so that whoever had it adopt
+  // another (POST /admin/ring) can tell when it runs on that one, and the role's health fields
+  // (kvnode's anti-entropy summary, which kvproxy's health checks read).
+  void set_role(std::shared_ptr<const NodeRole> role) noexcept { role_.store(std::move(role)); }
+  std::shared_ptr<const NodeRole> role() const noexcept { return role_.load(); }
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
   // another). Set before serving.
   void set_admin_token(std::string token) { admin_.set_token(std::move(token)); }
@@ -84,18 +86,15 @@ class Api {
   // X-KV-Versioned: 1: the value with the fields that say what the key holds.
   // `replica`: a coordinator's read or tag query, told the segment's floor where the key holds nothing.
   void get_versioned(const std::string& skey, http::StringResponse& res, bool replica = false);
+  void health(const NodeRole& role, http::StringResponse& res);
 
   Store& store_;
   NodeMetrics& metrics_;
   AdminApi admin_;
-  SyncApi sync_;
   ApiLimits limits_;
   std::string node_id_;  // empty: no X-KV-Node header
-  Incarnation* incarnation_;
-  const Floors* floors_;  // null: no floors (no replicated ring)
+  SharedSlot<const NodeRole> role_;
   bool gate_reads_ = true;
-  std::function<std::string()> health_section_;
-  std::string ring_fingerprint_;
 };
 
 }  // namespace kv

@@ -83,6 +83,21 @@ void Floors::learned_from(std::string_view peer) {
   std::cerr << "kvnode: the segment floors of every peer learned: taking replicated writes" << std::endl;
 }
 
+std::size_t Floors::peer_count() const {
+  std::lock_guard lock(mutex_);
+  return peers_.size();
+}
+
+void Floors::set_peers(std::vector<std::string> peers) {
+  std::lock_guard lock(mutex_);
+  peers_ = std::move(peers);
+  if (known()) return;
+  learned_.clear();
+  if (!peers_.empty()) return;
+  store_.set_meta(kLearnKey, kKnown);  // nobody to learn from
+  known_.store(true, std::memory_order_release);
+}
+
 std::size_t Floors::peers_learned() const {
   std::lock_guard lock(mutex_);
   return known() ? peers_.size() : learned_.size();

@@ -106,7 +106,10 @@ class Floors {
   // Learning: `peer`'s floors were raised here (raise() first); once every peer's were, known().
   void learned_from(std::string_view peer);
   std::size_t peers_learned() const;
-  std::size_t peer_count() const noexcept { return peers_.size(); }
+  std::size_t peer_count() const;
+  // The node adopted a ring with these peers (node/replication.hpp): learning, if not done, starts
+  // again from them, as at a start on that ring.
+  void set_peers(std::vector<std::string> peers);
 
  private:
   Store& store_;

@@ -66,6 +66,18 @@ std::size_t Incarnation::peers_done() const {
   return state_ == NodeState::serving ? peers_.size() : done_.size();
 }
 
+std::size_t Incarnation::peer_count() const {
+  std::lock_guard lock(mutex_);
+  return peers_.size();
+}
+
+void Incarnation::set_peers(std::vector<std::string> peers) {
+  std::lock_guard lock(mutex_);
+  peers_ = std::move(peers);
+  done_.clear();
+  if (peers_.empty() && state_ != NodeState::serving) enter(NodeState::serving);  // nobody to ask
+}
+
 std::string Incarnation::saw_peer(std::string_view peer, std::string_view incarnation) {
   std::lock_guard lock(mutex_);
   std::string before = store_.meta(peer_key(peer));

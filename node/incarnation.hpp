@@ -46,7 +46,11 @@ class Incarnation {
   bool serving() const { return state() == NodeState::serving; }
   // Peers that answered (checking) or were exchanged with (recovering), and how many there are.
   std::size_t peers_done() const;
-  std::size_t peer_count() const noexcept { return peers_.size(); }
+  std::size_t peer_count() const;
+  // The node adopted a ring with these peers (node/replication.hpp): the current state's step starts
+  // again with them, as at a start on that ring (an exchange done by the old ring's sets says nothing
+  // of the new ones). Call it with no exchange in flight.
+  void set_peers(std::vector<std::string> peers);
 
   // A peer's request carried its incarnation: records it (durably, when it changed) and returns what
   // was recorded before ("" for nothing).

@@ -4,12 +4,8 @@
 
 #include <boost/asio/thread_pool.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cctype>
-#include <cstring>
 #include <iostream>
 #include <stdexcept>
 #include <vector>
@@ -22,10 +18,8 @@
 #include "common/ring.hpp"
 #include "common/ring_change.hpp"
 #include "net/server.hpp"
-#include "node/anti_entropy.hpp"
 #include "node/api.hpp"
-#include "node/incarnation.hpp"
-#include "node/replica_trees.hpp"
+#include "node/replication.hpp"
 #include "node/session.hpp"
 #include "node/store.hpp"
 
@@ -92,35 +86,35 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--shutdown-timeout-ms", f.shutdown_ms, "SIGTERM: longest wait for in-flight requests")->capture_default_str();
 }
 
-// POST /admin/ring (common/rebalance.hpp): a node adopts a new ring by starting again on it, so that
-// its hash trees, anti-entropy peers and floors follow the ring as at any start (the trees are rebuilt
-// from the store). ring-rebalance does it one node at a time once every proxy routes by the new
-// ring; with replicas 3 a node restarting fails no request.
-struct Restart {
-  std::string running;     // the fingerprint of the ring this process runs on (the file may be newer)
-  std::atomic<bool> wanted{false};
-  std::uint16_t port = 0;  // the port it listened on: the new image listens on the same
-};
-
-std::pair<unsigned, std::string> adopt_ring(const Flags& f, std::string_view yaml, Restart& restart, net::Server& server) {
+// POST /admin/ring (common/rebalance.hpp): a node adopts a new ring in place, while serving
+// (node/replication.hpp), once it has written it to its --ring file, which a start reads. ring-rebalance
+// has each node adopt it once every proxy routes by the new ring, and waits until /health names it.
+std::pair<unsigned, std::string> adopt_ring(const Flags& f, std::string_view yaml, Replication& replication) {
   if (f.ring_path.empty()) return {409, json_error("this node runs without --ring: it has no ring to change")};
   try {
     const RingConfig next = parse_ring_config(yaml, "<admin body>");
-    if (std::none_of(next.nodes.begin(), next.nodes.end(), [&](const NodeConfig& n) { return n.id == f.node_id; }))
+    std::shared_ptr<const Ring> ring = Ring::build(next);
+    const int self = ring->find_node(f.node_id);
+    if (self < 0)
       return {409, json_error("'" + f.node_id + "' is not a node of this ring: a node leaving the ring keeps its own")};
     // Another node may share the file and have written it: what counts is the ring this one runs on.
-    if (ring_fingerprint(next) == restart.running) return {200, "{\"status\":\"success\",\"restarting\":false}"};
-    if (restart.wanted) return {409, json_error("this node is starting again on another ring already")};
-    write_file_atomic(f.ring_path, yaml);
+    const std::string fingerprint = ring_fingerprint(next);
+    switch (replication.adopt(std::move(ring), static_cast<std::uint32_t>(self), fingerprint,
+                              [&] { write_file_atomic(f.ring_path, yaml); })) {
+      case Replication::Adoption::current: return {200, R"({"status":"success","adopting":false,"restarting":false})"};
+      case Replication::Adoption::started:
+        std::cerr << "kvnode: adopting the ring written to " << f.ring_path << " (" << fingerprint << "), serving meanwhile"
+                  << std::endl;
+        [[fallthrough]];
+      case Replication::Adoption::ongoing: return {200, R"({"status":"success","adopting":true,"restarting":false})"};
+      case Replication::Adoption::busy: return {409, json_error("this node is adopting another ring already")};
+    }
   } catch (const ConfigError& e) {
     return {400, json_error(e.what())};
   } catch (const std::exception& e) {
     return {500, json_error(e.what())};
   }
-  std::cerr << "kvnode: adopting the ring written to " << f.ring_path << ": starting again on it" << std::endl;
-  restart.wanted = true;
-  server.stop();  // this answer still goes out: a busy connection finishes its request
-  return {200, "{\"status\":\"success\",\"restarting\":true}"};
+  return {500, json_error("unreachable")};
 }
 
 // The ring of --ring, with this node's index in it; or an exit code (2, after saying why).
@@ -196,58 +190,30 @@ std::optional<int> check(const Flags& f, HostPort& bind, std::string& token) {
 // Opens the store and serves until SIGTERM or SIGINT, then flushes and closes it. With a replicated
 // ring, the hash trees are built from the store before it serves, and the exchanger runs meanwhile.
 int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_ptr<const Ring> ring, std::uint32_t self,
-          Restart& restart) {
+          std::string fingerprint) {
   std::unique_ptr<Store> store;
-  std::unique_ptr<ReplicaTrees> trees;
-  std::unique_ptr<Incarnation> incarnation;
-  std::unique_ptr<Floors> floors;
   try {
     store = f.engine == "memory" ? open_memory_store() : open_rocksdb_store({f.data_dir, f.sync});
-    if (ring && ring->replicas() > 1) {
-      if (f.recover) {
-        const HashRange everything{0, ~std::uint64_t{0}};
-        std::string err;
-        if (store->drop({&everything, 1}, true, true, err) != StoreStatus::ok) throw StoreError("--recover: discarding the data: " + err);
-        std::cerr << "kvnode: --recover: this directory's data discarded; rebuilding it from the peers" << std::endl;
-      }
-      const auto started = std::chrono::steady_clock::now();
-      trees = std::make_unique<ReplicaTrees>(ring, self);
-      const std::uint64_t keys = trees->build(*store);
-      store->set_observer(trees.get());
-      std::cerr << "kvnode: hash trees of " << trees->sets().size() << " replica sets built from " << keys << " keys in "
-                << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
-                << " ms" << std::endl;
-      // Without exchanges (interval 0) the node cannot check or rebuild its data: it has no peers to
-      // ask, and serves at once.
-      std::vector<std::string> peers;
-      if (f.ae_interval_ms > 0)
-        for (const std::uint32_t n : trees->peers()) peers.push_back(ring->node(n).id);
-      incarnation = std::make_unique<Incarnation>(*store, peers, f.recover);
-      // A directory that may have lost data learns every peer's floors before it takes replicated
-      // writes (node/floors.hpp).
-      // (--unsafe-serve-at-once, the broken mode, counts at once in everything: no learning either.)
-      floors = std::make_unique<Floors>(*store, std::move(peers), !incarnation->serving() && !f.unsafe_serve_at_once);
-      trees->set_floors(floors.get());
-    } else if (ring) {
-      std::cerr << "kvnode: anti-entropy off: the ring has replicas: 1" << std::endl;
-    }
   } catch (const StoreError& e) {
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;
   }
   NodeMetrics metrics;
-  Api api(*store, metrics, ApiLimits{f.max_key, f.max_value}, f.node_id, trees.get(), incarnation.get());
+  Api api(*store, metrics, ApiLimits{f.max_key, f.max_value}, f.node_id);
   if (f.unsafe_serve_at_once) api.unsafe_serve_at_once();
-  std::unique_ptr<AntiEntropy> exchanger;
-  if (trees && f.ae_interval_ms > 0) {
-    exchanger = std::make_unique<AntiEntropy>(
-        *store, *trees,
-        AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000), token,
-                           f.purge || f.unsafe_purge_early, f.unsafe_purge_early},
-        incarnation.get());
-    metrics.set_section([&exchanger] { return exchanger->render(); });
-    api.set_health_section([&exchanger] { return exchanger->health_fields(); });
+  ReplicationOptions options;
+  options.exchange = AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000),
+                                        token, f.purge || f.unsafe_purge_early, f.unsafe_purge_early};
+  options.exchanges = f.ae_interval_ms > 0;
+  options.unsafe_serve_at_once = f.unsafe_serve_at_once;
+  Replication replication(*store, std::move(options), [&api](std::shared_ptr<const NodeRole> role) { api.set_role(std::move(role)); });
+  try {
+    replication.start(ring, self, std::move(fingerprint), f.recover);
+  } catch (const StoreError& e) {
+    std::cerr << "kvnode: " << e.what() << std::endl;
+    return 1;
   }
+  metrics.set_section([&replication] { return replication.metrics(); });
   api.set_admin_token(std::move(token));
   http::ServerLimits limits;
   limits.idle_timeout = std::chrono::milliseconds(f.idle_ms);
@@ -262,8 +228,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   boost::asio::thread_pool admin_pool(1);  // the rebalancer's bulk requests, off the event loops
   NodeService service(api, metrics, admin_pool);
   net::Server server("kvnode", f.threads, std::chrono::milliseconds(f.shutdown_ms));
-  api.set_ring_adopter([&](std::string_view yaml) { return adopt_ring(f, yaml, restart, server); });
-  if (ring) api.set_ring_fingerprint(restart.running);
+  api.set_ring_adopter([&](std::string_view yaml) { return adopt_ring(f, yaml, replication); });
   std::uint16_t bound = 0;
   try {
     bound = server.listen(bind, net::serve_with(limits, service));
@@ -271,13 +236,12 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;
   }
-  restart.port = bound;
   std::cerr << "kvnode " KVRING_VERSION " listening on " << HostPort{bind.host, bound}.str() << " (engine "
             << store->engine() << (f.data_dir.empty() ? "" : ", data dir " + f.data_dir) << ", threads " << f.threads
             << ", sync " << (f.sync ? "on" : "off") << ")" << std::endl;
-  if (exchanger) exchanger->start();
+  replication.serve();
   server.run();
-  if (exchanger) exchanger->stop();
+  replication.stop();
   admin_pool.join();
   store.reset();  // flush and close while `server` still holds SIGTERM/SIGINT
   std::cerr << "kvnode: stopped" << std::endl;
@@ -297,32 +261,7 @@ int main(int argc, char** argv) {
   if (auto code = check(flags, bind, token)) return *code;
   std::shared_ptr<const Ring> ring;
   std::uint32_t self = 0;
-  Restart restart;
-  if (auto code = load_ring(flags, ring, self, restart.running)) return *code;
-  const int code = serve(flags, bind, std::move(token), std::move(ring), self, restart);
-  if (code != 0 || !restart.wanted) return code;
-  // Started again in place (the same pid) on the ring now in the --ring file, on the port it had, and
-  // never with --recover: the data directory is intact.
-  std::vector<std::string> args;
-  for (int i = 0; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--recover") continue;
-    if (a == "--port" && i + 1 < argc) {
-      args.push_back("--port");
-      args.push_back(std::to_string(restart.port));
-      ++i;
-      continue;
-    }
-    if (a.starts_with("--port=")) {
-      args.push_back("--port=" + std::to_string(restart.port));
-      continue;
-    }
-    args.emplace_back(a);
-  }
-  std::vector<char*> exec_argv;
-  for (auto& a : args) exec_argv.push_back(a.data());
-  exec_argv.push_back(nullptr);
-  execv("/proc/self/exe", exec_argv.data());
-  std::cerr << "kvnode: cannot start again on the new ring: " << std::strerror(errno) << std::endl;
-  return 1;
+  std::string fingerprint;
+  if (auto code = load_ring(flags, ring, self, fingerprint)) return *code;
+  return serve(flags, bind, std::move(token), std::move(ring), self, std::move(fingerprint));
 }

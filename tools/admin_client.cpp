@@ -150,7 +150,8 @@ std::optional<std::string> NodeAdmin::ring_running() {
 
 bool NodeAdmin::adopt_ring(std::string_view yaml) {
   const auto r = call(exchange_, retry_, label_, "POST", rebalance::kNodeRingPath, yaml, "application/yaml");
-  return r.body.find("\"restarting\":true") != std::string::npos;
+  // "adopting": in place (kvnode since 2026-12); "restarting": by starting again (kvnode before).
+  return r.body.find("\"adopting\":true") != std::string::npos || r.body.find("\"restarting\":true") != std::string::npos;
 }
 
 bool NodeAdmin::poll_serving(std::string_view fingerprint, std::chrono::milliseconds timeout, std::string& last) {
@@ -180,9 +181,16 @@ void NodeAdmin::wait_serving(std::string_view fingerprint, std::chrono::millisec
     throw AdminError(label_ + ": not serving again after adopting the new ring: " + last);
 }
 
-bool NodeAdmin::serving_within(std::chrono::milliseconds timeout) {
-  std::string last;
-  return poll_serving({}, timeout, last);
+bool NodeAdmin::up_within(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  do {
+    try {
+      if (exchange_("GET", "/health", {}, "text/plain").status == 200) return true;
+    } catch (const std::exception&) {
+    }
+    retry_.sleep(std::chrono::milliseconds(100));
+  } while (std::chrono::steady_clock::now() < until);
+  return false;
 }
 
 ScanBatch NodeAdmin::scan(std::span<const HashRange> ranges, std::size_t limit, std::size_t max_bytes, std::string_view after,

@@ -97,15 +97,15 @@ class NodeAdmin {
   // The fingerprint of the ring the node runs on, when it runs on a ring of its own (kvnode --ring:
   // its /health names it), which its anti-entropy follows when the ring has replicas.
   std::optional<std::string> ring_running();
-  // POST /admin/ring: the node adopts the ring `yaml`; true when it starts again to do so (false: it
-  // runs on that ring already).
+  // POST /admin/ring: the node adopts the ring `yaml`; true when it is adopting it (false: it runs on
+  // that ring already).
   bool adopt_ring(std::string_view yaml);
-  // Waits until the node answers /health on the ring `fingerprint` (the process started again on it)
-  // with its replica state "serving" (none on a ring with replicas 1), up to `timeout`; throws
-  // AdminError naming what it last said.
+  // Waits until the node answers /health on the ring `fingerprint` (it adopted it) with its replica
+  // state "serving" (none on a ring with replicas 1), up to `timeout`; throws AdminError naming what
+  // it last said.
   void wait_serving(std::string_view fingerprint, std::chrono::milliseconds timeout);
-  // Whether the node answers /health, serving quorum reads (on whatever ring), within `timeout`.
-  bool serving_within(std::chrono::milliseconds timeout);
+  // Whether the node answers /health (200, in any state, on any ring) within `timeout`.
+  bool up_within(std::chrono::milliseconds timeout);
 
   const std::string& id() const noexcept { return id_; }
   const HostPort& address() const noexcept { return address_; }

@@ -46,7 +46,7 @@ class Apply {
     const Resume where = where_proxies_stand();
     if (where.start == StartAt::clear) clear_new_owners();
     else log_.line(where.resuming_line());
-    if (replicated_ && where.start <= StartAt::begin) adopt_new_ring_on_nodes(from_nodes_);
+    if (replicated_ && where.start <= StartAt::begin) adopt_new_ring_on_nodes();
     if (where.start <= StartAt::begin) {
       begin();
       copy();
@@ -146,7 +146,7 @@ class Apply {
   // proxy on NEW and no change in progress, no copy is left to guard against, on any node.
   void remove_moved_ranges() {
     if (replicated_) {
-      adopt_new_ring_on_nodes(to_nodes_);
+      adopt_new_ring_on_nodes();
       // Tombstones stay: with replicas they are what keeps a replica that missed a delete from
       // bringing the value back (anti-entropy, read repair); they go by evidence (node/floors.hpp).
       log_.step("removing the moved ranges from the replicas that left them");
@@ -160,28 +160,25 @@ class Apply {
     log_.step("purged the tombstones on the " + std::to_string(to_nodes_.size()) + " nodes of NEW");
   }
 
-  // Nodes whose anti-entropy follows their own --ring adopt NEW (node/main.cpp: each starts again on
-  // it), one at a time, each serving again before the next, and before any proxy asks a new replica:
-  // proxies still route by OLD, whose majorities a node restarting leaves intact. From then on each
-  // node's anti-entropy exchanges by NEW's sets (moving only newer versions, as a copy does), a
-  // member new to a set learns from its peers that it is new (node/incarnation.hpp) and serves, and
-  // no node pulls back by OLD what it is about to lose. A node leaving the ring keeps OLD: the others
-  // no longer exchange with it. Taken again before the ranges are dropped (a no-op where done).
-  //
-  // A node starting again is one replica short for a moment in every set it belongs to, so it is not
-  // started while another node of `routed` (the ring the proxies route by: OLD before the change, NEW
-  // after it) is down or not serving (a killed node coming back, say): it waits for that one, up to
-  // --node-wait-ms; a node still down after that (dead, one the change removes) is not waited for again:
-  // its sets are one replica short while each node restarts, which the log says.
-  void adopt_new_ring_on_nodes(const std::vector<NodeConfig>& routed) {
+  // Nodes whose anti-entropy follows their own --ring adopt NEW (node/replication.hpp: each in place,
+  // serving throughout, its hash trees of NEW's sets built beside the running ones), one at a time,
+  // each serving on NEW before the next, and before any proxy asks a new replica: proxies still route
+  // by OLD. From then on each node's anti-entropy exchanges by NEW's sets (moving only newer versions,
+  // as a copy does), a member new to a set learns from its peers that it is new (node/incarnation.hpp)
+  // and serves, and no node pulls back by OLD what it is about to lose. A node leaving the ring keeps
+  // OLD: the others no longer exchange with it. Taken again before the ranges are dropped (a no-op
+  // where done). A node adopting stays up, so the others need not wait for one that is down.
+  void adopt_new_ring_on_nodes() {
     std::size_t adopted = 0;
     std::vector<NodeAdmin*> already;  // on NEW already: a member new to the ring serves once its peers answered
-    std::set<std::string> down;       // peers found down for the whole wait: not waited for again
     for (const auto& n : to_nodes_) {
       NodeAdmin& node = nodes_.node(n.id, n.address);
-      const auto running = node.ring_running();
-      if (!running) continue;
-      if (*running != rings_.to_fingerprint) wait_for_peers(n.id, routed, down);  // it is about to start again
+      // A node of NEW that is down (killed, starting again) is waited for: back on OLD's file, it
+      // would exchange by OLD's sets.
+      if (!node.up_within(opt_.node_wait))
+        throw AdminError(n.id + " (" + n.address.str() + ") did not answer /health within --node-wait-ms (" +
+                         std::to_string(opt_.node_wait.count()) + " ms): it must adopt NEW; run again once it is up");
+      if (!node.ring_running()) continue;
       if (!node.adopt_ring(to_yaml_)) {
         already.push_back(&node);
         continue;
@@ -192,20 +189,7 @@ class Apply {
     for (NodeAdmin* node : already) node->wait_serving(rings_.to_fingerprint, std::chrono::seconds(120));
     if (adopted + already.size() > 0)
       log_.step("the nodes that follow a ring of their own run on NEW, serving (" + std::to_string(adopted) +
-                " started again on it, " + std::to_string(already.size()) + " on it already)");
-  }
-
-  // Waits up to --node-wait-ms for each node of `routed` but `id` and those in `down` to serve; one
-  // that does not is logged and put in `down`.
-  void wait_for_peers(const std::string& id, const std::vector<NodeConfig>& routed, std::set<std::string>& down) {
-    for (const auto& peer : routed) {
-      if (peer.id == id || down.contains(peer.id)) continue;
-      if (!nodes_.node(peer.id, peer.address).serving_within(opt_.node_wait)) {
-        down.insert(peer.id);
-        log_.line("node " + peer.id + " (" + peer.address.str() + ") is not serving: starting " + id +
-                  " again on NEW leaves the keys they share one replica short while it does");
-      }
-    }
+                " adopted it in place, " + std::to_string(already.size()) + " on it already)");
   }
 
   void summary(bool copied_before) {

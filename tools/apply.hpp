@@ -27,8 +27,8 @@ struct ApplyOptions {
   std::vector<HostPort> proxies;  // at least one
   CopyOptions copy;
   std::chrono::milliseconds timeout{30'000};
-  // With nodes that follow a ring: how long a node of the routed ring that is down is waited for
-  // before another is started again on NEW (kvnode restarting to adopt it); then it is not waited for.
+  // With nodes that follow a ring: how long a node of NEW that is down is waited for when it comes to
+  // adopt NEW (then apply stops, to be run again).
   std::chrono::milliseconds node_wait{30'000};
   std::string token;  // sent to every proxy and node as a bearer token, when set
   bool json = false;      // a JSON summary on stdout

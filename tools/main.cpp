@@ -60,8 +60,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(100, 3'600'000));
   unsigned node_wait_ms = 30'000;
   apply_cmd->add_option("--node-wait-ms", node_wait_ms,
-                        "With nodes that follow a ring (kvnode --ring): how long to wait for a node that is down before "
-                        "starting another again on NEW (then it is not waited for: a dead node being removed)")
+                        "With nodes that follow a ring (kvnode --ring): how long to wait for a node of NEW that is down "
+                        "when it comes to adopt NEW (then apply stops: run it again once the node is up)")
       ->capture_default_str()->check(CLI::Range(0, 3'600'000));
   apply_cmd->add_option("--progress", progress, "bar (redrawn), lines (one a second), or auto (bar on a terminal)")
       ->capture_default_str()->check(CLI::IsMember({"auto", "bar", "lines"}));

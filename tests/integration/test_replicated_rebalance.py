@@ -281,7 +281,7 @@ class ApplyTest(unittest.TestCase):
         pids = {n: p.pid for n, p in self.cluster.nodes.items()}
         summary, log = self.apply(old, new)
         load.finish()
-        self.assertIn("the nodes that follow a ring of their own run on NEW, serving (3 started again on it, 1 on it "
+        self.assertIn("the nodes that follow a ring of their own run on NEW, serving (3 adopted it in place, 1 on it "
                       "already)", log)
         self.assertLess(log.index("run on NEW, serving"), log.index("dual_write"))
         self.assertEqual({n: p.pid for n, p in self.cluster.nodes.items()}, pids)  # in place, the same processes
@@ -318,10 +318,11 @@ class ApplyTest(unittest.TestCase):
                                                for n in old_members), 20))
         return old, new, ports
 
-    def test_no_node_starts_again_on_new_while_another_is_down(self):
-        # n3 killed just before apply and started again 1.5 s later. Every node of OLD shares every
-        # key's set, so a node starting again on NEW meanwhile would leave the keys one replica of
-        # three (requests fail); apply waits for n3 first, and nothing fails.
+    def test_nodes_adopt_the_ring_while_another_is_down(self):
+        # n3 killed just before apply, under load. Every node of OLD shares every key's set; n1 and n2
+        # adopt NEW in place, serving throughout, so each key keeps two of three replicas and no
+        # request fails. apply reaches n3 last and waits for it (--node-wait-ms), started again once
+        # n1 and n2 run on NEW, on OLD's file.
         old, new, ports = self.ring_following_cluster(["n1", "n2", "n3"], ["n1", "n2", "n3", "n4"],
                                                       ["n1", "n2", "n3", "n4"])
         static = self.preload()
@@ -330,29 +331,37 @@ class ApplyTest(unittest.TestCase):
         self.cluster.nodes["n3"].kill()
         apply = subprocess.Popen([RING_REBALANCE, "apply", "--from", old, "--to", new, *self.cluster.admin_args(),
                                   "--progress", "lines"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.assertFalse(wait_until(lambda: apply.poll() is not None, 1.5), "apply did not wait for n3")
+        self.assertTrue(wait_until(lambda: all(node_health(self.cluster.nodes[n].port)["ring"] == fingerprint(new)
+                                               for n in ("n1", "n2")), 30), "n1 and n2 did not adopt NEW while n3 was down")
         n, data_dir = self.node_args["n3"]
         self.cluster.nodes["n3"] = self.h.node(n, data_dir, port=ports["n3"],
                                                extra=["--ring", self.h.path("n3-ring.yaml"), "--anti-entropy-interval-ms", "200"])
         _, log = apply.communicate(timeout=240)
         load.finish()
         self.assertEqual(apply.returncode, 0, log)
-        self.assertNotIn("is not serving", log)
-        self.assertIn("run on NEW, serving (3 started again on it, 1 on it already)", log)
+        self.assertIn("run on NEW, serving (3 adopted it in place, 1 on it already)", log)
         self.verify(new, static, load)  # no request failed, every key where it belongs
 
-    def test_a_node_down_for_good_is_waited_for_once(self):
-        # n3 dead, the change replacing it with n4: apply waits --node-wait-ms for it, says what starting
-        # n1 again then costs, and does not wait for it again before n2.
+    def test_a_dead_node_replaced_is_not_waited_for(self):
+        # n3 dead, the change replacing it with n4: apply has n1, n2 and n4 adopt NEW without waiting for
+        # n3, switches the proxies, and stops only where it must drop the ranges n3 left (run again
+        # once n3 is back, or with n3 gone for good, its data with it).
         old, new, ports = self.ring_following_cluster(["n1", "n2", "n3"], ["n1", "n2", "n4"], ["n1", "n2", "n3", "n4"])
         self.cluster.nodes["n3"].kill()
         res = ring_rebalance("apply", "--from", old, "--to", new, *self.cluster.admin_args(), "--progress", "lines",
                              "--node-wait-ms", "300", "--timeout-ms", "1000", timeout=240)
-        line = (f"ring-rebalance: node n3 (127.0.0.1:{ports['n3']}) is not serving: starting n1 again on NEW leaves the "
-                "keys they share one replica short while it does")
-        self.assertEqual(res.stderr.count("is not serving"), 1, res.stderr)
-        self.assertIn(line, res.stderr.splitlines())
-        self.assertIn("run on NEW, serving (2 started again on it, 1 on it already)", res.stderr)
+        self.assertIn("run on NEW, serving (2 adopted it in place, 1 on it already)", res.stderr)
+        self.assertIn("finish: every proxy routes by NEW", res.stderr)
+        self.assertIn(f"apply failed: node n3 (127.0.0.1:{ports['n3']}): ", res.stderr)
+        for n in ("n1", "n2", "n4"):
+            self.assertEqual(node_health(self.cluster.nodes[n].port)["ring"], fingerprint(new), n)
+        # A node of NEW down for good: apply waits --node-wait-ms for it, then stops, saying so.
+        self.cluster.nodes["n4"].kill()
+        res = ring_rebalance("apply", "--from", old, "--to", new, *self.cluster.admin_args(), "--progress", "lines",
+                             "--node-wait-ms", "300", "--timeout-ms", "1000", timeout=240)
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn(f"ring-rebalance: apply failed: n4 (127.0.0.1:{ports['n4']}) did not answer /health within "
+                      "--node-wait-ms (300 ms): it must adopt NEW; run again once it is up", res.stderr.splitlines())
 
     def test_nodes_with_anti_entropy_through_replicas_3_to_1_and_back(self):
         # On a ring with replicas 1 a node keeps no replica state (no anti-entropy), but it still runs
@@ -375,7 +384,7 @@ class ApplyTest(unittest.TestCase):
         self.assertFalse(put_all(self.cluster.port, data, threads=2))
         for old, new, replicas in ((three, one, 1), (one, three, 3)):
             _, log = self.apply(old, new)
-            self.assertIn("the nodes that follow a ring of their own run on NEW, serving (3 started again on it", log)
+            self.assertIn("the nodes that follow a ring of their own run on NEW, serving (3 adopted it in place", log)
             for n, node in self.cluster.nodes.items():
                 health = node_health(node.port)
                 self.assertEqual(health["ring"], fingerprint(new), n)
@@ -410,14 +419,14 @@ class NodeRingTest(unittest.TestCase):
         self.assertEqual((status, body["detail"]),
                          (409, "'n1' is not a node of this ring: a node leaving the ring keeps its own"))
         status, body = admin(node.port, "POST", "/admin/ring", text)
-        self.assertEqual((status, body), (200, {"status": "success", "restarting": False}))
+        self.assertEqual((status, body), (200, {"status": "success", "adopting": False, "restarting": False}))
         status, _, _ = request(node.port, "GET", "/admin/ring")
         self.assertEqual(status, 405)
         self.assertTrue(node.alive())
 
-    def test_nodes_sharing_a_ring_file_each_start_again_on_a_new_ring(self):
+    def test_nodes_sharing_a_ring_file_each_adopt_a_new_ring(self):
         # The first node to adopt writes the shared file; the second runs on the old ring all the same,
-        # so it must start again too (the ring a node runs on counts, not the file).
+        # so it must adopt it too (the ring a node runs on counts, not the file).
         h = harness(self)
         ports = free_ports(3)
         ring = write_ring(h.path("shared.yaml"), [(f"n{i + 1}", p) for i, p in enumerate(ports[:2])], replicas=2)
@@ -428,17 +437,15 @@ class NodeRingTest(unittest.TestCase):
             text = f.read()
         for node in nodes:
             status, body = admin(node.port, "POST", "/admin/ring", text)
-            self.assertEqual((status, body), (200, {"status": "success", "restarting": True}))
-        def serving(node):
-            try:
-                return node_health(node.port).get("state") == "serving"
-            except OSError:  # starting again
-                return False
-
-        for node in nodes:  # started again in place, on the new ring: the same answer is now a no-op
-            self.assertTrue(wait_until(lambda: serving(node), 20))
+            self.assertEqual((status, body), (200, {"status": "success", "adopting": True, "restarting": False}))
+        pids = [node.pid for node in nodes]
+        for node in nodes:  # adopted in place: the same ring is now a no-op
+            self.assertTrue(wait_until(lambda: node_health(node.port)["ring"] == fingerprint(bigger), 20))
             self.assertEqual(node_health(node.port)["ring"], fingerprint(bigger))  # the ring it runs on
-            self.assertEqual(admin(node.port, "POST", "/admin/ring", text), (200, {"status": "success", "restarting": False}))
+            self.assertEqual(node_health(node.port)["state"], "serving")
+            self.assertEqual(admin(node.port, "POST", "/admin/ring", text),
+                             (200, {"status": "success", "adopting": False, "restarting": False}))
+        self.assertEqual([node.pid for node in nodes], pids)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,23 @@ TEST_CASE("floors: a corrupt floor record is refused at open", "[floors]") {
   store->set_meta("node/floor/00zz", "5");
   CHECK_THROWS_AS(Floors(*store, {}, false), kv::StoreError);
 }
+
+TEST_CASE("floors: a ring adopted in place while learning learns from its new peers", "[floors]") {
+  auto store = kv::open_memory_store();
+  Floors f(*store, {"n2", "n3"}, true);
+  f.learned_from("n2");
+  f.set_peers({"n2", "n4"});  // learned by the old ring's peers: start again with the new ones
+  CHECK(f.peer_count() == 2);
+  CHECK(f.peers_learned() == 0);
+  f.learned_from("n2");
+  CHECK_FALSE(f.known());
+  f.learned_from("n4");
+  CHECK(f.known());
+  f.set_peers({"n5"});  // known stays known
+  CHECK(f.known());
+  auto other = kv::open_memory_store();
+  Floors g(*other, {"n2"}, true);
+  g.set_peers({});  // nobody left to learn from
+  CHECK(g.known());
+  CHECK(Floors(*other, {"n2"}, false).known());  // and durably
+}

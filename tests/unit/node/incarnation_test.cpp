@@ -69,3 +69,28 @@ TEST_CASE("incarnation: peers' incarnations are recorded, and the one before tol
   Incarnation restarted(*store, {"n2"}, false);
   CHECK(restarted.saw_peer("n2", "0000000000000002") == "0000000000000002");
 }
+
+TEST_CASE("incarnation: a ring adopted in place starts the current step again with its peers", "[incarnation]") {
+  auto store = kv::open_memory_store();
+  Incarnation a(*store, {"n2", "n3"}, false);
+  a.peer_remembers("n2", "");
+  CHECK(a.peers_done() == 1);
+  // The new ring: n3 out, n4 and n5 in. n2's answer was by the old sets: asked again.
+  a.set_peers({"n2", "n4", "n5"});
+  CHECK(a.state() == NodeState::checking);
+  CHECK(a.peer_count() == 3);
+  CHECK(a.peers_done() == 0);
+  for (const char* p : {"n2", "n4"}) a.peer_remembers(p, "");
+  CHECK(a.state() == NodeState::checking);
+  a.peer_remembers("n5", "");
+  CHECK(a.state() == NodeState::serving);
+  a.set_peers({"n9"});  // serving stays serving
+  CHECK(a.state() == NodeState::serving);
+  CHECK(a.peers_done() == 1);
+  // Recovering with nobody left to rebuild from (a ring of one): serving, as at a start.
+  auto other = kv::open_memory_store();
+  Incarnation b(*other, {"n2"}, true);
+  CHECK(b.state() == NodeState::recovering);
+  b.set_peers({});
+  CHECK(b.state() == NodeState::serving);
+}
