@@ -66,7 +66,6 @@ class Api {
   // another (POST /admin/ring) can tell when it runs on that one, and the role's health fields
   // (kvnode's anti-entropy summary, which kvproxy's health checks read).
   void set_role(std::shared_ptr<const NodeRole> role) noexcept { role_.store(std::move(role)); }
-  std::shared_ptr<const NodeRole> role() const noexcept { return role_.load(); }
   // When set, every /admin/ request needs "Authorization: Bearer <token>" (401 without, 403 with
   // another). Set before serving.
   void set_admin_token(std::string token) { admin_.set_token(std::move(token)); }

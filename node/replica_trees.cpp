@@ -7,6 +7,7 @@
 #include "common/hash.hpp"
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
+#include "node/tree_builder.hpp"
 
 namespace kv {
 
@@ -65,24 +66,8 @@ ReplicaTrees::ReplicaTrees(std::shared_ptr<const Ring> ring, std::uint32_t self)
 }
 
 std::uint64_t ReplicaTrees::build(Store& store) {
-  const HashRange all{0, ~std::uint64_t{0}};
-  std::string after, err;
-  std::uint64_t keys = 0;
-  std::vector<Record> records;
-  for (;;) {
-    ScanBatch batch;
-    if (store.scan({&all, 1}, after, 10'000, 8 << 20, true, batch, err) != StoreStatus::ok)
-      throw StoreError("building the hash trees: " + err);
-    if (!parse_records(batch.records, records, err, true)) throw StoreError("building the hash trees: " + err);
-    for (const auto& r : records) {
-      const Held held{r.tombstone ? Held::Kind::tombstone : Held::Kind::value, r.tag};
-      changed(r.key, {}, held);
-    }
-    keys += records.size();
-    if (batch.done || batch.count == 0) break;
-    after = batch.last_key;
-  }
-  return keys;
+  const std::atomic<bool> never{false};
+  return *TreeBuilder(*this).build(store, never);  // nothing writes meanwhile: nothing is noted
 }
 
 void ReplicaTrees::changed(std::string_view key, const Held& before, const Held& now) noexcept {

@@ -49,7 +49,8 @@ class ReplicaTrees final : public StoreObserver {
   ReplicaTrees(std::shared_ptr<const Ring> ring, std::uint32_t self);
 
   // Fills the trees from everything `store` holds (a full scan). Call it before the store is
-  // observed and written to. Returns the keys (values and tombstones) found.
+  // observed and written to (node/tree_builder.hpp builds while it is; this is its scan with nothing
+  // noted). Returns the keys (values and tombstones) found.
   std::uint64_t build(Store& store);
 
   void changed(std::string_view key, const Held& before, const Held& now) noexcept override;

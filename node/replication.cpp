@@ -4,7 +4,6 @@
 #include <iostream>
 
 #include "common/shared_slot.hpp"
-#include "common/storage_key.hpp"
 #include "node/tree_builder.hpp"
 
 namespace kv {
@@ -24,9 +23,9 @@ long long ms_since(std::chrono::steady_clock::time_point t) {
 class Replication::Observer final : public StoreObserver {
  public:
   struct Target {
-    std::shared_ptr<ReplicaTrees> trees;   // the ring's the node runs on (null: none)
+    std::shared_ptr<ReplicaTrees> trees;   // the ring's the node runs on (null: none); its floors decide
+                                           // which coordinator stores go in where a key holds nothing
     std::shared_ptr<TreeBuilder> builder;  // another ring's, being built (null: none)
-    const Floors* floors = nullptr;        // which coordinator stores go in where a key holds nothing
   };
 
   std::shared_ptr<const Target> target() const noexcept { return target_.load(); }
@@ -38,12 +37,12 @@ class Replication::Observer final : public StoreObserver {
     if (t->builder) t->builder->changed(key, before, now);
   }
   bool admits(std::string_view key, const Tag& tag, std::uint64_t floors_seen) const noexcept override {
-    const Floors* floors = target_.load()->floors;
-    return !floors || key.size() < kStorageKeyPrefix || floors->admits(read_be64(key), tag.counter, floors_seen);
+    const auto t = target_.load();
+    return !t->trees || t->trees->admits(key, tag, floors_seen);
   }
   bool buried(std::string_view key, const Tag& tag) const noexcept override {
-    const Floors* floors = target_.load()->floors;
-    return floors && key.size() >= kStorageKeyPrefix && floors->buried(read_be64(key), tag.counter);
+    const auto t = target_.load();
+    return t->trees && t->trees->buried(key, tag);
   }
 
  private:
@@ -67,6 +66,21 @@ std::vector<std::string> Replication::peers_of(const ReplicaTrees& trees) const 
   if (options_.exchanges)
     for (const std::uint32_t n : trees.peers()) peers.push_back(trees.ring().node(n).id);
   return peers;
+}
+
+void Replication::take_peers(ReplicaTrees& trees, bool recover) {
+  const auto peers = peers_of(trees);
+  if (!incarnation_) {
+    incarnation_ = std::make_unique<Incarnation>(store_, peers, recover);
+    // A directory that may have lost data learns every peer's floors before it takes replicated
+    // writes (node/floors.hpp). (--unsafe-serve-at-once, the broken mode, counts at once in
+    // everything: no learning either.)
+    floors_ = std::make_unique<Floors>(store_, peers, !incarnation_->serving() && !options_.unsafe_serve_at_once);
+  } else {
+    incarnation_->set_peers(peers);
+    floors_->set_peers(peers);
+  }
+  trees.set_floors(floors_.get());
 }
 
 std::shared_ptr<Replication::Part> Replication::make_part(std::shared_ptr<ReplicaTrees> trees, std::string fingerprint) {
@@ -107,17 +121,11 @@ void Replication::start(std::shared_ptr<const Ring> ring, std::uint32_t self, st
     const std::uint64_t keys = trees->build(store_);
     std::cerr << "kvnode: hash trees of " << trees->sets().size() << " replica sets built from " << keys << " keys in "
               << ms_since(began) << " ms" << std::endl;
-    const auto peers = peers_of(*trees);
-    incarnation_ = std::make_unique<Incarnation>(store_, peers, recover);
-    // A directory that may have lost data learns every peer's floors before it takes replicated
-    // writes (node/floors.hpp). (--unsafe-serve-at-once, the broken mode, counts at once in
-    // everything: no learning either.)
-    floors_ = std::make_unique<Floors>(store_, peers, !incarnation_->serving() && !options_.unsafe_serve_at_once);
-    trees->set_floors(floors_.get());
+    take_peers(*trees, recover);
   } else if (ring) {
     std::cerr << "kvnode: anti-entropy off: the ring has replicas: 1" << std::endl;
   }
-  observer_->follow({trees, nullptr, trees ? floors_.get() : nullptr});
+  observer_->follow({trees, nullptr});
   std::lock_guard lock(mutex_);
   take(make_part(std::move(trees), std::move(fingerprint)));
 }
@@ -174,7 +182,7 @@ void Replication::adopt_now(std::shared_ptr<const Ring> ring, std::uint32_t self
       // 1. The new trees, from the store as it is written to.
       trees = std::make_shared<ReplicaTrees>(ring, self);
       auto builder = std::make_shared<TreeBuilder>(*trees);
-      observer_->follow({old->trees, builder, old->floors});
+      observer_->follow({old->trees, builder});
       const auto keys = builder->build(store_, stopping_);
       if (!keys) throw StoreError("stopped while building the hash trees");
       std::cerr << "kvnode: hash trees of " << trees->sets().size() << " replica sets of the new ring built from " << *keys
@@ -184,21 +192,13 @@ void Replication::adopt_now(std::shared_ptr<const Ring> ring, std::uint32_t self
     if (was->exchanger) was->exchanger->stop();
     stopped_old = true;
     if (trees) {
-      const auto peers = peers_of(*trees);
-      if (!incarnation_) {
-        incarnation_ = std::make_unique<Incarnation>(store_, peers, false);
-        floors_ = std::make_unique<Floors>(store_, peers, !incarnation_->serving() && !options_.unsafe_serve_at_once);
-      } else {
-        incarnation_->set_peers(peers);
-        floors_->set_peers(peers);
-      }
-      trees->set_floors(floors_.get());
+      take_peers(*trees, false);
     } else {
       std::cerr << "kvnode: anti-entropy off: the ring has replicas: 1" << std::endl;
     }
     // 3. The observer moves to the new trees; 4. the new role.
     auto part = make_part(trees, fingerprint);
-    observer_->follow({std::move(trees), nullptr, part->trees ? floors_.get() : nullptr});
+    observer_->follow({std::move(trees), nullptr});
     std::lock_guard lock(mutex_);
     take(part);
     if (serving_ && part->exchanger) part->exchanger->start();

@@ -79,6 +79,9 @@ class Replication {
   void take(std::shared_ptr<Part> part);       // publishes it; with mutex_ held
   void adopt_now(std::shared_ptr<const Ring> ring, std::uint32_t self, std::string fingerprint);
   std::vector<std::string> peers_of(const ReplicaTrees& trees) const;
+  // The incarnation and the floors on the peers of `trees` (made with the first replicated ring, then
+  // given each new ring's peers), and the trees on those floors. `recover`: kvnode --recover, at start.
+  void take_peers(ReplicaTrees& trees, bool recover);
 
   Store& store_;
   ReplicationOptions options_;

@@ -163,7 +163,7 @@ bool NodeAdmin::poll_serving(std::string_view fingerprint, std::chrono::millisec
       const HttpResponse r = exchange_("GET", "/health", {}, "text/plain");
       // On a ring with replicas 1 a node keeps no replica state (no anti-entropy): its ring is enough.
       const bool has_state = r.body.find("\"state\":") != std::string::npos;
-      if (r.status == 200 && (fingerprint.empty() || r.body.find(ring) != std::string::npos) &&
+      if (r.status == 200 && r.body.find(ring) != std::string::npos &&
           (!has_state || r.body.find("\"state\":\"serving\"") != std::string::npos))
         return true;
       last = "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 200);

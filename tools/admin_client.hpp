@@ -114,8 +114,8 @@ class NodeAdmin {
   // POST /admin/count over `ranges`, kRangesPerRequest at a time, summed; errors named by `label`.
   // `bytes`: the answers must give them too.
   Size sum_counts(const std::string& label, std::span<const HashRange> ranges, bool bytes);
-  // Polls /health until it answers serving (on the ring `fingerprint`, or any when empty) or `timeout`
-  // passed; `last` says what it last answered.
+  // Polls /health until it answers serving on the ring `fingerprint` or `timeout` passed; `last` says
+  // what it last answered.
   bool poll_serving(std::string_view fingerprint, std::chrono::milliseconds timeout, std::string& last);
 
   std::string id_;
