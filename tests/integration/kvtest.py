@@ -49,6 +49,10 @@ KVPROXY_IO = ["--io", os.environ["KVPROXY_IO"]] if os.environ.get("KVPROXY_IO") 
 SOURCE = os.environ.get("KVRING_SOURCE", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 ARTIFACTS = os.environ.get("KVRING_ARTIFACTS", os.path.join(tempfile.gettempdir(), "kvring-artifacts"))
 READY_TIMEOUT = 20.0
+# Set by the sanitizer test presets (CMakePresets.json): "address" or "thread". A sanitizer looks for
+# memory errors and races, which any run through a code path finds; it does not need every variation
+# of a scenario that the release build already checks for anomalies, at four times the cost.
+SANITIZER = os.environ.get("KVRING_SANITIZER", "")
 STOP_TIMEOUT = 20.0  # how long SIGTERM has before SIGKILL
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 ADMIN_RE = re.compile(r"admin on (\S+):(\d+)")
@@ -266,6 +270,12 @@ class Harness:
         ns = NetNamespace()
         self.defer(ns.close)
         return ns
+
+
+def release_only(why):
+    """Skips a test under a sanitizer: for variations of a scenario whose code paths another test of
+    the same file runs under it too (`why` names that test)."""
+    return unittest.skipIf(SANITIZER, f"under {SANITIZER} sanitizer: {why}")
 
 
 def harness(test):
