@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Speed as the data grows: kvproxy (one thread) in front of three kvnodes on RocksDB, filled with N keys
-(bench:1 .. bench:N, about 60 bytes each) and then, right after the fill, wrk's study mix (90% GET / 10%
-PUT, uniform over all N keys) for --rounds runs of --seconds. Started by bench/growth.sh, which builds
-first.
+(bench:1 .. bench:N, about 60 bytes each) and then wrk's study mix (90% GET / 10% PUT, uniform over all
+N keys): one run of --seconds right after the fill, while the nodes still compact it, then --rounds runs
+once they have settled (no flush or compaction running or pending). Started by bench/growth.sh, which
+builds first.
 
-For each key count: the requests/s and p99 (median over the rounds), the ratio to the smallest key
-count, each node's resident memory (VmRSS) after the runs, and the bytes on disk per node and per key
+For each key count: the requests/s and p99 right after the fill, how long the nodes took to settle,
+the requests/s and p99 settled (medians over the rounds) with the ratio to the smallest key count,
+each node's resident memory (VmRSS) after the runs, and the bytes on disk per node and per key
 (the data directories, WAL included). With --reference BUILD the same is measured for that build (the
 build before a change) at each key count, the two taking turns, each on a fresh fill.
 
@@ -14,6 +16,7 @@ beside it (.json).
 """
 import argparse
 import datetime
+import http.client
 import json
 import os
 import shutil
@@ -27,7 +30,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from kvtest import Process, write_ring  # noqa: E402
 from equal_load import git_revision  # noqa: E402
 from rebalance import fill  # noqa: E402
-from run import KvProxy, log, median, versions, wrk  # noqa: E402
+from run import KvProxy, cpu_seconds, log, median, versions, wrk  # noqa: E402
 
 
 def rss_bytes(pid):
@@ -49,6 +52,56 @@ def disk_bytes(path):
     return total
 
 
+def engine_gauges(port):
+    """kvnode's kvnode_rocksdb_* gauges (GET /metrics), without the prefix; {} from a build before them."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("kvnode_rocksdb_"):
+            name, _, value = line.rpartition(" ")
+            out[name[len("kvnode_rocksdb_"):]] = float(value)
+    return out
+
+
+def sst_files(dirs):
+    files = set()
+    for d in dirs:
+        for root, _, names in os.walk(d):
+            for name in names:
+                if name.endswith(".sst"):
+                    try:
+                        files.add((name, os.path.getsize(os.path.join(root, name))))
+                    except OSError:
+                        pass
+    return files
+
+
+def settle(ports, dirs, limit=900):
+    """Waits until no node has a flush or compaction running or pending, at most `limit` seconds;
+    returns the seconds waited. By kvnode's /metrics gauges (three quiet looks in a row, a second
+    apart); for a build before them, until no table file has appeared, gone or grown for 10 s."""
+    t0 = time.time()
+    quiet, files = 0, None
+    while time.time() - t0 < limit:
+        gauges = [engine_gauges(p) for p in ports]
+        if all(gauges):
+            busy = any(g["pending_compaction_bytes"] or g["running_compactions"] or g["running_flushes"] for g in gauges)
+            quiet = 0 if busy else quiet + 1
+            if quiet >= 3:
+                return time.time() - t0
+        else:
+            now = sst_files(dirs)
+            quiet = quiet + 1 if now == files else 0
+            files = now
+            if quiet >= 10:
+                return time.time() - t0
+        time.sleep(1)
+    raise RuntimeError(f"compaction still running {limit} s after the fill")
+
+
 def measure(build, keys, rounds, seconds, conns, label, node_flags=()):
     """A fresh cluster of `build` (its kvnodes given `node_flags`), filled with `keys` keys, then `rounds`
     wrk runs of the mix."""
@@ -63,7 +116,15 @@ def measure(build, keys, rounds, seconds, conns, label, node_flags=()):
         t0 = time.time()
         fill(proxy.port, keys, [n.port for n in nodes])
         fill_s = time.time() - t0
+        # Right after the fill, while the nodes still compact it; then once they have settled.
+        after_fill = wrk(proxy.port, "mixed.lua", conns, seconds, keys)
+        ports = [n.port for n in nodes]
+        settle_s = settle(ports, [os.path.join(work, f"n{i}") for i in range(1, 4)])
+        pids = [n.proc.pid for n in nodes]
+        u0, s0 = cpu_seconds(pids)
         runs = [wrk(proxy.port, "mixed.lua", conns, seconds, keys) for _ in range(rounds)]
+        u1, s1 = cpu_seconds(pids)
+        gauges = [engine_gauges(p) for p in ports]
         rss = [rss_bytes(n.proc.pid) for n in nodes]
         disk = [disk_bytes(os.path.join(work, f"n{i}")) for i in range(1, 4)]
     finally:
@@ -72,11 +133,20 @@ def measure(build, keys, rounds, seconds, conns, label, node_flags=()):
         for n in nodes:
             n.terminate()
         shutil.rmtree(work, ignore_errors=True)
-    r = {"label": label, "keys": keys, "fill_s": fill_s, "rps": median([x["rps"] for x in runs]),
-         "p99_us": median([x["p99"] for x in runs]), "errors": sum(x["errors"] for x in runs),
+    r = {"label": label, "keys": keys, "fill_s": fill_s, "settle_s": settle_s,
+         "after_fill": {k: after_fill[k] for k in ("rps", "p50", "p99", "p999", "errors")},
+         "rps": median([x["rps"] for x in runs]),
+         "p99_us": median([x["p99"] for x in runs]), "errors": after_fill["errors"] + sum(x["errors"] for x in runs),
+         "engine": gauges,
+         # The nodes' CPU time per request over the settled runs: on a machine whose two cores wrk, the
+         # proxy and three nodes share, steadier than their throughput.
+         "node_cpu_us": (u1 - u0 + s1 - s0) * 1e6 / max(1, sum(x["requests"] for x in runs)),
          "runs": [{k: x[k] for k in ("rps", "p50", "p99", "p999", "errors")} for x in runs],
          "rss_per_node": rss, "disk_per_node": disk, "disk_per_key": sum(disk) / keys}
-    log(f"{label} {keys:>9} keys: fill {fill_s:.0f} s, {r['rps']:.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms, "
+    settled = f"{settle_s:.0f}"
+    log(f"{label} {keys:>9} keys: fill {fill_s:.0f} s, right after {after_fill['rps']:.0f} req/s "
+        f"(p99 {after_fill['p99'] / 1000:.2f} ms), settled in {settled} s, {r['rps']:.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms, "
+        f"nodes {r['node_cpu_us']:.1f} us CPU/request, "
         f"RSS {max(rss) / 2**20:.0f} MiB/node, disk {sum(disk) / 2**20:.0f} MiB ({r['disk_per_key']:.0f} B/key), "
         f"{r['errors']} errors")
     return r
@@ -90,23 +160,31 @@ def write_markdown(path, command, date, args, rows, elapsed):
         "",
         f"Produced by `{command}` on {date} (revision {git_revision()}) in {elapsed / 60:.1f} minutes, on "
         f"{v['cpu']} ({v['cores']} cores): kvproxy (one thread) in front of three kvnodes on RocksDB, each cluster "
-        "fresh, filled with N keys through the proxy (wrk, bench/lua/fill.lua), then right after the fill "
-        f"{args.rounds} runs of {args.seconds:g} s of wrk (one thread, {args.conns} connections, bench/lua/mixed.lua: "
-        "90% GET / 10% PUT, uniform over all N keys); requests/s and p99 are the medians of the runs. "
+        "fresh, filled with N keys through the proxy (wrk, bench/lua/fill.lua), then one run of "
+        f"{args.seconds:g} s of wrk right after the fill (one thread, {args.conns} connections, bench/lua/mixed.lua: "
+        "90% GET / 10% PUT, uniform over all N keys), while the nodes still flush and compact what the fill "
+        "wrote; then, once no node has a flush or compaction running or pending (kvnode's "
+        f"kvnode_rocksdb_* gauges; for a build before them, no table file changed for 10 s; \"settled\" is how "
+        f"long that took after the first run), {args.rounds} more "
+        "runs: \"settled\" requests/s and p99 are their medians, and the kvnodes' CPU time (user + system, "
+        "from /proc) over those runs divided by their requests. "
         "Memory: each node's resident set after the runs (the largest of the three); disk: the three data "
         "directories (WAL included) right after the runs, per node and per key."
         + (f" `{labels[0]}` is the build before the change (--reference), `{labels[-1]}` this one; they take turns "
            "at each key count." if len(labels) > 1 else ""),
         "",
-        "| build | keys | fill (s) | req/s | vs the fewest keys | p99 (ms) | RSS per node (MiB) | disk per node (MiB) | bytes on disk per key | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| build | keys | fill (s) | right after: req/s | p99 (ms) | settled (s) | settled: req/s | vs the fewest keys "
+        "| p99 (ms) | kvnodes' CPU per request (us) | RSS per node (MiB) | disk per node (MiB) | bytes on disk per key | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in labels:
         mine = [r for r in rows if r["label"] == label]
         base = min(mine, key=lambda r: r["keys"])
         for r in sorted(mine, key=lambda r: r["keys"]):
-            lines.append(f"| {label} | {r['keys']:,} | {r['fill_s']:.0f} | {r['rps']:,.0f} | {r['rps'] / base['rps']:.2f}x | "
-                         f"{r['p99_us'] / 1000:.2f} | {max(r['rss_per_node']) / 2**20:.0f} | "
+            settled = f"{r['settle_s']:.0f}"
+            lines.append(f"| {label} | {r['keys']:,} | {r['fill_s']:.0f} | {r['after_fill']['rps']:,.0f} | "
+                         f"{r['after_fill']['p99'] / 1000:.2f} | {settled} | {r['rps']:,.0f} | {r['rps'] / base['rps']:.2f}x | "
+                         f"{r['p99_us'] / 1000:.2f} | {r['node_cpu_us']:.1f} | {max(r['rss_per_node']) / 2**20:.0f} | "
                          f"{sum(r['disk_per_node']) / 3 / 2**20:.0f} | {r['disk_per_key']:.0f} | {r['errors']} |")
     lines.append("")
     with open(path, "w") as f:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed as the data grows: kvproxy on three RocksDB kvnodes filled with 10,000, 1 million and 4 million
-# keys, wrk's 90% GET / 10% PUT mix right after each fill.
+# keys, wrk's 90% GET / 10% PUT mix right after each fill and once the nodes have compacted it.
 #   bench/growth.sh                              3 runs of 10 s per key count: writes bench/GROWTH.md
 #   bench/growth.sh --keys 16000000              one key count (or a list)
 #   bench/growth.sh --reference OLD_BUILD_TREE   the build before a change too, taking turns

@@ -48,10 +48,10 @@ def stored_keys(node_ports):
 
 
 def fill(port, keys, node_ports):
-    # wrk runs for its whole duration even after the script stops sending: give it a generous one,
-    # then count what the nodes hold.
+    # A generous duration, cut short once the script has sent every key; then count what the nodes hold.
     conns = 32
-    r = wrk(port, "fill.lua", conns, int(keys / 10000) + 5, keys)
+    with tempfile.TemporaryDirectory(prefix="kvring-fill-") as tmp:
+        r = wrk(port, "fill.lua", conns, int(keys / 5000) + 30, keys, done_file=os.path.join(tmp, "done"))
     # wrk drops the requests in flight when the script stops it, and makes (and drops) one request
     # before it connects: write the first and last few keys again.
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -253,12 +253,30 @@ def start_nodes(kvnode, count, running, data_dir=None):
     return nodes
 
 
-def wrk(port, script, conns, seconds, keys):
+def wrk(port, script, conns, seconds, keys, done_file=None):
+    """One wrk run. A script that ends by itself (fill.lua) writes `done_file` when it has sent its
+    last request: wrk would otherwise sleep out its whole -d, so it is stopped then with SIGINT, on
+    which it prints its results as at the end of -d."""
     env = dict(os.environ, KEYS=str(keys), REPORT_LUA=os.path.join(LUA, "report.lua"))
+    if done_file:
+        env["DONE_FILE"] = done_file
     before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
-    out = subprocess.run(PIN["load"] + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s",
-                          os.path.join(LUA, script), f"http://127.0.0.1:{port}"],
-                         capture_output=True, text=True, env=env, timeout=seconds + 60)
+    proc = subprocess.Popen(PIN["load"] + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s",
+                             os.path.join(LUA, script), f"http://127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + seconds + 60
+    while done_file and proc.poll() is None and time.time() < deadline:
+        if os.path.exists(done_file):
+            time.sleep(0.5)  # the answers in flight
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.2)
+    try:
+        stdout, stderr = proc.communicate(timeout=max(1, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     line = next((l for l in out.stdout.splitlines() if l.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")

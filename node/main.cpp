@@ -35,6 +35,7 @@ struct Flags {
   bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false;
   unsigned threads = 1;
   bool sync = false;
+  std::size_t block_cache_mb = RocksOptions::kDefaultBlockCacheMb;
   std::size_t max_key = 1024;
   std::size_t max_value = 1 << 20;
   std::uint32_t max_header = 8192;
@@ -75,6 +76,10 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_flag("--unsafe-purge-early", f.unsafe_purge_early)->group("");
   app.add_option("--threads", f.threads, "Worker threads")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_flag("--sync", f.sync, "fsync the write-ahead log before acknowledging each write (survives power loss)");
+  app.add_option("--block-cache-mb", f.block_cache_mb,
+                 "RocksDB's block cache, MiB: point reads that find their block there neither read the file nor "
+                 "decompress")
+      ->capture_default_str()->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   app.add_option("--max-key-bytes", f.max_key, "Longest key, decoded (413 above)")->capture_default_str()->check(CLI::Range(1, 65536));
   app.add_option("--max-value-bytes", f.max_value, "Longest value (413 above)")->capture_default_str()->check(CLI::Range(1, 1 << 30));
   app.add_option("--max-header-bytes", f.max_header, "Longest request line + headers (431 above)")
@@ -193,7 +198,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
           std::string fingerprint) {
   std::unique_ptr<Store> store;
   try {
-    store = f.engine == "memory" ? open_memory_store() : open_rocksdb_store({f.data_dir, f.sync});
+    store = f.engine == "memory" ? open_memory_store() : open_rocksdb_store({f.data_dir, f.sync, f.block_cache_mb});
   } catch (const StoreError& e) {
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;

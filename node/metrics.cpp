@@ -16,6 +16,28 @@ void NodeMetrics::count(Route r, unsigned status, std::uint64_t ns) noexcept {
   latency_[ri].observe_ns(ns);
 }
 
+namespace {
+
+// RocksDB's own gauges: what an operator watches to tell a node that reads from memory from one that
+// is still compacting a bulk load, or whose working set outgrew its block cache.
+void render_engine(std::string& out, const EngineStats& s) {
+  const auto gauge = [&out](const char* name, const char* help, std::uint64_t v) {
+    metrics::header(out, name, help, "gauge");
+    metrics::sample(out, name, "", v);
+  };
+  gauge("kvnode_rocksdb_sst_bytes", "Table files on disk (all column families).", s.sst_bytes);
+  gauge("kvnode_rocksdb_memtable_bytes", "Written, in memory, not flushed to a table file yet.", s.memtable_bytes);
+  gauge("kvnode_rocksdb_pending_compaction_bytes", "RocksDB's estimate of the bytes compaction still has to rewrite.",
+        s.pending_compaction_bytes);
+  gauge("kvnode_rocksdb_running_compactions", "Compactions running now.", s.running_compactions);
+  gauge("kvnode_rocksdb_running_flushes", "Memtable flushes running now.", s.running_flushes);
+  gauge("kvnode_rocksdb_l0_files", "Level-0 table files: a point read may look in each.", s.l0_files);
+  gauge("kvnode_rocksdb_block_cache_bytes", "Block cache in use.", s.block_cache_bytes);
+  gauge("kvnode_rocksdb_block_cache_capacity_bytes", "Block cache size (--block-cache-mb).", s.block_cache_capacity);
+}
+
+}  // namespace
+
 std::string NodeMetrics::render(Store& store) const {
   std::string out;
   out.reserve(8192);
@@ -58,6 +80,7 @@ std::string NodeMetrics::render(Store& store) const {
   metrics::sample(out, "kvnode_writes_below_floor_total", "", below_floor_.load(std::memory_order_relaxed));
   metrics::header(out, "kvnode_group_commits_total", "Group commits (one batch, one fsync each) with --sync.", "counter");
   metrics::sample(out, "kvnode_group_commits_total", "", store.commits());
+  if (store.engine() == "rocksdb") render_engine(out, store.engine_stats());
   metrics::header(out, "kvnode_connections_open", "Client connections open now.", "gauge");
   metrics::sample(out, "kvnode_connections_open", "", static_cast<std::uint64_t>(std::max<std::int64_t>(0, open_.load())));
   metrics::header(out, "kvnode_connections_total", "Client connections accepted.", "counter");

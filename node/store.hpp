@@ -115,6 +115,19 @@ struct StoreError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The storage engine's own state, for /metrics and for benchmarks that wait for it to settle after
+// a fill. The memory engine has none of it: all zero.
+struct EngineStats {
+  std::uint64_t sst_bytes = 0;                 // table files on disk
+  std::uint64_t memtable_bytes = 0;            // written, in memory, not flushed to a table file yet
+  std::uint64_t pending_compaction_bytes = 0;  // RocksDB's estimate of what compaction still has to rewrite
+  std::uint64_t running_compactions = 0;
+  std::uint64_t running_flushes = 0;
+  std::uint64_t l0_files = 0;                  // each one a point read may have to look in
+  std::uint64_t block_cache_bytes = 0;
+  std::uint64_t block_cache_capacity = 0;
+};
+
 // Every value and every tombstone a store holds carries a tag (common/version.hpp); a key holds a
 // value, a tombstone, or nothing.
 class Store {
@@ -142,6 +155,7 @@ class Store {
   virtual std::string_view engine() const noexcept = 0;
   // Makes everything acknowledged durable on disk (called on clean shutdown).
   virtual void flush() = 0;
+  virtual EngineStats engine_stats() { return {}; }
   // Empty while writes work; after a storage error that stopped them, why (reads still work).
   virtual std::string write_error() const { return {}; }
 
@@ -247,6 +261,11 @@ class Store {
 struct RocksOptions {
   std::string dir;
   bool sync = false;  // fsync the WAL before acknowledging each write, with group commit
+  // The block cache (uncompressed data blocks), shared by the column families: a point read that finds
+  // its block here neither reads the file nor decompresses. The default is RocksDB's own; 256 MiB made
+  // no difference beyond the noise at 4 million keys (bench/RESULTS.md, "Speed as the data grows").
+  std::size_t block_cache_mb = kDefaultBlockCacheMb;
+  static constexpr std::size_t kDefaultBlockCacheMb = 8;
 };
 
 // Throws StoreError when the database cannot be opened (locked, unreadable, ...).

@@ -33,6 +33,7 @@
 // Writes of one key are made atomic against each other by a lock stripe, or with --sync by the group
 // committer (node/group_commit.hpp), whose thread is then the only writer. Everything one write (or
 // one group commit) changes goes in one WriteBatch. The first storage error stops writes.
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
@@ -48,6 +49,7 @@
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -223,6 +225,7 @@ class RocksStore final : public Store {
     opts.max_background_jobs = 2;
     rocksdb::BlockBasedTableOptions table;
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
+    table.block_cache = rocksdb::NewLRUCache(o.block_cache_mb << 20);
     opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     refuse_unknown_layout(o.dir, opts);
     // The meta family also keeps builds from before versions out: they do not open it, so RocksDB
@@ -955,6 +958,33 @@ class RocksStore final : public Store {
     if (s.ok()) return std::nullopt;
     gate_.stop(s.ToString());
     return s.ToString();
+  }
+
+  EngineStats engine_stats() override {
+    using P = rocksdb::DB::Properties;
+    EngineStats s;
+    const auto all = [this](const std::string& name) {  // summed over the column families
+      std::uint64_t v = 0;
+      db_->GetAggregatedIntProperty(name, &v);
+      return v;
+    };
+    const auto db = [this](const std::string& name) {  // the database's, or the shared cache's
+      std::uint64_t v = 0;
+      db_->GetIntProperty(name, &v);
+      return v;
+    };
+    s.sst_bytes = all(P::kTotalSstFilesSize);
+    s.memtable_bytes = all(P::kCurSizeAllMemTables);
+    s.pending_compaction_bytes = all(P::kEstimatePendingCompactionBytes);
+    s.running_compactions = db(P::kNumRunningCompactions);
+    s.running_flushes = db(P::kNumRunningFlushes);
+    s.block_cache_bytes = db(P::kBlockCacheUsage);
+    s.block_cache_capacity = db(P::kBlockCacheCapacity);
+    for (auto* cf : {data_, tombs_, meta_}) {
+      std::string files;
+      if (db_->GetProperty(cf, P::kNumFilesAtLevelPrefix + "0", &files)) s.l0_files += std::strtoull(files.c_str(), nullptr, 10);
+    }
+    return s;
   }
 
   std::uint64_t estimate(rocksdb::ColumnFamilyHandle* cf) {

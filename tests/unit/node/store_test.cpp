@@ -91,6 +91,25 @@ TEST_CASE("rocksdb store: a second open of one directory is refused", "[store]")
                     Catch::Matchers::StartsWith("cannot open RocksDB at " + dir.path.string() + ": IO error"));
 }
 
+TEST_CASE("rocksdb store: the engine's gauges follow what it holds; the memory store has none", "[store]") {
+  CHECK(kv::open_memory_store()->engine_stats().sst_bytes == 0);
+  TempDir dir;
+  auto s = kv::open_rocksdb_store({dir.path.string(), false, 3});
+  const auto fresh = s->engine_stats();
+  CHECK(fresh.block_cache_capacity == 3u << 20);  // --block-cache-mb reaches RocksDB
+  CHECK(fresh.sst_bytes == 0);
+  std::string err, v;
+  for (int i = 0; i < 2000; ++i) REQUIRE(s->put(kv::storage_key("g" + std::to_string(i)), std::string(100, 'x'), err) == kv::StoreStatus::ok);
+  CHECK(s->engine_stats().memtable_bytes > 200000);
+  s.reset();
+  s = kv::open_rocksdb_store({dir.path.string(), false, 3});  // the memtable is now a table file
+  const auto flushed = s->engine_stats();
+  CHECK(flushed.sst_bytes > 0);
+  CHECK(flushed.l0_files >= 1);
+  CHECK(s->get(kv::storage_key("g7"), v, err) == kv::StoreStatus::ok);
+  CHECK(s->engine_stats().block_cache_bytes > 0);  // the block that read came from, and its index
+}
+
 // Group commit: the answers are those of the writes applied one by one in submission order, however
 // they are batched. Ops submitted back to back from one thread usually share a batch, which is the
 // case that needs care (a delete must see a put earlier in its own batch).

@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+"""Two kvnode configurations on the same data, taking turns: kvproxy (one thread) in front of three
+kvnodes on RocksDB, filled once with N keys (as bench/growth.py fills them); then for each of --rounds
+rounds, the nodes are started again on the same data directories and ports with flags A, then B
+(B, then A in odd rounds), and each time one warm-up run of wrk's study mix (90% GET / 10% PUT,
+uniform over all N keys) and one measured run. A fill happens once, so both configurations read the
+same data; a restart flushes the nodes' memtables and may start compactions, whose CPU the next
+measured run pays, whichever configuration it is.
+
+  bench/flags_ab.py --keys 4000000 --a "--block-cache-mb 8" --b "--block-cache-mb 256"
+
+Prints one line per run and the medians; nothing is written.
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from kvtest import Process, write_ring  # noqa: E402
+from growth import engine_gauges, settle  # noqa: E402
+from rebalance import fill  # noqa: E402
+from run import KvProxy, cpu_seconds, log, median, wrk  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.environ.get("KVRING_BUILD", os.path.join(ROOT, "build", "release")))
+    ap.add_argument("--keys", type=int, default=4000000)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--seconds", type=int, default=10, help="measured seconds per run (the warm-up is half)")
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--a", default="", help="kvnode flags of configuration A")
+    ap.add_argument("--b", default="", help="kvnode flags of configuration B")
+    args = ap.parse_args()
+    if args.keys < 100 or args.rounds < 1 or args.seconds < 2:
+        ap.error("--keys >= 100, --rounds >= 1, --seconds >= 2")
+    kvnode = os.path.join(args.build, "node", "kvnode")
+    if not os.access(kvnode, os.X_OK):
+        sys.exit(f"flags_ab: no {kvnode}: build first")
+    configs = {"A": args.a.split(), "B": args.b.split()}
+    work = tempfile.mkdtemp(prefix="kvring-flags-ab-")
+
+    def start(flags, ports=None):
+        return [Process([kvnode, "--port", str(ports[i]) if ports else "0", "--id", f"n{i + 1}",
+                         "--data-dir", os.path.join(work, f"n{i + 1}"), *flags]) for i in range(3)]
+
+    nodes, proxy = start(configs["A"]), None
+    results = {"A": [], "B": []}
+    try:
+        ports = [n.port for n in nodes]
+        ring = write_ring(os.path.join(work, "ring.yaml"), [(f"n{i + 1}", p) for i, p in enumerate(ports)])
+        proxy = KvProxy(args.build, ring, 1, work)
+        fill(proxy.port, args.keys, ports)
+        log(f"filled {args.keys} keys; settled after {settle(ports, [os.path.join(work, f'n{i}') for i in (1, 2, 3)]):.0f} s")
+        for r in range(args.rounds):
+            for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                for n in nodes:
+                    n.terminate()
+                nodes = start(configs[name], ports)
+                wrk(proxy.port, "mixed.lua", args.conns, max(1, args.seconds // 2), args.keys)
+                pids = [n.proc.pid for n in nodes]
+                u0, s0 = cpu_seconds(pids)
+                x = wrk(proxy.port, "mixed.lua", args.conns, args.seconds, args.keys)
+                u1, s1 = cpu_seconds(pids)
+                cpu = (u1 - u0 + s1 - s0) * 1e6 / max(1, x["requests"])
+                g = engine_gauges(ports[0])
+                results[name].append((x["rps"], x["p99"], cpu))
+                log(f"round {r} {name}: {x['rps']:.0f} req/s, p99 {x['p99'] / 1000:.2f} ms, kvnodes {cpu:.1f} us CPU/request; "
+                    f"n1: {g.get('l0_files', 0):.0f} L0 files, block cache {g.get('block_cache_bytes', 0) / 2**20:.0f} MiB; "
+                    f"{x['errors']} errors")
+    finally:
+        if proxy:
+            proxy.stop()
+        for n in nodes:
+            n.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    for name, runs in results.items():
+        log(f"{name} ({' '.join(configs[name]) or 'no flags'}): median {median([x[0] for x in runs]):.0f} req/s, "
+            f"p99 {median([x[1] for x in runs]) / 1000:.2f} ms, kvnodes {median([x[2] for x in runs]):.1f} us CPU/request")
+
+
+if __name__ == "__main__":
+    main()
