@@ -47,13 +47,26 @@ stop() {
 trap 'stop; exit 0' INT TERM   # Ctrl-C is the normal way out
 trap stop EXIT                  # on an error, stop everything but keep the error's exit code
 
+not_started() {  # what log: says why, with the end of the process's log, and stops the demo
+  echo "demo: $1 did not start; see $2:" >&2
+  tail -n 5 "$2" | sed 's/^/  /' >&2
+  exit 1
+}
+
 wait_healthy() {  # name address log
   for _ in $(seq 1 100); do
     curl -fs "http://$2/health" > /dev/null && { echo "demo: $1 is up at $2"; return 0; }
     sleep 0.1
   done
-  echo "demo: $1 at $2 did not start; see $3" >&2
-  exit 1
+  not_started "$1 at $2" "$3"
+}
+
+listening() {  # pid log: the address the process's log says it listens on, once it does (up to 30 s)
+  for _ in $(seq 1 300); do
+    grep -o 'listening on [^,]*' "$2" | head -1 | awk '{print $3}' | grep . && return 0
+    kill -0 "$1" 2>/dev/null || return 0  # it exited: nothing to wait for
+    sleep 0.1
+  done
 }
 
 declare -A NODE_PID
@@ -74,9 +87,9 @@ done
 # The proxy, with checks every 500 ms so the demo shows a node going down and up quickly.
 "$BIN/proxy/kvproxy" --ring "$RING" --check-interval-ms 500 --check-fall 2 --check-rise 2 > "$LOGS/kvproxy.log" 2>&1 &
 pids+=($!)
-LISTEN=$(for _ in $(seq 1 100); do grep -o 'listening on [^,]*' "$LOGS/kvproxy.log" && break; sleep 0.1; done | head -1 | awk '{print $3}')
+LISTEN=$(listening $! "$LOGS/kvproxy.log")
+[ -n "$LISTEN" ] || not_started kvproxy "$LOGS/kvproxy.log"
 ADMIN=$(grep -o 'admin on [^ ]*' "$LOGS/kvproxy.log" | awk '{print $3}')
-[ -n "$LISTEN" ] || { echo "demo: kvproxy did not start; see $LOGS/kvproxy.log" >&2; exit 1; }
 wait_healthy kvproxy "$LISTEN" "$LOGS/kvproxy.log"
 P="http://$LISTEN"
 
@@ -118,8 +131,8 @@ if [ "${#NODES[@]}" -ge 3 ]; then
     --check-interval-ms 500 --check-fall 2 --check-rise 2 > "$LOGS/kvproxy-replicas.log" 2>&1 &
   rpid=$!
   pids+=($rpid)
-  R=$(for _ in $(seq 1 100); do grep -o 'listening on [^,]*' "$LOGS/kvproxy-replicas.log" && break; sleep 0.1; done | head -1 | awk '{print $3}')
-  [ -n "$R" ] || { echo "demo: the replicated kvproxy did not start; see $LOGS/kvproxy-replicas.log" >&2; exit 1; }
+  R=$(listening $rpid "$LOGS/kvproxy-replicas.log")
+  [ -n "$R" ] || not_started "the replicated kvproxy" "$LOGS/kvproxy-replicas.log"
   wait_healthy "kvproxy (replicas: 3)" "$R" "$LOGS/kvproxy-replicas.log"
   echo "== replicas: 3 through a second kvproxy at $R: every key on three nodes, each request decided by a majority"
   show curl -s -i -X POST "http://$R/put?key=carol" -d '{"value": "kept on three nodes"}'
