@@ -2,7 +2,8 @@
 """Speed as the data grows: kvproxy (one thread) in front of three kvnodes on RocksDB, filled with N keys
 (bench:1 .. bench:N, about 60 bytes each) and then wrk's study mix (90% GET / 10% PUT, uniform over all
 N keys): one run of --seconds right after the fill, while the nodes still compact it, then --rounds runs
-once they have settled (no flush or compaction running or pending). Started by bench/growth.sh, which
+once they have settled (no flush or compaction running or pending). `--workload get` sends GETs only,
+to tell the read path's cost from the PUTs' flushes and compactions. Started by bench/growth.sh, which
 builds first.
 
 For each key count: the requests/s and p99 right after the fill, how long the nodes took to settle,
@@ -39,6 +40,28 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def background_cpu(pids):
+    """CPU seconds (user + system) of these processes' RocksDB background threads, the flushes and
+    compactions (RocksDB names its pool threads rocksdb:low, rocksdb:high, ...)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    if not f.read().startswith("rocksdb:"):
+                        continue
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def disk_bytes(path):
@@ -102,7 +125,11 @@ def settle(ports, dirs, limit=900):
     raise RuntimeError(f"compaction still running {limit} s after the fill")
 
 
-def measure(build, keys, rounds, seconds, conns, label, node_flags=()):
+WORKLOADS = {"mixed": ("mixed.lua", "90% GET / 10% PUT, uniform over all N keys"),
+             "get": ("get.lua", "100% GET, uniform over all N keys: the read path alone")}
+
+
+def measure(build, keys, rounds, seconds, conns, label, node_flags=(), workload="mixed"):
     """A fresh cluster of `build` (its kvnodes given `node_flags`), filled with `keys` keys, then `rounds`
     wrk runs of the mix."""
     work = tempfile.mkdtemp(prefix=f"kvring-growth-{label}-")
@@ -117,13 +144,16 @@ def measure(build, keys, rounds, seconds, conns, label, node_flags=()):
         fill(proxy.port, keys, [n.port for n in nodes])
         fill_s = time.time() - t0
         # Right after the fill, while the nodes still compact it; then once they have settled.
-        after_fill = wrk(proxy.port, "mixed.lua", conns, seconds, keys)
+        script = WORKLOADS[workload][0]
+        after_fill = wrk(proxy.port, script, conns, seconds, keys)
         ports = [n.port for n in nodes]
         settle_s = settle(ports, [os.path.join(work, f"n{i}") for i in range(1, 4)])
         pids = [n.proc.pid for n in nodes]
         u0, s0 = cpu_seconds(pids)
-        runs = [wrk(proxy.port, "mixed.lua", conns, seconds, keys) for _ in range(rounds)]
+        b0 = background_cpu(pids)
+        runs = [wrk(proxy.port, script, conns, seconds, keys) for _ in range(rounds)]
         u1, s1 = cpu_seconds(pids)
+        b1 = background_cpu(pids)
         gauges = [engine_gauges(p) for p in ports]
         rss = [rss_bytes(n.proc.pid) for n in nodes]
         disk = [disk_bytes(os.path.join(work, f"n{i}")) for i in range(1, 4)]
@@ -141,12 +171,15 @@ def measure(build, keys, rounds, seconds, conns, label, node_flags=()):
          # The nodes' CPU time per request over the settled runs: on a machine whose two cores wrk, the
          # proxy and three nodes share, steadier than their throughput.
          "node_cpu_us": (u1 - u0 + s1 - s0) * 1e6 / max(1, sum(x["requests"] for x in runs)),
+         # Of which RocksDB's flushes and compactions: the PUTs' deferred cost, which grows with the data
+         # the PUTs land among, where the rest is the requests' own path.
+         "node_background_cpu_us": (b1 - b0) * 1e6 / max(1, sum(x["requests"] for x in runs)),
          "runs": [{k: x[k] for k in ("rps", "p50", "p99", "p999", "errors")} for x in runs],
          "rss_per_node": rss, "disk_per_node": disk, "disk_per_key": sum(disk) / keys}
     settled = f"{settle_s:.0f}"
     log(f"{label} {keys:>9} keys: fill {fill_s:.0f} s, right after {after_fill['rps']:.0f} req/s "
         f"(p99 {after_fill['p99'] / 1000:.2f} ms), settled in {settled} s, {r['rps']:.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms, "
-        f"nodes {r['node_cpu_us']:.1f} us CPU/request, "
+        f"nodes {r['node_cpu_us']:.1f} us CPU/request ({r['node_background_cpu_us']:.1f} in flushes and compactions), "
         f"RSS {max(rss) / 2**20:.0f} MiB/node, disk {sum(disk) / 2**20:.0f} MiB ({r['disk_per_key']:.0f} B/key), "
         f"{r['errors']} errors")
     return r
@@ -161,21 +194,22 @@ def write_markdown(path, command, date, args, rows, elapsed):
         f"Produced by `{command}` on {date} (revision {git_revision()}) in {elapsed / 60:.1f} minutes, on "
         f"{v['cpu']} ({v['cores']} cores): kvproxy (one thread) in front of three kvnodes on RocksDB, each cluster "
         "fresh, filled with N keys through the proxy (wrk, bench/lua/fill.lua), then one run of "
-        f"{args.seconds:g} s of wrk right after the fill (one thread, {args.conns} connections, bench/lua/mixed.lua: "
-        "90% GET / 10% PUT, uniform over all N keys), while the nodes still flush and compact what the fill "
+        f"{args.seconds:g} s of wrk right after the fill (one thread, {args.conns} connections, "
+        f"bench/lua/{WORKLOADS[args.workload][0]}: {WORKLOADS[args.workload][1]}), while the nodes still flush and compact what the fill "
         "wrote; then, once no node has a flush or compaction running or pending (kvnode's "
         f"kvnode_rocksdb_* gauges; for a build before them, no table file changed for 10 s; \"settled\" is how "
         f"long that took after the first run), {args.rounds} more "
         "runs: \"settled\" requests/s and p99 are their medians, and the kvnodes' CPU time (user + system, "
-        "from /proc) over those runs divided by their requests. "
+        "from /proc) over those runs divided by their requests, and the part of it spent in RocksDB's "
+        "background threads (rocksdb:low/high: flushes and compactions). "
         "Memory: each node's resident set after the runs (the largest of the three); disk: the three data "
         "directories (WAL included) right after the runs, per node and per key."
         + (f" `{labels[0]}` is the build before the change (--reference), `{labels[-1]}` this one; they take turns "
            "at each key count." if len(labels) > 1 else ""),
         "",
         "| build | keys | fill (s) | right after: req/s | p99 (ms) | settled (s) | settled: req/s | vs the fewest keys "
-        "| p99 (ms) | kvnodes' CPU per request (us) | RSS per node (MiB) | disk per node (MiB) | bytes on disk per key | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 (ms) | kvnodes' CPU per request (us) | of which flushes and compactions | RSS per node (MiB) | disk per node (MiB) | bytes on disk per key | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in labels:
         mine = [r for r in rows if r["label"] == label]
@@ -184,7 +218,7 @@ def write_markdown(path, command, date, args, rows, elapsed):
             settled = f"{r['settle_s']:.0f}"
             lines.append(f"| {label} | {r['keys']:,} | {r['fill_s']:.0f} | {r['after_fill']['rps']:,.0f} | "
                          f"{r['after_fill']['p99'] / 1000:.2f} | {settled} | {r['rps']:,.0f} | {r['rps'] / base['rps']:.2f}x | "
-                         f"{r['p99_us'] / 1000:.2f} | {r['node_cpu_us']:.1f} | {max(r['rss_per_node']) / 2**20:.0f} | "
+                         f"{r['p99_us'] / 1000:.2f} | {r['node_cpu_us']:.1f} | {r.get('node_background_cpu_us', 0):.1f} | {max(r['rss_per_node']) / 2**20:.0f} | "
                          f"{sum(r['disk_per_node']) / 3 / 2**20:.0f} | {r['disk_per_key']:.0f} | {r['errors']} |")
     lines.append("")
     with open(path, "w") as f:
@@ -200,6 +234,8 @@ def main():
     ap.add_argument("--rounds", type=int, help="wrk runs per key count (default 3; --quick 1)")
     ap.add_argument("--seconds", type=int, help="seconds per wrk run, whole (default 10; --quick 2)")
     ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), default="mixed",
+                    help="mixed: the study's 90/10 (default); get: GETs only, the read path alone")
     ap.add_argument("--node-flags", default="", help="extra kvnode flags for this build's nodes (not the reference's)")
     ap.add_argument("--out", help="default bench/GROWTH.md (--quick: BUILD/bench-quick/GROWTH.md)")
     args = ap.parse_args()
@@ -229,7 +265,7 @@ def main():
     for keys in counts:
         for label, build in builds:
             flags = args.node_flags.split() if build == args.build else []
-            rows.append(measure(build, keys, args.rounds, args.seconds, args.conns, label, flags))
+            rows.append(measure(build, keys, args.rounds, args.seconds, args.conns, label, flags, args.workload))
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
         json.dump({"command": command, "date": date, "rows": rows}, f, indent=1)
     write_markdown(out, command, date, args, rows, time.time() - started)
