@@ -13,17 +13,15 @@ Prints one line per run and the medians; nothing is written.
 """
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from kvtest import Process, write_ring  # noqa: E402
-from growth import engine_gauges, settle  # noqa: E402
+from growth import data_dirs, engine_gauges, node_cpu, settle, start_nodes, start_proxy, stop_cluster  # noqa: E402
 from rebalance import fill  # noqa: E402
-from run import KvProxy, cpu_seconds, log, median, wrk  # noqa: E402
+from run import log, median, wrk  # noqa: E402
 
 
 def main():
@@ -38,46 +36,35 @@ def main():
     args = ap.parse_args()
     if args.keys < 100 or args.rounds < 1 or args.seconds < 2:
         ap.error("--keys >= 100, --rounds >= 1, --seconds >= 2")
-    kvnode = os.path.join(args.build, "node", "kvnode")
-    if not os.access(kvnode, os.X_OK):
-        sys.exit(f"flags_ab: no {kvnode}: build first")
+    if not os.access(os.path.join(args.build, "node", "kvnode"), os.X_OK):
+        sys.exit(f"flags_ab: no {args.build}/node/kvnode: build first")
     configs = {"A": args.a.split(), "B": args.b.split()}
     work = tempfile.mkdtemp(prefix="kvring-flags-ab-")
-
-    def start(flags, ports=None):
-        return [Process([kvnode, "--port", str(ports[i]) if ports else "0", "--id", f"n{i + 1}",
-                         "--data-dir", os.path.join(work, f"n{i + 1}"), *flags]) for i in range(3)]
-
-    nodes, proxy = start(configs["A"]), None
+    nodes, proxy = [], None
     results = {"A": [], "B": []}
     try:
+        nodes = start_nodes(args.build, work, configs["A"])
         ports = [n.port for n in nodes]
-        ring = write_ring(os.path.join(work, "ring.yaml"), [(f"n{i + 1}", p) for i, p in enumerate(ports)])
-        proxy = KvProxy(args.build, ring, 1, work)
+        proxy = start_proxy(args.build, work, nodes)
         fill(proxy.port, args.keys, ports)
-        log(f"filled {args.keys} keys; settled after {settle(ports, [os.path.join(work, f'n{i}') for i in (1, 2, 3)]):.0f} s")
+        log(f"filled {args.keys} keys; settled after {settle(ports, data_dirs(work)):.0f} s")
         for r in range(args.rounds):
             for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
                 for n in nodes:
                     n.terminate()
-                nodes = start(configs[name], ports)
+                nodes = start_nodes(args.build, work, configs[name], ports)
                 wrk(proxy.port, "mixed.lua", args.conns, max(1, args.seconds // 2), args.keys)
-                pids = [n.proc.pid for n in nodes]
-                u0, s0 = cpu_seconds(pids)
+                cpu0, _ = node_cpu(nodes)
                 x = wrk(proxy.port, "mixed.lua", args.conns, args.seconds, args.keys)
-                u1, s1 = cpu_seconds(pids)
-                cpu = (u1 - u0 + s1 - s0) * 1e6 / max(1, x["requests"])
+                cpu1, _ = node_cpu(nodes)
+                cpu = (cpu1 - cpu0) * 1e6 / max(1, x["requests"])
                 g = engine_gauges(ports[0])
                 results[name].append((x["rps"], x["p99"], cpu))
                 log(f"round {r} {name}: {x['rps']:.0f} req/s, p99 {x['p99'] / 1000:.2f} ms, kvnodes {cpu:.1f} us CPU/request; "
                     f"n1: {g.get('l0_files', 0):.0f} L0 files, block cache {g.get('block_cache_bytes', 0) / 2**20:.0f} MiB; "
                     f"{x['errors']} errors")
     finally:
-        if proxy:
-            proxy.stop()
-        for n in nodes:
-            n.terminate()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_cluster(proxy, nodes, work)
     for name, runs in results.items():
         log(f"{name} ({' '.join(configs[name]) or 'no flags'}): median {median([x[0] for x in runs]):.0f} req/s, "
             f"p99 {median([x[1] for x in runs]) / 1000:.2f} ms, kvnodes {median([x[2] for x in runs]):.1f} us CPU/request")

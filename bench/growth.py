@@ -125,6 +125,36 @@ def settle(ports, dirs, limit=900):
     raise RuntimeError(f"compaction still running {limit} s after the fill")
 
 
+def data_dirs(work):
+    return [os.path.join(work, f"n{i}") for i in range(1, 4)]
+
+
+def start_nodes(build, work, flags=(), ports=None):
+    """Three kvnodes on data directories work/n1..n3; on `ports`, to start them again on the same data."""
+    return [Process([os.path.join(build, "node", "kvnode"), "--port", str(ports[i]) if ports else "0",
+                     "--id", f"n{i + 1}", "--data-dir", d, *flags]) for i, d in enumerate(data_dirs(work))]
+
+
+def start_proxy(build, work, nodes):
+    ring = write_ring(os.path.join(work, "ring.yaml"), [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)])
+    return KvProxy(build, ring, 1, work)
+
+
+def stop_cluster(proxy, nodes, work):
+    if proxy:
+        proxy.stop()
+    for n in nodes:
+        n.terminate()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def node_cpu(nodes):
+    """CPU seconds (user + system) the nodes have used so far, and of those their background threads'."""
+    pids = [n.proc.pid for n in nodes]
+    user, system = cpu_seconds(pids)
+    return user + system, background_cpu(pids)
+
+
 WORKLOADS = {"mixed": ("mixed.lua", "90% GET / 10% PUT, uniform over all N keys"),
              "get": ("get.lua", "100% GET, uniform over all N keys: the read path alone")}
 
@@ -135,11 +165,8 @@ def measure(build, keys, rounds, seconds, conns, label, node_flags=(), workload=
     work = tempfile.mkdtemp(prefix=f"kvring-growth-{label}-")
     nodes, proxy = [], None
     try:
-        for i in range(1, 4):
-            nodes.append(Process([os.path.join(build, "node", "kvnode"), "--port", "0", "--id", f"n{i}",
-                                  "--data-dir", os.path.join(work, f"n{i}"), *node_flags]))
-        ring = write_ring(os.path.join(work, "ring.yaml"), [(f"n{i + 1}", n.port) for i, n in enumerate(nodes)])
-        proxy = KvProxy(build, ring, 1, work)
+        nodes = start_nodes(build, work, node_flags)
+        proxy = start_proxy(build, work, nodes)
         t0 = time.time()
         fill(proxy.port, keys, [n.port for n in nodes])
         fill_s = time.time() - t0
@@ -147,22 +174,16 @@ def measure(build, keys, rounds, seconds, conns, label, node_flags=(), workload=
         script = WORKLOADS[workload][0]
         after_fill = wrk(proxy.port, script, conns, seconds, keys)
         ports = [n.port for n in nodes]
-        settle_s = settle(ports, [os.path.join(work, f"n{i}") for i in range(1, 4)])
-        pids = [n.proc.pid for n in nodes]
-        u0, s0 = cpu_seconds(pids)
-        b0 = background_cpu(pids)
+        settle_s = settle(ports, data_dirs(work))
+        cpu0, background0 = node_cpu(nodes)
         runs = [wrk(proxy.port, script, conns, seconds, keys) for _ in range(rounds)]
-        u1, s1 = cpu_seconds(pids)
-        b1 = background_cpu(pids)
+        cpu1, background1 = node_cpu(nodes)
         gauges = [engine_gauges(p) for p in ports]
         rss = [rss_bytes(n.proc.pid) for n in nodes]
-        disk = [disk_bytes(os.path.join(work, f"n{i}")) for i in range(1, 4)]
+        disk = [disk_bytes(d) for d in data_dirs(work)]
     finally:
-        if proxy:
-            proxy.stop()
-        for n in nodes:
-            n.terminate()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_cluster(proxy, nodes, work)
+    requests = max(1, sum(x["requests"] for x in runs))
     r = {"label": label, "keys": keys, "fill_s": fill_s, "settle_s": settle_s,
          "after_fill": {k: after_fill[k] for k in ("rps", "p50", "p99", "p999", "errors")},
          "rps": median([x["rps"] for x in runs]),
@@ -170,10 +191,10 @@ def measure(build, keys, rounds, seconds, conns, label, node_flags=(), workload=
          "engine": gauges,
          # The nodes' CPU time per request over the settled runs: on a machine whose two cores wrk, the
          # proxy and three nodes share, steadier than their throughput.
-         "node_cpu_us": (u1 - u0 + s1 - s0) * 1e6 / max(1, sum(x["requests"] for x in runs)),
+         "node_cpu_us": (cpu1 - cpu0) * 1e6 / requests,
          # Of which RocksDB's flushes and compactions: the PUTs' deferred cost, which grows with the data
          # the PUTs land among, where the rest is the requests' own path.
-         "node_background_cpu_us": (b1 - b0) * 1e6 / max(1, sum(x["requests"] for x in runs)),
+         "node_background_cpu_us": (background1 - background0) * 1e6 / requests,
          "runs": [{k: x[k] for k in ("rps", "p50", "p99", "p999", "errors")} for x in runs],
          "rss_per_node": rss, "disk_per_node": disk, "disk_per_key": sum(disk) / keys}
     settled = f"{settle_s:.0f}"
