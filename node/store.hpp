@@ -258,15 +258,23 @@ class Store {
   }
 };
 
+// How table files compress their blocks. A point read whose block is not in the block cache
+// decompresses the whole block (4 KiB) for one record: with LZ4 a GET that misses the cache cost the
+// node about a third less CPU than with Snappy here, at the same size on disk (bench/RESULTS.md,
+// "Speed as the data grows").
+enum class Compression { none, lz4, snappy, zstd };
+
 struct RocksOptions {
   std::string dir;
   bool sync = false;  // fsync the WAL before acknowledging each write, with group commit
   // The block cache (uncompressed data blocks), shared by the column families: a point read that finds
-  // its block here neither reads the file nor decompresses. The default is RocksDB's own; at 4 million
-  // keys 256 MiB saved about a tenth of the nodes' CPU per request (bench/RESULTS.md, "Speed as the
-  // data grows"), at about 100 MiB more per node.
+  // its block here neither reads the file, nor checks its checksum, nor decompresses it. It fills as
+  // blocks are read, so a node holding less than this uses less. At 4 million keys over three nodes
+  // (about 130 MiB of blocks per node) 256 MiB holds every block; with RocksDB's own 8 MiB most GETs
+  // read and decompressed a block (bench/RESULTS.md, "Speed as the data grows").
   std::size_t block_cache_mb = kDefaultBlockCacheMb;
-  static constexpr std::size_t kDefaultBlockCacheMb = 8;
+  Compression compression = Compression::lz4;
+  static constexpr std::size_t kDefaultBlockCacheMb = 256;
 };
 
 // Throws StoreError when the database cannot be opened (locked, unreadable, ...).

@@ -34,6 +34,7 @@
 // committer (node/group_commit.hpp), whose thread is then the only writer. Everything one write (or
 // one group commit) changes goes in one WriteBatch. The first storage error stops writes.
 #include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
@@ -213,6 +214,23 @@ class StderrLogger final : public rocksdb::Logger {
   }
 };
 
+rocksdb::CompressionType compression_type(Compression c) {
+  using enum Compression;
+  const auto [type, name] = [c]() -> std::pair<rocksdb::CompressionType, const char*> {
+    switch (c) {
+      case none: return {rocksdb::kNoCompression, "none"};
+      case lz4: return {rocksdb::kLZ4Compression, "lz4"};
+      case snappy: return {rocksdb::kSnappyCompression, "snappy"};
+      case zstd: return {rocksdb::kZSTD, "zstd"};
+    }
+    return {rocksdb::kNoCompression, "none"};
+  }();
+  const auto built = rocksdb::GetSupportedCompressions();
+  if (type != rocksdb::kNoCompression && std::find(built.begin(), built.end(), type) == built.end())
+    throw StoreError(std::string("compression ") + name + " is not built into this RocksDB");
+  return type;
+}
+
 class RocksStore final : public Store {
  public:
   explicit RocksStore(const RocksOptions& o) {
@@ -226,6 +244,12 @@ class RocksStore final : public Store {
     rocksdb::BlockBasedTableOptions table;
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
     table.block_cache = rocksdb::NewLRUCache(o.block_cache_mb << 20);
+    opts.compression = compression_type(o.compression);
+    // A bloom filter over the memtable's keys: a GET of a key the memtable does not hold (most of them,
+    // once the store is larger than one memtable) skips the skiplist search, whose cache misses made
+    // it the largest cost of a GET after a fill (bench/RESULTS.md, "Speed as the data grows").
+    opts.memtable_whole_key_filtering = true;
+    opts.memtable_prefix_bloom_size_ratio = 0.02;
     opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     refuse_unknown_layout(o.dir, opts);
     // The meta family also keeps builds from before versions out: they do not open it, so RocksDB

@@ -283,7 +283,7 @@ class NodeTest(unittest.TestCase):
         self.assertGreaterEqual(samples["kvnode_keys"], 1)
         self.assertGreaterEqual(samples["kvnode_connections_open"], 1)
         # RocksDB's own gauges, with the block cache at its default size.
-        self.assertEqual(samples["kvnode_rocksdb_block_cache_capacity_bytes"], 8 << 20)
+        self.assertEqual(samples["kvnode_rocksdb_block_cache_capacity_bytes"], 256 << 20)
         for gauge in ("sst_bytes", "memtable_bytes", "pending_compaction_bytes", "running_compactions",
                       "running_flushes", "l0_files", "block_cache_bytes"):
             self.assertIn(f"kvnode_rocksdb_{gauge}", samples)
@@ -618,6 +618,7 @@ class CommandLineTest(unittest.TestCase):
             (["--port", "70000", "--engine", "memory"], "kvnode: --port: Value 70000 not in range 0 to 65535"),
             (["--engine", "leveldb"], "kvnode: --engine: leveldb not in {rocksdb,memory}"),
             (["--block-cache-mb", "0", "--engine", "memory"], "kvnode: --block-cache-mb: Value 0 not in range 1 to 1048576"),
+            (["--compression", "lzo", "--engine", "memory"], "kvnode: --compression: lzo not in {lz4,snappy,zstd,none}"),
             (["--bind", "example.com", "--engine", "memory"],
              "kvnode: --bind: expected an IPv4 or IPv6 address, got 'example.com'"),
         ]
