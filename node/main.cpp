@@ -36,16 +36,17 @@ struct Flags {
   unsigned threads = 1;
   bool sync = false;
   std::size_t block_cache_mb = RocksOptions::kDefaultBlockCacheMb;
-  std::string compression = "lz4";
+  std::string compression{name_of(RocksOptions{}.compression)};
   std::size_t max_key = 1024;
   std::size_t max_value = 1 << 20;
   std::uint32_t max_header = 8192;
   unsigned idle_ms = 60'000, header_ms = 10'000, body_ms = 30'000, write_ms = 30'000, shutdown_ms = 10'000;
 };
 
-Compression compression_of(std::string_view name) {
-  using enum Compression;
-  return name == "none" ? none : name == "snappy" ? snappy : name == "zstd" ? zstd : lz4;
+std::vector<std::string> compression_names() {
+  std::vector<std::string> names;
+  for (const auto& [value, name] : kCompressionNames) names.emplace_back(name);
+  return names;
 }
 
 void add_flags(CLI::App& app, Flags& f) {
@@ -89,7 +90,7 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--compression", f.compression,
                  "How RocksDB compresses new table files: lz4, snappy, zstd or none (files already written keep theirs "
                  "until compaction rewrites them)")
-      ->capture_default_str()->check(CLI::IsMember({"lz4", "snappy", "zstd", "none"}));
+      ->capture_default_str()->check(CLI::IsMember(compression_names()));
   app.add_option("--max-key-bytes", f.max_key, "Longest key, decoded (413 above)")->capture_default_str()->check(CLI::Range(1, 65536));
   app.add_option("--max-value-bytes", f.max_value, "Longest value (413 above)")->capture_default_str()->check(CLI::Range(1, 1 << 30));
   app.add_option("--max-header-bytes", f.max_header, "Longest request line + headers (431 above)")
@@ -210,7 +211,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   try {
     store = f.engine == "memory"
                 ? open_memory_store()
-                : open_rocksdb_store({f.data_dir, f.sync, f.block_cache_mb, compression_of(f.compression)});
+                : open_rocksdb_store({f.data_dir, f.sync, f.block_cache_mb, *compression_named(f.compression)});
   } catch (const StoreError& e) {
     std::cerr << "kvnode: " << e.what() << std::endl;
     return 1;

@@ -264,6 +264,22 @@ class Store {
 // "Speed as the data grows").
 enum class Compression { none, lz4, snappy, zstd };
 
+// Each compression's name (kvnode --compression), in the order the flag lists them.
+inline constexpr std::pair<Compression, std::string_view> kCompressionNames[] = {
+    {Compression::lz4, "lz4"}, {Compression::snappy, "snappy"}, {Compression::zstd, "zstd"}, {Compression::none, "none"}};
+
+constexpr std::string_view name_of(Compression c) noexcept {
+  for (const auto& [value, name] : kCompressionNames)
+    if (value == c) return name;
+  return "?";
+}
+
+constexpr std::optional<Compression> compression_named(std::string_view name) noexcept {
+  for (const auto& [value, n] : kCompressionNames)
+    if (n == name) return value;
+  return std::nullopt;
+}
+
 struct RocksOptions {
   std::string dir;
   bool sync = false;  // fsync the WAL before acknowledging each write, with group commit

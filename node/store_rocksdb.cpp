@@ -1,11 +1,5 @@
-// The durable engine: RocksDB. Three column families:
-//   default     stored key -> [format 'v'][tag counter, be64][tag writer, be64][the value's bytes]:
-//               a value and its tag in one record
-//   tombstones  stored key -> [tag counter, be64][tag writer, be64] for each key whose last write
-//               was a delete (counted; purged by ring-rebalance)
-//   meta        "format" -> kFormatVersion once the directory has this layout (upgrade_layout);
-//               "reserved" -> R, be64: the counters untagged writes may use (commit());
-//               "upgrading" -> the last stored key rewritten by an upgrade not yet finished
+// The durable engine: RocksDB, with the layout of node/rocksdb_layout.hpp (a value and its tag in one
+// record of the default family; tombstones in a family of their own; meta records).
 // No key ever has both a value and a tombstone record: every write that stores one deletes the other
 // in the same batch (see stage_write). What a key holds is its value record, else its tombstone
 // record, else nothing: the plain read path is one Get on default, and a versioned read looks at
@@ -33,25 +27,15 @@
 // Writes of one key are made atomic against each other by a lock stripe, or with --sync by the group
 // committer (node/group_commit.hpp), whose thread is then the only writer. Everything one write (or
 // one group commit) changes goes in one WriteBatch. The first storage error stops writes.
-#include <rocksdb/cache.h>
-#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
-#include <rocksdb/filter_policy.h>
-#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/snapshot.h>
-#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cstdarg>
-#include <cstdio>
 #include <cstdlib>
-#include <limits>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -59,208 +43,32 @@
 
 #include "common/storage_key.hpp"
 #include "node/group_commit.hpp"
+#include "node/rocksdb_layout.hpp"
+#include "node/rocksdb_options.hpp"
+#include "node/rocksdb_scan.hpp"
 #include "node/store.hpp"
+#include "node/tombstone_filter.hpp"
 #include "node/versions.hpp"
 
 namespace kv {
 namespace {
 
-std::string be64_key(std::uint64_t v) {
-  std::string k;
-  append_be64(k, v);
-  return k;
-}
-
-// ---- records ----
-
-constexpr char kValueFormat = 'v';
-constexpr std::size_t kTagBytes = 8 + 8;
-constexpr std::size_t kHeaderBytes = 1 + kTagBytes;  // before a value's bytes
-
-// The header of a value record: the format byte, then the tag.
-struct Header {
-  char bytes[kHeaderBytes];
-  explicit Header(const Tag& t) {
-    bytes[0] = kValueFormat;
-    put_be64(bytes + 1, t.counter);
-    put_be64(bytes + 9, t.writer);
-  }
-  rocksdb::Slice slice() const { return {bytes, kHeaderBytes}; }
-  static void put_be64(char* out, std::uint64_t v) {
-    for (int i = 7; i >= 0; --i, v >>= 8) out[i] = static_cast<char>(v & 0xff);
-  }
-};
-
-Tag read_tag(std::string_view in) { return {read_be64(in), read_be64(in.substr(8))}; }
-
-// A value record: its tag, and its value's bytes (a view into `record`).
-bool decode_value(std::string_view record, Tag& tag, std::string_view& value) {
-  if (record.size() < kHeaderBytes || record[0] != kValueFormat) return false;
-  tag = read_tag(record.substr(1));
-  value = record.substr(kHeaderBytes);
-  return true;
-}
-
-std::string encode_tombstone(const Tag& t) {
-  std::string out;
-  out.reserve(kTagBytes);
-  append_be64(out, t.counter);
-  append_be64(out, t.writer);
-  return out;
-}
-
-bool decode_tombstone(std::string_view record, Tag& tag) {
-  if (record.size() != kTagBytes) return false;
-  tag = read_tag(record);
-  return true;
-}
-
-rocksdb::Status bad_record(std::string_view family, std::string_view key) {
-  return rocksdb::Status::Corruption("malformed " + std::string(family) + " record for stored key " + hex_bytes(key));
-}
-
-// ---- the meta family ----
-
-constexpr std::string_view kFormatKey = "format";
-constexpr std::string_view kFormatVersion = "tags-in-values-1";
-constexpr std::string_view kReserveKey = "reserved";
-constexpr std::string_view kUpgradeKey = "upgrading";
-// Counters reserved at a time: one reservation write per 2^20 untagged writes; a restart skips at
-// most this many counters (of 2^62).
-constexpr std::uint64_t kReserveStep = std::uint64_t{1} << 20;
-
-// Which stored keys may hold a tombstone: a count of tombstone records per bucket of the ring hash's
-// low 20 bits. A key whose bucket counts none holds no tombstone record. Exact as long as every
-// tombstone record added or removed goes through add()/remove(), which the writes do (each knows:
-// it read what the key held; the counts follow a batch as it is staged, and a batch that fails stops
-// every write until a restart rebuilds them); a bucket that reaches 255 stays there ("may"). Bucket b
-// belongs to lock stripe b % 64 (the same low bits), so a bucket is touched only in the atomic step
-// of its keys' writes: under its stripe, or on the committer thread. The total is read by anyone.
-class TombstoneFilter {
- public:
-  bool may_hold(std::string_view key) const noexcept { return counts_[bucket(key)] != 0; }
-  void add(std::string_view key) noexcept {
-    auto& c = counts_[bucket(key)];
-    if (c != kStuck) ++c;
-    total_.fetch_add(1, std::memory_order_relaxed);
-  }
-  void remove(std::string_view key) noexcept {
-    auto& c = counts_[bucket(key)];
-    if (c != kStuck && c != 0) --c;
-    total_.fetch_sub(1, std::memory_order_relaxed);
-  }
-  std::uint64_t total() const noexcept { return total_.load(std::memory_order_relaxed); }
-
- private:
-  static constexpr unsigned kBits = 20;
-  static constexpr std::uint8_t kStuck = 255;
-  static std::size_t bucket(std::string_view key) noexcept {
-    const auto byte = [&](std::size_t i) { return static_cast<std::size_t>(static_cast<unsigned char>(key[i])); };
-    return ((byte(5) << 16) | (byte(6) << 8) | byte(7)) & ((std::size_t{1} << kBits) - 1);
-  }
-  std::vector<std::uint8_t> counts_ = std::vector<std::uint8_t>(std::size_t{1} << kBits);
-  std::atomic<std::uint64_t> total_{0};
-};
-
-// After a failed write (a full or read-only disk), RocksDB must not be written to again: the write-
-// ahead log writer keeps the error, and Debian's build asserts (aborts) on the next write to it. So
-// the first error, in a write or in a background flush or compaction, stops writes; reads go on.
-class WriteGate {
- public:
-  bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
-  void stop(const std::string& reason) {
-    std::lock_guard lock(mutex_);
-    if (stopped_.load()) return;
-    reason_ = reason;
-    stopped_.store(true, std::memory_order_release);
-  }
-  std::string why() const {
-    std::lock_guard lock(mutex_);
-    return "writes stopped after a storage error (" + reason_ + "); reads go on; restart the node once the disk is fixed";
-  }
-
- private:
-  std::atomic<bool> stopped_{false};
-  mutable std::mutex mutex_;
-  std::string reason_;
-};
-
-class GateListener final : public rocksdb::EventListener {
- public:
-  explicit GateListener(WriteGate& gate) : gate_(gate) {}
-  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
-    if (error && !error->ok()) gate_.stop(error->ToString());
-  }
-
- private:
-  WriteGate& gate_;
-};
-
-// RocksDB's own log goes to stderr, warnings and errors only, instead of a LOG file in the data
-// directory: on a full disk that file's writer fails first, and Debian's build of RocksDB then aborts
-// the process (an assertion) the next time the error handler logs to it.
-class StderrLogger final : public rocksdb::Logger {
- public:
-  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
-  using rocksdb::Logger::Logv;
-  void Logv(const char* format, va_list ap) override {
-    char buf[2048];
-    int n = std::snprintf(buf, sizeof buf, "kvnode: rocksdb: ");
-    const int m = std::vsnprintf(buf + n, sizeof buf - static_cast<std::size_t>(n) - 1, format, ap);
-    n = std::min<int>(static_cast<int>(sizeof buf) - 2, n + std::max(0, m));
-    while (n > 0 && buf[n - 1] == '\n') --n;
-    buf[n++] = '\n';
-    [[maybe_unused]] const auto w = ::write(2, buf, static_cast<std::size_t>(n));
-  }
-};
-
-rocksdb::CompressionType compression_type(Compression c) {
-  using enum Compression;
-  const auto [type, name] = [c]() -> std::pair<rocksdb::CompressionType, const char*> {
-    switch (c) {
-      case none: return {rocksdb::kNoCompression, "none"};
-      case lz4: return {rocksdb::kLZ4Compression, "lz4"};
-      case snappy: return {rocksdb::kSnappyCompression, "snappy"};
-      case zstd: return {rocksdb::kZSTD, "zstd"};
-    }
-    return {rocksdb::kNoCompression, "none"};
-  }();
-  const auto built = rocksdb::GetSupportedCompressions();
-  if (type != rocksdb::kNoCompression && std::find(built.begin(), built.end(), type) == built.end())
-    throw StoreError(std::string("compression ") + name + " is not built into this RocksDB");
-  return type;
-}
+using namespace rocks;  // the engine's private parts: node/rocksdb_*.hpp
 
 class RocksStore final : public Store {
  public:
   explicit RocksStore(const RocksOptions& o) {
-    rocksdb::Options opts;
-    opts.listeners.push_back(std::make_shared<GateListener>(gate_));
-    opts.info_log = std::make_shared<StderrLogger>();
-    opts.create_if_missing = true;
-    opts.create_missing_column_families = true;
-    opts.IncreaseParallelism(2);
-    opts.max_background_jobs = 2;
-    rocksdb::BlockBasedTableOptions table;
-    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
-    table.block_cache = rocksdb::NewLRUCache(o.block_cache_mb << 20);
-    opts.compression = compression_type(o.compression);
-    // A bloom filter over the memtable's keys: a GET of a key the memtable does not hold (most of them,
-    // once the store is larger than one memtable) skips the skiplist search, whose cache misses made
-    // it the largest cost of a GET after a fill (bench/RESULTS.md, "Speed as the data grows").
-    opts.memtable_whole_key_filtering = true;
-    opts.memtable_prefix_bloom_size_ratio = 0.02;
-    opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-    refuse_unknown_layout(o.dir, opts);
+    const rocksdb::Options opts = rocksdb_options(o, gate_);
+    refuse_unknown_layout(o.dir, rocksdb::DBOptions(opts));
     // The meta family also keeps builds from before versions out: they do not open it, so RocksDB
     // refuses them this directory rather than let them serve values with their headers.
-    const std::vector<rocksdb::ColumnFamilyDescriptor> families{
+    const std::vector<rocksdb::ColumnFamilyDescriptor> descriptors{
         {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(opts)},
         {"tombstones", rocksdb::ColumnFamilyOptions(opts)},
         {"meta", rocksdb::ColumnFamilyOptions(opts)}};
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
-    const auto s = rocksdb::DB::Open(rocksdb::DBOptions(opts), o.dir, families, &handles, &db);
+    const auto s = rocksdb::DB::Open(rocksdb::DBOptions(opts), o.dir, descriptors, &handles, &db);
     if (!s.ok()) throw StoreError("cannot open RocksDB at " + o.dir + ": " + s.ToString());
     db_.reset(db);
     data_ = handles[0];
@@ -271,8 +79,11 @@ class RocksStore final : public Store {
     // the group committer, which shares one fsync among all writes queued while the last one ran.
     write_.sync = o.sync;
     try {
-      open_layout(o.dir);
-      load_tombstones();
+      const std::uint64_t r = open_layout(o.dir, families(), write_);
+      // Every counter on disk is below r (commit()'s invariant): untagged writes start there.
+      reserved_.store(r);
+      tags_.saw(r - 1);
+      load_tombstones(families(), tombstones_);
     } catch (...) {
       close();
       throw;
@@ -396,18 +207,18 @@ class RocksStore final : public Store {
                          std::string& err) override {
     RangeIterator ri;
     for (const auto& r : ranges) {
-      auto& it = open_range(ri, tombs_, r);
-      for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
+      auto& it = ri.open(db_.get(), tombs_, r);
+      for (it.Seek(be64_key(r.lo)); in_range(it, r); it.Next()) {
         if (limit && out.size() == limit) return StoreStatus::ok;
         Tag tag;
-        if (!decode_tombstone(view(it->value()), tag)) {
-          err = bad_record("tombstone", view(it->key())).ToString();
+        if (!decode_tombstone(view(it.value()), tag)) {
+          err = bad_record("tombstone", view(it.key())).ToString();
           return StoreStatus::error;
         }
-        out.emplace_back(std::string(view(it->key())), tag);
+        out.emplace_back(std::string(view(it.key())), tag);
       }
-      if (!it->status().ok()) {
-        err = it->status().ToString();
+      if (!it.status().ok()) {
+        err = it.status().ToString();
         return StoreStatus::error;
       }
     }
@@ -426,7 +237,7 @@ class RocksStore final : public Store {
     };
     for (const auto& [key, tag] : tombstones) {
       batch.push_back({WriteOp::Kind::purge_tombstone, key, {}, tag});
-      if (batch.size() >= kDropBatch && !flush()) return StoreStatus::error;
+      if (batch.size() >= kBatchKeys && !flush()) return StoreStatus::error;
     }
     return flush() ? StoreStatus::ok : StoreStatus::error;
   }
@@ -451,7 +262,8 @@ class RocksStore final : public Store {
 
   StoreStatus scan(std::span<const HashRange> ranges, std::string_view after, std::size_t limit, std::size_t max_bytes,
                    bool versioned, ScanBatch& out, std::string& err) override {
-    const auto s = versioned ? scan_versioned(ranges, after, limit, max_bytes, out) : scan_values(ranges, after, limit, max_bytes, out);
+    const auto s = versioned ? scan_versioned(families(), ranges, after, limit, max_bytes, out)
+                             : scan_values(families(), ranges, after, limit, max_bytes, out);
     if (s.ok()) return StoreStatus::ok;
     err = s.ToString();
     return StoreStatus::error;
@@ -461,13 +273,13 @@ class RocksStore final : public Store {
     out = {};
     RangeIterator ri;
     for (const auto& r : ranges) {
-      auto& it = open_range(ri, data_, r);
-      for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
+      auto& it = ri.open(db_.get(), data_, r);
+      for (it.Seek(be64_key(r.lo)); in_range(it, r); it.Next()) {
         ++out.keys;
-        out.bytes += it->key().size() + it->value().size();
+        out.bytes += it.key().size() + it.value().size();
       }
-      if (!it->status().ok()) {
-        err = it->status().ToString();
+      if (!it.status().ok()) {
+        err = it.status().ToString();
         return StoreStatus::error;
       }
     }
@@ -514,13 +326,13 @@ class RocksStore final : public Store {
       if (!cf) continue;
       RangeIterator ri;
       for (const auto& r : ranges) {
-        auto& it = open_range(ri, cf, r);
-        for (it->Seek(be64_key(r.lo)); it->Valid() && read_be64(view(it->key())) <= r.hi; it->Next()) {
-          batch.push_back({kind, std::string(view(it->key())), {}});
-          if (batch.size() >= kDropBatch && !drop_batch(batch, err)) return StoreStatus::error;
+        auto& it = ri.open(db_.get(), cf, r);
+        for (it.Seek(be64_key(r.lo)); in_range(it, r); it.Next()) {
+          batch.push_back({kind, std::string(view(it.key())), {}});
+          if (batch.size() >= kBatchKeys && !drop_batch(batch, err)) return StoreStatus::error;
         }
-        if (!it->status().ok()) {
-          err = it->status().ToString();
+        if (!it.status().ok()) {
+          err = it.status().ToString();
           return StoreStatus::error;
         }
       }
@@ -529,8 +341,7 @@ class RocksStore final : public Store {
   }
 
  private:
-  static rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
-  static std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+  Families families() const { return {db_.get(), data_, tombs_, meta_}; }
 
   void close() {
     if (!db_) return;
@@ -580,7 +391,7 @@ class RocksStore final : public Store {
   }
 
   // The write ops of `batch` through the key's atomic step: the committer, or every stripe at once
-  // (a batch holds keys of any stripe; up to kDropBatch of them hold the stripes for a few ms).
+  // (a batch holds keys of any stripe; up to kBatchKeys of them hold the stripes for a few ms).
   bool drop_batch(std::vector<WriteOp>& batch, std::string& err, std::vector<WriteResult>* kept = nullptr) {
     if (batch.empty()) return true;
     std::vector<WriteResult> results;
@@ -756,221 +567,6 @@ class RocksStore final : public Store {
     return failed;
   }
 
-  // ---- scans ----
-
-  // An iterator bounded by a range's end. Without the bound, a Seek into a stretch of deleted keys
-  // (a rebalance just dropped them) walks every tombstone up to the next live key, wherever that is:
-  // measured, 1.7 ms per Seek after 25k deletes, 43 s for one rebalance's 24k ranges.
-  struct RangeIterator {
-    std::string bound_key;
-    rocksdb::Slice bound;
-    std::unique_ptr<rocksdb::Iterator> it;
-  };
-  std::unique_ptr<rocksdb::Iterator>& open_range(RangeIterator& ri, rocksdb::ColumnFamilyHandle* cf, const HashRange& r,
-                                                 const rocksdb::Snapshot* snapshot = nullptr) {
-    ri.it.reset();  // before its bound changes
-    rocksdb::ReadOptions ro;
-    ro.snapshot = snapshot;
-    if (r.hi < std::numeric_limits<std::uint64_t>::max()) {
-      ri.bound_key = be64_key(r.hi + 1);
-      ri.bound = rocksdb::Slice(ri.bound_key);
-      ro.iterate_upper_bound = &ri.bound;
-    }
-    ri.it.reset(db_->NewIterator(ro, cf));
-    return ri.it;
-  }
-
-  // Positions `it` at the first key of `r` to scan: after the cursor `after` when it lies in `r`.
-  static void seek_start(rocksdb::Iterator& it, const HashRange& r, std::string_view after) {
-    if (!after.empty() && read_be64(after) >= r.lo) {
-      it.Seek(slice(after));
-      if (it.Valid() && it.key() == slice(after)) it.Next();
-    } else {
-      it.Seek(be64_key(r.lo));
-    }
-  }
-
-  static bool batch_full(const ScanBatch& out, std::size_t limit, std::size_t max_bytes) {
-    return out.count == limit || (out.count > 0 && out.records.size() >= max_bytes);
-  }
-
-  static bool in_range(const rocksdb::Iterator& it, const HashRange& r) {
-    return it.Valid() && read_be64(view(it.key())) <= r.hi;
-  }
-
-  // Values only, from the default family, without their headers.
-  rocksdb::Status scan_values(std::span<const HashRange> ranges, std::string_view after, std::size_t limit,
-                              std::size_t max_bytes, ScanBatch& out) {
-    RangeIterator ri;
-    for (const auto& r : ranges) {
-      auto& it = open_range(ri, data_, r);
-      for (seek_start(*it, r, after); in_range(*it, r); it->Next()) {
-        if (batch_full(out, limit, max_bytes)) return rocksdb::Status::OK();
-        Tag tag;
-        std::string_view value;
-        if (!decode_value(view(it->value()), tag, value)) return bad_record("value", view(it->key()));
-        append_record(out.records, view(it->key()), value);
-        out.last_key.assign(it->key().data(), it->key().size());
-        ++out.count;
-      }
-      if (!it->status().ok()) return it->status();
-    }
-    out.done = true;
-    return rocksdb::Status::OK();
-  }
-
-  // Values and tombstones with their tags: an iterator over each family, on one snapshot, merged in
-  // key order. A key is in one of them only (a value record would win).
-  rocksdb::Status scan_versioned(std::span<const HashRange> ranges, std::string_view after, std::size_t limit,
-                                 std::size_t max_bytes, ScanBatch& out) {
-    rocksdb::ManagedSnapshot snapshot(db_.get());
-    RangeIterator vri, tri;
-    for (const auto& r : ranges) {
-      auto& values = open_range(vri, data_, r, snapshot.snapshot());
-      auto& tombs = open_range(tri, tombs_, r, snapshot.snapshot());
-      seek_start(*values, r, after);
-      seek_start(*tombs, r, after);
-      for (;;) {
-        const bool v = in_range(*values, r), t = in_range(*tombs, r);
-        if (!v && !t) break;
-        if (batch_full(out, limit, max_bytes)) return rocksdb::Status::OK();
-        const int order = !v ? 1 : !t ? -1 : values->key().compare(tombs->key());
-        const auto& it = order <= 0 ? values : tombs;
-        const auto key = it->key();
-        Record rec{view(key), {}};
-        if (order <= 0) {
-          if (!decode_value(view(values->value()), rec.tag, rec.value)) return bad_record("value", view(key));
-        } else {
-          rec.tombstone = true;
-          if (!decode_tombstone(view(tombs->value()), rec.tag)) return bad_record("tombstone", view(key));
-        }
-        append_versioned_record(out.records, rec);
-        out.last_key.assign(key.data(), key.size());
-        ++out.count;
-        if (order == 0) tombs->Next();
-        it->Next();
-      }
-      if (!values->status().ok()) return values->status();
-      if (!tombs->status().ok()) return tombs->status();
-    }
-    out.done = true;
-    return rocksdb::Status::OK();
-  }
-
-  // ---- the layout of a data directory ----
-
-  // A directory with a "versions" family was written by a build between per-key versions and this
-  // layout (tags in a family of their own), which was never released: refused, not converted.
-  static void refuse_unknown_layout(const std::string& dir, const rocksdb::Options& opts) {
-    if (::access((dir + "/CURRENT").c_str(), F_OK) != 0) return;  // new (else RocksDB logs an error), or Open says why
-    std::vector<std::string> names;
-    if (!rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(opts), dir, &names).ok()) return;
-    if (std::find(names.begin(), names.end(), "versions") != names.end())
-      throw StoreError("cannot open RocksDB at " + dir +
-                       ": it has a \"versions\" column family, the layout of an unreleased build (tags apart from "
-                       "values), which this build does not read; copy its keys to a node with ring-rebalance, or start "
-                       "from an empty directory");
-  }
-
-  // Reads the format marker and the reservation, upgrading first a directory that has no marker.
-  void open_layout(const std::string& dir) {
-    auto fail = [&](const std::string& why) { throw StoreError("cannot open RocksDB at " + dir + ": " + why); };
-    std::string format;
-    auto s = db_->Get(rocksdb::ReadOptions(), meta_, slice(kFormatKey), &format);
-    if (s.IsNotFound()) {
-      upgrade_layout(dir);
-      s = db_->Get(rocksdb::ReadOptions(), meta_, slice(kFormatKey), &format);
-    }
-    if (!s.ok()) fail(s.ToString());
-    if (format != kFormatVersion) fail("storage format \"" + format + "\" is not one this build knows (a newer build wrote it?)");
-    std::string reserved;
-    s = db_->Get(rocksdb::ReadOptions(), meta_, slice(kReserveKey), &reserved);
-    if (!s.ok() || reserved.size() != 8) fail("no valid counter reservation: " + (s.ok() ? "malformed" : s.ToString()));
-    const std::uint64_t r = read_be64(reserved);
-    if (r == 0) fail("no valid counter reservation: 0");
-    // Every counter on disk is below r (commit()'s invariant): untagged writes start there.
-    reserved_.store(r);
-    tags_.saw(r - 1);
-  }
-
-  // The filter and count of tombstones, from one pass over the tombstones family.
-  void load_tombstones() {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tombs_));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (it->key().size() < kStorageKeyPrefix) throw StoreError("malformed stored key in tombstones: " + hex_bytes(view(it->key())));
-      tombstones_.add(view(it->key()));
-    }
-    if (!it->status().ok()) throw StoreError("cannot read tombstones: " + it->status().ToString());
-  }
-
-  // A directory without the format marker: new, or written before versions (values raw in the
-  // default family, tombstones "" in theirs, no tags), or such a one whose upgrade was cut short.
-  // Every value is rewritten with the header of Tag{}, the oldest tag, which every tagged write
-  // beats and which a plain copy meets as "held" (put-if-absent, as before); every tombstone gets
-  // Tag{} too; a key with both a value and a tombstone (a put after a rebalance's delete) keeps the
-  // value, which came later. Cut short, it runs again and does only what is left:
-  //  - values, in key order, a batch at a time, each batch with the last key it rewrote (meta
-  //    "upgrading"), atomically: a raw value cannot be told from a rewritten one by its bytes, so
-  //    the mark says which are done;
-  //  - tombstones: an old one is empty, a rewritten one has a tag's 16 bytes;
-  //  - last, in one synced batch: the marker, the reservation R = 1 (every counter stored is 0),
-  //    and the mark removed. Nothing else writes until the store is open.
-  void upgrade_layout(const std::string& dir) {
-    auto check = [&](const rocksdb::Status& s) {
-      if (!s.ok()) throw StoreError("cannot upgrade " + dir + " to per-key versions: " + s.ToString());
-    };
-    std::string done;  // the last key rewritten; empty: none
-    if (auto s = db_->Get(rocksdb::ReadOptions(), meta_, slice(kUpgradeKey), &done); !s.IsNotFound()) check(s);
-    const Header header(Tag{});
-    for (;;) {
-      // A fresh iterator per batch: a long-lived one would pin every file the rewrite replaces.
-      rocksdb::WriteBatch wb;
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), data_));
-      if (done.empty()) {
-        it->SeekToFirst();
-      } else {
-        it->Seek(done);
-        if (it->Valid() && it->key() == slice(done)) it->Next();
-      }
-      for (; it->Valid() && wb.Count() < kDropBatch; it->Next()) {
-        const rocksdb::Slice key = it->key();
-        const rocksdb::Slice parts[] = {header.slice(), it->value()};
-        check(wb.Put(data_, rocksdb::SliceParts(&key, 1), rocksdb::SliceParts(parts, 2)));
-        done.assign(key.data(), key.size());
-      }
-      check(it->status());
-      if (wb.Count() == 0) break;
-      wb.Put(meta_, slice(kUpgradeKey), done);
-      check(db_->Write(write_, &wb));
-    }
-    rocksdb::WriteBatch wb;
-    auto has_value = [&](const rocksdb::Slice& key) {
-      rocksdb::PinnableSlice ignored;
-      const auto s = db_->Get(rocksdb::ReadOptions(), data_, key, &ignored);
-      if (!s.IsNotFound()) check(s);
-      return s.ok();
-    };
-    const std::string oldest = encode_tombstone(Tag{});
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tombs_));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (it->value().size() == kTagBytes) continue;  // rewritten already
-      if (!it->value().empty()) check(bad_record("tombstone", view(it->key())));
-      if (has_value(it->key())) wb.Delete(tombs_, it->key());
-      else wb.Put(tombs_, it->key(), oldest);
-      if (wb.Count() >= kDropBatch) {
-        check(db_->Write(write_, &wb));
-        wb.Clear();
-      }
-    }
-    check(it->status());
-    wb.Put(meta_, slice(kFormatKey), slice(kFormatVersion));
-    wb.Put(meta_, slice(kReserveKey), be64_key(1));
-    wb.Delete(meta_, slice(kUpgradeKey));
-    rocksdb::WriteOptions durable;
-    durable.sync = true;
-    check(db_->Write(durable, &wb));
-  }
-
   // ---- the rest ----
 
   // Every write goes through here: refused with the reason once writes are stopped, and a failure
@@ -1022,7 +618,6 @@ class RocksStore final : public Store {
   std::mutex& stripe(std::string_view key) { return stripes_[static_cast<unsigned char>(key[kStorageKeyPrefix - 1]) % kStripes]; }
 
   static constexpr std::size_t kStripes = 64;
-  static constexpr std::size_t kDropBatch = 1024;  // keys per atomic drop batch (and upgrade write)
 
   WriteGate gate_;  // before db_: the listener uses it until the database is closed
   std::unique_ptr<rocksdb::DB> db_;
