@@ -19,7 +19,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from growth import data_dirs, engine_gauges, node_cpu, settle, start_nodes, start_proxy, stop_cluster  # noqa: E402
+from growth import data_dirs, engine_gauges, node_cpu, rss_bytes, settle, start_nodes, start_proxy, stop_cluster  # noqa: E402
 from rebalance import fill  # noqa: E402
 from run import log, median, wrk  # noqa: E402
 
@@ -59,15 +59,18 @@ def main():
                 cpu1, _ = node_cpu(nodes)
                 cpu = (cpu1 - cpu0) * 1e6 / max(1, x["requests"])
                 g = engine_gauges(ports[0])
-                results[name].append((x["rps"], x["p99"], cpu))
-                log(f"round {r} {name}: {x['rps']:.0f} req/s, p99 {x['p99'] / 1000:.2f} ms, kvnodes {cpu:.1f} us CPU/request; "
+                rss = max(rss_bytes(n.proc.pid) for n in nodes)
+                results[name].append((x["rps"], x["p99"], cpu, rss))
+                log(f"round {r} {name}: {x['rps']:.0f} req/s, p99 {x['p99'] / 1000:.2f} ms, kvnodes {cpu:.1f} us CPU/request, "
+                    f"RSS {rss / 2**20:.0f} MiB/node (largest); "
                     f"n1: {g.get('l0_files', 0):.0f} L0 files, block cache {g.get('block_cache_bytes', 0) / 2**20:.0f} MiB; "
                     f"{x['errors']} errors")
     finally:
         stop_cluster(proxy, nodes, work)
     for name, runs in results.items():
         log(f"{name} ({' '.join(configs[name]) or 'no flags'}): median {median([x[0] for x in runs]):.0f} req/s, "
-            f"p99 {median([x[1] for x in runs]) / 1000:.2f} ms, kvnodes {median([x[2] for x in runs]):.1f} us CPU/request")
+            f"p99 {median([x[1] for x in runs]) / 1000:.2f} ms, kvnodes {median([x[2] for x in runs]):.1f} us CPU/request, "
+            f"RSS {median([x[3] for x in runs]) / 2**20:.0f} MiB/node")
 
 
 if __name__ == "__main__":

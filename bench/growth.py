@@ -12,6 +12,10 @@ each node's resident memory (VmRSS) after the runs, and the bytes on disk per no
 (the data directories, WAL included). With --reference BUILD the same is measured for that build (the
 build before a change) at each key count, the two taking turns, each on a fresh fill.
 
+With --direct, one kvnode straight on instead of the cluster (no proxy): what one node costs per
+request at the share of the keys it would hold (bench/node_reads.sh; --perf FILE records a profile of
+the node during the second settled run).
+
 Writes a markdown section to --out (bench/GROWTH.md; with --quick, into the build tree) and the figures
 beside it (.json).
 """
@@ -21,6 +25,7 @@ import http.client
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,14 +130,14 @@ def settle(ports, dirs, limit=900):
     raise RuntimeError(f"compaction still running {limit} s after the fill")
 
 
-def data_dirs(work):
-    return [os.path.join(work, f"n{i}") for i in range(1, 4)]
+def data_dirs(work, count=3):
+    return [os.path.join(work, f"n{i}") for i in range(1, count + 1)]
 
 
-def start_nodes(build, work, flags=(), ports=None):
-    """Three kvnodes on data directories work/n1..n3; on `ports`, to start them again on the same data."""
+def start_nodes(build, work, flags=(), ports=None, count=3):
+    """`count` kvnodes on data directories work/n1..; on `ports`, to start them again on the same data."""
     return [Process([os.path.join(build, "node", "kvnode"), "--port", str(ports[i]) if ports else "0",
-                     "--id", f"n{i + 1}", "--data-dir", d, *flags]) for i, d in enumerate(data_dirs(work))]
+                     "--id", f"n{i + 1}", "--data-dir", d, *flags]) for i, d in enumerate(data_dirs(work, count))]
 
 
 def start_proxy(build, work, nodes):
@@ -159,32 +164,52 @@ WORKLOADS = {"mixed": ("mixed.lua", "90% GET / 10% PUT, uniform over all N keys"
              "get": ("get.lua", "100% GET, uniform over all N keys: the read path alone")}
 
 
-def measure(build, keys, rounds, seconds, conns, label, node_flags=(), workload="mixed"):
-    """A fresh cluster of `build` (its kvnodes given `node_flags`), filled with `keys` keys, then `rounds`
-    wrk runs of the mix."""
+def profiled(pid, seconds, path, run):
+    """`run()`, with `perf record` sampling the CPU clock of process `pid` meanwhile into `path` (a
+    software clock: this machine has no hardware counters)."""
+    perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-o", path, "-p", str(pid), "--",
+                             "sleep", str(max(1, seconds - 2))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return run()
+    finally:
+        perf.wait()
+        log(f"perf profile of pid {pid} in {path}: perf report -i {path} --no-children")
+
+
+def measure(build, keys, rounds, seconds, conns, label, node_flags=(), workload="mixed", direct=False, perf=None):
+    """A fresh cluster of `build` (its kvnodes given `node_flags`), or with `direct` one kvnode alone,
+    filled with `keys` keys, then `rounds` wrk runs of the workload."""
     work = tempfile.mkdtemp(prefix=f"kvring-growth-{label}-")
     nodes, proxy = [], None
+    count = 1 if direct else 3
     try:
-        nodes = start_nodes(build, work, node_flags)
-        proxy = start_proxy(build, work, nodes)
+        nodes = start_nodes(build, work, node_flags, count=count)
+        ports = [n.port for n in nodes]
+        if direct:
+            target = ports[0]
+        else:
+            proxy = start_proxy(build, work, nodes)
+            target = proxy.port
         t0 = time.time()
-        fill(proxy.port, keys, [n.port for n in nodes])
+        fill(target, keys, ports)
         fill_s = time.time() - t0
         # Right after the fill, while the nodes still compact it; then once they have settled.
         script = WORKLOADS[workload][0]
-        after_fill = wrk(proxy.port, script, conns, seconds, keys)
-        ports = [n.port for n in nodes]
-        settle_s = settle(ports, data_dirs(work))
+        after_fill = wrk(target, script, conns, seconds, keys)
+        settle_s = settle(ports, data_dirs(work, count))
         cpu0, background0 = node_cpu(nodes)
-        runs = [wrk(proxy.port, script, conns, seconds, keys) for _ in range(rounds)]
+        runs = []
+        for i in range(rounds):
+            run = lambda: wrk(target, script, conns, seconds, keys)  # noqa: E731
+            runs.append(profiled(nodes[0].proc.pid, seconds, perf, run) if perf and i == min(1, rounds - 1) else run())
         cpu1, background1 = node_cpu(nodes)
         gauges = [engine_gauges(p) for p in ports]
         rss = [rss_bytes(n.proc.pid) for n in nodes]
-        disk = [disk_bytes(d) for d in data_dirs(work)]
+        disk = [disk_bytes(d) for d in data_dirs(work, count)]
     finally:
         stop_cluster(proxy, nodes, work)
     requests = max(1, sum(x["requests"] for x in runs))
-    r = {"label": label, "keys": keys, "fill_s": fill_s, "settle_s": settle_s,
+    r = {"label": label, "keys": keys, "nodes": count, "fill_s": fill_s, "settle_s": settle_s,
          "after_fill": {k: after_fill[k] for k in ("rps", "p50", "p99", "p999", "errors")},
          "rps": median([x["rps"] for x in runs]),
          "p99_us": median([x["p99"] for x in runs]), "errors": after_fill["errors"] + sum(x["errors"] for x in runs),
@@ -201,7 +226,8 @@ def measure(build, keys, rounds, seconds, conns, label, node_flags=(), workload=
     log(f"{label} {keys:>9} keys: fill {fill_s:.0f} s, right after {after_fill['rps']:.0f} req/s "
         f"(p99 {after_fill['p99'] / 1000:.2f} ms), settled in {settled} s, {r['rps']:.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms, "
         f"nodes {r['node_cpu_us']:.1f} us CPU/request ({r['node_background_cpu_us']:.1f} in flushes and compactions), "
-        f"RSS {max(rss) / 2**20:.0f} MiB/node, disk {sum(disk) / 2**20:.0f} MiB ({r['disk_per_key']:.0f} B/key), "
+        f"RSS {max(rss) / 2**20:.0f} MiB/node, block cache {max(g.get('block_cache_bytes', 0) for g in gauges) / 2**20:.0f} MiB/node, "
+        f"disk {sum(disk) / 2**20:.0f} MiB ({r['disk_per_key']:.0f} B/key), "
         f"{r['errors']} errors")
     return r
 
@@ -213,9 +239,12 @@ def write_markdown(path, command, date, args, rows, elapsed):
         "## Speed as the data grows (issue 20)",
         "",
         f"Produced by `{command}` on {date} (revision {git_revision()}) in {elapsed / 60:.1f} minutes, on "
-        f"{v['cpu']} ({v['cores']} cores): kvproxy (one thread) in front of three kvnodes on RocksDB, each cluster "
-        "fresh, filled with N keys through the proxy (wrk, bench/lua/fill.lua), then one run of "
-        f"{args.seconds:g} s of wrk right after the fill (one thread, {args.conns} connections, "
+        f"{v['cpu']} ({v['cores']} cores): "
+        + ("one kvnode on RocksDB straight on (no proxy), fresh for each N, filled with N keys (wrk, "
+           "bench/lua/fill.lua), then one run of " if args.direct else
+           "kvproxy (one thread) in front of three kvnodes on RocksDB, each cluster fresh, filled with N keys "
+           "through the proxy (wrk, bench/lua/fill.lua), then one run of ")
+        + f"{args.seconds:g} s of wrk right after the fill (one thread, {args.conns} connections, "
         f"bench/lua/{WORKLOADS[args.workload][0]}: {WORKLOADS[args.workload][1]}), while the nodes still flush and compact what the fill "
         "wrote; then, once no node has a flush or compaction running or pending (kvnode's "
         f"kvnode_rocksdb_* gauges; for a build before them, no table file changed for 10 s; \"settled\" is how "
@@ -223,8 +252,8 @@ def write_markdown(path, command, date, args, rows, elapsed):
         "runs: \"settled\" requests/s and p99 are their medians, and the kvnodes' CPU time (user + system, "
         "from /proc) over those runs divided by their requests, and the part of it spent in RocksDB's "
         "background threads (rocksdb:low/high: flushes and compactions). "
-        "Memory: each node's resident set after the runs (the largest of the three); disk: the three data "
-        "directories (WAL included) right after the runs, per node and per key."
+        "Memory: each node's resident set after the runs (the largest); disk: the data directories (WAL "
+        "included) right after the runs, per node and per key."
         + (f" `{labels[0]}` is the build before the change (--reference), `{labels[-1]}` this one; they take turns "
            "at each key count." if len(labels) > 1 else ""),
         "",
@@ -240,7 +269,7 @@ def write_markdown(path, command, date, args, rows, elapsed):
             lines.append(f"| {label} | {r['keys']:,} | {r['fill_s']:.0f} | {r['after_fill']['rps']:,.0f} | "
                          f"{r['after_fill']['p99'] / 1000:.2f} | {settled} | {r['rps']:,.0f} | {r['rps'] / base['rps']:.2f}x | "
                          f"{r['p99_us'] / 1000:.2f} | {r['node_cpu_us']:.1f} | {r.get('node_background_cpu_us', 0):.1f} | {max(r['rss_per_node']) / 2**20:.0f} | "
-                         f"{sum(r['disk_per_node']) / 3 / 2**20:.0f} | {r['disk_per_key']:.0f} | {r['errors']} |")
+                         f"{sum(r['disk_per_node']) / len(r['disk_per_node']) / 2**20:.0f} | {r['disk_per_key']:.0f} | {r['errors']} |")
     lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -258,7 +287,10 @@ def main():
     ap.add_argument("--workload", choices=sorted(WORKLOADS), default="mixed",
                     help="mixed: the study's 90/10 (default); get: GETs only, the read path alone")
     ap.add_argument("--node-flags", default="", help="extra kvnode flags for this build's nodes (not the reference's)")
-    ap.add_argument("--out", help="default bench/GROWTH.md (--quick: BUILD/bench-quick/GROWTH.md)")
+    ap.add_argument("--direct", action="store_true", help="one kvnode straight on, no proxy (bench/node_reads.sh)")
+    ap.add_argument("--perf", metavar="FILE", help="a perf profile of the (first) node during the second settled run")
+    ap.add_argument("--out", help="default bench/GROWTH.md (--quick: BUILD/bench-quick/GROWTH.md; --direct: "
+                                  "BUILD/bench-quick/NODE_READS.md)")
     args = ap.parse_args()
     try:
         counts = [int(k) for k in ("10000,50000" if args.quick else args.keys).split(",") if k]
@@ -276,8 +308,8 @@ def main():
     for _, b in builds:
         if not os.access(os.path.join(b, "node", "kvnode"), os.X_OK):
             sys.exit(f"growth: no {b}/node/kvnode: build first (bench/growth.sh does)")
-    out = args.out or (os.path.join(args.build, "bench-quick", "GROWTH.md") if args.quick
-                       else os.path.join(ROOT, "bench", "GROWTH.md"))
+    out = args.out or (os.path.join(args.build, "bench-quick", "NODE_READS.md" if args.direct else "GROWTH.md")
+                       if args.quick or args.direct else os.path.join(ROOT, "bench", "GROWTH.md"))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     command = " ".join(["bench/growth.sh"] + sys.argv[1:])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -286,7 +318,8 @@ def main():
     for keys in counts:
         for label, build in builds:
             flags = args.node_flags.split() if build == args.build else []
-            rows.append(measure(build, keys, args.rounds, args.seconds, args.conns, label, flags, args.workload))
+            rows.append(measure(build, keys, args.rounds, args.seconds, args.conns, label, flags, args.workload,
+                                args.direct, args.perf if build == args.build else None))
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
         json.dump({"command": command, "date": date, "rows": rows}, f, indent=1)
     write_markdown(out, command, date, args, rows, time.time() - started)
