@@ -134,10 +134,11 @@ def data_dirs(work, count=3):
     return [os.path.join(work, f"n{i}") for i in range(1, count + 1)]
 
 
-def start_nodes(build, work, flags=(), ports=None, count=3):
+def start_nodes(build, work, flags=(), ports=None, count=3, env=None):
     """`count` kvnodes on data directories work/n1..; on `ports`, to start them again on the same data."""
     return [Process([os.path.join(build, "node", "kvnode"), "--port", str(ports[i]) if ports else "0",
-                     "--id", f"n{i + 1}", "--data-dir", d, *flags]) for i, d in enumerate(data_dirs(work, count))]
+                     "--id", f"n{i + 1}", "--data-dir", d, *flags], env=env)
+            for i, d in enumerate(data_dirs(work, count))]
 
 
 def start_proxy(build, work, nodes):
