@@ -13,14 +13,14 @@ Prints one line per run and the medians; nothing is written.
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from growth import data_dirs, engine_gauges, node_cpu, rss_bytes, settle, start_nodes, start_proxy, stop_cluster  # noqa: E402
+from growth import (data_dirs, engine_gauges, node_cpu, profiled, rss_bytes, settle, start_nodes, start_proxy,  # noqa: E402
+                    stop_cluster)
 from rebalance import fill  # noqa: E402
 from run import log, median, wrk  # noqa: E402
 
@@ -69,20 +69,16 @@ def main():
                     n.terminate()
                 nodes = start_nodes(args.build, work, configs[name], ports, env=envs[name])
                 wrk(proxy.port, "mixed.lua", args.conns, args.warmup or max(1, args.seconds // 2), args.keys)
-                perf = None
-                if args.perf:
-                    os.makedirs(args.perf, exist_ok=True)
-                    perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "1000", "-g", "-o",
-                                             os.path.join(args.perf, f"round{r}-{name}.data"), "-p",
-                                             str(nodes[0].proc.pid), "--", "sleep", str(args.seconds - 1)],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 cpu0, _ = node_cpu(nodes)
                 faults0 = sum(minor_faults(n.proc.pid) for n in nodes)
-                x = wrk(proxy.port, "mixed.lua", args.conns, args.seconds, args.keys)
+                run = lambda: wrk(proxy.port, "mixed.lua", args.conns, args.seconds, args.keys)  # noqa: E731
+                if args.perf:
+                    os.makedirs(args.perf, exist_ok=True)
+                    x = profiled(nodes[0].proc.pid, args.seconds, os.path.join(args.perf, f"round{r}-{name}.data"), run)
+                else:
+                    x = run()
                 cpu1, _ = node_cpu(nodes)
                 faults = (sum(minor_faults(n.proc.pid) for n in nodes) - faults0) / max(1, x["requests"])
-                if perf:
-                    perf.wait()
                 cpu = (cpu1 - cpu0) * 1e6 / max(1, x["requests"])
                 g = engine_gauges(ports[0])
                 rss = max(rss_bytes(n.proc.pid) for n in nodes)
