@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/ring_change.hpp"
 #include "node/rocksdb_layout.hpp"
@@ -37,6 +38,26 @@ void seek_start(rocksdb::Iterator& it, const HashRange& r, std::string_view afte
 // `it` is on a key of `r`.
 inline bool in_range(const rocksdb::Iterator& it, const HashRange& r) {
   return it.Valid() && read_be64(view(it.key())) <= r.hi;
+}
+
+// Calls visit(it) on each record of `cf` in `ranges`, in key order, while it returns true. False
+// when the walk failed, `err` saying why: an iterator's error, or visit's own (visit sets `err` and
+// returns false; false with `err` left empty ends the walk early without a failure).
+template <class Visit>
+bool for_each_in_ranges(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::span<const HashRange> ranges,
+                        std::string& err, Visit&& visit) {
+  err.clear();
+  RangeIterator ri;
+  for (const auto& r : ranges) {
+    auto& it = ri.open(db, cf, r);
+    for (it.Seek(be64_key(r.lo)); in_range(it, r); it.Next())
+      if (!visit(std::as_const(it))) return err.empty();
+    if (!it.status().ok()) {
+      err = it.status().ToString();
+      return false;
+    }
+  }
+  return true;
 }
 
 // Values only, from the default family, without their headers, after the cursor `after`, until

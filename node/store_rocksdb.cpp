@@ -205,24 +205,17 @@ class RocksStore final : public Store {
 
   StoreStatus tombstones(std::span<const HashRange> ranges, std::size_t limit, std::vector<std::pair<std::string, Tag>>& out,
                          std::string& err) override {
-    RangeIterator ri;
-    for (const auto& r : ranges) {
-      auto& it = ri.open(db_.get(), tombs_, r);
-      for (it.Seek(be64_key(r.lo)); in_range(it, r); it.Next()) {
-        if (limit && out.size() == limit) return StoreStatus::ok;
-        Tag tag;
-        if (!decode_tombstone(view(it.value()), tag)) {
-          err = bad_record("tombstone", view(it.key())).ToString();
-          return StoreStatus::error;
-        }
-        out.emplace_back(std::string(view(it.key())), tag);
+    const bool ok = for_each_in_ranges(db_.get(), tombs_, ranges, err, [&](const rocksdb::Iterator& it) {
+      if (limit && out.size() == limit) return false;
+      Tag tag;
+      if (!decode_tombstone(view(it.value()), tag)) {
+        err = bad_record("tombstone", view(it.key())).ToString();
+        return false;
       }
-      if (!it.status().ok()) {
-        err = it.status().ToString();
-        return StoreStatus::error;
-      }
-    }
-    return StoreStatus::ok;
+      out.emplace_back(std::string(view(it.key())), tag);
+      return true;
+    });
+    return ok ? StoreStatus::ok : StoreStatus::error;
   }
 
   StoreStatus purge_tombstones(std::span<const std::pair<std::string, Tag>> tombstones, std::size_t& purged,
@@ -271,19 +264,12 @@ class RocksStore final : public Store {
 
   StoreStatus measure(std::span<const HashRange> ranges, Size& out, std::string& err) override {
     out = {};
-    RangeIterator ri;
-    for (const auto& r : ranges) {
-      auto& it = ri.open(db_.get(), data_, r);
-      for (it.Seek(be64_key(r.lo)); in_range(it, r); it.Next()) {
-        ++out.keys;
-        out.bytes += it.key().size() + it.value().size();
-      }
-      if (!it.status().ok()) {
-        err = it.status().ToString();
-        return StoreStatus::error;
-      }
-    }
-    return StoreStatus::ok;
+    const bool ok = for_each_in_ranges(db_.get(), data_, ranges, err, [&](const rocksdb::Iterator& it) {
+      ++out.keys;
+      out.bytes += it.key().size() + it.value().size();
+      return true;
+    });
+    return ok ? StoreStatus::ok : StoreStatus::error;
   }
 
   StoreStatus ingest_records(std::span<const Record> records, std::uint64_t floors_seen, std::size_t& written,
@@ -324,18 +310,11 @@ class RocksStore final : public Store {
     for (const auto& [cf, kind] : {std::pair{data ? data_ : nullptr, WriteOp::Kind::drop_value},
                                   std::pair{tombstones ? tombs_ : nullptr, WriteOp::Kind::drop_tombstone}}) {
       if (!cf) continue;
-      RangeIterator ri;
-      for (const auto& r : ranges) {
-        auto& it = ri.open(db_.get(), cf, r);
-        for (it.Seek(be64_key(r.lo)); in_range(it, r); it.Next()) {
-          batch.push_back({kind, std::string(view(it.key())), {}});
-          if (batch.size() >= kBatchKeys && !drop_batch(batch, err)) return StoreStatus::error;
-        }
-        if (!it.status().ok()) {
-          err = it.status().ToString();
-          return StoreStatus::error;
-        }
-      }
+      const bool ok = for_each_in_ranges(db_.get(), cf, ranges, err, [&](const rocksdb::Iterator& it) {
+        batch.push_back({kind, std::string(view(it.key())), {}});
+        return batch.size() < kBatchKeys || drop_batch(batch, err);
+      });
+      if (!ok) return StoreStatus::error;
     }
     return drop_batch(batch, err) ? StoreStatus::ok : StoreStatus::error;
   }

@@ -24,6 +24,7 @@
 #include "node/replica_trees.hpp"
 #include "node/sync_api.hpp"
 #include "node/tree_builder.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace ae = kv::anti_entropy;
 namespace fs = std::filesystem;
@@ -41,14 +42,7 @@ std::shared_ptr<const kv::Ring> ring_of(int n, std::uint32_t replicas, std::uint
   return kv::Ring::build(c);
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/kvring-trees-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using kv::testing::TempDir;
 
 // Every leaf of every set equal.
 bool same_trees(const kv::ReplicaTrees& a, const kv::ReplicaTrees& b) {

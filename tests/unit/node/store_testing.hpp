@@ -16,20 +16,14 @@
 #include "common/transfer.hpp"
 #include "common/version.hpp"
 #include "node/store.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
 // Inline, in an unnamed namespace: each test file uses some of these.
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/kvring-store-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using kv::testing::TempDir;
 
 inline kv::WriteResult submit_wait(kv::Store& s, kv::WriteOp op) {
   std::promise<kv::WriteResult> p;

@@ -16,20 +16,14 @@
 #include <vector>
 
 #include "proxy/access_log.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 using namespace kv::proxy;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/kvring-access-log-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using kv::testing::TempDir;
 
 std::string read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
