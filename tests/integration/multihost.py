@@ -608,7 +608,7 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
 def converge(c, timeout=30.0):
     """After a run healed, with the load stopped: how long until every node's own store (read on the
     node, not through a proxy) holds every key at the same version, or the keys still differing after
-    `timeout`: {"seconds": s or None, "differing": [...]}."""
+    `timeout`: {"seconds": s or None, "differing": [...], "tombstones" and "purged": per node}."""
     with open(c.hosts.token) as f:
         token = f.read().strip()
     started = time.monotonic()
@@ -621,6 +621,9 @@ def converge(c, timeout=30.0):
 
     done = wait_until(equal, timeout=timeout, interval=0.2)
     result = {"seconds": round(time.monotonic() - started, 2) if done else None, "differing": last[:20]}
-    # The tombstones each replica holds (the nodes here run without --purge-tombstones: node/floors.hpp).
-    result["tombstones"] = {n.name: node_health(NODE_PORT, n.host.addr)["tombstones"] for n in c.nodes}
+    # The tombstones each replica holds, and has purged since it started (0 unless the nodes run with
+    # --purge-tombstones, KVRING_MULTIHOST_NODE_FLAGS: node/floors.hpp).
+    health = {n.name: node_health(NODE_PORT, n.host.addr) for n in c.nodes}
+    result["tombstones"] = {name: h["tombstones"] for name, h in health.items()}
+    result["purged"] = {name: h.get("anti_entropy", {}).get("tombstones_purged", 0) for name, h in health.items()}
     return result
