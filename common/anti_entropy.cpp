@@ -1,6 +1,7 @@
 #include "common/anti_entropy.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "common/storage_key.hpp"
 #include "common/version.hpp"
@@ -35,10 +36,20 @@ bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint6
   return true;
 }
 
-bool parse_u32_list(std::string_view body, std::size_t count, std::vector<std::uint32_t>& out) {
+void append_u16s(std::string& out, const std::vector<std::uint16_t>& v) {
+  out.reserve(out.size() + v.size() * 2);
+  for (auto n : v) {
+    out.push_back(static_cast<char>(n >> 8));
+    out.push_back(static_cast<char>(n & 0xff));
+  }
+}
+
+bool parse_u16_list(std::string_view body, std::size_t count, std::vector<std::uint16_t>& out) {
   out.clear();
-  if (body.size() != count * 4) return false;
-  for (std::size_t i = 0; i < body.size(); i += 4) out.push_back(read_be32(body.substr(i)));
+  if (body.size() != count * 2) return false;
+  out.reserve(count);
+  for (std::size_t i = 0; i < body.size(); i += 2)
+    out.push_back(static_cast<std::uint16_t>(static_cast<unsigned char>(body[i]) << 8 | static_cast<unsigned char>(body[i + 1])));
   return true;
 }
 
@@ -67,11 +78,38 @@ std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt) noe
   return static_cast<std::uint32_t>((z ^ (z >> 31)) >> 32);
 }
 
+namespace {
+
+// LEB128: 7 bits a byte, low first, the high bit set on every byte but the last.
+void append_varint(std::string& out, std::uint32_t v) {
+  for (; v >= 0x80; v >>= 7) out.push_back(static_cast<char>(v | 0x80));
+  out.push_back(static_cast<char>(v));
+}
+
+// At most 5 bytes, no bits above 32, and no longer than needed (one number, one encoding).
+bool read_varint(std::string_view& body, std::uint32_t& v) {
+  std::uint64_t x = 0;
+  for (unsigned i = 0; i < 5 && i < body.size(); ++i) {
+    const auto b = static_cast<unsigned char>(body[i]);
+    x |= std::uint64_t{b & 0x7fu} << (7 * i);
+    if (b & 0x80) continue;
+    if ((i > 0 && b == 0) || x > UINT32_MAX) return false;
+    v = static_cast<std::uint32_t>(x);
+    body.remove_prefix(i + 1);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void append_diff_request(std::string& out, std::uint64_t salt, const std::vector<SegmentDigests>& segments) {
   append_be64(out, salt);
+  std::uint32_t next = 0;  // the lowest number the next segment may have
   for (const auto& s : segments) {
-    append_be32(out, s.segment);
-    append_be32(out, static_cast<std::uint32_t>(s.digests.size()));
+    append_varint(out, s.segment - next);
+    next = s.segment + 1;
+    append_varint(out, static_cast<std::uint32_t>(s.digests.size()));
     for (auto d : s.digests) append_be32(out, d);
   }
 }
@@ -81,15 +119,14 @@ bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<
   if (body.size() < 8) return false;
   salt = read_be64(body);
   body.remove_prefix(8);
+  std::uint64_t next = 0;
   while (!body.empty()) {
-    if (body.size() < 8 || out.size() == kMaxSegmentsPerRequest) return false;
+    std::uint32_t gap = 0, n = 0;
+    if (out.size() == kMaxSegmentsPerRequest || !read_varint(body, gap) || !read_varint(body, n)) return false;
+    if (next + gap >= kSegments || n > kMaxKeysPerFetch || body.size() / 4 < n) return false;
     SegmentDigests s;
-    s.segment = read_be32(body);
-    const std::uint32_t n = read_be32(body.substr(4));
-    body.remove_prefix(8);
-    if (s.segment >= kSegments || (!out.empty() && s.segment <= out.back().segment) || n > kMaxKeysPerFetch ||
-        body.size() / 4 < n)
-      return false;
+    s.segment = static_cast<std::uint32_t>(next + gap);
+    next = std::uint64_t{s.segment} + 1;
     s.digests.reserve(n);
     for (std::uint32_t i = 0; i < n; ++i) s.digests.push_back(read_be32(body.substr(4 * i)));
     body.remove_prefix(4 * std::size_t{n});

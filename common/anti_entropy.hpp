@@ -21,8 +21,11 @@
 //                                  sums: 8 bytes each, big-endian.
 //   POST /replica/tree?set=IDS     body: bucket numbers (4 bytes each, big-endian, ascending, at most
 //                                  kBuckets). 200, each bucket's kFanout leaf hashes, 8 bytes each;
-//                                  with &salt=S (a decimal 64-bit number), each leaf's short_digest
-//                                  under S instead, 4 bytes each (what the exchanger asks).
+//                                  with &salt=S (a decimal 64-bit number), each leaf's short_leaf
+//                                  under S instead, 2 bytes each (what the exchanger asks: a leaf
+//                                  only says whether a segment differs, and a difference a
+//                                  collision hides, 1 in 65,536, is found the next round: the
+//                                  bucket's 8-byte hash still differs, and the salt is another).
 //   POST /replica/digests?set=IDS  body: segment numbers (4 bytes each, ascending, at most
 //                                  kMaxSegmentsPerRequest). 200, versioned records (transfer.hpp) of
 //                                  every key of the set in those segments, values left out: a value
@@ -32,9 +35,12 @@
 //                                  the node holds for them (keys that hold nothing are left out).
 //   POST /replica/diff?set=IDS&limit=N   what the exchanger uses instead of the two above, in one
 //                                  round trip: body, an 8-byte salt, then per segment (ascending, at
-//                                  most kMaxSegmentsPerRequest) the segment (4 bytes), a count (4
-//                                  bytes) and that many short digests (4 bytes each) of what the asker
-//                                  holds there (short_digest of each key's version digest). 200, the
+//                                  most kMaxSegmentsPerRequest) its gap from the one before (the
+//                                  segment number minus the previous one's minus 1; the first's is
+//                                  its number) and a count, both as LEB128 varints (1 to 3 bytes
+//                                  here, against 8 as two 4-byte numbers), and that many short
+//                                  digests (4 bytes each) of what the asker holds there
+//                                  (short_digest of each key's version digest). 200, the
 //                                  versioned records with values of every key of the set in those
 //                                  segments whose short digest is not among the asker's: what it lacks
 //                                  or holds in another version. Whole segments, in order; after a
@@ -118,11 +124,17 @@ bool parse_u32s(std::string_view body, std::uint32_t bound, std::size_t max, std
 void append_u64s(std::string& out, const std::vector<std::uint64_t>& v);
 // Exactly `count` numbers; false otherwise.
 bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint64_t>& out);
-bool parse_u32_list(std::string_view body, std::size_t count, std::vector<std::uint32_t>& out);
+void append_u16s(std::string& out, const std::vector<std::uint16_t>& v);
+// Exactly `count` 2-byte numbers; false otherwise.
+bool parse_u16_list(std::string_view body, std::size_t count, std::vector<std::uint16_t>& out);
 void append_key(std::string& out, std::string_view key);
 
 // A version digest (hash_version of a key, its kind and tag) cut to 4 bytes under a salt.
 std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt) noexcept;
+// A leaf hash cut to 2 bytes under a salt (POST /replica/tree with &salt=).
+inline std::uint16_t short_leaf(std::uint64_t leaf, std::uint64_t salt) noexcept {
+  return static_cast<std::uint16_t>(short_digest(leaf, salt) >> 16);
+}
 struct SegmentDigests {
   std::uint32_t segment = 0;
   std::vector<std::uint32_t> digests;  // any order

@@ -162,20 +162,20 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   }
   if (buckets.empty()) return {0, ahead};
 
-  // The leaves as 4-byte short digests under a salt of this request: half the bytes, and a leaf
-  // whose difference a collision hides is found the next round, under another salt.
+  // The leaves as 2-byte short digests under a salt of this request: a quarter of the bytes, and a
+  // leaf whose difference a collision hides is found the next round, under another salt.
   std::string body;
   ae::append_u32s(body, buckets);
   const std::uint64_t salt = salts_();
   r = p.call("POST", std::string(ae::kTreePath) + query + "&salt=" + std::to_string(salt), body);
-  std::vector<std::uint32_t> short_leaves;
-  if (!ae::parse_u32_list(r.body, buckets.size() * ae::kFanout, short_leaves))
+  std::vector<std::uint16_t> short_leaves;
+  if (!ae::parse_u16_list(r.body, buckets.size() * ae::kFanout, short_leaves))
     throw PeerError("tree: leaves do not match the buckets asked");
   std::vector<std::uint32_t> segments;
   for (std::size_t i = 0; i < buckets.size(); ++i)
     for (std::uint32_t j = 0; j < ae::kFanout; ++j) {
       const std::uint32_t s = buckets[i] * ae::kFanout + j;
-      if (ae::short_digest(trees_.leaf(set, s), salt) != short_leaves[i * ae::kFanout + j]) segments.push_back(s);
+      if (ae::short_leaf(trees_.leaf(set, s), salt) != short_leaves[i * ae::kFanout + j]) segments.push_back(s);
     }
 
   std::uint64_t behind = 0;

@@ -208,7 +208,7 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
                                 "body: expected an 8-byte salt, then per segment (ascending, below " +
                                     std::to_string(ae::kSegments) + ", at most " +
                                     std::to_string(ae::kMaxSegmentsPerRequest) +
-                                    ") its number, a count and that many 4-byte digests (at most " +
+                                    ") its gap from the one before and a count, both LEB128 varints, and that many 4-byte digests (at most " +
                                     std::to_string(ae::kMaxKeysPerFetch) + ")");
     std::size_t limit = ae::kMaxKeysPerFetch;
     if (const auto text = query_value(target, "limit"); !text.empty()) {
@@ -242,10 +242,10 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
       const auto [end, ec] = std::from_chars(salt_text.data(), salt_text.data() + salt_text.size(), salt);
       if (ec != std::errc() || end != salt_text.data() + salt_text.size())
         return http::error_answer(res, status::bad_request, "salt: expected a decimal number below 2^64");
-      std::vector<std::uint32_t> short_leaves;
+      std::vector<std::uint16_t> short_leaves;
       short_leaves.reserve(leaves.size());
-      for (auto l : leaves) short_leaves.push_back(ae::short_digest(l, salt));
-      ae::append_u32s(out, short_leaves);
+      for (auto l : leaves) short_leaves.push_back(ae::short_leaf(l, salt));
+      ae::append_u16s(out, short_leaves);
     } else {
       ae::append_u64s(out, leaves);
     }

@@ -1,11 +1,13 @@
 // The rebalancer's wire formats (common/transfer.*), which kvnode parses from request bodies:
-// range lists and records. What parses re-encodes to the same bytes.
+// range lists and records; and anti-entropy's diff request (common/anti_entropy.*). What parses
+// re-encodes to the same bytes.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/anti_entropy.hpp"
 #include "common/transfer.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -23,6 +25,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (kv::parse_ranges(body, ranges, error)) {
     for (std::size_t i = 0; i < ranges.size(); ++i)
       if (ranges[i].lo > ranges[i].hi || (i > 0 && ranges[i].lo <= ranges[i - 1].hi)) std::abort();
+  }
+  std::uint64_t salt = 0;
+  std::vector<kv::anti_entropy::SegmentDigests> asked;
+  if (kv::anti_entropy::parse_diff_request(body, salt, asked)) {
+    std::string again;
+    kv::anti_entropy::append_diff_request(again, salt, asked);
+    if (again != body) std::abort();
   }
   std::string bytes;
   if (kv::parse_hex_bytes(body, bytes) && kv::hex_bytes(bytes).size() != body.size()) std::abort();

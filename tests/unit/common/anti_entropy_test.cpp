@@ -117,8 +117,20 @@ TEST_CASE("anti-entropy: diff requests round-trip; bad ones are refused; salts c
   CHECK(refused({{4, {}}, {3, {}}}));
   CHECK(refused({{ae::kSegments, {}}}));
   CHECK(refused({{1, std::vector<std::uint32_t>(ae::kMaxKeysPerFetch + 1)}}));
+  // Each segment's number (as its gap from the one before) and count take 1 to 3 bytes: here 8 of
+  // salt, 1 + 1 + 3 x 4, 1 + 1, and 3 (65,535 - 5) + 1 + 4.
+  CHECK(body.size() == 8 + 14 + 2 + 8);
+  const std::string salt8(8, '\0');
+  CHECK(ae::parse_diff_request(salt8 + std::string("\x05\x00", 2), salt, out));
+  CHECK(out == std::vector<ae::SegmentDigests>{{5, {}}});
+  CHECK_FALSE(ae::parse_diff_request(salt8 + std::string("\x85\x00\x00", 3), salt, out));  // 5 in two bytes
+  CHECK_FALSE(ae::parse_diff_request(salt8 + std::string("\x85", 1), salt, out));            // cut short
+  CHECK_FALSE(ae::parse_diff_request(salt8 + "\xff\xff\xff\xff\x1f" + std::string(1, '\0'), salt, out));  // above 2^32
   int same = 0;
   for (std::uint64_t d = 1; d < 1000; ++d) same += ae::short_digest(d, 1) == ae::short_digest(d, 2);
   CHECK(same < 3);
   CHECK(ae::short_digest(5, 9) == ae::short_digest(5, 9));
+  int same_leaf = 0;
+  for (std::uint64_t d = 1; d < 1000; ++d) same_leaf += ae::short_leaf(d, 1) == ae::short_leaf(d, 2);
+  CHECK(same_leaf < 3);
 }

@@ -226,12 +226,12 @@ TEST_CASE("sync api: trees, leaves, digests of a set's keys only, and fetch with
   std::vector<std::uint64_t> leaves;
   REQUIRE(ae::parse_u64s(res.body(), 2 * ae::kFanout, leaves));
   CHECK(leaves[ae::kFanout + 3] == trees.leaf(0, 7 * ae::kFanout + 3));
-  // Salted: each leaf as a 4-byte short digest.
+  // Salted: each leaf as a 2-byte short digest.
   res = call(api, http::verb::post, "/replica/tree?set=" + set + "&salt=12345", body);
   REQUIRE(res.result_int() == 200);
-  std::vector<std::uint32_t> short_leaves;
-  REQUIRE(ae::parse_u32_list(res.body(), 2 * ae::kFanout, short_leaves));
-  CHECK(short_leaves[ae::kFanout + 3] == ae::short_digest(trees.leaf(0, 7 * ae::kFanout + 3), 12345));
+  std::vector<std::uint16_t> short_leaves;
+  REQUIRE(ae::parse_u16_list(res.body(), 2 * ae::kFanout, short_leaves));
+  CHECK(short_leaves[ae::kFanout + 3] == ae::short_leaf(trees.leaf(0, 7 * ae::kFanout + 3), 12345));
   CHECK(call(api, http::verb::post, "/replica/tree?set=" + set + "&salt=x", body).result_int() == 400);
 
   // Digests of every segment: exactly the keys of the set, without values.
