@@ -21,8 +21,12 @@ namespace {
 constexpr std::size_t kBacklog = 1000;  // keys pulled in one exchange that make the next round come at once
 
 struct PeerError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit PeerError(const std::string& what, int status_ = 0) : std::runtime_error(what), status(status_) {}
+  int status;  // the peer's answer when it gave one that was not 200; else 0
 };
+
+// Unconfirmed purges kept for another try, at most (each up to kMaxPurgePerRequest tombstones).
+constexpr std::size_t kMaxPendingPurges = 16;
 
 }  // namespace
 
@@ -37,13 +41,18 @@ struct AntiEntropy::Peer {
                          const std::vector<std::pair<std::string, std::string>>& extra = {}) {
     net::HttpResponse r = client->request(method, target, body, extra);
     stats->bytes.fetch_add(body.size() + r.body.size(), std::memory_order_relaxed);
-    if (r.status != 200) throw PeerError(std::string(method) + " " + target + ": " + std::to_string(r.status) + " " + r.body);
+    if (r.status != 200)
+      throw PeerError(std::string(method) + " " + target + ": " + std::to_string(r.status) + " " + r.body, r.status);
     return r;
   }
 };
 
 AntiEntropy::AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOptions options, Incarnation* incarnation)
-    : store_(store), trees_(trees), options_(std::move(options)), incarnation_(incarnation) {
+    : store_(store),
+      trees_(trees),
+      options_(std::move(options)),
+      incarnation_(incarnation),
+      purge_fault_armed_(options_.test_purge_fails_once) {
   const Ring& ring = trees_.ring();
   for (const std::uint32_t n : trees_.peers()) {
     auto stats = std::make_unique<PeerSync>();
@@ -97,6 +106,12 @@ void AntiEntropy::run() {
       busy = exchange(*link) || busy;
     }
     rounds_.fetch_add(1, std::memory_order_relaxed);
+    std::erase_if(pending_, [this](PendingPurge& p) {
+      if (stopping()) return false;
+      purge_retries_.fetch_add(1, std::memory_order_relaxed);
+      return complete(p);
+    });
+    pending_size_.store(pending_.size(), std::memory_order_relaxed);
     if (!candidates.empty() && !stopping()) purge(candidates);
     if (busy) continue;
     std::unique_lock lock(mutex_);
@@ -297,35 +312,55 @@ void AntiEntropy::purge(const std::vector<std::pair<std::string, Tag>>& candidat
     auto& list = by_set[set];
     if (list.size() > ae::kMaxPurgePerRequest) list.resize(ae::kMaxPurgePerRequest);  // the rest next round
     if (list.empty()) continue;
-    {
-      std::string body;
-      for (const auto& [key, tag] : list) append_versioned_record(body, {key, {}, tag, true});
-      try {
-        trees_.floors()->raise(ae::floors_of(list));  // this node's own stores first
-        // Each peer raises the same floors, then drops the same tombstones: all replicas let go of
-        // them at about one time, so that none pulls back from another one that the others dropped.
-        for (const auto& [peer, incarnation] : evidence_[set].incarnations) {
-          Peer* link = nullptr;
-          for (auto& l : links_)
-            if (l->node == peer) link = l.get();
-          if (!link) throw PeerError("no link to a peer of the set");
-          link->call("POST", std::string(ae::kPurgePath) + "?set=" + trees_.sets()[set].name, body,
-                     {{std::string(ae::kExpectField), incarnation}});
-        }
-      } catch (const std::exception& e) {
-        purge_failures_.fetch_add(1, std::memory_order_relaxed);
-        std::cerr << "kvnode: purging tombstones of " << trees_.sets()[set].name << ": " << e.what() << std::endl;
-        continue;
-      }
-    }
-    std::size_t n = 0;
-    std::string err;
-    if (store_.purge_tombstones(list, n, err) != StoreStatus::ok) {
+    PendingPurge p{set, std::move(list), {}, evidence_[set].incarnations};
+    for (const auto& [key, tag] : p.tombstones) append_versioned_record(p.body, {key, {}, tag, true});
+    try {
+      trees_.floors()->raise(ae::floors_of(p.tombstones));  // this node's own stores first
+    } catch (const std::exception& e) {
       purge_failures_.fetch_add(1, std::memory_order_relaxed);
-      std::cerr << "kvnode: purging tombstones: " << err << std::endl;
+      std::cerr << "kvnode: purging tombstones of " << trees_.sets()[set].name << ": " << e.what() << std::endl;
+      continue;
     }
-    trees_.floors()->count_purged(n);
+    if (!complete(p) && pending_.size() < kMaxPendingPurges) pending_.push_back(std::move(p));
   }
+  pending_size_.store(pending_.size(), std::memory_order_relaxed);
+}
+
+bool AntiEntropy::complete(PendingPurge& p) {
+  const std::string& set_name = trees_.sets()[p.set].name;
+  // Each peer raises the same floors, then drops the same tombstones: all replicas let go of them at
+  // about one time, so that none pulls back from another one that the others dropped.
+  while (!p.peers.empty()) {
+    const auto& [peer, incarnation] = p.peers.front();
+    Peer* link = nullptr;
+    for (auto& l : links_)
+      if (l->node == peer) link = l.get();
+    try {
+      if (!link) throw PeerError("no link to a peer of the set");
+      if (purge_fault_armed_ && p.peers.size() == 1) {
+        purge_fault_armed_ = false;
+        throw PeerError("failed for the test (--test-purge-fails-once)");
+      }
+      link->call("POST", std::string(ae::kPurgePath) + "?set=" + set_name, p.body,
+                 {{std::string(ae::kExpectField), incarnation}});
+    } catch (const std::exception& e) {
+      purge_failures_.fetch_add(1, std::memory_order_relaxed);
+      std::cerr << "kvnode: purging tombstones of " << set_name << ": " << e.what() << std::endl;
+      // 409: the peer's data directory is not the one that showed the evidence (it lost its data
+      // since). It cannot confirm this purge ever; this node keeps its tombstones, which is safe.
+      const auto* pe = dynamic_cast<const PeerError*>(&e);
+      return pe && pe->status == 409;
+    }
+    p.peers.erase(p.peers.begin());
+  }
+  std::size_t n = 0;
+  std::string err;
+  if (store_.purge_tombstones(p.tombstones, n, err) != StoreStatus::ok) {
+    purge_failures_.fetch_add(1, std::memory_order_relaxed);
+    std::cerr << "kvnode: purging tombstones: " << err << std::endl;
+  }
+  trees_.floors()->count_purged(n);
+  return true;
 }
 
 std::string AntiEntropy::health_fields() const {
@@ -342,7 +377,9 @@ std::string AntiEntropy::health_fields() const {
          ",\"exchanges\":" + std::to_string(exchanges) + ",\"failures\":" + std::to_string(failures) +
          ",\"bytes\":" + std::to_string(bytes) + ",\"peers_in_sync\":" + std::to_string(in_sync) +
          ",\"peers\":" + std::to_string(peers_.size()) + ",\"tombstones_purged\":" + std::to_string((trees_.floors() ? trees_.floors()->purged() : 0)) +
-         ",\"purge_failures\":" + std::to_string(purge_failures_.load(std::memory_order_relaxed)) + "}";
+         ",\"purge_failures\":" + std::to_string(purge_failures_.load(std::memory_order_relaxed)) +
+         ",\"purge_retries\":" + std::to_string(purge_retries_.load(std::memory_order_relaxed)) +
+         ",\"purges_pending\":" + std::to_string(pending_size_.load(std::memory_order_relaxed)) + "}";
 }
 
 std::string AntiEntropy::render() const {
@@ -362,8 +399,14 @@ std::string AntiEntropy::render() const {
                   "Tombstones purged: every replica of the key held it (found in an exchange), floors raised first.", "counter");
   metrics::sample(out, "kvnode_tombstones_purged_total", "", (trees_.floors() ? trees_.floors()->purged() : 0));
   metrics::header(out, "kvnode_tombstone_purge_failures_total",
-                  "Purges given up: a peer raised no floors (unreachable, or its data lost since), or a storage error.", "counter");
+                  "Purge requests that failed: a peer raised no floors (unreachable: tried again next round; or its data "
+                  "lost since: given up, the tombstones kept), or a storage error.", "counter");
   metrics::sample(out, "kvnode_tombstone_purge_failures_total", "", purge_failures_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_tombstone_purge_retries_total",
+                  "Unconfirmed purges sent again to the peers that had not confirmed them.", "counter");
+  metrics::sample(out, "kvnode_tombstone_purge_retries_total", "", purge_retries_.load(std::memory_order_relaxed));
+  metrics::header(out, "kvnode_tombstone_purges_pending", "Purges not yet confirmed by every peer of their set.", "gauge");
+  metrics::sample(out, "kvnode_tombstone_purges_pending", "", std::uint64_t{pending_size_.load(std::memory_order_relaxed)});
   if (const Floors* floors = trees_.floors()) {
     metrics::header(out, "kvnode_floor_segments", "Segments with a floor (a deleted key there was purged).", "gauge");
     metrics::sample(out, "kvnode_floor_segments", "", std::uint64_t{floors->segments()});

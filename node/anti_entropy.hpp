@@ -46,6 +46,9 @@ struct AntiEntropyOptions {
   // A broken mode for the tests (kvnode --unsafe-purge-early): purge on the evidence of the peers
   // that answered, a missing one ignored.
   bool unsafe_purge_early = false;
+  // A fault for the tests (kvnode --test-purge-fails-once): this node's first purge request to the
+  // last peer of a set fails before it is sent, after the peers before it dropped the tombstones.
+  bool test_purge_fails_once = false;
   std::size_t purge_limit = 100'000;         // tombstones considered per round
 };
 
@@ -106,6 +109,16 @@ class AntiEntropy {
   // Floors: a new directory's learning from `p`; and a round's purge.
   void learn_floors(Peer& p);
   void purge(const std::vector<std::pair<std::string, Tag>>& candidates);
+  // A purge whose floors this node raised, not yet confirmed by every peer of its set.
+  struct PendingPurge {
+    std::size_t set = 0;
+    std::vector<std::pair<std::string, Tag>> tombstones;
+    std::string body;  // the POST /replica/purge body
+    std::vector<std::pair<std::uint32_t, std::string>> peers;  // still to confirm: ring index, incarnation
+  };
+  // Sends `p` to the peers still to confirm it, in order; once all have, drops this node's own
+  // tombstones. False when it is to be tried again (a peer failed); true when done or given up.
+  bool complete(PendingPurge& p);
   void note(std::size_t set, std::uint32_t peer, const std::string& incarnation, const std::vector<std::uint64_t>& ours,
             const std::vector<std::uint64_t>& theirs);
   bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
@@ -119,6 +132,13 @@ class AntiEntropy {
   std::atomic<std::uint64_t> rounds_{0};
   std::vector<Evidence> evidence_;  // per set of trees_, for the current round
   std::atomic<std::uint64_t> purge_failures_{0};
+  // Purges some peer did not confirm, tried again each round (the exchanger's thread only). Without
+  // this, a peer that dropped the tombstones while a later one failed would keep the others' copies
+  // from ever matching its bucket again: those tombstones, and that bucket's later ones, never purged.
+  std::vector<PendingPurge> pending_;
+  std::atomic<std::uint64_t> purge_retries_{0};
+  std::atomic<std::size_t> pending_size_{0};  // pending_.size(), for the metrics' threads
+  bool purge_fault_armed_ = false;  // test_purge_fails_once, not yet spent
   std::mt19937_64 salts_{std::random_device{}()};  // one salt per diff (the exchanger's thread only)
   std::atomic<bool> stop_{false};
   std::mutex mutex_;

@@ -32,7 +32,7 @@ struct Flags {
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
   unsigned ae_interval_ms = 1000, repair_rate = 50'000;
-  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false;
+  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false, test_purge_fails_once = false;
   unsigned threads = 1;
   bool sync = false;
   std::size_t block_cache_mb = RocksOptions::kDefaultBlockCacheMb;
@@ -81,6 +81,8 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_flag("--unsafe-serve-at-once", f.unsafe_serve_at_once)->group("");
   // A broken mode for the tests: tombstones purged when the peers that answered hold them.
   app.add_flag("--unsafe-purge-early", f.unsafe_purge_early)->group("");
+  // A fault for the tests: the first purge request to the last peer of a set fails before it is sent.
+  app.add_flag("--test-purge-fails-once", f.test_purge_fails_once)->group("");
   app.add_option("--threads", f.threads, "Worker threads")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_flag("--sync", f.sync, "fsync the write-ahead log before acknowledging each write (survives power loss)");
   app.add_option("--block-cache-mb", f.block_cache_mb,
@@ -222,6 +224,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   ReplicationOptions options;
   options.exchange = AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000),
                                         token, f.purge || f.unsafe_purge_early, f.unsafe_purge_early};
+  options.exchange.test_purge_fails_once = f.test_purge_fails_once;
   options.exchanges = f.ae_interval_ms > 0;
   options.unsafe_serve_at_once = f.unsafe_serve_at_once;
   Replication replication(*store, std::move(options), [&api](std::shared_ptr<const NodeRole> role) { api.set_role(std::move(role)); });

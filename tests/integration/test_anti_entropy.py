@@ -213,6 +213,24 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual(self.held(), {n: {} for n in self.ports})
         self.assertEqual([self.c.get(f"d{i}")[0] for i in range(20)], [404] * 20)
 
+    def test_a_purge_a_peer_did_not_confirm_is_sent_again(self):
+        # Every node's first purge request to the last peer of a set fails before it is sent
+        # (--test-purge-fails-once), after the peers before it dropped the tombstones. Those peers
+        # then never take the tombstones back (they are below their floors), so the buckets would
+        # never match again and the others would keep them for good; sent again next round, the
+        # purge completes.
+        self.start(extra=["--test-purge-fails-once"])
+        keys = [f"p{i}" for i in range(20)]
+        self.write(keys, "v")
+        self.delete(keys)
+        self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
+        health = {n: node_health(p)["anti_entropy"] for n, p in self.ports.items()}
+        self.assertGreater(sum(h["purge_retries"] for h in health.values()), 0, health)
+        self.assertTrue(wait_until(lambda: all(node_health(p)["anti_entropy"]["purges_pending"] == 0
+                                               for p in self.ports.values()), 10))
+        self.assertEqual(self.held(), {n: {} for n in self.ports})
+        self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
+
     def test_control_a_tombstone_purged_early_lets_a_returning_replica_bring_the_key_back(self):
         """The broken mode (--unsafe-purge-early: purged on the evidence of the peers that answered,
         no floors): the same history brings every deleted key back, so the test above is one that
