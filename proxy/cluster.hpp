@@ -69,6 +69,10 @@ struct Backend : std::enable_shared_from_this<Backend> {
   std::string resolved;  // "ip:port" to connect to; set before publication, read-only after
 
   std::atomic<bool> up{true};
+  // Answers quorum reads, as far as its last health check said: a replicated kvnode that is checking
+  // or recovering its copy (node/incarnation.hpp) answers them 503, so a request asks it only when
+  // the replicas that do make no quorum.
+  std::atomic<bool> serving{true};
   std::atomic<bool> retired{false};  // no longer in the topology: checks stop, pools drain
   BackendStats stats;
 

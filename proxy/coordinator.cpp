@@ -26,11 +26,17 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
   refused_body_.clear();
   // A smallest quorum of the replicas up is asked, the first in placement order; the others up are
   // spares (all asked when spare_after is 0). Replicas marked down are held in reserve (send_query).
-  std::uint32_t up = 0;
-  for (unsigned i = 0; i < n; ++i)
-    if (replicas[i]->up.load(std::memory_order_relaxed)) up |= 1u << i;
+  // Replicas rebuilding their copy answer a query 503, so the first quorum is of those serving
+  // when they make one: else every request that asked one would wait for a spare.
+  std::uint32_t up = 0, serving = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    if (!replicas[i]->up.load(std::memory_order_relaxed)) continue;
+    up |= 1u << i;
+    if (replicas[i]->serving.load(std::memory_order_relaxed)) serving |= 1u << i;
+  }
   const QuorumSystem& qs = quorum_.system();
-  const std::uint32_t ask = w_.opt.spare_after.count() > 0 ? qs.first_quorum(up) : qs.all();
+  const std::uint32_t ask =
+      w_.opt.spare_after.count() > 0 ? qs.first_quorum(qs.is_quorum(serving) ? serving : up) : qs.all();
   spare_wanted_ = false;
   spare_at_ = Clock::time_point::max();
   for (unsigned i = 0; i < n; ++i) {

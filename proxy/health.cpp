@@ -68,6 +68,7 @@ asio::awaitable<void> check_loop(Cluster& cluster, asio::io_context& ioc, std::s
     const bool ok = co_await check_once(ioc, *b, cluster.health().timeout, what, body);
     if (b->retired.load()) break;
     if (ReplicaHealth replica; ok && parse_replica_health(body, replica)) {
+      b->serving.store(replica.state == "serving", std::memory_order_relaxed);
       std::lock_guard lock(b->mutex);
       b->replica = std::move(replica);
     }

@@ -298,6 +298,29 @@ class AntiEntropyTest(unittest.TestCase):
         status, _, body = self.c.get("k")
         self.assertEqual((status, json.loads(body)["value"]), (200, "v2"))
 
+    def test_the_proxy_asks_a_rebuilding_replica_no_read_while_the_others_make_a_majority(self):
+        # n3 loses its disk and rebuilds slowly (20 keys/s). Once the proxy's health checks say so, it
+        # asks n1 and n2 first: no read waits for a spare after n3's 503 (before, two keys in three
+        # asked n3 first).
+        self.start(rate=20)
+        keys = [f"r{i}" for i in range(400)]
+        self.write(keys, "v")
+        self.assertTrue(wait_until(self.converged, 20))
+        self.nodes["n3"].kill()
+        shutil.rmtree(self.h.path("n3"))
+        self.start_node("n3")
+
+        def n3_seen_as():
+            node = next(n for n in proxy_stats(self.proxy.admin_port)["nodes"] if n["id"] == "n3")
+            return node.get("replica", {}).get("state")
+
+        self.assertTrue(wait_until(lambda: n3_seen_as() in ("checking", "recovering"), 10), n3_seen_as())
+        spares = proxy_stats(self.proxy.admin_port)["quorum"]["spares_asked"]["failed"]
+        answers = [self.c.get(k) for k in keys[:60]]
+        self.assertEqual([(status, json.loads(body)["value"]) for status, _, body in answers], [(200, "v")] * 60)
+        self.assertEqual(self.state("n3"), "recovering")  # still rebuilding when the last read ended
+        self.assertEqual(proxy_stats(self.proxy.admin_port)["quorum"]["spares_asked"]["failed"], spares)
+
     def test_control_a_wiped_replica_that_counts_at_once_serves_a_stale_read(self):
         """The broken mode (--unsafe-serve-at-once): the same history returns v1, so the test above is
         one that can fail."""
