@@ -106,11 +106,7 @@ void AntiEntropy::run() {
       busy = exchange(*link) || busy;
     }
     rounds_.fetch_add(1, std::memory_order_relaxed);
-    std::erase_if(pending_, [this](PendingPurge& p) {
-      if (stopping()) return false;
-      purge_retries_.fetch_add(1, std::memory_order_relaxed);
-      return complete(p);
-    });
+    std::erase_if(pending_, [this](PendingPurge& p) { return !stopping() && complete(p, true); });
     pending_size_.store(pending_.size(), std::memory_order_relaxed);
     if (!candidates.empty() && !stopping()) purge(candidates);
     if (busy) continue;
@@ -321,12 +317,12 @@ void AntiEntropy::purge(const std::vector<std::pair<std::string, Tag>>& candidat
       std::cerr << "kvnode: purging tombstones of " << trees_.sets()[set].name << ": " << e.what() << std::endl;
       continue;
     }
-    if (!complete(p) && pending_.size() < kMaxPendingPurges) pending_.push_back(std::move(p));
+    if (!complete(p, false) && pending_.size() < kMaxPendingPurges) pending_.push_back(std::move(p));
   }
   pending_size_.store(pending_.size(), std::memory_order_relaxed);
 }
 
-bool AntiEntropy::complete(PendingPurge& p) {
+bool AntiEntropy::complete(PendingPurge& p, bool again) {
   const std::string& set_name = trees_.sets()[p.set].name;
   // Each peer raises the same floors, then drops the same tombstones: all replicas let go of them at
   // about one time, so that none pulls back from another one that the others dropped.
@@ -335,8 +331,14 @@ bool AntiEntropy::complete(PendingPurge& p) {
     Peer* link = nullptr;
     for (auto& l : links_)
       if (l->node == peer) link = l.get();
+    if (!link) {  // never: the set has no such peer; this node keeps its tombstones, which is safe
+      purge_failures_.fetch_add(1, std::memory_order_relaxed);
+      std::cerr << "kvnode: purging tombstones of " << set_name << ": no link to a peer of the set" << std::endl;
+      return true;
+    }
+    if (link->failing) return false;  // its exchange failed this round: not worth waiting out a timeout
+    if (again) purge_retries_.fetch_add(1, std::memory_order_relaxed);
     try {
-      if (!link) throw PeerError("no link to a peer of the set");
       if (purge_fault_armed_ && p.peers.size() == 1) {
         purge_fault_armed_ = false;
         throw PeerError("failed for the test (--test-purge-fails-once)");
@@ -347,7 +349,7 @@ bool AntiEntropy::complete(PendingPurge& p) {
       purge_failures_.fetch_add(1, std::memory_order_relaxed);
       std::cerr << "kvnode: purging tombstones of " << set_name << ": " << e.what() << std::endl;
       // 409: the peer's data directory is not the one that showed the evidence (it lost its data
-      // since). It cannot confirm this purge ever; this node keeps its tombstones, which is safe.
+      // since). It can never confirm this purge; this node keeps its tombstones, which is safe.
       const auto* pe = dynamic_cast<const PeerError*>(&e);
       return pe && pe->status == 409;
     }
@@ -403,7 +405,7 @@ std::string AntiEntropy::render() const {
                   "lost since: given up, the tombstones kept), or a storage error.", "counter");
   metrics::sample(out, "kvnode_tombstone_purge_failures_total", "", purge_failures_.load(std::memory_order_relaxed));
   metrics::header(out, "kvnode_tombstone_purge_retries_total",
-                  "Unconfirmed purges sent again to the peers that had not confirmed them.", "counter");
+                  "Purge requests sent again to a peer that had not confirmed them.", "counter");
   metrics::sample(out, "kvnode_tombstone_purge_retries_total", "", purge_retries_.load(std::memory_order_relaxed));
   metrics::header(out, "kvnode_tombstone_purges_pending", "Purges not yet confirmed by every peer of their set.", "gauge");
   metrics::sample(out, "kvnode_tombstone_purges_pending", "", std::uint64_t{pending_size_.load(std::memory_order_relaxed)});

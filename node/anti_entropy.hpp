@@ -116,9 +116,10 @@ class AntiEntropy {
     std::string body;  // the POST /replica/purge body
     std::vector<std::pair<std::uint32_t, std::string>> peers;  // still to confirm: ring index, incarnation
   };
-  // Sends `p` to the peers still to confirm it, in order; once all have, drops this node's own
-  // tombstones. False when it is to be tried again (a peer failed); true when done or given up.
-  bool complete(PendingPurge& p);
+  // Sends `p` to the peers still to confirm it, in order (`again`: not for the first time); once all
+  // have, drops this node's own tombstones. False when it is to be tried again (a peer failed, or
+  // its exchange did this round); true when done or given up.
+  bool complete(PendingPurge& p, bool again);
   void note(std::size_t set, std::uint32_t peer, const std::string& incarnation, const std::vector<std::uint64_t>& ours,
             const std::vector<std::uint64_t>& theirs);
   bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
