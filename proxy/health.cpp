@@ -71,6 +71,8 @@ asio::awaitable<void> check_loop(Cluster& cluster, asio::io_context& ioc, std::s
       b->serving.store(replica.state == "serving", std::memory_order_relaxed);
       std::lock_guard lock(b->mutex);
       b->replica = std::move(replica);
+    } else if (ok) {
+      b->serving.store(true, std::memory_order_relaxed);  // a node that says nothing of its copy serves
     }
     cluster.check_result(*b, ok, what);
     timer.expires_after(cluster.health().interval);
