@@ -22,12 +22,11 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from growth import (data_dirs, engine_gauges, node_cpu, profiled, rss_bytes, settle, start_nodes, start_proxy,  # noqa: E402
                     stop_cluster)
 from rebalance import fill  # noqa: E402
-from run import log, median, wrk  # noqa: E402
+from run import log, median, stat_fields, wrk  # noqa: E402
 
 
 def minor_faults(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[7])
+    return int(stat_fields(f"/proc/{pid}/stat")[7])
 
 
 def main():

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from kvtest import Process, write_ring  # noqa: E402
 from equal_load import git_revision  # noqa: E402
 from rebalance import fill  # noqa: E402
-from run import KvProxy, cpu_seconds, log, median, versions, wrk  # noqa: E402
+from run import KvProxy, cpu_seconds, log, median, stat_fields, versions, wrk  # noqa: E402
 
 
 def rss_bytes(pid):
@@ -61,8 +61,7 @@ def background_cpu(pids):
                 with open(f"/proc/{pid}/task/{tid}/comm") as f:
                     if not f.read().startswith("rocksdb:"):
                         continue
-                with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
+                fields = stat_fields(f"/proc/{pid}/task/{tid}/stat")
                 ticks += int(fields[11]) + int(fields[12])
             except (FileNotFoundError, ProcessLookupError):
                 pass

@@ -37,13 +37,19 @@ def log(*args):
     print("bench:", *args, flush=True)
 
 
+def stat_fields(path):
+    """The fields of a /proc/<pid>[/task/<tid>]/stat file after the command name (which may hold
+    spaces or parentheses): index 0 is the state, 7 minflt, 11 utime, 12 stime."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pids):
     """(utime, stime) of these processes (all their threads), in seconds."""
     user = system = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = stat_fields(f"/proc/{pid}/stat")
             user += int(fields[11])
             system += int(fields[12])
         except FileNotFoundError:
