@@ -54,9 +54,12 @@
 // run of the multi-host suite with purging on (KVRING_MULTIHOST_NODE_FLAGS) has found a wrong history,
 // where one in four had. The rule costs availability instead: a read that overlaps a delete and its
 // purge can find the old value on one replica and "nothing" below the floor on another, and with a
-// third cut off it fails (503) where it could have answered; two of 21 release runs on 2026-12-05 had
-// one such read. Next: such a read queries again (the delete is then seen, or the value held by a
-// majority) instead of failing. Until then, and many more runs, purging stays off by default.
+// third cut off it failed (503) where it could have answered; two of 21 release runs on 2026-12-05 had
+// one such read. So such a read (or delete) now queries again, once, before it fails
+// (Quorum::Action::requery): by then the replica that was late has the delete, or the value is held
+// by a majority. The second round is a read of its own, inside the client's request, and the first
+// stored nothing a purge did not allow (a write-back of the old value is refused by the floor where
+// the key was purged). Purging stays off by default until many more runs agree.
 //
 // Floors only rise. They are kept in the store's meta records (node/floor/<segment, 4 hex digits>),
 // one per segment that has one. Thread-safe.

@@ -39,6 +39,7 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
       w_.opt.spare_after.count() > 0 ? qs.first_quorum(qs.is_quorum(serving) ? serving : up) : qs.all();
   spare_wanted_ = false;
   spare_at_ = Clock::time_point::max();
+  ++round_;
   for (unsigned i = 0; i < n; ++i) {
     replicas_[i] = replicas[i];
     reasons_[i].clear();
@@ -50,7 +51,7 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
     lanes_[i]->store_waiting = false;
     lanes_[i]->storing = false;
     lanes_[i]->reserved = lanes_[i]->forced = false;
-    lanes_[i]->spare = false;
+    lanes_[i]->spare = lanes_[i]->query_waiting = false;
     if ((up & ~ask) & (1u << i)) {
       lanes_[i]->busy = false;
       lanes_[i]->spare = true;
@@ -66,7 +67,7 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
 
 bool Coordinator::idle() const noexcept {
   for (unsigned i = 0; i < quorum_.size(); ++i)
-    if (lanes_[i] && (lanes_[i]->busy || lanes_[i]->store_waiting)) return false;
+    if (lanes_[i] && (lanes_[i]->busy || lanes_[i]->store_waiting || lanes_[i]->query_waiting)) return false;
   return true;
 }
 
@@ -108,6 +109,7 @@ std::string* Coordinator::begin_request(unsigned i, bool storing, bool even_if_d
     return nullptr;
   }
   lane.busy = true;
+  lane.round = round_;
   lane.sent = Clock::now();
   std::string& s = lane.x.request();
   s.clear();
@@ -150,6 +152,11 @@ void Coordinator::on_node_answer(NodeExchange& x) {
   const unsigned i = lane_of(x);
   Lane& lane = *lanes_[i];
   lane.busy = false;
+  if (lane.round != round_) {
+    x.backend().stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - lane.sent).count()));
+    x.release();
+    if (stale(i)) return;
+  }
   const bool remove = kind_ == QuorumKind::remove || (kind_ == QuorumKind::read && quorum_.newest().held.tombstone);
   const ReplicaReply r = lane.storing ? store_reply(x.answer(), remove) : query_reply(x.answer());
   if (r.kind == ReplicaReply::Kind::found && !lane.storing && quorum_.targets() == 0 &&
@@ -187,6 +194,7 @@ void Coordinator::on_node_failure(NodeExchange& x, NodeExchange::Failure f, cons
   const unsigned i = lane_of(x);
   Lane& lane = *lanes_[i];
   lane.busy = false;
+  if (lane.round != round_ && stale(i)) return;
   if (lane.forced) {  // asked although marked down: the mark stays the cause
     reasons_[i] = "marked down; asked all the same: " + detail;
   } else {
@@ -248,6 +256,37 @@ void Coordinator::ask_spares(bool late) {
   settle();
 }
 
+// The answer (or failure) of a round before a requery says nothing of the new round: dropped. The
+// lane's query of the new round leaves now, if due.
+bool Coordinator::stale(unsigned i) {
+  Lane& lane = *lanes_[i];
+  if (lane.query_waiting) {
+    lane.query_waiting = false;
+    send_query(i);
+  }
+  settle();
+  return true;
+}
+
+void Coordinator::requery() {
+  w_.counters.quorum.requeries.fetch_add(1, std::memory_order_relaxed);
+  quorum_.begin_requery();
+  ++round_;
+  newest_body_.clear();
+  newest_status_ = 0;
+  spare_wanted_ = false;
+  spare_at_ = Clock::time_point::max();
+  for (unsigned i = 0; i < quorum_.size(); ++i) {
+    Lane& lane = *lanes_[i];
+    reasons_[i].clear();
+    faults_[i] = QuorumCause::mixed;
+    lane.store_waiting = lane.reserved = lane.forced = lane.spare = false;
+    lane.query_waiting = lane.busy;
+  }
+  for (unsigned i = 0; i < quorum_.size(); ++i)
+    if (!lanes_[i]->query_waiting) send_query(i);
+}
+
 QuorumCause Coordinator::failure_cause() const noexcept {
   const std::uint32_t missing = quorum_.missing();
   std::optional<QuorumCause> cause;
@@ -281,6 +320,7 @@ void Coordinator::advance() {
         if (targets & (1u << i)) send_store(i);
       break;
     }
+    case Quorum::Action::requery: requery(); break;
     case Quorum::Action::answer:
     case Quorum::Action::refuse:
     case Quorum::Action::fail:

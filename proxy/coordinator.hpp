@@ -9,7 +9,10 @@
 // (Client::on_quorum_done) and may answer at once; the exchanges still under way (stragglers) run to
 // their end, so that their pooled connections are kept, and the worker ticks the coordinator until
 // idle() (a coordinator outlives its request). During a ring change the replicas are the union of the
-// key's old and new replica sets, and "a majority" is a majority of each (QuorumSystem).
+// key's old and new replica sets, and "a majority" is a majority of each (QuorumSystem). A read or
+// remove that a purged tombstone left undecided starts over once (Quorum::Action::requery): its
+// queries go to every replica again, a lane still busy with the first round's request sending its
+// query when that ends, and the first round's answers are dropped.
 #pragma once
 
 #include <array>
@@ -84,6 +87,8 @@ class Coordinator final : NodeExchange::Listener {
     bool reserved = false;       // marked down: the step's request not sent yet (call_reserves)
     bool forced = false;         // sent although marked down
     bool spare = false;          // up, not asked yet: a majority of the others was (ask_spares)
+    bool query_waiting = false;  // a requery's query is due once the exchange under way ends
+    unsigned round = 0;          // the request's round the exchange under way belongs to (round_)
   };
 
   void on_node_answer(NodeExchange& x) override;
@@ -98,6 +103,8 @@ class Coordinator final : NodeExchange::Listener {
   void call_reserves();              // the others ended undecided: ask the ones held in reserve
   bool has_spares() const noexcept;
   void ask_spares(bool late);  // an asked replica failed (or, late, spare_at_ passed): ask the spares
+  void requery();              // Action::requery: the queries again, to every replica
+  bool stale(unsigned i);      // lane i's exchange ended, of a round before a requery: dropped
   void settle();
 
   Worker& w_;
@@ -117,6 +124,7 @@ class Coordinator final : NodeExchange::Listener {
   unsigned acting_ = 0;  // re-entrancy depth of advance() (a connect can fail inside start())
   Clock::time_point spare_at_ = Clock::time_point::max();  // when the spares are asked at the latest
   bool spare_wanted_ = false;  // an asked replica failed in the query step: the spares are due
+  unsigned round_ = 0;         // +1 at start() and at a requery: answers of an earlier one are dropped
 };
 
 }  // namespace kv::proxy

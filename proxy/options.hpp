@@ -64,6 +64,7 @@ struct QuorumCounters {
   std::atomic<std::uint64_t> write_backs{0};  // reads that wrote the newest back before answering
   std::atomic<std::uint64_t> spares_failed{0};  // requests that asked their spares: an asked replica failed
   std::atomic<std::uint64_t> spares_late{0};    // requests that asked their spares: no decision in time
+  std::atomic<std::uint64_t> requeries{0};      // reads and removes a purged tombstone left undecided: asked again
   std::array<std::atomic<std::uint64_t>, kCauses> failures{};
   metrics::Histogram latency;  // request read to answer made, every result
 

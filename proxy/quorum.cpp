@@ -146,6 +146,7 @@ void Quorum::after_query() noexcept {
         return;
       }
       if ((answered_ | failed_) != all_) return;  // the others decide
+      if (!requeried_) return finish(Action::requery);
       missing_ = failed_;
       return finish(Action::fail);  // nothing stored: outcome none
     }
@@ -198,8 +199,15 @@ void Quorum::after_store() noexcept {
   // No majority can hold it any more. While every store that ended never left, the ones still out
   // decide whether the failure is "none" or "unknown": they are waited for (each has its deadline).
   if (pending && !(holders_ | (store_failed_ & ~not_sent_))) return;
+  if (kind_ == QuorumKind::read && ambiguous() && !requeried_) return finish(Action::requery);
   missing_ = all_ & ~holders_ & ~pending;
   finish(Action::fail);
+}
+
+void Quorum::begin_requery() noexcept {
+  if (action_ != Action::requery) return;
+  *this = Quorum(kind_, system_);
+  requeried_ = true;
 }
 
 }  // namespace kv::proxy

@@ -93,6 +93,9 @@ class Quorum {
                  // 200 when newest().value, else 404
     refuse,      // done: relay refused_replica()'s 4xx
     fail,        // done: 503 naming missing(); a write's outcome()
+    requery,     // an ambiguous() read or remove could not decide (below): call begin_requery(), then
+                 // send the queries again, to every replica; answers to the first round's requests
+                 // are no longer taken (the caller drops them)
   };
   enum class Outcome : std::uint8_t { none, unknown };
 
@@ -112,6 +115,9 @@ class Quorum {
   void begin_store(const Tag& tag) noexcept;
   // read, on Action::write_back: the write-back is sent to targets().
   void begin_write_back() noexcept;
+  // On Action::requery: the request starts over at its query step, once (requeried()).
+  void begin_requery() noexcept;
+  bool requeried() const noexcept { return requeried_; }
 
   // Replicas (bit i: replica i) the current store or write-back goes to.
   std::uint32_t targets() const noexcept { return targets_; }
@@ -140,7 +146,11 @@ class Quorum {
   // replica the delete had not reached yet (node/floors.hpp). Then only replicas that hold exactly
   // that version count towards a read's majority (never one that superseded its write-back), and a
   // remove reports "present" only when a majority of its answers hold it, "absent" when a majority
-  // do not, and fails, storing nothing, when neither can be known.
+  // do not, and fails, storing nothing, when neither can be known. Such a failure is mostly a matter
+  // of timing: the value's replica answered before the delete reached it, the others after they had
+  // purged. So the request first starts over, once (Action::requery): a new read, linearizable by
+  // itself, inside the client's request; the first round stored nothing but a write-back of a value
+  // some replica held, refused where its tombstone was purged (node/floors.hpp).
   bool ambiguous() const noexcept { return newest_.value && floor_ != 0 && newest_.held.tag.counter <= floor_; }
 
  private:
@@ -173,6 +183,7 @@ class Quorum {
   std::uint32_t store_failed_ = 0;  // of the targets: answered without holding it, or not at all
   std::uint32_t not_sent_ = 0;      // of the targets: surely not applied (never left, or refused below a floor)
   bool one_round_ = false;
+  bool requeried_ = false;
   bool present_ = false;  // a remove's answer, when ambiguous()
   unsigned refused_ = 0;
   std::uint32_t missing_ = 0;

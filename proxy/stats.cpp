@@ -142,6 +142,7 @@ Snapshot snapshot(const Cluster& cluster, const ProxyCounters& counters) {
   s.write_backs = q.write_backs.load();
   s.spares_failed = q.spares_failed.load();
   s.spares_late = q.spares_late.load();
+  s.requeries = q.requeries.load();
   for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c) s.quorum_failures[c] = q.failures[c].load();
   s.quorum_p50_ms = q.latency.quantile(0.5) * 1000;
   s.quorum_p99_ms = q.latency.quantile(0.99) * 1000;
@@ -184,6 +185,11 @@ std::string render_prometheus(const Snapshot& s) {
          "counter");
   sample(out, "kvproxy_quorum_spares_asked_total", "reason=\"failed\"", s.spares_failed);
   sample(out, "kvproxy_quorum_spares_asked_total", "reason=\"late\"", s.spares_late);
+  header(out, "kvproxy_quorum_requeries_total",
+         "Reads and deletes that a purged tombstone left undecided (an old value on one replica, nothing "
+         "below the segment's floor on another), queried again.",
+         "counter");
+  sample(out, "kvproxy_quorum_requeries_total", "", s.requeries);
   header(out, "kvproxy_quorum_failures_total",
          "Requests that found no majority, by what the replicas missed had in common.", "counter");
   for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
@@ -311,7 +317,8 @@ std::string render_json(const Snapshot& s) {
   }
   out += "},\"write_backs\":" + std::to_string(s.write_backs) +
          ",\"spares_asked\":{\"failed\":" + std::to_string(s.spares_failed) +
-         ",\"late\":" + std::to_string(s.spares_late) + "},\"failures\":{";
+         ",\"late\":" + std::to_string(s.spares_late) + "},\"requeries\":" + std::to_string(s.requeries) +
+         ",\"failures\":{";
   for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
     out += (c ? ",\"" : "\"") + std::string(quorum_cause_name(static_cast<QuorumCause>(c))) +
            "\":" + std::to_string(s.quorum_failures[c]);
@@ -360,7 +367,8 @@ std::string render_html(const Snapshot& s) {
                            " of reads in one round trip)"
                      : std::string()) +
               " &middot; spares asked " + std::to_string(s.spares_failed) + " after a failure, " +
-              std::to_string(s.spares_late) + " after --spare-after-ms" +
+              std::to_string(s.spares_late) + " after --spare-after-ms" + " &middot; queried again " +
+              std::to_string(s.requeries) +
               " &middot; failures by cause:";
     for (std::size_t c = 0; c < QuorumCounters::kCauses; ++c)
       quorum += " " + std::string(quorum_cause_name(static_cast<QuorumCause>(c))) + " " + std::to_string(s.quorum_failures[c]);

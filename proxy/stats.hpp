@@ -51,6 +51,7 @@ struct Snapshot {
   std::array<std::array<std::uint64_t, QuorumCounters::kResults>, QuorumCounters::kOps> quorum{};
   std::uint64_t write_backs = 0;
   std::uint64_t spares_failed = 0, spares_late = 0;
+  std::uint64_t requeries = 0;
   std::array<std::uint64_t, QuorumCounters::kCauses> quorum_failures{};
   double quorum_p50_ms = 0, quorum_p99_ms = 0;
   const QuorumCounters* quorum_counters = nullptr;  // lives as long as the proxy

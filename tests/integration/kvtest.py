@@ -446,9 +446,9 @@ def proxy_ring(admin_port):
     return admin(admin_port, "GET", "/admin/ring")[1]
 
 
-def proxy_stats(admin_port):
-    """A kvproxy's /stats.json."""
-    return admin(admin_port, "GET", "/stats.json")[1]
+def proxy_stats(admin_port, host="127.0.0.1"):
+    """A kvproxy's /stats.json (its admin listener on `host`)."""
+    return json.loads(request(admin_port, "GET", "/stats.json", host=host, timeout=60)[2])
 
 
 def proxy_node_state(admin_port, node_id):

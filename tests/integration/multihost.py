@@ -50,8 +50,8 @@ import time
 import unittest
 
 import lintest
-from kvtest import (Cluster, RING_REBALANCE, differing_keys, holdings, node_health, node_state, owners, start_retrying_busy, wait_until,
-                    write_ring)
+from kvtest import (Cluster, RING_REBALANCE, differing_keys, holdings, node_health, node_state, owners, proxy_stats,
+                    start_retrying_busy, wait_until, write_ring)
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
 AE_INTERVAL_MS = 300  # the nodes' anti-entropy rounds, with replicas
@@ -608,7 +608,8 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
 def converge(c, timeout=30.0):
     """After a run healed, with the load stopped: how long until every node's own store (read on the
     node, not through a proxy) holds every key at the same version, or the keys still differing after
-    `timeout`: {"seconds": s or None, "differing": [...], "tombstones" and "purged": per node}."""
+    `timeout`: {"seconds": s or None, "differing": [...], "tombstones" and "purged": per node,
+    "requeries": per proxy}."""
     with open(c.hosts.token) as f:
         token = f.read().strip()
     started = time.monotonic()
@@ -626,4 +627,6 @@ def converge(c, timeout=30.0):
     health = {n.name: node_health(NODE_PORT, n.host.addr) for n in c.nodes}
     result["tombstones"] = {name: h["tombstones"] for name, h in health.items()}
     result["purged"] = {name: h.get("anti_entropy", {}).get("tombstones_purged", 0) for name, h in health.items()}
+    # Reads and deletes such a purge left undecided, asked again by each proxy (since its start).
+    result["requeries"] = {p.name: proxy_stats(p.admin[1], p.admin[0])["quorum"]["requeries"] for p in c.proxies}
     return result

@@ -49,6 +49,7 @@ class ReplicationTest(unittest.TestCase):
             self.assertEqual(metric(text, f'kvproxy_quorum_failures_total{{cause="{cause}"}}'), n)
         for reason, n in q["spares_asked"].items():
             self.assertEqual(metric(text, f'kvproxy_quorum_spares_asked_total{{reason="{reason}"}}'), n)
+        self.assertEqual(metric(text, "kvproxy_quorum_requeries_total"), q["requeries"])
         return q
 
     def test_every_replica_holds_each_write_and_delete(self):
@@ -301,6 +302,97 @@ class ReplicationTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: all(proxy_node_state(self.proxy.admin_port, n) == "UP" for n in ("n2", "n3")), 10))
         status, _, body = self.c.get("carol")
         self.assertEqual((status, json.loads(body)["value"]), (200, "v"))
+
+
+class PurgedTombstoneTest(unittest.TestCase):
+    """A read or delete that a purged tombstone leaves undecided asks again (proxy/quorum.hpp,
+    ambiguous()). Scripted replicas stand for the moment real ones only reach by timing: f1 answers
+    the first query with a value deleted meanwhile (the delete had not reached it yet), and every
+    later one with nothing, the tombstone since purged; f2 already purged it (nothing, below floor
+    9, and refuses the write-back of the old value under it); f3 is cut off. With the first answers
+    alone the request cannot know whether the value was deleted: it must query again, not fail."""
+
+    FLOOR = b"9"
+
+    def setUp(self):
+        self.h = harness(self)
+        self.queries = {}  # (replica, key) -> queries answered
+        self.stores = []   # (replica, request line)
+        self.failing, self.slow = set(), {}  # replicas whose write-back fails (500), or waits for an event
+
+    def answer(self, replica, line, headers):
+        method, target, _ = line.split(" ")
+        key = target.split("key=")[1]
+        nothing = (b"HTTP/1.1 404 Not Found\r\nX-KV-Version: 0.0\r\nX-KV-Floor: " + self.FLOOR +
+                   b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        if target.startswith("/replica/get"):
+            n = self.queries[(replica, key)] = self.queries.get((replica, key), 0) + 1
+            if replica == "f1" and n == 1:
+                body = b'{"status":"success","value":"deleted"}'
+                head = (b"HTTP/1.1 200 OK\r\nX-KV-Version: 5.1\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body))
+                return head if method == "HEAD" else head + body
+            return nothing if method == "GET" else nothing[:-2]
+        self.stores.append((replica, line))
+        if method == "POST" and replica in self.failing:
+            return b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}"
+        if method == "POST" and replica in self.slow:  # answers once the request has started over
+            self.slow[replica].wait(10)
+            return b"HTTP/1.1 200 OK\r\nX-KV-Version: 5.1\r\nX-KV-Applied: 1\r\nContent-Length: 2\r\n\r\n{}"
+        if method == "POST":  # a write-back of the old value: below the floor where the key holds nothing
+            return b"HTTP/1.1 409 Conflict\r\nX-KV-Floor: " + self.FLOOR + b"\r\nContent-Length: 2\r\n\r\n{}"
+        version = headers["x-kv-version"].encode()  # the delete's tombstone, above the floor: applied
+        return (b"HTTP/1.1 404 Not Found\r\nX-KV-Version: " + version + b"\r\nX-KV-Tombstone: 1\r\n"
+                b"X-KV-Applied: 1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+    def test_a_read_or_delete_a_purge_left_undecided_queries_again(self):
+        f1 = self.h.fake_node(lambda line, headers: self.answer("f1", line, headers))
+        f2 = self.h.fake_node(lambda line, headers: self.answer("f2", line, headers))
+        cut = socket.socket()  # f3: a port nothing listens on
+        cut.bind(("127.0.0.1", 0))
+        f3 = cut.getsockname()[1]
+        cut.close()
+        ring = write_ring(self.h.path("ring.yaml"), [("f1", f1.port), ("f2", f2.port), ("f3", f3)], replicas=3)
+        proxy = self.h.proxy(ring, checks=Cluster.CHECKS)
+        self.assertTrue(wait_until(lambda: proxy_node_state(proxy.admin_port, "f3") == "DOWN", 10))
+        c = Client(proxy.port)
+        self.addCleanup(c.close)
+
+        status, headers, body = c.get("gone")
+        self.assertEqual(status, 404, body)  # not the deleted value, and not a 503
+        self.assertEqual(self.queries[("f1", "gone")], 2)
+        self.assertIn(("f2", "POST /replica/put?key=gone HTTP/1.1"), self.stores)  # the first round's write-back
+
+        status, headers, body = c.delete("gone-too")
+        self.assertEqual(status, 404, body)  # it found nothing to delete; its tombstone is stored
+        self.assertEqual(self.queries[("f1", "gone-too")], 2)
+        self.assertEqual(sorted(r for r, line in self.stores if line.startswith("DELETE /replica/del?key=gone-too")),
+                         ["f1", "f2"])
+
+        q = proxy_stats(proxy.admin_port)["quorum"]
+        self.assertEqual(q["requeries"], 2)
+        self.assertEqual(metric(metrics(proxy.admin_port), "kvproxy_quorum_requeries_total"), 2)
+        self.assertEqual((q["requests"]["get"]["failed"], q["requests"]["del"]["failed"]), (0, 0))
+
+    def test_a_replica_still_busy_with_the_first_round_is_queried_once_it_is_done(self):
+        # Five replicas, all asked at once: f1 has the old value, f2-f5 nothing below the floor. The
+        # write-back fails on f2-f4 and waits on f5, so the request starts over while f5's write-back
+        # is under way; f5's query must follow it, and the write-back's late answer must not count.
+        fakes = {f"f{i}": self.h.fake_node(lambda line, headers, r=f"f{i}": self.answer(r, line, headers))
+                 for i in range(1, 6)}
+        self.failing, self.slow = {"f2", "f3", "f4"}, {"f5": threading.Event()}
+        ring = write_ring(self.h.path("ring.yaml"), [(r, f.port) for r, f in sorted(fakes.items())], replicas=5)
+        proxy = self.h.proxy(ring, checks=Cluster.CHECKS, extra=["--spare-after-ms", "0"])
+        c = Client(proxy.port)
+        self.addCleanup(c.close)
+        self.addCleanup(self.slow["f5"].set)
+        status, _, body = c.get("gone")
+        self.assertEqual(status, 404, body)  # the second round: f1-f4 found nothing
+        self.assertEqual(self.queries.get(("f5", "gone")), 1)  # f5's second query waits for its write-back
+        self.slow["f5"].set()
+        self.assertTrue(wait_until(lambda: self.queries.get(("f5", "gone")) == 2, 10))
+        self.assertEqual(proxy_stats(proxy.admin_port)["quorum"]["requeries"], 1)
+        self.assertEqual(c.get("gone")[0], 404)  # the coordinator was left in a state to reuse
 
 
 class ClockSkewTest(unittest.TestCase):

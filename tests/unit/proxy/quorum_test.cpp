@@ -338,6 +338,56 @@ TEST_CASE("quorum: a value not above a floor another replica reports counts only
     CHECK(q.targets() == 0b110);
     q.on_reply(1, {Kind::below_floor, {}});
     q.on_reply(2, stored_at(12));  // superseded by a newer write: not a holder of 5
+    REQUIRE(q.action() == Action::requery);  // undecided: asked once more, not failed yet
+    q.on_reply(0, value(5));                 // no answer is taken until the requery begins
+    q.begin_requery();
+    CHECK(q.requeried());
+    CHECK(q.action() == Action::wait);
+    CHECK(q.floor() == 0);
+    CHECK(q.targets() == 0);
+    SECTION("the second round sees the newer write: ABD as usual") {
+      q.on_reply(2, value(12));
+      q.on_reply(1, purged(9));
+      REQUIRE(q.action() == Action::write_back);
+      CHECK_FALSE(q.ambiguous());
+      q.begin_write_back();
+      q.on_reply(0, stored_at(12));
+      CHECK(q.action() == Action::answer);
+      CHECK(q.newest().held.tag == Tag{12, 1});
+    }
+    SECTION("the second round undecided too: it fails") {
+      q.on_reply(0, value(5));
+      q.on_reply(1, purged(9));
+      q.begin_write_back();
+      q.on_reply(1, {Kind::below_floor, {}});
+      q.on_reply(2, kNotSent);
+      CHECK(q.action() == Action::fail);
+      CHECK(q.missing() == 0b110);
+    }
+  }
+  SECTION("a read whose first round found the value before the delete, the second the purge: 404") {
+    Quorum q(QuorumKind::read, 3);
+    q.on_reply(0, value(5));
+    q.on_reply(1, purged(9));
+    q.begin_write_back();
+    q.on_reply(1, {Kind::below_floor, {}});
+    q.on_reply(2, kNotSent);  // the third is cut off
+    REQUIRE(q.action() == Action::requery);
+    q.begin_requery();
+    q.on_reply(2, kNotSent);
+    q.on_reply(0, purged(9));  // the delete reached it, and its tombstone was purged since
+    q.on_reply(1, purged(9));
+    CHECK(q.action() == Action::answer);
+    CHECK(q.one_round());
+    CHECK_FALSE(q.newest().value);
+  }
+  SECTION("a replica that failed outright, not undecided: no requery") {
+    Quorum q(QuorumKind::read, 3);
+    q.on_reply(0, value(5));
+    q.on_reply(1, value(7));
+    q.begin_write_back();
+    q.on_reply(0, kFailed);
+    q.on_reply(2, kNotSent);
     CHECK(q.action() == Action::fail);
   }
   SECTION("a read: a majority that holds exactly that version answers") {
@@ -379,9 +429,25 @@ TEST_CASE("quorum: a value not above a floor another replica reports counts only
     unknown.on_reply(0, value(5));
     unknown.on_reply(1, purged(9));
     unknown.on_reply(2, kFailed);
+    REQUIRE(unknown.action() == Action::requery);  // asked once more first
+    unknown.begin_requery();
+    unknown.on_reply(0, value(5));
+    unknown.on_reply(1, purged(9));
+    unknown.on_reply(2, kFailed);
     CHECK(unknown.action() == Action::fail);
     CHECK(unknown.outcome() == Quorum::Outcome::none);
     CHECK(unknown.missing() == 0b100);
+
+    Quorum settled(QuorumKind::remove, 3);  // the second round finds the delete's tombstone
+    settled.on_reply(0, value(5));
+    settled.on_reply(1, purged(9));
+    settled.on_reply(2, kNotSent);
+    REQUIRE(settled.action() == Action::requery);
+    settled.begin_requery();
+    settled.on_reply(0, tombstone(9));
+    settled.on_reply(1, purged(9));
+    REQUIRE(settled.action() == Action::store);
+    CHECK_FALSE(settled.present());
   }
 }
 
