@@ -51,7 +51,7 @@ import unittest
 
 import lintest
 from kvtest import (Cluster, RING_REBALANCE, differing_keys, holdings, node_health, node_state, owners, proxy_stats,
-                    start_retrying_busy, wait_until, write_ring)
+                    request, start_retrying_busy, wait_until, write_ring)
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
 AE_INTERVAL_MS = 300  # the nodes' anti-entropy rounds, with replicas
@@ -569,13 +569,43 @@ REPLICATED_NEMESES = {**NEMESES, "wipe-node": _wipe_node, "proxy-minority": _pro
 KEEP_A_MAJORITY = ("isolate-node", "proxy-cut-off", "kill-node", "stop-node", "wipe-node")
 
 
+class FloorWatch(lintest.histcheck.Recorder):
+    """A Recorder that, when a request fails on a segment floor (a 503 whose detail names X-KV-Floor,
+    node/floors.hpp), reads at once what every node holds of that key (/replica/get on each: status,
+    version, tombstone, floor), for the run's summary ("floor_failures", the first five): what the
+    replicas held when the quorum could not decide."""
+
+    def __init__(self, c):
+        super().__init__()
+        with open(c.hosts.token) as f:
+            self._token = f.read().strip()
+        self._nodes = list(c.nodes) + list(c.spares)
+        self.snapshots = []
+
+    def _held(self, node, key):
+        try:
+            status, h, _ = request(NODE_PORT, "GET", f"/replica/get?key={key}", host=node.host.addr,
+                                   token=self._token, timeout=1.0)
+        except OSError as e:
+            return str(e)
+        return [status, h.get("X-KV-Version"), h.get("X-KV-Tombstone"), h.get("X-KV-Floor")]
+
+    def complete(self, handle, outcome, value=None, **extra):
+        super().complete(handle, outcome, value, **extra)
+        if "X-KV-Floor" in extra.get("detail", "") and len(self.snapshots) < 5:
+            with self._lock:
+                key = self._ops[handle]["key"]
+            self.snapshots.append({"key": key, "at": time.monotonic(),
+                                   "held": {n.name: self._held(n, key) for n in self._nodes}})
+
+
 def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=20000, max_rounds=MAX_ROUNDS):
     """One run on MultiHostCluster `c`: lintest's workload through every proxy on keys of its own
     (`keys_per_node` per node, named after the nemesis), the nemesis for `seconds`, heal, final reads
     through every proxy, tools/histcheck.py. Returns (summary, recorder, result) as lintest.run. The
     suite's bounds (operations per client, faults per run) are lifted with None for long runs."""
     rnd = random.Random(seed)
-    recorder = lintest.histcheck.Recorder()
+    recorder = FloorWatch(c) if c.replicas > 1 else lintest.histcheck.Recorder()
     keys = [k for ks in c.keys_per_node(nemesis, keys_per_node).values() for k in ks]
     proxies = [p.addr for p in c.proxies]
     load = lintest.Workload(proxies, keys, clients, recorder, seed=seed, max_ops=max_ops).start()
@@ -602,6 +632,8 @@ def lin_run(c, nemesis, seconds, keys_per_node=3, clients=6, seed=1, max_ops=200
     summary.update(nemesis=nemesis, seconds=round(final_started - started, 1), log=log,
                    workload_errors=load.errors, replicas=c.replicas, not_ok=lintest.not_ok(recorder),
                    converged=converged)
+    if getattr(recorder, "snapshots", None):
+        summary["floor_failures"] = recorder.snapshots
     return summary, recorder, result
 
 

@@ -202,7 +202,8 @@ class LinearizableAcrossHostsTest(unittest.TestCase):
                 # set throughout (one node killed at most, never where a side has replicas 1): no request
                 # may fail.
                 self.assertEqual(summary["not_ok"], {}, f"{nemesis}: a request failed while its key kept a majority "
-                                 f"of both sets: {[o for o in recorder.ops() if o['outcome'] != 'ok'][:5]}")
+                                 f"of both sets: {[o for o in recorder.ops() if o['outcome'] != 'ok'][:5]}; "
+                                 f"held on a floor failure: {summary.get('floor_failures')}")
 
 
 if __name__ == "__main__":
