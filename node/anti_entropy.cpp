@@ -381,7 +381,8 @@ std::string AntiEntropy::health_fields() const {
          ",\"peers\":" + std::to_string(peers_.size()) + ",\"tombstones_purged\":" + std::to_string((trees_.floors() ? trees_.floors()->purged() : 0)) +
          ",\"purge_failures\":" + std::to_string(purge_failures_.load(std::memory_order_relaxed)) +
          ",\"purge_retries\":" + std::to_string(purge_retries_.load(std::memory_order_relaxed)) +
-         ",\"purges_pending\":" + std::to_string(pending_size_.load(std::memory_order_relaxed)) + "}";
+         ",\"purges_pending\":" + std::to_string(pending_size_.load(std::memory_order_relaxed)) +
+         ",\"purging\":" + (options_.purge ? "true" : "false") + "}";
 }
 
 std::string AntiEntropy::render() const {

@@ -59,14 +59,21 @@
 // (Quorum::Action::requery): by then the replica that was late has the delete, or the value is held
 // by a majority. The second round is a read of its own, inside the client's request, and the first
 // stored nothing a purge did not allow (a write-back of the old value is refused by the floor where
-// the key was purged). Across ring changes purging is not validated: in 2 of 12 release runs since,
-// a read in the multi-host suite's change-replace (n2, n3 replaced by n4, n5 and back) found two
-// replicas holding nothing below the floor and a third an older value, in both rounds. A suspect: a
-// node that left a key's set and joins it again may hold a value written to it after it dropped the
-// range (a straggling store), of a key deleted and purged meanwhile where it was not a replica; the
-// copy into it brings nothing for a purged key, and the floors it has are not its new peers'. The
-// suite now records what every node held at such a failure (multihost.FloorWatch). Purging stays off
-// by default.
+// the key was purged). Across ring changes purging is unsafe, and the suite shows how (multihost's
+// FloorWatch and history, change-replace, during R = {n1,n4,n5} -> A = {n1,n2,n3}): a proxy already
+// storing to both sets put V (tag ...293) on all five; a delete (tombstone ...297) reached n1, n4
+// and n5 only (most likely from a proxy still on R alone); n1, still exchanging by R, found that set
+// equal and purged it
+// 25 ms later, floors raised to ...297 on n1, n4, n5. n2 and n3, replicas of the key in A, still held
+// V: a majority of A holding exactly a deleted value, which a read by A alone returns once the change
+// ends (the copy brings nothing for a purged key; without purging it brings the tombstone), and
+// which anti-entropy would pull into n1 (a pull is checked against the floors only when they rose
+// meanwhile). The runs caught it as reads failing on the joint quorum (V on n2, n3; nothing below
+// the floor on n1, n4) before new writes covered V. The evidence of a purge must cover every replica
+// a proxy may ask, and during a change that is the union of the old and new sets: the fix to build is
+// no purge from the start of a change (before any proxy stores to the new set, in-flight purges
+// finished) to its end. Until then purging stays off by default, and ring-rebalance apply refuses to
+// start or go on while a node of either ring purges (its /health: "purging").
 //
 // Floors only rise. They are kept in the store's meta records (node/floor/<segment, 4 hex digits>),
 // one per segment that has one. Thread-safe.

@@ -148,6 +148,15 @@ std::optional<std::string> NodeAdmin::ring_running() {
   return r.body.substr(from, to == std::string::npos ? std::string::npos : to - from);
 }
 
+bool NodeAdmin::purges_tombstones() {
+  try {
+    const HttpResponse r = exchange_("GET", "/health", {}, "text/plain");
+    return r.status == 200 && r.body.find("\"purging\":true") != std::string::npos;
+  } catch (const std::exception&) {
+    return false;  // not answering: it purges nothing while down
+  }
+}
+
 bool NodeAdmin::adopt_ring(std::string_view yaml) {
   const auto r = call(exchange_, retry_, label_, "POST", rebalance::kNodeRingPath, yaml, "application/yaml");
   // "adopting": in place (kvnode since 2026-12); "restarting": by starting again (kvnode before).

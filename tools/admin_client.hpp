@@ -97,6 +97,9 @@ class NodeAdmin {
   // The fingerprint of the ring the node runs on, when it runs on a ring of its own (kvnode --ring:
   // its /health names it), which its anti-entropy follows when the ring has replicas.
   std::optional<std::string> ring_running();
+  // Whether the node purges tombstones (kvnode --purge-tombstones: its /health says "purging":true);
+  // false when it does not answer (asked once, no retry).
+  bool purges_tombstones();
   // POST /admin/ring: the node adopts the ring `yaml`; true when it is adopting it (false: it runs on
   // that ring already).
   bool adopt_ring(std::string_view yaml);

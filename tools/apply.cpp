@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "common/config.hpp"
 #include "common/rebalance.hpp"
 #include "common/ring.hpp"
 #include "common/ring_change.hpp"
@@ -43,6 +44,7 @@ class Apply {
 
   int run() {
     if (!plan()) return 0;
+    if (replicated_) refuse_purging_nodes();
     const Resume where = where_proxies_stand();
     if (where.start == StartAt::clear) clear_new_owners();
     else log_.line(where.resuming_line());
@@ -158,6 +160,24 @@ class Apply {
     const HashRange whole_ring{0, ~std::uint64_t{0}};
     for (const auto& n : to_nodes_) nodes_.node(n.id, n.address).drop(Drop::tombstones, {&whole_ring, 1});
     log_.step("purged the tombstones on the " + std::to_string(to_nodes_.size()) + " nodes of NEW");
+  }
+
+  // A node that purges tombstones does so on the evidence of its own ring's replica sets, while a
+  // change's requests go to the union of the old and the new set: it may purge a tombstone that a
+  // member new to the set never received, which then holds the deleted value (node/floors.hpp). So
+  // no change starts, or goes on, while a node of either ring that answers purges. A node that does
+  // not answer is not asked (it purges nothing while down).
+  void refuse_purging_nodes() {
+    std::vector<std::string> seen;
+    for (const auto* list : {&from_nodes_, &to_nodes_})
+      for (const auto& n : *list) {
+        if (std::find(seen.begin(), seen.end(), n.id) != seen.end()) continue;
+        seen.push_back(n.id);
+        if (nodes_.node(n.id, n.address).purges_tombstones())
+          throw ConfigError("apply refused: " + n.id + " (" + n.address.str() +
+                            ") purges tombstones (kvnode --purge-tombstones), which is unsafe across a ring change "
+                            "(node/floors.hpp): start the nodes without it, then run apply");
+      }
   }
 
   // Nodes whose anti-entropy follows their own --ring adopt NEW (node/replication.hpp: each in place,

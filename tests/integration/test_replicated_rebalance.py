@@ -299,8 +299,9 @@ class ApplyTest(unittest.TestCase):
         # replica of every key holds it (n4 rebuilt what it had not been copied, if anything).
         self.verify(new, static, load)
 
-    def ring_following_cluster(self, old_members, new_members, all_members):
-        """Nodes each on a ring file of their own (those of NEW only on NEW), one proxy on OLD."""
+    def ring_following_cluster(self, old_members, new_members, all_members, node_extra=()):
+        """Nodes each on a ring file of their own (those of NEW only on NEW), one proxy on OLD; each
+        kvnode with `node_extra` too."""
         self.cluster = Cluster(self.h, [])
         ports = dict(zip(all_members, free_ports(len(all_members))))
         old = write_ring(self.h.path("old.yaml"), [(n, ports[n]) for n in old_members], replicas=3)
@@ -312,11 +313,27 @@ class ApplyTest(unittest.TestCase):
                 dst.write(src.read())
             self.node_args[n] = (n, self.h.path(f"{n}-data"))
             self.cluster.nodes[n] = self.h.node(n, self.h.path(f"{n}-data"), port=ports[n],
-                                                extra=["--ring", ring, "--anti-entropy-interval-ms", "200"])
+                                                extra=["--ring", ring, "--anti-entropy-interval-ms", "200", *node_extra])
         self.cluster.start_proxy(old, own_copy="proxy0.yaml", checks={"interval": 200})
         self.assertTrue(wait_until(lambda: all(node_health(self.cluster.nodes[n].port).get("state") == "serving"
                                                for n in old_members), 20))
         return old, new, ports
+
+    def test_apply_refuses_nodes_that_purge_tombstones(self):
+        # A node purges on the evidence of its own ring's sets while a change's requests go to the
+        # union of the old and new sets: it could purge a tombstone a new member never got, which
+        # then holds the deleted value (node/floors.hpp). So apply starts nothing.
+        old, new, ports = self.ring_following_cluster(["n1", "n2", "n3"], ["n1", "n2", "n3", "n4"],
+                                                      ["n1", "n2", "n3", "n4"], node_extra=["--purge-tombstones"])
+        self.assertTrue(node_health(ports["n1"])["anti_entropy"]["purging"])
+        res = ring_rebalance("apply", "--from", old, "--to", new, *self.cluster.admin_args(), timeout=60)
+        self.assertEqual(res.returncode, 2, res.stderr)
+        self.assertEqual(res.stderr.strip().splitlines()[-1],
+                         f"ring-rebalance: apply refused: n1 (127.0.0.1:{ports['n1']}) purges tombstones "
+                         "(kvnode --purge-tombstones), which is unsafe across a ring change (node/floors.hpp): "
+                         "start the nodes without it, then run apply")
+        self.assertEqual(migration(self.cluster.admin)["phase"], "none")  # no proxy took a step
+        self.assertEqual(node_health(ports["n1"])["ring"], fingerprint(old))  # no node adopted NEW
 
     def test_nodes_adopt_the_ring_while_another_is_down(self):
         # n3 killed just before apply, under load. Every node of OLD shares every key's set; n1 and n2
