@@ -155,7 +155,7 @@ void Coordinator::on_node_answer(NodeExchange& x) {
   if (lane.round != round_) {
     x.backend().stats.latency.observe_ns(static_cast<std::uint64_t>((Clock::now() - lane.sent).count()));
     x.release();
-    if (stale(i)) return;
+    return drop_stale(i);
   }
   const bool remove = kind_ == QuorumKind::remove || (kind_ == QuorumKind::read && quorum_.newest().held.tombstone);
   const ReplicaReply r = lane.storing ? store_reply(x.answer(), remove) : query_reply(x.answer());
@@ -194,7 +194,7 @@ void Coordinator::on_node_failure(NodeExchange& x, NodeExchange::Failure f, cons
   const unsigned i = lane_of(x);
   Lane& lane = *lanes_[i];
   lane.busy = false;
-  if (lane.round != round_ && stale(i)) return;
+  if (lane.round != round_) return drop_stale(i);
   if (lane.forced) {  // asked although marked down: the mark stays the cause
     reasons_[i] = "marked down; asked all the same: " + detail;
   } else {
@@ -258,14 +258,13 @@ void Coordinator::ask_spares(bool late) {
 
 // The answer (or failure) of a round before a requery says nothing of the new round: dropped. The
 // lane's query of the new round leaves now, if due.
-bool Coordinator::stale(unsigned i) {
+void Coordinator::drop_stale(unsigned i) {
   Lane& lane = *lanes_[i];
   if (lane.query_waiting) {
     lane.query_waiting = false;
     send_query(i);
   }
   settle();
-  return true;
 }
 
 void Coordinator::requery() {

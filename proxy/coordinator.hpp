@@ -102,9 +102,9 @@ class Coordinator final : NodeExchange::Listener {
   void hold_in_reserve(unsigned i);  // replica i is marked down: not asked unless needed
   void call_reserves();              // the others ended undecided: ask the ones held in reserve
   bool has_spares() const noexcept;
-  void ask_spares(bool late);  // an asked replica failed (or, late, spare_at_ passed): ask the spares
-  void requery();              // Action::requery: the queries again, to every replica
-  bool stale(unsigned i);      // lane i's exchange ended, of a round before a requery: dropped
+  void ask_spares(bool late);   // an asked replica failed (or, late, spare_at_ passed): ask the spares
+  void requery();               // Action::requery: the queries again, to every replica
+  void drop_stale(unsigned i);  // lane i's exchange, of a round before a requery, ended: dropped
   void settle();
 
   Worker& w_;
