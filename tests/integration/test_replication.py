@@ -319,6 +319,8 @@ class PurgedTombstoneTest(unittest.TestCase):
         self.queries = {}  # (replica, key) -> queries answered
         self.stores = []   # (replica, request line)
         self.failing, self.slow = set(), {}  # replicas whose write-back fails (500), or waits for an event
+        self.query_fails = set()  # replicas whose first query fails (500)
+        self.stored = {}  # replica of self.slow -> an event set when its write-back arrived
 
     def answer(self, replica, line, headers):
         method, target, _ = line.split(" ")
@@ -327,6 +329,8 @@ class PurgedTombstoneTest(unittest.TestCase):
                    b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
         if target.startswith("/replica/get"):
             n = self.queries[(replica, key)] = self.queries.get((replica, key), 0) + 1
+            if n == 1 and replica in self.query_fails:
+                return b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}"
             if replica == "f1" and n == 1:
                 body = b'{"status":"success","value":"deleted"}'
                 head = (b"HTTP/1.1 200 OK\r\nX-KV-Version: 5.1\r\nContent-Type: application/json\r\n"
@@ -335,8 +339,11 @@ class PurgedTombstoneTest(unittest.TestCase):
             return nothing if method == "GET" else nothing[:-2]
         self.stores.append((replica, line))
         if method == "POST" and replica in self.failing:
+            for event in self.stored.values():  # fails once the slow replicas' write-backs are under way
+                event.wait(10)
             return b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}"
         if method == "POST" and replica in self.slow:  # answers once the request has started over
+            self.stored[replica].set()
             self.slow[replica].wait(10)
             return b"HTTP/1.1 200 OK\r\nX-KV-Version: 5.1\r\nX-KV-Applied: 1\r\nContent-Length: 2\r\n\r\n{}"
         if method == "POST":  # a write-back of the old value: below the floor where the key holds nothing
@@ -375,20 +382,25 @@ class PurgedTombstoneTest(unittest.TestCase):
         self.assertEqual((q["requests"]["get"]["failed"], q["requests"]["del"]["failed"]), (0, 0))
 
     def test_a_replica_still_busy_with_the_first_round_is_queried_once_it_is_done(self):
-        # Five replicas, all asked at once: f1 has the old value, f2-f5 nothing below the floor. The
-        # write-back fails on f2-f4 and waits on f5, so the request starts over while f5's write-back
-        # is under way; f5's query must follow it, and the write-back's late answer must not count.
+        # Five replicas, all asked at once: f1 has the old value, f2 and f3 nothing below the floor, and
+        # f4 and f5 fail their first query, so the first round's majority is f1-f3 whatever the order
+        # of the answers. The write-back waits on f5, and fails on f2-f4 once f5's is under way, so the
+        # request starts over while f5's write-back is under way; f5's query must follow it, and the
+        # write-back's late answer must not count.
         fakes = {f"f{i}": self.h.fake_node(lambda line, headers, r=f"f{i}": self.answer(r, line, headers))
                  for i in range(1, 6)}
         self.failing, self.slow = {"f2", "f3", "f4"}, {"f5": threading.Event()}
+        self.query_fails, self.stored = {"f4", "f5"}, {"f5": threading.Event()}
         ring = write_ring(self.h.path("ring.yaml"), [(r, f.port) for r, f in sorted(fakes.items())], replicas=5)
         proxy = self.h.proxy(ring, checks=Cluster.CHECKS, extra=["--spare-after-ms", "0"])
         c = Client(proxy.port)
         self.addCleanup(c.close)
         self.addCleanup(self.slow["f5"].set)
+        self.addCleanup(self.stored["f5"].set)
         status, _, body = c.get("gone")
         self.assertEqual(status, 404, body)  # the second round: f1-f4 found nothing
         self.assertEqual(self.queries.get(("f5", "gone")), 1)  # f5's second query waits for its write-back
+        self.assertIn(("f5", "POST /replica/put?key=gone HTTP/1.1"), self.stores)
         self.slow["f5"].set()
         self.assertTrue(wait_until(lambda: self.queries.get(("f5", "gone")) == 2, 10))
         self.assertEqual(proxy_stats(proxy.admin_port)["quorum"]["requeries"], 1)
