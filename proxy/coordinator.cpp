@@ -21,8 +21,7 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
   const unsigned n = quorum_.size();
   target_.assign(target);
   put_body_.assign(kind == QuorumKind::write ? put_body : std::string_view());
-  newest_body_.clear();
-  newest_status_ = refused_status_ = 0;
+  refused_status_ = 0;
   refused_body_.clear();
   // A smallest quorum of the replicas up is asked, the first in placement order; the others up are
   // spares (all asked when spare_after is 0). Replicas marked down are held in reserve (send_query).
@@ -37,21 +36,16 @@ void Coordinator::start(Client& client, QuorumKind kind, std::span<Backend* cons
   const QuorumSystem& qs = quorum_.system();
   const std::uint32_t ask =
       w_.opt.spare_after.count() > 0 ? qs.first_quorum(qs.is_quorum(serving) ? serving : up) : qs.all();
-  spare_wanted_ = false;
-  spare_at_ = Clock::time_point::max();
-  ++round_;
   for (unsigned i = 0; i < n; ++i) {
     replicas_[i] = replicas[i];
-    reasons_[i].clear();
-    faults_[i] = QuorumCause::mixed;  // until a fault says what it was
     if (!lanes_[i]) lanes_[i] = std::make_unique<Lane>(w_, static_cast<NodeExchange::Listener&>(*this));
+  }
+  begin_round();  // every lane idle: none has a query waiting
+  for (unsigned i = 0; i < n; ++i) {
     // Every lane is busy before the first request leaves: a connect that fails at once may decide the
     // step, and a store then waits for the lanes whose query has not left yet.
     lanes_[i]->busy = true;
-    lanes_[i]->store_waiting = false;
     lanes_[i]->storing = false;
-    lanes_[i]->reserved = lanes_[i]->forced = false;
-    lanes_[i]->spare = lanes_[i]->query_waiting = false;
     if ((up & ~ask) & (1u << i)) {
       lanes_[i]->busy = false;
       lanes_[i]->spare = true;
@@ -267,9 +261,9 @@ void Coordinator::drop_stale(unsigned i) {
   settle();
 }
 
-void Coordinator::requery() {
-  w_.counters.quorum.requeries.fetch_add(1, std::memory_order_relaxed);
-  quorum_.begin_requery();
+// A round's state, fresh: answers of the rounds before are dropped (round_), and a lane still busy
+// with one sends its query when it ends.
+void Coordinator::begin_round() {
   ++round_;
   newest_body_.clear();
   newest_status_ = 0;
@@ -278,10 +272,16 @@ void Coordinator::requery() {
   for (unsigned i = 0; i < quorum_.size(); ++i) {
     Lane& lane = *lanes_[i];
     reasons_[i].clear();
-    faults_[i] = QuorumCause::mixed;
+    faults_[i] = QuorumCause::mixed;  // until a fault says what it was
     lane.store_waiting = lane.reserved = lane.forced = lane.spare = false;
     lane.query_waiting = lane.busy;
   }
+}
+
+void Coordinator::requery() {
+  w_.counters.quorum.requeries.fetch_add(1, std::memory_order_relaxed);
+  quorum_.begin_requery();
+  begin_round();
   for (unsigned i = 0; i < quorum_.size(); ++i)
     if (!lanes_[i]->query_waiting) send_query(i);
 }

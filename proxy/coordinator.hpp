@@ -103,6 +103,7 @@ class Coordinator final : NodeExchange::Listener {
   void call_reserves();              // the others ended undecided: ask the ones held in reserve
   bool has_spares() const noexcept;
   void ask_spares(bool late);   // an asked replica failed (or, late, spare_at_ passed): ask the spares
+  void begin_round();           // at start() and at a requery: the round's state, fresh
   void requery();               // Action::requery: the queries again, to every replica
   void drop_stale(unsigned i);  // lane i's exchange, of a round before a requery, ended: dropped
   void settle();

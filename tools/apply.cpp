@@ -168,11 +168,10 @@ class Apply {
   // no change starts, or goes on, while a node of either ring that answers purges. A node that does
   // not answer is not asked (it purges nothing while down).
   void refuse_purging_nodes() {
-    std::vector<std::string> seen;
+    std::set<std::string> seen;
     for (const auto* list : {&from_nodes_, &to_nodes_})
       for (const auto& n : *list) {
-        if (std::find(seen.begin(), seen.end(), n.id) != seen.end()) continue;
-        seen.push_back(n.id);
+        if (!seen.insert(n.id).second) continue;
         if (nodes_.node(n.id, n.address).purges_tombstones())
           throw ConfigError("apply refused: " + n.id + " (" + n.address.str() +
                             ") purges tombstones (kvnode --purge-tombstones), which is unsafe across a ring change "
