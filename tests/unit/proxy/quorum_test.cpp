@@ -324,6 +324,15 @@ ReplicaReply purged(std::uint64_t floor) {
   return r;
 }
 ReplicaReply stored_at(std::uint64_t counter) { return {Kind::stored, Found{Held{Tag{counter, 1}, false}, true}}; }
+// One round of a read that cannot decide: replica 0 holds 5, replica 1 purged the key under floor 9
+// and refuses the write-back below it, replica 2 is cut off.
+void undecided_round(Quorum& q) {
+  q.on_reply(0, value(5));
+  q.on_reply(1, purged(9));
+  q.begin_write_back();
+  q.on_reply(1, {Kind::below_floor, {}});
+  q.on_reply(2, kNotSent);
+}
 
 }  // namespace
 
@@ -356,22 +365,14 @@ TEST_CASE("quorum: a value not above a floor another replica reports counts only
       CHECK(q.newest().held.tag == Tag{12, 1});
     }
     SECTION("the second round undecided too: it fails") {
-      q.on_reply(0, value(5));
-      q.on_reply(1, purged(9));
-      q.begin_write_back();
-      q.on_reply(1, {Kind::below_floor, {}});
-      q.on_reply(2, kNotSent);
+      undecided_round(q);
       CHECK(q.action() == Action::fail);
       CHECK(q.missing() == 0b110);
     }
   }
   SECTION("a read whose first round found the value before the delete, the second the purge: 404") {
     Quorum q(QuorumKind::read, 3);
-    q.on_reply(0, value(5));
-    q.on_reply(1, purged(9));
-    q.begin_write_back();
-    q.on_reply(1, {Kind::below_floor, {}});
-    q.on_reply(2, kNotSent);  // the third is cut off
+    undecided_round(q);
     REQUIRE(q.action() == Action::requery);
     q.begin_requery();
     q.on_reply(2, kNotSent);
