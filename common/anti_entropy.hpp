@@ -98,6 +98,9 @@ inline constexpr std::string_view kRememberedField = "X-KV-Remembered";
 inline constexpr std::string_view kStateField = "X-KV-State";
 inline constexpr std::string_view kNone = "none";
 inline constexpr std::string_view kExpectField = "X-KV-Expect-Incarnation";
+// On a tree answer: purges are paused on the asked node for the ring change named (node/purge_pause.hpp).
+// The asker takes no evidence for that set from the round: every purge would need that node.
+inline constexpr std::string_view kPurgesPausedField = "X-KV-Purges-Paused";
 inline constexpr std::string_view kNextSegmentField = "X-KV-Next-Segment";
 
 inline constexpr std::string_view kTreePath = "/replica/tree";

@@ -49,6 +49,11 @@ inline constexpr std::string_view kDropPath = "/admin/drop";      // ?what=data|
 // {"status":"success","adopting":true|false,"restarting":false} (adopting false: it runs on that ring
 // already; "restarting" is always false now, kept for rebalancers from when a node started again).
 inline constexpr std::string_view kNodeRingPath = "/admin/ring";
+// POST ?pause=CHANGE | ?resume=CHANGE: tombstone purges paused for a ring change (node/purge_pause.hpp).
+// A pause answers once no purge of the node is under way; it is durable. A resume must name the
+// change paused for (409 otherwise). Answer {"status":"success","purges_paused":"CHANGE"|null}.
+inline constexpr std::string_view kNodePurgesPath = "/admin/purges";
+inline constexpr std::string_view kPauseParam = "pause", kResumeParam = "resume";
 inline constexpr std::string_view kLimitParam = "limit", kMaxBytesParam = "max_bytes", kAfterParam = "after";
 inline constexpr std::string_view kWhatParam = "what";
 // versions=1 on scan and ingest: versioned records (transfer.hpp), tombstones included, newer wins.

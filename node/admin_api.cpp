@@ -5,6 +5,8 @@
 
 #include <boost/beast/http/field.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <vector>
 
@@ -48,8 +50,9 @@ void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res)
   const auto path = target_path(target);
   if (!authorized(req, res)) return;
   const bool ring = path == rebalance::kNodeRingPath && adopt_ring_;
+  const bool purges = path == rebalance::kNodePurgesPath && pause_;
   if (path != rebalance::kScanPath && path != rebalance::kCountPath && path != rebalance::kIngestPath &&
-      path != rebalance::kDropPath && !ring) {
+      path != rebalance::kDropPath && !ring && !purges) {
     http::error_answer(res, status::not_found, "Not found");
     return;
   }
@@ -59,6 +62,7 @@ void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res)
     auto [code, answer] = adopt_ring_(body);
     return http::json_answer(res, static_cast<status>(code), std::move(answer));
   }
+  if (purges) return this->purges(target, res);
   if (path == rebalance::kIngestPath) return ingest(target, body, res);
 
   // The others take a range list, checked before their own parameters.
@@ -106,6 +110,37 @@ void AdminApi::ingest(std::string_view target, std::string_view body, http::Stri
   http::json_answer(res, status::ok,
                 "{\"status\":\"success\",\"written\":" + std::to_string(written) + ",\"skipped\":" + std::to_string(skipped) +
                     ",\"conflicts\":" + std::to_string(conflicts) + "}");
+}
+
+// ?pause=CHANGE: answers once no purge of this node is under way, none to start until ?resume=CHANGE.
+// A resume names the change it ends, so that a rebalancer of an older change cannot end a newer one's
+// pause. The change is a ring fingerprint, or any name of [0-9A-Za-z._-], 1 to 64 characters.
+void AdminApi::purges(std::string_view target, http::StringResponse& res) {
+  const auto pause = query_value(target, rebalance::kPauseParam), resume = query_value(target, rebalance::kResumeParam);
+  const auto well_formed = [](std::string_view change) {
+    return !change.empty() && change.size() <= 64 && std::all_of(change.begin(), change.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+    });
+  };
+  if (pause.empty() == resume.empty() || !well_formed(pause.empty() ? resume : pause))
+    return http::error_answer(res, status::bad_request,
+                              "expected pause=CHANGE or resume=CHANGE, one of them (CHANGE: 1 to 64 of 0-9 A-Z a-z . _ -)");
+  try {
+    if (!pause.empty()) {
+      pause_->pause(pause);
+    } else if (const std::string now = pause_->paused(); !now.empty() && now != resume) {
+      return http::error_answer(res, status::conflict,
+                                "purges are paused for the ring change " + now + ", not " + std::string(resume) +
+                                    ": resumed by that change's rebalancer only");
+    } else {
+      pause_->resume();
+    }
+  } catch (const StoreError& e) {
+    return store_failed(res, "Storage write failed", e.what());
+  }
+  const std::string now = pause_->paused();
+  http::json_answer(res, status::ok,
+                    "{\"status\":\"success\",\"purges_paused\":" + (now.empty() ? std::string("null") : "\"" + now + "\"") + "}");
 }
 
 void AdminApi::count(std::span<const HashRange> ranges, http::StringResponse& res) {

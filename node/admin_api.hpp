@@ -16,6 +16,7 @@
 #include "common/ring_change.hpp"
 #include "http/message.hpp"
 #include "node/metrics.hpp"
+#include "node/purge_pause.hpp"
 #include "node/store.hpp"
 
 namespace kv {
@@ -39,6 +40,8 @@ class AdminApi {
   // Returns the answer's status and body.
   using RingAdopter = std::function<std::pair<unsigned, std::string>(std::string_view yaml)>;
   void set_ring_adopter(RingAdopter adopt) { adopt_ring_ = std::move(adopt); }
+  // What POST /admin/purges pauses and resumes (node/purge_pause.hpp); unset, it is a 404.
+  void set_purge_pause(PurgePause* pause) noexcept { pause_ = pause; }
 
   // Answers a request whose path is under /admin/: fills `res` (status, fields, body).
   void handle(const http::StringRequest& req, http::StringResponse& res);
@@ -48,6 +51,7 @@ class AdminApi {
 
  private:
   void ingest(std::string_view target, std::string_view body, http::StringResponse& res);
+  void purges(std::string_view target, http::StringResponse& res);
   void count(std::span<const HashRange> ranges, http::StringResponse& res);
   void drop(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);
   void scan(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);
@@ -58,6 +62,7 @@ class AdminApi {
   NodeMetrics& metrics_;
   std::string token_;  // empty: no token needed
   RingAdopter adopt_ring_;
+  PurgePause* pause_ = nullptr;
 };
 
 }  // namespace kv

@@ -89,8 +89,9 @@ void AntiEntropy::run() {
   while (!stopping()) {
     // The tombstones first, then settle(): each one listed is in the trees the round compares.
     std::vector<std::pair<std::string, Tag>> candidates;
+    PurgePause* pause = trees_.purge_pause();
     if (options_.purge && floors && floors->known() && (!incarnation_ || incarnation_->serving()) &&
-        store_.tombstone_count() > 0) {
+        (!pause || pause->paused().empty()) && store_.tombstone_count() > 0) {
       const HashRange everything{0, ~std::uint64_t{0}};
       std::string err;
       if (store_.tombstones({&everything, 1}, options_.purge_limit, candidates, err) != StoreStatus::ok) {
@@ -106,9 +107,12 @@ void AntiEntropy::run() {
       busy = exchange(*link) || busy;
     }
     rounds_.fetch_add(1, std::memory_order_relaxed);
-    std::erase_if(pending_, [this](PendingPurge& p) { return !stopping() && complete(p, true); });
-    pending_size_.store(pending_.size(), std::memory_order_relaxed);
-    if (!candidates.empty() && !stopping()) purge(candidates);
+    // Purges only in a turn: a ring change's pause waits for this one, and none starts after it.
+    if (const auto turn = pause ? pause->enter() : PurgePause::Turn(); turn || !pause) {
+      std::erase_if(pending_, [this](PendingPurge& p) { return !stopping() && complete(p, true); });
+      pending_size_.store(pending_.size(), std::memory_order_relaxed);
+      if (!candidates.empty() && !stopping()) purge(candidates);
+    }
     if (busy) continue;
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, options_.interval, [this] { return stopping(); });
@@ -161,6 +165,9 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
     if (!state.empty() && state != state_name(NodeState::serving)) evidence_[set].broken = true;
     if (incarnation_->serving() && !state.empty() && state != state_name(NodeState::serving)) return {0, 1};
   }
+  // A peer paused for a ring change refuses purges: none of this set this round, and none of its
+  // peers asked to drop what it would refuse (node/purge_pause.hpp).
+  if (!r.field(ae::kPurgesPausedField).empty()) evidence_[set].broken = true;
   const auto ours = trees_.buckets(set);
   note(set, p.node, r.field(ae::kIncarnationField), ours, theirs);
   const auto sums = trees_.counter_sums(set);
@@ -375,6 +382,8 @@ std::string AntiEntropy::health_fields() const {
     bytes += p->bytes.load(std::memory_order_relaxed);
     in_sync += p->in_sync.load(std::memory_order_relaxed) ? 1 : 0;
   }
+  const std::string change = trees_.purge_pause() ? trees_.purge_pause()->paused() : std::string();
+  const std::string paused = change.empty() ? "null" : "\"" + change + "\"";  // checked by the admin endpoint
   return ",\"anti_entropy\":{\"keys_behind\":" + std::to_string(behind) + ",\"keys_repaired\":" + std::to_string(repaired) +
          ",\"exchanges\":" + std::to_string(exchanges) + ",\"failures\":" + std::to_string(failures) +
          ",\"bytes\":" + std::to_string(bytes) + ",\"peers_in_sync\":" + std::to_string(in_sync) +
@@ -382,7 +391,7 @@ std::string AntiEntropy::health_fields() const {
          ",\"purge_failures\":" + std::to_string(purge_failures_.load(std::memory_order_relaxed)) +
          ",\"purge_retries\":" + std::to_string(purge_retries_.load(std::memory_order_relaxed)) +
          ",\"purges_pending\":" + std::to_string(pending_size_.load(std::memory_order_relaxed)) +
-         ",\"purging\":" + (options_.purge ? "true" : "false") + "}";
+         ",\"purging\":" + (options_.purge ? "true" : "false") + ",\"purges_paused\":" + paused + "}";
 }
 
 std::string AntiEntropy::render() const {
@@ -410,6 +419,11 @@ std::string AntiEntropy::render() const {
   metrics::sample(out, "kvnode_tombstone_purge_retries_total", "", purge_retries_.load(std::memory_order_relaxed));
   metrics::header(out, "kvnode_tombstone_purges_pending", "Purges not yet confirmed by every peer of their set.", "gauge");
   metrics::sample(out, "kvnode_tombstone_purges_pending", "", std::uint64_t{pending_size_.load(std::memory_order_relaxed)});
+  if (const PurgePause* pause = trees_.purge_pause()) {
+    metrics::header(out, "kvnode_tombstone_purges_paused", "1 while purges are paused for a ring change (ring-rebalance apply).",
+                    "gauge");
+    metrics::sample(out, "kvnode_tombstone_purges_paused", "", std::uint64_t{pause->paused().empty() ? 0u : 1u});
+  }
   if (const Floors* floors = trees_.floors()) {
     metrics::header(out, "kvnode_floor_segments", "Segments with a floor (a deleted key there was purged).", "gauge");
     metrics::sample(out, "kvnode_floor_segments", "", std::uint64_t{floors->segments()});

@@ -71,6 +71,7 @@ class Api {
   void set_admin_token(std::string token) { admin_.set_token(std::move(token)); }
   // POST /admin/ring's handling (AdminApi::RingAdopter). Set before serving.
   void set_ring_adopter(AdminApi::RingAdopter adopt) { admin_.set_ring_adopter(std::move(adopt)); }
+  void set_purge_pause(PurgePause* pause) { admin_.set_purge_pause(pause); }
 
   // The route of a request target, known from its path alone: the session decides from it, before
   // handle(), where a request runs.

@@ -250,6 +250,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   NodeService service(api, metrics, admin_pool);
   net::Server server("kvnode", f.threads, std::chrono::milliseconds(f.shutdown_ms));
   api.set_ring_adopter([&](std::string_view yaml) { return adopt_ring(f, yaml, replication); });
+  api.set_purge_pause(&replication.purge_pause());
   std::uint16_t bound = 0;
   try {
     bound = server.listen(bind, net::serve_with(limits, service));

@@ -23,6 +23,7 @@
 #include "common/ring.hpp"
 #include "common/transfer.hpp"
 #include "node/floors.hpp"
+#include "node/purge_pause.hpp"
 #include "node/store.hpp"
 
 namespace kv {
@@ -61,6 +62,9 @@ class ReplicaTrees final : public StoreObserver {
   // Set once, before the store is observed.
   void set_floors(Floors* floors) noexcept { floors_ = floors; }
   Floors* floors() const noexcept { return floors_; }
+  // Whether purges may run (node/purge_pause.hpp); null: no purges at all (tests).
+  void set_purge_pause(PurgePause* pause) noexcept { pause_ = pause; }
+  PurgePause* purge_pause() const noexcept { return pause_; }
 
   const Ring& ring() const noexcept { return *ring_; }
   std::uint32_t self() const noexcept { return self_; }
@@ -94,6 +98,7 @@ class ReplicaTrees final : public StoreObserver {
   std::unordered_map<std::uint64_t, std::size_t> by_members_;  // pack(members) -> index in sets_
   std::vector<std::uint32_t> peers_;
   Floors* floors_ = nullptr;
+  PurgePause* pause_ = nullptr;
 };
 
 }  // namespace kv

@@ -56,7 +56,7 @@ struct Replication::Part {
 };
 
 Replication::Replication(Store& store, ReplicationOptions options, std::function<void(std::shared_ptr<const NodeRole>)> publish)
-    : store_(store), options_(std::move(options)), publish_(std::move(publish)), observer_(std::make_unique<Observer>()) {}
+    : store_(store), options_(std::move(options)), publish_(std::move(publish)), observer_(std::make_unique<Observer>()), pause_(store) {}
 
 Replication::~Replication() { stop(); }
 
@@ -81,6 +81,7 @@ void Replication::take_peers(ReplicaTrees& trees, bool recover) {
     floors_->set_peers(peers);
   }
   trees.set_floors(floors_.get());
+  trees.set_purge_pause(&pause_);
 }
 
 std::shared_ptr<Replication::Part> Replication::make_part(std::shared_ptr<ReplicaTrees> trees, std::string fingerprint) {

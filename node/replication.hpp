@@ -29,6 +29,7 @@
 #include "node/anti_entropy.hpp"
 #include "node/floors.hpp"
 #include "node/incarnation.hpp"
+#include "node/purge_pause.hpp"
 #include "node/replica_trees.hpp"
 #include "node/role.hpp"
 #include "node/store.hpp"
@@ -68,6 +69,9 @@ class Replication {
   Adoption adopt(std::shared_ptr<const Ring> ring, std::uint32_t self, std::string fingerprint,
                  const std::function<void()>& prepare);
 
+  // Tombstone purges paused for a ring change (POST /admin/purges); kept across rings, like the floors.
+  PurgePause& purge_pause() noexcept { return pause_; }
+
   // Prometheus text of the exchanger's figures ("" without one).
   std::string metrics() const;
 
@@ -89,6 +93,7 @@ class Replication {
   std::unique_ptr<Observer> observer_;
   std::unique_ptr<Incarnation> incarnation_;  // made with the first replicated ring; kept
   std::unique_ptr<Floors> floors_;            // likewise
+  PurgePause pause_;                          // the data directory's, from the start
   mutable std::mutex mutex_;
   std::shared_ptr<Part> part_;  // the ring it runs on
   std::string adopting_;        // the fingerprint of the ring being adopted ("": none)

@@ -182,6 +182,14 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
                                 "this node's incarnation is " + (incarnation_ ? incarnation_->id() : std::string("none")) +
                                     ", not " + std::string(expected) +
                                     ": its data was lost since, and it may not hold the tombstones; purge nothing");
+    // In a turn: a ring change's pause waits for this purge, and refuses the ones after it (503: the
+    // asker keeps its purge and its tombstones, and tries again once the change is over).
+    PurgePause* pause = trees_->purge_pause();
+    const auto turn = pause ? pause->enter() : PurgePause::Turn();
+    if (pause && !turn)
+      return http::error_answer(res, status::service_unavailable,
+                                "tombstone purges are paused on this node for the ring change " + pause->paused() +
+                                    " (ring-rebalance apply): purge nothing until it ends");
     try {
       floors->raise(ae::floors_of(tombstones));  // durably, before any tombstone goes
     } catch (const StoreError& e) {
@@ -198,6 +206,8 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
     ae::append_u64s(out, trees_->buckets(index));
     ae::append_u64s(out, trees_->counter_sums(index));
     binary_answer(res, std::move(out));
+    if (const PurgePause* pause = trees_->purge_pause())
+      if (auto change = pause->paused(); !change.empty()) res.set(ae::kPurgesPausedField, change);
     return remember_asker(req, res);
   }
   if (path == ae::kDiffPath) {

@@ -7,7 +7,7 @@ import json
 import shutil
 import unittest
 
-from kvtest import (Client, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, node_health,
+from kvtest import (Client, admin, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, node_health,
                     node_state, proxy_stats, request, run_kvnode, start_retrying_busy, wait_until, write_ring)
 
 INTERVAL_MS = 200
@@ -229,6 +229,49 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: all(node_health(p)["anti_entropy"]["purges_pending"] == 0
                                                for p in self.ports.values()), 10))
         self.assertEqual(self.held(), {n: {} for n in self.ports})
+        self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
+
+    def test_purges_paused_on_one_replica_stop_every_purge_of_its_sets_until_resumed(self):
+        # ring-rebalance apply pauses purges for a ring change (node/purge_pause.hpp). Here only n2 is
+        # paused, as if n1 and n3 had been down when apply asked: each of their purges needs n2, which
+        # says it is paused in its tree answers, so no replica drops a tombstone. The pause is durable:
+        # n2 started again is still paused. Resumed (by the change it names only), the tombstones go.
+        self.start()
+        status, body = admin(self.ports["n2"], "POST", "/admin/purges?pause=change-1")
+        self.assertEqual((status, body), (200, {"status": "success", "purges_paused": "change-1"}))
+        keys = [f"q{i}" for i in range(20)]
+        self.write(keys, "v")
+        self.delete(keys)
+
+        def rounds_pass(n):
+            now = {node: self.rounds(node) for node in self.ports}
+            self.assertTrue(wait_until(lambda: all(self.rounds(node) >= now[node] + n for node in self.ports), 30))
+        rounds_pass(5)
+        self.assertEqual({n: self.tombstones(n) for n in self.ports}, {n: (20, 0) for n in self.ports})
+        self.assertEqual(node_health(self.ports["n2"])["anti_entropy"]["purges_paused"], "change-1")
+        self.assertEqual(metric(metrics(self.ports["n2"]), "kvnode_tombstone_purges_paused"), 1)
+        self.assertEqual(metric(metrics(self.ports["n1"]), "kvnode_tombstone_purges_paused"), 0)
+        self.nodes["n2"].kill()
+        self.start_node("n2")
+        self.assertTrue(wait_until(lambda: self.state("n2") == "serving", 10))
+        self.assertEqual(node_health(self.ports["n2"])["anti_entropy"]["purges_paused"], "change-1")
+        rounds_pass(5)
+        self.assertEqual({n: self.tombstones(n)[0] for n in self.ports}, {n: 20 for n in self.ports})
+        # Refusals: another change's resume, and malformed requests.
+        for target, code, detail in [
+                ("/admin/purges?resume=change-2", 409, "purges are paused for the ring change change-1, not change-2: "
+                                                       "resumed by that change's rebalancer only"),
+                ("/admin/purges", 400, "expected pause=CHANGE or resume=CHANGE, one of them (CHANGE: 1 to 64 of "
+                                       "0-9 A-Z a-z . _ -)"),
+                ("/admin/purges?pause=a/b", 400, None), ("/admin/purges?pause=x&resume=x", 400, None)]:
+            status, body = admin(self.ports["n2"], "POST", target)
+            self.assertEqual(status, code, (target, body))
+            if detail:
+                self.assertEqual(body["detail"], detail)
+        self.assertEqual(admin(self.ports["n2"], "GET", "/admin/purges?pause=x")[0], 405)
+        status, body = admin(self.ports["n2"], "POST", "/admin/purges?resume=change-1")
+        self.assertEqual((status, body), (200, {"status": "success", "purges_paused": None}))
+        self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
         self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
 
     def test_control_a_tombstone_purged_early_lets_a_returning_replica_bring_the_key_back(self):
