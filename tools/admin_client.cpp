@@ -157,6 +157,27 @@ bool NodeAdmin::purges_tombstones() {
   }
 }
 
+namespace {
+
+bool purges_request(const Exchange& exchange, const std::string& label, std::string_view param, std::string_view change) {
+  HttpResponse r;
+  try {
+    r = exchange("POST", std::string(rebalance::kNodePurgesPath) + "?" + std::string(param) + "=" + std::string(change), {},
+                 "text/plain");
+  } catch (const std::exception&) {
+    return false;  // not answering
+  }
+  if (r.status != 200)
+    throw AdminError(label + ": POST " + std::string(rebalance::kNodePurgesPath) + "?" + std::string(param) + ": HTTP " +
+                     std::to_string(r.status) + ": " + detail_of(r));
+  return true;
+}
+
+}  // namespace
+
+bool NodeAdmin::pause_purges(std::string_view change) { return purges_request(exchange_, label_, rebalance::kPauseParam, change); }
+bool NodeAdmin::resume_purges(std::string_view change) { return purges_request(exchange_, label_, rebalance::kResumeParam, change); }
+
 bool NodeAdmin::adopt_ring(std::string_view yaml) {
   const auto r = call(exchange_, retry_, label_, "POST", rebalance::kNodeRingPath, yaml, "application/yaml");
   // "adopting": in place (kvnode since 2026-12); "restarting": by starting again (kvnode before).

@@ -100,6 +100,11 @@ class NodeAdmin {
   // Whether the node purges tombstones (kvnode --purge-tombstones: its /health says "purging":true);
   // false when it does not answer (asked once, no retry).
   bool purges_tombstones();
+  // POST /admin/purges (common/rebalance.hpp): pauses the node's tombstone purges for the ring change
+  // `change` (true once it answered that none is under way), or resumes them. False when the node
+  // does not answer (asked once); AdminError when it answers with an error.
+  bool pause_purges(std::string_view change);
+  bool resume_purges(std::string_view change);
   // POST /admin/ring: the node adopts the ring `yaml`; true when it is adopting it (false: it runs on
   // that ring already).
   bool adopt_ring(std::string_view yaml);

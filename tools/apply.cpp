@@ -44,8 +44,8 @@ class Apply {
 
   int run() {
     if (!plan()) return 0;
-    if (replicated_) refuse_purging_nodes();
     const Resume where = where_proxies_stand();
+    if (replicated_) pause_purges();
     if (where.start == StartAt::clear) clear_new_owners();
     else log_.line(where.resuming_line());
     if (replicated_ && where.start <= StartAt::begin) adopt_new_ring_on_nodes();
@@ -58,6 +58,7 @@ class Apply {
       finish();
     }
     remove_moved_ranges();
+    if (replicated_) resume_purges();
     summary(where.copied());
     return 0;
   }
@@ -71,6 +72,8 @@ class Apply {
     const auto from_ring = Ring::build(from_cfg), to_ring = Ring::build(to_cfg);
     to_nodes_ = to_cfg.nodes;
     from_nodes_ = from_cfg.nodes;
+    from_ring_ = from_ring;
+    to_ring_ = to_ring;
     plan_ = make_plan(from_cfg, *from_ring, to_cfg, *to_ring);
     rings_ = {plan_.from_fingerprint, opt_.from_path, plan_.to_fingerprint, opt_.to_path};
     if (plan_.from_fingerprint == plan_.to_fingerprint) {
@@ -163,20 +166,66 @@ class Apply {
   }
 
   // A node that purges tombstones does so on the evidence of its own ring's replica sets, while a
-  // change's requests go to the union of the old and the new set: it may purge a tombstone that a
+  // change's requests go to the union of the old and the new set: it could purge a tombstone that a
   // member new to the set never received, which then holds the deleted value (node/floors.hpp). So
-  // no change starts, or goes on, while a node of either ring that answers purges. A node that does
-  // not answer is not asked (it purges nothing while down).
-  void refuse_purging_nodes() {
-    std::set<std::string> seen;
+  // every node of either ring pauses its purges before any node adopts NEW or any proxy stores to the
+  // new sets, each answering once no purge of its own is under way (node/purge_pause.hpp), and they
+  // resume once the moved ranges are dropped. A node that does not answer may be alive, cut off from
+  // this tool only; its purges need every peer of the set, and a paused one refuses: so with purging
+  // on, every replica set of either ring must have at most one member that did not pause.
+  void pause_purges() {
+    std::set<std::string> seen, missing;
+    bool purging = false;
     for (const auto* list : {&from_nodes_, &to_nodes_})
       for (const auto& n : *list) {
         if (!seen.insert(n.id).second) continue;
-        if (nodes_.node(n.id, n.address).purges_tombstones())
-          throw ConfigError("apply refused: " + n.id + " (" + n.address.str() +
-                            ") purges tombstones (kvnode --purge-tombstones), which is unsafe across a ring change "
-                            "(node/floors.hpp): start the nodes without it, then run apply");
+        NodeAdmin& node = nodes_.node(n.id, n.address);
+        if (!node.pause_purges(rings_.to_fingerprint)) {
+          missing.insert(n.id);
+          continue;
+        }
+        purging = node.purges_tombstones() || purging;
       }
+    const std::size_t paused = seen.size() - missing.size();
+    log_.step("tombstone purges paused on " + std::to_string(paused) + " of " + std::to_string(seen.size()) +
+              " nodes, until the change ends" + (missing.empty() ? "" : " (not answering: " + joined(missing) + ")"));
+    if (!purging || missing.size() < 2) return;
+    for (const auto* ring : {from_ring_.get(), to_ring_.get()})
+      for (std::size_t i = 0; i < ring->point_count(); ++i) {
+        std::set<std::string> unpaused;
+        for (const std::uint32_t m : ring->replicas_of_hash(ring->point(i)))
+          if (missing.count(ring->node(m).id)) unpaused.insert(ring->node(m).id);
+        if (unpaused.size() >= 2)
+          throw AdminError("tombstone purges could not be paused on " + joined(unpaused) + ", replicas of the same keys in " +
+                           (ring == from_ring_.get() ? "OLD" : "NEW") +
+                           ", and the nodes purge (kvnode --purge-tombstones): if they are up but cut off from here, they "
+                           "could purge tombstones that the change still needs (node/purge_pause.hpp). Run again once "
+                           "they answer");
+      }
+  }
+
+  // The end of the change: every node that paused for it purges again. One that does not answer
+  // stays paused (durably) until a run of the same command reaches it.
+  void resume_purges() {
+    std::set<std::string> seen, missing;
+    for (const auto* list : {&from_nodes_, &to_nodes_})
+      for (const auto& n : *list) {
+        if (!seen.insert(n.id).second) continue;
+        try {
+          if (!nodes_.node(n.id, n.address).resume_purges(rings_.to_fingerprint)) missing.insert(n.id);
+        } catch (const AdminError& e) {  // paused for another change: that one's run resumes it
+          log_.line(e.what());
+        }
+      }
+    if (missing.empty()) return log_.step("tombstone purges resumed on the " + std::to_string(seen.size()) + " nodes");
+    log_.line("tombstone purges stay paused on " + joined(missing) +
+              " (not answering); the same command, run again once they are up, resumes them");
+  }
+
+  static std::string joined(const std::set<std::string>& ids) {
+    std::string out;
+    for (const auto& id : ids) out += (out.empty() ? "" : ", ") + id;
+    return out;
   }
 
   // Nodes whose anti-entropy follows their own --ring adopt NEW (node/replication.hpp: each in place,
@@ -235,6 +284,7 @@ class Apply {
   double replica_share_ = 0;  // of the key space, changing replica set
   std::vector<NodeConfig> to_nodes_;    // NEW's nodes
   std::vector<NodeConfig> from_nodes_;  // OLD's nodes
+  std::shared_ptr<const Ring> from_ring_, to_ring_;
   std::vector<ProxyAdmin> proxies_;
   NodeAdmins nodes_;
   CopyResult copy_;  // this run's copy; all zero when an earlier run did it

@@ -2,13 +2,14 @@
 // cluster serves, then switches every listed proxy to NEW and removes the moved data from the old
 // owners. Safe to run again after an interruption: it reads where the proxies stand and goes on.
 //
+//   0. with replicas, every node of either ring pauses its tombstone purges (node/purge_pause.hpp)
 //   1. the proxies hold both rings (dual_write): writes of moving keys reach both owners with one
 //      version, reads the old
 //   2. each moving range is copied old -> new owner, values and tombstones, newer version wins
 //   3. reads of moving keys go to both owners, the newer wins (read_new); writes still reach both
 //   4. the proxies drop the old ring (finish), each saving NEW as its ring file
 //   5. the old owners delete the moved ranges; every node of NEW purges its tombstones, which no
-//      ring change needs any longer
+//      ring change needs any longer; with replicas, the nodes resume their purges
 // Each proxy step is acknowledged by every proxy, after its requests on the older ring finished,
 // before the next step begins.
 #pragma once

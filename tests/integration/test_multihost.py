@@ -184,8 +184,6 @@ class LinearizableAcrossHostsTest(unittest.TestCase):
         # n1..n3 -> n1, n4, n5 and back, two of every key's three replicas replaced at once, each change
         # plain, with apply killed part way, or with a node killed, at random (the long runs' change-*
         # nemeses, bench/linearizability.py --hosts).
-        if "--purge-tombstones" in multihost.NODE_FLAGS:
-            self.skipTest("ring-rebalance apply refuses nodes that purge tombstones (unsafe across a ring change: node/floors.hpp)")
         h = harness(self)
         c = MultiHostCluster(Hosts(h, 7), nodes=3, proxies=2, proxy_extra=PROXY_TIMEOUTS, replicas=3, spare=True)
         self.assertTrue(wait_until(c.healthy, 10), "the proxies never saw every node up")
