@@ -12,9 +12,12 @@
 //   - It is durable (a meta record, node/purges_paused): a node that restarts mid-change stays paused.
 //   - A node that was down when apply paused the others learns nothing, but purges nothing either: a
 //     purge needs every peer of the set, and a paused peer says so in its tree answers (the round has
-//     no evidence for that set) and refuses POST /replica/purge (503). apply goes on only if every
-//     replica set of either ring has at most one member it could not pause, so each set keeps a
-//     paused member that the others must get past.
+//     no evidence for that set) and refuses POST /replica/purge (503). When the nodes purge, apply
+//     goes on only if every replica set of either ring has at most one member it could not pause:
+//     one alive but cut off from apply alone then has no unpaused peer to drop anything with it.
+//   - Not covered: a purge left half done when its node crashes or adopts a ring (its pending
+//     retries are in memory): the peers that dropped the tombstones and the node that kept them
+//     then differ in that bucket until something repairs it, which nothing does yet.
 // Thread-safe.
 #pragma once
 

@@ -213,6 +213,8 @@ bool parse_replica_health(std::string_view body, ReplicaHealth& out) {
     r.peers_in_sync = number(a, "peers_in_sync");
     r.peers = number(a, "peers");
     r.tombstones_purged = number(a, "tombstones_purged");
+    if (const auto* paused = a.if_contains("purges_paused"); paused && paused->is_string())
+      r.purges_paused.assign(paused->get_string().data(), paused->get_string().size());
   }
   out = std::move(r);
   return true;

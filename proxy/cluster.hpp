@@ -50,6 +50,7 @@ struct ReplicaHealth {
   std::string state;  // serving, checking, recovering
   std::uint64_t keys_behind = 0, keys_repaired = 0, exchanges = 0, failures = 0, bytes = 0;
   std::uint64_t peers_in_sync = 0, peers = 0, tombstones = 0, tombstones_purged = 0, floor_segments = 0;
+  std::string purges_paused;  // the ring change its purges are paused for ("": none; node/purge_pause.hpp)
 };
 
 // Reads a /health body; false (and `out` left alone) when it is no JSON object with a "state".

@@ -258,6 +258,8 @@ std::string render_prometheus(const Snapshot& s) {
          [](const ReplicaHealth& r) { return r.tombstones_purged; });
     each("kvproxy_node_floor_segments", "Segments where a node keeps a floor (deleted keys purged there).", "gauge",
          [](const ReplicaHealth& r) { return r.floor_segments; });
+    each("kvproxy_node_purges_paused", "1 while a node's tombstone purges are paused for a ring change.", "gauge",
+         [](const ReplicaHealth& r) { return std::uint64_t{r.purges_paused.empty() ? 0u : 1u}; });
   }
   header(out, "kvproxy_retries_total", "Requests retried once because a pooled connection had been closed.", "counter");
   sample(out, "kvproxy_retries_total", "", s.retries);
@@ -302,7 +304,8 @@ std::string render_json(const Snapshot& s) {
              ",\"failures\":" + std::to_string(r.failures) + ",\"bytes\":" + std::to_string(r.bytes) +
              ",\"peers_in_sync\":" + std::to_string(r.peers_in_sync) + ",\"peers\":" + std::to_string(r.peers) +
              ",\"tombstones\":" + std::to_string(r.tombstones) + ",\"tombstones_purged\":" + std::to_string(r.tombstones_purged) +
-             ",\"floor_segments\":" + std::to_string(r.floor_segments) + "}";
+             ",\"floor_segments\":" + std::to_string(r.floor_segments) +
+             ",\"purges_paused\":" + (r.purges_paused.empty() ? std::string("null") : json_quote(r.purges_paused)) + "}";
     out += "}";
   }
   out += "],\"clients\":{\"open\":" + std::to_string(s.client_open) + ",\"total\":" + std::to_string(s.client_total) +
@@ -385,7 +388,9 @@ std::string render_html(const Snapshot& s) {
                     std::to_string(r.exchanges) + "</td><td>" + std::to_string(r.failures) + "</td><td>" +
                     fmt("%.1f", static_cast<double>(r.bytes) / 1e3) + "</td><td>" + std::to_string(r.peers_in_sync) + " of " +
                     std::to_string(r.peers) + "</td><td>" + std::to_string(r.tombstones) + "</td><td>" +
-                    std::to_string(r.tombstones_purged) + "</td></tr>\n";
+                    std::to_string(r.tombstones_purged) +
+                    (r.purges_paused.empty() ? std::string() : " (paused for " + html_escape(r.purges_paused) + ")") +
+                    "</td></tr>\n";
   }
   if (!replica_rows.empty())
     quorum += "<h2>Replicas: each node's copy (anti-entropy)</h2>\n<table id=\"replicas\">\n<thead><tr><th>node</th>"

@@ -251,6 +251,11 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual(node_health(self.ports["n2"])["anti_entropy"]["purges_paused"], "change-1")
         self.assertEqual(metric(metrics(self.ports["n2"]), "kvnode_tombstone_purges_paused"), 1)
         self.assertEqual(metric(metrics(self.ports["n1"]), "kvnode_tombstone_purges_paused"), 0)
+        # kvproxy's health checks read it: stats.json (and the stats page, Prometheus) say which node is paused.
+        def replica(node_id):
+            return next(n for n in proxy_stats(self.proxy.admin_port)["nodes"] if n["id"] == node_id).get("replica") or {}
+        self.assertTrue(wait_until(lambda: replica("n2").get("purges_paused") == "change-1", 10), replica("n2"))
+        self.assertIsNone(replica("n1")["purges_paused"])
         self.nodes["n2"].kill()
         self.start_node("n2")
         self.assertTrue(wait_until(lambda: self.state("n2") == "serving", 10))
@@ -273,6 +278,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual((status, body), (200, {"status": "success", "purges_paused": None}))
         self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
         self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
+        self.assertTrue(wait_until(lambda: replica("n2").get("purges_paused", "") is None, 10), replica("n2"))
 
     def test_control_a_tombstone_purged_early_lets_a_returning_replica_bring_the_key_back(self):
         """The broken mode (--unsafe-purge-early: purged on the evidence of the peers that answered,

@@ -603,7 +603,8 @@ TEST_CASE("a replicated node's copy, from its /health: its state and anti-entrop
   REQUIRE(parse_replica_health(
       R"({"status":"ok","state":"recovering","tombstones":7,"floors":{"segments":5,"known":true,"peers_learned":2},)"
       R"("anti_entropy":{"keys_behind":40,"keys_repaired":350,)"
-      R"("exchanges":12,"failures":1,"bytes":98765,"peers_in_sync":1,"peers":2,"tombstones_purged":9}})",
+      R"("exchanges":12,"failures":1,"bytes":98765,"peers_in_sync":1,"peers":2,"tombstones_purged":9,)"
+      R"("purges_paused":"c0ffee"}})",
       r));
   CHECK(r.state == "recovering");
   CHECK(r.keys_behind == 40);
@@ -613,6 +614,7 @@ TEST_CASE("a replicated node's copy, from its /health: its state and anti-entrop
   CHECK(r.floor_segments == 5);
   CHECK(r.peers_in_sync == 1);
   CHECK(r.peers == 2);
+  CHECK(r.purges_paused == "c0ffee");
 
   Fixture f;
   {
@@ -627,6 +629,7 @@ TEST_CASE("a replicated node's copy, from its /health: its state and anti-entrop
   CHECK(replica.at("tombstones").to_number<std::uint64_t>() == 7);
   CHECK(replica.at("tombstones_purged").to_number<std::uint64_t>() == 9);
   CHECK(replica.at("floor_segments").to_number<std::uint64_t>() == 5);
+  CHECK(replica.at("purges_paused").as_string() == "c0ffee");
   CHECK_FALSE(json_node(doc, "n1").contains("replica"));
   const std::string metrics = render_prometheus(s);
   CHECK(prom(metrics, "kvproxy_node_replica_state{node=\"n2\",state=\"recovering\"}") == "1");
@@ -636,10 +639,11 @@ TEST_CASE("a replicated node's copy, from its /health: its state and anti-entrop
   CHECK(prom(metrics, "kvproxy_node_tombstones{node=\"n2\"}") == "7");
   CHECK(prom(metrics, "kvproxy_node_tombstones_purged_total{node=\"n2\"}") == "9");
   CHECK(prom(metrics, "kvproxy_node_floor_segments{node=\"n2\"}") == "5");
+  CHECK(prom(metrics, "kvproxy_node_purges_paused{node=\"n2\"}") == "1");
   CHECK(metrics.find("kvproxy_node_keys_behind{node=\"n1\"}") == std::string::npos);
   const std::string html = render_html(s);
   CHECK(html.find("<tr data-replica=\"n2\" data-replica-state=\"recovering\"><td class=\"id\">n2</td><td class=\"state\">"
-                  "recovering</td><td>40</td><td>350</td><td>12</td><td>1</td><td>98.8</td><td>1 of 2</td><td>7</td><td>9</td></tr>") !=
+                  "recovering</td><td>40</td><td>350</td><td>12</td><td>1</td><td>98.8</td><td>1 of 2</td><td>7</td><td>9 (paused for c0ffee)</td></tr>") !=
         std::string::npos);
   // Without any replicated node: no such table, no such series.
   Fixture plain;
