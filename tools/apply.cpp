@@ -174,20 +174,15 @@ class Apply {
   // this tool only; its purges need every peer of the set, and a paused one refuses: so with purging
   // on, every replica set of either ring must have at most one member that did not pause.
   void pause_purges() {
-    std::set<std::string> seen, missing;
+    std::set<std::string> missing;
     bool purging = false;
-    for (const auto* list : {&from_nodes_, &to_nodes_})
-      for (const auto& n : *list) {
-        if (!seen.insert(n.id).second) continue;
-        NodeAdmin& node = nodes_.node(n.id, n.address);
-        if (!node.pause_purges(rings_.to_fingerprint)) {
-          missing.insert(n.id);
-          continue;
-        }
-        purging = node.purges_tombstones() || purging;
-      }
-    const std::size_t paused = seen.size() - missing.size();
-    log_.step("tombstone purges paused on " + std::to_string(paused) + " of " + std::to_string(seen.size()) +
+    const std::size_t all = each_node_of_both_rings([&](const NodeConfig& n) {
+      NodeAdmin& node = nodes_.node(n.id, n.address);
+      if (!node.pause_purges(rings_.to_fingerprint)) return void(missing.insert(n.id));
+      purging = node.purges_tombstones() || purging;
+    });
+    const std::size_t paused = all - missing.size();
+    log_.step("tombstone purges paused on " + std::to_string(paused) + " of " + std::to_string(all) +
               " nodes, until the change ends" + (missing.empty() ? "" : " (not answering: " + joined(missing) + ")"));
     if (!purging || missing.size() < 2) return;
     for (const auto* ring : {from_ring_.get(), to_ring_.get()})
@@ -207,19 +202,27 @@ class Apply {
   // The end of the change: every node that paused for it purges again. One that does not answer
   // stays paused (durably) until a run of the same command reaches it.
   void resume_purges() {
-    std::set<std::string> seen, missing;
-    for (const auto* list : {&from_nodes_, &to_nodes_})
-      for (const auto& n : *list) {
-        if (!seen.insert(n.id).second) continue;
-        try {
-          if (!nodes_.node(n.id, n.address).resume_purges(rings_.to_fingerprint)) missing.insert(n.id);
-        } catch (const AdminError& e) {  // paused for another change: that one's run resumes it
-          log_.line(e.what());
-        }
+    std::set<std::string> missing;
+    const std::size_t all = each_node_of_both_rings([&](const NodeConfig& n) {
+      try {
+        if (!nodes_.node(n.id, n.address).resume_purges(rings_.to_fingerprint)) missing.insert(n.id);
+      } catch (const AdminError& e) {  // paused for another change: that one's run resumes it
+        log_.line(e.what());
       }
-    if (missing.empty()) return log_.step("tombstone purges resumed on the " + std::to_string(seen.size()) + " nodes");
+    });
+    if (missing.empty()) return log_.step("tombstone purges resumed on the " + std::to_string(all) + " nodes");
     log_.line("tombstone purges stay paused on " + joined(missing) +
               " (not answering); the same command, run again once they are up, resumes them");
+  }
+
+  // Calls `fn` once per node id of OLD and NEW (a node in both, once); returns how many.
+  template <class Fn>
+  std::size_t each_node_of_both_rings(Fn&& fn) const {
+    std::set<std::string> seen;
+    for (const auto* list : {&from_nodes_, &to_nodes_})
+      for (const auto& n : *list)
+        if (seen.insert(n.id).second) fn(n);
+    return seen.size();
   }
 
   static std::string joined(const std::set<std::string>& ids) {
