@@ -101,6 +101,9 @@ inline constexpr std::string_view kExpectField = "X-KV-Expect-Incarnation";
 // On a tree answer: purges are paused on the asked node for the ring change named (node/purge_pause.hpp).
 // The asker takes no evidence for that set from the round: every purge would need that node.
 inline constexpr std::string_view kPurgesPausedField = "X-KV-Purges-Paused";
+// On a tree answer of a node not paused: the last ring change it was resumed for. An asker paused for
+// that change missed its resume, and resumes itself: the change is over.
+inline constexpr std::string_view kPurgesResumedField = "X-KV-Purges-Resumed";
 inline constexpr std::string_view kNextSegmentField = "X-KV-Next-Segment";
 
 inline constexpr std::string_view kTreePath = "/replica/tree";

@@ -10,12 +10,12 @@
 //                               holds after) and X-KV-Applied (1 applied, 0 superseded: it held a newer
 //                               version); 409 when the same tag already holds another value.
 //                               409 with X-KV-Floor too (a put only): refused, surely not stored,
-//                               because the key holds nothing and the tag is not above the floor of
-//                               its segment (a deleted key there was purged, and this store may be an
-//                               older write of it), or "unknown" while the replica, new, learns its
-//                               peers' floors.
-// A /replica/get of a key that holds nothing answers X-KV-Floor: <counter> when its segment has a
-// floor: a write's tag must be above it (node/floors.hpp).
+//                               because the key holds nothing (or a tombstone older than the tag, at
+//                               or below the floor) and the tag is not above the floor of its segment
+//                               (a deleted key there was purged, and this store may be an older write
+//                               of it), or "unknown" while the replica, new, learns its peers' floors.
+// A /replica/get of a key that holds no value (nothing, or a tombstone) answers X-KV-Floor:
+// <counter> when its segment has a floor: a write's tag must be above it (node/floors.hpp).
 // A write without a tag is refused (400): a replica never invents the order of a replicated write.
 // kvproxy never forwards /replica/ from clients, and kvnode asks for its admin token here as on
 // /admin/ (the token is required when a node listens off loopback).

@@ -128,19 +128,15 @@ void AdminApi::purges(std::string_view target, http::StringResponse& res) {
   try {
     if (!pause.empty()) {
       pause_->pause(pause);
-    } else if (const std::string now = pause_->paused(); !now.empty() && now != resume) {
+    } else if (!pause_->resume(resume)) {
       return http::error_answer(res, status::conflict,
-                                "purges are paused for the ring change " + now + ", not " + std::string(resume) +
-                                    ": resumed by that change's rebalancer only");
-    } else {
-      pause_->resume();
+                                "purges are paused for the ring change " + pause_->paused() + ", not " +
+                                    std::string(resume) + ": resumed by that change's rebalancer only");
     }
   } catch (const StoreError& e) {
     return store_failed(res, "Storage write failed", e.what());
   }
-  const std::string now = pause_->paused();
-  http::json_answer(res, status::ok,
-                    "{\"status\":\"success\",\"purges_paused\":" + (now.empty() ? std::string("null") : "\"" + now + "\"") + "}");
+  http::json_answer(res, status::ok, "{\"status\":\"success\",\"purges_paused\":" + pause_->paused_json() + "}");
 }
 
 void AdminApi::count(std::span<const HashRange> ranges, http::StringResponse& res) {

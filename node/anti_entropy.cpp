@@ -1,5 +1,6 @@
 #include "node/anti_entropy.hpp"
 
+#include <cstdlib>
 #include <iostream>
 #include <string_view>
 #include <unordered_map>
@@ -168,6 +169,14 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   // A peer paused for a ring change refuses purges: none of this set this round, and none of its
   // peers asked to drop what it would refuse (node/purge_pause.hpp).
   if (!r.field(ae::kPurgesPausedField).empty()) evidence_[set].broken = true;
+  // A peer resumed for the change this node is paused for: this node missed that resume, and the
+  // change is over (node/purge_pause.hpp). Its purges start again next round.
+  if (PurgePause* pause = trees_.purge_pause())
+    if (const std::string over = r.field(ae::kPurgesResumedField); !over.empty() && pause->paused() == over) {
+      std::cerr << "kvnode: " << p.stats->id << " was resumed for the ring change " << over
+                << ", which is over: resuming here too" << std::endl;
+      pause->resume(over);
+    }
   const auto ours = trees_.buckets(set);
   note(set, p.node, r.field(ae::kIncarnationField), ours, theirs);
   const auto sums = trees_.counter_sums(set);
@@ -346,6 +355,11 @@ bool AntiEntropy::complete(PendingPurge& p, bool again) {
     if (link->failing) return false;  // its exchange failed this round: not worth waiting out a timeout
     if (again) purge_retries_.fetch_add(1, std::memory_order_relaxed);
     try {
+      if (options_.test_crash_mid_purge && p.peers.size() == 1) {
+        std::cerr << "kvnode: crashing for the test (--test-crash-mid-purge) before asking the last peer of "
+                  << set_name << " to purge" << std::endl;
+        std::_Exit(3);
+      }
       if (purge_fault_armed_ && p.peers.size() == 1) {
         purge_fault_armed_ = false;
         throw PeerError("failed for the test (--test-purge-fails-once)");
@@ -382,8 +396,7 @@ std::string AntiEntropy::health_fields() const {
     bytes += p->bytes.load(std::memory_order_relaxed);
     in_sync += p->in_sync.load(std::memory_order_relaxed) ? 1 : 0;
   }
-  const std::string change = trees_.purge_pause() ? trees_.purge_pause()->paused() : std::string();
-  const std::string paused = change.empty() ? "null" : "\"" + change + "\"";  // checked by the admin endpoint
+  const std::string paused = trees_.purge_pause() ? trees_.purge_pause()->paused_json() : std::string("null");
   return ",\"anti_entropy\":{\"keys_behind\":" + std::to_string(behind) + ",\"keys_repaired\":" + std::to_string(repaired) +
          ",\"exchanges\":" + std::to_string(exchanges) + ",\"failures\":" + std::to_string(failures) +
          ",\"bytes\":" + std::to_string(bytes) + ",\"peers_in_sync\":" + std::to_string(in_sync) +

@@ -49,6 +49,10 @@ struct AntiEntropyOptions {
   // A fault for the tests (kvnode --test-purge-fails-once): this node's first purge request to the
   // last peer of a set fails before it is sent, after the peers before it dropped the tombstones.
   bool test_purge_fails_once = false;
+  // A fault for the tests (kvnode --test-crash-mid-purge): this node dies (exit 3) at its first purge
+  // request to the last peer of a set, before it is sent, after the peers before it dropped the
+  // tombstones: a purge half done, and its retry forgotten with the process.
+  bool test_crash_mid_purge = false;
   std::size_t purge_limit = 100'000;         // tombstones considered per round
 };
 
@@ -133,9 +137,11 @@ class AntiEntropy {
   std::atomic<std::uint64_t> rounds_{0};
   std::vector<Evidence> evidence_;  // per set of trees_, for the current round
   std::atomic<std::uint64_t> purge_failures_{0};
-  // Purges some peer did not confirm, tried again each round (the exchanger's thread only). Without
-  // this, a peer that dropped the tombstones while a later one failed would keep the others' copies
-  // from ever matching its bucket again: those tombstones, and that bucket's later ones, never purged.
+  // Purges some peer did not confirm, tried again each round (the exchanger's thread only), so that
+  // they finish soon. In memory only: a purge this node forgets (it crashed, or adopted a ring) is
+  // finished another way. The peers that dropped the tombstones take them back from those that kept
+  // them (a tombstone at or below a floor is taken: node/floors.hpp), the buckets agree again, and a
+  // later round purges them everywhere.
   std::vector<PendingPurge> pending_;
   std::atomic<std::uint64_t> purge_retries_{0};
   std::atomic<std::size_t> pending_size_{0};  // pending_.size(), for the metrics' threads

@@ -184,7 +184,9 @@ void Api::get_versioned(const std::string& skey, http::StringResponse& res, bool
       return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
   }
   set_version_fields(res, tag, tombstone);
-  if (!replica || !tag.none() || tombstone) return;
+  // Where the key holds no value: a tombstone at or below the floor does not keep an older value out
+  // by its tag (Floors::shields), so the coordinator's new tag must go above the floor as well.
+  if (!replica || (!tag.none() && !tombstone)) return;
   if (const Floors* floors = role_.load()->floors)
     if (const auto floor = floors->floor_of_hash(read_be64(skey))) res.set(replica::kFloorField, std::to_string(floor));
 }

@@ -84,7 +84,7 @@ class Api {
              std::optional<DeferredWrite>* deferred, bool replica = false);
   void get(const std::string& skey, http::StringResponse& res);
   // X-KV-Versioned: 1: the value with the fields that say what the key holds.
-  // `replica`: a coordinator's read or tag query, told the segment's floor where the key holds nothing.
+  // `replica`: a coordinator's read or tag query, told the segment's floor where the key holds no value.
   void get_versioned(const std::string& skey, http::StringResponse& res, bool replica = false);
   void health(const NodeRole& role, http::StringResponse& res);
 

@@ -50,7 +50,9 @@
 // store of V where the key holds nothing, which that floor refuses (a counter must be above it). And
 // when no answer carries such a floor, the replica both majorities share answered D or newer. (A proxy-cut-off run also ended with a deleted value
 // back on every replica: a tombstone re-made below the floor by a write-back or a pull, which let the
-// older value in by its tag; such a tombstone is now left out, Floors::buried.) Since those changes no
+// older value in by its tag. So a tombstone at or below its segment's floor does not shield its key:
+// a floored store of a value newer than it goes in only above the floor, as where the key holds
+// nothing (Floors::shields), and a tag query answers the floor there too.) Since those changes no
 // run of the multi-host suite with purging on (KVRING_MULTIHOST_NODE_FLAGS) has found a wrong history,
 // where one in four had. The rule costs availability instead: a read that overlaps a delete and its
 // purge can find the old value on one replica and "nothing" below the floor on another, and with a
@@ -75,6 +77,18 @@
 // resumes them once the moved ranges are dropped (node/purge_pause.hpp says how a node that missed
 // the pause is kept from purging). Purging stays off by default until many more runs of the suite
 // with it on pass.
+//
+// A purge cut short. The node that found the evidence asks its peers in turn; if it dies (or adopts a
+// ring) after some peers dropped the tombstones and before the others were asked, its retry is gone
+// with it (node/anti_entropy.hpp keeps retries in memory). The replicas then differ in that bucket:
+// some hold the tombstones, the others hold nothing there, their floors raised. Those take the
+// tombstones back in their next exchange: a tombstone is never refused, at or below a floor too. (It
+// once was, "buried", for the reason above; not shielding does the same job, and then nothing keeps
+// the buckets apart for good, which had kept that bucket's later tombstones from ever being purged.)
+// Taking one back is safe: it moves the key forward from "nothing" to a deletion, brings nothing back,
+// and refuses, as the floor did, any store of a value not above the floor. The buckets then agree,
+// and a later round purges the tombstones everywhere on evidence of its own. The same goes for a new
+// replica that a ring change gave a tombstone its other replicas had dropped.
 //
 // Floors only rise. They are kept in the store's meta records (node/floor/<segment, 4 hex digits>),
 // one per segment that has one. Thread-safe.
@@ -114,11 +128,11 @@ class Floors {
     if (floors_seen != 0 && floors_seen == generation()) return true;
     return known() && counter > floor_of_hash(ring_hash);
   }
-  // Whether a tombstone with this counter, where its key holds nothing, is at or below a known
-  // floor: left out (a tombstone re-made there would let an older value in by its tag).
-  bool buried(std::uint64_t ring_hash, std::uint64_t counter) const noexcept {
-    const std::uint64_t f = floor_of_hash(ring_hash);
-    return known() && f != 0 && counter <= f;
+  // Whether a tombstone with this counter, held by its key, keeps a store of an older value out by
+  // its tag alone: only above a known floor. One at or below the floor may have been taken back after
+  // a purge of a newer one, so a store where the key holds it is checked as where it holds nothing.
+  bool shields(std::uint64_t ring_hash, std::uint64_t counter) const noexcept {
+    return known() && counter > floor_of_hash(ring_hash);
   }
   // Rises with every raise(), before it returns (from 1).
   std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }

@@ -2,13 +2,17 @@
 
 #include <iostream>
 
+#include "common/json.hpp"
+
 namespace kv {
 
 namespace {
 constexpr std::string_view kPausedKey = "node/purges_paused";
+constexpr std::string_view kResumedKey = "node/purges_resumed";
 }  // namespace
 
-PurgePause::PurgePause(Store& store) : store_(store), change_(store.meta(kPausedKey)) {
+PurgePause::PurgePause(Store& store)
+    : store_(store), change_(store.meta(kPausedKey)), resumed_(store.meta(kResumedKey)) {
   if (!change_.empty())
     std::cerr << "kvnode: tombstone purges paused for the ring change " << change_
               << " (ring-rebalance apply resumes them when it ends)" << std::endl;
@@ -37,17 +41,32 @@ void PurgePause::pause(std::string_view change) {
   idle_.wait(lock, [this] { return turns_ == 0; });
 }
 
-void PurgePause::resume() {
+bool PurgePause::resume(std::string_view change) {
   std::lock_guard lock(mutex_);
-  if (change_.empty()) return;
-  store_.set_meta(kPausedKey, "");
-  std::cerr << "kvnode: tombstone purges resumed (the ring change " << change_ << " ended)" << std::endl;
+  if (!change_.empty() && change_ != change) return false;
+  if (change_.empty() && resumed_ == change) return true;
+  const std::pair<std::string, std::string> records[] = {{std::string(kPausedKey), ""},
+                                                         {std::string(kResumedKey), std::string(change)}};
+  store_.set_metas(records);  // both in one durable write
+  if (!change_.empty()) std::cerr << "kvnode: tombstone purges resumed (the ring change " << change_ << " ended)" << std::endl;
   change_.clear();
+  resumed_ = change;
+  return true;
 }
 
 std::string PurgePause::paused() const {
   std::lock_guard lock(mutex_);
   return change_;
+}
+
+std::string PurgePause::resumed() const {
+  std::lock_guard lock(mutex_);
+  return resumed_;
+}
+
+std::string PurgePause::paused_json() const {
+  const std::string change = paused();
+  return change.empty() ? std::string("null") : json_quote(change);
 }
 
 }  // namespace kv

@@ -40,9 +40,9 @@ class Replication::Observer final : public StoreObserver {
     const auto t = target_.load();
     return !t->trees || t->trees->admits(key, tag, floors_seen);
   }
-  bool buried(std::string_view key, const Tag& tag) const noexcept override {
+  bool shields(std::string_view key, const Tag& tombstone) const noexcept override {
     const auto t = target_.load();
-    return t->trees && t->trees->buried(key, tag);
+    return !t->trees || t->trees->shields(key, tombstone);
   }
 
  private:

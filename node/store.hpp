@@ -47,12 +47,12 @@ struct WriteOp {
   // one, the write goes in only if its tag is newer than the one held (Tag{}, the tag of plain
   // records and of data written before versions, goes in only where the key holds nothing at all).
   std::optional<Tag> tag = std::nullopt;
-  // A coordinator's store of a value (/replica/put): where the key holds nothing, it goes in only
-  // if the observer admits its tag (StoreObserver::admits: above the segment's floor), else
-  // below_floor. A tombstone at or below the floor where the key holds nothing is left out, as
-  // superseded: the key is deleted already (StoreObserver::buried), and a tombstone re-made below a
-  // floor would let an older value in by its tag. With `floors_seen` (a record anti-entropy pulled),
-  // a value is checked only if the floors changed since that generation (node/floors.hpp says why).
+  // A coordinator's store of a value (/replica/put): where the key holds nothing, or a tombstone
+  // older than it at or below the segment's floor (StoreObserver::shields: one taken back after a
+  // purge of a newer one would otherwise let an older value in by its tag), it goes in only if the
+  // observer admits its tag (StoreObserver::admits: above the floor), else below_floor. A tombstone
+  // is never refused: it brings nothing back. With `floors_seen` (a record anti-entropy pulled), a
+  // value is checked only if the floors changed since that generation (node/floors.hpp says why).
   bool floored = false;
   std::uint64_t floors_seen = 0;
 };
@@ -103,11 +103,12 @@ class StoreObserver {
     (void)key, (void)tag, (void)floors_seen;
     return true;
   }
-  // Whether a tombstone of `tag` where `key` holds nothing is at or below a known floor: the key is
-  // deleted already, as far as any write at or below the floor goes.
-  virtual bool buried(std::string_view key, const Tag& tag) const noexcept {
-    (void)key, (void)tag;
-    return false;
+  // Whether the tombstone `key` holds, of tag `tombstone`, keeps a floored write out by its tag
+  // alone; if not (at or below the segment's floor), a floored value newer than it goes in only if
+  // admits() says so, as where the key holds nothing.
+  virtual bool shields(std::string_view key, const Tag& tombstone) const noexcept {
+    (void)key, (void)tombstone;
+    return true;
   }
 };
 
@@ -239,14 +240,13 @@ class Store {
     if (observer_ && before != now) observer_->changed(key, before, now);
   }
   bool observed() const noexcept { return observer_ != nullptr; }
-  // In the key's atomic step, what the key holds read: what the floors decide of a floored write
-  // where the key holds nothing (below_floor for a value, keep for a buried tombstone), if anything.
+  // In the key's atomic step, what the key holds read: below_floor for a floored value the floors
+  // refuse where the key holds nothing, or a tombstone that does not shield it (older than the value;
+  // StoreObserver::shields); else nothing, and the tags decide. Tombstones are never refused.
   std::optional<Verdict> floor_verdict(const WriteOp& op, const Held& held) const noexcept {
-    if (!op.floored || !op.tag || held.kind != Held::Kind::nothing || !observer_) return std::nullopt;
-    if (op.kind == WriteOp::Kind::put)
-      return observer_->admits(op.key, *op.tag, op.floors_seen) ? std::nullopt : std::optional(Verdict::below_floor);
-    if (op.kind == WriteOp::Kind::del && observer_->buried(op.key, *op.tag)) return Verdict::keep;
-    return std::nullopt;
+    if (!op.floored || !op.tag || op.kind != WriteOp::Kind::put || !observer_ || held.value()) return std::nullopt;
+    if (held.tombstone() && (!(held.tag < *op.tag) || observer_->shields(op.key, held.tag))) return std::nullopt;
+    return observer_->admits(op.key, *op.tag, op.floors_seen) ? std::nullopt : std::optional(Verdict::below_floor);
   }
 
  private:

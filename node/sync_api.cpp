@@ -206,8 +206,10 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
     ae::append_u64s(out, trees_->buckets(index));
     ae::append_u64s(out, trees_->counter_sums(index));
     binary_answer(res, std::move(out));
-    if (const PurgePause* pause = trees_->purge_pause())
+    if (const PurgePause* pause = trees_->purge_pause()) {
       if (auto change = pause->paused(); !change.empty()) res.set(ae::kPurgesPausedField, change);
+      else if (auto over = pause->resumed(); !over.empty()) res.set(ae::kPurgesResumedField, over);
+    }
     return remember_asker(req, res);
   }
   if (path == ae::kDiffPath) {

@@ -212,7 +212,8 @@ class Apply {
     });
     if (missing.empty()) return log_.step("tombstone purges resumed on the " + std::to_string(all) + " nodes");
     log_.line("tombstone purges stay paused on " + joined(missing) +
-              " (not answering); the same command, run again once they are up, resumes them");
+              " (not answering) until they are up: each resumes once it sees a peer resumed for this change "
+              "(or run the same command again)");
   }
 
   // Calls `fn` once per node id of OLD and NEW (a node in both, once); returns how many.

@@ -18,17 +18,19 @@ class AntiEntropyTest(unittest.TestCase):
     def setUp(self):
         self.h = harness(self)
 
-    def start(self, intervals=None, rate=None, extra=()):
+    def start(self, intervals=None, rate=None, extra=(), purging=("n1", "n2", "n3"), first=None):
         """Nodes n1..n3 (RocksDB) on a ring of replicas 3, each with --ring and its anti-entropy
-        interval (`intervals`: {id: ms}, default INTERVAL_MS), and one proxy."""
+        interval (`intervals`: {id: ms}, default INTERVAL_MS), those in `purging` with
+        --purge-tombstones, and one proxy. `first`: {id: flags} for each node's first start only."""
         self.ports = dict(zip(("n1", "n2", "n3"), free_ports(3)))
         self.ring = write_ring(self.h.path("ring.yaml"), sorted(self.ports.items()), replicas=3, vnodes=256)
         self.intervals = intervals or {}
         self.rate = rate
         self.extra = list(extra)
+        self.purging = set(purging)
         self.nodes = {}
         for node_id in self.ports:
-            self.start_node(node_id)
+            self.start_node(node_id, (first or {}).get(node_id, ()))
         # New directories check with their peers before they answer quorum reads (node/incarnation.hpp).
         self.assertTrue(wait_until(lambda: all(self.state(n) == "serving" for n in self.ports), 10))
         self.proxy = self.h.proxy(self.ring, checks=Cluster.CHECKS, extra=PROXY_TIMEOUTS)
@@ -39,9 +41,9 @@ class AntiEntropyTest(unittest.TestCase):
         return node_state(self.ports[node_id])
 
     def start_node(self, node_id, extra=()):
-        # Every node here purges tombstones (off by default: node/floors.hpp).
+        # Nodes here purge tombstones unless a test says otherwise (off by default: node/floors.hpp).
         extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(self.intervals.get(node_id, INTERVAL_MS)),
-                 "--purge-tombstones", *self.extra, *extra]
+                 *(["--purge-tombstones"] if node_id in self.purging else []), *self.extra, *extra]
         if self.rate:
             extra += ["--repair-keys-per-second", str(self.rate)]
         data = self.h.path(node_id)
@@ -177,6 +179,14 @@ class AntiEntropyTest(unittest.TestCase):
     def rounds(self, node_id):
         return metric(metrics(self.ports[node_id]), "kvnode_anti_entropy_rounds_total")
 
+    def rounds_pass(self, n):
+        """Returns once every node has run `n` more anti-entropy rounds."""
+        now = {node: self.rounds(node) for node in self.ports}
+        self.assertTrue(wait_until(lambda: all(self.rounds(node) >= now[node] + n for node in self.ports), 30))
+
+    def paused(self, node_id):
+        return node_health(self.ports[node_id])["anti_entropy"]["purges_paused"]
+
     def deleted_while_a_replica_was_away(self, unsafe):
         """d0..d19 = v1 on every replica; n3 down; the keys deleted (tombstones on n1 and n2); five
         rounds pass; n3 back, still holding v1. Returns each node's (tombstones held, purged) before
@@ -215,10 +225,9 @@ class AntiEntropyTest(unittest.TestCase):
 
     def test_a_purge_a_peer_did_not_confirm_is_sent_again(self):
         # Every node's first purge request to the last peer of a set fails before it is sent
-        # (--test-purge-fails-once), after the peers before it dropped the tombstones. Those peers
-        # then never take the tombstones back (they are below their floors), so the buckets would
-        # never match again and the others would keep them for good; sent again next round, the
-        # purge completes.
+        # (--test-purge-fails-once), after the peers before it dropped the tombstones. Sent again
+        # next round, the purge completes (without the retry it would finish only once those peers
+        # took the tombstones back and a later round purged them: the next test).
         self.start(extra=["--test-purge-fails-once"])
         keys = [f"p{i}" for i in range(20)]
         self.write(keys, "v")
@@ -230,6 +239,47 @@ class AntiEntropyTest(unittest.TestCase):
                                                for p in self.ports.values()), 10))
         self.assertEqual(self.held(), {n: {} for n in self.ports})
         self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
+
+    def test_a_purge_cut_short_by_a_crash_is_finished_after_the_restart(self):
+        # Only n1 purges, and it dies (--test-crash-mid-purge) after its first peer raised its floors
+        # and dropped the tombstones, before the last one was asked: a purge half done, its retry
+        # forgotten with the process. The peer that dropped them holds nothing where the others hold
+        # the tombstones, so their buckets differ; it takes them back from the others (a tombstone at
+        # or below a floor is taken, and does not keep an older value out by its tag: node/floors.hpp),
+        # the buckets agree again, and n1, started again, purges them everywhere.
+        self.start(purging=["n1"], first={"n1": ["--test-crash-mid-purge"]})
+        keys = [f"c{i}" for i in range(20)]
+        self.write(keys, "v")
+        self.delete(keys)
+        n1 = self.nodes["n1"]
+        self.assertTrue(wait_until(lambda: not n1.alive(), 20), n1.output())
+        self.assertEqual(n1.terminate(), 3)
+        self.assertIn("crashing for the test (--test-crash-mid-purge)", n1.output())
+        # One peer dropped them and raised its floors; the other was never asked.
+        dropped = [n for n in ("n2", "n3") if node_health(self.ports[n])["anti_entropy"]["tombstones_purged"] > 0]
+        self.assertEqual(len(dropped), 1, {n: node_health(self.ports[n]) for n in ("n2", "n3")})
+        peer = dropped[0]
+        self.assertGreater(node_health(self.ports[peer])["floors"]["segments"], 0)
+        # The peers exchange while n1 is down: the one that dropped the tombstones takes them back.
+        self.assertTrue(wait_until(lambda: self.tombstones(peer)[0] == 20, 20), self.tombstones(peer))
+        self.assertGreaterEqual(self.ae(peer, "keys_repaired_total", "n3" if peer == "n2" else "n2"), 20)
+        # A store newer than the tombstone taken back but not above the floor (a value some purged
+        # delete would have removed) finds that tombstone does not shield the key: refused, as where
+        # the key held nothing.
+        kind, counter, writer, _ = holdings(self.ports[peer])["c0"]
+        self.assertEqual(kind, "t")
+        status, headers, body = request(self.ports[peer], "POST", "/replica/put?key=c0", json.dumps({"value": "v"}),
+                                        {"X-KV-Version": f"{counter}.{writer + 1:016x}", "Content-Type": "application/json"})
+        self.assertEqual((status, headers.get("X-KV-Applied")), (409, "0"), body)
+        self.start_node("n1")
+        self.assertTrue(wait_until(lambda: self.state("n1") == "serving", 10))
+        self.assertTrue(wait_until(self.purged_everywhere, 30), {n: self.tombstones(n) for n in self.ports})
+        self.assertEqual(self.held(), {n: {} for n in self.ports})
+        self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
+        # New writes of the keys go above the floors, everywhere.
+        self.write(keys[:5], "w")
+        self.assertTrue(wait_until(self.converged, 20), differing_keys(self.held()))
+        self.assertEqual([json.loads(self.c.get(k)[2])["value"] for k in keys[:5]], ["w"] * 5)
 
     def test_purges_paused_on_one_replica_stop_every_purge_of_its_sets_until_resumed(self):
         # ring-rebalance apply pauses purges for a ring change (node/purge_pause.hpp). Here only n2 is
@@ -243,10 +293,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.write(keys, "v")
         self.delete(keys)
 
-        def rounds_pass(n):
-            now = {node: self.rounds(node) for node in self.ports}
-            self.assertTrue(wait_until(lambda: all(self.rounds(node) >= now[node] + n for node in self.ports), 30))
-        rounds_pass(5)
+        self.rounds_pass(5)
         self.assertEqual({n: self.tombstones(n) for n in self.ports}, {n: (20, 0) for n in self.ports})
         self.assertEqual(node_health(self.ports["n2"])["anti_entropy"]["purges_paused"], "change-1")
         self.assertEqual(metric(metrics(self.ports["n2"]), "kvnode_tombstone_purges_paused"), 1)
@@ -260,7 +307,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.start_node("n2")
         self.assertTrue(wait_until(lambda: self.state("n2") == "serving", 10))
         self.assertEqual(node_health(self.ports["n2"])["anti_entropy"]["purges_paused"], "change-1")
-        rounds_pass(5)
+        self.rounds_pass(5)
         self.assertEqual({n: self.tombstones(n)[0] for n in self.ports}, {n: 20 for n in self.ports})
         # Refusals: another change's resume, and malformed requests.
         for target, code, detail in [
@@ -279,6 +326,36 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
         self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
         self.assertTrue(wait_until(lambda: replica("n2").get("purges_paused", "") is None, 10), replica("n2"))
+
+    def test_a_replica_that_missed_the_resume_resumes_once_a_peer_was_resumed_for_that_change(self):
+        # apply resumes every node once its change is over; a node down at that moment stays paused,
+        # durably, and none of its sets would ever purge again. A resumed node names the change in its
+        # tree answers, and a node paused for that same change resumes itself on seeing it (apply
+        # resumes nodes only once the change and its drops are done: node/purge_pause.hpp). A peer
+        # resumed for another change says nothing of this one's.
+        self.start()
+        for n, change in (("n1", "change-1"), ("n2", "change-1"), ("n3", "change-0")):
+            self.assertEqual(admin(self.ports[n], "POST", f"/admin/purges?pause={change}")[0], 200)
+        keys = [f"r{i}" for i in range(20)]
+        self.write(keys, "v")
+        self.delete(keys)
+        for n in ("n1", "n2"):
+            status, body = admin(self.ports[n], "POST", "/admin/purges?resume=change-1")
+            self.assertEqual((status, body), (200, {"status": "success", "purges_paused": None}))
+        self.rounds_pass(5)
+        self.assertEqual(self.paused("n3"), "change-0")
+        self.assertEqual({n: self.tombstones(n) for n in self.ports}, {n: (20, 0) for n in self.ports})
+        # As if n3 had been paused for change-1 too, and down when apply resumed the others.
+        self.assertEqual(admin(self.ports["n3"], "POST", "/admin/purges?pause=change-1")[0], 200)
+        self.assertTrue(wait_until(lambda: self.paused("n3") is None, 10), self.paused("n3"))
+        self.assertRegex(self.nodes["n3"].output(), r"n[12] was resumed for the ring change change-1, which is over")
+        self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
+        # The resume is durable.
+        self.nodes["n3"].terminate()
+        self.start_node("n3")
+        self.assertTrue(wait_until(lambda: self.state("n3") == "serving", 10))
+        self.assertIsNone(self.paused("n3"))
+        self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
 
     def test_control_a_tombstone_purged_early_lets_a_returning_replica_bring_the_key_back(self):
         """The broken mode (--unsafe-purge-early: purged on the evidence of the peers that answered,

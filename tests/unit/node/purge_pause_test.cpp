@@ -1,5 +1,6 @@
 // Purges paused for a ring change (node/purge_pause.hpp): a pause waits for the purge turns taken
-// before it, refuses every turn after it, survives a restart, and ends only with resume().
+// before it, refuses every turn after it, survives a restart, and ends only with a resume of the
+// change it names, which the node then remembers (and says in its tree answers).
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -38,9 +39,15 @@ TEST_CASE("purge pause: waits for the turns before it, refuses those after, unti
   pause.pause("ring-1");  // again: returns at once
   pause.pause("ring-2");  // another change's: the latest is named
   CHECK(pause.paused() == "ring-2");
-  pause.resume();
+  CHECK_FALSE(pause.resume("ring-1"));  // another change's resume: nothing done
+  CHECK(pause.paused() == "ring-2");
+  CHECK(pause.resumed().empty());
+  CHECK(pause.resume("ring-2"));
   CHECK(pause.paused().empty());
+  CHECK(pause.resumed() == "ring-2");
   CHECK(pause.enter());
+  CHECK(pause.resume("ring-3"));  // not paused (it missed that change's pause): remembered all the same
+  CHECK(pause.resumed() == "ring-3");
 }
 
 TEST_CASE("purge pause: kept across a restart of the node", "[purge_pause]") {
@@ -53,9 +60,10 @@ TEST_CASE("purge pause: kept across a restart of the node", "[purge_pause]") {
     PurgePause pause(*store);  // the same data directory, read again
     CHECK(pause.paused() == "ring-1");
     CHECK_FALSE(pause.enter());
-    pause.resume();
+    CHECK(pause.resume("ring-1"));
   }
   PurgePause pause(*store);
   CHECK(pause.paused().empty());
+  CHECK(pause.resumed() == "ring-1");
   CHECK(pause.enter());
 }

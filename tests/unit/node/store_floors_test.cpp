@@ -10,7 +10,7 @@ struct FloorObserver final : kv::StoreObserver {
   bool admits(std::string_view, const Tag& tag, std::uint64_t floors_seen) const noexcept override {
     return (floors_seen != 0 && floors_seen == generation) || tag.counter > floor;
   }
-  bool buried(std::string_view, const Tag& tag) const noexcept override { return floor != 0 && tag.counter <= floor; }
+  bool shields(std::string_view, const Tag& tombstone) const noexcept override { return tombstone.counter > floor; }
 };
 
 }  // namespace
@@ -57,12 +57,27 @@ TEST_CASE("floors: a floored write goes in where nothing is held only above the 
   CHECK(floored(K::put, other, {8, 9}).status == StoreStatus::below_floor);  // at the floor: refused too
   CHECK(seen(s, gone) == kNothing);
   CHECK(seen(s, other) == kNothing);
-  // A tombstone at or below the floor where nothing is held is left out as superseded (the key is
-  // deleted already; re-made, it would let an older value in by its tag); above the floor it goes in.
-  r = floored(K::del, kv::storage_key("deleted late"), {4, 1});
-  CHECK((r.status == StoreStatus::not_found && !r.applied));
-  CHECK(seen(s, kv::storage_key("deleted late")) == kNothing);
-  CHECK(floored(K::del, kv::storage_key("deleted late"), {9, 1}).applied);
+  // A tombstone is never refused, at or below the floor too (taken back from a peer that kept it
+  // when a purge was cut short: then the replicas' buckets agree again). There it does not shield
+  // its key: a floored value newer than it goes in only above the floor, as where nothing is held
+  // (else a value a purged delete removed would come back by its tag); one older is superseded.
+  const std::string late = kv::storage_key("deleted late");
+  r = floored(K::del, late, {4, 1});
+  CHECK((r.status == StoreStatus::not_found && r.applied));
+  CHECK(floored(K::put, late, {6, 1}).status == StoreStatus::below_floor);
+  CHECK(floored(K::put, late, {8, 2}).status == StoreStatus::below_floor);
+  r = floored(K::put, late, {3, 1});
+  CHECK((r.status == StoreStatus::ok && !r.applied));
+  CHECK(seen(s, late) == tombstone_at({4, 1}));
+  CHECK(tagged(s, K::put, late, {5, 1}, "copied").applied);  // unfloored: the tags decide
+  REQUIRE(tagged(s, K::del, late, {7, 1}).applied);
+  CHECK(floored(K::put, late, {6, 2}, 1).applied == false);  // older than the tombstone: superseded
+  CHECK(floored(K::put, late, {7, 2}, 1).applied);            // pulled while the floors stayed put
+  REQUIRE(tagged(s, K::del, late, {7, 3}).applied);
+  CHECK(floored(K::put, late, {9, 1}).applied);  // above the floor
+  // Above the floor a tombstone shields its key as any version does.
+  REQUIRE(tagged(s, K::del, late, {10, 1}).applied);
+  CHECK(floored(K::put, late, {10, 2}).applied);
   // Above the floor: in. Where a key holds something, its tag decides, floor or not.
   CHECK(floored(K::put, other, {9, 1}).applied);
   CHECK(floored(K::put, held, {6, 1}).applied);
