@@ -76,7 +76,8 @@
 // new ring or any proxy stores to a new set, each answering once its purge in flight ended, and
 // resumes them once the moved ranges are dropped (node/purge_pause.hpp says how a node that missed
 // the pause is kept from purging). Purging stays off by default until many more runs of the suite
-// with it on pass.
+// with it on pass; the suite's replicated runs purge (tests/integration/multihost.py, NODE_FLAGS),
+// so every CI run adds some.
 //
 // A purge cut short. The node that found the evidence asks its peers in turn; if it dies (or adopts a
 // ring) after some peers dropped the tombstones and before the others were asked, its retry is gone

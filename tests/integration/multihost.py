@@ -55,9 +55,12 @@ from kvtest import (Cluster, RING_REBALANCE, differing_keys, holdings, node_heal
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
 AE_INTERVAL_MS = 300  # the nodes' anti-entropy rounds, with replicas
-# More kvnode flags for replicated runs, from the environment (KVRING_MULTIHOST_NODE_FLAGS, split on
-# spaces): to run the suite with --purge-tombstones, which is off by default (node/floors.hpp).
-NODE_FLAGS = os.environ.get("KVRING_MULTIHOST_NODE_FLAGS", "").split()
+# More kvnode flags for replicated runs: --purge-tombstones (off in kvnode by default: node/floors.hpp),
+# unless the environment says otherwise (KVRING_MULTIHOST_NODE_FLAGS, split on spaces; empty: none,
+# tombstones kept as kvnode's default keeps them).
+NODE_FLAGS = os.environ.get("KVRING_MULTIHOST_NODE_FLAGS", "--purge-tombstones").split()
+PURGING = "--purge-tombstones" in NODE_FLAGS
+TOMBSTONES_GONE_TIMEOUT = 30.0  # after the replicas converged, for every tombstone to be purged
 NET_PREFIX = "10.77"
 CLAIM_METRIC = "4294967295"  # the lowest priority: the bridge's own route wins while it exists
 
@@ -641,7 +644,8 @@ def converge(c, timeout=30.0):
     """After a run healed, with the load stopped: how long until every node's own store (read on the
     node, not through a proxy) holds every key at the same version, or the keys still differing after
     `timeout`: {"seconds": s or None, "differing": [...], "tombstones" and "purged": per node,
-    "requeries": per proxy}."""
+    "requeries": per proxy}. When the nodes purge, also how long after that until no replica holds a
+    tombstone ("tombstones_gone": s or None): with every replica up and equal, none is still needed."""
     with open(c.hosts.token) as f:
         token = f.read().strip()
     started = time.monotonic()
@@ -655,9 +659,22 @@ def converge(c, timeout=30.0):
     done = wait_until(equal, timeout=timeout, interval=0.2)
     result = {"seconds": round(time.monotonic() - started, 2) if done else None, "differing": last[:20]}
     # The tombstones each replica holds, and has purged since it started (0 unless the nodes run with
-    # --purge-tombstones, KVRING_MULTIHOST_NODE_FLAGS: node/floors.hpp).
+    # --purge-tombstones: NODE_FLAGS, node/floors.hpp).
     health = {n.name: node_health(NODE_PORT, n.host.addr) for n in c.nodes}
     result["tombstones"] = {name: h["tombstones"] for name, h in health.items()}
+    if PURGING and done:
+        purged_at = time.monotonic()
+
+        def gone():
+            nonlocal health
+            health = {n.name: node_health(NODE_PORT, n.host.addr) for n in c.nodes}
+            return all(h["tombstones"] == 0 for h in health.values())
+
+        ok = wait_until(gone, timeout=TOMBSTONES_GONE_TIMEOUT, interval=0.2)
+        result["tombstones_gone"] = round(time.monotonic() - purged_at, 2) if ok else None
+        result["tombstones_left"] = {name: h["tombstones"] for name, h in health.items()}
+        # A node paused for a ring change purges nothing, nor do its sets (node/purge_pause.hpp).
+        result["paused"] = {name: h.get("anti_entropy", {}).get("purges_paused") for name, h in health.items()}
     result["purged"] = {name: h.get("anti_entropy", {}).get("tombstones_purged", 0) for name, h in health.items()}
     # Reads and deletes such a purge left undecided, asked again by each proxy (since its start).
     result["requeries"] = {p.name: proxy_stats(p.admin[1], p.admin[0])["quorum"]["requeries"] for p in c.proxies}

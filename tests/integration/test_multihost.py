@@ -120,6 +120,13 @@ class HostsTest(unittest.TestCase):
 
 
 class LinearizableAcrossHostsTest(unittest.TestCase):
+    def check_tombstones_gone(self, nemesis, summary):
+        """With the nodes purging (multihost.NODE_FLAGS), every replica up and equal: no tombstone is
+        still needed, and every one is purged (issue 18: the count drops to the ones still needed)."""
+        if multihost.PURGING:
+            converged = summary["converged"]
+            self.assertIsNotNone(converged["tombstones_gone"], f"{nemesis}: tombstones left once converged: {converged}")
+
     def check_history(self, nemesis, summary, recorder, result):
         """A run that struck, with a history thick enough to say something, all of it linearizable."""
         ops = [o for o in recorder.ops() if o["process"] != "final"]
@@ -167,6 +174,7 @@ class LinearizableAcrossHostsTest(unittest.TestCase):
                 self.check_history(nemesis, summary, recorder, result)
                 # Healed and the load stopped, anti-entropy makes every replica equal.
                 self.assertIsNotNone(summary["converged"]["seconds"], f"{nemesis}: replicas still differ: {summary['converged']}")
+                self.check_tombstones_gone(nemesis, summary)
                 if nemesis in multihost.KEEP_A_MAJORITY:
                     self.assertEqual(summary["not_ok"], {}, f"{nemesis}: a request failed while its key kept a majority")
                     self.assertGreater(replica_errors(), errors_before, "the fault was never felt")
@@ -198,6 +206,7 @@ class LinearizableAcrossHostsTest(unittest.TestCase):
                 first = "apply A -> R" if nemesis == "change-replace" else "apply A -> B"
                 self.assertTrue(summary["log"][0].startswith(first), summary["log"])
                 self.assertIsNotNone(summary["converged"]["seconds"], f"{nemesis}: replicas still differ: {summary['converged']}")
+                self.check_tombstones_gone(nemesis, summary)
                 # Nodes adopt each ring in place, so every key keeps a majority of its old and of its new
                 # set throughout (one node killed at most, never where a side has replicas 1): no request
                 # may fail.
