@@ -185,7 +185,7 @@ void Api::get_versioned(const std::string& skey, http::StringResponse& res, bool
   }
   set_version_fields(res, tag, tombstone);
   // Where the key holds no value: a tombstone at or below the floor does not keep an older value out
-  // by its tag (Floors::shields), so the coordinator's new tag must go above the floor as well.
+  // by its tag (node/floors.hpp), so the coordinator's new tag must go above the floor as well.
   if (!replica || (!tag.none() && !tombstone)) return;
   if (const Floors* floors = role_.load()->floors)
     if (const auto floor = floors->floor_of_hash(read_be64(skey))) res.set(replica::kFloorField, std::to_string(floor));

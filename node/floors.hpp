@@ -52,7 +52,7 @@
 // back on every replica: a tombstone re-made below the floor by a write-back or a pull, which let the
 // older value in by its tag. So a tombstone at or below its segment's floor does not shield its key:
 // a floored store of a value newer than it goes in only above the floor, as where the key holds
-// nothing (Floors::shields), and a tag query answers the floor there too.) Since those changes no
+// nothing (Floors::admits of the tombstone's own tag), and a tag query answers the floor there too.) Since those changes no
 // run of the multi-host suite with purging on (KVRING_MULTIHOST_NODE_FLAGS) has found a wrong history,
 // where one in four had. The rule costs availability instead: a read that overlaps a delete and its
 // purge can find the old value on one replica and "nothing" below the floor on another, and with a
@@ -124,15 +124,12 @@ class Floors {
   bool known() const noexcept { return known_.load(std::memory_order_acquire); }
   // Whether a store of a tag with this counter may go in where its key holds nothing: a coordinator's
   // (floors_seen 0) only above the floor, once the floors are known; a record anti-entropy pulled
-  // under generation `floors_seen`, always while no floor has risen since, else the same.
+  // under generation `floors_seen`, always while no floor has risen since, else the same. With
+  // floors_seen 0 it also says whether a tombstone of this counter that a key holds shields it (keeps
+  // an older value out by its tag alone): one at or below the floor may have been taken back after a
+  // purge of a newer one, so a store where the key holds it is checked as where it holds nothing.
   bool admits(std::uint64_t ring_hash, std::uint64_t counter, std::uint64_t floors_seen = 0) const noexcept {
     if (floors_seen != 0 && floors_seen == generation()) return true;
-    return known() && counter > floor_of_hash(ring_hash);
-  }
-  // Whether a tombstone with this counter, held by its key, keeps a store of an older value out by
-  // its tag alone: only above a known floor. One at or below the floor may have been taken back after
-  // a purge of a newer one, so a store where the key holds it is checked as where it holds nothing.
-  bool shields(std::uint64_t ring_hash, std::uint64_t counter) const noexcept {
     return known() && counter > floor_of_hash(ring_hash);
   }
   // Rises with every raise(), before it returns (from 1).

@@ -93,10 +93,6 @@ bool ReplicaTrees::admits(std::string_view key, const Tag& tag, std::uint64_t fl
   return !floors_ || key.size() < kStorageKeyPrefix || floors_->admits(read_be64(key), tag.counter, floors_seen);
 }
 
-bool ReplicaTrees::shields(std::string_view key, const Tag& tombstone) const noexcept {
-  return !floors_ || key.size() < kStorageKeyPrefix || floors_->shields(read_be64(key), tombstone.counter);
-}
-
 int ReplicaTrees::set_of_hash(std::uint64_t ring_hash) const noexcept {
   const ReplicaSet rs = ring_->replicas_of_hash(ring_hash);
   if (!rs.contains(self_)) return -1;

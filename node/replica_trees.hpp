@@ -58,8 +58,6 @@ class ReplicaTrees final : public StoreObserver {
   // A floored write goes in where its key holds nothing only above the segment's floor (and only
   // once the floors are known). Without floors, always.
   bool admits(std::string_view key, const Tag& tag, std::uint64_t floors_seen) const noexcept override;
-  // A tombstone held keeps older values out only above its segment's floor (Floors::shields).
-  bool shields(std::string_view key, const Tag& tombstone) const noexcept override;
   // Set once, before the store is observed.
   void set_floors(Floors* floors) noexcept { floors_ = floors; }
   Floors* floors() const noexcept { return floors_; }

@@ -40,10 +40,6 @@ class Replication::Observer final : public StoreObserver {
     const auto t = target_.load();
     return !t->trees || t->trees->admits(key, tag, floors_seen);
   }
-  bool shields(std::string_view key, const Tag& tombstone) const noexcept override {
-    const auto t = target_.load();
-    return !t->trees || t->trees->shields(key, tombstone);
-  }
 
  private:
   SharedSlot<const Target> target_{std::make_shared<const Target>()};

@@ -48,7 +48,7 @@ struct WriteOp {
   // records and of data written before versions, goes in only where the key holds nothing at all).
   std::optional<Tag> tag = std::nullopt;
   // A coordinator's store of a value (/replica/put): where the key holds nothing, or a tombstone
-  // older than it at or below the segment's floor (StoreObserver::shields: one taken back after a
+  // older than it at or below the segment's floor (StoreObserver::admits of its own tag: one taken back after a
   // purge of a newer one would otherwise let an older value in by its tag), it goes in only if the
   // observer admits its tag (StoreObserver::admits: above the floor), else below_floor. A tombstone
   // is never refused: it brings nothing back. With `floors_seen` (a record anti-entropy pulled), a
@@ -97,17 +97,12 @@ class StoreObserver {
   virtual ~StoreObserver() = default;
   virtual void changed(std::string_view key, const Held& before, const Held& now) noexcept = 0;
   // Whether a floored write of `tag` may go in where `key` holds nothing (`floors_seen`: the
-  // generation of the floors its record was fetched under, or 0). Asked inside the key's atomic
-  // step, so that it is ordered against a purge of the key (whose floor is raised first).
+  // generation of the floors its record was fetched under, or 0). With 0 and a tombstone's tag:
+  // whether that tombstone, held by the key, shields it (is above the floor: node/floors.hpp). Asked
+  // inside the key's atomic step, so that it is ordered against a purge of the key (whose floor is
+  // raised first).
   virtual bool admits(std::string_view key, const Tag& tag, std::uint64_t floors_seen) const noexcept {
     (void)key, (void)tag, (void)floors_seen;
-    return true;
-  }
-  // Whether the tombstone `key` holds, of tag `tombstone`, keeps a floored write out by its tag
-  // alone; if not (at or below the segment's floor), a floored value newer than it goes in only if
-  // admits() says so, as where the key holds nothing.
-  virtual bool shields(std::string_view key, const Tag& tombstone) const noexcept {
-    (void)key, (void)tombstone;
     return true;
   }
 };
@@ -241,11 +236,12 @@ class Store {
   }
   bool observed() const noexcept { return observer_ != nullptr; }
   // In the key's atomic step, what the key holds read: below_floor for a floored value the floors
-  // refuse where the key holds nothing, or a tombstone that does not shield it (older than the value;
-  // StoreObserver::shields); else nothing, and the tags decide. Tombstones are never refused.
+  // refuse where the key holds nothing, or a tombstone that does not shield it (older than the value,
+  // and not admitted itself: at or below the floor); else nothing, and the tags decide. Tombstones are
+  // never refused.
   std::optional<Verdict> floor_verdict(const WriteOp& op, const Held& held) const noexcept {
     if (!op.floored || !op.tag || op.kind != WriteOp::Kind::put || !observer_ || held.value()) return std::nullopt;
-    if (held.tombstone() && (!(held.tag < *op.tag) || observer_->shields(op.key, held.tag))) return std::nullopt;
+    if (held.tombstone() && (!(held.tag < *op.tag) || observer_->admits(op.key, held.tag, 0))) return std::nullopt;
     return observer_->admits(op.key, *op.tag, op.floors_seen) ? std::nullopt : std::optional(Verdict::below_floor);
   }
 

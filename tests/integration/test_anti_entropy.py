@@ -295,7 +295,7 @@ class AntiEntropyTest(unittest.TestCase):
 
         self.rounds_pass(5)
         self.assertEqual({n: self.tombstones(n) for n in self.ports}, {n: (20, 0) for n in self.ports})
-        self.assertEqual(node_health(self.ports["n2"])["anti_entropy"]["purges_paused"], "change-1")
+        self.assertEqual(self.paused("n2"), "change-1")
         self.assertEqual(metric(metrics(self.ports["n2"]), "kvnode_tombstone_purges_paused"), 1)
         self.assertEqual(metric(metrics(self.ports["n1"]), "kvnode_tombstone_purges_paused"), 0)
         # kvproxy's health checks read it: stats.json (and the stats page, Prometheus) say which node is paused.
@@ -306,7 +306,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.nodes["n2"].kill()
         self.start_node("n2")
         self.assertTrue(wait_until(lambda: self.state("n2") == "serving", 10))
-        self.assertEqual(node_health(self.ports["n2"])["anti_entropy"]["purges_paused"], "change-1")
+        self.assertEqual(self.paused("n2"), "change-1")
         self.rounds_pass(5)
         self.assertEqual({n: self.tombstones(n)[0] for n in self.ports}, {n: 20 for n in self.ports})
         # Refusals: another change's resume, and malformed requests.

@@ -10,7 +10,6 @@ struct FloorObserver final : kv::StoreObserver {
   bool admits(std::string_view, const Tag& tag, std::uint64_t floors_seen) const noexcept override {
     return (floors_seen != 0 && floors_seen == generation) || tag.counter > floor;
   }
-  bool shields(std::string_view, const Tag& tombstone) const noexcept override { return tombstone.counter > floor; }
 };
 
 }  // namespace
