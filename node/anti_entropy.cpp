@@ -210,19 +210,21 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   for (std::size_t at = 0; at < segments.size() && !stopping(); at += ae::kMaxSegmentsPerRequest) {
     const std::vector<std::uint32_t> chunk(segments.begin() + static_cast<std::ptrdiff_t>(at),
                                            segments.begin() + static_cast<std::ptrdiff_t>(std::min(segments.size(), at + ae::kMaxSegmentsPerRequest)));
+    const auto busy_from = Clock::now();
     std::string own, err;
     if (!SyncApi::digests(store_, trees_, set, chunk, own, err) || !parse_records(own, own_records, err, true))
       throw StoreError("reading this node's digests: " + err);
-    behind += pull(p, query, chunk, own_records);
+    behind += pull(p, query, chunk, own_records, busy_from);
   }
   return {behind, segments.size() + ahead};
 }
 
 // One POST /replica/diff after another over `segments`, each sending what this node holds there
 // (`own`: its records of those segments, values left out, in stored-key order) and storing what the
-// peer holds otherwise, at the bounded rate. Returns the keys the peer held newer.
+// peer holds otherwise, at the bounded rate and share of time (`busy_from`: when this node began
+// reading `own`). Returns the keys the peer held newer.
 std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::vector<std::uint32_t>& segments,
-                                const std::vector<Record>& own) {
+                                const std::vector<Record>& own, Clock::time_point busy_from) {
   const std::uint64_t salt = salts_();
   std::vector<ae::SegmentDigests> asked;
   asked.reserve(segments.size());
@@ -264,19 +266,30 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
       throw StoreError("storing pulled keys: " + err);
     p.stats->keys_repaired.fetch_add(written, std::memory_order_relaxed);
     done += records.size();
+    rest(busy_from, started, done);
+    busy_from = Clock::now();
     const std::string next = r.field(ae::kNextSegmentField);
     if (next.empty()) break;
     std::size_t to = from + 1;
     while (to < asked.size() && std::to_string(asked[to].segment) != next) ++to;
     if (to == asked.size()) throw PeerError("diff: " + std::string(ae::kNextSegmentField) + " " + next + " was not asked for");
     from = to;
-    if (options_.keys_per_second) {  // at most keys_per_second: wait until `done` keys are due
-      const auto due = started + std::chrono::microseconds(done * 1'000'000 / options_.keys_per_second);
-      std::unique_lock lock(mutex_);
-      wake_.wait_until(lock, due, [this] { return stopping(); });
-    }
   }
   return behind;
+}
+
+// After a batch of pulled keys: waits until the work since `busy_from` is at most busy_percent of
+// the time, and until `done` keys since `started` are due at keys_per_second.
+void AntiEntropy::rest(Clock::time_point busy_from, Clock::time_point started, std::uint64_t done) {
+  const auto now = Clock::now();
+  auto until = now;
+  if (options_.busy_percent && options_.busy_percent < 100)
+    until += (now - busy_from) * (100 - options_.busy_percent) / options_.busy_percent;
+  if (options_.keys_per_second)
+    until = std::max(until, started + std::chrono::microseconds(done * 1'000'000 / options_.keys_per_second));
+  if (until <= now) return;
+  std::unique_lock lock(mutex_);
+  wake_.wait_until(lock, until, [this] { return stopping(); });
 }
 
 void AntiEntropy::learn_floors(Peer& p) {

@@ -8,7 +8,8 @@
 // trees agree (kBuckets hashes, 8 KiB). After a round the exchanger waits `interval` (not when it
 // pulled a backlog: then it goes on at once), so that a healed fault is repaired within about one
 // interval plus the copy, and writes in flight, which make trees differ for a moment, cost one
-// small pull per interval at most. The copy is bounded to `keys_per_second`.
+// small pull per interval at most. The copy is bounded to `keys_per_second`, and to `busy_percent` of
+// wall time.
 //
 // Tombstones are purged by evidence (node/floors.hpp): each round starts by listing the tombstones
 // this node holds (after which the trees know every one of them: Store::settle), and ends by purging
@@ -54,6 +55,12 @@ struct AntiEntropyOptions {
   // tombstones: a purge half done, and its retry forgotten with the process.
   bool test_crash_mid_purge = false;
   std::size_t purge_limit = 100'000;         // tombstones considered per round
+  // Share of wall time spent pulling, at most, in percent (100: no bound): after each batch (this
+  // node's digests read, the peer's diff, the ingest) the exchanger rests (100 - p) / p times as long
+  // as the batch took. On an idle cluster batches are quick and the rate is high; under load they
+  // wait for the CPU the load uses, so the rate falls by itself, and the load keeps most of the
+  // machine (bench/RESULTS.md, "A wiped replica's rebuild").
+  std::uint32_t busy_percent = 20;
 };
 
 // Per peer, for metrics and tests. Relaxed atomics: read while the exchanger runs.
@@ -109,7 +116,9 @@ class AntiEntropy {
   bool exchange(Peer& p);
   Found exchange_set(Peer& p, std::size_t set);
   std::uint64_t pull(Peer& p, const std::string& query, const std::vector<std::uint32_t>& segments,
-                     const std::vector<Record>& own);
+                     const std::vector<Record>& own, std::chrono::steady_clock::time_point busy_from);
+  void rest(std::chrono::steady_clock::time_point busy_from, std::chrono::steady_clock::time_point started,
+            std::uint64_t done);
   // Floors: a new directory's learning from `p`; and a round's purge.
   void learn_floors(Peer& p);
   void purge(const std::vector<std::pair<std::string, Tag>>& candidates);

@@ -31,7 +31,7 @@ struct Flags {
   std::string bind_host = "127.0.0.1";
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
-  unsigned ae_interval_ms = 1000, repair_rate = 50'000;
+  unsigned ae_interval_ms = 1000, repair_rate = 50'000, repair_busy_percent = 20;
   bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false, test_purge_fails_once = false,
        test_crash_mid_purge = false;
   unsigned threads = 1;
@@ -70,6 +70,11 @@ void add_flags(CLI::App& app, Flags& f) {
       ->capture_default_str();
   app.add_option("--repair-keys-per-second", f.repair_rate, "With --ring: at most this many keys pulled per second (0: no bound)")
       ->capture_default_str();
+  app.add_option("--repair-busy-percent", f.repair_busy_percent,
+                 "With --ring: at most this share of wall time spent pulling keys, in percent (after each batch the "
+                 "exchanger rests in proportion; under load batches take longer, so the pull slows and the load keeps "
+                 "the machine; 100: no bound)")
+      ->capture_default_str()->check(CLI::Range(1, 100));
   app.add_flag("--recover", f.recover,
                "With --ring: discard this directory's data and rebuild it from the peers before answering quorum "
                "reads, as after a lost disk (for a data directory restored from a backup: it forgot the writes after "
@@ -226,6 +231,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   ReplicationOptions options;
   options.exchange = AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000),
                                         token, f.purge || f.unsafe_purge_early, f.unsafe_purge_early};
+  options.exchange.busy_percent = f.repair_busy_percent;
   options.exchange.test_purge_fails_once = f.test_purge_fails_once;
   options.exchange.test_crash_mid_purge = f.test_crash_mid_purge;
   options.exchanges = f.ae_interval_ms > 0;

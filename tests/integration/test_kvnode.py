@@ -619,6 +619,7 @@ class CommandLineTest(unittest.TestCase):
             (["--engine", "leveldb"], "kvnode: --engine: leveldb not in {rocksdb,memory}"),
             (["--block-cache-mb", "0", "--engine", "memory"], "kvnode: --block-cache-mb: Value 0 not in range 1 to 1048576"),
             (["--compression", "lzo", "--engine", "memory"], "kvnode: --compression: lzo not in {lz4,snappy,zstd,none}"),
+            (["--repair-busy-percent", "0", "--engine", "memory"], "kvnode: --repair-busy-percent: Value 0 not in range 1 to 100"),
             (["--bind", "example.com", "--engine", "memory"],
              "kvnode: --bind: expected an IPv4 or IPv6 address, got 'example.com'"),
         ]
