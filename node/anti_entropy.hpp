@@ -41,9 +41,8 @@ struct AntiEntropyOptions {
   std::uint32_t keys_per_second = 50'000;    // pulled keys, at most (0: no bound)
   std::chrono::milliseconds timeout{5000};   // each request to a peer
   std::string token;                         // sent to peers ("Authorization: Bearer"); empty: none
-  // Purge tombstones by evidence (kvnode --purge-tombstones; off by default: node/floors.hpp says
-  // what the multi-host suite found wrong with it).
-  bool purge = false;
+  // Purge tombstones by evidence (node/floors.hpp; kvnode --keep-tombstones turns it off).
+  bool purge = true;
   // A broken mode for the tests (kvnode --unsafe-purge-early): purge on the evidence of the peers
   // that answered, a missing one ignored.
   bool unsafe_purge_early = false;

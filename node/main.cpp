@@ -32,8 +32,8 @@ struct Flags {
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
   unsigned ae_interval_ms = 1000, repair_rate = 50'000, repair_busy_percent = 20;
-  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false, test_purge_fails_once = false,
-       test_crash_mid_purge = false;
+  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false, keep_tombstones = false,
+       test_purge_fails_once = false, test_crash_mid_purge = false;
   unsigned threads = 1;
   bool sync = false;
   std::size_t block_cache_mb = RocksOptions::kDefaultBlockCacheMb;
@@ -79,9 +79,13 @@ void add_flags(CLI::App& app, Flags& f) {
                "With --ring: discard this directory's data and rebuild it from the peers before answering quorum "
                "reads, as after a lost disk (for a data directory restored from a backup: it forgot the writes after "
                "it, and may hold keys deleted since, whose tombstones the peers have purged)");
-  app.add_flag("--purge-tombstones", f.purge,
-               "With --ring: purge a tombstone once every replica holds it, raising its segment's floor first "
-               "(off by default until many more runs of the multi-host suite with it on pass; node/floors.hpp)");
+  // Purging is the default; --purge-tombstones is kept so that command lines written for it still run.
+  auto* purge = app.add_flag("--purge-tombstones", f.purge,
+                             "With --ring: purge a tombstone once every replica holds it, raising its segment's floor "
+                             "first (the default; node/floors.hpp)");
+  app.add_flag("--keep-tombstones", f.keep_tombstones,
+               "With --ring: keep every tombstone (purging is on by default)")
+      ->excludes(purge);
   // A broken mode for the tests: a node with a new data directory answers quorum reads at once.
   app.add_flag("--unsafe-serve-at-once", f.unsafe_serve_at_once)->group("");
   // A broken mode for the tests: tombstones purged when the peers that answered hold them.
@@ -230,7 +234,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   if (f.unsafe_serve_at_once) api.unsafe_serve_at_once();
   ReplicationOptions options;
   options.exchange = AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000),
-                                        token, f.purge || f.unsafe_purge_early, f.unsafe_purge_early};
+                                        token, !f.keep_tombstones || f.unsafe_purge_early, f.unsafe_purge_early};
   options.exchange.busy_percent = f.repair_busy_percent;
   options.exchange.test_purge_fails_once = f.test_purge_fails_once;
   options.exchange.test_crash_mid_purge = f.test_crash_mid_purge;

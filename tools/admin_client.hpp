@@ -97,7 +97,7 @@ class NodeAdmin {
   // The fingerprint of the ring the node runs on, when it runs on a ring of its own (kvnode --ring:
   // its /health names it), which its anti-entropy follows when the ring has replicas.
   std::optional<std::string> ring_running();
-  // Whether the node purges tombstones (kvnode --purge-tombstones: its /health says "purging":true);
+  // Whether the node purges tombstones (kvnode's default, not --keep-tombstones: its /health says "purging":true);
   // false when it does not answer (asked once, no retry).
   bool purges_tombstones();
   // POST /admin/purges (common/rebalance.hpp): pauses the node's tombstone purges for the ring change

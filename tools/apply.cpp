@@ -193,9 +193,9 @@ class Apply {
         if (unpaused.size() >= 2)
           throw AdminError("tombstone purges could not be paused on " + joined(unpaused) + ", replicas of the same keys in " +
                            (ring == from_ring_.get() ? "OLD" : "NEW") +
-                           ", and the nodes purge (kvnode --purge-tombstones): if they are up but cut off from here, they "
-                           "could purge tombstones that the change still needs (node/purge_pause.hpp). Run again once "
-                           "they answer");
+                           ", and the nodes purge tombstones (kvnode without --keep-tombstones): if they are up but "
+                           "cut off from here, they could purge tombstones that the change still needs "
+                           "(node/purge_pause.hpp). Run again once they answer");
       }
   }
 

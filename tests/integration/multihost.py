@@ -55,11 +55,10 @@ from kvtest import (Cluster, RING_REBALANCE, differing_keys, holdings, node_heal
 
 NODE_PORT, PROXY_PORT, ADMIN_PORT = 7000, 8080, 8404
 AE_INTERVAL_MS = 300  # the nodes' anti-entropy rounds, with replicas
-# More kvnode flags for replicated runs: --purge-tombstones (off in kvnode by default: node/floors.hpp),
-# unless the environment says otherwise (KVRING_MULTIHOST_NODE_FLAGS, split on spaces; empty: none,
-# tombstones kept as kvnode's default keeps them).
-NODE_FLAGS = os.environ.get("KVRING_MULTIHOST_NODE_FLAGS", "--purge-tombstones").split()
-PURGING = "--purge-tombstones" in NODE_FLAGS
+# More kvnode flags for replicated runs (KVRING_MULTIHOST_NODE_FLAGS, split on spaces; empty: none):
+# the nodes purge tombstones, kvnode's default, unless they include --keep-tombstones.
+NODE_FLAGS = os.environ.get("KVRING_MULTIHOST_NODE_FLAGS", "").split()
+PURGING = "--keep-tombstones" not in NODE_FLAGS
 TOMBSTONES_GONE_TIMEOUT = 30.0  # after the replicas converged, for every tombstone to be purged
 NET_PREFIX = "10.77"
 CLAIM_METRIC = "4294967295"  # the lowest priority: the bridge's own route wins while it exists
@@ -658,8 +657,8 @@ def converge(c, timeout=30.0):
 
     done = wait_until(equal, timeout=timeout, interval=0.2)
     result = {"seconds": round(time.monotonic() - started, 2) if done else None, "differing": last[:20]}
-    # The tombstones each replica holds, and has purged since it started (0 unless the nodes run with
-    # --purge-tombstones: NODE_FLAGS, node/floors.hpp).
+    # The tombstones each replica holds, and has purged since it started (0 when the nodes run with
+    # --keep-tombstones: NODE_FLAGS, node/floors.hpp).
     health = {n.name: node_health(NODE_PORT, n.host.addr) for n in c.nodes}
     result["tombstones"] = {name: h["tombstones"] for name, h in health.items()}
     if PURGING and done:

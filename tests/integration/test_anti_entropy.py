@@ -20,8 +20,8 @@ class AntiEntropyTest(unittest.TestCase):
 
     def start(self, intervals=None, rate=None, extra=(), purging=("n1", "n2", "n3"), first=None):
         """Nodes n1..n3 (RocksDB) on a ring of replicas 3, each with --ring and its anti-entropy
-        interval (`intervals`: {id: ms}, default INTERVAL_MS), those in `purging` with
-        --purge-tombstones, and one proxy. `first`: {id: flags} for each node's first start only."""
+        interval (`intervals`: {id: ms}, default INTERVAL_MS), those not in `purging` with
+        --keep-tombstones, and one proxy. `first`: {id: flags} for each node's first start only."""
         self.ports = dict(zip(("n1", "n2", "n3"), free_ports(3)))
         self.ring = write_ring(self.h.path("ring.yaml"), sorted(self.ports.items()), replicas=3, vnodes=256)
         self.intervals = intervals or {}
@@ -41,9 +41,9 @@ class AntiEntropyTest(unittest.TestCase):
         return node_state(self.ports[node_id])
 
     def start_node(self, node_id, extra=()):
-        # Nodes here purge tombstones unless a test says otherwise (off by default: node/floors.hpp).
+        # Nodes here purge tombstones (kvnode's default) unless a test says otherwise.
         extra = ["--ring", self.ring, "--anti-entropy-interval-ms", str(self.intervals.get(node_id, INTERVAL_MS)),
-                 *(["--purge-tombstones"] if node_id in self.purging else []), *self.extra, *extra]
+                 *([] if node_id in self.purging else ["--keep-tombstones"]), *self.extra, *extra]
         if self.rate:
             extra += ["--repair-keys-per-second", str(self.rate)]
         data = self.h.path(node_id)

@@ -323,7 +323,7 @@ class ApplyTest(unittest.TestCase):
         """n1..n3 on OLD, n4 on NEW, all purging tombstones; 40 keys written through the proxy, 20 of
         them deleted. Returns (old, new, ports, {key: value or None})."""
         old, new, ports = self.ring_following_cluster(["n1", "n2", "n3"], ["n1", "n2", "n3", "n4"],
-                                                      ["n1", "n2", "n3", "n4"], node_extra=["--purge-tombstones"])
+                                                      ["n1", "n2", "n3", "n4"])
         self.assertTrue(node_health(ports["n1"])["anti_entropy"]["purging"])
         c = Client(self.cluster.port)
         self.addCleanup(c.close)
@@ -380,8 +380,8 @@ class ApplyTest(unittest.TestCase):
         res = ring_rebalance("apply", "--from", old, "--to", new, *self.cluster.admin_args(), timeout=60)
         self.assertEqual(res.returncode, 1, res.stderr)
         self.assertIn("ring-rebalance: apply failed: tombstone purges could not be paused on n2, n3, replicas of the same "
-                      "keys in OLD, and the nodes purge (kvnode --purge-tombstones): if they are up but cut off from "
-                      "here, they could purge tombstones that the change still needs (node/purge_pause.hpp). Run again "
+                      "keys in OLD, and the nodes purge tombstones (kvnode without --keep-tombstones): if they are up "
+                      "but cut off from here, they could purge tombstones that the change still needs (node/purge_pause.hpp). Run again "
                       "once they answer", res.stderr.splitlines())
         self.assertEqual(migration(self.cluster.admin)["phase"], "none")  # no proxy took a step
         self.assertEqual(node_health(ports["n1"])["ring"], fingerprint(old))  # no node adopted NEW
@@ -389,8 +389,8 @@ class ApplyTest(unittest.TestCase):
         for n in ("n2", "n3"):
             node_id, data_dir = self.node_args[n]
             self.cluster.nodes[n] = self.h.node(node_id, data_dir, port=ports[n],
-                                                extra=["--ring", self.h.path(f"{n}-ring.yaml"), "--anti-entropy-interval-ms",
-                                                       "200", "--purge-tombstones"])
+                                                extra=["--ring", self.h.path(f"{n}-ring.yaml"),
+                                                       "--anti-entropy-interval-ms", "200"])
         _, log = self.apply(old, new)
         self.assertIn("tombstone purges paused on 4 of 4 nodes, until the change ends", log)
         self.assertIn("tombstone purges resumed on the 4 nodes", log)
