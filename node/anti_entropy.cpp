@@ -112,12 +112,22 @@ void AntiEntropy::run() {
     if (const auto turn = pause ? pause->enter() : PurgePause::Turn(); turn || !pause) {
       std::erase_if(pending_, [this](PendingPurge& p) { return !stopping() && complete(p, true); });
       pending_size_.store(pending_.size(), std::memory_order_relaxed);
+      if (!candidates.empty() && options_.test_hold_purge_turn.count() > 0 && !held_for_test_) hold_turn_for_test();
       if (!candidates.empty() && !stopping()) purge(candidates);
     }
     if (busy) continue;
     std::unique_lock lock(mutex_);
     wake_.wait_for(lock, options_.interval, [this] { return stopping(); });
   }
+}
+
+void AntiEntropy::hold_turn_for_test() {
+  std::cerr << "kvnode: holding a purge turn for " << options_.test_hold_purge_turn.count()
+            << " ms for the test (--test-hold-purge-turn-ms)" << std::endl;
+  std::unique_lock lock(mutex_);
+  wake_.wait_for(lock, options_.test_hold_purge_turn, [this] { return stopping(); });
+  held_for_test_ = true;  // once
+  std::cerr << "kvnode: purge turn released (--test-hold-purge-turn-ms)" << std::endl;
 }
 
 bool AntiEntropy::exchange(Peer& p) {

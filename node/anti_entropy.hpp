@@ -53,6 +53,9 @@ struct AntiEntropyOptions {
   // request to the last peer of a set, before it is sent, after the peers before it dropped the
   // tombstones: a purge half done, and its retry forgotten with the process.
   bool test_crash_mid_purge = false;
+  // A fault for the tests (kvnode --test-hold-purge-turn-ms): the first purge step that has
+  // tombstones to purge holds its turn this long first, so that a pause has one to wait for.
+  std::chrono::milliseconds test_hold_purge_turn{0};
   std::size_t purge_limit = 100'000;         // tombstones considered per round
   // Share of wall time spent pulling, at most, in percent (100: no bound): after each batch (this
   // node's digests read, the peer's diff, the ingest) the exchanger rests (100 - p) / p times as long
@@ -110,6 +113,7 @@ class AntiEntropy {
     bool broken = false;                 // a peer failed or was not serving: no evidence this round
   };
   void run();
+  void hold_turn_for_test();
   // One exchange of every set shared with peer `p`: true when it pulled a backlog (the next round
   // comes at once, to see whether more came meanwhile).
   bool exchange(Peer& p);
@@ -139,6 +143,7 @@ class AntiEntropy {
   Store& store_;
   const ReplicaTrees& trees_;
   AntiEntropyOptions options_;
+  bool held_for_test_ = false;  // --test-hold-purge-turn-ms, on the exchanger's thread only
   Incarnation* incarnation_;
   std::vector<std::unique_ptr<PeerSync>> peers_;
   std::vector<std::unique_ptr<Peer>> links_;

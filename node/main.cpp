@@ -34,6 +34,7 @@ struct Flags {
   unsigned ae_interval_ms = 1000, repair_rate = 50'000, repair_busy_percent = 20;
   bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false, keep_tombstones = false,
        test_purge_fails_once = false, test_crash_mid_purge = false;
+  unsigned test_hold_purge_turn_ms = 0;
   unsigned threads = 1;
   bool sync = false;
   std::size_t block_cache_mb = RocksOptions::kDefaultBlockCacheMb;
@@ -94,6 +95,8 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_flag("--test-purge-fails-once", f.test_purge_fails_once)->group("");
   // A fault for the tests: the node dies at its first purge request to the last peer of a set.
   app.add_flag("--test-crash-mid-purge", f.test_crash_mid_purge)->group("");
+  // A fault for the tests: the first purge step with tombstones to purge holds its turn this long.
+  app.add_option("--test-hold-purge-turn-ms", f.test_hold_purge_turn_ms)->group("");
   app.add_option("--threads", f.threads, "Worker threads")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_flag("--sync", f.sync, "fsync the write-ahead log before acknowledging each write (survives power loss)");
   app.add_option("--block-cache-mb", f.block_cache_mb,
@@ -238,6 +241,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   options.exchange.busy_percent = f.repair_busy_percent;
   options.exchange.test_purge_fails_once = f.test_purge_fails_once;
   options.exchange.test_crash_mid_purge = f.test_crash_mid_purge;
+  options.exchange.test_hold_purge_turn = std::chrono::milliseconds(f.test_hold_purge_turn_ms);
   options.exchanges = f.ae_interval_ms > 0;
   options.unsafe_serve_at_once = f.unsafe_serve_at_once;
   Replication replication(*store, std::move(options), [&api](std::shared_ptr<const NodeRole> role) { api.set_role(std::move(role)); });
@@ -260,7 +264,8 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   limits.admin_body_limit = kAdminBodyLimit;  // the rebalancer's ingest batches
 
   boost::asio::thread_pool admin_pool(1);  // the rebalancer's bulk requests, off the event loops
-  NodeService service(api, metrics, admin_pool);
+  boost::asio::thread_pool wait_pool(1);   // requests that wait by design, off the admin pool too
+  NodeService service(api, metrics, admin_pool, wait_pool);
   net::Server server("kvnode", f.threads, std::chrono::milliseconds(f.shutdown_ms));
   api.set_ring_adopter([&](std::string_view yaml) { return adopt_ring(f, yaml, replication); });
   api.set_purge_pause(&replication.purge_pause());
@@ -278,6 +283,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   server.run();
   replication.stop();
   admin_pool.join();
+  wait_pool.join();
   store.reset();  // flush and close while `server` still holds SIGTERM/SIGINT
   std::cerr << "kvnode: stopped" << std::endl;
   return 0;

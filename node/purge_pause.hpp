@@ -8,7 +8,8 @@
 // What a pause promises, and how:
 //   - When pause() returns, no purge step of this node is under way (its own round's, or a peer's
 //     POST /replica/purge), and none starts: each runs inside a Turn, and pause() waits for the
-//     turns taken before it.
+//     turns taken before it. That can take a peer's timeout per purge request, so kvnode runs the
+//     pause on a thread pool of its own (node/session.hpp), not on the one the peers' requests use.
 //   - It is durable (a meta record, node/purges_paused): a node that restarts mid-change stays paused.
 //   - A node down when apply resumed the others would stay paused for good, its sets purging nothing.
 //     So a resumed node remembers the change it was resumed for (node/purges_resumed) and names it in

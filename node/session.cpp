@@ -3,6 +3,9 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <optional>
+#include <string_view>
+
+#include "common/rebalance.hpp"
 
 namespace kv {
 
@@ -22,6 +25,11 @@ auto async_commit(Store& store, WriteOp op, Token&& token) {
 // The rebalancer's and the peers' bulk requests, which run on the admin pool.
 bool off_loop(Route r) noexcept { return r == Route::admin || r == Route::sync; }
 
+// A purge pause, which waits for a purge under way (up to a peer's timeout per request): on the wait pool.
+bool waits(std::string_view target) noexcept {
+  return target.substr(0, target.find('?')) == rebalance::kNodePurgesPath;
+}
+
 }  // namespace
 
 bool NodeService::answer_now(http::StringRequest& req, http::StringResponse& res) {
@@ -37,7 +45,7 @@ asio::awaitable<void> NodeService::handle(http::StringRequest& req, http::String
       api_.handle(req, r);
       return r;
     };
-    res = co_await net::async_run(admin_pool_, std::move(run), asio::use_awaitable);
+    res = co_await net::async_run(waits(req.target()) ? wait_pool_ : admin_pool_, std::move(run), asio::use_awaitable);
     co_return;
   }
   std::optional<DeferredWrite> deferred;

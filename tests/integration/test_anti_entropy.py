@@ -5,6 +5,7 @@ equal to the others: every key at the same version on every replica, no deleted 
 holdings are read from its own store (/admin/scan), never through a proxy."""
 import json
 import shutil
+import threading
 import unittest
 
 from kvtest import (Client, admin, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, node_health,
@@ -356,6 +357,32 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: self.state("n3") == "serving", 10))
         self.assertIsNone(self.paused("n3"))
         self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
+
+    def test_a_pause_waiting_for_a_purge_under_way_holds_up_no_peer_request(self):
+        # A pause waits until no purge step of the node is under way (node/purge_pause.hpp), which
+        # can take a peer's timeout per request. It runs on a pool of its own: on the admin pool, the
+        # peers' exchanges and purges with this node would wait behind it all that time.
+        self.start(purging=("n1",), first={"n1": ["--test-hold-purge-turn-ms", "15000"]})
+        keys = [f"w{i}" for i in range(20)]
+        self.write(keys, "v")
+        self.delete(keys)
+        self.assertTrue(wait_until(lambda: "holding a purge turn" in self.nodes["n1"].output(), 20))
+        answer = {}
+        pausing = threading.Thread(
+            target=lambda: answer.update(r=admin(self.ports["n1"], "POST", "/admin/purges?pause=change-1")))
+        pausing.start()
+        self.addCleanup(pausing.join)
+        # The pause is recorded, and it waits for the purge step under way.
+        self.assertTrue(wait_until(lambda: self.paused("n1") == "change-1", 10))
+        self.assertTrue(pausing.is_alive())
+        # Meanwhile a peer's requests to n1 are answered (the held turn has most of its 15 s to go).
+        status, _, body = request(self.ports["n1"], "GET", "/replica/floors", timeout=5)
+        self.assertEqual(status, 200, body)
+        self.assertNotIn("purge turn released", self.nodes["n1"].output())
+        pausing.join()
+        self.assertEqual(answer["r"], (200, {"status": "success", "purges_paused": "change-1"}))
+        # The pause answered only once the step was over.
+        self.assertIn("purge turn released", self.nodes["n1"].output())
 
     def test_control_a_tombstone_purged_early_lets_a_returning_replica_bring_the_key_back(self):
         """The broken mode (--unsafe-purge-early: purged on the evidence of the peers that answered,
