@@ -214,10 +214,6 @@ def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent):
     return row
 
 
-def rebuilt_text(seconds):
-    return "not within 600 s" if seconds is None else f"{seconds:.1f} s"
-
-
 def foreground(proxy, nodes, keys, rounds, seconds, conns, rebuild_rate, rebuild_busy, rebuilds):
     """Part 2: with and without --ring, alternated; then `rebuilds` times during a rebuild against
     right after it."""

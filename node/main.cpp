@@ -32,7 +32,7 @@ struct Flags {
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
   unsigned ae_interval_ms = 1000, repair_rate = 50'000, repair_busy_percent = 20;
-  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, purge = false, keep_tombstones = false,
+  bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, keep_tombstones = false,
        test_purge_fails_once = false, test_crash_mid_purge = false;
   unsigned test_hold_purge_turn_ms = 0;
   unsigned threads = 1;
@@ -81,9 +81,9 @@ void add_flags(CLI::App& app, Flags& f) {
                "reads, as after a lost disk (for a data directory restored from a backup: it forgot the writes after "
                "it, and may hold keys deleted since, whose tombstones the peers have purged)");
   // Purging is the default; --purge-tombstones is kept so that command lines written for it still run.
-  auto* purge = app.add_flag("--purge-tombstones", f.purge,
-                             "With --ring: purge a tombstone once every replica holds it, raising its segment's floor "
-                             "first (the default; node/floors.hpp)");
+  auto* purge = app.add_flag("--purge-tombstones")
+                    ->description("With --ring: purge a tombstone once every replica holds it, raising its segment's "
+                                  "floor first (the default; node/floors.hpp)");
   app.add_flag("--keep-tombstones", f.keep_tombstones,
                "With --ring: keep every tombstone (purging is on by default)")
       ->excludes(purge);

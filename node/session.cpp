@@ -5,6 +5,7 @@
 #include <optional>
 #include <string_view>
 
+#include "common/key.hpp"
 #include "common/rebalance.hpp"
 
 namespace kv {
@@ -27,7 +28,7 @@ bool off_loop(Route r) noexcept { return r == Route::admin || r == Route::sync; 
 
 // A purge pause, which waits for a purge under way (up to a peer's timeout per request): on the wait pool.
 bool waits(std::string_view target) noexcept {
-  return target.substr(0, target.find('?')) == rebalance::kNodePurgesPath;
+  return target_path(target) == rebalance::kNodePurgesPath;
 }
 
 }  // namespace
