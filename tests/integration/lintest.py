@@ -39,13 +39,17 @@ import sys
 import threading
 import time
 
-from kvtest import (Cluster, RING_REBALANCE, SOURCE, _owner_lines, admin, free_ports, migration, proxy_stats, q,
-                    start_retrying_busy, wait_until)
+from kvtest import (Cluster, RING_REBALANCE, SANITIZER, SOURCE, _owner_lines, admin, free_ports, migration,
+                    proxy_stats, q, start_retrying_busy, wait_until)
 
 sys.path.insert(0, os.path.join(SOURCE, "tools"))
 import histcheck  # noqa: E402
 
 WINDOW_CANDIDATES = [f"window-{i}" for i in range(60)]
+# How long one apply may take. Its cost is per range more than per key: the 3 -> 5 replicas change
+# moves all of the key space, 186,751 ranges of the default 32768 vnodes, which takes about 5 s in the
+# release build and 85 s under AddressSanitizer on an idle 2-core machine (over 120 s once in CI).
+APPLY_TIMEOUT = 600 if SANITIZER else 120
 NEMESES = ["rebalance", "rebalance-killed", "kill-node", "kill-proxy", "stop-node"]
 
 
@@ -144,9 +148,16 @@ class LinCluster:
             argv.append("--unsafe-unversioned-copy")
         return argv
 
-    def apply(self, timeout=120):
+    def apply(self, timeout=APPLY_TIMEOUT):
         """apply to the next ring of the cycle, to its end. Raises with its output when it fails."""
-        res = subprocess.run(self.apply_argv(), capture_output=True, text=True, timeout=timeout)
+        try:
+            res = subprocess.run(self.apply_argv(), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            # What apply had written, and what each node wrote last: where it waited.
+            said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+            nodes = "".join(f"--- {i}, its last lines:\n" + "".join(n.lines[-25:])
+                            for i, n in sorted(self.cluster.nodes.items()))
+            raise RuntimeError(f"apply {self.step_name()} did not end within {timeout} s; it wrote:\n{said}\n{nodes}")
         self.apply_log.append(res.stderr)
         if res.returncode != 0:
             raise RuntimeError(f"apply exited {res.returncode}:\n{res.stderr}")
