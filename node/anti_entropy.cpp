@@ -250,8 +250,10 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
     }
     asked.push_back(std::move(sd));
   }
-  const std::size_t limit =
-      options_.keys_per_second ? std::clamp<std::size_t>(options_.keys_per_second / 10, 1, ae::kMaxKeysPerFetch) : ae::kMaxKeysPerFetch;
+  const std::size_t wanted = options_.batch_keys       ? options_.batch_keys
+                             : options_.keys_per_second ? options_.keys_per_second / 10
+                                                        : ae::kMaxKeysPerFetch;
+  const std::size_t limit = std::clamp<std::size_t>(wanted, 1, ae::kMaxKeysPerFetch);
   const std::string target = std::string(ae::kDiffPath) + query + "&limit=" + std::to_string(limit);
   const auto started = Clock::now();
   std::uint64_t behind = 0, done = 0;

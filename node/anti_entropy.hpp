@@ -63,6 +63,10 @@ struct AntiEntropyOptions {
   // wait for the CPU the load uses, so the rate falls by itself, and the load keeps most of the
   // machine (bench/RESULTS.md, "A wiped replica's rebuild").
   std::uint32_t busy_percent = 20;
+  // Keys asked for per diff request, at most (0: a tenth of keys_per_second, within
+  // ae::kMaxKeysPerFetch). Smaller batches make shorter bursts of work on both nodes for the same
+  // share of time (bench/RESULTS.md, "A wiped replica's rebuild").
+  std::uint32_t batch_keys = 0;
 };
 
 // Per peer, for metrics and tests. Relaxed atomics: read while the exchanger runs.

@@ -31,7 +31,7 @@ struct Flags {
   std::string bind_host = "127.0.0.1";
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
-  unsigned ae_interval_ms = 1000, repair_rate = 50'000, repair_busy_percent = 20;
+  unsigned ae_interval_ms = 1000, repair_rate = 50'000, repair_busy_percent = 20, repair_batch_keys = 0;
   bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, keep_tombstones = false,
        test_purge_fails_once = false, test_crash_mid_purge = false;
   unsigned test_hold_purge_turn_ms = 0;
@@ -76,6 +76,10 @@ void add_flags(CLI::App& app, Flags& f) {
                  "exchanger rests in proportion; under load batches take longer, so the pull slows and the load keeps "
                  "the machine; 100: no bound)")
       ->capture_default_str()->check(CLI::Range(1, 100));
+  app.add_option("--repair-batch-keys", f.repair_batch_keys,
+                 "With --ring: at most this many keys pulled per request to a peer (0: a tenth of "
+                 "--repair-keys-per-second, at most 10000)")
+      ->capture_default_str()->check(CLI::Range(0, 10000));
   app.add_flag("--recover", f.recover,
                "With --ring: discard this directory's data and rebuild it from the peers before answering quorum "
                "reads, as after a lost disk (for a data directory restored from a backup: it forgot the writes after "
@@ -239,6 +243,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   options.exchange = AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000),
                                         token, !f.keep_tombstones || f.unsafe_purge_early, f.unsafe_purge_early};
   options.exchange.busy_percent = f.repair_busy_percent;
+  options.exchange.batch_keys = f.repair_batch_keys;
   options.exchange.test_purge_fails_once = f.test_purge_fails_once;
   options.exchange.test_crash_mid_purge = f.test_crash_mid_purge;
   options.exchange.test_hold_purge_turn = std::chrono::milliseconds(f.test_hold_purge_turn_ms);

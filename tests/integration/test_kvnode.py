@@ -620,6 +620,8 @@ class CommandLineTest(unittest.TestCase):
             (["--block-cache-mb", "0", "--engine", "memory"], "kvnode: --block-cache-mb: Value 0 not in range 1 to 1048576"),
             (["--compression", "lzo", "--engine", "memory"], "kvnode: --compression: lzo not in {lz4,snappy,zstd,none}"),
             (["--repair-busy-percent", "0", "--engine", "memory"], "kvnode: --repair-busy-percent: Value 0 not in range 1 to 100"),
+            (["--repair-batch-keys", "10001", "--engine", "memory"],
+             "kvnode: --repair-batch-keys: Value 10001 not in range 0 to 10000"),
             (["--keep-tombstones", "--purge-tombstones", "--engine", "memory"],
              "kvnode: --purge-tombstones excludes --keep-tombstones"),
             (["--bind", "example.com", "--engine", "memory"],
