@@ -16,8 +16,9 @@ directories) with --ring on a ring of replicas 3, one kvproxy in front, everythi
    keys n3 missed (those whose version on n1 at the restart was newer than n3's at the kill).
 2. Foreground cost, closed loop (wrk, the mix): the same three nodes started with --ring (trees kept
    on every write, an exchange every second) and without (no trees, no exchanges), alternated round by
-   round; then, --rebuilds times, a run with n3 simply down, one while it rebuilds a wiped directory,
-   and one right after it.
+   round; then, --rebuilds times, a run with n3 simply down, one with n3 recovering on an empty
+   directory with its pull all but stopped (--repair-busy-percent 1: the replica state of a rebuild
+   without its work), one while it rebuilds a wiped directory, and one right after it.
 
 Writes a markdown section to --out (bench/ANTI_ENTROPY.md; with --quick into the build tree) and the
 figures beside it (.json). Exits nonzero only when the harness failed; missed targets are reported.
@@ -170,15 +171,23 @@ def rebuilt_text(seconds):
     return "not within 600 s" if seconds is None else f"{seconds:.1f} s"
 
 
-def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent):
+def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent, batch_keys=0):
     """n3 down, then wiped and started again: the foreground with n3 simply down (every read then
-    needs both others, as while n3 rebuilds), while it rebuilds, and right after."""
+    needs both others, as while n3 rebuilds, but writes too), with n3 recovering and barely pulling
+    (--repair-busy-percent 1: it takes writes and refuses reads, as while it rebuilds, and the pull
+    costs next to nothing), while it rebuilds, and right after."""
     n3 = nodes[2]
     n3.stop()
     down = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes[:2]])
     shutil.rmtree(n3.data_dir)
+    n3.start(extra=["--repair-keys-per-second", str(rate), "--repair-busy-percent", "1"])
+    idle = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
+    idle["state_after"] = node_state(n3.port)  # still recovering, or the window says less
+    n3.stop()
+    shutil.rmtree(n3.data_dir)
     busy = ["--repair-busy-percent", str(busy_percent)] if busy_percent else []
-    n3.start(extra=["--repair-keys-per-second", str(rate), *busy])
+    batch = ["--repair-batch-keys", str(batch_keys)] if batch_keys else []
+    n3.start(extra=["--repair-keys-per-second", str(rate), *busy, *batch])
     began = time.monotonic()
     # Rebuilt: n3 serves (it has pulled everything from each peer once: node/incarnation.hpp). Under
     # the load's writes the trees differ a little at any moment, so "in sync" says less. Watched from
@@ -202,19 +211,22 @@ def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent):
     repaired = total(node_metrics(n3.port), "kvnode_anti_entropy_keys_repaired_total")
     watcher.join()
     after = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
-    row = {"down": down, "during": during, "after": after, "rebuilt_s": rebuilt.get("s"),
+    row = {"down": down, "recovering_idle": idle, "during": during, "after": after, "rebuilt_s": rebuilt.get("s"),
            "repaired_in_window": repaired, "ratio": during["rps"] / after["rps"],
-           "ratio_down": during["rps"] / down["rps"]}
-    log(f"during a rebuild at {rate} keys/s, busy {busy_percent or 'default'} %: {during['rps']:.0f} req/s "
+           "ratio_down": during["rps"] / down["rps"], "ratio_idle": during["rps"] / idle["rps"]}
+    log(f"during a rebuild at {rate} keys/s, busy {busy_percent or 'default'} %, batches of {batch_keys or 'default'} "
+        f"keys: {during['rps']:.0f} req/s "
         f"p99 {during['p99']} us ({repaired:.0f} keys pulled in the window, rebuilt {rebuilt_text(row['rebuilt_s'])} "
         f"after its start, the window {seconds} s); right after: {after['rps']:.0f} req/s p99 {after['p99']} us "
-        f"({row['ratio']:.3f}x); n3 down just before: {down['rps']:.0f} req/s ({row['ratio_down']:.3f}x)")
+        f"({row['ratio']:.3f}x); n3 down just before: {down['rps']:.0f} req/s ({row['ratio_down']:.3f}x); n3 "
+        f"recovering at 1 % busy: {idle['rps']:.0f} req/s p99 {idle['p99']} us, {idle['state_after']} at its end "
+        f"({row['ratio_idle']:.3f}x)")
     n3.stop()
     n3.start()
     return row
 
 
-def foreground(proxy, nodes, keys, rounds, seconds, conns, rebuild_rate, rebuild_busy, rebuilds):
+def foreground(proxy, nodes, keys, rounds, seconds, conns, rebuild_rate, rebuild_busy, rebuilds, rebuild_batch=0):
     """Part 2: with and without --ring, alternated; then `rebuilds` times during a rebuild against
     right after it."""
     rows = []
@@ -227,9 +239,9 @@ def foreground(proxy, nodes, keys, rounds, seconds, conns, rebuild_rate, rebuild
             log(f"foreground {config} round {rnd + 1}/{rounds}: {r['rps']:.0f} req/s p99 {r['p99']} us, "
                 f"nodes {r['nodes_us_per_req']:.1f} us/req, errors {r['errors']}")
     restart_all(nodes, True)
-    runs = [rebuild(proxy, nodes, keys, seconds, conns, rebuild_rate, rebuild_busy) for _ in range(rebuilds)]
+    runs = [rebuild(proxy, nodes, keys, seconds, conns, rebuild_rate, rebuild_busy, rebuild_batch) for _ in range(rebuilds)]
     return {"rounds": rows, "seconds": seconds,
-            "rebuild": {"rate": rebuild_rate, "busy_percent": rebuild_busy, "runs": runs}}
+            "rebuild": {"rate": rebuild_rate, "busy_percent": rebuild_busy, "batch_keys": rebuild_batch, "runs": runs}}
 
 
 def write_report(out, report):
@@ -270,23 +282,33 @@ def write_report(out, report):
         lines += ["", f"with --ring / without, per round: {', '.join(f'{x:.3f}' for x in ratios)} "
                   f"(median {median(ratios):.3f}; target >= {TARGET_THROUGHPUT}).", "",
                   f"A wiped n3's rebuild, {len(rb['runs'])} times (--repair-keys-per-second {rb['rate']}, "
-                  f"--repair-busy-percent {rb['busy_percent'] or 'default'}), wrk for {fg['seconds']} s each: n3 "
-                  "simply down (nothing to rebuild), then from n3's start on an empty directory, then once it serves.",
-                  "", "| run | rebuilt after | keys pulled in the window | n3 down | during | right after | "
-                  "during / after | during / down |", "|---|---|---|---|---|---|---|---|"]
+                  f"--repair-busy-percent {rb['busy_percent'] or 'default'}, --repair-batch-keys "
+                  f"{rb.get('batch_keys') or 'default'}), wrk for {fg['seconds']} s each: n3 "
+                  "simply down (nothing to rebuild); from n3's start on an empty directory with its pull at "
+                  "--repair-busy-percent 1 (recovering: it takes writes and refuses reads, and barely pulls); "
+                  "again from an empty directory at the settings above (during); then once it serves.",
+                  "", "| run | rebuilt after | keys pulled in the window | n3 down | recovering, pull at 1 % | during | "
+                  "right after | during / after | during / down | during / recovering at 1 % |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for i, r in enumerate(rb["runs"]):
+            idle = r.get("recovering_idle")
             lines.append(f"| {i + 1} | {rebuilt_text(r['rebuilt_s'])} | {r['repaired_in_window']:.0f} | "
                          f"{r['down']['rps']:.0f} req/s, p99 {r['down']['p99']} us | "
-                         f"{r['during']['rps']:.0f} req/s, p99 {r['during']['p99']} us | "
+                         + (f"{idle['rps']:.0f} req/s, p99 {idle['p99']} us ({idle['state_after']} at its end) | "
+                            if idle else "| ")
+                         + f"{r['during']['rps']:.0f} req/s, p99 {r['during']['p99']} us | "
                          f"{r['after']['rps']:.0f} req/s, p99 {r['after']['p99']} us | {r['ratio']:.3f}x | "
-                         f"{r['ratio_down']:.3f}x |")
+                         f"{r['ratio_down']:.3f}x | " + (f"{r['ratio_idle']:.3f}x |" if idle else "|"))
         if rb["runs"]:
-            lines += ["", f"Medians: during / after {median([r['ratio'] for r in rb['runs']]):.3f}x (target >= "
-                      f"{TARGET_THROUGHPUT}), during / down {median([r['ratio_down'] for r in rb['runs']]):.3f}x. A "
-                      "recovering replica answers no quorum read, so each read waits for both of the others, as "
-                      "with a replica down; but it takes writes, and a replica down leaves the two cores to one "
-                      "node fewer, so \"down\" is faster than \"right after\" and during / down bounds the "
-                      "rebuild's own cost from above.", ""]
+            idles = [r["ratio_idle"] for r in rb["runs"] if "ratio_idle" in r]
+            lines += ["", f"Medians: during / after {median([r['ratio'] for r in rb['runs']]):.3f}x, during / down "
+                      f"{median([r['ratio_down'] for r in rb['runs']]):.3f}x"
+                      + (f", during / recovering at 1 % {median(idles):.3f}x" if idles else "")
+                      + f" (target >= {TARGET_THROUGHPUT}). A recovering replica answers no quorum read, so each "
+                      "read waits for both of the others, as with a replica down; but it takes writes, and a "
+                      "replica down leaves the two cores to one node fewer, so \"down\" is faster than \"right "
+                      "after\". \"Recovering at 1 %\" is the same state as during the rebuild with the pull all "
+                      "but stopped: during / recovering at 1 % is the pull's own cost.", ""]
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
@@ -305,6 +327,8 @@ def main():
     ap.add_argument("--rebuild-rate", type=int, default=50000, help="--repair-keys-per-second of the rebuild runs")
     ap.add_argument("--rebuild-busy-percent", type=int, default=0,
                     help="--repair-busy-percent of the rebuild runs (0: kvnode's default)")
+    ap.add_argument("--rebuild-batch-keys", type=int, default=0,
+                    help="--repair-batch-keys of the rebuild runs (0: kvnode's default)")
     ap.add_argument("--rebuilds", type=int, default=3, help="rebuild runs, each during against right after")
     ap.add_argument("--quick", action="store_true", help="small and short: the CI's smoke run")
     ap.add_argument("--out", default=None)
@@ -336,7 +360,7 @@ def main():
             report["outages"].append(outage(paths, proxy, nodes, args.keys, d, args.rate, args.conns, 10))
         if args.rounds:
             report["foreground"] = foreground(proxy, nodes, args.keys, args.rounds, args.seconds, 16, args.rebuild_rate,
-                                              args.rebuild_busy_percent, args.rebuilds)
+                                              args.rebuild_busy_percent, args.rebuilds, args.rebuild_batch_keys)
         write_report(out, report)
         log(f"wrote {out}")
     finally:
