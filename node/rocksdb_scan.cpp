@@ -1,5 +1,6 @@
 #include "node/rocksdb_scan.hpp"
 
+#include <algorithm>
 #include <limits>
 
 #include "common/transfer.hpp"
@@ -13,35 +14,48 @@ bool batch_full(const ScanBatch& out, std::size_t limit, std::size_t max_bytes) 
 
 }  // namespace
 
-rocksdb::Iterator& RangeIterator::open(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const HashRange& r,
-                                       const rocksdb::Snapshot* snapshot) {
-  it_.reset();  // before its bound changes
+RangeIterator::RangeIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::span<const HashRange> ranges,
+                             const rocksdb::Snapshot* snapshot) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
-  if (r.hi < std::numeric_limits<std::uint64_t>::max()) {
-    bound_key_ = be64_key(r.hi + 1);
+  std::uint64_t last = 0;
+  for (const auto& r : ranges) last = std::max(last, r.hi);
+  if (last < std::numeric_limits<std::uint64_t>::max()) {
+    bound_key_ = be64_key(last + 1);
     bound_ = rocksdb::Slice(bound_key_);
     ro.iterate_upper_bound = &bound_;
   }
   it_.reset(db->NewIterator(ro, cf));
-  return *it_;
 }
 
-void seek_start(rocksdb::Iterator& it, const HashRange& r, std::string_view after) {
-  if (!after.empty() && read_be64(after) >= r.lo) {
-    it.Seek(slice(after));
-    if (it.Valid() && it.key() == slice(after)) it.Next();
+bool RangeIterator::start(const HashRange& r, std::string_view after) {
+  const bool resume = !after.empty() && read_be64(after) >= r.lo;
+  const std::string target = resume ? std::string(after) : be64_key(r.lo);
+  // Every key visited since the last Seek is at or below visited_hi_, so below `target` when
+  // visited_hi_ is: then the iterator stands on the first key at or after the Seek's (smaller)
+  // target that is not below `target`, or before it. Standing on or past `target` (or at the end,
+  // without an error) it is where a Seek to `target` would put it.
+  const std::uint64_t from = read_be64(target);
+  const bool in_place = placed_ && visited_hi_ < from && it_->status().ok() &&
+                        (!it_->Valid() || view(it_->key()) >= std::string_view(target));
+  if (in_place) {
+    visited_hi_ = std::max(visited_hi_, r.hi);
   } else {
-    it.Seek(be64_key(r.lo));
+    it_->Seek(slice(target));
+    placed_ = true;
+    visited_hi_ = r.hi;
   }
+  if (resume && it_->Valid() && it_->key() == slice(after)) it_->Next();
+  return in_range(*it_, r);
 }
 
 rocksdb::Status scan_values(const Families& f, std::span<const HashRange> ranges, std::string_view after,
                             std::size_t limit, std::size_t max_bytes, ScanBatch& out) {
-  RangeIterator ri;
+  if (ranges.empty()) return out.done = true, rocksdb::Status::OK();
+  RangeIterator ri(f.db, f.data, ranges);
+  auto& it = ri.it();
   for (const auto& r : ranges) {
-    auto& it = ri.open(f.db, f.data, r);
-    for (seek_start(it, r, after); in_range(it, r); it.Next()) {
+    for (ri.start(r, after); in_range(it, r); it.Next()) {
       if (batch_full(out, limit, max_bytes)) return rocksdb::Status::OK();
       Tag tag;
       std::string_view value;
@@ -60,13 +74,13 @@ rocksdb::Status scan_values(const Families& f, std::span<const HashRange> ranges
 // (a value record would win).
 rocksdb::Status scan_versioned(const Families& f, std::span<const HashRange> ranges, std::string_view after,
                                std::size_t limit, std::size_t max_bytes, ScanBatch& out) {
+  if (ranges.empty()) return out.done = true, rocksdb::Status::OK();
   rocksdb::ManagedSnapshot snapshot(f.db);
-  RangeIterator vri, tri;
+  RangeIterator vri(f.db, f.data, ranges, snapshot.snapshot()), tri(f.db, f.tombs, ranges, snapshot.snapshot());
+  auto &values = vri.it(), &tombs = tri.it();
   for (const auto& r : ranges) {
-    auto& values = vri.open(f.db, f.data, r, snapshot.snapshot());
-    auto& tombs = tri.open(f.db, f.tombs, r, snapshot.snapshot());
-    seek_start(values, r, after);
-    seek_start(tombs, r, after);
+    vri.start(r, after);
+    tri.start(r, after);
     for (;;) {
       const bool v = in_range(values, r), t = in_range(tombs, r);
       if (!v && !t) break;

@@ -6,6 +6,8 @@
 
 #include <rocksdb/db.h>
 
+#include <algorithm>
+#include <random>
 #include <thread>
 
 namespace {
@@ -313,4 +315,111 @@ TEST_CASE("ingest racing client writes never overwrites them", "[store][rebalanc
     }
     CHECK(wrong == 0);
   }
+}
+
+// ---- walking many ranges: the RocksDB engine against the memory engine ----
+
+namespace {
+
+struct Walked {
+  std::vector<std::string> keys;  // scan_all's, values only
+  std::vector<std::string> versioned;  // key, and "T" for a tombstone
+  std::vector<std::string> tombstones;
+  std::uint64_t measured = 0;  // keys (the engines count bytes differently)
+  bool operator==(const Walked&) const = default;
+};
+
+std::vector<std::string> versioned_keys(kv::Store& s, const std::vector<HashRange>& ranges, std::size_t limit) {
+  std::vector<std::string> out;
+  std::string after, err;
+  for (int guard = 0; guard < 100000; ++guard) {
+    kv::ScanBatch b;
+    REQUIRE(s.scan(ranges, after, limit, 1 << 20, true, b, err) == StoreStatus::ok);
+    std::vector<kv::Record> recs;
+    REQUIRE(kv::parse_records(b.records, recs, err, true));
+    for (const auto& r : recs) out.push_back(std::string(r.key) + (r.tombstone ? " T" : ""));
+    if (b.done) return out;
+    REQUIRE(b.count > 0);
+    after = b.last_key;
+  }
+  FAIL("versioned scan did not finish");
+  return out;
+}
+
+Walked walk(kv::Store& s, const std::vector<HashRange>& ranges, std::size_t limit) {
+  Walked w;
+  std::string err;
+  w.keys = scan_all(s, ranges, limit);
+  w.versioned = versioned_keys(s, ranges, limit);
+  std::vector<std::pair<std::string, Tag>> tombs;
+  REQUIRE(s.tombstones(ranges, 0, tombs, err) == StoreStatus::ok);
+  for (const auto& [k, t] : tombs) w.tombstones.push_back(k + " " + kv::format_tag(t));
+  kv::Store::Size size;
+  REQUIRE(s.measure(ranges, size, err) == StoreStatus::ok);
+  w.measured = size.keys;
+  return w;
+}
+
+// Sorted, disjoint ranges over [0, span], some a single hash, with gaps between them; sometimes up to
+// the top of the space.
+std::vector<HashRange> random_ranges(std::mt19937_64& rnd, std::uint64_t span, std::size_t n) {
+  std::vector<HashRange> out;
+  std::uint64_t at = rnd() % 4;
+  for (std::size_t i = 0; i < n && at <= span; ++i) {
+    const std::uint64_t len = rnd() % 3 == 0 ? 0 : rnd() % (span / n + 1);
+    out.push_back({at, std::min(span, at + len)});
+    at = out.back().hi + 1 + rnd() % (span / n + 1);
+  }
+  if (rnd() % 4 == 0) out.push_back({kMax - rnd() % 3, kMax});
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("rocksdb store: scans, counts, tombstone lists and drops of many ranges match the memory store",
+          "[store][rebalance]") {
+  std::mt19937_64 rnd(GENERATE(1u, 2u, 3u, 4u));
+  Engine mem("memory"), rocks("rocksdb");
+  const std::uint64_t span = 4000;
+  std::string err;
+  // Keys at random hashes, a few at the top; tagged deletes leave tombstones; a drop leaves a stretch
+  // of deleted keys in RocksDB (its point deletes), which the walk must pass.
+  std::uint64_t counter = 1;
+  auto both = [&](kv::WriteOp op) {
+    const auto a = mem.store->write(op), b = rocks.store->write(op);
+    REQUIRE(a.status == b.status);
+  };
+  for (int i = 0; i < 3000; ++i) {
+    const std::uint64_t h = rnd() % 10 == 0 ? kMax - rnd() % 4 : rnd() % (span + 1);
+    const std::string key = stored_at(h, "k" + std::to_string(rnd() % 5000));
+    const Tag tag{counter++, 1};
+    if (rnd() % 4 == 0) both({K::del, key, {}, tag});
+    else both({K::put, key, "v" + std::to_string(i), tag});
+  }
+  const std::vector<HashRange> dropped = {{1000, 1800}, {2500, 2600}};
+  REQUIRE(mem.store->drop(dropped, true, false, err) == StoreStatus::ok);
+  REQUIRE(rocks.store->drop(dropped, true, false, err) == StoreStatus::ok);
+
+  for (int round = 0; round < 20; ++round) {
+    const std::size_t n = std::size_t{1} << (rnd() % 10);  // 1 to 512 ranges
+    auto ranges = random_ranges(rnd, span, n);
+    if (round % 5 == 4) std::shuffle(ranges.begin(), ranges.end(), rnd);  // out of order: each on its own
+    const std::size_t limit = round % 3 == 0 ? 1 : round % 3 == 1 ? 7 : 100000;
+    INFO("round " << round << ", " << ranges.size() << " ranges, batches of " << limit);
+    const Walked want = walk(*mem.store, ranges, limit), got = walk(*rocks.store, ranges, limit);
+    CHECK(got.keys == want.keys);
+    CHECK(got.versioned == want.versioned);
+    CHECK(got.tombstones == want.tombstones);
+    CHECK(got.measured == want.measured);
+  }
+
+  // Dropping many ranges (values, then tombstones) leaves the same keys in both.
+  const auto ranges = random_ranges(rnd, span, 300);
+  REQUIRE(mem.store->drop(ranges, true, false, err) == StoreStatus::ok);
+  REQUIRE(rocks.store->drop(ranges, true, false, err) == StoreStatus::ok);
+  const auto more = random_ranges(rnd, span, 200);
+  REQUIRE(mem.store->drop(more, false, true, err) == StoreStatus::ok);
+  REQUIRE(rocks.store->drop(more, false, true, err) == StoreStatus::ok);
+  const std::vector<HashRange> all = {{0, kMax}};
+  CHECK(walk(*rocks.store, all, 13) == walk(*mem.store, all, 13));
 }
