@@ -64,8 +64,9 @@ struct AntiEntropyOptions {
   // machine (bench/RESULTS.md, "A wiped replica's rebuild").
   std::uint32_t busy_percent = 20;
   // Keys asked for per diff request, at most (0: a tenth of keys_per_second, within
-  // ae::kMaxKeysPerFetch). Smaller batches make shorter bursts of work on both nodes for the same
-  // share of time (bench/RESULTS.md, "A wiped replica's rebuild").
+  // ae::kMaxKeysPerFetch). Smaller batches are shorter bursts for the same share of time, but each
+  // key costs more: at 500 the foreground lost more than at the default 5,000 (bench/RESULTS.md,
+  // "The pull's own cost, and batch size").
   std::uint32_t batch_keys = 0;
 };
 

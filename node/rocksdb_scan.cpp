@@ -31,12 +31,11 @@ RangeIterator::RangeIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, s
 bool RangeIterator::start(const HashRange& r, std::string_view after) {
   const bool resume = !after.empty() && read_be64(after) >= r.lo;
   const std::string target = resume ? std::string(after) : be64_key(r.lo);
-  // Every key visited since the last Seek is at or below visited_hi_, so below `target` when
-  // visited_hi_ is: then the iterator stands on the first key at or after the Seek's (smaller)
-  // target that is not below `target`, or before it. Standing on or past `target` (or at the end,
-  // without an error) it is where a Seek to `target` would put it.
-  const std::uint64_t from = read_be64(target);
-  const bool in_place = placed_ && visited_hi_ < from && it_->status().ok() &&
+  // The iterator stands on the first key after the Seek's target that was not visited since. When
+  // every visited key lies below `target` (visited_hi_ below its hash), no key lies between `target`
+  // and where the iterator stands, if that is at or past `target`: a Seek would go there too. At the
+  // end of the bound (without an error) no key is left at all.
+  const bool in_place = placed_ && visited_hi_ < read_be64(target) && it_->status().ok() &&
                         (!it_->Valid() || view(it_->key()) >= std::string_view(target));
   if (in_place) {
     visited_hi_ = std::max(visited_hi_, r.hi);
@@ -51,7 +50,6 @@ bool RangeIterator::start(const HashRange& r, std::string_view after) {
 
 rocksdb::Status scan_values(const Families& f, std::span<const HashRange> ranges, std::string_view after,
                             std::size_t limit, std::size_t max_bytes, ScanBatch& out) {
-  if (ranges.empty()) return out.done = true, rocksdb::Status::OK();
   RangeIterator ri(f.db, f.data, ranges);
   auto& it = ri.it();
   for (const auto& r : ranges) {
@@ -74,7 +72,6 @@ rocksdb::Status scan_values(const Families& f, std::span<const HashRange> ranges
 // (a value record would win).
 rocksdb::Status scan_versioned(const Families& f, std::span<const HashRange> ranges, std::string_view after,
                                std::size_t limit, std::size_t max_bytes, ScanBatch& out) {
-  if (ranges.empty()) return out.done = true, rocksdb::Status::OK();
   rocksdb::ManagedSnapshot snapshot(f.db);
   RangeIterator vri(f.db, f.data, ranges, snapshot.snapshot()), tri(f.db, f.tombs, ranges, snapshot.snapshot());
   auto &values = vri.it(), &tombs = tri.it();

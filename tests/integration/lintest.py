@@ -46,9 +46,10 @@ sys.path.insert(0, os.path.join(SOURCE, "tools"))
 import histcheck  # noqa: E402
 
 WINDOW_CANDIDATES = [f"window-{i}" for i in range(60)]
-# How long one apply may take. Its cost is per range more than per key: the 3 -> 5 replicas change
-# moves all of the key space, 186,751 ranges of the default 32768 vnodes, which takes about 5 s in the
-# release build and 85 s under AddressSanitizer on an idle 2-core machine (over 120 s once in CI).
+# How long one apply may take. Much of its cost is per range: the 3 -> 5 replicas change moves all of
+# the key space, 186,751 ranges of the default 32768 vnodes. With an iterator per range that took 85 s
+# under AddressSanitizer on an idle 2-core machine (over 120 s once in CI); with one per request
+# (node/rocksdb_scan.hpp) about 10 s, and about 1 s in the release build.
 APPLY_TIMEOUT = 600 if SANITIZER else 120
 NEMESES = ["rebalance", "rebalance-killed", "kill-node", "kill-proxy", "stop-node"]
 

@@ -329,28 +329,13 @@ struct Walked {
   bool operator==(const Walked&) const = default;
 };
 
-std::vector<std::string> versioned_keys(kv::Store& s, const std::vector<HashRange>& ranges, std::size_t limit) {
-  std::vector<std::string> out;
-  std::string after, err;
-  for (int guard = 0; guard < 100000; ++guard) {
-    kv::ScanBatch b;
-    REQUIRE(s.scan(ranges, after, limit, 1 << 20, true, b, err) == StoreStatus::ok);
-    std::vector<kv::Record> recs;
-    REQUIRE(kv::parse_records(b.records, recs, err, true));
-    for (const auto& r : recs) out.push_back(std::string(r.key) + (r.tombstone ? " T" : ""));
-    if (b.done) return out;
-    REQUIRE(b.count > 0);
-    after = b.last_key;
-  }
-  FAIL("versioned scan did not finish");
-  return out;
-}
-
 Walked walk(kv::Store& s, const std::vector<HashRange>& ranges, std::size_t limit) {
   Walked w;
   std::string err;
   w.keys = scan_all(s, ranges, limit);
-  w.versioned = versioned_keys(s, ranges, limit);
+  std::string storage;
+  for (const auto& r : versioned_scan(s, storage, limit, ranges))
+    w.versioned.push_back(std::string(r.key) + (r.tombstone ? " T" : ""));
   std::vector<std::pair<std::string, Tag>> tombs;
   REQUIRE(s.tombstones(ranges, 0, tombs, err) == StoreStatus::ok);
   for (const auto& [k, t] : tombs) w.tombstones.push_back(k + " " + kv::format_tag(t));

@@ -103,19 +103,24 @@ inline Seen value_at(Tag t, std::string v) { return {StoreStatus::ok, std::move(
 inline Seen tombstone_at(Tag t) { return {StoreStatus::not_found, {}, t, true}; }
 const Seen kNothing{StoreStatus::not_found, {}, {}, false};
 
-// Every versioned record of the whole ring, scanned in batches of `limit`.
-inline std::vector<kv::Record> versioned_scan(kv::Store& s, std::string& storage, std::size_t limit) {
+// Every versioned record of `ranges` (by default the whole ring), scanned in batches of `limit`; the
+// records' bytes are in `storage`.
+inline std::vector<kv::Record> versioned_scan(kv::Store& s, std::string& storage, std::size_t limit,
+                                              const std::vector<HashRange>& ranges = {{0, kMax}}) {
   std::vector<kv::Record> out;
   std::string after, err;
   storage.clear();
   std::vector<std::string> batches;
-  for (int guard = 0; guard < 1000; ++guard) {
+  bool done = false;
+  for (int guard = 0; guard < 100000 && !done; ++guard) {
     kv::ScanBatch b;
-    REQUIRE(s.scan(std::vector<HashRange>{{0, kMax}}, after, limit, 1 << 20, true, b, err) == StoreStatus::ok);
+    REQUIRE(s.scan(ranges, after, limit, 1 << 20, true, b, err) == StoreStatus::ok);
     batches.push_back(std::move(b.records));
-    if (b.done) break;
+    done = b.done;
+    REQUIRE((done || b.count > 0));
     after = b.last_key;
   }
+  REQUIRE(done);
   for (const auto& b : batches) storage += b;
   REQUIRE(kv::parse_records(storage, out, err, true));
   return out;
