@@ -283,7 +283,7 @@ def write_report(out, report):
                   f"(median {median(ratios):.3f}; target >= {TARGET_THROUGHPUT}).", "",
                   f"A wiped n3's rebuild, {len(rb['runs'])} times (--repair-keys-per-second {rb['rate']}, "
                   f"--repair-busy-percent {rb['busy_percent'] or 'default'}, --repair-batch-keys "
-                  f"{rb.get('batch_keys') or 'default'}), wrk for {fg['seconds']} s each: n3 "
+                  f"{rb['batch_keys'] or 'default'}), wrk for {fg['seconds']} s each: n3 "
                   "simply down (nothing to rebuild); from n3's start on an empty directory with its pull at "
                   "--repair-busy-percent 1 (recovering: it takes writes and refuses reads, and barely pulls); "
                   "again from an empty directory at the settings above (during); then once it serves.",
@@ -291,20 +291,18 @@ def write_report(out, report):
                   "right after | during / after | during / down | during / recovering at 1 % |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for i, r in enumerate(rb["runs"]):
-            idle = r.get("recovering_idle")
+            idle = r["recovering_idle"]
             lines.append(f"| {i + 1} | {rebuilt_text(r['rebuilt_s'])} | {r['repaired_in_window']:.0f} | "
                          f"{r['down']['rps']:.0f} req/s, p99 {r['down']['p99']} us | "
-                         + (f"{idle['rps']:.0f} req/s, p99 {idle['p99']} us ({idle['state_after']} at its end) | "
-                            if idle else "| ")
-                         + f"{r['during']['rps']:.0f} req/s, p99 {r['during']['p99']} us | "
+                         f"{idle['rps']:.0f} req/s, p99 {idle['p99']} us ({idle['state_after']} at its end) | "
+                         f"{r['during']['rps']:.0f} req/s, p99 {r['during']['p99']} us | "
                          f"{r['after']['rps']:.0f} req/s, p99 {r['after']['p99']} us | {r['ratio']:.3f}x | "
-                         f"{r['ratio_down']:.3f}x | " + (f"{r['ratio_idle']:.3f}x |" if idle else "|"))
+                         f"{r['ratio_down']:.3f}x | {r['ratio_idle']:.3f}x |")
         if rb["runs"]:
-            idles = [r["ratio_idle"] for r in rb["runs"] if "ratio_idle" in r]
             lines += ["", f"Medians: during / after {median([r['ratio'] for r in rb['runs']]):.3f}x, during / down "
-                      f"{median([r['ratio_down'] for r in rb['runs']]):.3f}x"
-                      + (f", during / recovering at 1 % {median(idles):.3f}x" if idles else "")
-                      + f" (target >= {TARGET_THROUGHPUT}). A recovering replica answers no quorum read, so each "
+                      f"{median([r['ratio_down'] for r in rb['runs']]):.3f}x, during / recovering at 1 % "
+                      f"{median([r['ratio_idle'] for r in rb['runs']]):.3f}x"
+                      f" (target >= {TARGET_THROUGHPUT}). A recovering replica answers no quorum read, so each "
                       "read waits for both of the others, as with a replica down; but it takes writes, and a "
                       "replica down leaves the two cores to one node fewer, so \"down\" is faster than \"right "
                       "after\". \"Recovering at 1 %\" is the same state as during the rebuild with the pull all "
