@@ -26,6 +26,7 @@ figures beside it (.json). Exits nonzero only when the harness failed; missed ta
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -328,6 +329,8 @@ def main():
     ap.add_argument("--rebuild-batch-keys", type=int, default=0,
                     help="--repair-batch-keys of the rebuild runs (0: kvnode's default)")
     ap.add_argument("--rebuilds", type=int, default=3, help="rebuild runs, each during against right after")
+    ap.add_argument("--node-flags", default="",
+                    help="more kvnode flags for every node and every start, as one string (e.g. '--repair-nice 0')")
     ap.add_argument("--quick", action="store_true", help="small and short: the CI's smoke run")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -342,7 +345,8 @@ def main():
         paths = take_binaries(args.build, os.path.join(work, "bin"))
         ports = free_ports(3)
         ring = write_ring(os.path.join(work, "ring.yaml"), [(f"n{i + 1}", p) for i, p in enumerate(ports)], replicas=3)
-        nodes = [Node(paths["kvnode"], f"n{i + 1}", p, os.path.join(work, f"n{i + 1}"), ring) for i, p in enumerate(ports)]
+        nodes = [Node(paths["kvnode"], f"n{i + 1}", p, os.path.join(work, f"n{i + 1}"), ring, shlex.split(args.node_flags))
+                 for i, p in enumerate(ports)]
         running += nodes
         for n in nodes:
             n.start()

@@ -10,6 +10,7 @@
 #include "common/storage_key.hpp"
 #include "common/transfer.hpp"
 #include "net/http_client.hpp"
+#include "net/threads.hpp"
 #include "node/sync_api.hpp"
 
 namespace kv {
@@ -86,6 +87,9 @@ void AntiEntropy::stop() {
 }
 
 void AntiEntropy::run() {
+  net::name_this_thread("kv-exchange");
+  if (std::string err; !net::lower_this_thread(options_.nice, err))
+    std::cerr << "kvnode: anti-entropy at nice +" << options_.nice << ": " << err << std::endl;
   const Floors* floors = trees_.floors();
   while (!stopping()) {
     // The tombstones first, then settle(): each one listed is in the trees the round compares.

@@ -68,6 +68,11 @@ struct AntiEntropyOptions {
   // key costs more: at 500 the foreground lost more than at the default 5,000 (bench/RESULTS.md,
   // "The pull's own cost, and batch size").
   std::uint32_t batch_keys = 0;
+  // Nice levels below the node's other threads that the exchanger's thread runs at (0: the same;
+  // kvnode --repair-nice; the peers' requests it serves run at the same on their own thread:
+  // node/session.hpp). The pull's share of time above is wall time; at a lower priority a batch
+  // waits longer for a core under load, so the pull slows, and the rest after it grows with it.
+  int nice = 0;
 };
 
 // Per peer, for metrics and tests. Relaxed atomics: read while the exchanger runs.

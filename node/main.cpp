@@ -2,6 +2,7 @@
 // main() reads the flags, check() refuses the ones that do not fit together, serve() opens the store
 // and serves until SIGTERM.
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "common/ring.hpp"
 #include "common/ring_change.hpp"
 #include "net/server.hpp"
+#include "net/threads.hpp"
 #include "node/api.hpp"
 #include "node/replication.hpp"
 #include "node/session.hpp"
@@ -31,7 +33,8 @@ struct Flags {
   std::string bind_host = "127.0.0.1";
   int port = 8081;
   std::string data_dir, node_id, engine = "rocksdb", token_file, ring_path;
-  unsigned ae_interval_ms = 1000, repair_rate = 50'000, repair_busy_percent = 20, repair_batch_keys = 0;
+  unsigned ae_interval_ms = 1000, repair_rate = 50'000, repair_busy_percent = 20, repair_batch_keys = 0,
+           repair_nice = 10;
   bool recover = false, unsafe_serve_at_once = false, unsafe_purge_early = false, keep_tombstones = false,
        test_purge_fails_once = false, test_crash_mid_purge = false;
   unsigned test_hold_purge_turn_ms = 0;
@@ -80,6 +83,11 @@ void add_flags(CLI::App& app, Flags& f) {
                  "With --ring: at most this many keys pulled per request to a peer (0: a tenth of "
                  "--repair-keys-per-second, at most 10000)")
       ->capture_default_str()->check(CLI::Range(0, 10000));
+  app.add_option("--repair-nice", f.repair_nice,
+                 "With --ring: run the pull, and the peers' anti-entropy requests this node serves, this many nice "
+                 "levels below its other threads (0: as they; 19: only when a core is otherwise idle, nearly), so "
+                 "that the scheduler hands a core to a client's request first")
+      ->capture_default_str()->check(CLI::Range(0, 19));
   app.add_flag("--recover", f.recover,
                "With --ring: discard this directory's data and rebuild it from the peers before answering quorum "
                "reads, as after a lost disk (for a data directory restored from a backup: it forgot the writes after "
@@ -244,6 +252,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
                                         token, !f.keep_tombstones || f.unsafe_purge_early, f.unsafe_purge_early};
   options.exchange.busy_percent = f.repair_busy_percent;
   options.exchange.batch_keys = f.repair_batch_keys;
+  options.exchange.nice = static_cast<int>(f.repair_nice);
   options.exchange.test_purge_fails_once = f.test_purge_fails_once;
   options.exchange.test_crash_mid_purge = f.test_crash_mid_purge;
   options.exchange.test_hold_purge_turn = std::chrono::milliseconds(f.test_hold_purge_turn_ms);
@@ -269,8 +278,15 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   limits.admin_body_limit = kAdminBodyLimit;  // the rebalancer's ingest batches
 
   boost::asio::thread_pool admin_pool(1);  // the rebalancer's bulk requests, off the event loops
+  boost::asio::thread_pool sync_pool(1);   // the peers' anti-entropy requests, at background priority
   boost::asio::thread_pool wait_pool(1);   // requests that wait by design, off the admin pool too
-  NodeService service(api, metrics, admin_pool, wait_pool);
+  boost::asio::post(admin_pool, [] { net::name_this_thread("kv-admin"); });
+  boost::asio::post(wait_pool, [] { net::name_this_thread("kv-wait"); });
+  boost::asio::post(sync_pool, [nice = static_cast<int>(f.repair_nice)] {
+    net::name_this_thread("kv-sync");
+    if (std::string err; !net::lower_this_thread(nice, err)) std::cerr << "kvnode: --repair-nice: " << err << std::endl;
+  });
+  NodeService service(api, metrics, admin_pool, sync_pool, wait_pool);
   net::Server server("kvnode", f.threads, std::chrono::milliseconds(f.shutdown_ms));
   api.set_ring_adopter([&](std::string_view yaml) { return adopt_ring(f, yaml, replication); });
   api.set_purge_pause(&replication.purge_pause());
@@ -288,6 +304,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   server.run();
   replication.stop();
   admin_pool.join();
+  sync_pool.join();
   wait_pool.join();
   store.reset();  // flush and close while `server` still holds SIGTERM/SIGINT
   std::cerr << "kvnode: stopped" << std::endl;

@@ -23,7 +23,7 @@ auto async_commit(Store& store, WriteOp op, Token&& token) {
       std::move(op));
 }
 
-// The rebalancer's and the peers' bulk requests, which run on the admin pool.
+// The rebalancer's and the peers' bulk requests, which run on the admin and sync pools.
 bool off_loop(Route r) noexcept { return r == Route::admin || r == Route::sync; }
 
 // A purge pause, which waits for a purge under way (up to a peer's timeout per request): on the wait pool.
@@ -40,13 +40,14 @@ bool NodeService::answer_now(http::StringRequest& req, http::StringResponse& res
 }
 
 asio::awaitable<void> NodeService::handle(http::StringRequest& req, http::StringResponse& res) {
-  if (off_loop(Api::route_of(req.target()))) {
+  if (const Route route = Api::route_of(req.target()); off_loop(route)) {
     std::function<http::StringResponse()> run = [this, &req] {
       http::StringResponse r;
       api_.handle(req, r);
       return r;
     };
-    res = co_await net::async_run(waits(req.target()) ? wait_pool_ : admin_pool_, std::move(run), asio::use_awaitable);
+    auto& pool = route == Route::sync ? sync_pool_ : waits(req.target()) ? wait_pool_ : admin_pool_;
+    res = co_await net::async_run(pool, std::move(run), asio::use_awaitable);
     co_return;
   }
   std::optional<DeferredWrite> deferred;

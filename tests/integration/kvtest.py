@@ -424,6 +424,30 @@ def node_state(port, host="127.0.0.1", timeout=10.0):
     return node_health(port, host, timeout).get("state")
 
 
+def thread_nices(pid):
+    """{thread id: (name, nice)} of a process's threads, from /proc (kvnode names its own: kv-exchange,
+    kv-sync, kv-admin, kv-wait)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")], int(fields[16]))  # field 19: nice
+    return out
+
+
+def thread_switches(pid):
+    """{thread name: voluntary context switches, summed over the threads of that name}: a thread that
+    waits for work and is handed some switches once more."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+        name = status["Name"].strip()
+        out[name] = out.get(name, 0) + int(status["voluntary_ctxt_switches"])
+    return out
+
+
 def node_health(port, host="127.0.0.1", timeout=10.0):
     """A kvnode's /health document: with --ring, its state, tombstones held, floors and anti-entropy
     figures ("anti_entropy": tombstones_purged, ...)."""

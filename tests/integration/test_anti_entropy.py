@@ -9,7 +9,8 @@ import threading
 import unittest
 
 from kvtest import (Client, admin, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, node_health,
-                    node_state, proxy_stats, request, run_kvnode, start_retrying_busy, wait_until, write_ring)
+                    node_state, proxy_stats, request, run_kvnode, start_retrying_busy, thread_nices, thread_switches,
+                    wait_until, write_ring)
 
 INTERVAL_MS = 200
 PROXY_TIMEOUTS = ("--connect-timeout-ms", "500", "--response-timeout-ms", "1000")
@@ -385,6 +386,28 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual(answer["r"], (200, {"status": "success", "purges_paused": "change-1"}))
         # The pause answered only once the step was over.
         self.assertIn("purge turn released", self.nodes["n1"].output())
+
+    def test_the_pull_and_the_peers_requests_run_at_background_priority(self):
+        # kvnode --repair-nice (default 10): the exchanger's thread and the thread serving the peers'
+        # anti-entropy requests run that many nice levels below the node's other threads, which keep
+        # the node's own (the scheduler then hands a core to a client's request first).
+        self.start(first={"n2": ["--repair-nice", "0"], "n3": ["--repair-nice", "19"]})
+        for node_id, want in (("n1", 10), ("n2", 0), ("n3", 19)):
+            threads = thread_nices(self.nodes[node_id].pid)
+            base = threads[self.nodes[node_id].pid][1]
+            by_name = {}
+            for name, nice in threads.values():
+                by_name.setdefault(name, set()).add(nice)
+            self.assertEqual((by_name.get("kv-exchange"), by_name.get("kv-sync")),
+                             ({min(19, base + want)}, {min(19, base + want)}), (node_id, threads))
+            self.assertEqual({nice for name, nice in threads.values() if name not in ("kv-exchange", "kv-sync")},
+                             {base}, (node_id, threads))
+        # The peers' requests (a tree compared every 200 ms) are served on kv-sync, not kv-admin.
+        before = {n: thread_switches(self.nodes[n].pid) for n in self.ports}
+        self.assertTrue(wait_until(lambda: all(
+            thread_switches(self.nodes[n].pid)["kv-sync"] >= before[n]["kv-sync"] + 5 for n in self.ports), 10))
+        self.assertEqual([thread_switches(self.nodes[n].pid)["kv-admin"] for n in self.ports],
+                         [before[n]["kv-admin"] for n in self.ports])
 
     def test_control_a_tombstone_purged_early_lets_a_returning_replica_bring_the_key_back(self):
         """The broken mode (--unsafe-purge-early: purged on the evidence of the peers that answered,

@@ -622,6 +622,7 @@ class CommandLineTest(unittest.TestCase):
             (["--repair-busy-percent", "0", "--engine", "memory"], "kvnode: --repair-busy-percent: Value 0 not in range 1 to 100"),
             (["--repair-batch-keys", "10001", "--engine", "memory"],
              "kvnode: --repair-batch-keys: Value 10001 not in range 0 to 10000"),
+            (["--repair-nice", "20", "--engine", "memory"], "kvnode: --repair-nice: Value 20 not in range 0 to 19"),
             (["--keep-tombstones", "--purge-tombstones", "--engine", "memory"],
              "kvnode: --purge-tombstones excludes --keep-tombstones"),
             (["--bind", "example.com", "--engine", "memory"],
