@@ -18,7 +18,9 @@ directories) with --ring on a ring of replicas 3, one kvproxy in front, everythi
    on every write, an exchange every second) and without (no trees, no exchanges), alternated round by
    round; then, --rebuilds times, a run with n3 simply down, one with n3 recovering on an empty
    directory with its pull all but stopped (--repair-busy-percent 1: the replica state of a rebuild
-   without its work), one while it rebuilds a wiped directory, and one right after it.
+   without its work), one while it rebuilds a wiped directory, and one right after it. The rebuild
+   and its reference are also read from kvproxy's request counter every 0.2 s, so that the rate while
+   the rebuild ran can be told from the rest of a window it ends before.
 
 Writes a markdown section to --out (bench/ANTI_ENTROPY.md; with --quick into the build tree) and the
 figures beside it (.json). Exits nonzero only when the harness failed; missed targets are reported.
@@ -172,6 +174,41 @@ def rebuilt_text(seconds):
     return "not within 600 s" if seconds is None else f"{seconds:.1f} s"
 
 
+class RequestRate:
+    """kvproxy's count of client requests (kvproxy_quorum_requests_total), sampled every 0.2 s from
+    start() to stop(), so that a window's rate can be read over part of it: the rebuild proper, when
+    it ends before the window does."""
+
+    def __init__(self, proxy):
+        self.proxy, self.samples, self.stopping = proxy, [], threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def count(self):
+        return sum(v for (name, _), v in replication.scrape(self.proxy.p.admin_port).items()
+                   if name == "kvproxy_quorum_requests_total")
+
+    def run(self):
+        while not self.stopping.is_set():
+            self.samples.append((time.monotonic(), self.count()))
+            self.stopping.wait(0.2)
+
+    def start(self):
+        self.began = time.monotonic()
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
+
+    def rate(self, t_from, t_to):
+        """Requests per second between t_from and t_to seconds after start(), by the nearest samples."""
+        inside = [(t, c) for t, c in self.samples if t_from <= t - self.began <= t_to]
+        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
 def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent, batch_keys=0):
     """n3 down, then wiped and started again: the foreground with n3 simply down (every read then
     needs both others, as while n3 rebuilds, but writes too), with n3 recovering and barely pulling
@@ -182,7 +219,11 @@ def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent, batch_keys=0
     down = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes[:2]])
     shutil.rmtree(n3.data_dir)
     n3.start(extra=["--repair-keys-per-second", str(rate), "--repair-busy-percent", "1"])
+    counted = RequestRate(proxy).start()
     idle = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
+    counted.stop()
+    # The same span as the rebuild's below: from 2 s in (wrk's start) to its end.
+    idle["counted_rps"] = counted.rate(2, seconds + 5)
     idle["state_after"] = node_state(n3.port)  # still recovering, or the window says less
     n3.stop()
     shutil.rmtree(n3.data_dir)
@@ -208,20 +249,28 @@ def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent, batch_keys=0
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    counted = RequestRate(proxy).start()
     during = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
+    counted.stop()
     repaired = total(node_metrics(n3.port), "kvnode_anti_entropy_keys_repaired_total")
     watcher.join()
+    # The window's rate while the rebuild ran: a rebuild shorter than the window ends it in the
+    # state of "right after" (three replicas serving reads), slower than "recovering" on two cores.
+    during["counted_rps"] = counted.rate(2, min(rebuilt.get("s", seconds + 5), seconds + 5))
     after = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
     row = {"down": down, "recovering_idle": idle, "during": during, "after": after, "rebuilt_s": rebuilt.get("s"),
            "repaired_in_window": repaired, "ratio": during["rps"] / after["rps"],
-           "ratio_down": during["rps"] / down["rps"], "ratio_idle": during["rps"] / idle["rps"]}
+           "ratio_down": during["rps"] / down["rps"], "ratio_idle": during["rps"] / idle["rps"],
+           "ratio_idle_rebuilding": (during["counted_rps"] / idle["counted_rps"]
+                                     if during["counted_rps"] and idle["counted_rps"] else None)}
     log(f"during a rebuild at {rate} keys/s, busy {busy_percent or 'default'} %, batches of {batch_keys or 'default'} "
         f"keys: {during['rps']:.0f} req/s "
         f"p99 {during['p99']} us ({repaired:.0f} keys pulled in the window, rebuilt {rebuilt_text(row['rebuilt_s'])} "
         f"after its start, the window {seconds} s); right after: {after['rps']:.0f} req/s p99 {after['p99']} us "
         f"({row['ratio']:.3f}x); n3 down just before: {down['rps']:.0f} req/s ({row['ratio_down']:.3f}x); n3 "
         f"recovering at 1 % busy: {idle['rps']:.0f} req/s p99 {idle['p99']} us, {idle['state_after']} at its end "
-        f"({row['ratio_idle']:.3f}x)")
+        f"({row['ratio_idle']:.3f}x); counted at the proxy, while the rebuild ran: {during['counted_rps'] or 0:.0f} "
+        f"req/s against {idle['counted_rps'] or 0:.0f} ({row['ratio_idle_rebuilding'] or 0:.3f}x)")
     n3.stop()
     n3.start()
     return row
@@ -308,6 +357,15 @@ def write_report(out, report):
                       "replica down leaves the two cores to one node fewer, so \"down\" is faster than \"right "
                       "after\". \"Recovering at 1 %\" is the same state as during the rebuild with the pull all "
                       "but stopped: during / recovering at 1 % is the pull's own cost.", ""]
+            counted = [r.get("ratio_idle_rebuilding") for r in rb["runs"]]  # not in reports before 2026-12-05 23:15
+            if all(counted):
+                lines += [f"Counted at the proxy (its request counter, sampled every 0.2 s), from 2 s into each window "
+                          "to its end, or to the rebuild's end when that comes first (the rest of the window is "
+                          "the state of \"right after\", three replicas serving reads): while the rebuild ran / "
+                          "recovering at 1 %, per run: " + ", ".join(
+                              f"{r['during']['counted_rps']:.0f} / {r['recovering_idle']['counted_rps']:.0f} req/s = "
+                              f"{r['ratio_idle_rebuilding']:.3f}x" for r in rb["runs"]) +
+                          f"; median {median(counted):.3f}x (target >= {TARGET_THROUGHPUT}).", ""]
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.splitext(out)[0] + ".json", "w") as f:

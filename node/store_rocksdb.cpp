@@ -294,9 +294,9 @@ class RocksStore final : public Store {
       return StoreStatus::ok;
     }
     // In chunks, each one WriteBatch under the stripes of its keys (taken in order: no deadlock).
-    // One write per key cost anti-entropy's pull about 12 us of CPU per key, most of it RocksDB's
-    // write path (bench/RESULTS.md, "Ingest in chunks"); a chunk holds its stripes for well under a
-    // millisecond.
+    // One write per key cost anti-entropy's pull about 9.5 us of CPU per key on the rebuilding node,
+    // 3.9 us in chunks (bench/RESULTS.md, "The pull's CPU per key"); a chunk holds its stripes for
+    // well under a millisecond.
     std::vector<WriteOp> ops;
     std::vector<const WriteOp*> pointers;
     std::vector<WriteResult> results;
