@@ -24,14 +24,9 @@ void name_this_thread(std::string_view name) {
   ::pthread_setname_np(::pthread_self(), buf);
 }
 
-int this_thread_nice() {
-  errno = 0;
-  return ::getpriority(PRIO_PROCESS, this_tid());  // -1 is a valid answer: errno says whether it failed
-}
-
 bool lower_this_thread(int steps, std::string& err) {
   if (steps <= 0) return true;
-  errno = 0;
+  errno = 0;  // -1 is a valid nice value: errno says whether getpriority failed
   const int now = ::getpriority(PRIO_PROCESS, this_tid());
   if (now == -1 && errno != 0) {
     err = std::string("getpriority: ") + std::strerror(errno);

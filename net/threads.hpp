@@ -15,7 +15,4 @@ void name_this_thread(std::string_view name);
 // leaving the process's other threads as they are. False with `err` when the OS refused.
 bool lower_this_thread(int steps, std::string& err);
 
-// The calling thread's nice value (tests and logs).
-int this_thread_nice();
-
 }  // namespace kv::net
