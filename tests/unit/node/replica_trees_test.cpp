@@ -389,13 +389,13 @@ TEST_CASE("sync api: a diff of many segments answers as each segment scanned alo
     REQUIRE(store->write({kv::WriteOp::Kind::put, key, "v" + std::to_string(i), kv::Tag{1 + rng() % 100, 3}}).applied);
     if (rng() % 5 == 0) REQUIRE(store->write({kv::WriteOp::Kind::del, key, {}, kv::Tag{200, 3}}).applied);
   }
-  std::string err, storage;
-  std::vector<kv::Record> all;  // every record, in stored-key order
+  std::string err;
+  std::vector<kv::Record> all;     // every record, in stored-key order
+  std::deque<std::string> bodies;  // the scans' answers, which `all` views
   {
     const kv::HashRange everything{0, ~std::uint64_t{0}};
     std::string after;
     std::vector<kv::Record> batch_records;
-    std::deque<std::string> bodies;
     for (;;) {
       kv::ScanBatch batch;
       REQUIRE(store->scan({&everything, 1}, after, 700, 8 << 20, true, batch, err) == StoreStatus::ok);
