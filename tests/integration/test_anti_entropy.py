@@ -4,6 +4,7 @@ a replica that missed writes and deletes while it was down, or lost its whole di
 equal to the others: every key at the same version on every replica, no deleted key back. Each node's
 holdings are read from its own store (/admin/scan), never through a proxy."""
 import json
+import re
 import shutil
 import threading
 import unittest
@@ -352,7 +353,9 @@ class AntiEntropyTest(unittest.TestCase):
         # As if n3 had been paused for change-1 too, and down when apply resumed the others.
         self.assertEqual(admin(self.ports["n3"], "POST", "/admin/purges?pause=change-1")[0], 200)
         self.assertTrue(wait_until(lambda: self.paused("n3") is None, 10), self.paused("n3"))
-        self.assertRegex(self.nodes["n3"].output(), r"n[12] was resumed for the ring change change-1, which is over")
+        # The line is written before the resume, but read from n3's stderr by another thread: wait for it.
+        said = r"n[12] was resumed for the ring change change-1, which is over"
+        self.assertTrue(wait_until(lambda: re.search(said, self.nodes["n3"].output()), 10), self.nodes["n3"].output())
         self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
         # The resume is durable.
         self.nodes["n3"].terminate()
@@ -384,8 +387,9 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertNotIn("purge turn released", self.nodes["n1"].output())
         pausing.join()
         self.assertEqual(answer["r"], (200, {"status": "success", "purges_paused": "change-1"}))
-        # The pause answered only once the step was over.
-        self.assertIn("purge turn released", self.nodes["n1"].output())
+        # The pause answered only once the step was over (the line is read from n1's stderr by
+        # another thread, which may not have read it yet).
+        self.assertTrue(wait_until(lambda: "purge turn released" in self.nodes["n1"].output(), 5))
 
     def test_the_pull_and_the_peers_requests_run_at_background_priority(self):
         # kvnode --repair-nice (default 10): the exchanger's thread and the thread serving the peers'
