@@ -34,8 +34,8 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <atomic>
+#include <bit>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -298,11 +298,11 @@ class RocksStore final : public Store {
     // One write per key cost anti-entropy's pull about 9.5 us of CPU per key on the rebuilding node,
     // 3.9 us in chunks (bench/RESULTS.md, "The pull's CPU per key"); a chunk holds its stripes for
     // well under a millisecond.
+    // A chunk takes at most half the stripes: the rest stay free for client writes, and a thread
+    // holds few enough locks for ThreadSanitizer's deadlock detector (64 at most, commit's included).
     std::vector<WriteOp> ops;
     std::vector<const WriteOp*> pointers;
     std::vector<WriteResult> results;
-    // A chunk takes at most half the stripes: the rest stay free for client writes, and a thread
-    // holds few enough locks for ThreadSanitizer's deadlock detector (64 at most, commit's included).
     for (std::size_t from = 0; from < records.size();) {
       ops.clear();
       pointers.clear();
@@ -316,9 +316,7 @@ class RocksStore final : public Store {
       for (const auto& op : ops) pointers.push_back(&op);
       results.assign(ops.size(), WriteResult{});
       {
-        std::array<std::unique_lock<std::mutex>, kStripes> locks;
-        for (std::size_t i = 0; i < kStripes; ++i)
-          if (mask >> i & 1) locks[i] = std::unique_lock(stripes_[i]);
+        const auto locks = lock_stripes(mask);
         apply(pointers, results);
       }
       for (auto& r : results)
@@ -406,8 +404,7 @@ class RocksStore final : public Store {
       results.resize(batch.size());
       std::vector<const WriteOp*> ops;
       for (const auto& op : batch) ops.push_back(&op);
-      std::array<std::unique_lock<std::mutex>, kStripes> locks;
-      for (std::size_t i = 0; i < kStripes; ++i) locks[i] = std::unique_lock(stripes_[i]);  // in order: no deadlock
+      const auto locks = lock_stripes(~std::uint64_t{0});
       apply(ops, results);
     }
     batch.clear();
@@ -618,16 +615,23 @@ class RocksStore final : public Store {
     return n;
   }
 
+  static constexpr std::size_t kStripes = 64;  // a mask of them fits a std::uint64_t
+  static constexpr std::size_t kIngestChunk = 256;
+  static constexpr int kIngestStripes = 32;
+
   // Stored keys begin with their ring hash: its last byte spreads keys evenly over the stripes.
   // (TombstoneFilter's buckets rely on this mapping: bucket b is stripe b % kStripes.)
   static std::size_t stripe_index(std::string_view key) {
     return static_cast<unsigned char>(key[kStorageKeyPrefix - 1]) % kStripes;
   }
   std::mutex& stripe(std::string_view key) { return stripes_[stripe_index(key)]; }
-
-  static constexpr std::size_t kStripes = 64;  // a mask of them fits a std::uint64_t
-  static constexpr std::size_t kIngestChunk = 256;
-  static constexpr int kIngestStripes = 32;
+  // The stripes whose bits `mask` sets, taken in order (no deadlock between two such takers).
+  std::array<std::unique_lock<std::mutex>, kStripes> lock_stripes(std::uint64_t mask) {
+    std::array<std::unique_lock<std::mutex>, kStripes> locks;
+    for (std::size_t i = 0; i < kStripes; ++i)
+      if (mask >> i & 1) locks[i] = std::unique_lock(stripes_[i]);
+    return locks;
+  }
 
   WriteGate gate_;  // before db_: the listener uses it until the database is closed
   std::unique_ptr<rocksdb::DB> db_;
