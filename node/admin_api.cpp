@@ -114,7 +114,8 @@ void AdminApi::ingest(std::string_view target, std::string_view body, http::Stri
 
 // ?pause=CHANGE: answers once no purge of this node is under way, none to start until ?resume=CHANGE.
 // A resume names the change it ends, so that a rebalancer of an older change cannot end a newer one's
-// pause. The change is a ring fingerprint, or any name of [0-9A-Za-z._-], 1 to 64 characters.
+// pause. The change is ring-rebalance's id (OLD-NEW.G: tools/resume.hpp, change_id), or any name of
+// [0-9A-Za-z._-], 1 to 64 characters.
 void AdminApi::purges(std::string_view target, http::StringResponse& res) {
   const auto pause = query_value(target, rebalance::kPauseParam), resume = query_value(target, rebalance::kResumeParam);
   const auto well_formed = [](std::string_view change) {

@@ -425,7 +425,9 @@ std::string AntiEntropy::health_fields() const {
     bytes += p->bytes.load(std::memory_order_relaxed);
     in_sync += p->in_sync.load(std::memory_order_relaxed) ? 1 : 0;
   }
-  const std::string paused = trees_.purge_pause() ? trees_.purge_pause()->paused_json() : std::string("null");
+  const PurgePause* pause = trees_.purge_pause();
+  const std::string paused = pause ? pause->paused_json() : std::string("null");
+  const std::string resumed = pause ? pause->resumed_json() : std::string("null");
   return ",\"anti_entropy\":{\"keys_behind\":" + std::to_string(behind) + ",\"keys_repaired\":" + std::to_string(repaired) +
          ",\"exchanges\":" + std::to_string(exchanges) + ",\"failures\":" + std::to_string(failures) +
          ",\"bytes\":" + std::to_string(bytes) + ",\"peers_in_sync\":" + std::to_string(in_sync) +
@@ -433,7 +435,8 @@ std::string AntiEntropy::health_fields() const {
          ",\"purge_failures\":" + std::to_string(purge_failures_.load(std::memory_order_relaxed)) +
          ",\"purge_retries\":" + std::to_string(purge_retries_.load(std::memory_order_relaxed)) +
          ",\"purges_pending\":" + std::to_string(pending_size_.load(std::memory_order_relaxed)) +
-         ",\"purging\":" + (options_.purge ? "true" : "false") + ",\"purges_paused\":" + paused + "}";
+         ",\"purging\":" + (options_.purge ? "true" : "false") + ",\"purges_paused\":" + paused +
+         ",\"purges_resumed\":" + resumed + "}";
 }
 
 std::string AntiEntropy::render() const {

@@ -69,4 +69,9 @@ std::string PurgePause::paused_json() const {
   return change.empty() ? std::string("null") : json_quote(change);
 }
 
+std::string PurgePause::resumed_json() const {
+  const std::string change = resumed();
+  return change.empty() ? std::string("null") : json_quote(change);
+}
+
 }  // namespace kv

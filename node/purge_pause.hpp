@@ -71,8 +71,9 @@ class PurgePause {
   std::string paused() const;
   // The last change this node was resumed for, or "" (none since the directory was made).
   std::string resumed() const;
-  // The same as a JSON value: the change as a string, or null.
+  // The same as JSON values: the change as a string, or null.
   std::string paused_json() const;
+  std::string resumed_json() const;
 
  private:
   void leave() noexcept;

@@ -148,13 +148,25 @@ std::optional<std::string> NodeAdmin::ring_running() {
   return r.body.substr(from, to == std::string::npos ? std::string::npos : to - from);
 }
 
-bool NodeAdmin::purges_tombstones() {
+std::optional<PurgeState> NodeAdmin::purge_state() {
+  HttpResponse r;
   try {
-    const HttpResponse r = exchange_("GET", "/health", {}, "text/plain");
-    return r.status == 200 && r.body.find("\"purging\":true") != std::string::npos;
+    r = exchange_("GET", "/health", {}, "text/plain");
   } catch (const std::exception&) {
-    return false;  // not answering: it purges nothing while down
+    return std::nullopt;  // not answering: it purges nothing while down
   }
+  boost::system::error_code ec;
+  const auto v = json::parse(r.body, ec);
+  if (r.status != 200 || ec || !v.is_object()) return std::nullopt;
+  const auto* ae = v.as_object().if_contains("anti_entropy");
+  if (!ae || !ae->is_object()) return std::nullopt;
+  const auto& o = ae->as_object();
+  const auto text = [&o](const char* name) {
+    const auto* f = o.if_contains(name);
+    return f && f->is_string() ? std::string(f->as_string()) : std::string();
+  };
+  const auto* purging = o.if_contains("purging");
+  return PurgeState{purging && purging->is_bool() && purging->as_bool(), text("purges_paused"), text("purges_resumed")};
 }
 
 namespace {

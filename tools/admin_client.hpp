@@ -20,6 +20,7 @@
 #include "common/ring_change.hpp"
 #include "net/http_client.hpp"
 #include "tools/log.hpp"
+#include "tools/resume.hpp"
 
 namespace kv::tools {
 
@@ -97,9 +98,9 @@ class NodeAdmin {
   // The fingerprint of the ring the node runs on, when it runs on a ring of its own (kvnode --ring:
   // its /health names it), which its anti-entropy follows when the ring has replicas.
   std::optional<std::string> ring_running();
-  // Whether the node purges tombstones (kvnode's default, not --keep-tombstones: its /health says "purging":true);
-  // false when it does not answer (asked once, no retry).
-  bool purges_tombstones();
+  // The node's tombstone purges as its /health tells; nullopt when it does not answer (asked once,
+  // no retry) or is not a kvnode that purges by evidence.
+  std::optional<PurgeState> purge_state();
   // POST /admin/purges (common/rebalance.hpp): pauses the node's tombstone purges for the ring change
   // `change` (true once it answered that none is under way), or resumes them. False when the node
   // does not answer (asked once); AdminError when it answers with an error.

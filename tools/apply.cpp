@@ -173,17 +173,26 @@ class Apply {
   // resume once the moved ranges are dropped. A node that does not answer may be alive, cut off from
   // this tool only; its purges need every peer of the set, and a paused one refuses: so with purging
   // on, every replica set of either ring must have at most one member that did not pause.
+  // The change's id is one no earlier change had (tools/resume.hpp, change_id), or the one this
+  // change paused with in a run that stopped.
   void pause_purges() {
-    std::set<std::string> missing;
+    std::vector<PurgeState> states;
     bool purging = false;
+    each_node_of_both_rings([&](const NodeConfig& n) {
+      if (auto s = nodes_.node(n.id, n.address).purge_state()) {
+        purging = purging || s->purging;
+        states.push_back(std::move(*s));
+      }
+    });
+    change_ = change_id(rings_, states);
+    std::set<std::string> missing;
     const std::size_t all = each_node_of_both_rings([&](const NodeConfig& n) {
-      NodeAdmin& node = nodes_.node(n.id, n.address);
-      if (!node.pause_purges(rings_.to_fingerprint)) return void(missing.insert(n.id));
-      purging = node.purges_tombstones() || purging;
+      if (!nodes_.node(n.id, n.address).pause_purges(change_)) missing.insert(n.id);
     });
     const std::size_t paused = all - missing.size();
     log_.step("tombstone purges paused on " + std::to_string(paused) + " of " + std::to_string(all) +
-              " nodes, until the change ends" + (missing.empty() ? "" : " (not answering: " + joined(missing) + ")"));
+              " nodes, until the change ends" + (missing.empty() ? "" : " (not answering: " + joined(missing) + ")") +
+              "; change " + change_);
     if (!purging || missing.size() < 2) return;
     for (const auto* ring : {from_ring_.get(), to_ring_.get()})
       for (std::size_t i = 0; i < ring->point_count(); ++i) {
@@ -205,7 +214,7 @@ class Apply {
     std::set<std::string> missing;
     const std::size_t all = each_node_of_both_rings([&](const NodeConfig& n) {
       try {
-        if (!nodes_.node(n.id, n.address).resume_purges(rings_.to_fingerprint)) missing.insert(n.id);
+        if (!nodes_.node(n.id, n.address).resume_purges(change_)) missing.insert(n.id);
       } catch (const AdminError& e) {  // paused for another change: that one's run resumes it
         log_.line(e.what());
       }
@@ -281,6 +290,7 @@ class Apply {
   Log log_;
   Plan plan_;
   RingPair rings_;
+  std::string change_;  // the id the nodes' purges pause for (pause_purges)
   std::string to_yaml_;
   std::vector<Flow> flows_;  // replicated: the copies (source -> target)
   bool replicated_ = false;   // replicas above 1 in either ring: replica sets move (replica_)

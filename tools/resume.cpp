@@ -1,5 +1,8 @@
 #include "tools/resume.hpp"
 
+#include <algorithm>
+#include <charconv>
+
 namespace kv::tools {
 
 using rebalance::Phase;
@@ -37,6 +40,24 @@ Resume decide_resume(const std::vector<ProxyPosition>& proxies, const RingPair& 
   else if (r.on_new < n) r.start = StartAt::read_new;
   else r.start = StartAt::cleanup;
   return r;
+}
+
+std::uint64_t change_generation(std::string_view id) {
+  const auto dot = id.rfind('.');
+  if (dot == std::string_view::npos) return 0;
+  const std::string_view digits = id.substr(dot + 1);
+  std::uint64_t g = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), g);
+  return ec == std::errc{} && end == digits.data() + digits.size() ? g : 0;
+}
+
+std::string change_id(const RingPair& rings, const std::vector<PurgeState>& nodes) {
+  const std::string prefix = rings.from_fingerprint + "-" + rings.to_fingerprint + ".";
+  std::uint64_t highest = 0;
+  for (const auto& n : nodes) highest = std::max({highest, change_generation(n.paused), change_generation(n.resumed)});
+  for (const auto& n : nodes)
+    if (n.paused == prefix + std::to_string(highest) && highest > 0) return n.paused;
+  return prefix + std::to_string(highest + 1);
 }
 
 }  // namespace kv::tools

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/rebalance.hpp"
@@ -45,5 +47,26 @@ struct Resume {
 
 // `proxies`: at least one, in the order the operator listed them.
 Resume decide_resume(const std::vector<ProxyPosition>& proxies, const RingPair& rings);
+
+// A node's tombstone purges as its /health tells (node/purge_pause.hpp): whether it purges at all
+// (not kvnode --keep-tombstones), the ring change they are paused for, and the last one they were
+// resumed for ("": none).
+struct PurgeState {
+  bool purging = false;
+  std::string paused, resumed;
+};
+
+// The id that a ring change's pause and resume name (POST /admin/purges): "OLD-NEW.G", OLD and NEW
+// the rings' fingerprints and G one more than the highest G that any node answering remembers. A
+// node paused for a change resumes itself when a peer says it was resumed for that same id, so no
+// two changes may share one: with OLD -> NEW, NEW -> OLD, OLD -> NEW again, a node that missed the
+// middle change still says "resumed for" the first, which for an id of NEW's fingerprint alone
+// would end the third's pause on its peers early. G grows from change to change because each pause
+// reaches most nodes of both rings, and consecutive changes share a ring.
+// A run again of the same change keeps its id: when a node is paused for OLD-NEW.G with G the
+// highest remembered, that is this change, stopped before its end.
+std::string change_id(const RingPair& rings, const std::vector<PurgeState>& nodes);
+// G of an id made by change_id; 0 for any other (an id from before, a fingerprint alone).
+std::uint64_t change_generation(std::string_view id);
 
 }  // namespace kv::tools

@@ -359,14 +359,31 @@ class ApplyTest(unittest.TestCase):
         self.assertLess(log.index("tombstone purges paused"), log.index("run on NEW, serving"))
         self.assertGreater(log.index("tombstone purges resumed"), log.index("removing the moved ranges"))
         # Each node says so itself: on n1..n3 the pause came before the adoption of NEW, the resume after.
-        change = fingerprint(new)
+        # The change's id: OLD-NEW.G, G one past the highest any node remembers (none: 1).
+        change = f"{fingerprint(old)}-{fingerprint(new)}.1"
+        self.assertIn(f"; change {change}", log)
         for n in ("n1", "n2", "n3", "n4"):
             out = self.cluster.nodes[n].output()
             paused = out.index(f"tombstone purges paused for the ring change {change}")
             resumed = out.index(f"tombstone purges resumed (the ring change {change} ended)")
             if n != "n4":
                 self.assertLess(paused, out.index("adopting the ring"), n)
-                self.assertLess(out.index(f"runs on the ring {change} now"), resumed, n)
+                self.assertLess(out.index(f"runs on the ring {fingerprint(new)} now"), resumed, n)
+            self.assertEqual(node_health(ports[n])["anti_entropy"]["purges_resumed"], change, n)
+        self.expect_after_change(new, ports, expected)
+
+    def test_ring_changes_back_and_forth_pause_under_ids_never_used_before(self):
+        # OLD -> NEW, NEW -> OLD, OLD -> NEW: a node paused for a change resumes itself when a peer
+        # says it was resumed for the same id, so the third must not reuse the first's (a node that
+        # missed the second would still say "resumed for" the first: tools/resume.hpp, change_id).
+        old, new, ports, expected = self.purging_cluster_with_tombstones()
+        ids = []
+        for g, (a, b) in enumerate([(old, new), (new, old), (old, new)], start=1):
+            _, log = self.apply(a, b)
+            ids.append(f"{fingerprint(a)}-{fingerprint(b)}.{g}")
+            self.assertIn(f"; change {ids[-1]}", log)
+            self.assertEqual(node_health(ports["n1"])["anti_entropy"]["purges_resumed"], ids[-1])
+        self.assertEqual(len(set(ids)), 3, ids)
         self.expect_after_change(new, ports, expected)
 
     def test_apply_stops_when_two_replicas_of_a_set_cannot_pause_their_purges(self):
@@ -385,15 +402,20 @@ class ApplyTest(unittest.TestCase):
                       "once they answer", res.stderr.splitlines())
         self.assertEqual(migration(self.cluster.admin)["phase"], "none")  # no proxy took a step
         self.assertEqual(node_health(ports["n1"])["ring"], fingerprint(old))  # no node adopted NEW
-        self.assertEqual(node_health(ports["n1"])["anti_entropy"]["purges_paused"], fingerprint(new))
+        change = f"{fingerprint(old)}-{fingerprint(new)}.1"
+        self.assertEqual(node_health(ports["n1"])["anti_entropy"]["purges_paused"], change)
         for n in ("n2", "n3"):
             node_id, data_dir = self.node_args[n]
             self.cluster.nodes[n] = self.h.node(node_id, data_dir, port=ports[n],
                                                 extra=["--ring", self.h.path(f"{n}-ring.yaml"),
                                                        "--anti-entropy-interval-ms", "200"])
         _, log = self.apply(old, new)
-        self.assertIn("tombstone purges paused on 4 of 4 nodes, until the change ends", log)
+        # The run again is the same change: the same id, so that a node it cannot reach resumes
+        # itself once it sees a peer resumed for it.
+        self.assertIn(f"tombstone purges paused on 4 of 4 nodes, until the change ends; change {change}", log)
         self.assertIn("tombstone purges resumed on the 4 nodes", log)
+        for n, port in ports.items():
+            self.assertEqual(node_health(port)["anti_entropy"]["purges_resumed"], change, n)
         self.expect_after_change(new, ports, expected)
 
     def test_nodes_adopt_the_ring_while_another_is_down(self):

@@ -111,3 +111,75 @@ TEST_CASE("the refusal names every proxy's position and the rings expected", "[r
   CHECK_FALSE(decide_resume(proxies({on_old, on_new}), kRings).refusal.empty());
   CHECK_FALSE(decide_resume(proxies({dual, on_new}), kRings).refusal.empty());
 }
+
+namespace {
+
+const RingPair kBack{T, "new.yaml", F, "old.yaml"};  // NEW -> OLD
+
+PurgeState resumed_for(const std::string& change) { return {true, "", change}; }
+PurgeState paused_for(const std::string& change, const std::string& resumed = "") { return {true, change, resumed}; }
+
+// Every node in `nodes` paused for the change and then resumed: what apply leaves on the nodes it reaches.
+void run_change(std::vector<PurgeState>& nodes, const std::vector<std::size_t>& reached, const std::string& change) {
+  for (const std::size_t i : reached) nodes[i] = resumed_for(change);
+}
+
+std::vector<PurgeState> answering(const std::vector<PurgeState>& nodes, const std::vector<std::size_t>& reached) {
+  std::vector<PurgeState> out;
+  for (const std::size_t i : reached) out.push_back(nodes[i]);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("change ids: OLD-NEW.G, G one past the highest any node remembers", "[resume][change_id]") {
+  CHECK(change_id(kRings, {}) == F + "-" + T + ".1");
+  CHECK(change_id(kRings, {{false, "", ""}, {true, "", ""}}) == F + "-" + T + ".1");
+  CHECK(change_id(kRings, {resumed_for(T + "-" + F + ".7"), resumed_for(T + "-" + F + ".6")}) == F + "-" + T + ".8");
+  // Ids from before (NEW's fingerprint alone) and names given by hand count as 0.
+  CHECK(change_id(kRings, {resumed_for(T), paused_for("change-1")}) == F + "-" + T + ".1");
+  CHECK(change_id(kRings, {resumed_for(X + "-" + F + ".41"), paused_for(F + "-" + X + ".40")}) == F + "-" + T + ".42");
+}
+
+TEST_CASE("change ids: OLD -> NEW, NEW -> OLD, OLD -> NEW again; a node that missed the middle one "
+          "remembers no id of the third", "[resume][change_id]") {
+  std::vector<PurgeState> nodes(4);  // n1..n4; n3 (index 2) misses the middle change
+  const std::vector<std::size_t> all{0, 1, 2, 3}, without_n3{0, 1, 3};
+  const std::string first = change_id(kRings, answering(nodes, all));
+  run_change(nodes, all, first);
+  const std::string second = change_id(kBack, answering(nodes, without_n3));
+  run_change(nodes, without_n3, second);
+  CHECK(nodes[2].resumed == first);
+  for (const auto& reached : {without_n3, all}) {  // n3 still away when the third pauses, or back
+    const std::string third = change_id(kRings, answering(nodes, reached));
+    CHECK(third != first);  // else n3's "resumed for" would end its peers' pause for the third
+    CHECK(third != second);
+    CHECK(change_generation(third) > change_generation(second));
+    CHECK(change_generation(second) > change_generation(first));
+  }
+}
+
+TEST_CASE("change ids: a run again of a stopped change keeps its id; an older change's pause does not count",
+          "[resume][change_id]") {
+  const std::string stopped = F + "-" + T + ".4";
+  // Stopped after pausing n1 only (n2, n3 not answering then), or after resuming n2.
+  CHECK(change_id(kRings, {paused_for(stopped), resumed_for(T + "-" + F + ".3"), resumed_for(T + "-" + F + ".3")}) == stopped);
+  CHECK(change_id(kRings, {paused_for(stopped), resumed_for(stopped), resumed_for(T + "-" + F + ".3")}) == stopped);
+  // A node still paused for an earlier OLD -> NEW (it missed that one's resume, and everything since).
+  CHECK(change_id(kRings, {paused_for(F + "-" + T + ".1"), resumed_for(T + "-" + F + ".2")}) == F + "-" + T + ".3");
+  // A node paused for another change with the highest G: that change is not this one.
+  CHECK(change_id(kRings, {paused_for(F + "-" + X + ".5"), resumed_for(T + "-" + F + ".3")}) == F + "-" + T + ".6");
+  // Every node resumed for this change already (a run again after the end): a new pause, a new id.
+  CHECK(change_id(kRings, {resumed_for(stopped), resumed_for(stopped)}) == F + "-" + T + ".5");
+}
+
+TEST_CASE("change_generation: the digits after the last dot, or 0", "[resume][change_id]") {
+  CHECK(change_generation(F + "-" + T + ".12") == 12);
+  CHECK(change_generation("a.b.3") == 3);
+  CHECK(change_generation(T) == 0);
+  CHECK(change_generation("x.") == 0);
+  CHECK(change_generation("x.1a") == 0);
+  CHECK(change_generation("x.-1") == 0);
+  CHECK(change_generation("x.99999999999999999999999") == 0);  // past 64 bits
+  CHECK(change_generation("") == 0);
+}
