@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdint>
 #include <vector>
 
 #include "common/auth.hpp"
@@ -51,8 +52,9 @@ void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res)
   if (!authorized(req, res)) return;
   const bool ring = path == rebalance::kNodeRingPath && adopt_ring_;
   const bool purges = path == rebalance::kNodePurgesPath && pause_;
+  const bool repair = path == kRepairPath && rate_;
   if (path != rebalance::kScanPath && path != rebalance::kCountPath && path != rebalance::kIngestPath &&
-      path != rebalance::kDropPath && !ring && !purges) {
+      path != rebalance::kDropPath && !ring && !purges && !repair) {
     http::error_answer(res, status::not_found, "Not found");
     return;
   }
@@ -63,6 +65,7 @@ void AdminApi::handle(const http::StringRequest& req, http::StringResponse& res)
     return http::json_answer(res, static_cast<status>(code), std::move(answer));
   }
   if (purges) return this->purges(target, res);
+  if (repair) return this->repair(target, res);
   if (path == rebalance::kIngestPath) return ingest(target, body, res);
 
   // The others take a range list, checked before their own parameters.
@@ -138,6 +141,30 @@ void AdminApi::purges(std::string_view target, http::StringResponse& res) {
     return store_failed(res, "Storage write failed", e.what());
   }
   http::json_answer(res, status::ok, "{\"status\":\"success\",\"purges_paused\":" + pause_->paused_json() + "}");
+}
+
+// ?busy_percent=P (1 to 100) and/or ?keys_per_second=K (0: no bound): the anti-entropy pull's
+// bounds from now on, as kvnode --repair-busy-percent and --repair-keys-per-second set them at the
+// start. Answers both as they then are; /health shows them too. Not durable: a restart takes the flags.
+void AdminApi::repair(std::string_view target, http::StringResponse& res) {
+  const auto busy = query_value(target, "busy_percent"), keys = query_value(target, "keys_per_second");
+  const auto number = [](std::string_view v, std::uint64_t lo, std::uint64_t hi, std::uint32_t& out) {
+    std::uint64_t n = 0;
+    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size() || n < lo || n > hi) return false;
+    out = static_cast<std::uint32_t>(n);
+    return true;
+  };
+  std::uint32_t b = 0, k = 0;
+  if ((busy.empty() && keys.empty()) || (!busy.empty() && !number(busy, 1, 100, b)) ||
+      (!keys.empty() && !number(keys, 0, UINT32_MAX, k)))
+    return http::error_answer(res, status::bad_request,
+                              "expected busy_percent=1..100 and/or keys_per_second=0..4294967295 (0: no bound)");
+  if (!busy.empty()) rate_->set_busy_percent(b);
+  if (!keys.empty()) rate_->set_keys_per_second(k);
+  http::json_answer(res, status::ok,
+                    "{\"status\":\"success\",\"busy_percent\":" + std::to_string(rate_->busy_percent()) +
+                        ",\"keys_per_second\":" + std::to_string(rate_->keys_per_second()) + "}");
 }
 
 void AdminApi::count(std::span<const HashRange> ranges, http::StringResponse& res) {

@@ -17,6 +17,7 @@
 #include "http/message.hpp"
 #include "node/metrics.hpp"
 #include "node/purge_pause.hpp"
+#include "node/repair_rate.hpp"
 #include "node/store.hpp"
 
 namespace kv {
@@ -28,6 +29,8 @@ inline constexpr std::size_t kDefaultScanLimit = 1000, kMaxScanLimit = 100'000;
 inline constexpr std::size_t kDefaultScanBytes = 1 << 20, kMaxScanBytes = 32 << 20;
 // The request body limit under /admin/ (ingest batches), above the client API's.
 inline constexpr std::uint64_t kAdminBodyLimit = 64ull << 20;
+// The anti-entropy pull's bounds, set while the node runs (busy_percent=, keys_per_second=).
+inline constexpr std::string_view kRepairPath = "/admin/repair";
 
 class AdminApi {
  public:
@@ -42,6 +45,8 @@ class AdminApi {
   void set_ring_adopter(RingAdopter adopt) { adopt_ring_ = std::move(adopt); }
   // What POST /admin/purges pauses and resumes (node/purge_pause.hpp); unset, it is a 404.
   void set_purge_pause(PurgePause* pause) noexcept { pause_ = pause; }
+  // What POST /admin/repair sets (node/repair_rate.hpp); unset, it is a 404.
+  void set_repair_rate(RepairRate* rate) noexcept { rate_ = rate; }
 
   // Answers a request whose path is under /admin/: fills `res` (status, fields, body).
   void handle(const http::StringRequest& req, http::StringResponse& res);
@@ -52,6 +57,7 @@ class AdminApi {
  private:
   void ingest(std::string_view target, std::string_view body, http::StringResponse& res);
   void purges(std::string_view target, http::StringResponse& res);
+  void repair(std::string_view target, http::StringResponse& res);
   void count(std::span<const HashRange> ranges, http::StringResponse& res);
   void drop(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);
   void scan(std::string_view target, std::span<const HashRange> ranges, http::StringResponse& res);
@@ -63,6 +69,7 @@ class AdminApi {
   std::string token_;  // empty: no token needed
   RingAdopter adopt_ring_;
   PurgePause* pause_ = nullptr;
+  RepairRate* rate_ = nullptr;
 };
 
 }  // namespace kv

@@ -53,6 +53,8 @@ AntiEntropy::AntiEntropy(Store& store, const ReplicaTrees& trees, AntiEntropyOpt
     : store_(store),
       trees_(trees),
       options_(std::move(options)),
+      rate_(options_.rate ? options_.rate : std::make_shared<RepairRate>(options_.busy_percent, options_.keys_per_second)),
+      paced_keys_per_second_(rate_->keys_per_second()),
       incarnation_(incarnation),
       purge_fault_armed_(options_.test_purge_fails_once) {
   const Ring& ring = trees_.ring();
@@ -254,12 +256,13 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
     }
     asked.push_back(std::move(sd));
   }
-  const std::size_t wanted = options_.batch_keys       ? options_.batch_keys
-                             : options_.keys_per_second ? options_.keys_per_second / 10
-                                                        : ae::kMaxKeysPerFetch;
+  const std::uint32_t keys_per_second = rate_->keys_per_second();
+  const std::size_t wanted = options_.batch_keys ? options_.batch_keys
+                             : keys_per_second   ? keys_per_second / 10
+                                                 : ae::kMaxKeysPerFetch;
   const std::size_t limit = std::clamp<std::size_t>(wanted, 1, ae::kMaxKeysPerFetch);
   const std::string target = std::string(ae::kDiffPath) + query + "&limit=" + std::to_string(limit);
-  const auto started = Clock::now();
+  auto started = Clock::now();
   std::uint64_t behind = 0, done = 0;
   std::vector<Record> records;
   std::size_t from = 0;
@@ -295,17 +298,26 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
 }
 
 // After a batch of pulled keys: waits until the work since `busy_from` is at most busy_percent of
-// the time, and until `done` keys since `started` are due at keys_per_second.
-void AntiEntropy::rest(Clock::time_point busy_from, Clock::time_point started, std::uint64_t done) {
-  const auto now = Clock::now();
-  auto until = now;
-  if (options_.busy_percent && options_.busy_percent < 100)
-    until += (now - busy_from) * (100 - options_.busy_percent) / options_.busy_percent;
-  if (options_.keys_per_second)
-    until = std::max(until, started + std::chrono::microseconds(done * 1'000'000 / options_.keys_per_second));
-  if (until <= now) return;
-  std::unique_lock lock(mutex_);
-  wake_.wait_until(lock, until, [this] { return stopping(); });
+// the time, and until `done` keys since `started` are due at keys_per_second. The bounds are read
+// again every kRecheck while it waits, so that one set meanwhile (POST /admin/repair) applies soon.
+void AntiEntropy::rest(Clock::time_point busy_from, Clock::time_point& started, std::uint64_t& done) {
+  constexpr auto kRecheck = std::chrono::milliseconds(100);
+  const auto batch_end = Clock::now();
+  for (;;) {
+    const std::uint32_t busy = rate_->busy_percent(), keys_per_second = rate_->keys_per_second();
+    if (keys_per_second != paced_keys_per_second_) {
+      paced_keys_per_second_ = keys_per_second;
+      started = Clock::now();
+      done = 0;
+    }
+    auto until = batch_end;
+    if (busy && busy < 100) until += (batch_end - busy_from) * (100 - busy) / busy;
+    if (keys_per_second) until = std::max(until, started + std::chrono::microseconds(done * 1'000'000 / keys_per_second));
+    const auto now = Clock::now();
+    if (until <= now) return;
+    std::unique_lock lock(mutex_);
+    if (wake_.wait_until(lock, std::min(until, now + kRecheck), [this] { return stopping(); })) return;
+  }
 }
 
 void AntiEntropy::learn_floors(Peer& p) {
@@ -436,7 +448,8 @@ std::string AntiEntropy::health_fields() const {
          ",\"purge_retries\":" + std::to_string(purge_retries_.load(std::memory_order_relaxed)) +
          ",\"purges_pending\":" + std::to_string(pending_size_.load(std::memory_order_relaxed)) +
          ",\"purging\":" + (options_.purge ? "true" : "false") + ",\"purges_paused\":" + paused +
-         ",\"purges_resumed\":" + resumed + "}";
+         ",\"purges_resumed\":" + resumed + ",\"repair_busy_percent\":" + std::to_string(rate_->busy_percent()) +
+         ",\"repair_keys_per_second\":" + std::to_string(rate_->keys_per_second()) + "}";
 }
 
 std::string AntiEntropy::render() const {

@@ -31,6 +31,7 @@
 
 #include "common/transfer.hpp"
 #include "node/incarnation.hpp"
+#include "node/repair_rate.hpp"
 #include "node/replica_trees.hpp"
 #include "node/store.hpp"
 
@@ -68,6 +69,9 @@ struct AntiEntropyOptions {
   // key costs more: at 500 the foreground lost more than at the default 5,000 (bench/RESULTS.md,
   // "The pull's own cost, and batch size").
   std::uint32_t batch_keys = 0;
+  // When set, the two bounds above as they are now (node/repair_rate.hpp: POST /admin/repair changes
+  // them while the node runs), shared with the node's other exchangers; unset, the fields above.
+  std::shared_ptr<RepairRate> rate;
   // Nice levels below the node's other threads that the exchanger's thread runs at (0: the same;
   // kvnode --repair-nice; the peers' requests it serves run at the same on their own thread:
   // node/session.hpp). The pull's share of time above is wall time; at a lower priority a batch
@@ -130,8 +134,10 @@ class AntiEntropy {
   Found exchange_set(Peer& p, std::size_t set);
   std::uint64_t pull(Peer& p, const std::string& query, const std::vector<std::uint32_t>& segments,
                      const std::vector<Record>& own, std::chrono::steady_clock::time_point busy_from);
-  void rest(std::chrono::steady_clock::time_point busy_from, std::chrono::steady_clock::time_point started,
-            std::uint64_t done);
+  // After a batch: rests as the bounds say (re-read while resting). A new keys_per_second paces
+  // from now on (`started` and `done` start again), not over the pull so far.
+  void rest(std::chrono::steady_clock::time_point busy_from, std::chrono::steady_clock::time_point& started,
+            std::uint64_t& done);
   // Floors: a new directory's learning from `p`; and a round's purge.
   void learn_floors(Peer& p);
   void purge(const std::vector<std::pair<std::string, Tag>>& candidates);
@@ -153,6 +159,8 @@ class AntiEntropy {
   Store& store_;
   const ReplicaTrees& trees_;
   AntiEntropyOptions options_;
+  std::shared_ptr<RepairRate> rate_;  // options_.rate, or one of options_' fields
+  std::uint32_t paced_keys_per_second_ = 0;  // the rate `rest` paced by last (the exchanger's thread only)
   bool held_for_test_ = false;  // --test-hold-purge-turn-ms, on the exchanger's thread only
   Incarnation* incarnation_;
   std::vector<std::unique_ptr<PeerSync>> peers_;

@@ -72,6 +72,7 @@ class Api {
   // POST /admin/ring's handling (AdminApi::RingAdopter). Set before serving.
   void set_ring_adopter(AdminApi::RingAdopter adopt) { admin_.set_ring_adopter(std::move(adopt)); }
   void set_purge_pause(PurgePause* pause) { admin_.set_purge_pause(pause); }
+  void set_repair_rate(RepairRate* rate) { admin_.set_repair_rate(rate); }
 
   // The route of a request target, known from its path alone: the session decides from it, before
   // handle(), where a request runs.

@@ -251,6 +251,8 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   options.exchange = AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000),
                                         token, !f.keep_tombstones || f.unsafe_purge_early, f.unsafe_purge_early};
   options.exchange.busy_percent = f.repair_busy_percent;
+  options.exchange.rate = std::make_shared<RepairRate>(f.repair_busy_percent, f.repair_rate);
+  const std::shared_ptr<RepairRate> repair_rate = options.exchange.rate;
   options.exchange.batch_keys = f.repair_batch_keys;
   options.exchange.nice = static_cast<int>(f.repair_nice);
   options.exchange.test_purge_fails_once = f.test_purge_fails_once;
@@ -290,6 +292,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   net::Server server("kvnode", f.threads, std::chrono::milliseconds(f.shutdown_ms));
   api.set_ring_adopter([&](std::string_view yaml) { return adopt_ring(f, yaml, replication); });
   api.set_purge_pause(&replication.purge_pause());
+  if (ring) api.set_repair_rate(repair_rate.get());  // no exchanger without a ring
   std::uint16_t bound = 0;
   try {
     bound = server.listen(bind, net::serve_with(limits, service));

@@ -191,6 +191,37 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: node_health(self.ports["n1"])["floors"]["known"], 10))
         self.assertEqual(node_health(self.ports["n1"])["floors"], floors | {"known": True, "peers_learned": 2})
 
+    def test_the_pull_bounds_change_while_the_node_runs(self):
+        # POST /admin/repair sets what --repair-busy-percent and --repair-keys-per-second set at the
+        # start: an operator slows a rebuild that costs the clients too much, or lets one run free.
+        # A wiped n1 pulls 5 keys a second; set free, it rebuilds at once, without a restart.
+        self.start(rate=5)
+        keys = [f"r{i}" for i in range(400)]
+        self.write(keys, "x")
+        self.assertTrue(wait_until(self.converged, 20))
+        self.nodes["n1"].kill()
+        shutil.rmtree(self.h.path("n1"))
+        self.start_node("n1")
+        bounds = lambda: {k: v for k, v in node_health(self.ports["n1"])["anti_entropy"].items() if k.startswith("repair_")}
+        self.assertEqual(bounds(), {"repair_busy_percent": 20, "repair_keys_per_second": 5})
+        self.assertTrue(wait_until(lambda: self.repaired("n1") >= 1, 20))
+        self.assertLess(self.repaired("n1"), 100)  # 20 s of pulling at 5 a second
+        for query, detail in [("", None), ("?busy_percent=0", None), ("?busy_percent=101", None),
+                              ("?busy_percent=x", None), ("?keys_per_second=-1", None),
+                              ("?keys_per_second=4294967296", None), ("?busy_percent=&keys_per_second=", None)]:
+            status, body = admin(self.ports["n1"], "POST", "/admin/repair" + query)
+            self.assertEqual((status, body.get("detail")), (400, "expected busy_percent=1..100 and/or "
+                                                                 "keys_per_second=0..4294967295 (0: no bound)"), query)
+        self.assertEqual(admin(self.ports["n1"], "GET", "/admin/repair?busy_percent=50")[0], 405)
+        self.assertEqual(bounds(), {"repair_busy_percent": 20, "repair_keys_per_second": 5})  # none of those set anything
+        status, body = admin(self.ports["n1"], "POST", "/admin/repair?busy_percent=100&keys_per_second=0")
+        self.assertEqual((status, body), (200, {"status": "success", "busy_percent": 100, "keys_per_second": 0}))
+        self.assertEqual(bounds(), {"repair_busy_percent": 100, "repair_keys_per_second": 0})
+        self.assertTrue(wait_until(self.converged, 30), len(differing_keys(self.held())))
+        self.expect({k: "x" for k in keys})
+        status, body = admin(self.ports["n1"], "POST", "/admin/repair?keys_per_second=2000")
+        self.assertEqual(body, {"status": "success", "busy_percent": 100, "keys_per_second": 2000})
+
     def rounds(self, node_id):
         return metric(metrics(self.ports[node_id]), "kvnode_anti_entropy_rounds_total")
 
