@@ -20,7 +20,10 @@ directories) with --ring on a ring of replicas 3, one kvproxy in front, everythi
    directory with its pull all but stopped (--repair-busy-percent 1: the replica state of a rebuild
    without its work), one while it rebuilds a wiped directory, and one right after it. The rebuild
    and its reference are also read from kvproxy's request counter every 0.2 s, so that the rate while
-   the rebuild ran can be told from the rest of a window it ends before.
+   the rebuild ran can be told from the rest of a window it ends before. Then, as many times again, a
+   wiped n3 rebuilds while its pull is switched on and off every --alternate-seconds (POST
+   /admin/repair): each on slice against the off slices beside it, seconds apart, so that the
+   machine's drift between windows a minute apart does not count as the pull's cost.
 
 Writes a markdown section to --out (bench/ANTI_ENTROPY.md; with --quick into the build tree) and the
 figures beside it (.json). Exits nonzero only when the harness failed; missed targets are reported.
@@ -179,8 +182,8 @@ class RequestRate:
     start() to stop(), so that a window's rate can be read over part of it: the rebuild proper, when
     it ends before the window does."""
 
-    def __init__(self, proxy):
-        self.proxy, self.samples, self.stopping = proxy, [], threading.Event()
+    def __init__(self, proxy, every=0.2):
+        self.proxy, self.every, self.samples, self.stopping = proxy, every, [], threading.Event()
         self.thread = threading.Thread(target=self.run)
 
     def count(self):
@@ -190,7 +193,7 @@ class RequestRate:
     def run(self):
         while not self.stopping.is_set():
             self.samples.append((time.monotonic(), self.count()))
-            self.stopping.wait(0.2)
+            self.stopping.wait(self.every)
 
     def start(self):
         self.began = time.monotonic()
@@ -207,6 +210,64 @@ class RequestRate:
         if len(inside) < 2 or inside[-1][0] == inside[0][0]:
             return None
         return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
+def set_repair(port, busy_percent):
+    """POST /admin/repair on a kvnode: its pull's busy percent from now on."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/repair?busy_percent={busy_percent}", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        if r.status != 200:
+            raise HarnessError(f"POST /admin/repair: HTTP {r.status}")
+
+
+def alternated(proxy, nodes, keys, seconds, conns, rate, busy_percent, slice_s):
+    """A wiped n3 rebuilds under wrk while its pull is switched between busy_percent (on) and 1 %
+    (off) every slice_s seconds (POST /admin/repair), until it serves: the rate of each on slice
+    against the off slices on either side of it, counted at the proxy. The machine's speed drifts by
+    10-20 % over minutes; slices seconds apart in one window cancel that, which windows a minute apart
+    cannot. The first 0.4 s of each slice (a third of a shorter one) are left out: a batch under way
+    finishes at the old rate."""
+    n3 = nodes[2]
+    n3.stop()
+    shutil.rmtree(n3.data_dir)
+    n3.start(extra=["--repair-keys-per-second", str(rate), "--repair-busy-percent", "1"])
+    counted = RequestRate(proxy, min(0.2, slice_s / 6)).start()
+    slices, stop = [], threading.Event()
+
+    def toggle():
+        on, t = True, min(1.0, slice_s)
+        while not stop.is_set():
+            stop.wait(max(0.0, counted.began + t - time.monotonic()))
+            if stop.is_set() or node_state(n3.port) == "serving":
+                break
+            set_repair(n3.port, busy_percent if on else 1)
+            slices.append({"on": on, "from": t})
+            on, t = not on, t + slice_s
+        # The slice under way when it ended (n3 served, or the window ended) is not counted.
+        if slices:
+            slices.pop()
+
+    toggler = threading.Thread(target=toggle)
+    toggler.start()
+    window = measure(proxy, "mixed.lua", conns, seconds, keys, [n.pid for n in nodes])
+    stop.set()
+    toggler.join()
+    counted.stop()
+    skip = min(0.4, slice_s / 3)
+    for s in slices:
+        s["rps"] = counted.rate(s["from"] + skip, s["from"] + slice_s)
+    ratios = []
+    for i, s in enumerate(slices):
+        off = [slices[j]["rps"] for j in (i - 1, i + 1) if 0 <= j < len(slices) and slices[j]["rps"]]
+        if s["on"] and s["rps"] and off:
+            ratios.append(s["rps"] / (sum(off) / len(off)))
+    row = {"slice_s": slice_s, "slices": slices, "ratios": ratios, "ratio": median(ratios) if ratios else None,
+           "window_rps": window["rps"], "state_after": node_state(n3.port)}
+    log(f"alternated every {slice_s} s, busy {busy_percent} % / 1 %: on / off per pair "
+        + ", ".join(f"{x:.3f}" for x in ratios) + (f"; median {row['ratio']:.3f}" if ratios else "; no pair"))
+    n3.stop()
+    n3.start()
+    return row
 
 
 def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent, batch_keys=0):
@@ -276,9 +337,10 @@ def rebuild(proxy, nodes, keys, seconds, conns, rate, busy_percent, batch_keys=0
     return row
 
 
-def foreground(proxy, nodes, keys, rounds, seconds, conns, rebuild_rate, rebuild_busy, rebuilds, rebuild_batch=0):
+def foreground(proxy, nodes, keys, rounds, seconds, conns, rebuild_rate, rebuild_busy, rebuilds, rebuild_batch=0,
+               slice_s=0):
     """Part 2: with and without --ring, alternated; then `rebuilds` times during a rebuild against
-    right after it."""
+    right after it, and (slice_s) against itself with the pull switched off and on."""
     rows = []
     for rnd in range(rounds):
         for config in (("ring", "no-ring") if rnd % 2 == 0 else ("no-ring", "ring")):
@@ -290,7 +352,9 @@ def foreground(proxy, nodes, keys, rounds, seconds, conns, rebuild_rate, rebuild
                 f"nodes {r['nodes_us_per_req']:.1f} us/req, errors {r['errors']}")
     restart_all(nodes, True)
     runs = [rebuild(proxy, nodes, keys, seconds, conns, rebuild_rate, rebuild_busy, rebuild_batch) for _ in range(rebuilds)]
-    return {"rounds": rows, "seconds": seconds,
+    alternations = [alternated(proxy, nodes, keys, seconds, conns, rebuild_rate, rebuild_busy or 20, slice_s)
+                    for _ in range(rebuilds if slice_s else 0)]
+    return {"rounds": rows, "seconds": seconds, "alternated": alternations,
             "rebuild": {"rate": rebuild_rate, "busy_percent": rebuild_busy, "batch_keys": rebuild_batch, "runs": runs}}
 
 
@@ -366,6 +430,22 @@ def write_report(out, report):
                               f"{r['during']['counted_rps']:.0f} / {r['recovering_idle']['counted_rps']:.0f} req/s = "
                               f"{r['ratio_idle_rebuilding']:.3f}x" for r in rb["runs"]) +
                           f"; median {median(counted):.3f}x (target >= {TARGET_THROUGHPUT}).", ""]
+        alt = fg.get("alternated")
+        if alt:
+            ratios = [x for a in alt for x in a["ratios"]]
+            lines += [f"Alternated ({len(alt)} more rebuilds of a wiped n3, wrk for {fg['seconds']} s each): n3's pull "
+                      f"switched every {alt[0]['slice_s']} s between --repair-busy-percent "
+                      f"{rb['busy_percent'] or 20} (on) and 1 (off) through POST /admin/repair while it rebuilt; each on "
+                      "slice's rate (counted at the proxy, its first 0.4 s left out) against the mean of the off "
+                      "slices beside it. Slices seconds apart cancel the machine's drift, which windows a minute "
+                      "apart do not.", "", "| run | on / off, per on slice | median |", "|---|---|---|"]
+            for i, a in enumerate(alt):
+                pairs = ", ".join(f"{x:.3f}" for x in a["ratios"]) or "-"
+                mid = "-" if a["ratio"] is None else f"{a['ratio']:.3f}x"
+                lines.append(f"| {i + 1} | {pairs} | {mid} |")
+            if ratios:
+                lines += ["", f"All {len(ratios)} on slices: median {median(ratios):.3f}x, mean "
+                          f"{sum(ratios) / len(ratios):.3f}x (target >= {TARGET_THROUGHPUT}).", ""]
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
@@ -387,6 +467,9 @@ def main():
     ap.add_argument("--rebuild-batch-keys", type=int, default=0,
                     help="--repair-batch-keys of the rebuild runs (0: kvnode's default)")
     ap.add_argument("--rebuilds", type=int, default=3, help="rebuild runs, each during against right after")
+    ap.add_argument("--alternate-seconds", type=float, default=2.0,
+                    help="after the rebuild runs, as many more with n3's pull switched on and off every this many "
+                         "seconds (0: none)")
     ap.add_argument("--node-flags", default="",
                     help="more kvnode flags for every node and every start, as one string (e.g. '--repair-nice 0')")
     ap.add_argument("--quick", action="store_true", help="small and short: the CI's smoke run")
@@ -394,6 +477,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.keys, args.outages, args.rounds, args.seconds, args.rebuild_rate, args.rebuilds = 3000, "3", 2, 1, 1000, 1
+        args.alternate_seconds = 0.3
     out = args.out or (os.path.join(args.build, "bench-quick", "ANTI_ENTROPY.md") if args.quick
                        else os.path.join(ROOT, "bench", "ANTI_ENTROPY.md"))
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -420,7 +504,8 @@ def main():
             report["outages"].append(outage(paths, proxy, nodes, args.keys, d, args.rate, args.conns, 10))
         if args.rounds:
             report["foreground"] = foreground(proxy, nodes, args.keys, args.rounds, args.seconds, 16, args.rebuild_rate,
-                                              args.rebuild_busy_percent, args.rebuilds, args.rebuild_batch_keys)
+                                              args.rebuild_busy_percent, args.rebuilds, args.rebuild_batch_keys,
+                                              args.alternate_seconds)
         write_report(out, report)
         log(f"wrote {out}")
     finally:
