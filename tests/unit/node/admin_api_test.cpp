@@ -191,3 +191,31 @@ TEST_CASE("admin: storage failures are 500s that name the operation", "[api][adm
   check_answer(n.call(V::post, "/admin/drop?what=all", kEverything), 500, detail("Storage drop failed: disk on fire"));
   CHECK_THAT(n.metrics.render(n.store), Catch::Contains("\nkvnode_store_errors_total 4\n"));
 }
+
+TEST_CASE("admin: repair sets the pull's bounds, either or both; a 404 on a node without them", "[api][admin]") {
+  Node n;
+  check_answer(n.call(V::post, "/admin/repair?busy_percent=10"), 404, detail("Not found"));  // no --ring
+  kv::RepairRate rate(20, 50'000);
+  n.api.set_repair_rate(&rate);
+  check_answer(n.call(V::post, "/admin/repair?busy_percent=10"), 200,
+               R"({"status":"success","busy_percent":10,"keys_per_second":50000})");
+  check_answer(n.call(V::post, "/admin/repair?keys_per_second=0"), 200,
+               R"({"status":"success","busy_percent":10,"keys_per_second":0})");
+  check_answer(n.call(V::post, "/admin/repair?keys_per_second=4294967295&busy_percent=100"), 200,
+               R"({"status":"success","busy_percent":100,"keys_per_second":4294967295})");
+  CHECK(rate.busy_percent() == 100);
+  CHECK(rate.keys_per_second() == 4294967295u);
+  const std::string bad = detail("expected busy_percent=1..100 and/or keys_per_second=0..4294967295 (0: no bound)");
+  for (const char* target : {"/admin/repair", "/admin/repair?busy_percent=0", "/admin/repair?busy_percent=101",
+                             "/admin/repair?busy_percent=1x", "/admin/repair?busy_percent=-1",
+                             "/admin/repair?keys_per_second=4294967296", "/admin/repair?keys_per_second=10&busy_percent=0",
+                             "/admin/repair?other=1"}) {
+    INFO(target);
+    check_answer(n.call(V::post, target), 400, bad);
+  }
+  CHECK(rate.busy_percent() == 100);  // a refused request sets neither, even where one half was good
+  CHECK(rate.keys_per_second() == 4294967295u);
+  const auto res = n.call(V::get, "/admin/repair?busy_percent=5");
+  check_answer(res, 405, detail("Method not allowed"));
+  CHECK(res[http::field::allow] == "POST");
+}
