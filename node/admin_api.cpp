@@ -23,6 +23,13 @@ namespace {
 
 using beast::http::status;
 
+// A decimal number in [lo, hi], the whole of `v`.
+template <class N>
+bool number_in(std::string_view v, N lo, N hi, N& out) {
+  const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  return ec == std::errc() && p == v.data() + v.size() && out >= lo && out <= hi;
+}
+
 // A positive number in [1, max], or `fallback` when absent. False when malformed or out of range.
 bool number_param(std::string_view target, std::string_view name, std::size_t fallback, std::size_t max,
                   std::size_t& out) {
@@ -31,8 +38,7 @@ bool number_param(std::string_view target, std::string_view name, std::size_t fa
     out = fallback;
     return true;
   }
-  const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  return ec == std::errc() && p == v.data() + v.size() && out >= 1 && out <= max;
+  return number_in<std::size_t>(v, 1, max, out);
 }
 
 // versions=1 (versioned records), or absent (plain records). False for any other value.
@@ -148,16 +154,9 @@ void AdminApi::purges(std::string_view target, http::StringResponse& res) {
 // start. Answers both as they then are; /health shows them too. Not durable: a restart takes the flags.
 void AdminApi::repair(std::string_view target, http::StringResponse& res) {
   const auto busy = query_value(target, "busy_percent"), keys = query_value(target, "keys_per_second");
-  const auto number = [](std::string_view v, std::uint64_t lo, std::uint64_t hi, std::uint32_t& out) {
-    std::uint64_t n = 0;
-    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || p != v.data() + v.size() || n < lo || n > hi) return false;
-    out = static_cast<std::uint32_t>(n);
-    return true;
-  };
   std::uint32_t b = 0, k = 0;
-  if ((busy.empty() && keys.empty()) || (!busy.empty() && !number(busy, 1, 100, b)) ||
-      (!keys.empty() && !number(keys, 0, UINT32_MAX, k)))
+  if ((busy.empty() && keys.empty()) || (!busy.empty() && !number_in<std::uint32_t>(busy, 1, 100, b)) ||
+      (!keys.empty() && !number_in<std::uint32_t>(keys, 0, UINT32_MAX, k)))
     return http::error_answer(res, status::bad_request,
                               "expected busy_percent=1..100 and/or keys_per_second=0..4294967295 (0: no bound)");
   if (!busy.empty()) rate_->set_busy_percent(b);

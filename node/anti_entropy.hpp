@@ -71,7 +71,7 @@ struct AntiEntropyOptions {
   std::uint32_t batch_keys = 0;
   // When set, the two bounds above as they are now (node/repair_rate.hpp: POST /admin/repair changes
   // them while the node runs), shared with the node's other exchangers; unset, the fields above.
-  std::shared_ptr<RepairRate> rate;
+  std::shared_ptr<RepairRate> rate{};
   // Nice levels below the node's other threads that the exchanger's thread runs at (0: the same;
   // kvnode --repair-nice; the peers' requests it serves run at the same on their own thread:
   // node/session.hpp). The pull's share of time above is wall time; at a lower priority a batch

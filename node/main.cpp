@@ -251,7 +251,7 @@ int serve(const Flags& f, const HostPort& bind, std::string token, std::shared_p
   options.exchange = AntiEntropyOptions{std::chrono::milliseconds(f.ae_interval_ms), f.repair_rate, std::chrono::milliseconds(5000),
                                         token, !f.keep_tombstones || f.unsafe_purge_early, f.unsafe_purge_early};
   options.exchange.busy_percent = f.repair_busy_percent;
-  options.exchange.rate = std::make_shared<RepairRate>(f.repair_busy_percent, f.repair_rate);
+  options.exchange.rate = std::make_shared<RepairRate>(options.exchange.busy_percent, options.exchange.keys_per_second);
   const std::shared_ptr<RepairRate> repair_rate = options.exchange.rate;
   options.exchange.batch_keys = f.repair_batch_keys;
   options.exchange.nice = static_cast<int>(f.repair_nice);

@@ -9,6 +9,9 @@ namespace kv {
 namespace {
 constexpr std::string_view kPausedKey = "node/purges_paused";
 constexpr std::string_view kResumedKey = "node/purges_resumed";
+
+// A change as a JSON value: a string, or null for none.
+std::string change_json(const std::string& change) { return change.empty() ? std::string("null") : json_quote(change); }
 }  // namespace
 
 PurgePause::PurgePause(Store& store)
@@ -64,14 +67,8 @@ std::string PurgePause::resumed() const {
   return resumed_;
 }
 
-std::string PurgePause::paused_json() const {
-  const std::string change = paused();
-  return change.empty() ? std::string("null") : json_quote(change);
-}
+std::string PurgePause::paused_json() const { return change_json(paused()); }
 
-std::string PurgePause::resumed_json() const {
-  const std::string change = resumed();
-  return change.empty() ? std::string("null") : json_quote(change);
-}
+std::string PurgePause::resumed_json() const { return change_json(resumed()); }
 
 }  // namespace kv

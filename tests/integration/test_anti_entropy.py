@@ -54,6 +54,12 @@ class AntiEntropyTest(unittest.TestCase):
             lambda: self.h.node(node_id, data, port=self.ports[node_id], extra=extra))
         return self.nodes[node_id]
 
+    def wipe(self, node_id):
+        """The node loses its disk: killed, its data directory removed, started again on an empty one."""
+        self.nodes[node_id].kill()
+        shutil.rmtree(self.h.path(node_id))
+        self.start_node(node_id)
+
     def held(self):
         return {node_id: holdings(port) for node_id, port in self.ports.items()}
 
@@ -180,9 +186,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertTrue(wait_until(self.converged, 20))
         self.assertTrue(wait_until(self.purged_everywhere, 20))  # the deleted keys leave floors behind
         floors = node_health(self.ports["n2"])["floors"]
-        self.nodes["n1"].kill()
-        shutil.rmtree(self.h.path("n1"))
-        self.start_node("n1")
+        self.wipe("n1")
         self.assertEqual(holdings(self.ports["n1"]), {})
         self.assertTrue(wait_until(self.converged, 30), len(differing_keys(self.held())))
         self.expect({k: None for k in keys[:40]} | {k: "x" for k in keys[40:]})
@@ -199,9 +203,7 @@ class AntiEntropyTest(unittest.TestCase):
         keys = [f"r{i}" for i in range(400)]
         self.write(keys, "x")
         self.assertTrue(wait_until(self.converged, 20))
-        self.nodes["n1"].kill()
-        shutil.rmtree(self.h.path("n1"))
-        self.start_node("n1")
+        self.wipe("n1")
         bounds = lambda: {k: v for k, v in node_health(self.ports["n1"])["anti_entropy"].items() if k.startswith("repair_")}
         self.assertEqual(bounds(), {"repair_busy_percent": 20, "repair_keys_per_second": 5})
         self.assertTrue(wait_until(lambda: self.repaired("n1") >= 1, 20))
@@ -531,9 +533,7 @@ class AntiEntropyTest(unittest.TestCase):
         keys = [f"r{i}" for i in range(400)]
         self.write(keys, "v")
         self.assertTrue(wait_until(self.converged, 20))
-        self.nodes["n3"].kill()
-        shutil.rmtree(self.h.path("n3"))
-        self.start_node("n3")
+        self.wipe("n3")
 
         def n3_seen_as():
             node = next(n for n in proxy_stats(self.proxy.admin_port)["nodes"] if n["id"] == "n3")
