@@ -155,14 +155,23 @@ def outage(paths, proxy, nodes, keys, outage_s, rate, conns, put_percent):
     with_n3 = 'kvnode_anti_entropy_bytes_total{peer="n3"}'
     moved = total(m_caught["n3"], "kvnode_anti_entropy_bytes_total") + sum(
         m_caught[i].get(with_n3, 0) - m_before[i].get(with_n3, 0) for i in m_before)
+    # The same bytes by step of the exchange (kvnode_anti_entropy_step_bytes_total): where they go.
+    steps = ("tree", "leaves", "digests", "records", "floors", "purge")
+    by_step = {}
+    for step in steps:
+        of_n3 = f'kvnode_anti_entropy_step_bytes_total{{peer="n3",step="{step}"}}'
+        by_step[step] = sum(v for k, v in m_caught["n3"].items() if k.startswith("kvnode_anti_entropy_step_bytes_total")
+                            and k.endswith(f'step="{step}"}}')) + sum(
+            m_caught[i].get(of_n3, 0) - m_before[i].get(of_n3, 0) for i in m_before)
     row = {"outage_s": outage_s, "offered_rps": rate, "put_percent": put_percent, "keys": keys,
-           "missed_keys": len(missed), "minimum_bytes": minimum, "moved_bytes": moved,
+           "missed_keys": len(missed), "minimum_bytes": minimum, "moved_bytes": moved, "moved_by_step": by_step,
            "bytes_ratio": moved / minimum if minimum else None,
            "repaired_keys": total(m_caught["n3"], "kvnode_anti_entropy_keys_repaired_total"),
            "start_s": ready - t0, "caught_up_s": caught_up, "equal_after_stop_s": equal_s, "polls": polls}
     log(f"outage {outage_s} s: {len(missed)} keys missed, caught up "
         f"{'never' if caught_up is None else f'{caught_up:.2f} s'} after restart, {moved / 1e3:.0f} kB moved "
-        f"({row['bytes_ratio'] or 0:.2f}x the minimum {minimum / 1e3:.0f} kB), equal {equal_s} s after the load stopped")
+        f"({row['bytes_ratio'] or 0:.2f}x the minimum {minimum / 1e3:.0f} kB; by step "
+        f"{', '.join(f'{k} {v / 1e3:.0f} kB' for k, v in by_step.items())}), equal {equal_s} s after the load stopped")
     return row
 
 

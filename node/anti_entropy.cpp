@@ -38,11 +38,21 @@ struct AntiEntropy::Peer {
   std::unique_ptr<net::HttpClient> client;
   bool failing = false;  // the last exchange failed (said once on stderr, until it works again)
 
-  // A 200 answer, or PeerError naming what went wrong. `extra`: fields for this request only.
-  net::HttpResponse call(std::string_view method, const std::string& target, std::string_view body = {},
+  // A 200 answer, or PeerError naming what went wrong. `extra`: fields for this request only. The
+  // bodies count as `step`'s bytes; a diff's request and answer as two steps (digests, records).
+  net::HttpResponse call(ExchangeStep step, std::string_view method, const std::string& target, std::string_view body = {},
                          const std::vector<std::pair<std::string, std::string>>& extra = {}) {
     net::HttpResponse r = client->request(method, target, body, extra);
     stats->bytes.fetch_add(body.size() + r.body.size(), std::memory_order_relaxed);
+    auto count = [&](ExchangeStep s, std::size_t n) {
+      stats->step_bytes[static_cast<std::size_t>(s)].fetch_add(n, std::memory_order_relaxed);
+    };
+    if (step == ExchangeStep::digests) {
+      count(ExchangeStep::digests, body.size());
+      count(ExchangeStep::records, r.body.size());
+    } else {
+      count(step, body.size() + r.body.size());
+    }
     if (r.status != 200)
       throw PeerError(std::string(method) + " " + target + ": " + std::to_string(r.status) + " " + r.body, r.status);
     return r;
@@ -170,7 +180,7 @@ bool AntiEntropy::exchange(Peer& p) {
 AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   const std::string query = "?set=" + trees_.sets()[set].name;
   std::vector<std::uint64_t> theirs;
-  auto r = p.call("GET", std::string(ae::kTreePath) + query);
+  auto r = p.call(ExchangeStep::tree, "GET", std::string(ae::kTreePath) + query);
   if (!ae::parse_u64s(r.body, 2 * ae::kBuckets, theirs))
     throw PeerError("tree: expected " + std::to_string(ae::kBuckets) + " bucket hashes and counter sums");
   if (incarnation_) {
@@ -210,7 +220,7 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   std::string body;
   ae::append_u32s(body, buckets);
   const std::uint64_t salt = salts_();
-  r = p.call("POST", std::string(ae::kTreePath) + query + "&salt=" + std::to_string(salt), body);
+  r = p.call(ExchangeStep::leaves, "POST", std::string(ae::kTreePath) + query + "&salt=" + std::to_string(salt), body);
   std::vector<std::uint16_t> short_leaves;
   if (!ae::parse_u16_list(r.body, buckets.size() * ae::kFanout, short_leaves))
     throw PeerError("tree: leaves do not match the buckets asked");
@@ -272,7 +282,7 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
     // The floors' generation as the records are asked for: a record the peer held then goes in even
     // below a floor, unless a floor rose meanwhile (node/floors.hpp).
     const std::uint64_t floors_seen = trees_.floors() ? trees_.floors()->generation() : 0;
-    const auto r = p.call("POST", target, body);
+    const auto r = p.call(ExchangeStep::digests, "POST", target, body);
     std::string err;
     if (!parse_records(r.body, records, err, true)) throw PeerError("diff: " + err);
     for (const auto& rec : records) {
@@ -321,7 +331,7 @@ void AntiEntropy::rest(Clock::time_point busy_from, Clock::time_point& started, 
 }
 
 void AntiEntropy::learn_floors(Peer& p) {
-  const auto r = p.call("GET", std::string(ae::kFloorsPath));
+  const auto r = p.call(ExchangeStep::floors, "GET", std::string(ae::kFloorsPath));
   std::vector<ae::SegmentFloor> floors;
   if (!ae::parse_floors(r.body, floors)) throw PeerError("floors: expected floor records");
   trees_.floors()->raise(floors);
@@ -405,7 +415,7 @@ bool AntiEntropy::complete(PendingPurge& p, bool again) {
         purge_fault_armed_ = false;
         throw PeerError("failed for the test (--test-purge-fails-once)");
       }
-      link->call("POST", std::string(ae::kPurgePath) + "?set=" + set_name, p.body,
+      link->call(ExchangeStep::purge, "POST", std::string(ae::kPurgePath) + "?set=" + set_name, p.body,
                  {{std::string(ae::kExpectField), incarnation}});
     } catch (const std::exception& e) {
       purge_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -505,6 +515,15 @@ std::string AntiEntropy::render() const {
        "counter", [&](const PeerSync& p) { return load(p.keys_repaired); });
   each("kvnode_anti_entropy_bytes_total", "Request and response bodies exchanged with the peer.", "counter",
        [&](const PeerSync& p) { return load(p.bytes); });
+  metrics::header(out, "kvnode_anti_entropy_step_bytes_total",
+                  "The bytes above by step: tree (the peer's bucket hashes), leaves (of the buckets that differed), "
+                  "digests (this node's, of the segments that differed), records (the peer's answer to them), floors, purge.",
+                  "counter");
+  for (const auto& p : peers_)
+    for (std::size_t s = 0; s < kExchangeSteps; ++s)
+      metrics::sample(out, "kvnode_anti_entropy_step_bytes_total",
+                      "peer=\"" + metrics::label_value(p->id) + "\",step=\"" + std::string(kExchangeStepNames[s]) + "\"",
+                      load(p->step_bytes[s]));
   each("kvnode_anti_entropy_in_sync", "1 when the last exchange found every tree shared with the peer equal.", "gauge",
        [&](const PeerSync& p) { return std::uint64_t{p.in_sync.load(std::memory_order_relaxed) ? 1u : 0u}; });
   return out;

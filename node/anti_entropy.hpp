@@ -26,6 +26,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -79,6 +80,13 @@ struct AntiEntropyOptions {
   int nice = 0;
 };
 
+// The requests of an exchange, for the bytes each costs (kvnode_anti_entropy_step_bytes_total): the
+// peer's bucket hashes; the leaves of the buckets that differ; this node's digests of the segments
+// that differ (a diff request's body) and the peer's records it answers with; floors; purges.
+enum class ExchangeStep : std::uint8_t { tree, leaves, digests, records, floors, purge };
+inline constexpr std::size_t kExchangeSteps = 6;
+inline constexpr std::string_view kExchangeStepNames[kExchangeSteps] = {"tree", "leaves", "digests", "records", "floors", "purge"};
+
 // Per peer, for metrics and tests. Relaxed atomics: read while the exchanger runs.
 struct PeerSync {
   std::string id;
@@ -88,7 +96,8 @@ struct PeerSync {
   std::atomic<std::uint64_t> keys_repaired{0};   // keys pulled and stored (newer than what was held)
   std::atomic<std::uint64_t> segments_differing{0};  // at the last exchange (a bucket where this node
                                                      // was ahead counts as one)
-  std::atomic<std::uint64_t> bytes{0};           // response bytes received from the peer
+  std::atomic<std::uint64_t> bytes{0};           // request and response bodies, all steps
+  std::atomic<std::uint64_t> step_bytes[kExchangeSteps] = {};  // the same by ExchangeStep
   std::atomic<bool> in_sync{false};              // the last exchange found every shared tree equal
 };
 

@@ -55,6 +55,9 @@ READY_TIMEOUT = 20.0
 SANITIZER = os.environ.get("KVRING_SANITIZER", "")
 STOP_TIMEOUT = 20.0  # how long SIGTERM has before SIGKILL
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+# A sanitizer's report in a server's output. With halt_on_error the process exits right after it,
+# and a test that does not talk to it again would not notice: Harness.close() fails the test instead.
+SANITIZER_REPORT_RE = re.compile(r"(ERROR|WARNING): (Address|Thread|Memory|Leak|UndefinedBehavior)Sanitizer|runtime error: ")
 ADMIN_RE = re.compile(r"admin on (\S+):(\d+)")
 
 
@@ -216,10 +219,20 @@ class Harness:
     # --- processes ---
 
     def process(self, argv, **kwargs):
-        """A Process, stopped at close()."""
+        """A Process, stopped at close(), which then fails if the process printed a sanitizer's report."""
         p = Process(argv, **kwargs)
-        self.defer(p.terminate)
+        self.defer(self._stop_and_check, p)
         return p
+
+    @staticmethod
+    def _stop_and_check(p):
+        p.terminate()
+        out = p.output()
+        m = SANITIZER_REPORT_RE.search(out)
+        if m:
+            start = out.rfind("\n", 0, m.start()) + 1
+            raise AssertionError(f"{os.path.basename(p.argv[0])} (pid {p.pid}) printed a sanitizer report:\n"
+                                 + out[start:start + 6000])
 
     def popen(self, argv, **kwargs):
         """subprocess.Popen(argv, **kwargs) for a command that is not a server, stopped at close()

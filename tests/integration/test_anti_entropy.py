@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import threading
+import time
 import unittest
 
 from kvtest import (Client, admin, Cluster, differing_keys, free_ports, harness, holdings, metric, metrics, node_health,
@@ -90,6 +91,28 @@ class AntiEntropyTest(unittest.TestCase):
     def purged_everywhere(self):
         return all(self.tombstones(n)[0] == 0 for n in self.ports)
 
+    def node_report(self, node_id):
+        """What a failed assertion about a node shows: its /health, whether its process still runs (a
+        new process starts its counts at 0), and the end of its output."""
+        p = self.nodes[node_id]
+        return (f"{node_id}: pid {p.pid}, alive {p.alive()}, /health {node_health(self.ports[node_id])}, "
+                f"output:\n{p.output()[-3000:]}")
+
+    def purges_settled(self, seconds=30):
+        """True once no node holds a tombstone, and two rounds later still none does and none purged
+        any more: a node that dropped its tombstones before a peer did may have pulled some back from
+        it (harmless, node/floors.hpp, "A purge cut short") after its count was read, and holds them
+        until it purges them again."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.purged_everywhere():
+                purged = {n: self.tombstones(n)[1] for n in self.ports}
+                self.rounds_pass(2)
+                if self.purged_everywhere() and {n: self.tombstones(n)[1] for n in self.ports} == purged:
+                    return True
+            time.sleep(0.1)
+        return False
+
     def expect(self, values):
         """Every replica holds `values` ({key: value, or None for deleted: a tombstone, or nothing once
         purged}) and the proxy reads them."""
@@ -136,6 +159,16 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual(self.repaired("n3"), 350)
         self.assertEqual({n: self.ae(n, "keys_repaired_total", "n3") for n in ("n1", "n2")}, from_n3)
         self.assertTrue(wait_until(lambda: self.ae("n3", "in_sync", "n1") == 1 and self.ae("n3", "in_sync", "n2") == 1, 10))
+        # Its bytes by step add up to its bytes, and the missed keys came as records, asked by digests.
+        text = metrics(self.ports["n3"])
+        for peer in ("n1", "n2"):
+            steps = {s: metric(text, f'kvnode_anti_entropy_step_bytes_total{{peer="{peer}",step="{s}"}}')
+                     for s in ("tree", "leaves", "digests", "records", "floors", "purge")}
+            self.assertEqual(sum(steps.values()), metric(text, f'kvnode_anti_entropy_bytes_total{{peer="{peer}"}}'), steps)
+            self.assertGreater(steps["tree"], 0, steps)
+        pulled = lambda s: sum(metric(text, f'kvnode_anti_entropy_step_bytes_total{{peer="{p}",step="{s}"}}') for p in ("n1", "n2"))
+        self.assertGreater(pulled("records"), 350 * 20)
+        self.assertGreater(pulled("digests"), 0)
         # kvproxy's health checks read each node's /health: its stats show the copy's state and figures.
         def replica(node_id):
             return next(n for n in proxy_stats(self.proxy.admin_port)["nodes"] if n["id"] == node_id).get("replica")
@@ -152,7 +185,7 @@ class AntiEntropyTest(unittest.TestCase):
                         {n: node_health(p)["tombstones"] for n, p in self.ports.items()})
         purged = lambda: node_health(self.ports["n1"])["anti_entropy"]["tombstones_purged"]
         self.assertTrue(wait_until(lambda: (replica("n1") or {}).get("tombstones_purged") == purged(), 10), replica("n1"))
-        self.assertGreaterEqual(replica("n1")["tombstones_purged"], 50)
+        self.assertGreaterEqual(replica("n1")["tombstones_purged"], 50, self.node_report("n1"))
         self.assertEqual(replica("n1")["tombstones"], 0)
         self.assertGreater(replica("n1")["floor_segments"], 0)
 
@@ -184,7 +217,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.write(keys, "x")
         self.delete(keys[:40])
         self.assertTrue(wait_until(self.converged, 20))
-        self.assertTrue(wait_until(self.purged_everywhere, 20))  # the deleted keys leave floors behind
+        self.assertTrue(self.purges_settled())  # the deleted keys leave floors behind, and no tombstone
         floors = node_health(self.ports["n2"])["floors"]
         self.wipe("n1")
         self.assertEqual(holdings(self.ports["n1"]), {})
@@ -261,13 +294,13 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual(before, {"n1": (20, 0), "n2": (20, 0)})
         self.assertEqual(answers, [(404, None)] * 20)
         # n3 back: it pulled the tombstones; then every node purges its own, and nothing is left.
-        self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
+        self.assertTrue(self.purges_settled(), {n: self.tombstones(n) for n in self.ports})
         # Each node dropped each tombstone at least once (again if it pulled one back from a peer that
         # had not let go yet; a slow machine sees that).
         for n in self.ports:
             held, purged = self.tombstones(n)
             self.assertEqual(held, 0, n)
-            self.assertGreaterEqual(purged, 20, n)
+            self.assertGreaterEqual(purged, 20, self.node_report(n))
         self.assertEqual(self.held(), {n: {} for n in self.ports})
         self.assertEqual([self.c.get(f"d{i}")[0] for i in range(20)], [404] * 20)
 
@@ -280,7 +313,7 @@ class AntiEntropyTest(unittest.TestCase):
         keys = [f"p{i}" for i in range(20)]
         self.write(keys, "v")
         self.delete(keys)
-        self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
+        self.assertTrue(self.purges_settled(), {n: self.tombstones(n) for n in self.ports})
         health = {n: node_health(p)["anti_entropy"] for n, p in self.ports.items()}
         self.assertGreater(sum(h["purge_retries"] for h in health.values()), 0, health)
         self.assertTrue(wait_until(lambda: all(node_health(p)["anti_entropy"]["purges_pending"] == 0
@@ -323,7 +356,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertEqual((status, headers.get("X-KV-Applied")), (409, "0"), body)
         self.start_node("n1")
         self.assertTrue(wait_until(lambda: self.state("n1") == "serving", 10))
-        self.assertTrue(wait_until(self.purged_everywhere, 30), {n: self.tombstones(n) for n in self.ports})
+        self.assertTrue(self.purges_settled(), {n: self.tombstones(n) for n in self.ports})
         self.assertEqual(self.held(), {n: {} for n in self.ports})
         self.assertEqual([self.c.get(k)[0] for k in keys], [404] * 20)
         # New writes of the keys go above the floors, everywhere.
@@ -472,7 +505,7 @@ class AntiEntropyTest(unittest.TestCase):
         self.assertTrue(wait_until(self.converged, 20))
         _, counter, writer, _ = self.held()["n1"]["z"]
         self.delete(["z"])
-        self.assertTrue(wait_until(self.purged_everywhere, 20), {n: self.tombstones(n) for n in self.ports})
+        self.assertTrue(self.purges_settled(), {n: self.tombstones(n) for n in self.ports})
         self.assertEqual(self.held(), {n: {} for n in self.ports})
         # The first write's store, delayed until now (as from a paused proxy): refused on every
         # replica, surely not stored, and the key stays deleted.
