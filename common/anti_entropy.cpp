@@ -103,19 +103,29 @@ bool read_varint(std::string_view& body, std::uint32_t& v) {
 
 }  // namespace
 
-void append_diff_request(std::string& out, std::uint64_t salt, const std::vector<SegmentDigests>& segments) {
+void append_diff_request(std::string& out, std::uint64_t salt, const std::vector<SegmentDigests>& segments,
+                         std::size_t digest_bytes) {
   append_be64(out, salt);
   std::uint32_t next = 0;  // the lowest number the next segment may have
   for (const auto& s : segments) {
     append_varint(out, s.segment - next);
     next = s.segment + 1;
     append_varint(out, static_cast<std::uint32_t>(s.digests.size()));
-    for (auto d : s.digests) append_be32(out, d);
+    for (auto d : s.digests) {
+      if (digest_bytes == 2) {
+        out.push_back(static_cast<char>(d >> 8 & 0xff));
+        out.push_back(static_cast<char>(d & 0xff));
+      } else {
+        append_be32(out, d);
+      }
+    }
   }
 }
 
-bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<SegmentDigests>& out) {
+bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<SegmentDigests>& out,
+                        std::size_t digest_bytes) {
   out.clear();
+  if (digest_bytes != 2 && digest_bytes != 4) return false;
   if (body.size() < 8) return false;
   salt = read_be64(body);
   body.remove_prefix(8);
@@ -123,13 +133,18 @@ bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<
   while (!body.empty()) {
     std::uint32_t gap = 0, n = 0;
     if (out.size() == kMaxSegmentsPerRequest || !read_varint(body, gap) || !read_varint(body, n)) return false;
-    if (next + gap >= kSegments || n > kMaxKeysPerFetch || body.size() / 4 < n) return false;
+    if (next + gap >= kSegments || n > kMaxKeysPerFetch || body.size() / digest_bytes < n) return false;
     SegmentDigests s;
     s.segment = static_cast<std::uint32_t>(next + gap);
     next = std::uint64_t{s.segment} + 1;
     s.digests.reserve(n);
-    for (std::uint32_t i = 0; i < n; ++i) s.digests.push_back(read_be32(body.substr(4 * i)));
-    body.remove_prefix(4 * std::size_t{n});
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const auto at = static_cast<std::size_t>(i) * digest_bytes;
+      s.digests.push_back(digest_bytes == 2 ? std::uint32_t{static_cast<unsigned char>(body[at])} << 8 |
+                                                  static_cast<unsigned char>(body[at + 1])
+                                            : read_be32(body.substr(at)));
+    }
+    body.remove_prefix(digest_bytes * std::size_t{n});
     out.push_back(std::move(s));
   }
   return true;

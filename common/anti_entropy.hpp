@@ -39,7 +39,8 @@
 //                                  segment number minus the previous one's minus 1; the first's is
 //                                  its number) and a count, both as LEB128 varints (1 to 3 bytes
 //                                  here, against 8 as two 4-byte numbers), and that many short
-//                                  digests (4 bytes each) of what the asker holds there
+//                                  digests (4 bytes each; 2 with &digest_bytes=2, what the
+//                                  exchanger sends) of what the asker holds there
 //                                  (short_digest of each key's version digest). 200, the
 //                                  versioned records with values of every key of the set in those
 //                                  segments whose short digest is not among the asker's: what it lacks
@@ -47,7 +48,10 @@
 //                                  segment that brings the records to N (at most kMaxKeysPerFetch) the
 //                                  answer stops, and kNextSegmentField names the first segment left
 //                                  out. The salt changes every request, so two versions whose short
-//                                  digests collide are told apart the next time.
+//                                  digests collide are told apart the next time. (With 2 bytes a
+//                                  segment of 5 keys hides a differing version 1 time in 13,000,
+//                                  until the next round; the asker's digests were most of a
+//                                  catch-up's bytes after the records: bench/RESULTS.md.)
 // Incarnations (node/incarnation.hpp): every request of an exchange carries the asking node's id and
 // the incarnation of its data directory (kNodeIdField, kIncarnationField); GET /replica/tree answers
 // with what the asked node had recorded of the asker's incarnation before (kRememberedField: 16 hex
@@ -137,6 +141,10 @@ void append_key(std::string& out, std::string_view key);
 
 // A version digest (hash_version of a key, its kind and tag) cut to 4 bytes under a salt.
 std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt) noexcept;
+// The same cut to `bytes` (2 or 4) bytes, as a diff request of that width carries it.
+inline std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt, std::size_t bytes) noexcept {
+  return bytes == 2 ? short_digest(version_digest, salt) >> 16 : short_digest(version_digest, salt);
+}
 // A leaf hash cut to 2 bytes under a salt (POST /replica/tree with &salt=).
 inline std::uint16_t short_leaf(std::uint64_t leaf, std::uint64_t salt) noexcept {
   return static_cast<std::uint16_t>(short_digest(leaf, salt) >> 16);
@@ -146,10 +154,13 @@ struct SegmentDigests {
   std::vector<std::uint32_t> digests;  // any order
   friend bool operator==(const SegmentDigests&, const SegmentDigests&) = default;
 };
-void append_diff_request(std::string& out, std::uint64_t salt, const std::vector<SegmentDigests>& segments);
+// `digest_bytes`: each digest's width on the wire, 4 or 2 (then each must be below 65,536).
+void append_diff_request(std::string& out, std::uint64_t salt, const std::vector<SegmentDigests>& segments,
+                         std::size_t digest_bytes = 4);
 // Segments ascending, below kSegments, at most kMaxSegmentsPerRequest, each with at most
-// kMaxKeysPerFetch digests; false otherwise.
-bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<SegmentDigests>& out);
+// kMaxKeysPerFetch digests of `digest_bytes` (4 or 2) each; false otherwise.
+bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<SegmentDigests>& out,
+                        std::size_t digest_bytes = 4);
 
 struct SegmentFloor {
   std::uint32_t segment = 0;

@@ -22,6 +22,11 @@ namespace {
 
 constexpr std::size_t kBacklog = 1000;  // keys pulled in one exchange that make the next round come at once
 
+// The width of the digests a serving node's diff requests send: 2 bytes halves what the asker sends,
+// and a version a collision hides is found the next round, under another salt
+// (common/anti_entropy.hpp).
+constexpr std::size_t kShortDigestBytes = 2;
+
 struct PeerError : std::runtime_error {
   explicit PeerError(const std::string& what, int status_ = 0) : std::runtime_error(what), status(status_) {}
   int status;  // the peer's answer when it gave one that was not 200; else 0
@@ -205,12 +210,17 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
     }
   const auto ours = trees_.buckets(set);
   note(set, p.node, r.field(ae::kIncarnationField), ours, theirs);
+  // A node rebuilding its data becomes a quorum member once it has exchanged with every peer
+  // (node/incarnation.hpp), so that exchange must miss nothing the peer holds: no bucket skipped as
+  // "ahead" (a few new writes can outweigh a bucket's sum), full 8-byte leaves and 4-byte digests.
+  // A serving node leaves what a shortcut hides to the next round.
+  const bool exact = incarnation_ && !incarnation_->serving();
   const auto sums = trees_.counter_sums(set);
   std::vector<std::uint32_t> buckets;
   std::uint64_t ahead = 0;  // differing buckets where this node is ahead: the peer's to pull
   for (std::uint32_t b = 0; b < ae::kBuckets; ++b) {
     if (ours[b] == theirs[b]) continue;
-    if (static_cast<std::int64_t>(theirs[ae::kBuckets + b] - sums[b]) < 0) ++ahead;
+    if (!exact && static_cast<std::int64_t>(theirs[ae::kBuckets + b] - sums[b]) < 0) ++ahead;
     else buckets.push_back(b);
   }
   if (buckets.empty()) return {0, ahead};
@@ -220,16 +230,28 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   std::string body;
   ae::append_u32s(body, buckets);
   const std::uint64_t salt = salts_();
-  r = p.call(ExchangeStep::leaves, "POST", std::string(ae::kTreePath) + query + "&salt=" + std::to_string(salt), body);
-  std::vector<std::uint16_t> short_leaves;
-  if (!ae::parse_u16_list(r.body, buckets.size() * ae::kFanout, short_leaves))
-    throw PeerError("tree: leaves do not match the buckets asked");
   std::vector<std::uint32_t> segments;
-  for (std::size_t i = 0; i < buckets.size(); ++i)
-    for (std::uint32_t j = 0; j < ae::kFanout; ++j) {
-      const std::uint32_t s = buckets[i] * ae::kFanout + j;
-      if (ae::short_leaf(trees_.leaf(set, s), salt) != short_leaves[i * ae::kFanout + j]) segments.push_back(s);
-    }
+  if (exact) {
+    r = p.call(ExchangeStep::leaves, "POST", std::string(ae::kTreePath) + query, body);
+    std::vector<std::uint64_t> leaves;
+    if (!ae::parse_u64s(r.body, buckets.size() * ae::kFanout, leaves))
+      throw PeerError("tree: leaves do not match the buckets asked");
+    for (std::size_t i = 0; i < buckets.size(); ++i)
+      for (std::uint32_t j = 0; j < ae::kFanout; ++j) {
+        const std::uint32_t s = buckets[i] * ae::kFanout + j;
+        if (trees_.leaf(set, s) != leaves[i * ae::kFanout + j]) segments.push_back(s);
+      }
+  } else {
+    r = p.call(ExchangeStep::leaves, "POST", std::string(ae::kTreePath) + query + "&salt=" + std::to_string(salt), body);
+    std::vector<std::uint16_t> short_leaves;
+    if (!ae::parse_u16_list(r.body, buckets.size() * ae::kFanout, short_leaves))
+      throw PeerError("tree: leaves do not match the buckets asked");
+    for (std::size_t i = 0; i < buckets.size(); ++i)
+      for (std::uint32_t j = 0; j < ae::kFanout; ++j) {
+        const std::uint32_t s = buckets[i] * ae::kFanout + j;
+        if (ae::short_leaf(trees_.leaf(set, s), salt) != short_leaves[i * ae::kFanout + j]) segments.push_back(s);
+      }
+  }
 
   std::uint64_t behind = 0;
   std::vector<Record> own_records;
@@ -240,7 +262,7 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
     std::string own, err;
     if (!SyncApi::digests(store_, trees_, set, chunk, own, err) || !parse_records(own, own_records, err, true))
       throw StoreError("reading this node's digests: " + err);
-    behind += pull(p, query, chunk, own_records, busy_from);
+    behind += pull(p, query, chunk, own_records, busy_from, exact ? 4 : kShortDigestBytes);
   }
   return {behind, segments.size() + ahead};
 }
@@ -248,9 +270,9 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
 // One POST /replica/diff after another over `segments`, each sending what this node holds there
 // (`own`: its records of those segments, values left out, in stored-key order) and storing what the
 // peer holds otherwise, at the bounded rate and share of time (`busy_from`: when this node began
-// reading `own`). Returns the keys the peer held newer.
+// reading `own`), its digests `digest_bytes` wide. Returns the keys the peer held newer.
 std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::vector<std::uint32_t>& segments,
-                                const std::vector<Record>& own, Clock::time_point busy_from) {
+                                const std::vector<Record>& own, Clock::time_point busy_from, std::size_t digest_bytes) {
   const std::uint64_t salt = salts_();
   std::vector<ae::SegmentDigests> asked;
   asked.reserve(segments.size());
@@ -261,7 +283,7 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
     ae::SegmentDigests sd{s, {}};
     for (; k < own.size() && ae::segment_of(read_be64(own[k].key)) == s; ++k) {
       const Record& o = own[k];
-      sd.digests.push_back(ae::short_digest(version_digest(o), salt));
+      sd.digests.push_back(ae::short_digest(version_digest(o), salt, digest_bytes));
       held.emplace(o.key, o.tag);
     }
     asked.push_back(std::move(sd));
@@ -271,14 +293,15 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
                              : keys_per_second   ? keys_per_second / 10
                                                  : ae::kMaxKeysPerFetch;
   const std::size_t limit = std::clamp<std::size_t>(wanted, 1, ae::kMaxKeysPerFetch);
-  const std::string target = std::string(ae::kDiffPath) + query + "&limit=" + std::to_string(limit);
+  const std::string target = std::string(ae::kDiffPath) + query + "&limit=" + std::to_string(limit) +
+                             "&digest_bytes=" + std::to_string(digest_bytes);
   auto started = Clock::now();
   std::uint64_t behind = 0, done = 0;
   std::vector<Record> records;
   std::size_t from = 0;
   while (from < asked.size() && !stopping()) {
     std::string body;
-    ae::append_diff_request(body, salt, {asked.begin() + static_cast<std::ptrdiff_t>(from), asked.end()});
+    ae::append_diff_request(body, salt, {asked.begin() + static_cast<std::ptrdiff_t>(from), asked.end()}, digest_bytes);
     // The floors' generation as the records are asked for: a record the peer held then goes in even
     // below a floor, unless a floor rose meanwhile (node/floors.hpp).
     const std::uint64_t floors_seen = trees_.floors() ? trees_.floors()->generation() : 0;

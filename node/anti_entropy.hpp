@@ -142,7 +142,8 @@ class AntiEntropy {
   bool exchange(Peer& p);
   Found exchange_set(Peer& p, std::size_t set);
   std::uint64_t pull(Peer& p, const std::string& query, const std::vector<std::uint32_t>& segments,
-                     const std::vector<Record>& own, std::chrono::steady_clock::time_point busy_from);
+                     const std::vector<Record>& own, std::chrono::steady_clock::time_point busy_from,
+                     std::size_t digest_bytes);
   // After a batch: rests as the bounds say (re-read while resting). A new keys_per_second paces
   // from now on (`started` and `done` start again), not over the pull so far.
   void rest(std::chrono::steady_clock::time_point busy_from, std::chrono::steady_clock::time_point& started,

@@ -77,7 +77,7 @@ bool SyncApi::digests(Store& store, const ReplicaTrees& trees, std::size_t set, 
 
 bool SyncApi::diff(Store& store, const ReplicaTrees& trees, std::size_t set, std::uint64_t salt,
                    const std::vector<ae::SegmentDigests>& asked, std::size_t limit, std::string& out, std::int64_t& next,
-                   std::string& err) {
+                   std::string& err, std::size_t digest_bytes) {
   next = -1;
   std::size_t records = 0;
   std::vector<Record> batch_records;
@@ -118,7 +118,7 @@ bool SyncApi::diff(Store& store, const ReplicaTrees& trees, std::size_t set, std
           enter(at + 1);
         }
         if (trees.set_of_hash(read_be64(r.key)) != static_cast<int>(set)) continue;
-        if (std::binary_search(theirs.begin(), theirs.end(), ae::short_digest(version_digest(r), salt))) continue;
+        if (std::binary_search(theirs.begin(), theirs.end(), ae::short_digest(version_digest(r), salt, digest_bytes))) continue;
         append_versioned_record(out, r);
         ++records;
       }
@@ -242,12 +242,19 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
   if (path == ae::kDiffPath) {
     std::uint64_t salt = 0;
     std::vector<ae::SegmentDigests> asked;
-    if (!ae::parse_diff_request(body, salt, asked))
+    std::size_t digest_bytes = 4;
+    if (const auto text = query_value(target, "digest_bytes"); !text.empty()) {
+      if (text != "2" && text != "4")
+        return http::error_answer(res, status::bad_request, "digest_bytes: expected 2 or 4 (the default)");
+      digest_bytes = text == "2" ? 2 : 4;
+    }
+    if (!ae::parse_diff_request(body, salt, asked, digest_bytes))
       return http::error_answer(res, status::bad_request,
                                 "body: expected an 8-byte salt, then per segment (ascending, below " +
                                     std::to_string(ae::kSegments) + ", at most " +
                                     std::to_string(ae::kMaxSegmentsPerRequest) +
-                                    ") its gap from the one before and a count, both LEB128 varints, and that many 4-byte digests (at most " +
+                                    ") its gap from the one before and a count, both LEB128 varints, and that many " +
+                                    std::to_string(digest_bytes) + "-byte digests (at most " +
                                     std::to_string(ae::kMaxKeysPerFetch) + ")");
     std::size_t limit = ae::kMaxKeysPerFetch;
     if (const auto text = query_value(target, "limit"); !text.empty()) {
@@ -260,7 +267,7 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
     }
     std::string out, err;
     std::int64_t next = -1;
-    if (!diff(store_, *trees_, index, salt, asked, limit, out, next, err))
+    if (!diff(store_, *trees_, index, salt, asked, limit, out, next, err, digest_bytes))
       return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
     binary_answer(res, std::move(out));
     if (next >= 0) res.set(ae::kNextSegmentField, std::to_string(next));

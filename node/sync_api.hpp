@@ -27,12 +27,12 @@ class SyncApi {
   static bool digests(Store& store, const ReplicaTrees& trees, std::size_t set, const std::vector<std::uint32_t>& segments,
                       std::string& out, std::string& err);
   // POST /replica/diff's answer: the versioned records with values of the keys of set `set` in the
-  // asked segments whose short digest (under `salt`) the asker did not send, whole segments in order,
-  // stopping after the segment that brings them to `limit`; `next` is then the first segment left out
-  // (-1: none). False with `err` on a storage error.
+  // asked segments whose short digest (under `salt`, `digest_bytes` wide) the asker did not send,
+  // whole segments in order, stopping after the segment that brings them to `limit`; `next` is then
+  // the first segment left out (-1: none). False with `err` on a storage error.
   static bool diff(Store& store, const ReplicaTrees& trees, std::size_t set, std::uint64_t salt,
                    const std::vector<anti_entropy::SegmentDigests>& asked, std::size_t limit, std::string& out,
-                   std::int64_t& next, std::string& err);
+                   std::int64_t& next, std::string& err, std::size_t digest_bytes = 4);
 
  private:
   // The asker's incarnation recorded, and what was recorded before said (GET /replica/tree).

@@ -126,6 +126,18 @@ TEST_CASE("anti-entropy: diff requests round-trip; bad ones are refused; salts c
   CHECK_FALSE(ae::parse_diff_request(salt8 + std::string("\x85\x00\x00", 3), salt, out));  // 5 in two bytes
   CHECK_FALSE(ae::parse_diff_request(salt8 + std::string("\x85", 1), salt, out));            // cut short
   CHECK_FALSE(ae::parse_diff_request(salt8 + "\xff\xff\xff\xff\x1f" + std::string(1, '\0'), salt, out));  // above 2^32
+  // 2-byte digests (what a serving node's exchanger sends): the same request in 2 bytes a digest,
+  // and each the top half of the 4-byte one.
+  const std::vector<ae::SegmentDigests> narrow{{3, {7, 1, 0xffff}}, {4, {}}, {ae::kSegments - 1, {42}}};
+  std::string body2;
+  ae::append_diff_request(body2, 0xabcdef, narrow, 2);
+  CHECK(body2.size() == 8 + (1 + 1 + 3 * 2) + 2 + (3 + 1 + 2));
+  REQUIRE(ae::parse_diff_request(body2, salt, out, 2));
+  CHECK((salt == 0xabcdef && out == narrow));
+  CHECK_FALSE(ae::parse_diff_request(body2.substr(0, body2.size() - 1), salt, out, 2));
+  CHECK_FALSE(ae::parse_diff_request(body2, salt, out, 3));
+  CHECK(ae::short_digest(0x1234, 77, 2) == ae::short_digest(0x1234, 77) >> 16);
+  CHECK(ae::short_digest(0x1234, 77, 4) == ae::short_digest(0x1234, 77));
   int same = 0;
   for (std::uint64_t d = 1; d < 1000; ++d) same += ae::short_digest(d, 1) == ae::short_digest(d, 2);
   CHECK(same < 3);

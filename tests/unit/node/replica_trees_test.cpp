@@ -308,7 +308,10 @@ TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, who
 
   // Ask for every segment, with this node's short digests: back comes the second half (lacking) and
   // keys[0] (this node's tombstone is another version; the newer one, it stays when ingested).
+  // Digests 4 bytes wide (the default) and 2 (&digest_bytes=2, what a serving node sends): the same.
   const std::uint64_t salt = 0x5eed;
+  for (const std::size_t width : {4, 2}) {
+  CAPTURE(width);
   std::vector<std::uint32_t> every;
   for (std::uint32_t s = 0; s < ae::kMaxSegmentsPerRequest; ++s) every.push_back(s);
   std::vector<std::string> got;
@@ -324,13 +327,13 @@ TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, who
       ae::SegmentDigests sd{s, {}};
       for (; k < own_records.size() && ae::segment_of(kv::read_be64(own_records[k].key)) == s; ++k) {
         const auto& o = own_records[k];
-        sd.digests.push_back(ae::short_digest(kv::version_digest(o), salt));
+        sd.digests.push_back(ae::short_digest(kv::version_digest(o), salt, width));
       }
       asked.push_back(sd);
     }
     std::string body;
-    ae::append_diff_request(body, salt, asked);
-    auto res = call(api, http::verb::post, "/replica/diff?set=" + set, body);
+    ae::append_diff_request(body, salt, asked, width);
+    auto res = call(api, http::verb::post, "/replica/diff?set=" + set + (width == 2 ? "&digest_bytes=2" : ""), body);
     REQUIRE(res.result_int() == 200);
     CHECK(res[std::string(ae::kNextSegmentField)].empty());
     std::vector<kv::Record> records;
@@ -345,6 +348,7 @@ TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, who
   std::sort(got.begin(), got.end());
   std::sort(expected.begin(), expected.end());
   CHECK(got == expected);
+  }
 
   // With a limit of 1 and nothing held here, the answer stops after its first segment that had a key
   // and names the next one asked.
@@ -368,6 +372,16 @@ TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, who
   CHECK(call(api, http::verb::post, "/replica/diff?set=" + set + "&limit=0", body).result_int() == 400);
   CHECK(call(api, http::verb::post, "/replica/diff?set=" + set, "short").result_int() == 400);
   CHECK(call(api, http::verb::get, "/replica/diff?set=" + set).result_int() == 405);
+  for (const char* width : {"3", "", "x", "22"}) {
+    CAPTURE(width);
+    res = call(api, http::verb::post, "/replica/diff?set=" + set + "&digest_bytes=" + width, body);
+    if (std::string_view(width).empty()) {  // an empty value is the default
+      CHECK(res.result_int() == 200);
+      continue;
+    }
+    CHECK(res.result_int() == 400);
+    CHECK(res.body() == R"x({"status":"error","detail":"digest_bytes: expected 2 or 4 (the default)"})x");
+  }
 }
 
 TEST_CASE("sync api: a diff of many segments answers as each segment scanned alone would, at every limit", "[trees]") {
