@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common/storage_key.hpp"
+#include "common/varint.hpp"
 #include "common/version.hpp"
 
 namespace kv::anti_entropy {
@@ -80,25 +81,12 @@ std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt) noe
 
 namespace {
 
-// LEB128: 7 bits a byte, low first, the high bit set on every byte but the last.
-void append_varint(std::string& out, std::uint32_t v) {
-  for (; v >= 0x80; v >>= 7) out.push_back(static_cast<char>(v | 0x80));
-  out.push_back(static_cast<char>(v));
-}
-
-// At most 5 bytes, no bits above 32, and no longer than needed (one number, one encoding).
+// At most 5 bytes, no bits above 32 (common/varint.hpp).
 bool read_varint(std::string_view& body, std::uint32_t& v) {
   std::uint64_t x = 0;
-  for (unsigned i = 0; i < 5 && i < body.size(); ++i) {
-    const auto b = static_cast<unsigned char>(body[i]);
-    x |= std::uint64_t{b & 0x7fu} << (7 * i);
-    if (b & 0x80) continue;
-    if ((i > 0 && b == 0) || x > UINT32_MAX) return false;
-    v = static_cast<std::uint32_t>(x);
-    body.remove_prefix(i + 1);
-    return true;
-  }
-  return false;
+  if (!kv::read_varint(body, x, UINT32_MAX)) return false;
+  v = static_cast<std::uint32_t>(x);
+  return true;
 }
 
 }  // namespace

@@ -48,7 +48,9 @@
 //                                  segment that brings the records to N (at most kMaxKeysPerFetch) the
 //                                  answer stops, and kNextSegmentField names the first segment left
 //                                  out. The salt changes every request, so two versions whose short
-//                                  digests collide are told apart the next time. (With 2 bytes a
+//                                  digests collide are told apart the next time. With
+//                                  &records=compact, the records are compact ones and the answer's
+//                                  kRecordsField says so. (With 2 bytes a
 //                                  segment of 5 keys hides a differing version 1 time in 13,000,
 //                                  until the next round; the asker's digests were most of a
 //                                  catch-up's bytes after the records: bench/RESULTS.md.)
@@ -109,6 +111,10 @@ inline constexpr std::string_view kPurgesPausedField = "X-KV-Purges-Paused";
 // that change missed its resume, and resumes itself: the change is over.
 inline constexpr std::string_view kPurgesResumedField = "X-KV-Purges-Resumed";
 inline constexpr std::string_view kNextSegmentField = "X-KV-Next-Segment";
+// A diff's answer in compact records (transfer.hpp) says so (kCompactRecords), asked for with
+// &records=compact; without this field the answer is in versioned records.
+inline constexpr std::string_view kRecordsField = "X-KV-Records";
+inline constexpr std::string_view kCompactRecords = "compact";
 
 inline constexpr std::string_view kTreePath = "/replica/tree";
 inline constexpr std::string_view kDigestsPath = "/replica/digests";

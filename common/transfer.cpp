@@ -1,6 +1,8 @@
 #include "common/transfer.hpp"
 
+#include "common/hash.hpp"
 #include "common/storage_key.hpp"
+#include "common/varint.hpp"
 
 namespace kv {
 
@@ -162,6 +164,70 @@ bool parse_records(std::string_view body, std::vector<Record>& out, std::string&
       return false;
     }
     out.push_back(r);
+  }
+  return true;
+}
+
+void append_compact_record(std::string& out, const Record& r) {
+  const std::string_view key = user_key(r.key);
+  append_varint(out, key.size());
+  out.append(key);
+  out.push_back(r.tombstone ? 't' : 'v');
+  append_varint(out, r.tag.counter);
+  append_be64(out, r.tag.writer);
+  append_varint(out, r.value.size());
+  out.append(r.value);
+}
+
+bool parse_compact_records(std::string_view body, std::vector<Record>& out, std::string& keys, std::string& error) {
+  out.clear();
+  keys.clear();
+  std::vector<std::size_t> ends;  // of each record's stored key in `keys`; views are taken once it stops growing
+  while (!body.empty()) {
+    const std::string where = "compact records: entry " + std::to_string(out.size() + 1) + ": ";
+    std::uint64_t klen = 0, vlen = 0;
+    if (!read_varint(body, klen) || body.size() < klen) {
+      error = where + "bad or truncated key";
+      return false;
+    }
+    const std::string_view key = body.substr(0, klen);
+    body.remove_prefix(klen);
+    append_be64(keys, hash_key(key));
+    keys.append(key);
+    ends.push_back(keys.size());
+    Record r;
+    if (body.empty() || (body[0] != 'v' && body[0] != 't')) {
+      error = where + "kind must be 'v' or 't'";
+      return false;
+    }
+    r.tombstone = body[0] == 't';
+    body.remove_prefix(1);
+    if (!read_varint(body, r.tag.counter, kMaxTagCounter)) {
+      error = where + "bad, truncated or too large version counter";
+      return false;
+    }
+    if (body.size() < 8) {
+      error = where + "truncated version writer";
+      return false;
+    }
+    r.tag.writer = read_be64(body);
+    body.remove_prefix(8);
+    if (!read_varint(body, vlen) || body.size() < vlen) {
+      error = where + "bad or truncated value";
+      return false;
+    }
+    r.value = body.substr(0, vlen);
+    body.remove_prefix(vlen);
+    if (r.tombstone && vlen != 0) {
+      error = where + "a tombstone has no value";
+      return false;
+    }
+    out.push_back(r);
+  }
+  std::size_t from = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i].key = std::string_view(keys).substr(from, ends[i] - from);
+    from = ends[i];
   }
   return true;
 }

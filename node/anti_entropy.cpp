@@ -294,10 +294,11 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
                                                  : ae::kMaxKeysPerFetch;
   const std::size_t limit = std::clamp<std::size_t>(wanted, 1, ae::kMaxKeysPerFetch);
   const std::string target = std::string(ae::kDiffPath) + query + "&limit=" + std::to_string(limit) +
-                             "&digest_bytes=" + std::to_string(digest_bytes);
+                             "&digest_bytes=" + std::to_string(digest_bytes) + "&records=" + std::string(ae::kCompactRecords);
   auto started = Clock::now();
   std::uint64_t behind = 0, done = 0;
   std::vector<Record> records;
+  std::string keys;  // the stored keys of compact records
   std::size_t from = 0;
   while (from < asked.size() && !stopping()) {
     std::string body;
@@ -307,7 +308,10 @@ std::uint64_t AntiEntropy::pull(Peer& p, const std::string& query, const std::ve
     const std::uint64_t floors_seen = trees_.floors() ? trees_.floors()->generation() : 0;
     const auto r = p.call(ExchangeStep::digests, "POST", target, body);
     std::string err;
-    if (!parse_records(r.body, records, err, true)) throw PeerError("diff: " + err);
+    // Compact records when the peer says so (an older one answers versioned records).
+    const bool parsed = r.field(ae::kRecordsField) == ae::kCompactRecords ? parse_compact_records(r.body, records, keys, err)
+                                                                          : parse_records(r.body, records, err, true);
+    if (!parsed) throw PeerError("diff: " + err);
     for (const auto& rec : records) {
       const auto it = held.find(rec.key);
       // Newer there, or there and nothing here (a plain record, Tag{}, counts then too).

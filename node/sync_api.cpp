@@ -77,7 +77,7 @@ bool SyncApi::digests(Store& store, const ReplicaTrees& trees, std::size_t set, 
 
 bool SyncApi::diff(Store& store, const ReplicaTrees& trees, std::size_t set, std::uint64_t salt,
                    const std::vector<ae::SegmentDigests>& asked, std::size_t limit, std::string& out, std::int64_t& next,
-                   std::string& err, std::size_t digest_bytes) {
+                   std::string& err, std::size_t digest_bytes, bool compact) {
   next = -1;
   std::size_t records = 0;
   std::vector<Record> batch_records;
@@ -119,7 +119,7 @@ bool SyncApi::diff(Store& store, const ReplicaTrees& trees, std::size_t set, std
         }
         if (trees.set_of_hash(read_be64(r.key)) != static_cast<int>(set)) continue;
         if (std::binary_search(theirs.begin(), theirs.end(), ae::short_digest(version_digest(r), salt, digest_bytes))) continue;
-        append_versioned_record(out, r);
+        compact ? append_compact_record(out, r) : append_versioned_record(out, r);
         ++records;
       }
       if (batch.done || batch.count == 0) break;
@@ -248,6 +248,9 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
         return http::error_answer(res, status::bad_request, "digest_bytes: expected 2 or 4 (the default)");
       digest_bytes = text == "2" ? 2 : 4;
     }
+    const auto format = query_value(target, "records");
+    if (!format.empty() && format != ae::kCompactRecords)
+      return http::error_answer(res, status::bad_request, "records: expected compact, or nothing (versioned records)");
     if (!ae::parse_diff_request(body, salt, asked, digest_bytes))
       return http::error_answer(res, status::bad_request,
                                 "body: expected an 8-byte salt, then per segment (ascending, below " +
@@ -267,9 +270,10 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
     }
     std::string out, err;
     std::int64_t next = -1;
-    if (!diff(store_, *trees_, index, salt, asked, limit, out, next, err, digest_bytes))
+    if (!diff(store_, *trees_, index, salt, asked, limit, out, next, err, digest_bytes, !format.empty()))
       return http::error_answer(res, status::internal_server_error, "Storage read failed: " + err);
     binary_answer(res, std::move(out));
+    if (!format.empty()) res.set(ae::kRecordsField, ae::kCompactRecords);
     if (next >= 0) res.set(ae::kNextSegmentField, std::to_string(next));
     return;
   }

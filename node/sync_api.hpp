@@ -29,10 +29,11 @@ class SyncApi {
   // POST /replica/diff's answer: the versioned records with values of the keys of set `set` in the
   // asked segments whose short digest (under `salt`, `digest_bytes` wide) the asker did not send,
   // whole segments in order, stopping after the segment that brings them to `limit`; `next` is then
-  // the first segment left out (-1: none). False with `err` on a storage error.
+  // the first segment left out (-1: none). `compact`: as compact records (common/transfer.hpp).
+  // False with `err` on a storage error.
   static bool diff(Store& store, const ReplicaTrees& trees, std::size_t set, std::uint64_t salt,
                    const std::vector<anti_entropy::SegmentDigests>& asked, std::size_t limit, std::string& out,
-                   std::int64_t& next, std::string& err, std::size_t digest_bytes = 4);
+                   std::int64_t& next, std::string& err, std::size_t digest_bytes = 4, bool compact = false);
 
  private:
   // The asker's incarnation recorded, and what was recorded before said (GET /replica/tree).

@@ -308,10 +308,11 @@ TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, who
 
   // Ask for every segment, with this node's short digests: back comes the second half (lacking) and
   // keys[0] (this node's tombstone is another version; the newer one, it stays when ingested).
-  // Digests 4 bytes wide (the default) and 2 (&digest_bytes=2, what a serving node sends): the same.
+  // Digests 4 bytes wide (the default) and 2 (&digest_bytes=2, what a serving node sends), records
+  // versioned (the default) and compact (&records=compact, what the exchanger asks): the same.
   const std::uint64_t salt = 0x5eed;
-  for (const std::size_t width : {4, 2}) {
-  CAPTURE(width);
+  for (const auto& [width, compact] : {std::pair<std::size_t, bool>{4, false}, {2, false}, {2, true}}) {
+  CAPTURE(width, compact);
   std::vector<std::uint32_t> every;
   for (std::uint32_t s = 0; s < ae::kMaxSegmentsPerRequest; ++s) every.push_back(s);
   std::vector<std::string> got;
@@ -333,11 +334,14 @@ TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, who
     }
     std::string body;
     ae::append_diff_request(body, salt, asked, width);
-    auto res = call(api, http::verb::post, "/replica/diff?set=" + set + (width == 2 ? "&digest_bytes=2" : ""), body);
+    auto res = call(api, http::verb::post,
+                    "/replica/diff?set=" + set + (width == 2 ? "&digest_bytes=2" : "") + (compact ? "&records=compact" : ""), body);
     REQUIRE(res.result_int() == 200);
     CHECK(res[std::string(ae::kNextSegmentField)].empty());
+    CHECK(res[std::string(ae::kRecordsField)] == (compact ? "compact" : ""));
     std::vector<kv::Record> records;
-    REQUIRE(kv::parse_records(res.body(), records, err, true));
+    std::string stored_keys;
+    REQUIRE((compact ? kv::parse_compact_records(res.body(), records, stored_keys, err) : kv::parse_records(res.body(), records, err, true)));
     for (const auto& r : records) {
       CHECK(r.value.starts_with("v"));
       got.emplace_back(kv::user_key(r.key));
@@ -372,6 +376,9 @@ TEST_CASE("sync api: a diff answers what the asker lacks or holds otherwise, who
   CHECK(call(api, http::verb::post, "/replica/diff?set=" + set + "&limit=0", body).result_int() == 400);
   CHECK(call(api, http::verb::post, "/replica/diff?set=" + set, "short").result_int() == 400);
   CHECK(call(api, http::verb::get, "/replica/diff?set=" + set).result_int() == 405);
+  res = call(api, http::verb::post, "/replica/diff?set=" + set + "&records=versioned", body);
+  CHECK(res.result_int() == 400);
+  CHECK(res.body() == R"x({"status":"error","detail":"records: expected compact, or nothing (versioned records)"})x");
   for (const char* width : {"3", "", "x", "22"}) {
     CAPTURE(width);
     res = call(api, http::verb::post, "/replica/diff?set=" + set + "&digest_bytes=" + width, body);
