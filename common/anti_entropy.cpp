@@ -72,6 +72,19 @@ bool parse_keys(std::string_view body, std::size_t max, std::vector<std::string_
   return true;
 }
 
+std::vector<std::uint64_t> groups_of(const std::vector<std::uint64_t>& buckets, const std::vector<std::uint64_t>& sums) {
+  std::vector<std::uint64_t> out(2 * kGroups, 0);
+  for (std::uint32_t b = 0; b < kBuckets && b < buckets.size() && b < sums.size(); ++b) {
+    // splitmix64's finalizer, a bijection: distinct (hash, bucket) pairs mix to distinct values.
+    std::uint64_t z = buckets[b] ^ (std::uint64_t{b} * 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    out[b / kBucketsPerGroup] ^= z ^ (z >> 31);
+    out[kGroups + b / kBucketsPerGroup] += sums[b];
+  }
+  return out;
+}
+
 std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt) noexcept {
   std::uint64_t z = version_digest ^ salt;  // splitmix64's finalizer: every bit of both moves the result
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

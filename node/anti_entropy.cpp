@@ -184,10 +184,11 @@ bool AntiEntropy::exchange(Peer& p) {
 // then the pull.
 AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   const std::string query = "?set=" + trees_.sets()[set].name;
-  std::vector<std::uint64_t> theirs;
-  auto r = p.call(ExchangeStep::tree, "GET", std::string(ae::kTreePath) + query);
-  if (!ae::parse_u64s(r.body, 2 * ae::kBuckets, theirs))
-    throw PeerError("tree: expected " + std::to_string(ae::kBuckets) + " bucket hashes and counter sums");
+  std::vector<std::uint64_t> their_groups;
+  auto r = p.call(ExchangeStep::tree, "GET", std::string(ae::kTreePath) + query + "&groups=1");
+  if (!ae::parse_u64s(r.body, 2 * ae::kGroups, their_groups))
+    throw PeerError("tree: expected " + std::to_string(ae::kGroups) + " group hashes and counter sums");
+  const std::string incarnation = r.field(ae::kIncarnationField);
   if (incarnation_) {
     const std::string remembered = r.field(ae::kRememberedField);
     incarnation_->peer_remembers(p.stats->id, remembered == ae::kNone ? std::string() : remembered);
@@ -208,21 +209,51 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
                 << ", which is over: resuming here too" << std::endl;
       pause->resume(over);
     }
-  const auto ours = trees_.buckets(set);
-  note(set, p.node, r.field(ae::kIncarnationField), ours, theirs);
   // A node rebuilding its data becomes a quorum member once it has exchanged with every peer
-  // (node/incarnation.hpp), so that exchange must miss nothing the peer holds: no bucket skipped as
-  // "ahead" (a few new writes can outweigh a bucket's sum), full 8-byte leaves and 4-byte digests.
-  // A serving node leaves what a shortcut hides to the next round.
+  // (node/incarnation.hpp), so that exchange must miss nothing the peer holds: no group or bucket
+  // skipped as "ahead" (a few new writes can outweigh a bucket's sum), full 8-byte leaves and 4-byte
+  // digests. A serving node leaves what a shortcut hides to the next round.
   const bool exact = incarnation_ && !incarnation_->serving();
+  const auto ours = trees_.buckets(set);
   const auto sums = trees_.counter_sums(set);
-  std::vector<std::uint32_t> buckets;
-  std::uint64_t ahead = 0;  // differing buckets where this node is ahead: the peer's to pull
-  for (std::uint32_t b = 0; b < ae::kBuckets; ++b) {
-    if (ours[b] == theirs[b]) continue;
-    if (!exact && static_cast<std::int64_t>(theirs[ae::kBuckets + b] - sums[b]) < 0) ++ahead;
-    else buckets.push_back(b);
+  const auto our_groups = ae::groups_of(ours, sums);
+  // Where this node is ahead (its sum above the peer's), the peer pulls: a group, then a bucket in a
+  // group descended. For a differing one at least one side descends, as common/anti_entropy.hpp
+  // says of buckets; a side that descended into a group pulls what it lacks there, and then its sum
+  // is the greater one, or they are equal, and the other side descends into what is left.
+  auto behind_or_even = [&](std::uint64_t their_sum, std::uint64_t our_sum) {
+    return exact || static_cast<std::int64_t>(their_sum - our_sum) >= 0;
+  };
+  std::vector<bool> equal(ae::kBuckets, false);  // known equal to the peer's, for the purge evidence
+  std::vector<std::uint32_t> groups;
+  std::uint64_t ahead = 0;  // differing groups and buckets where this node is ahead: the peer's to pull
+  for (std::uint32_t g = 0; g < ae::kGroups; ++g) {
+    if (our_groups[g] == their_groups[g]) {
+      std::fill_n(equal.begin() + static_cast<std::ptrdiff_t>(g * ae::kBucketsPerGroup), ae::kBucketsPerGroup, true);
+    } else if (behind_or_even(their_groups[ae::kGroups + g], our_groups[ae::kGroups + g])) {
+      groups.push_back(g);
+    } else {
+      ++ahead;
+    }
   }
+  std::vector<std::uint32_t> buckets;
+  if (!groups.empty()) {
+    std::string body;
+    ae::append_u32s(body, groups);
+    r = p.call(ExchangeStep::tree, "POST", std::string(ae::kTreePath) + query + "&groups=1", body);
+    std::vector<std::uint64_t> theirs;  // per group asked, its buckets' hashes, then their sums
+    if (!ae::parse_u64s(r.body, groups.size() * 2 * ae::kBucketsPerGroup, theirs))
+      throw PeerError("tree: buckets do not match the groups asked");
+    for (std::size_t i = 0; i < groups.size(); ++i)
+      for (std::uint32_t j = 0; j < ae::kBucketsPerGroup; ++j) {
+        const std::uint32_t b = groups[i] * ae::kBucketsPerGroup + j;
+        const std::size_t at = i * 2 * ae::kBucketsPerGroup + j;
+        if ((equal[b] = ours[b] == theirs[at])) continue;
+        if (behind_or_even(theirs[at + ae::kBucketsPerGroup], sums[b])) buckets.push_back(b);
+        else ++ahead;
+      }
+  }
+  note(set, p.node, incarnation, ours, equal);
   if (buckets.empty()) return {0, ahead};
 
   // The leaves as 2-byte short digests under a salt of this request: a quarter of the bytes, and a
@@ -366,7 +397,7 @@ void AntiEntropy::learn_floors(Peer& p) {
 }
 
 void AntiEntropy::note(std::size_t set, std::uint32_t peer, const std::string& incarnation,
-                       const std::vector<std::uint64_t>& ours, const std::vector<std::uint64_t>& theirs) {
+                       const std::vector<std::uint64_t>& ours, const std::vector<bool>& equal) {
   Evidence& ev = evidence_[set];
   if (incarnation.empty()) {
     ev.broken = true;  // a peer without an incarnation cannot be asked to raise floors
@@ -377,7 +408,7 @@ void AntiEntropy::note(std::size_t set, std::uint32_t peer, const std::string& i
     ev.agree.assign(ae::kBuckets, true);
   }
   for (std::uint32_t b = 0; b < ae::kBuckets; ++b)
-    if (ours[b] != ev.own[b] || ours[b] != theirs[b]) ev.agree[b] = false;
+    if (ours[b] != ev.own[b] || !equal[b]) ev.agree[b] = false;
   ev.incarnations.emplace_back(peer, incarnation);
   ++ev.peers;
 }
@@ -536,7 +567,7 @@ std::string AntiEntropy::render() const {
        [&](const PeerSync& p) { return load(p.failures); });
   each("kvnode_anti_entropy_keys_behind", "Keys the peer held newer at the last exchange (this node was behind on them).",
        "gauge", [&](const PeerSync& p) { return load(p.keys_behind); });
-  each("kvnode_anti_entropy_segments_differing", "Tree segments that differed from the peer's at the last exchange (a bucket where this node was ahead, left to the peer to pull, counts as one).", "gauge",
+  each("kvnode_anti_entropy_segments_differing", "Tree segments that differed from the peer's at the last exchange (a group or bucket where this node was ahead, left to the peer to pull, counts as one).", "gauge",
        [&](const PeerSync& p) { return load(p.segments_differing); });
   each("kvnode_anti_entropy_keys_repaired_total", "Keys pulled from the peer and stored (newer than what was held).",
        "counter", [&](const PeerSync& p) { return load(p.keys_repaired); });

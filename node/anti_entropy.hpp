@@ -94,7 +94,7 @@ struct PeerSync {
   std::atomic<std::uint64_t> failures{0};        // exchanges cut short (peer unreachable, bad answer)
   std::atomic<std::uint64_t> keys_behind{0};     // keys the peer held newer, at the last exchange
   std::atomic<std::uint64_t> keys_repaired{0};   // keys pulled and stored (newer than what was held)
-  std::atomic<std::uint64_t> segments_differing{0};  // at the last exchange (a bucket where this node
+  std::atomic<std::uint64_t> segments_differing{0};  // at the last exchange (a group or bucket where this node
                                                      // was ahead counts as one)
   std::atomic<std::uint64_t> bytes{0};           // request and response bodies, all steps
   std::atomic<std::uint64_t> step_bytes[kExchangeSteps] = {};  // the same by ExchangeStep
@@ -162,8 +162,10 @@ class AntiEntropy {
   // have, drops this node's own tombstones. False when it is to be tried again (a peer failed, or
   // its exchange did this round); true when done or given up.
   bool complete(PendingPurge& p, bool again);
+  // The purge evidence of one comparison: this node's bucket hashes `ours`, and which buckets were
+  // found equal to the peer's (in a group found equal, or compared one by one).
   void note(std::size_t set, std::uint32_t peer, const std::string& incarnation, const std::vector<std::uint64_t>& ours,
-            const std::vector<std::uint64_t>& theirs);
+            const std::vector<bool>& equal);
   bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
 
   Store& store_;

@@ -228,10 +228,19 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
     floors->count_purged(purged);
     return http::json_answer(res, status::ok, "{\"purged\":" + std::to_string(purged) + "}");
   }
+  const auto groups = query_value(target, "groups");
+  if (path == ae::kTreePath && !groups.empty() && groups != "1")
+    return http::error_answer(res, status::bad_request, "groups: expected 1 (the tree by groups of buckets), or nothing");
   if (get_tree) {
     std::string out;
-    ae::append_u64s(out, trees_->buckets(index));
-    ae::append_u64s(out, trees_->counter_sums(index));
+    const auto buckets = trees_->buckets(index);
+    const auto sums = trees_->counter_sums(index);
+    if (groups.empty()) {
+      ae::append_u64s(out, buckets);
+      ae::append_u64s(out, sums);
+    } else {
+      ae::append_u64s(out, ae::groups_of(buckets, sums));
+    }
     binary_answer(res, std::move(out));
     if (const PurgePause* pause = trees_->purge_pause()) {
       if (auto change = pause->paused(); !change.empty()) res.set(ae::kPurgesPausedField, change);
@@ -278,6 +287,24 @@ void SyncApi::handle(const http::StringRequest& req, http::StringResponse& res) 
     return;
   }
   std::vector<std::uint32_t> numbers;
+  if (path == ae::kTreePath && !groups.empty()) {
+    if (!ae::parse_u32s(body, ae::kGroups, ae::kGroups, numbers))
+      return http::error_answer(res, status::bad_request,
+                                "body: expected group numbers below " + std::to_string(ae::kGroups) +
+                                    ", 4 bytes each, ascending");
+    const auto buckets = trees_->buckets(index);
+    const auto sums = trees_->counter_sums(index);
+    std::vector<std::uint64_t> out_numbers;
+    out_numbers.reserve(numbers.size() * 2 * ae::kBucketsPerGroup);
+    for (const auto g : numbers) {
+      const auto first = static_cast<std::ptrdiff_t>(g * ae::kBucketsPerGroup);
+      out_numbers.insert(out_numbers.end(), buckets.begin() + first, buckets.begin() + first + ae::kBucketsPerGroup);
+      out_numbers.insert(out_numbers.end(), sums.begin() + first, sums.begin() + first + ae::kBucketsPerGroup);
+    }
+    std::string out;
+    ae::append_u64s(out, out_numbers);
+    return binary_answer(res, std::move(out));
+  }
   if (path == ae::kTreePath) {
     if (!ae::parse_u32s(body, ae::kBuckets, ae::kBuckets, numbers))
       return http::error_answer(res, status::bad_request,

@@ -169,6 +169,17 @@ class AntiEntropyTest(unittest.TestCase):
         pulled = lambda s: sum(metric(text, f'kvnode_anti_entropy_step_bytes_total{{peer="{p}",step="{s}"}}') for p in ("n1", "n2"))
         self.assertGreater(pulled("records"), 350 * 20)
         self.assertGreater(pulled("digests"), 0)
+        # In sync, an exchange moves the groups of the tree only: 32 hashes and 32 sums, 512 bytes.
+        def tree_and_exchanges():
+            t = metrics(self.ports["n3"])
+            return (metric(t, 'kvnode_anti_entropy_step_bytes_total{peer="n1",step="tree"}'),
+                    metric(t, 'kvnode_anti_entropy_exchanges_total{peer="n1"}'))
+        tree0, exchanges0 = tree_and_exchanges()
+        self.assertTrue(wait_until(lambda: tree_and_exchanges()[1] >= exchanges0 + 3, 10))
+        tree1, exchanges1 = tree_and_exchanges()
+        # (An exchange counts once it ends, its bytes as they move: one may be under way at each read.)
+        self.assertGreaterEqual(tree1 - tree0, 512 * (exchanges1 - exchanges0 - 1))
+        self.assertLessEqual(tree1 - tree0, 512 * (exchanges1 - exchanges0 + 1))
         # kvproxy's health checks read each node's /health: its stats show the copy's state and figures.
         def replica(node_id):
             return next(n for n in proxy_stats(self.proxy.admin_port)["nodes"] if n["id"] == node_id).get("replica")

@@ -146,3 +146,29 @@ TEST_CASE("anti-entropy: diff requests round-trip; bad ones are refused; salts c
   for (std::uint64_t d = 1; d < 1000; ++d) same_leaf += ae::short_leaf(d, 1) == ae::short_leaf(d, 2);
   CHECK(same_leaf < 3);
 }
+
+TEST_CASE("anti-entropy: groups of buckets, their hashes mixed by bucket and their sums added", "[anti_entropy]") {
+  std::vector<std::uint64_t> buckets(ae::kBuckets), sums(ae::kBuckets);
+  for (std::uint32_t b = 0; b < ae::kBuckets; ++b) {
+    buckets[b] = 0x9e3779b97f4a7c15ULL * (b + 1);
+    sums[b] = b;
+  }
+  const auto groups = ae::groups_of(buckets, sums);
+  REQUIRE(groups.size() == 2 * ae::kGroups);
+  CHECK(groups == ae::groups_of(buckets, sums));
+  std::uint64_t first_sum = 0;
+  for (std::uint32_t b = 0; b < ae::kBucketsPerGroup; ++b) first_sum += b;
+  CHECK(groups[ae::kGroups] == first_sum);
+  // One bucket changed: its group's hash and sum change, no other group's.
+  auto changed = buckets;
+  changed[ae::kBucketsPerGroup * 5 + 3] ^= 1;
+  auto other = ae::groups_of(changed, sums);
+  for (std::uint32_t g = 0; g < ae::kGroups; ++g) CHECK((other[g] != groups[g]) == (g == 5));
+  CHECK(std::equal(other.begin() + ae::kGroups, other.end(), groups.begin() + ae::kGroups));
+  // Two buckets of a group changed alike (the same keys' digests XORed into both) do not cancel out,
+  // as they would in a plain XOR of the buckets.
+  changed = buckets;
+  changed[ae::kBucketsPerGroup * 5 + 3] ^= 0xdeadbeef;
+  changed[ae::kBucketsPerGroup * 5 + 4] ^= 0xdeadbeef;
+  CHECK(ae::groups_of(changed, sums)[5] != groups[5]);
+}

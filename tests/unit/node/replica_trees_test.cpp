@@ -236,6 +236,39 @@ TEST_CASE("sync api: trees, leaves, digests of a set's keys only, and fetch with
   CHECK(short_leaves[ae::kFanout + 3] == ae::short_leaf(trees.leaf(0, 7 * ae::kFanout + 3), 12345));
   CHECK(call(api, http::verb::post, "/replica/tree?set=" + set + "&salt=x", body).result_int() == 400);
 
+  // By groups (what the exchanger asks first): the groups' hashes and sums, then the buckets of the
+  // groups asked, their hashes then their sums.
+  res = call(api, http::verb::get, "/replica/tree?set=" + set + "&groups=1");
+  REQUIRE(res.result_int() == 200);
+  std::vector<std::uint64_t> groups;
+  REQUIRE(ae::parse_u64s(res.body(), 2 * ae::kGroups, groups));
+  CHECK(groups == ae::groups_of(trees.buckets(0), trees.counter_sums(0)));
+  body.clear();
+  ae::append_u32s(body, {1, ae::kGroups - 1});
+  res = call(api, http::verb::post, "/replica/tree?set=" + set + "&groups=1", body);
+  REQUIRE(res.result_int() == 200);
+  std::vector<std::uint64_t> of_groups;
+  REQUIRE(ae::parse_u64s(res.body(), 2 * 2 * ae::kBucketsPerGroup, of_groups));
+  const auto at = [&](std::uint32_t group, std::uint32_t j) { return static_cast<std::size_t>(group * ae::kBucketsPerGroup + j); };
+  for (std::uint32_t j = 0; j < ae::kBucketsPerGroup; ++j) {
+    CHECK(of_groups[j] == trees.buckets(0)[at(1, j)]);
+    CHECK(of_groups[ae::kBucketsPerGroup + j] == trees.counter_sums(0)[at(1, j)]);
+    CHECK(of_groups[2 * ae::kBucketsPerGroup + j] == trees.buckets(0)[at(ae::kGroups - 1, j)]);
+    CHECK(of_groups[3 * ae::kBucketsPerGroup + j] == trees.counter_sums(0)[at(ae::kGroups - 1, j)]);
+  }
+  for (const std::vector<std::uint32_t>& bad : {std::vector<std::uint32_t>{ae::kGroups}, {3, 2}}) {
+    body.clear();
+    ae::append_u32s(body, bad);
+    res = call(api, http::verb::post, "/replica/tree?set=" + set + "&groups=1", body);
+    CHECK(res.result_int() == 400);
+    CHECK(res.body() == R"x({"status":"error","detail":"body: expected group numbers below 32, 4 bytes each, ascending"})x");
+  }
+  res = call(api, http::verb::get, "/replica/tree?set=" + set + "&groups=2");
+  CHECK(res.result_int() == 400);
+  CHECK(res.body() == R"x({"status":"error","detail":"groups: expected 1 (the tree by groups of buckets), or nothing"})x");
+  body.clear();
+  ae::append_u32s(body, {0, 7});
+
   // Digests of every segment: exactly the keys of the set, without values.
   std::size_t expected = 0;
   for (int i = 0; i < 300; ++i) expected += trees.set_of_hash(kv::hash_key("k" + std::to_string(i))) == 0;
