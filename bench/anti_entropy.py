@@ -375,14 +375,16 @@ def write_report(out, report):
              + ".", "",
              "### Convergence after an outage under load", "",
              "| outage | offered load | keys missed | caught up after restart | equal after the load stopped | "
-             "bytes moved | minimum (missed keys' key + value) | ratio |",
-             "|---|---|---|---|---|---|---|---|"]
+             "bytes moved | minimum (missed keys' key + value) | ratio | by step: tree, leaves, digests, records |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in report["outages"]:
         caught = "never (600 s)" if r["caught_up_s"] is None else f"{r['caught_up_s']:.2f} s"
         equal = "no (300 s)" if r["equal_after_stop_s"] is None else f"{r['equal_after_stop_s']:.2f} s"
         ratio = "-" if r["bytes_ratio"] is None else f"{r['bytes_ratio']:.2f}x"
+        steps = r.get("moved_by_step", {})
+        by_step = ", ".join(f"{steps.get(s, 0) / 1e3:.0f}" for s in ("tree", "leaves", "digests", "records")) + " kB"
         lines.append(f"| {r['outage_s']} s | {r['offered_rps']} req/s, {r['put_percent']}% PUT | {r['missed_keys']} | "
-                     f"{caught} | {equal} | {r['moved_bytes'] / 1e3:.0f} kB | {r['minimum_bytes'] / 1e3:.0f} kB | {ratio} |")
+                     f"{caught} | {equal} | {r['moved_bytes'] / 1e3:.0f} kB | {r['minimum_bytes'] / 1e3:.0f} kB | {ratio} | {by_step} |")
     lines += ["", "Caught up: n3's own store holds every key at least as new as n1 held at the restart "
               "(n3 started in the \"start\" time before it, not counted: "
               + ", ".join(f"{r['start_s']:.2f} s" for r in report["outages"]) + "). Bytes: request and response "
