@@ -39,18 +39,14 @@ bool parse_u64s(std::string_view body, std::size_t count, std::vector<std::uint6
 
 void append_u16s(std::string& out, const std::vector<std::uint16_t>& v) {
   out.reserve(out.size() + v.size() * 2);
-  for (auto n : v) {
-    out.push_back(static_cast<char>(n >> 8));
-    out.push_back(static_cast<char>(n & 0xff));
-  }
+  for (auto n : v) append_be16(out, n);
 }
 
 bool parse_u16_list(std::string_view body, std::size_t count, std::vector<std::uint16_t>& out) {
   out.clear();
   if (body.size() != count * 2) return false;
   out.reserve(count);
-  for (std::size_t i = 0; i < body.size(); i += 2)
-    out.push_back(static_cast<std::uint16_t>(static_cast<unsigned char>(body[i]) << 8 | static_cast<unsigned char>(body[i + 1])));
+  for (std::size_t i = 0; i < body.size(); i += 2) out.push_back(read_be16(body.substr(i)));
   return true;
 }
 
@@ -72,24 +68,29 @@ bool parse_keys(std::string_view body, std::size_t max, std::vector<std::string_
   return true;
 }
 
+namespace {
+
+// splitmix64's finalizer, a bijection in which every input bit moves every output bit.
+std::uint64_t mix64(std::uint64_t z) noexcept {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
 std::vector<std::uint64_t> groups_of(const std::vector<std::uint64_t>& buckets, const std::vector<std::uint64_t>& sums) {
   std::vector<std::uint64_t> out(2 * kGroups, 0);
   for (std::uint32_t b = 0; b < kBuckets && b < buckets.size() && b < sums.size(); ++b) {
-    // splitmix64's finalizer, a bijection: distinct (hash, bucket) pairs mix to distinct values.
-    std::uint64_t z = buckets[b] ^ (std::uint64_t{b} * 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    out[b / kBucketsPerGroup] ^= z ^ (z >> 31);
+    // A bijection: distinct hashes of one bucket mix to distinct values.
+    out[b / kBucketsPerGroup] ^= mix64(buckets[b] ^ (std::uint64_t{b} * 0x9e3779b97f4a7c15ULL));
     out[kGroups + b / kBucketsPerGroup] += sums[b];
   }
   return out;
 }
 
 std::uint32_t short_digest(std::uint64_t version_digest, std::uint64_t salt) noexcept {
-  std::uint64_t z = version_digest ^ salt;  // splitmix64's finalizer: every bit of both moves the result
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return static_cast<std::uint32_t>((z ^ (z >> 31)) >> 32);
+  return static_cast<std::uint32_t>(mix64(version_digest ^ salt) >> 32);  // every bit of both moves the result
 }
 
 namespace {
@@ -113,12 +114,8 @@ void append_diff_request(std::string& out, std::uint64_t salt, const std::vector
     next = s.segment + 1;
     append_varint(out, static_cast<std::uint32_t>(s.digests.size()));
     for (auto d : s.digests) {
-      if (digest_bytes == 2) {
-        out.push_back(static_cast<char>(d >> 8 & 0xff));
-        out.push_back(static_cast<char>(d & 0xff));
-      } else {
-        append_be32(out, d);
-      }
+      if (digest_bytes == 2) append_be16(out, static_cast<std::uint16_t>(d));
+      else append_be32(out, d);
     }
   }
 }
@@ -141,9 +138,7 @@ bool parse_diff_request(std::string_view body, std::uint64_t& salt, std::vector<
     s.digests.reserve(n);
     for (std::uint32_t i = 0; i < n; ++i) {
       const auto at = static_cast<std::size_t>(i) * digest_bytes;
-      s.digests.push_back(digest_bytes == 2 ? std::uint32_t{static_cast<unsigned char>(body[at])} << 8 |
-                                                  static_cast<unsigned char>(body[at + 1])
-                                            : read_be32(body.substr(at)));
+      s.digests.push_back(digest_bytes == 2 ? read_be16(body.substr(at)) : read_be32(body.substr(at)));
     }
     body.remove_prefix(digest_bytes * std::size_t{n});
     out.push_back(std::move(s));

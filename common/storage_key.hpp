@@ -23,6 +23,16 @@ inline std::uint64_t read_be64(std::string_view in) {
   return v;
 }
 
+// The 2-byte big-endian short digests of anti_entropy.hpp.
+inline void append_be16(std::string& out, std::uint16_t v) {
+  out.push_back(static_cast<char>(v >> 8));
+  out.push_back(static_cast<char>(v & 0xff));
+}
+
+inline std::uint16_t read_be16(std::string_view in) {
+  return static_cast<std::uint16_t>(static_cast<unsigned char>(in[0]) << 8 | static_cast<unsigned char>(in[1]));
+}
+
 // The 4-byte big-endian lengths and numbers of the wire formats (transfer.hpp, anti_entropy.hpp).
 inline void append_be32(std::string& out, std::uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));

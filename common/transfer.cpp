@@ -115,54 +115,35 @@ void append_versioned_record(std::string& out, const Record& r) {
 
 bool parse_records(std::string_view body, std::vector<Record>& out, std::string& error, bool versioned) {
   out.clear();
+  // The message names the entry being read (built only on failure: this runs for every record pulled).
+  const auto fail = [&](std::string_view why) {
+    error = "records: entry " + std::to_string(out.size() + 1) + ": " + std::string(why);
+    return false;
+  };
   while (!body.empty()) {
-    const std::string where = "records: entry " + std::to_string(out.size() + 1) + ": ";
-    if (body.size() < 4) {
-      error = where + "truncated key length";
-      return false;
-    }
+    if (body.size() < 4) return fail("truncated key length");
     const std::uint32_t klen = read_be32(body);
     body.remove_prefix(4);
-    if (klen < kStorageKeyPrefix || body.size() < klen) {
-      error = where + (klen < kStorageKeyPrefix ? "key shorter than its 8-byte hash" : "truncated key");
-      return false;
-    }
+    if (klen < kStorageKeyPrefix || body.size() < klen)
+      return fail(klen < kStorageKeyPrefix ? "key shorter than its 8-byte hash" : "truncated key");
     Record r;
     r.key = body.substr(0, klen);
     body.remove_prefix(klen);
     if (versioned) {
-      if (body.size() < 17) {
-        error = where + "truncated version";
-        return false;
-      }
-      if (body[0] != 'v' && body[0] != 't') {
-        error = where + "kind must be 'v' or 't'";
-        return false;
-      }
+      if (body.size() < 17) return fail("truncated version");
+      if (body[0] != 'v' && body[0] != 't') return fail("kind must be 'v' or 't'");
       r.tombstone = body[0] == 't';
       r.tag = {read_be64(body.substr(1)), read_be64(body.substr(9))};
       body.remove_prefix(17);
-      if (r.tag.counter > kMaxTagCounter) {
-        error = where + "version counter too large";
-        return false;
-      }
+      if (r.tag.counter > kMaxTagCounter) return fail("version counter too large");
     }
-    if (body.size() < 4) {
-      error = where + "truncated value length";
-      return false;
-    }
+    if (body.size() < 4) return fail("truncated value length");
     const std::uint32_t vlen = read_be32(body);
     body.remove_prefix(4);
-    if (body.size() < vlen) {
-      error = where + "truncated value";
-      return false;
-    }
+    if (body.size() < vlen) return fail("truncated value");
     r.value = body.substr(0, vlen);
     body.remove_prefix(vlen);
-    if (r.tombstone && vlen != 0) {
-      error = where + "a tombstone has no value";
-      return false;
-    }
+    if (r.tombstone && vlen != 0) return fail("a tombstone has no value");
     out.push_back(r);
   }
   return true;
@@ -183,45 +164,30 @@ bool parse_compact_records(std::string_view body, std::vector<Record>& out, std:
   out.clear();
   keys.clear();
   std::vector<std::size_t> ends;  // of each record's stored key in `keys`; views are taken once it stops growing
+  const auto fail = [&](std::string_view why) {  // as parse_records's
+    error = "compact records: entry " + std::to_string(out.size() + 1) + ": " + std::string(why);
+    return false;
+  };
   while (!body.empty()) {
-    const std::string where = "compact records: entry " + std::to_string(out.size() + 1) + ": ";
     std::uint64_t klen = 0, vlen = 0;
-    if (!read_varint(body, klen) || body.size() < klen) {
-      error = where + "bad or truncated key";
-      return false;
-    }
+    if (!read_varint(body, klen) || body.size() < klen) return fail("bad or truncated key");
     const std::string_view key = body.substr(0, klen);
     body.remove_prefix(klen);
     append_be64(keys, hash_key(key));
     keys.append(key);
     ends.push_back(keys.size());
     Record r;
-    if (body.empty() || (body[0] != 'v' && body[0] != 't')) {
-      error = where + "kind must be 'v' or 't'";
-      return false;
-    }
+    if (body.empty() || (body[0] != 'v' && body[0] != 't')) return fail("kind must be 'v' or 't'");
     r.tombstone = body[0] == 't';
     body.remove_prefix(1);
-    if (!read_varint(body, r.tag.counter, kMaxTagCounter)) {
-      error = where + "bad, truncated or too large version counter";
-      return false;
-    }
-    if (body.size() < 8) {
-      error = where + "truncated version writer";
-      return false;
-    }
+    if (!read_varint(body, r.tag.counter, kMaxTagCounter)) return fail("bad, truncated or too large version counter");
+    if (body.size() < 8) return fail("truncated version writer");
     r.tag.writer = read_be64(body);
     body.remove_prefix(8);
-    if (!read_varint(body, vlen) || body.size() < vlen) {
-      error = where + "bad or truncated value";
-      return false;
-    }
+    if (!read_varint(body, vlen) || body.size() < vlen) return fail("bad or truncated value");
     r.value = body.substr(0, vlen);
     body.remove_prefix(vlen);
-    if (r.tombstone && vlen != 0) {
-      error = where + "a tombstone has no value";
-      return false;
-    }
+    if (r.tombstone && vlen != 0) return fail("a tombstone has no value");
     out.push_back(r);
   }
   std::size_t from = 0;

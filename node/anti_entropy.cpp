@@ -261,27 +261,19 @@ AntiEntropy::Found AntiEntropy::exchange_set(Peer& p, std::size_t set) {
   std::string body;
   ae::append_u32s(body, buckets);
   const std::uint64_t salt = salts_();
+  // A rebuilding node asks for the full 8-byte leaves (no salt).
+  r = p.call(ExchangeStep::leaves, "POST",
+             std::string(ae::kTreePath) + query + (exact ? std::string() : "&salt=" + std::to_string(salt)), body);
+  const std::size_t count = buckets.size() * ae::kFanout;
+  std::vector<std::uint64_t> leaves;
+  std::vector<std::uint16_t> short_leaves;
+  if (exact ? !ae::parse_u64s(r.body, count, leaves) : !ae::parse_u16_list(r.body, count, short_leaves))
+    throw PeerError("tree: leaves do not match the buckets asked");
   std::vector<std::uint32_t> segments;
-  if (exact) {
-    r = p.call(ExchangeStep::leaves, "POST", std::string(ae::kTreePath) + query, body);
-    std::vector<std::uint64_t> leaves;
-    if (!ae::parse_u64s(r.body, buckets.size() * ae::kFanout, leaves))
-      throw PeerError("tree: leaves do not match the buckets asked");
-    for (std::size_t i = 0; i < buckets.size(); ++i)
-      for (std::uint32_t j = 0; j < ae::kFanout; ++j) {
-        const std::uint32_t s = buckets[i] * ae::kFanout + j;
-        if (trees_.leaf(set, s) != leaves[i * ae::kFanout + j]) segments.push_back(s);
-      }
-  } else {
-    r = p.call(ExchangeStep::leaves, "POST", std::string(ae::kTreePath) + query + "&salt=" + std::to_string(salt), body);
-    std::vector<std::uint16_t> short_leaves;
-    if (!ae::parse_u16_list(r.body, buckets.size() * ae::kFanout, short_leaves))
-      throw PeerError("tree: leaves do not match the buckets asked");
-    for (std::size_t i = 0; i < buckets.size(); ++i)
-      for (std::uint32_t j = 0; j < ae::kFanout; ++j) {
-        const std::uint32_t s = buckets[i] * ae::kFanout + j;
-        if (ae::short_leaf(trees_.leaf(set, s), salt) != short_leaves[i * ae::kFanout + j]) segments.push_back(s);
-      }
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uint32_t s = buckets[i / ae::kFanout] * ae::kFanout + static_cast<std::uint32_t>(i % ae::kFanout);
+    const std::uint64_t leaf = trees_.leaf(set, s);
+    if (exact ? leaf != leaves[i] : ae::short_leaf(leaf, salt) != short_leaves[i]) segments.push_back(s);
   }
 
   std::uint64_t behind = 0;
